@@ -107,6 +107,8 @@ pub enum DecodeError {
     },
     #[error("{packet} has Authentication Data without an Authentication Method")]
     AuthDataWithoutMethod { packet: PacketType },
+    #[error("AUTH has no Authentication Method")]
+    AuthWithoutMethod,
     #[error("{packet} carries no topic filter")]
     NoTopicFilters { packet: PacketType },
     #[error("{packet} carries no reason code")]
@@ -136,6 +138,7 @@ impl DecodeError {
             DuplicateProperty { .. }
             | InvalidPropertyValue { .. }
             | AuthDataWithoutMethod { .. }
+            | AuthWithoutMethod
             | NoTopicFilters { .. }
             | NoReasonCodes { .. }
             | InvalidRetainHandling

@@ -32,6 +32,13 @@ impl Auth {
             }
         }
         r.finish()?;
+        // §3.15.2.2.2: "It is a Protocol Error to omit the Authentication Method"; only the
+        // short form (§3.15.2.1: Success with no properties) carries none.
+        if auth.properties.authentication_method.is_none()
+            && (auth.reason != AuthReasonCode::Success || !auth.properties.is_empty())
+        {
+            return Err(DecodeError::AuthWithoutMethod);
+        }
         Ok(auth)
     }
 

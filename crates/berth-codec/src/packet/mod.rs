@@ -113,6 +113,9 @@ impl Packet {
     }
 }
 
+/// The most a single `decode` call pre-allocates for a packet still arriving.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// Decodes one packet from the front of `buf`.
 ///
 /// Returns `Ok(None)` while the packet is incomplete; the bytes stay in `buf`. The fixed header
@@ -147,7 +150,9 @@ pub fn decode(buf: &mut BytesMut, opts: &DecodeOptions) -> Result<Option<Packet>
         });
     }
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // Grow towards the announced size in bounded steps: a peer that announces a large packet
+        // and stalls must not make the broker allocate the whole maximum up front.
+        buf.reserve((total - buf.len()).min(RESERVE_STEP));
         return Ok(None);
     }
     let mut frame = buf.split_to(total).freeze();

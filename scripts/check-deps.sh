@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Enforces the layering of ARCHITECTURE.md §3: the codec and the core stay free of IO crates.
+# Fails if a crate's normal (non-dev) dependency tree contains a forbidden crate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+status=0
+check() {
+  local crate=$1 forbidden=$2
+  [[ -d crates/$crate ]] || return 0
+  local found
+  found=$(cargo tree -p "$crate" -e normal --prefix none 2>/dev/null \
+    | awk '{print $1}' | grep -E -x "$forbidden" | sort -u || true)
+  if [[ -n $found ]]; then
+    echo "check-deps: $crate must not depend on: $(echo "$found" | tr '\n' ' ')" >&2
+    status=1
+  else
+    echo "check-deps: $crate ok"
+  fi
+}
+
+io='tokio|tokio-.*|mio|futures.*|async-.*|tonic|tonic-.*|prost|prost-.*|rocksdb|librocksdb-sys|openraft'
+check berth-codec "$io|tracing|tracing-.*"
+check berth-core "$io"
+exit $status
