@@ -1,6 +1,13 @@
 //! Shared helpers for the end-to-end tests: bounded waits around child processes and sockets.
 //! Every helper takes or applies a deadline; nothing here can hang a test run.
 
+// Test support: a failed expectation is the test failing, with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod client;
+pub mod metrics;
+pub mod server;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ExitStatus};

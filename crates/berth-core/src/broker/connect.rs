@@ -1,0 +1,334 @@
+//! CONNECT, DISCONNECT and connection loss: session creation, resumption, takeover, and the
+//! session side of a connection ending (will, expiry).
+
+use berth_codec::{
+    ConnAck, ConnAckProperties, Connect, ConnectReasonCode, Disconnect, DisconnectReasonCode,
+    MqttString, Packet, ProtocolVersion,
+};
+
+use super::session::{Online, Session};
+use super::{Broker, CloseReason, Timer, record_of};
+use crate::ids::{ClientId, ConnId};
+use crate::message::Message;
+use crate::store::{Op, SessionExpiry, Store, WillRecord};
+use crate::time::UnixMillis;
+
+/// How a connection ended, for the will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// DISCONNECT 0x00: the will is discarded.
+    Normal,
+    /// Anything else (including DISCONNECT 0x04): the will is published, after its delay.
+    Abnormal,
+}
+
+impl<S: Store> Broker<S> {
+    pub(super) fn on_connect(&mut self, now: UnixMillis, conn: ConnId, connect: Connect) {
+        self.stats.connects_total += 1;
+        let v5 = connect.protocol.is_v5();
+
+        let mut assigned = None;
+        let client = if connect.client_id.is_empty() {
+            // 3.1.1 §3.1.3.1: an empty id needs Clean Session = 1; 3.1 requires an id.
+            if !v5 && (!connect.clean_start || connect.protocol == ProtocolVersion::V3_1) {
+                return self.refuse(
+                    conn,
+                    connect.protocol,
+                    ConnectReasonCode::ClientIdentifierNotValid,
+                );
+            }
+            let id = self.next_assigned_id(now);
+            let Ok(id) = MqttString::new(&id) else {
+                return self.refuse(conn, connect.protocol, ConnectReasonCode::UnspecifiedError);
+            };
+            if v5 {
+                assigned = Some(id.clone());
+            }
+            ClientId::new(id)
+        } else {
+            ClientId::new(connect.client_id.clone())
+        };
+
+        let requested = if v5 {
+            SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
+        } else if connect.clean_start {
+            SessionExpiry::After(0)
+        } else {
+            self.config.session.v3_persistent_expiry
+        };
+        let expiry = clamp_expiry(requested, self.config.session.max_expiry);
+        // Taken before the old session may end below: a session that replaces a discarded one
+        // (Clean Start, or an old one that ended with its connection) still gets a higher
+        // epoch, so that whatever still holds the old epoch is fenced (ARCHITECTURE §4).
+        let epoch = self.new_epoch(&client);
+
+        // The same client id on another connection: that connection ends, abnormally.
+        if let Some(old) = self.sessions.get(&client).and_then(Session::conn) {
+            if self
+                .sessions
+                .get(&client)
+                .is_some_and(|s| s.protocol.is_v5())
+            {
+                let disconnect = Disconnect::new(DisconnectReasonCode::SessionTakenOver);
+                self.send(old, Packet::Disconnect(disconnect));
+            }
+            self.actions.push(super::Action::Close { conn: old });
+            self.detach(now, &client, Ending::Abnormal);
+        }
+
+        let exists = self.sessions.contains_key(&client);
+        if exists && connect.clean_start {
+            // Clean Start discards the old session; a will still waiting is due now.
+            self.end_session(now, &client);
+        }
+        let session_present = self.sessions.contains_key(&client);
+        let session = self
+            .sessions
+            .entry(client.clone())
+            .or_insert_with(|| Session::new(epoch, connect.protocol, expiry));
+        session.epoch = epoch;
+        session.protocol = connect.protocol;
+        session.expiry = expiry;
+        if session.will_due_at.take().is_some() {
+            // Resumed within the will delay: the will of the previous connection is cancelled.
+            session.will = None;
+        }
+        // Back online: the expiry countdown stops. A resumed session keeps being stored until
+        // it ends, even if this connection asks for expiry 0 (it is deleted then).
+        session.expires_at = None;
+        if !session_present {
+            session.stored = !expiry.is_zero();
+        }
+        session.will = connect.will.map(|will| WillRecord {
+            delay_secs: will.properties.will_delay_interval.unwrap_or(0),
+            message: Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+                // MQTT 5 §3.1.3.2.4: the will's Message Expiry Interval is its lifetime from
+                // when it is *published*, not from CONNECT. Until then the record keeps the
+                // interval itself in `properties` (stored with the will, so it survives a
+                // restart); `publish_will` turns it into `expires_at`.
+                expires_at: None,
+                properties: berth_codec::PublishProperties {
+                    message_expiry_interval: will.properties.message_expiry_interval,
+                    payload_format_indicator: will.properties.payload_format_indicator,
+                    content_type: will.properties.content_type,
+                    response_topic: will.properties.response_topic,
+                    correlation_data: will.properties.correlation_data,
+                    user_properties: will.properties.user_properties,
+                    ..Default::default()
+                },
+            },
+        });
+        let props = &connect.properties;
+        let client_window = props.receive_maximum.map_or(u16::MAX, |max| max.get());
+        session.online = Some(Online {
+            conn,
+            send_window: usize::from(client_window.min(self.config.limits.max_inflight).max(1)),
+            max_packet_size: props.maximum_packet_size.map_or(u32::MAX, |max| max.get()),
+            alias_maximum: props.topic_alias_maximum.unwrap_or(0),
+            aliases_out: Default::default(),
+            aliases_in: Default::default(),
+        });
+        if session.stored {
+            let op = Op::PutSession {
+                client: client.clone(),
+                record: record_of(session),
+            };
+            self.batch.push(op);
+        }
+        self.conns.insert(conn, client.clone());
+
+        let mut connack = ConnAck::accepted(session_present);
+        if v5 {
+            let limits = &self.config.limits;
+            connack.properties = ConnAckProperties {
+                receive_maximum: std::num::NonZeroU16::new(limits.receive_maximum),
+                maximum_packet_size: std::num::NonZeroU32::new(limits.max_packet_size),
+                topic_alias_maximum: Some(limits.topic_alias_maximum),
+                assigned_client_identifier: assigned,
+                session_expiry_interval: (expiry != requested).then(|| expiry.as_interval()),
+                server_keep_alive: (connect.keep_alive > limits.max_keep_alive
+                    || (connect.keep_alive == 0 && limits.max_keep_alive < u16::MAX))
+                    .then_some(limits.max_keep_alive),
+                ..Default::default()
+            };
+        }
+        self.send(conn, Packet::ConnAck(Box::new(connack)));
+        self.resume_delivery(now, &client);
+    }
+
+    fn refuse(&mut self, conn: ConnId, protocol: ProtocolVersion, reason: ConnectReasonCode) {
+        let _ = protocol;
+        self.send(conn, Packet::ConnAck(Box::new(ConnAck::refused(reason))));
+        self.actions.push(super::Action::Close { conn });
+    }
+
+    pub(super) fn on_disconnect(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        client: &ClientId,
+        disconnect: Disconnect,
+    ) {
+        if let Some(requested) = disconnect.properties.session_expiry_interval {
+            let Some(session) = self.sessions.get_mut(client) else {
+                return;
+            };
+            // §3.14.2.2.2: a session that ends with its connection cannot be made to outlive it.
+            if session.expiry.is_zero() && requested != 0 {
+                return self.disconnect_with(
+                    now,
+                    conn,
+                    client,
+                    DisconnectReasonCode::ProtocolError,
+                );
+            }
+            session.expiry = clamp_expiry(
+                SessionExpiry::from_interval(requested),
+                self.config.session.max_expiry,
+            );
+        }
+        self.actions.push(super::Action::Close { conn });
+        let ending = if disconnect.reason == DisconnectReasonCode::DisconnectWithWillMessage {
+            Ending::Abnormal
+        } else {
+            Ending::Normal
+        };
+        self.detach(now, client, ending);
+    }
+
+    pub(super) fn on_closed(&mut self, now: UnixMillis, conn: ConnId, reason: CloseReason) {
+        let Some(client) = self.conns.get(&conn).cloned() else {
+            return;
+        };
+        let code = match &reason {
+            CloseReason::ConnectionLost => None,
+            CloseReason::KeepAliveTimeout => Some(DisconnectReasonCode::KeepAliveTimeout),
+            CloseReason::Malformed(error) => {
+                self.stats.protocol_errors_total += 1;
+                Some(error.disconnect_reason())
+            }
+            CloseReason::ServerShutdown => Some(DisconnectReasonCode::ServerShuttingDown),
+        };
+        if let Some(code) = code
+            && self
+                .sessions
+                .get(&client)
+                .is_some_and(|s| s.protocol.is_v5())
+        {
+            self.send(conn, Packet::Disconnect(Disconnect::new(code)));
+        }
+        self.actions.push(super::Action::Close { conn });
+        if reason == CloseReason::ServerShutdown {
+            // Left as stored: after the restart the connection counts as ended then, as after a
+            // crash, so wills and expiry follow the same rules either way.
+            self.conns.remove(&conn);
+            if let Some(session) = self.sessions.get_mut(&client) {
+                session.online = None;
+            }
+            return;
+        }
+        self.detach(now, &client, Ending::Abnormal);
+    }
+
+    /// Ends `conn` from the server side with a DISCONNECT reason (MQTT 5) and an abnormal ending.
+    pub(super) fn disconnect_with(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        client: &ClientId,
+        reason: DisconnectReasonCode,
+    ) {
+        if reason == DisconnectReasonCode::ProtocolError
+            || reason == DisconnectReasonCode::MalformedPacket
+        {
+            self.stats.protocol_errors_total += 1;
+        }
+        if self
+            .sessions
+            .get(client)
+            .is_some_and(|s| s.protocol.is_v5())
+        {
+            self.send(conn, Packet::Disconnect(Disconnect::new(reason)));
+        }
+        self.actions.push(super::Action::Close { conn });
+        self.detach(now, client, Ending::Abnormal);
+    }
+
+    /// The session loses its connection: the will is discarded or scheduled, and the session
+    /// either ends (expiry 0) or starts counting down to its expiry.
+    pub(super) fn detach(&mut self, now: UnixMillis, client: &ClientId, ending: Ending) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let Some(online) = session.online.take() else {
+            return;
+        };
+        self.conns.remove(&online.conn);
+        let mut will_now = false;
+        match ending {
+            Ending::Normal => session.will = None,
+            Ending::Abnormal => {
+                if let Some(will) = &session.will {
+                    // §3.1.3.2.2: after the will delay or when the session ends, whichever is first.
+                    let delay = match session.expiry {
+                        SessionExpiry::After(secs) => will.delay_secs.min(secs),
+                        SessionExpiry::Never => will.delay_secs,
+                    };
+                    if delay == 0 || !session.protocol.is_v5() {
+                        will_now = true;
+                    } else {
+                        let at = now.plus_secs(delay);
+                        session.will_due_at = Some(at);
+                        self.timers.insert((at, Timer::Will(client.clone())));
+                    }
+                }
+            }
+        }
+        if will_now {
+            self.publish_will(now, client);
+        }
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        if session.expiry.is_zero() {
+            self.end_session(now, client);
+            return;
+        }
+        session.expires_at = match session.expiry {
+            SessionExpiry::After(secs) => Some(now.plus_secs(secs)),
+            SessionExpiry::Never => Some(super::NEVER),
+        };
+        if let SessionExpiry::After(_) = session.expiry
+            && let Some(at) = session.expires_at
+        {
+            self.timers
+                .insert((at, Timer::SessionExpiry(client.clone())));
+        }
+        // Offline sessions keep their messages on disk, not in memory.
+        if session.stored {
+            session.queue.head.clear();
+            session.queue.head.shrink_to_fit();
+            session.inflight.clear();
+            session.inflight.shrink_to_fit();
+            session.inflight_loaded = false;
+            let op = Op::PutSession {
+                client: client.clone(),
+                record: record_of(session),
+            };
+            self.batch.push(op);
+        }
+    }
+}
+
+/// Applies the configured maximum to a requested expiry.
+fn clamp_expiry(requested: SessionExpiry, max: SessionExpiry) -> SessionExpiry {
+    match (requested, max) {
+        (_, SessionExpiry::Never) => requested,
+        (SessionExpiry::Never, max) => max,
+        (SessionExpiry::After(r), SessionExpiry::After(m)) => SessionExpiry::After(r.min(m)),
+    }
+}

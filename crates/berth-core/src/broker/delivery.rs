@@ -1,0 +1,424 @@
+//! Outbound delivery: the send window, the queue behind it, paging from storage, and the PUBLISH
+//! a client finally receives (expiry countdown, topic alias, its maximum packet size).
+
+use berth_codec::{Packet, PacketId, PubRel, Publish, QoS, TopicName, encoded_len};
+
+use super::Broker;
+use super::session::{Outgoing, QUEUE_PAGE};
+use crate::config::DropPolicy;
+use crate::ids::{ClientId, QueueSeq};
+use crate::message::Delivery;
+use crate::stats::DropReason;
+use crate::store::{Batch, InflightRecord, Op, Store, StoreError};
+use crate::time::UnixMillis;
+
+impl<S: Store> Broker<S> {
+    /// Gives `delivery` to `client`'s session: straight to the connection if the window has room
+    /// and nothing waits before it, otherwise to the back of its queue.
+    pub(super) fn deliver(&mut self, now: UnixMillis, client: &ClientId, delivery: Delivery) {
+        if delivery.message.is_expired(now) {
+            return self.stats.count_drop(DropReason::Expired);
+        }
+        let queue_qos0 = self.config.queue.queue_qos0;
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        if session.online.is_some() {
+            if delivery.qos == QoS::AtMostOnce {
+                self.transmit(now, client, &delivery, None, false);
+                return;
+            }
+            if session.queue.is_empty() && session.inflight_loaded && session.window_has_room() {
+                return self.send_in_window(now, client, delivery);
+            }
+        } else if delivery.qos == QoS::AtMostOnce && !queue_qos0 {
+            return self.stats.count_drop(DropReason::Qos0Offline);
+        }
+        self.enqueue(client, delivery);
+    }
+
+    fn enqueue(&mut self, client: &ClientId, delivery: Delivery) {
+        let size = delivery.size();
+        let limits = self.config.queue.clone();
+        // A message that cannot fit even in an empty queue is dropped by itself: evicting the
+        // whole queue first (drop_oldest) would lose every queued message and still not make room.
+        if !limits.max_bytes.allows(size) {
+            return self.stats.count_drop(DropReason::QueueFull);
+        }
+        loop {
+            let Some(session) = self.sessions.get(client) else {
+                return;
+            };
+            let bounds = session.queue.bounds;
+            if limits.max_messages.allows(bounds.count + 1)
+                && limits.max_bytes.allows(bounds.bytes + size)
+            {
+                break;
+            }
+            if limits.drop_policy == DropPolicy::DropNewest || bounds.count == 0 {
+                return self.stats.count_drop(DropReason::QueueFull);
+            }
+            if self.pop_queue(client).is_some() {
+                self.stats.count_drop(DropReason::QueueFull);
+            } else {
+                return self.stats.count_drop(DropReason::QueueFull);
+            }
+        }
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        // An offline persistent session keeps its queue on disk only (ARCHITECTURE §2: an
+        // offline session costs bytes on disk, not a buffer in memory); it is paged in when the
+        // client is back.
+        let online = session.online.is_some();
+        let queue = &mut session.queue;
+        let seq = queue.bounds.next;
+        let append_to_head = queue.head_is_complete()
+            && (!session.stored || (online && queue.head.len() < QUEUE_PAGE));
+        if queue.bounds.count == 0 {
+            queue.bounds.first = seq;
+        }
+        queue.bounds.next = seq.next();
+        queue.bounds.count += 1;
+        queue.bounds.bytes += size;
+        if session.stored {
+            self.batch.push(Op::Enqueue {
+                client: client.clone(),
+                seq,
+                delivery: delivery.clone(),
+            });
+        }
+        if append_to_head {
+            queue.head.push_back((seq, delivery));
+        }
+    }
+
+    /// Takes the oldest queued message, paging the next ones in from storage when needed.
+    fn pop_queue(&mut self, client: &ClientId) -> Option<(QueueSeq, Delivery)> {
+        let session = self.sessions.get_mut(client)?;
+        if session.queue.bounds.count == 0 {
+            return None;
+        }
+        if session.queue.head.is_empty() && session.stored {
+            let from = session.queue.bounds.first;
+            // Offline, only drop_oldest pops, one message at a time: page in no more than that.
+            let page = if session.online.is_some() {
+                QUEUE_PAGE
+            } else {
+                1
+            };
+            match read_queue_through(&self.store, &self.batch, client, from, page) {
+                Ok(page) => session.queue.head.extend(page),
+                Err(error) => {
+                    self.fault = Some(error);
+                    return None;
+                }
+            }
+        }
+        let (seq, delivery) = session.queue.head.pop_front()?;
+        let bounds = &mut session.queue.bounds;
+        bounds.count -= 1;
+        bounds.bytes = bounds.bytes.saturating_sub(delivery.size());
+        bounds.first = if bounds.count == 0 {
+            bounds.next
+        } else {
+            seq.next()
+        };
+        if session.stored {
+            self.batch.push(Op::Dequeue {
+                client: client.clone(),
+                seq,
+            });
+        }
+        Some((seq, delivery))
+    }
+
+    /// Moves queued messages into the send window while it has room.
+    pub(super) fn pump(&mut self, now: UnixMillis, client: &ClientId) {
+        self.resend_inflight(now, client);
+        loop {
+            let Some(session) = self.sessions.get(client) else {
+                return;
+            };
+            if !session.window_has_room() || session.queue.is_empty() {
+                return;
+            }
+            let Some((_, delivery)) = self.pop_queue(client) else {
+                return;
+            };
+            if delivery.message.is_expired(now) {
+                self.stats.count_drop(DropReason::Expired);
+                continue;
+            }
+            if delivery.qos == QoS::AtMostOnce {
+                self.transmit(now, client, &delivery, None, false);
+            } else {
+                self.send_in_window(now, client, delivery);
+            }
+        }
+    }
+
+    fn send_in_window(&mut self, now: UnixMillis, client: &ClientId, delivery: Delivery) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let Some(id) = session.allocate_packet_id() else {
+            return self.enqueue(client, delivery);
+        };
+        if !self.transmit(now, client, &delivery, Some(id), false) {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let order = session.take_order();
+        if session.stored {
+            self.batch.push(Op::PutInflight {
+                client: client.clone(),
+                packet_id: id,
+                record: InflightRecord::Sent {
+                    order,
+                    delivery: delivery.clone(),
+                },
+            });
+        }
+        session
+            .inflight
+            .push_back((id, Outgoing::Sent { order, delivery }));
+    }
+
+    /// After CONNACK of a resumed session: re-send the in-flight window in its original order
+    /// (PUBLISH with DUP = 1 and the same packet identifier, or PUBREL), then the queue.
+    pub(super) fn resume_delivery(&mut self, now: UnixMillis, client: &ClientId) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        if !session.inflight_loaded {
+            match read_inflight_through(&self.store, &self.batch, client) {
+                Ok(window) => {
+                    session.next_order = window
+                        .iter()
+                        .map(|(_, record)| record.order() + 1)
+                        .max()
+                        .unwrap_or(0);
+                    session.inflight = window
+                        .into_iter()
+                        .map(|(id, record)| match record {
+                            InflightRecord::Sent { order, delivery } => {
+                                (id, Outgoing::Sent { order, delivery })
+                            }
+                            InflightRecord::Released { .. } => (id, Outgoing::Released),
+                        })
+                        .collect();
+                    session.inflight_loaded = true;
+                }
+                Err(error) => {
+                    self.fault = Some(error);
+                    return;
+                }
+            }
+        }
+        let Some(conn) = session.conn() else { return };
+        // In the original order; but PUBLISHes only as far as this connection's send window (the
+        // client's Receive Maximum) reaches: the rest wait in `resend` for `pump`.
+        let window = session
+            .online
+            .as_ref()
+            .map_or(0, |online| online.send_window);
+        let entries: Vec<(PacketId, Outgoing)> = session.inflight.iter().cloned().collect();
+        session.resend.clear();
+        let mut in_air = 0;
+        for (id, outgoing) in entries {
+            match outgoing {
+                Outgoing::Sent { delivery, .. } => {
+                    let Some(session) = self.sessions.get_mut(client) else {
+                        return;
+                    };
+                    if !session.resend.is_empty() || in_air >= window {
+                        session.resend.push_back(id);
+                    } else if self.transmit(now, client, &delivery, Some(id), true) {
+                        in_air += 1;
+                    } else {
+                        // Too large for this connection's Maximum Packet Size: discarded as if
+                        // delivered [MQTT-3.1.2-25], so it must not hold a window slot forever.
+                        self.forget_inflight(client, id);
+                    }
+                }
+                Outgoing::Released => {
+                    in_air += 1;
+                    self.send(conn, Packet::PubRel(PubRel::new(id)));
+                }
+            }
+        }
+        self.pump(now, client);
+    }
+
+    /// Re-sends in-flight PUBLISHes of an earlier connection (DUP = 1, same packet identifier)
+    /// while fewer than the send window are unacknowledged on this one.
+    fn resend_inflight(&mut self, now: UnixMillis, client: &ClientId) {
+        loop {
+            let Some(session) = self.sessions.get_mut(client) else {
+                return;
+            };
+            let Some(online) = session.online.as_ref() else {
+                return;
+            };
+            let unacknowledged = session.inflight.len().saturating_sub(session.resend.len());
+            if unacknowledged >= online.send_window {
+                return;
+            }
+            let Some(id) = session.resend.pop_front() else {
+                return;
+            };
+            let delivery = session
+                .inflight
+                .iter()
+                .find_map(|(used, outgoing)| match outgoing {
+                    Outgoing::Sent { delivery, .. } if *used == id => Some(delivery.clone()),
+                    _ => None,
+                });
+            // Acknowledged before it was re-sent: nothing left to do for it.
+            let Some(delivery) = delivery else { continue };
+            if !self.transmit(now, client, &delivery, Some(id), true) {
+                // Too large for this connection's Maximum Packet Size: discarded as if
+                // delivered [MQTT-3.1.2-25], so it must not hold a window slot forever.
+                self.forget_inflight(client, id);
+            }
+        }
+    }
+
+    /// Removes `id` from the in-flight window, in memory and in the store.
+    fn forget_inflight(&mut self, client: &ClientId, id: PacketId) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        session.inflight.retain(|(used, _)| *used != id);
+        if session.stored {
+            self.batch.push(Op::DeleteInflight {
+                client: client.clone(),
+                packet_id: id,
+            });
+        }
+    }
+
+    /// Sends one PUBLISH to the session's connection. Returns false if it was dropped because
+    /// the client's Maximum Packet Size cannot hold it (§3.1.2.11.4: as if delivered).
+    fn transmit(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        delivery: &Delivery,
+        packet_id: Option<PacketId>,
+        dup: bool,
+    ) -> bool {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return false;
+        };
+        let protocol = session.protocol;
+        let Some(online) = session.online.as_mut() else {
+            return false;
+        };
+        let message = &delivery.message;
+        let mut properties = message.properties.clone();
+        properties.message_expiry_interval = message.expires_at.map(|at| now.secs_until(at).max(1));
+        properties.subscription_identifiers = delivery.subscription_ids.clone();
+        let mut publish = Publish {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: message.topic.clone(),
+            packet_id,
+            payload: message.payload.clone(),
+            properties,
+        };
+        let fits = encoded_len(&Packet::Publish(publish.clone()), protocol)
+            .is_ok_and(|len| len <= online.max_packet_size as usize);
+        if !fits {
+            self.stats.count_drop(DropReason::TooLargeForClient);
+            return false;
+        }
+        if online.alias_maximum > 0 {
+            if let Some(alias) = online.aliases_out.get(&message.topic) {
+                publish.properties.topic_alias = std::num::NonZeroU16::new(*alias);
+                publish.topic = TopicName::empty();
+            } else if online.aliases_out.len() < usize::from(online.alias_maximum) {
+                let alias = online.aliases_out.len() as u16 + 1;
+                online.aliases_out.insert(message.topic.clone(), alias);
+                publish.properties.topic_alias = std::num::NonZeroU16::new(alias);
+            }
+        }
+        let conn = online.conn;
+        self.stats.publishes_sent_total += 1;
+        self.send(conn, Packet::Publish(publish));
+        true
+    }
+}
+
+/// `Store::read_queue`, plus what this event already changed: its ops are still in the
+/// uncommitted `batch` (they are written together, atomically, when the event ends), and a
+/// read in the middle of the event must see them. Otherwise a message queued earlier in the
+/// same event (say, a will routed to the very session that a CONNECT is resuming) is missing
+/// from the page, the queue looks empty while `bounds.count` says otherwise, and it stalls.
+fn read_queue_through<S: Store>(
+    store: &S,
+    batch: &Batch,
+    client: &ClientId,
+    from: QueueSeq,
+    limit: usize,
+) -> Result<Vec<(QueueSeq, Delivery)>, StoreError> {
+    let deleted = batch
+        .ops
+        .iter()
+        .rposition(|op| matches!(op, Op::DeleteSession { client: c } if c == client));
+    // A session deleted in this event has nothing in the store any more.
+    let (mut page, pending) = match deleted {
+        Some(at) => (Vec::new(), &batch.ops[at + 1..]),
+        None => (store.read_queue(client, from, limit)?, &batch.ops[..]),
+    };
+    for op in pending {
+        if let Op::Enqueue {
+            client: c,
+            seq,
+            delivery,
+        } = op
+            && c == client
+            && *seq >= from
+        {
+            page.push((*seq, delivery.clone()));
+        }
+    }
+    page.sort_by_key(|(seq, _)| *seq);
+    page.dedup_by_key(|(seq, _)| *seq);
+    page.truncate(limit);
+    Ok(page)
+}
+
+/// `Store::read_inflight`, plus the in-flight changes of this event still in `batch` (see
+/// [`read_queue_through`]), sorted by send order.
+fn read_inflight_through<S: Store>(
+    store: &S,
+    batch: &Batch,
+    client: &ClientId,
+) -> Result<Vec<(PacketId, InflightRecord)>, StoreError> {
+    let mut window = store.read_inflight(client)?;
+    for op in &batch.ops {
+        match op {
+            Op::PutInflight {
+                client: c,
+                packet_id,
+                record,
+            } if c == client => {
+                window.retain(|(id, _)| id != packet_id);
+                window.push((*packet_id, record.clone()));
+            }
+            Op::DeleteInflight {
+                client: c,
+                packet_id,
+            } if c == client => window.retain(|(id, _)| id != packet_id),
+            Op::DeleteSession { client: c } if c == client => window.clear(),
+            _ => {}
+        }
+    }
+    window.sort_by_key(|(_, record)| record.order());
+    Ok(window)
+}

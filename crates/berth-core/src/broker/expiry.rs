@@ -1,0 +1,103 @@
+//! Time-driven rules: delayed wills and session expiry, and the end of a session.
+
+use std::sync::Arc;
+
+use super::{Broker, NEVER, Timer, record_of};
+use crate::ids::ClientId;
+use crate::store::{Op, Store};
+use crate::time::UnixMillis;
+
+impl<S: Store> Broker<S> {
+    pub(super) fn on_tick(&mut self, now: UnixMillis) {
+        while let Some((at, _)) = self.timers.first() {
+            if *at > now {
+                break;
+            }
+            let Some((at, timer)) = self.timers.pop_first() else {
+                break;
+            };
+            match timer {
+                Timer::Will(client) => self.will_due(now, at, &client),
+                Timer::SessionExpiry(client) => self.expiry_due(now, at, &client),
+            }
+        }
+    }
+
+    /// Timers are not removed when plans change; a timer only acts if it still matches.
+    fn will_due(&mut self, now: UnixMillis, at: UnixMillis, client: &ClientId) {
+        let Some(session) = self.sessions.get(client) else {
+            return;
+        };
+        if session.online.is_some() || session.will_due_at != Some(at) {
+            return;
+        }
+        self.publish_will(now, client);
+        if let Some(session) = self.sessions.get(client)
+            && session.stored
+        {
+            let op = Op::PutSession {
+                client: client.clone(),
+                record: record_of(session),
+            };
+            self.batch.push(op);
+        }
+    }
+
+    fn expiry_due(&mut self, now: UnixMillis, at: UnixMillis, client: &ClientId) {
+        let Some(session) = self.sessions.get(client) else {
+            return;
+        };
+        if session.online.is_some() || session.expires_at != Some(at) || at == NEVER {
+            return;
+        }
+        self.stats.sessions_expired_total += 1;
+        self.end_session(now, client);
+    }
+
+    /// Publishes the session's will (once) as if its client had published it.
+    pub(super) fn publish_will(&mut self, now: UnixMillis, client: &ClientId) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        session.will_due_at = None;
+        let Some(will) = session.will.take() else {
+            return;
+        };
+        self.stats.wills_published_total += 1;
+        let mut message = will.message;
+        // The will's lifetime starts now (see `on_connect`): from here on it is a routed
+        // message whose expiry is absolute, like any other.
+        message.expires_at = message
+            .properties
+            .message_expiry_interval
+            .take()
+            .map(|secs| now.plus_secs(secs));
+        if message.retain {
+            self.set_retained_public(&message);
+        }
+        self.route(now, Some(client), Arc::new(message));
+    }
+
+    /// Ends a session: a will still waiting is published, its subscriptions leave the index and
+    /// everything it stored is deleted.
+    pub(super) fn end_session(&mut self, now: UnixMillis, client: &ClientId) {
+        if self
+            .sessions
+            .get(client)
+            .is_some_and(|s| s.will_due_at.is_some())
+        {
+            self.publish_will(now, client);
+        }
+        let Some(session) = self.sessions.remove(client) else {
+            return;
+        };
+        for filter in session.subscriptions.keys() {
+            self.index.remove(client, filter);
+        }
+        if session.stored {
+            self.batch.push(Op::DeleteSession {
+                client: client.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The broker state machine: events in, actions out, state changes through the storage port.
+//!
+//! ```text
+//!  Event::Connect / Packet / Closed / Tick ──▶ Broker::handle(now, event)
+//!        │                                      ├─ updates sessions, index, retained (memory)
+//!        │                                      ├─ Store::write(batch)   one batch per event
+//!        │                                      └─ pushes Actions (Send / Close)
+//!  server: after a group of events, Store::sync (if configured), then executes the actions
+//! ```
+//!
+//! Every acknowledgement (PUBACK, PUBREC, SUBACK, CONNACK) is an action, and actions leave the
+//! broker only after the batch that made them true was written: a PUBACK is a promise that the
+//! message is in every matched persistent session's queue.
+
+mod connect;
+mod delivery;
+mod expiry;
+mod publish;
+mod session;
+mod subscribe;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use berth_codec::{DecodeError, DisconnectReasonCode, Packet, TopicName};
+
+use crate::config::BrokerConfig;
+use crate::ids::{ClientId, ConnId, Epoch};
+use crate::index::SubscriptionIndex;
+use crate::message::Message;
+use crate::stats::Stats;
+use crate::store::{Batch, Store, StoreError};
+use crate::time::UnixMillis;
+
+use session::{Queue, Session};
+
+/// Something that happened, reported by the server.
+#[derive(Debug)]
+pub enum Event {
+    /// A connection's first packet: a valid CONNECT.
+    Connect {
+        conn: ConnId,
+        connect: Box<berth_codec::Connect>,
+    },
+    /// Any later packet of a connected client.
+    Packet { conn: ConnId, packet: Packet },
+    /// The connection ended or must end for a reason other than the client's DISCONNECT.
+    Closed { conn: ConnId, reason: CloseReason },
+    /// Time passed: due wills and session expiries fire.
+    Tick,
+}
+
+/// Why the server reports a connection as closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The socket closed or failed.
+    ConnectionLost,
+    /// Nothing arrived within 1.5 × the keep alive.
+    KeepAliveTimeout,
+    /// The client sent bytes that are not a valid packet.
+    Malformed(DecodeError),
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+/// What the server must do.
+// `Send` is large (a whole `Packet`) and `Close` small; boxing the packet would cost one
+// allocation per packet on the hot path, and actions are drained right after each event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Send {
+        conn: ConnId,
+        packet: Packet,
+    },
+    /// Flush what was sent to this connection, then close it.
+    Close {
+        conn: ConnId,
+    },
+}
+
+/// `expires_at` of an offline session that never expires.
+const NEVER: UnixMillis = UnixMillis(u64::MAX);
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Will(ClientId),
+    SessionExpiry(ClientId),
+}
+
+/// The single writer of all session and routing state.
+#[derive(Debug)]
+pub struct Broker<S: Store> {
+    config: BrokerConfig,
+    store: S,
+    sessions: HashMap<ClientId, Session>,
+    conns: HashMap<ConnId, ClientId>,
+    index: SubscriptionIndex,
+    retained: HashMap<TopicName, Arc<Message>>,
+    timers: BTreeSet<(UnixMillis, Timer)>,
+    batch: Batch,
+    actions: Vec<Action>,
+    stats: Stats,
+    assigned_ids: u64,
+    /// A storage read that failed mid-event; reported by `handle`.
+    fault: Option<StoreError>,
+}
+
+impl<S: Store> Broker<S> {
+    /// Rebuilds the broker from `store`. Sessions that were connected when the broker stopped
+    /// are offline now: their expiry starts counting at `now`.
+    pub fn open(
+        config: BrokerConfig,
+        mut store: S,
+        now: UnixMillis,
+    ) -> Result<Broker<S>, StoreError> {
+        let loaded = store.load()?;
+        let mut broker = Broker {
+            config,
+            store,
+            sessions: HashMap::new(),
+            conns: HashMap::new(),
+            index: SubscriptionIndex::new(),
+            retained: HashMap::new(),
+            timers: BTreeSet::new(),
+            batch: Batch::default(),
+            actions: Vec::new(),
+            stats: Stats::default(),
+            assigned_ids: 0,
+            fault: None,
+        };
+        for message in loaded.retained {
+            broker
+                .retained
+                .insert(message.topic.clone(), Arc::new(message));
+        }
+        for stored in loaded.sessions {
+            broker.restore_session(stored, now);
+        }
+        broker.commit()?;
+        broker.refresh_levels();
+        Ok(broker)
+    }
+
+    fn restore_session(&mut self, stored: crate::store::LoadedSession, now: UnixMillis) {
+        use crate::store::SessionExpiry;
+        let record = stored.record;
+        let client = stored.client;
+        let mut session = Session::new(record.epoch, record.protocol, record.expiry);
+        session.stored = true;
+        session.will = record.will;
+        session.will_due_at = record.will_due_at;
+        session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
+        session.queue = Queue {
+            bounds: stored.queue,
+            head: Default::default(),
+        };
+        session.inflight_loaded = false;
+        for (filter, sub) in stored.subscriptions {
+            self.index.insert(&client, &filter, sub.clone());
+            session.subscriptions.insert(filter, sub);
+        }
+        if record.expires_at.is_none() {
+            // It was connected when the broker stopped: that connection ended abnormally, now.
+            session.expires_at = Some(match record.expiry {
+                SessionExpiry::After(secs) => now.plus_secs(secs),
+                SessionExpiry::Never => NEVER,
+            });
+            if let Some(will) = &session.will {
+                let delay = match record.expiry {
+                    SessionExpiry::After(secs) => will.delay_secs.min(secs),
+                    SessionExpiry::Never => will.delay_secs,
+                };
+                session.will_due_at = Some(now.plus_secs(delay));
+            }
+            self.batch.push(crate::store::Op::PutSession {
+                client: client.clone(),
+                record: record_of(&session),
+            });
+        } else {
+            session.expires_at = record.expires_at;
+        }
+        if let Some(at) = session.expires_at.filter(|at| *at != NEVER) {
+            self.timers
+                .insert((at, Timer::SessionExpiry(client.clone())));
+        }
+        if let Some(at) = session.will_due_at {
+            self.timers.insert((at, Timer::Will(client.clone())));
+        }
+        self.sessions.insert(client, session);
+    }
+
+    /// Handles one event. Its state changes are written to the store before this returns; its
+    /// actions wait in [`Broker::take_actions`].
+    pub fn handle(&mut self, now: UnixMillis, event: Event) -> Result<(), StoreError> {
+        // Due timers first: a session whose deadline has passed is gone before any CONNECT can
+        // resume it, however late the server's next Tick would have come.
+        if self.next_deadline().is_some_and(|at| at <= now) {
+            self.on_tick(now);
+        }
+        match event {
+            Event::Connect { conn, connect } => self.on_connect(now, conn, *connect),
+            Event::Packet { conn, packet } => self.on_packet(now, conn, packet),
+            Event::Closed { conn, reason } => self.on_closed(now, conn, reason),
+            Event::Tick => self.on_tick(now),
+        }
+        self.commit()
+    }
+
+    /// The actions of every event handled since the last call, in order.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// When the next will or session expiry is due, for the server's timer.
+    pub fn next_deadline(&self) -> Option<UnixMillis> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    pub fn stats(&mut self) -> &Stats {
+        self.refresh_levels();
+        &self.stats
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The storage port, for the server's group-commit `sync`.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    fn refresh_levels(&mut self) {
+        self.stats.connections = self.conns.len() as u64;
+        self.stats.sessions = self.sessions.len() as u64;
+        self.stats.queued_messages = self.sessions.values().map(|s| s.queue.bounds.count).sum();
+        self.stats.retained_messages = self.retained.len() as u64;
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if let Some(fault) = self.fault.take() {
+            return Err(fault);
+        }
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = self.batch.take();
+        self.store.write(batch)
+    }
+
+    fn on_packet(&mut self, now: UnixMillis, conn: ConnId, packet: Packet) {
+        let Some(client) = self.conns.get(&conn).cloned() else {
+            return;
+        };
+        match packet {
+            Packet::Publish(publish) => self.on_publish(now, conn, &client, publish),
+            Packet::PubAck(ack) => self.on_puback(now, &client, ack.packet_id),
+            Packet::PubRec(rec) => self.on_pubrec(now, &client, rec),
+            Packet::PubRel(rel) => self.on_pubrel(conn, &client, rel),
+            Packet::PubComp(comp) => self.on_pubcomp(now, &client, comp.packet_id),
+            Packet::Subscribe(subscribe) => self.on_subscribe(now, conn, &client, subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(conn, &client, unsubscribe),
+            Packet::PingReq => self.send(conn, Packet::PingResp),
+            Packet::Disconnect(disconnect) => self.on_disconnect(now, conn, &client, disconnect),
+            // A second CONNECT, or packets only a server sends, violate the protocol.
+            Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp
+            | Packet::Auth(_) => {
+                self.disconnect_with(now, conn, &client, DisconnectReasonCode::ProtocolError)
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, packet: Packet) {
+        self.actions.push(Action::Send { conn, packet });
+    }
+
+    fn next_assigned_id(&mut self, now: UnixMillis) -> String {
+        self.assigned_ids += 1;
+        format!("berth-{:x}-{}", now.0, self.assigned_ids)
+    }
+
+    fn new_epoch(&self, client: &ClientId) -> Epoch {
+        self.sessions
+            .get(client)
+            .map(|s| s.epoch.next())
+            .unwrap_or(Epoch(1))
+    }
+}
+
+/// The stored form of a session's own fields.
+fn record_of(session: &Session) -> crate::store::SessionRecord {
+    crate::store::SessionRecord {
+        epoch: session.epoch,
+        protocol: session.protocol,
+        expiry: session.expiry,
+        expires_at: session.expires_at,
+        will: session.will.clone(),
+        will_due_at: session.will_due_at,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! PUBLISH from clients and the acknowledgements of both directions' QoS 1/2 exchanges.
+
+use std::sync::Arc;
+
+use berth_codec::{
+    DisconnectReasonCode, Packet, PacketId, PubAck, PubAckReasonCode, PubComp, PubRec, PubRel,
+    PubRelReasonCode, Publish, PublishProperties, QoS,
+};
+
+use super::Broker;
+use super::session::Outgoing;
+use crate::ids::{ClientId, ConnId};
+use crate::message::{Delivery, Message};
+use crate::store::{InflightRecord, Op, Store};
+use crate::time::UnixMillis;
+
+impl<S: Store> Broker<S> {
+    pub(super) fn on_publish(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        client: &ClientId,
+        publish: Publish,
+    ) {
+        self.stats.publishes_received_total += 1;
+        let alias_maximum = self.config.limits.topic_alias_maximum;
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let Some(online) = session.online.as_mut() else {
+            return;
+        };
+
+        let topic = match publish.properties.topic_alias {
+            Some(alias) if alias.get() > alias_maximum => {
+                return self.disconnect_with(
+                    now,
+                    conn,
+                    client,
+                    DisconnectReasonCode::TopicAliasInvalid,
+                );
+            }
+            Some(alias) if publish.topic.is_empty() => match online.aliases_in.get(&alias.get()) {
+                Some(topic) => topic.clone(),
+                None => {
+                    return self.disconnect_with(
+                        now,
+                        conn,
+                        client,
+                        DisconnectReasonCode::ProtocolError,
+                    );
+                }
+            },
+            Some(alias) => {
+                online.aliases_in.insert(alias.get(), publish.topic.clone());
+                publish.topic.clone()
+            }
+            None => publish.topic.clone(),
+        };
+
+        if publish.qos == QoS::ExactlyOnce {
+            let Some(id) = publish.packet_id else { return };
+            if session.incoming_qos2.contains(&id) {
+                // A re-sent PUBLISH we already routed: exactly once means acknowledge only.
+                return self.send(conn, Packet::PubRec(PubRec::new(id)));
+            }
+            if session.incoming_qos2.len() >= usize::from(self.config.limits.receive_maximum) {
+                return self.disconnect_with(
+                    now,
+                    conn,
+                    client,
+                    DisconnectReasonCode::ReceiveMaximumExceeded,
+                );
+            }
+            session.incoming_qos2.insert(id);
+            if session.stored {
+                self.batch.push(Op::PutIncomingQos2 {
+                    client: client.clone(),
+                    packet_id: id,
+                });
+            }
+        }
+
+        let properties = publish.properties;
+        let message = Message {
+            topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            expires_at: properties
+                .message_expiry_interval
+                .map(|secs| now.plus_secs(secs)),
+            properties: PublishProperties {
+                payload_format_indicator: properties.payload_format_indicator,
+                content_type: properties.content_type,
+                response_topic: properties.response_topic,
+                correlation_data: properties.correlation_data,
+                user_properties: properties.user_properties,
+                ..Default::default()
+            },
+        };
+        if message.retain {
+            self.set_retained(&message);
+        }
+        let matched = self.route(now, Some(client), Arc::new(message));
+
+        let reason = if matched == 0 {
+            PubAckReasonCode::NoMatchingSubscribers
+        } else {
+            PubAckReasonCode::Success
+        };
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                let mut ack = PubAck::new(id);
+                ack.reason = reason;
+                self.send(conn, Packet::PubAck(ack));
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let mut rec = PubRec::new(id);
+                rec.reason = reason;
+                self.send(conn, Packet::PubRec(rec));
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands `message` to every matching session; returns how many sessions matched.
+    pub(super) fn route(
+        &mut self,
+        now: UnixMillis,
+        publisher: Option<&ClientId>,
+        message: Arc<Message>,
+    ) -> usize {
+        let sessions = &self.sessions;
+        let matches = self.index.matches(&message.topic, publisher, |client| {
+            sessions.get(client).is_some_and(|s| s.online.is_some())
+        });
+        let count = matches.len();
+        for (client, matched) in matches {
+            let delivery = Delivery {
+                message: message.clone(),
+                qos: message.qos.min(matched.qos),
+                retain: message.retain && matched.retain_as_published,
+                subscription_ids: matched.subscription_ids,
+            };
+            self.deliver(now, &client, delivery);
+        }
+        count
+    }
+
+    /// Retained messages are not session state: they outlive every session (§3.3.1.3).
+    pub(super) fn set_retained_public(&mut self, message: &Message) {
+        self.set_retained(message);
+    }
+
+    fn set_retained(&mut self, message: &Message) {
+        if message.payload.is_empty() {
+            if self.retained.remove(&message.topic).is_some() {
+                self.batch.push(Op::DeleteRetained {
+                    topic: message.topic.clone(),
+                });
+            }
+            return;
+        }
+        let stored = Message {
+            retain: true,
+            ..message.clone()
+        };
+        self.batch.push(Op::PutRetained {
+            message: stored.clone(),
+        });
+        self.retained.insert(stored.topic.clone(), Arc::new(stored));
+    }
+
+    pub(super) fn on_puback(&mut self, now: UnixMillis, client: &ClientId, id: PacketId) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let position = session.inflight.iter().position(|(pid, out)| {
+            *pid == id && matches!(out, Outgoing::Sent { delivery, .. } if delivery.qos == QoS::AtLeastOnce)
+        });
+        if let Some(position) = position {
+            session.inflight.remove(position);
+            if session.stored {
+                self.batch.push(Op::DeleteInflight {
+                    client: client.clone(),
+                    packet_id: id,
+                });
+            }
+            self.pump(now, client);
+        }
+    }
+
+    pub(super) fn on_pubrec(&mut self, now: UnixMillis, client: &ClientId, rec: PubRec) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let Some(conn) = session.conn() else { return };
+        let id = rec.packet_id;
+        let Some(position) = session.inflight.iter().position(|(pid, _)| *pid == id) else {
+            let mut rel = PubRel::new(id);
+            rel.reason = PubRelReasonCode::PacketIdentifierNotFound;
+            return self.send(conn, Packet::PubRel(rel));
+        };
+        let order = match &session.inflight[position].1 {
+            Outgoing::Sent { order, delivery } if delivery.qos == QoS::ExactlyOnce => *order,
+            // A repeated PUBREC: PUBREL again.
+            Outgoing::Released => return self.send(conn, Packet::PubRel(PubRel::new(id))),
+            Outgoing::Sent { .. } => return,
+        };
+        if rec.reason.is_error() {
+            // The receiver refused the message: the exchange ends here (§4.3.3).
+            session.inflight.remove(position);
+            if session.stored {
+                self.batch.push(Op::DeleteInflight {
+                    client: client.clone(),
+                    packet_id: id,
+                });
+            }
+            return self.pump(now, client);
+        }
+        session.inflight[position].1 = Outgoing::Released;
+        if session.stored {
+            self.batch.push(Op::PutInflight {
+                client: client.clone(),
+                packet_id: id,
+                record: InflightRecord::Released { order },
+            });
+        }
+        self.send(conn, Packet::PubRel(PubRel::new(id)));
+    }
+
+    pub(super) fn on_pubcomp(&mut self, now: UnixMillis, client: &ClientId, id: PacketId) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let position = session
+            .inflight
+            .iter()
+            .position(|(pid, out)| *pid == id && matches!(out, Outgoing::Released));
+        if let Some(position) = position {
+            session.inflight.remove(position);
+            if session.stored {
+                self.batch.push(Op::DeleteInflight {
+                    client: client.clone(),
+                    packet_id: id,
+                });
+            }
+            self.pump(now, client);
+        }
+    }
+
+    pub(super) fn on_pubrel(&mut self, conn: ConnId, client: &ClientId, rel: PubRel) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let id = rel.packet_id;
+        let mut comp = PubComp::new(id);
+        if session.incoming_qos2.remove(&id) {
+            if session.stored {
+                self.batch.push(Op::DeleteIncomingQos2 {
+                    client: client.clone(),
+                    packet_id: id,
+                });
+            }
+        } else {
+            comp.reason = PubRelReasonCode::PacketIdentifierNotFound;
+        }
+        self.send(conn, Packet::PubComp(comp));
+    }
+}

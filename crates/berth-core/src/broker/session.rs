@@ -1,0 +1,142 @@
+//! In-memory state of one session: what it subscribes to, its queue position, its in-flight
+//! window, and (while connected) the connection's negotiated limits.
+//!
+//! An offline persistent session keeps only small fixed-size fields here; its queued messages
+//! stay on disk until it reconnects (`Queue::head` is emptied when it goes offline).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use berth_codec::{PacketId, ProtocolVersion, TopicFilter, TopicName};
+
+use crate::ids::{ConnId, Epoch, QueueSeq};
+use crate::message::Delivery;
+use crate::store::{QueueBounds, SessionExpiry, SubscriptionRecord, WillRecord};
+use crate::time::UnixMillis;
+
+/// Messages a connected session keeps paged in from its stored queue.
+pub(crate) const QUEUE_PAGE: usize = 256;
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub epoch: Epoch,
+    pub protocol: ProtocolVersion,
+    pub expiry: SessionExpiry,
+    pub subscriptions: HashMap<TopicFilter, SubscriptionRecord>,
+    pub will: Option<WillRecord>,
+    pub will_due_at: Option<UnixMillis>,
+    pub expires_at: Option<UnixMillis>,
+    pub queue: Queue,
+    /// Written through to the store (it was created with a non-zero expiry).
+    pub stored: bool,
+    pub inflight: VecDeque<(PacketId, Outgoing)>,
+    /// In-flight PUBLISHes of an earlier connection not yet re-sent on this one, in order: the
+    /// client's Receive Maximum may be smaller than the window it left behind.
+    pub resend: VecDeque<PacketId>,
+    /// Whether `inflight` reflects storage (it is read when the session resumes).
+    pub inflight_loaded: bool,
+    pub incoming_qos2: HashSet<PacketId>,
+    pub next_packet_id: u16,
+    pub next_order: u64,
+    pub online: Option<Online>,
+}
+
+/// The connection a session is attached to, with the limits negotiated in CONNECT/CONNACK.
+#[derive(Debug)]
+pub(crate) struct Online {
+    pub conn: ConnId,
+    /// How many QoS 1/2 messages may be un-acknowledged towards the client.
+    pub send_window: usize,
+    /// Largest packet the client accepts.
+    pub max_packet_size: u32,
+    /// Topic aliases the client accepts from us, and those we assigned.
+    pub alias_maximum: u16,
+    pub aliases_out: HashMap<TopicName, u16>,
+    /// Aliases the client set towards us.
+    pub aliases_in: HashMap<u16, TopicName>,
+}
+
+/// A message sent to the client and not yet fully acknowledged.
+#[derive(Debug, Clone)]
+pub(crate) enum Outgoing {
+    /// PUBLISH sent, waiting for PUBACK / PUBREC.
+    Sent { order: u64, delivery: Delivery },
+    /// PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// Position and paged-in head of the session's queue.
+///
+/// Invariant: `head` holds the queued messages with sequences `bounds.first ..` contiguously,
+/// a prefix of the whole queue. For a session that is not persistent, `head` *is* the queue.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    pub bounds: QueueBounds,
+    pub head: VecDeque<(QueueSeq, Delivery)>,
+}
+
+impl Queue {
+    pub fn is_empty(&self) -> bool {
+        self.bounds.count == 0
+    }
+
+    /// Whether `head` holds the whole queue, so that a new message may be appended to it.
+    pub fn head_is_complete(&self) -> bool {
+        self.head.len() as u64 == self.bounds.count
+    }
+}
+
+impl Session {
+    pub fn new(epoch: Epoch, protocol: ProtocolVersion, expiry: SessionExpiry) -> Session {
+        Session {
+            epoch,
+            protocol,
+            expiry,
+            subscriptions: HashMap::new(),
+            will: None,
+            will_due_at: None,
+            expires_at: None,
+            queue: Queue::default(),
+            stored: !expiry.is_zero(),
+            inflight: VecDeque::new(),
+            resend: VecDeque::new(),
+            inflight_loaded: true,
+            incoming_qos2: HashSet::new(),
+            next_packet_id: 1,
+            next_order: 0,
+            online: None,
+        }
+    }
+
+    pub fn conn(&self) -> Option<ConnId> {
+        self.online.as_ref().map(|online| online.conn)
+    }
+
+    /// A packet identifier not used by the in-flight window.
+    pub fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        for _ in 0..u16::MAX {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = if candidate == u16::MAX {
+                1
+            } else {
+                candidate + 1
+            };
+            let id = PacketId::new(candidate)?;
+            if !self.inflight.iter().any(|(used, _)| *used == id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    pub fn take_order(&mut self) -> u64 {
+        let order = self.next_order;
+        self.next_order += 1;
+        order
+    }
+
+    pub fn window_has_room(&self) -> bool {
+        self.online
+            .as_ref()
+            .is_some_and(|online| self.inflight.len() < online.send_window)
+    }
+}

@@ -1,0 +1,149 @@
+//! SUBSCRIBE and UNSUBSCRIBE: the session's subscriptions, the index, retained messages.
+
+use berth_codec::{
+    Packet, QoS, SubAck, SubAckReasonCode, Subscribe, TopicFilter, UnsubAck, UnsubAckReasonCode,
+    Unsubscribe,
+};
+
+use super::Broker;
+use crate::ids::{ClientId, ConnId};
+use crate::message::Delivery;
+use crate::store::{Op, Store, SubscriptionRecord};
+use crate::time::UnixMillis;
+
+use berth_codec::RetainHandling;
+
+impl<S: Store> Broker<S> {
+    pub(super) fn on_subscribe(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        client: &ClientId,
+        subscribe: Subscribe,
+    ) {
+        let subscription_id = subscribe.properties.subscription_identifier;
+        let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained_for = Vec::new();
+        for requested in subscribe.subscriptions {
+            if self
+                .config
+                .denied_filters
+                .iter()
+                .any(|denied| covers(denied, &requested.filter))
+            {
+                reason_codes.push(SubAckReasonCode::NotAuthorized);
+                continue;
+            }
+            let Some(session) = self.sessions.get_mut(client) else {
+                return;
+            };
+            let record = SubscriptionRecord {
+                options: requested.options,
+                subscription_id,
+            };
+            let existed = session
+                .subscriptions
+                .insert(requested.filter.clone(), record.clone())
+                .is_some();
+            if session.stored {
+                self.batch.push(Op::PutSubscription {
+                    client: client.clone(),
+                    filter: requested.filter.clone(),
+                    record: record.clone(),
+                });
+            }
+            self.index.insert(client, &requested.filter, record.clone());
+            reason_codes.push(SubAckReasonCode::granted(requested.options.qos));
+            // §3.3.1.3: retained messages are not sent for shared subscriptions.
+            let wants_retained = match requested.options.retain_handling {
+                RetainHandling::SendOnSubscribe => true,
+                RetainHandling::SendIfNewSubscription => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if wants_retained && !requested.filter.is_shared() {
+                retained_for.push((requested.filter, record));
+            }
+        }
+        self.send(
+            conn,
+            Packet::SubAck(SubAck {
+                packet_id: subscribe.packet_id,
+                reason_codes,
+                properties: Default::default(),
+            }),
+        );
+        for (filter, record) in retained_for {
+            let matching: Vec<_> = self
+                .retained
+                .values()
+                .filter(|message| filter.matches(&message.topic))
+                .cloned()
+                .collect();
+            for message in matching {
+                let qos: QoS = message.qos.min(record.options.qos);
+                let delivery = Delivery {
+                    message,
+                    qos,
+                    // Sent because of a new subscription: RETAIN stays set (§3.3.1.3).
+                    retain: true,
+                    subscription_ids: record.subscription_id.into_iter().collect(),
+                };
+                self.deliver(now, client, delivery);
+            }
+        }
+    }
+
+    pub(super) fn on_unsubscribe(
+        &mut self,
+        conn: ConnId,
+        client: &ClientId,
+        unsubscribe: Unsubscribe,
+    ) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in unsubscribe.filters {
+            if session.subscriptions.remove(&filter).is_some() {
+                if session.stored {
+                    self.batch.push(Op::DeleteSubscription {
+                        client: client.clone(),
+                        filter: filter.clone(),
+                    });
+                }
+                self.index.remove(client, &filter);
+                reason_codes.push(UnsubAckReasonCode::Success);
+            } else {
+                reason_codes.push(UnsubAckReasonCode::NoSubscriptionExisted);
+            }
+        }
+        self.send(
+            conn,
+            Packet::UnsubAck(UnsubAck {
+                packet_id: unsubscribe.packet_id,
+                reason_codes,
+                properties: Default::default(),
+            }),
+        );
+    }
+}
+
+/// Whether `denied` covers `requested`: every topic `requested` could match, `denied` matches
+/// too (a literal `+` or `#` in `requested` counts as a level that `denied` must also cover).
+fn covers(denied: &TopicFilter, requested: &TopicFilter) -> bool {
+    let mut requested_levels = requested.levels();
+    for level in denied.levels() {
+        match level {
+            "#" => return true,
+            "+" => match requested_levels.next() {
+                Some("#") | None => return false,
+                Some(_) => {}
+            },
+            literal => match requested_levels.next() {
+                Some(r) if r == literal => {}
+                _ => return false,
+            },
+        }
+    }
+    requested_levels.next().is_none()
+}

@@ -1,0 +1,109 @@
+//! The broker's rules that operators choose, as typed values. Parsing and validation of the
+//! TOML file, environment and flags live in the `berth` binary; this crate only takes the result.
+
+use berth_codec::TopicFilter;
+
+use crate::store::SessionExpiry;
+
+/// A limit that is either a number or explicitly `unlimited`: `0` never means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Unlimited,
+    AtMost(u64),
+}
+
+impl Limit {
+    pub fn allows(self, value: u64) -> bool {
+        match self {
+            Limit::Unlimited => true,
+            Limit::AtMost(max) => value <= max,
+        }
+    }
+}
+
+/// What happens to a message that would overflow a full offline queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DropPolicy {
+    /// The new message is dropped (the queue keeps the oldest).
+    #[default]
+    DropNewest,
+    /// The oldest queued message is dropped to make room.
+    DropOldest,
+}
+
+/// Per-session queue limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub max_messages: Limit,
+    pub max_bytes: Limit,
+    pub drop_policy: DropPolicy,
+    /// Whether QoS 0 messages are queued for offline persistent sessions.
+    pub queue_qos0: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_messages: Limit::AtMost(1000),
+            max_bytes: Limit::AtMost(64 * 1024 * 1024),
+            drop_policy: DropPolicy::DropNewest,
+            queue_qos0: false,
+        }
+    }
+}
+
+/// Session lifetime rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Expiry of MQTT 3.1/3.1.1 sessions with Clean Session = 0, which the protocol cannot state.
+    pub v3_persistent_expiry: SessionExpiry,
+    /// Upper bound for any requested Session Expiry Interval; CONNACK reports a clamped value.
+    pub max_expiry: SessionExpiry,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            v3_persistent_expiry: SessionExpiry::After(2 * 60 * 60),
+            max_expiry: SessionExpiry::Never,
+        }
+    }
+}
+
+/// Protocol limits the broker announces and enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolLimits {
+    /// Largest packet accepted from a client (CONNACK Maximum Packet Size).
+    pub max_packet_size: u32,
+    /// QoS 1/2 PUBLISHes a client may have unacknowledged towards us (CONNACK Receive Maximum).
+    pub receive_maximum: u16,
+    /// Un-acknowledged QoS 1/2 messages we send to a client, capped by its Receive Maximum.
+    pub max_inflight: u16,
+    /// Topic aliases a client may use towards us (CONNACK Topic Alias Maximum).
+    pub topic_alias_maximum: u16,
+    /// Largest keep alive accepted from MQTT 5 clients; larger ones get Server Keep Alive.
+    pub max_keep_alive: u16,
+}
+
+impl Default for ProtocolLimits {
+    fn default() -> Self {
+        ProtocolLimits {
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 1024,
+            max_inflight: 32,
+            topic_alias_maximum: 64,
+            max_keep_alive: 65_535,
+        }
+    }
+}
+
+/// Everything the broker core is configured with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BrokerConfig {
+    pub session: SessionConfig,
+    pub queue: QueueConfig,
+    pub limits: ProtocolLimits,
+    /// Filters that SUBSCRIBE refuses (the seed of ACLs): a requested filter equal to one of
+    /// these, or matched by one of them when treated as a topic, is refused.
+    pub denied_filters: Vec<TopicFilter>,
+}

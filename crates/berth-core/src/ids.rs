@@ -1,0 +1,63 @@
+//! Identifiers with meaning: who a session belongs to, which connection, which ownership epoch.
+
+use std::fmt;
+
+use berth_codec::MqttString;
+
+/// An MQTT client identifier: the key of a session.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(MqttString);
+
+impl ClientId {
+    pub fn new(id: MqttString) -> ClientId {
+        ClientId(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn as_mqtt_str(&self) -> &MqttString {
+        &self.0
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One network connection, numbered by the server; never reused within a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Session ownership generation: bumped on every (re)connect so that a stale owner is fenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    pub fn next(self) -> Epoch {
+        Epoch(self.0 + 1)
+    }
+}
+
+/// Position of a message in a session's persistent queue; strictly increasing per session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct QueueSeq(pub u64);
+
+impl QueueSeq {
+    pub fn next(self) -> QueueSeq {
+        QueueSeq(self.0 + 1)
+    }
+}

@@ -1,0 +1,37 @@
+//! Berth's broker rules, without IO: no tokio, no sockets, no RocksDB (CI checks this with
+//! `scripts/check-deps.sh`).
+//!
+//! ```text
+//!   server (tokio)                         berth-core
+//!   ──────────────                         ──────────
+//!   decoded packet ─▶ Event ─▶ Broker::handle(now, event) ─▶ Vec<Action>  (send, close)
+//!   timer tick     ─▶ Event ─┘        │
+//!                                     └─▶ Store port (trait) ─▶ berth-store (RocksDB) / MemStore
+//! ```
+//!
+//! The broker is the single writer of all session and routing state. Time is injected with
+//! every event as [`UnixMillis`], so unit tests drive expiry and will delays with a fake clock.
+
+pub mod broker;
+pub mod config;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod ids;
+pub mod index;
+pub mod mem_store;
+pub mod message;
+pub mod stats;
+pub mod store;
+pub mod time;
+
+pub use broker::{Action, Broker, CloseReason, Event};
+pub use config::{BrokerConfig, DropPolicy, Limit, ProtocolLimits, QueueConfig, SessionConfig};
+pub use ids::{ClientId, ConnId, Epoch, QueueSeq};
+pub use mem_store::MemStore;
+pub use message::{Delivery, Message};
+pub use stats::{DropReason, Stats};
+pub use store::{
+    Batch, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionExpiry, SessionRecord,
+    Store, StoreError, SubscriptionRecord, WillRecord,
+};
+pub use time::UnixMillis;

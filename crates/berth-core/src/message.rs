@@ -1,0 +1,53 @@
+//! Application messages as the broker routes and stores them.
+
+use std::sync::Arc;
+
+use berth_codec::{PublishProperties, QoS, SubscriptionId, TopicName};
+use bytes::Bytes;
+
+use crate::time::UnixMillis;
+
+/// A published message, shared (`Arc`) by every session it is routed to.
+///
+/// `properties` never carries a Topic Alias or Subscription Identifiers (those belong to one hop)
+/// nor the Message Expiry Interval: expiry is kept as the absolute `expires_at` so that it keeps
+/// counting down while the message waits in a queue or the broker is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: TopicName,
+    pub payload: Bytes,
+    /// The QoS it was published with.
+    pub qos: QoS,
+    /// The RETAIN flag it was published with.
+    pub retain: bool,
+    pub properties: PublishProperties,
+    pub expires_at: Option<UnixMillis>,
+}
+
+impl Message {
+    /// Expired from its deadline on (a Message Expiry Interval of 0 is a lifetime of zero).
+    pub fn is_expired(&self, now: UnixMillis) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Bytes this message costs in a queue, for the byte limit.
+    pub fn queued_size(&self) -> u64 {
+        (self.topic.as_str().len() + self.payload.len()) as u64
+    }
+}
+
+/// One message on its way to one session: QoS downgraded to the subscription's, RETAIN as the
+/// subscription wants it, and the identifiers of every matching subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    pub qos: QoS,
+    pub retain: bool,
+    pub subscription_ids: Vec<SubscriptionId>,
+}
+
+impl Delivery {
+    pub fn size(&self) -> u64 {
+        self.message.queued_size()
+    }
+}

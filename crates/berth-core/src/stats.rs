@@ -1,0 +1,64 @@
+//! Counters the broker keeps about itself. Plain numbers: the server exports them to
+//! Prometheus; the core does not know Prometheus exists.
+
+/// Why a message was dropped instead of delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The session's queue was at its message-count or byte limit.
+    QueueFull,
+    /// Its Message Expiry Interval ran out while it waited.
+    Expired,
+    /// Larger than the Maximum Packet Size the receiving client accepts.
+    TooLargeForClient,
+    /// QoS 0 for an offline session while QoS 0 queueing is off.
+    Qos0Offline,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 4] = [
+        Self::QueueFull,
+        Self::Expired,
+        Self::TooLargeForClient,
+        Self::Qos0Offline,
+    ];
+
+    /// The `reason` label value in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::Expired => "expired",
+            Self::TooLargeForClient => "too_large_for_client",
+            Self::Qos0Offline => "qos0_offline",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Monotonic counters (`_total`) and current levels. Counters only ever grow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub connections: u64,
+    pub sessions: u64,
+    pub queued_messages: u64,
+    pub retained_messages: u64,
+    pub connects_total: u64,
+    pub publishes_received_total: u64,
+    pub publishes_sent_total: u64,
+    pub wills_published_total: u64,
+    pub sessions_expired_total: u64,
+    pub protocol_errors_total: u64,
+    dropped_total: [u64; 4],
+}
+
+impl Stats {
+    pub fn dropped_total(&self, reason: DropReason) -> u64 {
+        self.dropped_total[reason.index()]
+    }
+
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.dropped_total[reason.index()] += 1;
+    }
+}

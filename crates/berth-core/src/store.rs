@@ -1,0 +1,230 @@
+//! The storage port: what the broker needs from durable storage, without knowing it is RocksDB.
+//!
+//! The broker is the only writer. Each event's changes go to [`Store::write`] as one atomic
+//! [`Batch`]; once `write` returns, the changes survive the broker *process* being killed (for
+//! RocksDB: they are in the write-ahead log). [`Store::sync`] makes everything written so far
+//! survive power loss too (fsync); the server calls it once per group of events when
+//! `storage.sync = true`, before any acknowledgement of those events leaves the broker.
+//!
+//! Queue contents are never loaded whole: [`Store::load`] returns queue *bounds*, and the broker
+//! pages messages in with [`Store::read_queue`] as a session's delivery window drains.
+
+use berth_codec::{
+    PacketId, ProtocolVersion, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName,
+};
+
+use crate::ids::{ClientId, Epoch, QueueSeq};
+use crate::message::{Delivery, Message};
+use crate::time::UnixMillis;
+
+/// Storage failure. The broker treats any of these as fatal for the operation that caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O failed during {operation}: {message}")]
+    Io {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("stored record {key} is corrupt: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// How long a session outlives its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionExpiry {
+    /// Seconds after the connection ends (0: the session ends with the connection).
+    After(u32),
+    Never,
+}
+
+impl SessionExpiry {
+    /// From the MQTT 5 Session Expiry Interval value (`u32::MAX` means never).
+    pub fn from_interval(secs: u32) -> SessionExpiry {
+        if secs == u32::MAX {
+            SessionExpiry::Never
+        } else {
+            SessionExpiry::After(secs)
+        }
+    }
+
+    pub fn as_interval(self) -> u32 {
+        match self {
+            SessionExpiry::After(secs) => secs,
+            SessionExpiry::Never => u32::MAX,
+        }
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == SessionExpiry::After(0)
+    }
+}
+
+/// The Will Message of a session, with its delay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WillRecord {
+    pub message: Message,
+    pub delay_secs: u32,
+}
+
+/// What is stored about a session besides its subscriptions and messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub epoch: Epoch,
+    pub protocol: ProtocolVersion,
+    pub expiry: SessionExpiry,
+    /// Absolute end of an offline session; `None` while it is connected.
+    pub expires_at: Option<UnixMillis>,
+    pub will: Option<WillRecord>,
+    /// When the will is due, if the connection ended abnormally and the will still waits.
+    pub will_due_at: Option<UnixMillis>,
+}
+
+/// A stored subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub options: SubscriptionOptions,
+    pub subscription_id: Option<SubscriptionId>,
+}
+
+/// A message handed to the client and not yet fully acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InflightRecord {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2). Re-sent with DUP on resume.
+    Sent { order: u64, delivery: Delivery },
+    /// QoS 2: PUBREC received and PUBREL sent; waiting for PUBCOMP. PUBREL is re-sent on resume.
+    Released { order: u64 },
+}
+
+impl InflightRecord {
+    /// Send order within the session: resends keep the original order ([MQTT-4.6.0-1]).
+    pub fn order(&self) -> u64 {
+        match self {
+            InflightRecord::Sent { order, .. } | InflightRecord::Released { order } => *order,
+        }
+    }
+}
+
+/// Where a session's persistent queue stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueBounds {
+    /// Sequence of the oldest stored message (meaningless when `count == 0`).
+    pub first: QueueSeq,
+    /// Sequence the next enqueued message gets.
+    pub next: QueueSeq,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// One session as found in storage at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedSession {
+    pub client: ClientId,
+    pub record: SessionRecord,
+    pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    pub queue: QueueBounds,
+    /// QoS 2 packet identifiers received and awaiting PUBREL.
+    pub incoming_qos2: Vec<PacketId>,
+}
+
+/// Everything the broker rebuilds its memory from at start-up.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub sessions: Vec<LoadedSession>,
+    pub retained: Vec<Message>,
+}
+
+/// One change; a [`Batch`] applies a list of them atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    PutSession {
+        client: ClientId,
+        record: SessionRecord,
+    },
+    /// Removes the session and everything it owns: subscriptions, queue, in-flight, QoS 2 state.
+    DeleteSession {
+        client: ClientId,
+    },
+    PutSubscription {
+        client: ClientId,
+        filter: TopicFilter,
+        record: SubscriptionRecord,
+    },
+    DeleteSubscription {
+        client: ClientId,
+        filter: TopicFilter,
+    },
+    Enqueue {
+        client: ClientId,
+        seq: QueueSeq,
+        delivery: Delivery,
+    },
+    Dequeue {
+        client: ClientId,
+        seq: QueueSeq,
+    },
+    PutInflight {
+        client: ClientId,
+        packet_id: PacketId,
+        record: InflightRecord,
+    },
+    DeleteInflight {
+        client: ClientId,
+        packet_id: PacketId,
+    },
+    PutIncomingQos2 {
+        client: ClientId,
+        packet_id: PacketId,
+    },
+    DeleteIncomingQos2 {
+        client: ClientId,
+        packet_id: PacketId,
+    },
+    PutRetained {
+        message: Message,
+    },
+    DeleteRetained {
+        topic: TopicName,
+    },
+}
+
+/// Changes applied together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn take(&mut self) -> Batch {
+        std::mem::take(self)
+    }
+}
+
+/// Durable storage of sessions, subscriptions, queues, in-flight windows and retained messages.
+pub trait Store: Send {
+    /// Reads everything but queue and in-flight contents.
+    fn load(&mut self) -> Result<Loaded, StoreError>;
+    /// Applies `batch` atomically; durable against a process kill when it returns.
+    fn write(&mut self, batch: Batch) -> Result<(), StoreError>;
+    /// Up to `limit` queued messages of `client` with sequence `>= from`, in order.
+    fn read_queue(
+        &self,
+        client: &ClientId,
+        from: QueueSeq,
+        limit: usize,
+    ) -> Result<Vec<(QueueSeq, Delivery)>, StoreError>;
+    /// The in-flight window of `client`, sorted by [`InflightRecord::order`].
+    fn read_inflight(
+        &self,
+        client: &ClientId,
+    ) -> Result<Vec<(PacketId, InflightRecord)>, StoreError>;
+    /// Makes every completed `write` durable against power loss.
+    fn sync(&mut self) -> Result<(), StoreError>;
+}

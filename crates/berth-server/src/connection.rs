@@ -1,0 +1,215 @@
+//! One task per network connection: decode what the client sends into commands for the broker
+//! thread, encode what the broker sends back, and watch the keep alive.
+//!
+//! The connection owns no session state. Its buffers start empty and grow with the traffic; the
+//! write buffer is released again when a burst has been written.
+
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use berth_codec::{DecodeError, DecodeOptions, Packet, ProtocolVersion, decode, encode};
+use berth_core::{CloseReason, ConnId};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::runtime::{Command, Outbound};
+
+/// How long a new connection may take to send CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the broker's goodbye after reporting the connection closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Write buffers larger than this are released after use.
+const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+
+pub(crate) struct Connection {
+    pub conn: ConnId,
+    pub stream: TcpStream,
+    pub commands: Sender<Command>,
+    pub max_packet_size: u32,
+}
+
+impl Connection {
+    pub(crate) async fn run(self) {
+        let Connection {
+            conn,
+            stream,
+            commands,
+            max_packet_size,
+        } = self;
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let mut read_buf = BytesMut::new();
+
+        // CONNECT first ([MQTT-3.1.0-1]); anything else, or nothing in time, closes the socket.
+        let opts = DecodeOptions::new(ProtocolVersion::V5).with_max_packet_size(max_packet_size);
+        let connect = match timeout(
+            CONNECT_TIMEOUT,
+            read_connect(&mut reader, &mut read_buf, &opts),
+        )
+        .await
+        {
+            Ok(Ok(connect)) => connect,
+            Ok(Err(ConnectFailure::UnsupportedLevel)) => {
+                // 3.1.1 §3.1.2.2: CONNACK return code 0x01, then close.
+                let _ = writer.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                return;
+            }
+            Ok(Err(ConnectFailure::Closed)) | Err(_) => return,
+        };
+        let version = connect.protocol;
+        let mut keep_alive = connect.keep_alive;
+        let (outbound_tx, mut outbound) = unbounded_channel();
+        let command = Command::Connect {
+            conn,
+            connect: Box::new(connect),
+            outbound: outbound_tx,
+        };
+        if commands.send(command).is_err() {
+            return;
+        }
+
+        let opts = DecodeOptions::new(version).with_max_packet_size(max_packet_size);
+        let mut write_buf = BytesMut::new();
+        let mut last_read = Instant::now();
+        let mut reading = true;
+        loop {
+            let keep_alive_deadline = (keep_alive > 0 && reading)
+                .then(|| last_read + Duration::from_millis(u64::from(keep_alive) * 1500));
+            tokio::select! {
+                read = reader.read_buf(&mut read_buf), if reading => {
+                    match read {
+                        Ok(0) | Err(_) => {
+                            let _ = commands.send(Command::Closed { conn, reason: CloseReason::ConnectionLost });
+                            break;
+                        }
+                        Ok(_) => {
+                            last_read = Instant::now();
+                            if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands) {
+                                reading = false;
+                                let _ = commands.send(Command::Closed { conn, reason: CloseReason::Malformed(error) });
+                            }
+                        }
+                    }
+                }
+                () = sleep_until(keep_alive_deadline.unwrap_or_else(Instant::now)), if keep_alive_deadline.is_some() => {
+                    reading = false;
+                    let _ = commands.send(Command::Closed { conn, reason: CloseReason::KeepAliveTimeout });
+                }
+                message = outbound.recv() => {
+                    let Some(message) = message else { break };
+                    let mut close = false;
+                    let mut next = Some(message);
+                    // Write everything already waiting in one go.
+                    while let Some(message) = next.take() {
+                        match message {
+                            Outbound::Packet(packet) => {
+                                if let Packet::ConnAck(connack) = &packet
+                                    && let Some(server_keep_alive) = connack.properties.server_keep_alive
+                                {
+                                    keep_alive = server_keep_alive;
+                                }
+                                if encode(&packet, version, &mut write_buf).is_err() {
+                                    tracing::warn!(?conn, "dropping a packet that cannot be encoded");
+                                }
+                            }
+                            Outbound::Close => {
+                                close = true;
+                                break;
+                            }
+                        }
+                        next = outbound.try_recv().ok();
+                    }
+                    if writer.write_all(&write_buf).await.is_err() {
+                        if reading {
+                            let _ = commands.send(Command::Closed { conn, reason: CloseReason::ConnectionLost });
+                        }
+                        break;
+                    }
+                    write_buf.clear();
+                    if write_buf.capacity() > WRITE_BUFFER_KEEP {
+                        write_buf = BytesMut::new();
+                    }
+                    if close {
+                        let _ = writer.shutdown().await;
+                        return;
+                    }
+                }
+            }
+            if !reading {
+                // Reported closed: wait (bounded) for the broker's last packets and Close.
+                let deadline = Instant::now() + CLOSE_GRACE;
+                while let Ok(Some(message)) =
+                    tokio::time::timeout_at(deadline, outbound.recv()).await
+                {
+                    match message {
+                        Outbound::Packet(packet) => {
+                            let _ = encode(&packet, version, &mut write_buf);
+                        }
+                        Outbound::Close => break,
+                    }
+                }
+                let _ = writer.write_all(&write_buf).await;
+                let _ = writer.shutdown().await;
+                return;
+            }
+        }
+        drain_until_close(&mut outbound).await;
+    }
+}
+
+/// After the socket is gone: let the broker's remaining packets for it fall away.
+async fn drain_until_close(outbound: &mut UnboundedReceiver<Outbound>) {
+    let deadline = Instant::now() + CLOSE_GRACE;
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, outbound.recv()).await {
+        if let Outbound::Close = message {
+            return;
+        }
+    }
+}
+
+fn forward_packets(
+    conn: ConnId,
+    read_buf: &mut BytesMut,
+    opts: &DecodeOptions,
+    commands: &Sender<Command>,
+) -> Result<(), DecodeError> {
+    while let Some(packet) = decode(read_buf, opts)? {
+        if commands.send(Command::Packet { conn, packet }).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+enum ConnectFailure {
+    UnsupportedLevel,
+    Closed,
+}
+
+async fn read_connect(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    opts: &DecodeOptions,
+) -> Result<berth_codec::Connect, ConnectFailure> {
+    loop {
+        match decode(buf, opts) {
+            Ok(Some(Packet::Connect(connect))) => return Ok(*connect),
+            Ok(Some(_)) => return Err(ConnectFailure::Closed),
+            Ok(None) => {}
+            Err(
+                DecodeError::UnsupportedProtocolLevel { .. }
+                | DecodeError::ProtocolNameLevelMismatch { .. },
+            ) => {
+                return Err(ConnectFailure::UnsupportedLevel);
+            }
+            Err(_) => return Err(ConnectFailure::Closed),
+        }
+        match reader.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(ConnectFailure::Closed),
+            Ok(_) => {}
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The TOML file. Its shape is fixed by the structs below: a key or section that is not one of
+//! them is refused (`deny_unknown_fields`), with its name, so a typo never passes silently.
+//! Leaf values stay raw TOML here and are converted by [`super::value`], which names the key.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::value::Input;
+use super::{ConfigError, Key, Origin, Overrides, Reader};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<toml::Value>,
+    http: Option<toml::Value>,
+    data_dir: Option<toml::Value>,
+    log_level: Option<toml::Value>,
+    #[serde(default)]
+    storage: Storage,
+    #[serde(default)]
+    session: Session,
+    #[serde(default)]
+    queue: Queue,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    acl: Acl,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Storage {
+    sync: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Session {
+    v3_persistent_expiry: Option<toml::Value>,
+    max_expiry: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Queue {
+    max_messages: Option<toml::Value>,
+    max_bytes: Option<toml::Value>,
+    drop_policy: Option<toml::Value>,
+    queue_qos0: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    max_packet_size: Option<toml::Value>,
+    receive_maximum: Option<toml::Value>,
+    max_inflight: Option<toml::Value>,
+    topic_alias_maximum: Option<toml::Value>,
+    max_keep_alive: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Acl {
+    denied_filters: Option<toml::Value>,
+}
+
+impl FileConfig {
+    fn value(&self, key: Key) -> Option<&toml::Value> {
+        match key {
+            Key::Listen => self.listen.as_ref(),
+            Key::Http => self.http.as_ref(),
+            Key::DataDir => self.data_dir.as_ref(),
+            Key::LogLevel => self.log_level.as_ref(),
+            Key::StorageSync => self.storage.sync.as_ref(),
+            Key::SessionV3PersistentExpiry => self.session.v3_persistent_expiry.as_ref(),
+            Key::SessionMaxExpiry => self.session.max_expiry.as_ref(),
+            Key::QueueMaxMessages => self.queue.max_messages.as_ref(),
+            Key::QueueMaxBytes => self.queue.max_bytes.as_ref(),
+            Key::QueueDropPolicy => self.queue.drop_policy.as_ref(),
+            Key::QueueQos0 => self.queue.queue_qos0.as_ref(),
+            Key::LimitsMaxPacketSize => self.limits.max_packet_size.as_ref(),
+            Key::LimitsReceiveMaximum => self.limits.receive_maximum.as_ref(),
+            Key::LimitsMaxInflight => self.limits.max_inflight.as_ref(),
+            Key::LimitsTopicAliasMaximum => self.limits.topic_alias_maximum.as_ref(),
+            Key::LimitsMaxKeepAlive => self.limits.max_keep_alive.as_ref(),
+            Key::AclDeniedFilters => self.acl.denied_filters.as_ref(),
+        }
+    }
+}
+
+/// Reads and converts the file at `path`.
+pub(super) fn read(path: &Path) -> Result<Overrides, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(&text, path)
+}
+
+/// Converts the text of a configuration file; `path` only names it in errors.
+pub fn parse_file(text: &str, path: &Path) -> Result<Overrides, ConfigError> {
+    let file: FileConfig = toml::from_str(text).map_err(|error| ConfigError::File {
+        path: path.to_owned(),
+        message: error.to_string().trim_end().to_owned(),
+    })?;
+    let get = |key: Key| file.value(key).map(Input::Toml);
+    Overrides::read(&Reader {
+        get: &get,
+        origin: |key| Origin::File { key },
+    })
+}

@@ -1,0 +1,99 @@
+//! The effective configuration written back as TOML (`berth check-config`), in the file's own
+//! spellings (`"64MiB"`, `"2h"`, `"unlimited"`), so the output can serve as a configuration file.
+
+use std::fmt::Write as _;
+
+use berth_core::DropPolicy;
+
+use super::Config;
+use super::value::{format_bytes, format_expiry, format_limit};
+
+/// A `[section]` (`None`: the top level) and its `key = value` lines.
+type Section<'a> = (Option<&'a str>, Vec<(&'a str, toml::Value)>);
+
+impl Config {
+    /// TOML that [`super::parse_file`] reads back to this same configuration.
+    pub fn to_toml(&self) -> String {
+        let broker = &self.broker;
+        let string = |text: &str| toml::Value::String(text.to_owned());
+        let integer = |n: u16| toml::Value::Integer(i64::from(n));
+        let drop_policy = match broker.queue.drop_policy {
+            DropPolicy::DropNewest => "drop_newest",
+            DropPolicy::DropOldest => "drop_oldest",
+        };
+        let filters = toml::Value::Array(
+            broker
+                .denied_filters
+                .iter()
+                .map(|filter| string(filter.as_str()))
+                .collect(),
+        );
+        let sections: [Section<'_>; 6] = [
+            (
+                None,
+                vec![
+                    ("listen", string(&self.listen.to_string())),
+                    ("http", string(&self.http.to_string())),
+                    ("data_dir", string(&self.data_dir.to_string_lossy())),
+                    ("log_level", string(&self.log_level)),
+                ],
+            ),
+            (
+                Some("storage"),
+                vec![("sync", toml::Value::Boolean(self.storage_sync))],
+            ),
+            (
+                Some("session"),
+                vec![
+                    (
+                        "v3_persistent_expiry",
+                        string(&format_expiry(broker.session.v3_persistent_expiry)),
+                    ),
+                    (
+                        "max_expiry",
+                        string(&format_expiry(broker.session.max_expiry)),
+                    ),
+                ],
+            ),
+            (
+                Some("queue"),
+                vec![
+                    (
+                        "max_messages",
+                        format_limit(broker.queue.max_messages, false),
+                    ),
+                    ("max_bytes", format_limit(broker.queue.max_bytes, true)),
+                    ("drop_policy", string(drop_policy)),
+                    ("queue_qos0", toml::Value::Boolean(broker.queue.queue_qos0)),
+                ],
+            ),
+            (
+                Some("limits"),
+                vec![
+                    (
+                        "max_packet_size",
+                        format_bytes(u64::from(broker.limits.max_packet_size)),
+                    ),
+                    ("receive_maximum", integer(broker.limits.receive_maximum)),
+                    ("max_inflight", integer(broker.limits.max_inflight)),
+                    (
+                        "topic_alias_maximum",
+                        integer(broker.limits.topic_alias_maximum),
+                    ),
+                    ("max_keep_alive", integer(broker.limits.max_keep_alive)),
+                ],
+            ),
+            (Some("acl"), vec![("denied_filters", filters)]),
+        ];
+        let mut out = String::new();
+        for (section, entries) in sections {
+            if let Some(section) = section {
+                let _ = writeln!(out, "\n[{section}]");
+            }
+            for (key, value) in entries {
+                let _ = writeln!(out, "{key} = {value}");
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,110 @@
+//! `berth`: parse the command line, load the configuration, bind the listeners, open the store,
+//! and serve until Ctrl-C or SIGTERM.
+
+use std::future::Future;
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow};
+use berth::cli::{Cli, Command};
+use berth::config::{self, Sources};
+use berth_server::Listeners;
+use berth_store::{RocksOptions, RocksStore};
+use clap::Parser as _;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let env = config::process_env()?;
+    let loaded = config::load(Sources {
+        file: cli.config.config.as_deref(),
+        env: &env,
+        flags: cli.config.overrides(),
+    })?;
+    let config = loaded.config;
+    if cli.command == Some(Command::CheckConfig) {
+        for warning in &loaded.warnings {
+            eprintln!("berth: warning: {warning}");
+        }
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log_level)?)
+        .try_init()
+        .map_err(|error| anyhow!("cannot install the logger: {error}"))?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    // Before anything else starts, so that an early SIGTERM already stops the node cleanly.
+    let shutdown = shutdown_signal()?;
+
+    let mqtt = bind(&config.listen, "MQTT").await?;
+    let http = bind(&config.http, "HTTP").await?;
+    let store = open_store(&config.data_dir, config.storage_sync)?;
+    tracing::info!(
+        mqtt = %mqtt.local_addr()?,
+        http = %http.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        "berth {} starting",
+        env!("CARGO_PKG_VERSION"),
+    );
+    berth_server::serve(
+        config.server_options(),
+        store,
+        Listeners {
+            mqtt,
+            http: Some(http),
+        },
+        shutdown,
+    )
+    .await?;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+async fn bind(addr: &std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// The node's RocksDB in `data_dir` (created if missing). RocksDB locks the directory, so a
+/// second node on the same directory stops here with a clear error.
+fn open_store(data_dir: &Path, storage_sync: bool) -> anyhow::Result<RocksStore> {
+    RocksStore::open(
+        data_dir,
+        RocksOptions {
+            sync_writes: storage_sync,
+        },
+    )
+    .with_context(|| format!("cannot open the store in {}", data_dir.display()))
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM (what `docker stop` and systemd send).
+/// The handlers are installed here, before the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!("{name} received; shutting down");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot wait for Ctrl-C; shutting down");
+        }
+        tracing::info!("Ctrl-C received; shutting down");
+    })
+}

@@ -1,0 +1,122 @@
+//! The `berth` executable as an operator meets it: help, check-config, start and stop.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn berth() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    // Only what a test sets: no BERTH_* or RUST_LOG from the machine running the tests.
+    command.env_clear();
+    command
+}
+
+fn run(command: &mut Command) -> (Output, String, String) {
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8(output.stdout.clone()).unwrap();
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    (output, stdout, stderr)
+}
+
+#[test]
+fn help_explains_every_flag_and_the_defaults() {
+    let (output, help, _) = run(berth().arg("--help"));
+    assert!(output.status.success());
+    for text in [
+        "--config <FILE>",
+        "--listen <ADDR>",
+        "--http <ADDR>",
+        "--data-dir <DIR>",
+        "--log-level <FILTER>",
+        "--storage-sync",
+        "check-config",
+        "0.0.0.0:1883",
+        "0.0.0.0:8080",
+        "./data",
+        "BERTH_LISTEN",
+        "BERTH_CONFIG",
+        "/metrics",
+    ] {
+        assert!(help.contains(text), "--help lacks {text:?}:\n{help}");
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("berth.toml");
+    std::fs::write(&file, "[queue]\nmax_messages = 10\n").unwrap();
+    let (output, stdout, stderr) = run(berth()
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .args(["--listen", "127.0.0.1:1999"])
+        .env("BERTH_QUEUE_MAX_BYTES", "unlimited"));
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("listen = \"127.0.0.1:1999\"\n"), "{stdout}");
+    assert!(stdout.contains("max_messages = 10\n"), "{stdout}");
+    assert!(stdout.contains("max_bytes = \"unlimited\"\n"), "{stdout}");
+    assert!(stdout.contains("max_expiry = \"never\"\n"), "{stdout}");
+}
+
+#[test]
+fn check_config_refuses_a_bad_value_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("berth.toml");
+    std::fs::write(&file, "[queue]\nmax_messages = 0\n").unwrap();
+    let (output, stdout, stderr) = run(berth().arg("check-config").env("BERTH_CONFIG", &file));
+    assert!(!output.status.success());
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("config: queue.max_messages: 0 is not allowed; write \"unlimited\""),
+        "{stderr}"
+    );
+
+    let (output, _, stderr) = run(berth()
+        .arg("check-config")
+        .env("BERTH_LIMITS_MAX_INFLIGHT", "0"));
+    assert!(!output.status.success());
+    assert!(stderr.contains("BERTH_LIMITS_MAX_INFLIGHT"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn starts_creates_its_data_dir_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = berth()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The data dir appears after the signal handlers are installed.
+    while !data.is_dir() {
+        assert!(child.try_wait().unwrap().is_none(), "berth exited early");
+        assert!(Instant::now() < deadline, "berth did not start in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "berth exited with {status}");
+            break;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("berth did not stop on SIGTERM in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

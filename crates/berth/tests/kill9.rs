@@ -1,0 +1,250 @@
+//! The durability contract, measured with the real binary: a PUBACK is a promise. After
+//! `kill -9` and a restart on the same data directory, every QoS 1 message the broker
+//! acknowledged for a persistent session is delivered, the session is present with its
+//! subscriptions, and expiry deadlines keep counting while the broker is down.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use berth_codec::{ConnectProperties, Packet, ProtocolVersion, PubAck, Publish, QoS};
+use berth_e2e::client::{TestClient, connect_packet, topic};
+use bytes::Bytes;
+
+const START_WAIT: Duration = Duration::from_secs(20);
+
+/// A `berth` process on 127.0.0.1:0 with its data in `data_dir`.
+struct Node {
+    child: Child,
+    mqtt: SocketAddr,
+}
+
+impl Node {
+    fn start(data_dir: &Path) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start berth");
+        // The startup line names the bound address: `... mqtt=127.0.0.1:PORT ...`.
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + START_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("berth did not print its listening address within {START_WAIT:?}");
+            };
+            if let Some(addr) = mqtt_addr(&strip_ansi(&line)) {
+                return Node { child, mqtt: addr };
+            }
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs, exactly like a crash.
+    fn kill9(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn mqtt_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("mqtt=")? + 5..];
+    rest.split_whitespace()
+        .next()?
+        .trim_matches(',')
+        .parse()
+        .ok()
+}
+
+async fn publish_acked(publisher: &mut TestClient, payload: String) -> bool {
+    let id = publisher.next_packet_id();
+    publisher
+        .send(Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: topic("fleet/7/cmd"),
+            packet_id: Some(id),
+            payload: Bytes::from(payload),
+            properties: Default::default(),
+        }))
+        .await;
+    matches!(publisher.recv().await, Packet::PubAck(ack) if ack.packet_id == id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_qos1_messages_survive_kill_9_repeatedly() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut node = Node::start(data.path());
+    let (mut device, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "device-7", false).await;
+    device.subscribe("fleet/7/#", QoS::AtLeastOnce).await;
+    device.disconnect().await;
+
+    let mut next = 0u32;
+    for round in 0..3 {
+        // Publish a batch; every PUBACKed message is a promise.
+        let (mut publisher, _) =
+            TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "ops", true).await;
+        let first = next;
+        for _ in 0..200 {
+            assert!(
+                publish_acked(&mut publisher, format!("m{next}")).await,
+                "PUBACK in round {round}"
+            );
+            next += 1;
+        }
+        node.kill9();
+        node = Node::start(data.path());
+
+        let (mut device, connack) =
+            TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "device-7", false).await;
+        assert!(
+            connack.session_present,
+            "round {round}: session survives kill -9"
+        );
+        for expected in first..next {
+            let publish = device.recv_publish_and_ack().await;
+            assert_eq!(
+                std::str::from_utf8(&publish.payload).unwrap(),
+                format!("m{expected}"),
+                "round {round}: every acknowledged message, in order"
+            );
+        }
+        device.expect_nothing(Duration::from_millis(300)).await;
+        device.disconnect().await;
+    }
+    node.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_inflight_message_is_redelivered_with_dup_after_kill_9() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(data.path());
+    let (mut device, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "device-8", false).await;
+    device.subscribe("fleet/8/#", QoS::AtLeastOnce).await;
+    let (mut publisher, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "ops", true).await;
+    publisher
+        .publish("fleet/8/cmd", b"hold-me", QoS::AtLeastOnce)
+        .await;
+    // Received but never acknowledged.
+    let Packet::Publish(first) = device.recv().await else {
+        panic!("expected PUBLISH")
+    };
+    node.kill9();
+
+    let node = Node::start(data.path());
+    let (mut device, connack) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "device-8", false).await;
+    assert!(connack.session_present);
+    let Packet::Publish(again) = device.recv().await else {
+        panic!("expected the re-sent PUBLISH")
+    };
+    assert!(again.dup, "re-sent with DUP = 1");
+    assert_eq!(
+        again.packet_id, first.packet_id,
+        "with the same packet identifier"
+    );
+    assert_eq!(again.payload, first.payload);
+    device
+        .send(Packet::PubAck(PubAck::new(again.packet_id.unwrap())))
+        .await;
+    device.expect_nothing(Duration::from_millis(300)).await;
+    node.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_expiry_keeps_counting_while_the_broker_is_down() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(data.path());
+    let connect = |id: &str, expiry: u32| {
+        let mut connect = connect_packet(ProtocolVersion::V5, id, false);
+        connect.properties = ConnectProperties {
+            session_expiry_interval: Some(expiry),
+            ..Default::default()
+        };
+        connect
+    };
+    let (short, _) = TestClient::connect_with(node.mqtt, connect("short-lived", 2)).await;
+    let (long, _) = TestClient::connect_with(node.mqtt, connect("long-lived", 3600)).await;
+    short.disconnect().await;
+    long.disconnect().await;
+    node.kill9();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let node = Node::start(data.path());
+    let (_, connack) = TestClient::connect_with(node.mqtt, connect("short-lived", 2)).await;
+    assert!(
+        !connack.session_present,
+        "expired while the broker was down"
+    );
+    let (_, connack) = TestClient::connect_with(node.mqtt, connect("long-lived", 3600)).await;
+    assert!(
+        connack.session_present,
+        "a session with time left is still there"
+    );
+    node.kill9();
+}
