@@ -141,3 +141,33 @@ async fn a_half_sent_packet_then_close_is_just_a_lost_connection() {
     client.disconnect().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_malformed_v5_connect_gets_connack_0x81_and_a_v311_one_is_just_closed() {
+    let server = TestServer::start_default().await;
+    // CONNECT "MQTT" level 5 with the reserved connect flag (bit 0) set: malformed.
+    let v5 = [
+        0x10, 0x0e, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x03, 0x00, 0x3c, 0x00, 0x00, 0x01,
+        b'x',
+    ];
+    let mut client = TestClient::open(server.mqtt, ProtocolVersion::V5).await;
+    client.send_raw(&v5).await;
+    let packets = client.expect_closed().await;
+    let [Packet::ConnAck(connack)] = &packets[..] else {
+        panic!("expected one CONNACK, got {packets:?}")
+    };
+    assert_eq!(
+        connack.reason,
+        berth_codec::ConnectReasonCode::MalformedPacket
+    );
+    assert!(!connack.session_present);
+
+    // The same fault in 3.1.1: no CONNACK exists for it, the connection just closes.
+    let v311 = [
+        0x10, 0x0d, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x03, 0x00, 0x3c, 0x00, 0x01, b'x',
+    ];
+    let mut client = TestClient::open(server.mqtt, ProtocolVersion::V3_1_1).await;
+    client.send_raw(&v311).await;
+    assert!(client.raw_until_closed().await.is_empty());
+    server.stop().await;
+}

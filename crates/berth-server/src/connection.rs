@@ -57,6 +57,15 @@ impl Connection {
                 let _ = writer.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
                 return;
             }
+            Ok(Err(ConnectFailure::Refused(reason))) => {
+                let mut out = BytesMut::new();
+                let connack = Packet::ConnAck(Box::new(berth_codec::ConnAck::refused(reason)));
+                if encode(&connack, ProtocolVersion::V5, &mut out).is_ok() {
+                    let _ = writer.write_all(&out).await;
+                }
+                let _ = writer.shutdown().await;
+                return;
+            }
             Ok(Err(ConnectFailure::Closed)) | Err(_) => return,
         };
         let version = connect.protocol;
@@ -186,7 +195,22 @@ fn forward_packets(
 
 enum ConnectFailure {
     UnsupportedLevel,
+    /// An MQTT 5 CONNECT that failed to decode: CONNACK with this reason, then close.
+    Refused(berth_codec::ConnectReasonCode),
     Closed,
+}
+
+/// Whether the buffered bytes start a CONNECT with protocol name `MQTT` and level 5.
+fn announces_v5(buf: &[u8]) -> bool {
+    if buf.first() != Some(&0x10) {
+        return false;
+    }
+    // Skip the remaining length (1..=4 bytes), then expect 00 04 'M' 'Q' 'T' 'T' 05.
+    let Some(length_bytes) = buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0) else {
+        return false;
+    };
+    let start = 2 + length_bytes;
+    buf.get(start..start + 7) == Some(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05][..])
 }
 
 async fn read_connect(
@@ -195,6 +219,8 @@ async fn read_connect(
     opts: &DecodeOptions,
 ) -> Result<berth_codec::Connect, ConnectFailure> {
     loop {
+        // Checked before decoding, which takes a complete packet out of the buffer.
+        let from_v5_client = announces_v5(buf);
         match decode(buf, opts) {
             Ok(Some(Packet::Connect(connect))) => return Ok(*connect),
             Ok(Some(_)) => return Err(ConnectFailure::Closed),
@@ -204,6 +230,11 @@ async fn read_connect(
                 | DecodeError::ProtocolNameLevelMismatch { .. },
             ) => {
                 return Err(ConnectFailure::UnsupportedLevel);
+            }
+            // MQTT 5 §3.1.4: a bad CONNECT from an MQTT 5 client may be answered with a CONNACK
+            // carrying the reason; 3.1/3.1.1 clients only see the connection close.
+            Err(error) if from_v5_client => {
+                return Err(ConnectFailure::Refused(error.connack_reason()));
             }
             Err(_) => return Err(ConnectFailure::Closed),
         }

@@ -248,3 +248,66 @@ async fn session_expiry_keeps_counting_while_the_broker_is_down() {
     );
     node.kill9();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_middle_of_a_publish_stream_loses_no_acknowledged_message() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(data.path());
+    let (mut device, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "device-9", false).await;
+    device.subscribe("fleet/9/#", QoS::AtLeastOnce).await;
+    device.disconnect().await;
+
+    // Publish as fast as PUBACKs come back; the node dies under the stream.
+    let (mut publisher, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "ops", true).await;
+    let stream = tokio::spawn(async move {
+        let mut acked = 0u32;
+        for n in 0..100_000u32 {
+            let id = publisher.next_packet_id();
+            publisher
+                .send(Packet::Publish(Publish {
+                    dup: false,
+                    qos: QoS::AtLeastOnce,
+                    retain: false,
+                    topic: topic("fleet/9/cmd"),
+                    packet_id: Some(id),
+                    payload: Bytes::from(n.to_string()),
+                    properties: Default::default(),
+                }))
+                .await;
+            match publisher.try_recv(Duration::from_secs(5)).await {
+                Some(Packet::PubAck(ack)) if ack.packet_id == id => acked = n + 1,
+                _ => break,
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    node.kill9();
+    let acked = tokio::time::timeout(Duration::from_secs(10), stream)
+        .await
+        .expect("publisher notices the dead node")
+        .expect("publisher task");
+    assert!(acked > 0, "some messages were acknowledged before the kill");
+
+    let node = Node::start(data.path());
+    let (mut device, connack) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "device-9", false).await;
+    assert!(connack.session_present);
+    // Every acknowledged message, in order; the one in flight at the kill may or may not be there.
+    for expected in 0..acked {
+        let publish = device.recv_publish_and_ack().await;
+        assert_eq!(
+            std::str::from_utf8(&publish.payload).unwrap(),
+            expected.to_string()
+        );
+    }
+    if let Some(Packet::Publish(extra)) = device.try_recv(Duration::from_millis(300)).await {
+        assert_eq!(
+            std::str::from_utf8(&extra.payload).unwrap(),
+            acked.to_string()
+        );
+    }
+    drop(node);
+}
