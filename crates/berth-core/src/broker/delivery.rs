@@ -37,13 +37,20 @@ impl<S: Store> Broker<S> {
         self.enqueue(client, delivery);
     }
 
+    /// The message being routed does not fit a full queue: counted, and remembered so that an
+    /// MQTT 5 publisher's PUBACK says Quota Exceeded instead of promising delivery.
+    fn refuse_for_quota(&mut self) {
+        self.stats.count_drop(DropReason::QueueFull);
+        self.route_quota_drops += 1;
+    }
+
     fn enqueue(&mut self, client: &ClientId, delivery: Delivery) {
         let size = delivery.size();
         let limits = self.config.queue.clone();
         // A message that cannot fit even in an empty queue is dropped by itself: evicting the
         // whole queue first (drop_oldest) would lose every queued message and still not make room.
         if !limits.max_bytes.allows(size) {
-            return self.stats.count_drop(DropReason::QueueFull);
+            return self.refuse_for_quota();
         }
         loop {
             let Some(session) = self.sessions.get(client) else {
@@ -56,12 +63,12 @@ impl<S: Store> Broker<S> {
                 break;
             }
             if limits.drop_policy == DropPolicy::DropNewest || bounds.count == 0 {
-                return self.stats.count_drop(DropReason::QueueFull);
+                return self.refuse_for_quota();
             }
             if self.pop_queue(client).is_some() {
                 self.stats.count_drop(DropReason::QueueFull);
             } else {
-                return self.stats.count_drop(DropReason::QueueFull);
+                return self.refuse_for_quota();
             }
         }
         let Some(session) = self.sessions.get_mut(client) else {

@@ -104,6 +104,8 @@ pub struct Broker<S: Store> {
     assigned_ids: u64,
     /// A storage read that failed mid-event; reported by `handle`.
     fault: Option<StoreError>,
+    /// Sessions whose full queue refused the message being routed (see `refuse_for_quota`).
+    route_quota_drops: u32,
 }
 
 impl<S: Store> Broker<S> {
@@ -128,6 +130,7 @@ impl<S: Store> Broker<S> {
             stats: Stats::default(),
             assigned_ids: 0,
             fault: None,
+            route_quota_drops: 0,
         };
         for message in loaded.retained {
             broker

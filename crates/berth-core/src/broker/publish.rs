@@ -102,10 +102,15 @@ impl<S: Store> Broker<S> {
         if message.retain {
             self.set_retained(&message);
         }
+        self.route_quota_drops = 0;
         let matched = self.route(now, Some(client), Arc::new(message));
 
+        // A PUBACK is a promise that the message is queued for every matching session; when a
+        // full queue (drop_newest) refused it, MQTT 5 lets us say so. 3.1.1 has no way to.
         let reason = if matched == 0 {
             PubAckReasonCode::NoMatchingSubscribers
+        } else if self.route_quota_drops > 0 {
+            PubAckReasonCode::QuotaExceeded
         } else {
             PubAckReasonCode::Success
         };

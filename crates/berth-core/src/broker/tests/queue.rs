@@ -499,3 +499,39 @@ fn a_shared_group_with_every_member_offline_queues_for_one_member() {
     assert_eq!(q1 + q2, 4);
     assert_eq!((q1, q2), (2, 2));
 }
+
+#[test]
+fn a_v5_puback_reports_quota_exceeded_when_a_full_queue_refused_the_message() {
+    let mut h = Harness::with_config(queue_config(
+        Limit::AtMost(1),
+        Limit::Unlimited,
+        DropPolicy::DropNewest,
+    ));
+    let publisher = offline_subscriber(&mut h);
+    let out = h.publish(publisher, publish("t", b"1", QoS::AtLeastOnce, 1));
+    let Packet::PubAck(ack) = out.only(publisher) else {
+        panic!("expected PUBACK")
+    };
+    assert_eq!(
+        ack.reason,
+        berth_codec::PubAckReasonCode::Success,
+        "queued: a promise"
+    );
+    let out = h.publish(publisher, publish("t", b"2", QoS::AtLeastOnce, 2));
+    let Packet::PubAck(ack) = out.only(publisher) else {
+        panic!("expected PUBACK")
+    };
+    assert_eq!(
+        ack.reason,
+        berth_codec::PubAckReasonCode::QuotaExceeded,
+        "dropped: said so"
+    );
+    let out = h.publish(publisher, publish("nobody", b"3", QoS::AtLeastOnce, 3));
+    let Packet::PubAck(ack) = out.only(publisher) else {
+        panic!("expected PUBACK")
+    };
+    assert_eq!(
+        ack.reason,
+        berth_codec::PubAckReasonCode::NoMatchingSubscribers
+    );
+}
