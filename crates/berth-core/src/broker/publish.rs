@@ -185,14 +185,7 @@ impl<S: Store> Broker<S> {
             *pid == id && matches!(out, Outgoing::Sent { delivery, .. } if delivery.qos == QoS::AtLeastOnce)
         });
         if let Some(position) = position {
-            session.inflight.remove(position);
-            if session.stored {
-                self.batch.push(Op::DeleteInflight {
-                    client: client.clone(),
-                    packet_id: id,
-                });
-            }
-            self.pump(now, client);
+            self.complete_outgoing(now, client, position);
         }
     }
 
@@ -215,14 +208,7 @@ impl<S: Store> Broker<S> {
         };
         if rec.reason.is_error() {
             // The receiver refused the message: the exchange ends here (§4.3.3).
-            session.inflight.remove(position);
-            if session.stored {
-                self.batch.push(Op::DeleteInflight {
-                    client: client.clone(),
-                    packet_id: id,
-                });
-            }
-            return self.pump(now, client);
+            return self.complete_outgoing(now, client, position);
         }
         session.inflight[position].1 = Outgoing::Released;
         if session.stored {
@@ -244,15 +230,25 @@ impl<S: Store> Broker<S> {
             .iter()
             .position(|(pid, out)| *pid == id && matches!(out, Outgoing::Released));
         if let Some(position) = position {
-            session.inflight.remove(position);
-            if session.stored {
-                self.batch.push(Op::DeleteInflight {
-                    client: client.clone(),
-                    packet_id: id,
-                });
-            }
-            self.pump(now, client);
+            self.complete_outgoing(now, client, position);
         }
+    }
+
+    /// An outgoing QoS 1/2 exchange ended: its window slot frees up for the queue.
+    fn complete_outgoing(&mut self, now: UnixMillis, client: &ClientId, position: usize) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let Some((packet_id, _)) = session.inflight.remove(position) else {
+            return;
+        };
+        if session.stored {
+            self.batch.push(Op::DeleteInflight {
+                client: client.clone(),
+                packet_id,
+            });
+        }
+        self.pump(now, client);
     }
 
     pub(super) fn on_pubrel(&mut self, conn: ConnId, client: &ClientId, rel: PubRel) {
