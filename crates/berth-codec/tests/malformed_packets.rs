@@ -9,102 +9,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use berth_codec::{
-    Auth, AuthProperties, AuthReasonCode, Connect, DecodeError, DecodeOptions,
-    DisconnectReasonCode, EncodeError, ErrorKind, LastWill, MqttString, Packet, PacketId,
-    PacketType, ProtocolVersion, Publish, PublishProperties, QoS, SubAck, Subscribe, TopicName,
-    decode, encode, encoded_len,
+    Auth, AuthProperties, AuthReasonCode, Connect, DecodeError, DecodeOptions, EncodeError,
+    ErrorKind, LastWill, MqttString, Packet, PacketId, PacketType, ProtocolVersion, Publish,
+    PublishProperties, QoS, SubAck, Subscribe, TopicName, decode, encode, encoded_len,
 };
 use bytes::{Bytes, BytesMut};
 
 use ProtocolVersion::{V3_1, V3_1_1, V5};
-
-const ALL: [ProtocolVersion; 3] = ProtocolVersion::ALL;
-
-/// A packet: first byte, remaining length (computed), body.
-fn frame(first: u8, body: &[&[u8]]) -> Vec<u8> {
-    let body = body.concat();
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        out.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&body);
-    out
-}
-
-fn decode_err(version: ProtocolVersion, bytes: &[u8], opts: DecodeOptions) -> DecodeError {
-    let mut buf = BytesMut::from(bytes);
-    match decode(&mut buf, &opts) {
-        Err(e) => e,
-        other => panic!("{version}: expected an error for {bytes:02x?}, got {other:?}"),
-    }
-}
-
-/// The decode error and its classification, for a non-CONNECT packet.
-#[track_caller]
-fn assert_error(version: ProtocolVersion, bytes: &[u8], expected: DecodeError, kind: ErrorKind) {
-    let err = decode_err(version, bytes, DecodeOptions::new(version));
-    assert_eq!(err, expected, "{version}");
-    assert_eq!(err.kind(), kind, "{version}: kind of {err}");
-    let reason = match kind {
-        ErrorKind::Malformed => DisconnectReasonCode::MalformedPacket,
-        ErrorKind::PacketTooLarge => DisconnectReasonCode::PacketTooLarge,
-        ErrorKind::ProtocolError | ErrorKind::UnsupportedProtocolVersion => {
-            DisconnectReasonCode::ProtocolError
-        }
-    };
-    assert_eq!(
-        err.disconnect_reason(),
-        reason,
-        "{version}: DISCONNECT reason"
-    );
-    let code = match kind {
-        ErrorKind::Malformed => 0x81,
-        ErrorKind::PacketTooLarge => 0x95,
-        _ => 0x82,
-    };
-    assert_eq!(err.disconnect_reason().code(), code);
-}
-
-#[track_caller]
-fn malformed(version: ProtocolVersion, bytes: &[u8], expected: DecodeError) {
-    assert_error(version, bytes, expected, ErrorKind::Malformed);
-}
-
-#[track_caller]
-fn protocol_error(version: ProtocolVersion, bytes: &[u8], expected: DecodeError) {
-    assert_error(version, bytes, expected, ErrorKind::ProtocolError);
-}
-
-/// A CONNECT is decoded by its own protocol level: the connection's version does not matter.
-/// `connack` is the MQTT 5 CONNACK reason code the server refuses it with.
-#[track_caller]
-fn connect_refused(bytes: &[u8], expected: DecodeError, kind: ErrorKind, connack: u8) {
-    for version in ALL {
-        let err = decode_err(version, bytes, DecodeOptions::new(version));
-        assert_eq!(err, expected, "decoded under {version}");
-        assert_eq!(err.kind(), kind, "kind of {err}");
-        assert_eq!(
-            err.connack_reason().code(),
-            connack,
-            "CONNACK reason of {err}"
-        );
-    }
-}
-
-/// A 3.1.1 CONNECT: protocol name "MQTT", level 4, then `flags`, keep alive 60, then `rest`.
-fn connect_v311(flags: u8, rest: &[&[u8]]) -> Vec<u8> {
-    frame(
-        0x10,
-        &[b"\x00\x04MQTT\x04", &[flags, 0x00, 0x3C], &rest.concat()],
-    )
-}
+use support::frame;
+use support::malformed::{
+    ALL, connect_refused, connect_v311, decode_err, malformed, protocol_error, subscribe_options,
+};
 
 // ---------------------------------------------------------------------------------------------
 // CONNECT (3.1.1 §3.1.2, 5.0 §3.1.2)
@@ -283,13 +201,6 @@ fn unsubscribe_without_topic_filters() {
     };
     protocol_error(V3_1_1, &[0xA2, 0x02, 0x00, 0x01], expected.clone());
     protocol_error(V5, &[0xA2, 0x03, 0x00, 0x01, 0x00], expected);
-}
-
-/// SUBSCRIBE (packet identifier 1) with filter "a/b" and the given options byte.
-fn subscribe_options(version: ProtocolVersion, filter: &[u8], options: u8) -> Vec<u8> {
-    let properties: &[u8] = if version.is_v5() { &[0x00] } else { &[] };
-    let len = (filter.len() as u16).to_be_bytes();
-    frame(0x82, &[&[0x00, 0x01], properties, &len, filter, &[options]])
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use berth_codec::{
     AuthReasonCode, ConnectReasonCode, DecodeError, DecodeOptions, DisconnectReasonCode, ErrorKind,
     Packet, PacketType, PropertyId, ProtocolVersion, PubAckReasonCode, PubRelReasonCode,
@@ -13,23 +15,8 @@ use berth_codec::{
 use bytes::BytesMut;
 
 use ProtocolVersion::{V3_1_1, V5};
-
-/// A packet: first byte, remaining length (computed), body.
-fn frame(first: u8, body: &[&[u8]]) -> Vec<u8> {
-    let body = body.concat();
-    let mut out = vec![first];
-    let mut len = body.len();
-    loop {
-        let byte = (len % 128) as u8;
-        len /= 128;
-        out.push(if len > 0 { byte | 0x80 } else { byte });
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&body);
-    out
-}
+use support::frame;
+use support::malformed::connect_refused_under;
 
 /// A property block: its length (one byte here), then the properties.
 fn props(properties: &[&[u8]]) -> Vec<u8> {
@@ -42,46 +29,26 @@ fn decode_v5(bytes: &[u8]) -> Result<Option<Packet>, DecodeError> {
     decode(&mut BytesMut::from(bytes), &DecodeOptions::new(V5))
 }
 
-fn decode_err(bytes: &[u8]) -> DecodeError {
-    match decode_v5(bytes) {
-        Err(e) => e,
-        other => panic!("expected an error for {bytes:02x?}, got {other:?}"),
-    }
-}
-
+/// The shared assertions, for a connection of MQTT 5: every packet in this file is one.
 #[track_caller]
 fn malformed(bytes: &[u8], expected: DecodeError) {
-    let err = decode_err(bytes);
-    assert_eq!(err, expected);
-    assert_eq!(err.kind(), ErrorKind::Malformed, "kind of {err}");
-    assert_eq!(
-        err.disconnect_reason(),
-        DisconnectReasonCode::MalformedPacket
-    );
-    assert_eq!(err.disconnect_reason().code(), 0x81);
+    support::malformed::malformed(V5, bytes, expected);
 }
 
 #[track_caller]
 fn protocol_error(bytes: &[u8], expected: DecodeError) {
-    let err = decode_err(bytes);
-    assert_eq!(err, expected);
-    assert_eq!(err.kind(), ErrorKind::ProtocolError, "kind of {err}");
-    assert_eq!(err.disconnect_reason(), DisconnectReasonCode::ProtocolError);
-    assert_eq!(err.disconnect_reason().code(), 0x82);
+    support::malformed::protocol_error(V5, bytes, expected);
 }
 
 /// A CONNECT failure, answered with CONNACK `connack` (0x81 malformed, 0x82 protocol error).
 #[track_caller]
 fn connect_refused(bytes: &[u8], expected: DecodeError, connack: u8) {
-    let err = decode_err(bytes);
-    assert_eq!(err, expected);
     let kind = if connack == 0x81 {
         ErrorKind::Malformed
     } else {
         ErrorKind::ProtocolError
     };
-    assert_eq!(err.kind(), kind, "kind of {err}");
-    assert_eq!(err.connack_reason().code(), connack);
+    connect_refused_under(V5, bytes, expected, kind, connack);
 }
 
 /// CONNECT, clean start, keep alive 60, with these CONNECT properties and client id "c".

@@ -12,6 +12,7 @@
 mod seeds;
 #[path = "roundtrip/strategies.rs"]
 mod strategies;
+mod support;
 
 use std::path::Path;
 
@@ -315,17 +316,7 @@ proptest! {
         body in vec(any::<u8>(), 0..200),
         tail in vec(any::<u8>(), 0..8),
     ) {
-        let mut input = vec![first];
-        let mut len = body.len();
-        loop {
-            let byte = (len % 128) as u8;
-            len /= 128;
-            input.push(if len > 0 { byte | 0x80 } else { byte });
-            if len == 0 {
-                break;
-            }
-        }
-        input.extend_from_slice(&body);
+        let mut input = support::frame(first, &[&body]);
         input.extend_from_slice(&tail);
         for version in ProtocolVersion::ALL {
             decode_stream(&input, &DecodeOptions::new(version));

@@ -7,74 +7,43 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use berth_codec::{
     ConnAck, Connect, ConnectReasonCode, DecodeOptions, Disconnect, DisconnectReasonCode, LastWill,
-    MqttString, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish,
-    PublishProperties, QoS, SubAck, SubAckReasonCode, Subscribe, SubscribeProperties, Subscription,
-    SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, UnsubscribeProperties,
-    UserProperty, decode, encode, encoded_len,
+    Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, PublishProperties, QoS,
+    SubAck, SubAckReasonCode, Subscribe, SubscribeProperties, Subscription, SubscriptionOptions,
+    UnsubAck, Unsubscribe, UnsubscribeProperties, UserProperty, decode,
 };
 use bytes::{Bytes, BytesMut};
 
 use ProtocolVersion::{V3_1, V3_1_1, V5};
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
-
-/// Concatenates the fields of a packet, so each field can sit on its own commented line.
-fn wire(fields: &[&[u8]]) -> Vec<u8> {
-    fields.concat()
-}
-
-fn s(text: &str) -> MqttString {
-    MqttString::new(text).unwrap()
-}
-
-fn topic(text: &str) -> TopicName {
-    TopicName::parse(text).unwrap()
-}
-
-fn filter(text: &str) -> TopicFilter {
-    TopicFilter::parse(text).unwrap()
-}
-
-fn pid(id: u16) -> PacketId {
-    PacketId::new(id).unwrap()
-}
-
-/// `bytes` decode to `packet` (consuming exactly the frame) and `packet` encodes to `bytes`.
-fn assert_wire(version: ProtocolVersion, bytes: &[u8], packet: &Packet) {
-    let mut buf = BytesMut::from(bytes);
-    let decoded = decode(&mut buf, &DecodeOptions::new(version))
-        .unwrap_or_else(|e| panic!("{version}: decode failed: {e:?}"))
-        .expect("a complete packet");
-    assert_eq!(&decoded, packet, "{version}: decoded packet");
-    assert!(buf.is_empty(), "{version}: decode left {} bytes", buf.len());
-
-    let mut out = BytesMut::new();
-    let written = encode(packet, version, &mut out)
-        .unwrap_or_else(|e| panic!("{version}: encode failed: {e:?}"));
-    assert_eq!(&out[..], bytes, "{version}: encoded bytes");
-    assert_eq!(written, bytes.len(), "{version}: encode's returned length");
-    assert_eq!(encoded_len(packet, version).unwrap(), bytes.len());
-}
-
-fn publish(qos: QoS, id: Option<u16>, name: &str, payload: &'static [u8]) -> Publish {
-    Publish {
-        dup: false,
-        qos,
-        retain: false,
-        topic: topic(name),
-        packet_id: id.map(pid),
-        payload: Bytes::from_static(payload),
-        properties: PublishProperties::default(),
-    }
-}
+use support::spec::{assert_wire, filter, pid, publish, s, topic, wire};
 
 // ---------------------------------------------------------------------------------------------
 // CONNECT
 // ---------------------------------------------------------------------------------------------
+
+/// The CONNECT of the spec examples below (flags 0xCE, keep alive 10): the same packet in 3.1.1
+/// and in 3.1.
+fn spec_example_connect(protocol: ProtocolVersion) -> Packet {
+    Packet::Connect(Box::new(Connect {
+        protocol,
+        clean_start: true,
+        keep_alive: 10,
+        client_id: s("client"),
+        will: Some(LastWill {
+            topic: topic("will/t"),
+            payload: Bytes::from_static(b"bye"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+        }),
+        username: Some(s("user")),
+        password: Some(Bytes::from_static(b"pass")),
+        properties: Default::default(),
+    }))
+}
 
 /// The 3.1.1 §3.1.2.10 variable header example (flags 0xCE, keep alive 10) with a payload
 /// carrying every field those flags announce.
@@ -92,22 +61,7 @@ fn v311_connect_spec_example() {
         b"\x00\x04user", // user name
         b"\x00\x04pass", // password
     ]);
-    let packet = Packet::Connect(Box::new(Connect {
-        protocol: V3_1_1,
-        clean_start: true,
-        keep_alive: 10,
-        client_id: s("client"),
-        will: Some(LastWill {
-            topic: topic("will/t"),
-            payload: Bytes::from_static(b"bye"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Default::default(),
-        }),
-        username: Some(s("user")),
-        password: Some(Bytes::from_static(b"pass")),
-        properties: Default::default(),
-    }));
+    let packet = spec_example_connect(V3_1_1);
     assert_wire(V3_1_1, &bytes, &packet);
 }
 
@@ -126,22 +80,7 @@ fn v31_connect_spec_example() {
         b"\x00\x04user",                                   // user name
         b"\x00\x04pass",                                   // password
     ]);
-    let packet = Packet::Connect(Box::new(Connect {
-        protocol: V3_1,
-        clean_start: true,
-        keep_alive: 10,
-        client_id: s("client"),
-        will: Some(LastWill {
-            topic: topic("will/t"),
-            payload: Bytes::from_static(b"bye"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Default::default(),
-        }),
-        username: Some(s("user")),
-        password: Some(Bytes::from_static(b"pass")),
-        properties: Default::default(),
-    }));
+    let packet = spec_example_connect(V3_1);
     // A CONNECT is decoded by its own protocol level, whatever the connection's default.
     for version in [V3_1, V3_1_1, V5] {
         let mut buf = BytesMut::from(&bytes[..]);
@@ -151,9 +90,8 @@ fn v31_connect_spec_example() {
     assert_wire(V3_1, &bytes, &packet);
 }
 
-#[test]
-fn v311_connect_minimal_empty_client_id() {
-    // Clean session with a zero-length client identifier (3.1.1 §3.1.3.1).
+/// Clean session with a zero-length client identifier (3.1.1 §3.1.3.1).
+fn v311_minimal_connect() -> (Vec<u8>, Packet) {
     let bytes = wire(&[
         &[0x10, 0x0C],                         // CONNECT, remaining length 12
         &[0x00, 0x04, b'M', b'Q', b'T', b'T'], // protocol name
@@ -172,6 +110,12 @@ fn v311_connect_minimal_empty_client_id() {
         password: None,
         properties: Default::default(),
     }));
+    (bytes, packet)
+}
+
+#[test]
+fn v311_connect_minimal_empty_client_id() {
+    let (bytes, packet) = v311_minimal_connect();
     assert_wire(V3_1_1, &bytes, &packet);
 }
 
@@ -265,7 +209,7 @@ fn publish_qos0_both_v3_versions() {
         &[0x00, 0x03, b'a', b'/', b'b'], // topic name "a/b"; no packet identifier at QoS 0
         b"hello",                        // payload
     ]);
-    let packet = Packet::Publish(publish(QoS::AtMostOnce, None, "a/b", b"hello"));
+    let packet = Packet::Publish(publish(QoS::AtMostOnce, None, topic("a/b"), b"hello"));
     assert_wire(V3_1, &bytes, &packet);
     assert_wire(V3_1_1, &bytes, &packet);
 }
@@ -279,7 +223,7 @@ fn publish_qos1_spec_example_both_v3_versions() {
         &[0x00, 0x0A],                   // packet identifier 10
         b"hello",                        // payload
     ]);
-    let packet = Packet::Publish(publish(QoS::AtLeastOnce, Some(10), "a/b", b"hello"));
+    let packet = Packet::Publish(publish(QoS::AtLeastOnce, Some(10), topic("a/b"), b"hello"));
     assert_wire(V3_1, &bytes, &packet);
     assert_wire(V3_1_1, &bytes, &packet);
 }
@@ -291,7 +235,7 @@ fn publish_qos2_dup_retain_empty_payload_both_v3_versions() {
         &[0x00, 0x03, b'a', b'/', b'b'], // topic name
         &[0x00, 0x0B],                   // packet identifier 11; zero-length payload
     ]);
-    let mut expected = publish(QoS::ExactlyOnce, Some(11), "a/b", b"");
+    let mut expected = publish(QoS::ExactlyOnce, Some(11), topic("a/b"), b"");
     expected.dup = true;
     expected.retain = true;
     let packet = Packet::Publish(expected);
@@ -307,7 +251,7 @@ fn publish_topic_with_the_utf8_spec_example() {
         &[0x00, 0x05, 0x41, 0xF0, 0xAA, 0x9B, 0x94], // topic name
         &[0x2A],                                     // payload
     ]);
-    let mut expected = publish(QoS::AtMostOnce, None, "A\u{2A6D4}", b"*");
+    let mut expected = publish(QoS::AtMostOnce, None, topic("A\u{2A6D4}"), b"*");
     expected.retain = true;
     for version in [V3_1, V3_1_1] {
         assert_wire(version, &bytes, &Packet::Publish(expected.clone()));
@@ -524,7 +468,7 @@ fn remaining_length_table_boundaries() {
             ]);
             let packet = Packet::Publish(Publish {
                 payload: Bytes::from(payload),
-                ..publish(QoS::AtMostOnce, None, "a", b"")
+                ..publish(QoS::AtMostOnce, None, topic("a"), b"")
             });
             assert_wire(version, &bytes, &packet);
         }
@@ -562,7 +506,7 @@ fn v5_publish_with_properties() -> (Vec<u8>, Packet) {
             user_properties: vec![UserProperty::new(s("k"), s("v"))],
             ..Default::default()
         },
-        ..publish(QoS::AtLeastOnce, Some(7), "a/b", b"payload")
+        ..publish(QoS::AtLeastOnce, Some(7), topic("a/b"), b"payload")
     });
     (bytes, packet)
 }
@@ -570,27 +514,8 @@ fn v5_publish_with_properties() -> (Vec<u8>, Packet) {
 #[test]
 fn byte_at_a_time_returns_none_until_complete() {
     let (v5_bytes, v5_packet) = v5_publish_with_properties();
-    let cases = [
-        (V5, v5_bytes, v5_packet),
-        (
-            V3_1_1,
-            wire(&[
-                &[0x10, 0x0C],
-                b"\x00\x04MQTT",
-                &[0x04, 0x02, 0x00, 0x3C, 0x00, 0x00],
-            ]),
-            Packet::Connect(Box::new(Connect {
-                protocol: V3_1_1,
-                clean_start: true,
-                keep_alive: 60,
-                client_id: s(""),
-                will: None,
-                username: None,
-                password: None,
-                properties: Default::default(),
-            })),
-        ),
-    ];
+    let (v311_bytes, v311_packet) = v311_minimal_connect();
+    let cases = [(V5, v5_bytes, v5_packet), (V3_1_1, v311_bytes, v311_packet)];
     for (version, bytes, packet) in cases {
         let opts = DecodeOptions::new(version);
         let mut buf = BytesMut::new();

@@ -8,56 +8,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::num::{NonZeroU16, NonZeroU32};
 
 use berth_codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, ConnectProperties, ConnectReasonCode,
-    DecodeOptions, LastWill, MqttString, Packet, PacketId, PayloadFormat, ProtocolVersion, PubAck,
-    PubAckReasonCode, PubComp, PubRec, PubRel, PubRelReasonCode, Publish, PublishProperties, QoS,
-    SubscriptionId, TopicName, UserProperty, WillProperties, decode, encode, encoded_len,
+    LastWill, Packet, PayloadFormat, ProtocolVersion, PubAck, PubAckReasonCode, PubComp, PubRec,
+    PubRel, PubRelReasonCode, Publish, PublishProperties, QoS, SubscriptionId, TopicName,
+    WillProperties, encode,
 };
 use bytes::{Bytes, BytesMut};
 
 use ProtocolVersion::{V3_1_1, V5};
-
-fn wire(fields: &[&[u8]]) -> Vec<u8> {
-    fields.concat()
-}
-
-fn s(text: &str) -> MqttString {
-    MqttString::new(text).unwrap()
-}
-
-fn topic(text: &str) -> TopicName {
-    TopicName::parse(text).unwrap()
-}
-
-fn pid(id: u16) -> PacketId {
-    PacketId::new(id).unwrap()
-}
-
-fn user(key: &str, value: &str) -> UserProperty {
-    UserProperty::new(s(key), s(value))
-}
-
-fn decode_v5(bytes: &[u8]) -> Packet {
-    let mut buf = BytesMut::from(bytes);
-    let packet = decode(&mut buf, &DecodeOptions::new(V5))
-        .unwrap_or_else(|e| panic!("decode failed: {e:?}"))
-        .expect("a complete packet");
-    assert!(buf.is_empty(), "decode left {} bytes", buf.len());
-    packet
-}
-
-/// `bytes` decode to `packet` and `packet` encodes to `bytes`, both as MQTT 5.
-fn assert_wire(bytes: &[u8], packet: &Packet) {
-    assert_eq!(&decode_v5(bytes), packet, "decoded packet");
-    let mut out = BytesMut::new();
-    let written = encode(packet, V5, &mut out).unwrap_or_else(|e| panic!("encode: {e:?}"));
-    assert_eq!(&out[..], bytes, "encoded bytes");
-    assert_eq!(written, bytes.len());
-    assert_eq!(encoded_len(packet, V5).unwrap(), bytes.len());
-}
+use support::spec::{assert_wire, decode_packet, pid, publish, s, topic, user, wire};
 
 // ---------------------------------------------------------------------------------------------
 // CONNECT
@@ -101,7 +65,7 @@ fn connect_spec_example() {
             ..Default::default()
         },
     }));
-    assert_wire(&bytes, &packet);
+    assert_wire(V5, &bytes, &packet);
 }
 
 #[test]
@@ -170,7 +134,7 @@ fn connect_every_property_and_will_property() {
             authentication_data: Some(Bytes::from_static(&[1, 2, 3])),
         },
     }));
-    assert_wire(&bytes, &packet);
+    assert_wire(V5, &bytes, &packet);
 }
 
 #[test]
@@ -196,7 +160,7 @@ fn connect_password_without_user_name_is_allowed_in_v5() {
         password: Some(Bytes::from_static(&[0xFF, 0x00])),
         properties: ConnectProperties::default(),
     }));
-    assert_wire(&bytes, &packet);
+    assert_wire(V5, &bytes, &packet);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,8 +171,8 @@ fn connect_password_without_user_name_is_allowed_in_v5() {
 fn connack_minimal_and_session_present() {
     // Acknowledge flags, reason code, property length 0.
     let accepted = |present| Packet::ConnAck(Box::new(ConnAck::accepted(present)));
-    assert_wire(&[0x20, 0x03, 0x00, 0x00, 0x00], &accepted(false));
-    assert_wire(&[0x20, 0x03, 0x01, 0x00, 0x00], &accepted(true));
+    assert_wire(V5, &[0x20, 0x03, 0x00, 0x00, 0x00], &accepted(false));
+    assert_wire(V5, &[0x20, 0x03, 0x01, 0x00, 0x00], &accepted(true));
 }
 
 #[test]
@@ -219,7 +183,7 @@ fn connack_every_reason_code() {
             ConnectReasonCode::Success => ConnAck::accepted(false),
             refusal => ConnAck::refused(refusal),
         };
-        assert_wire(&bytes, &Packet::ConnAck(Box::new(packet)));
+        assert_wire(V5, &bytes, &Packet::ConnAck(Box::new(packet)));
     }
 }
 
@@ -265,7 +229,7 @@ fn connack_server_capabilities() {
         },
         ..ConnAck::accepted(false)
     };
-    assert_wire(&bytes, &Packet::ConnAck(Box::new(packet)));
+    assert_wire(V5, &bytes, &Packet::ConnAck(Box::new(packet)));
 }
 
 #[test]
@@ -283,7 +247,7 @@ fn connack_refusal_with_server_reference_and_auth_continuation() {
         },
         ..ConnAck::refused(ConnectReasonCode::UseAnotherServer)
     };
-    assert_wire(&bytes, &Packet::ConnAck(Box::new(packet)));
+    assert_wire(V5, &bytes, &Packet::ConnAck(Box::new(packet)));
 
     let bytes = wire(&[
         &[0x20, 0x10],                   // CONNACK, remaining length 16
@@ -300,24 +264,12 @@ fn connack_refusal_with_server_reference_and_auth_continuation() {
         },
         ..ConnAck::accepted(false)
     };
-    assert_wire(&bytes, &Packet::ConnAck(Box::new(packet)));
+    assert_wire(V5, &bytes, &Packet::ConnAck(Box::new(packet)));
 }
 
 // ---------------------------------------------------------------------------------------------
 // PUBLISH
 // ---------------------------------------------------------------------------------------------
-
-fn publish(qos: QoS, id: Option<u16>, name: TopicName, payload: &'static [u8]) -> Publish {
-    Publish {
-        dup: false,
-        qos,
-        retain: false,
-        topic: name,
-        packet_id: id.map(pid),
-        payload: Bytes::from_static(payload),
-        properties: PublishProperties::default(),
-    }
-}
 
 #[test]
 fn publish_qos0_and_spec_example_qos1() {
@@ -328,6 +280,7 @@ fn publish_qos0_and_spec_example_qos1() {
         b"hi",          // payload
     ]);
     assert_wire(
+        V5,
         &bytes,
         &Packet::Publish(publish(QoS::AtMostOnce, None, topic("a/b"), b"hi")),
     );
@@ -341,7 +294,7 @@ fn publish_qos0_and_spec_example_qos1() {
         b"hi",          // payload
     ]);
     let packet = publish(QoS::AtLeastOnce, Some(10), topic("a/b"), b"hi");
-    assert_wire(&bytes, &Packet::Publish(packet));
+    assert_wire(V5, &bytes, &Packet::Publish(packet));
 }
 
 #[test]
@@ -363,7 +316,7 @@ fn publish_topic_alias_with_and_without_topic_name() {
         &[0x23, 0x00, 0x05], // Topic Alias 5
         b"x",                // payload
     ]);
-    assert_wire(&bytes, &alias(topic("a/b")));
+    assert_wire(V5, &bytes, &alias(topic("a/b")));
     // Using it: zero-length topic name (§3.3.2.3.4).
     let bytes = wire(&[
         &[0x30, 0x07],       // PUBLISH QoS 0, remaining length 7
@@ -372,7 +325,7 @@ fn publish_topic_alias_with_and_without_topic_name() {
         &[0x23, 0x00, 0x05], // Topic Alias 5
         b"x",                // payload
     ]);
-    assert_wire(&bytes, &alias(TopicName::empty()));
+    assert_wire(V5, &bytes, &alias(TopicName::empty()));
 }
 
 #[test]
@@ -409,7 +362,7 @@ fn publish_qos2_retain_with_every_publish_property() {
         },
         ..publish(QoS::ExactlyOnce, Some(0x1234), topic("t/1"), br#"{"t":21}"#)
     };
-    assert_wire(&bytes, &Packet::Publish(packet.clone()));
+    assert_wire(V5, &bytes, &Packet::Publish(packet.clone()));
 
     // The same message sent to a 3.1.1 subscriber loses its properties (PUBLISH 3.1.1 §3.3).
     let v311 = wire(&[
@@ -431,6 +384,7 @@ fn publish_qos2_retain_with_every_publish_property() {
 fn puback_short_forms_and_reason_string() {
     // §3.4.2.1: reason code and properties omitted when Success and empty (remaining length 2).
     assert_wire(
+        V5,
         &[0x40, 0x02, 0x00, 0x0A],
         &Packet::PubAck(PubAck::new(pid(10))),
     );
@@ -440,6 +394,7 @@ fn puback_short_forms_and_reason_string() {
         ..PubAck::new(pid(10))
     };
     assert_wire(
+        V5,
         &[0x40, 0x03, 0x00, 0x0A, 0x10],
         &Packet::PubAck(no_subscribers),
     );
@@ -459,7 +414,7 @@ fn puback_short_forms_and_reason_string() {
         },
         ..PubAck::new(pid(10))
     };
-    assert_wire(&bytes, &Packet::PubAck(denied));
+    assert_wire(V5, &bytes, &Packet::PubAck(denied));
     // Success with a user property keeps the reason code byte.
     let bytes = wire(&[
         &[0x40, 0x0B],             // PUBACK, remaining length 11
@@ -473,16 +428,16 @@ fn puback_short_forms_and_reason_string() {
         },
         ..PubAck::new(pid(10))
     };
-    assert_wire(&bytes, &Packet::PubAck(with_user));
+    assert_wire(V5, &bytes, &Packet::PubAck(with_user));
 }
 
 #[test]
 fn puback_long_form_of_success_decodes_like_the_short_form() {
     // Remaining length 4: reason Success and property length 0 spelled out.
-    let packet = decode_v5(&[0x40, 0x04, 0x00, 0x0A, 0x00, 0x00]);
+    let packet = decode_packet(V5, &[0x40, 0x04, 0x00, 0x0A, 0x00, 0x00]);
     assert_eq!(packet, Packet::PubAck(PubAck::new(pid(10))));
     // Reason code only with Success (remaining length 3).
-    assert_eq!(decode_v5(&[0x40, 0x03, 0x00, 0x0A, 0x00]), packet);
+    assert_eq!(decode_packet(V5, &[0x40, 0x03, 0x00, 0x0A, 0x00]), packet);
 }
 
 #[test]
@@ -493,6 +448,7 @@ fn puback_and_pubrec_every_reason_code() {
             ..PubAck::new(pid(1))
         };
         assert_wire(
+            V5,
             &wire(&[&[0x40, 0x03, 0x00, 0x01], &[reason.code()]]),
             &Packet::PubAck(puback),
         );
@@ -501,6 +457,7 @@ fn puback_and_pubrec_every_reason_code() {
             ..PubRec::new(pid(1))
         };
         assert_wire(
+            V5,
             &wire(&[&[0x50, 0x03, 0x00, 0x01], &[reason.code()]]),
             &Packet::PubRec(pubrec),
         );
@@ -510,6 +467,7 @@ fn puback_and_pubrec_every_reason_code() {
 #[test]
 fn pubrec_pubrel_pubcomp() {
     assert_wire(
+        V5,
         &[0x50, 0x02, 0x00, 0x0B],
         &Packet::PubRec(PubRec::new(pid(11))),
     );
@@ -517,9 +475,10 @@ fn pubrec_pubrel_pubcomp() {
         reason: PubAckReasonCode::QuotaExceeded,
         ..PubRec::new(pid(11))
     };
-    assert_wire(&[0x50, 0x03, 0x00, 0x0B, 0x97], &Packet::PubRec(quota));
+    assert_wire(V5, &[0x50, 0x03, 0x00, 0x0B, 0x97], &Packet::PubRec(quota));
 
     assert_wire(
+        V5,
         &[0x62, 0x02, 0x00, 0x0B],
         &Packet::PubRel(PubRel::new(pid(11))),
     );
@@ -528,6 +487,7 @@ fn pubrec_pubrel_pubcomp() {
         ..PubRel::new(pid(11))
     };
     assert_wire(
+        V5,
         &[0x62, 0x03, 0x00, 0x0B, 0x92],
         &Packet::PubRel(not_found.clone()),
     );
@@ -545,9 +505,10 @@ fn pubrec_pubrel_pubcomp() {
         },
         ..not_found
     };
-    assert_wire(&bytes, &Packet::PubRel(explained));
+    assert_wire(V5, &bytes, &Packet::PubRel(explained));
 
     assert_wire(
+        V5,
         &[0x70, 0x02, 0x00, 0x0B],
         &Packet::PubComp(PubComp::new(pid(11))),
     );
@@ -556,6 +517,7 @@ fn pubrec_pubrel_pubcomp() {
         ..PubComp::new(pid(11))
     };
     assert_wire(
+        V5,
         &[0x70, 0x03, 0x00, 0x0B, 0x92],
         &Packet::PubComp(comp_not_found),
     );

@@ -10,55 +10,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use berth_codec::{
-    AckProperties, Auth, AuthProperties, AuthReasonCode, DecodeOptions, Disconnect,
-    DisconnectProperties, DisconnectReasonCode, MqttString, Packet, PacketId, ProtocolVersion, QoS,
-    RetainHandling, SubAck, SubAckReasonCode, Subscribe, SubscribeProperties, Subscription,
-    SubscriptionId, SubscriptionOptions, TopicFilter, UnsubAck, UnsubAckReasonCode, Unsubscribe,
-    UnsubscribeProperties, UserProperty, decode, encode, encoded_len,
+    AckProperties, Auth, AuthProperties, AuthReasonCode, Disconnect, DisconnectProperties,
+    DisconnectReasonCode, Packet, ProtocolVersion, QoS, RetainHandling, SubAck, SubAckReasonCode,
+    Subscribe, SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions, UnsubAck,
+    UnsubAckReasonCode, Unsubscribe, UnsubscribeProperties, encode,
 };
 use bytes::{Bytes, BytesMut};
 
 use ProtocolVersion::{V3_1_1, V5};
-
-fn wire(fields: &[&[u8]]) -> Vec<u8> {
-    fields.concat()
-}
-
-fn s(text: &str) -> MqttString {
-    MqttString::new(text).unwrap()
-}
-
-fn filter(text: &str) -> TopicFilter {
-    TopicFilter::parse(text).unwrap()
-}
-
-fn pid(id: u16) -> PacketId {
-    PacketId::new(id).unwrap()
-}
-
-fn user(key: &str, value: &str) -> UserProperty {
-    UserProperty::new(s(key), s(value))
-}
-
-fn decode_v5(bytes: &[u8]) -> Packet {
-    let mut buf = BytesMut::from(bytes);
-    let packet = decode(&mut buf, &DecodeOptions::new(V5))
-        .unwrap_or_else(|e| panic!("decode failed: {e:?}"))
-        .expect("a complete packet");
-    assert!(buf.is_empty(), "decode left {} bytes", buf.len());
-    packet
-}
-
-/// `bytes` decode to `packet` and `packet` encodes to `bytes`, both as MQTT 5.
-fn assert_wire(bytes: &[u8], packet: &Packet) {
-    assert_eq!(&decode_v5(bytes), packet, "decoded packet");
-    let mut out = BytesMut::new();
-    let written = encode(packet, V5, &mut out).unwrap_or_else(|e| panic!("encode: {e:?}"));
-    assert_eq!(&out[..], bytes, "encoded bytes");
-    assert_eq!(written, bytes.len());
-    assert_eq!(encoded_len(packet, V5).unwrap(), bytes.len());
-}
+use support::spec::{assert_wire, decode_packet, filter, pid, s, user, wire};
 
 // ---------------------------------------------------------------------------------------------
 // SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK
@@ -90,7 +53,7 @@ fn subscribe_spec_example() {
         ],
         properties: SubscribeProperties::default(),
     };
-    assert_wire(&bytes, &Packet::Subscribe(packet));
+    assert_wire(V5, &bytes, &Packet::Subscribe(packet));
 }
 
 #[test]
@@ -137,8 +100,8 @@ fn subscribe_options_identifier_and_shared_filter() {
             user_properties: vec![user("k", "v")],
         },
     };
-    assert_wire(&bytes, &Packet::Subscribe(packet.clone()));
-    let Packet::Subscribe(decoded) = decode_v5(&bytes) else {
+    assert_wire(V5, &bytes, &Packet::Subscribe(packet.clone()));
+    let Packet::Subscribe(decoded) = decode_packet(V5, &bytes) else {
         unreachable!()
     };
     assert_eq!(decoded.subscriptions[1].filter.share_group(), Some("g"));
@@ -173,7 +136,7 @@ fn suback_granted_and_every_reason_code() {
         reason_codes: SubAckReasonCode::ALL[..4].to_vec(),
         properties: AckProperties::default(),
     };
-    assert_wire(&bytes, &Packet::SubAck(packet));
+    assert_wire(V5, &bytes, &Packet::SubAck(packet));
 
     let bytes = wire(&[
         &[0x90, 0x14],     // SUBACK, remaining length 20
@@ -192,7 +155,7 @@ fn suback_granted_and_every_reason_code() {
             user_properties: Vec::new(),
         },
     };
-    assert_wire(&bytes, &Packet::SubAck(packet));
+    assert_wire(V5, &bytes, &Packet::SubAck(packet));
 }
 
 #[test]
@@ -209,7 +172,7 @@ fn unsubscribe_spec_example_and_user_property() {
         filters: vec![filter("a/b"), filter("c/d")],
         properties: UnsubscribeProperties::default(),
     };
-    assert_wire(&bytes, &Packet::Unsubscribe(packet));
+    assert_wire(V5, &bytes, &Packet::Unsubscribe(packet));
 
     let bytes = wire(&[
         &[0xA2, 0x0F],             // UNSUBSCRIBE, remaining length 15
@@ -225,7 +188,7 @@ fn unsubscribe_spec_example_and_user_property() {
             user_properties: vec![user("k", "v")],
         },
     };
-    assert_wire(&bytes, &Packet::Unsubscribe(packet));
+    assert_wire(V5, &bytes, &Packet::Unsubscribe(packet));
 }
 
 #[test]
@@ -244,7 +207,7 @@ fn unsuback_reason_codes() {
         ],
         properties: AckProperties::default(),
     };
-    assert_wire(&bytes, &Packet::UnsubAck(packet));
+    assert_wire(V5, &bytes, &Packet::UnsubAck(packet));
 
     let bytes = wire(&[
         &[0xB0, 0x0F],                               // UNSUBACK, remaining length 15
@@ -261,7 +224,7 @@ fn unsuback_reason_codes() {
             user_properties: Vec::new(),
         },
     };
-    assert_wire(&bytes, &Packet::UnsubAck(packet));
+    assert_wire(V5, &bytes, &Packet::UnsubAck(packet));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,27 +233,28 @@ fn unsuback_reason_codes() {
 
 #[test]
 fn pingreq_pingresp() {
-    assert_wire(&[0xC0, 0x00], &Packet::PingReq);
-    assert_wire(&[0xD0, 0x00], &Packet::PingResp);
+    assert_wire(V5, &[0xC0, 0x00], &Packet::PingReq);
+    assert_wire(V5, &[0xD0, 0x00], &Packet::PingResp);
 }
 
 #[test]
 fn disconnect_short_forms_and_properties() {
     let normal = Disconnect::new(DisconnectReasonCode::NormalDisconnection);
     // §3.14.2.1: remaining length 0 means Normal disconnection, no properties.
-    assert_wire(&[0xE0, 0x00], &Packet::Disconnect(normal.clone()));
+    assert_wire(V5, &[0xE0, 0x00], &Packet::Disconnect(normal.clone()));
     // Long forms of the same packet decode identically.
     assert_eq!(
-        decode_v5(&[0xE0, 0x01, 0x00]),
+        decode_packet(V5, &[0xE0, 0x01, 0x00]),
         Packet::Disconnect(normal.clone())
     );
     assert_eq!(
-        decode_v5(&[0xE0, 0x02, 0x00, 0x00]),
+        decode_packet(V5, &[0xE0, 0x02, 0x00, 0x00]),
         Packet::Disconnect(normal)
     );
     // Reason code only (remaining length 1), for every code.
     for &reason in DisconnectReasonCode::ALL.iter().skip(1) {
         assert_wire(
+            V5,
             &[0xE0, 0x01, reason.code()],
             &Packet::Disconnect(Disconnect::new(reason)),
         );
@@ -309,7 +273,7 @@ fn disconnect_short_forms_and_properties() {
             ..Default::default()
         },
     };
-    assert_wire(&bytes, &Packet::Disconnect(packet));
+    assert_wire(V5, &bytes, &Packet::Disconnect(packet));
 
     let bytes = wire(&[
         &[0xE0, 0x07],                   // DISCONNECT, remaining length 7
@@ -324,7 +288,7 @@ fn disconnect_short_forms_and_properties() {
             ..Default::default()
         },
     };
-    assert_wire(&bytes, &Packet::Disconnect(packet));
+    assert_wire(V5, &bytes, &Packet::Disconnect(packet));
 
     let bytes = wire(&[
         &[0xE0, 0x11],             // DISCONNECT, remaining length 17
@@ -341,7 +305,7 @@ fn disconnect_short_forms_and_properties() {
             ..Default::default()
         },
     };
-    assert_wire(&bytes, &Packet::Disconnect(packet));
+    assert_wire(V5, &bytes, &Packet::Disconnect(packet));
 }
 
 #[test]
@@ -351,7 +315,7 @@ fn auth_short_form_and_exchanges() {
         reason: AuthReasonCode::Success,
         properties: AuthProperties::default(),
     };
-    assert_wire(&[0xF0, 0x00], &Packet::Auth(success));
+    assert_wire(V5, &[0xF0, 0x00], &Packet::Auth(success));
 
     let bytes = wire(&[
         &[0xF0, 0x11],                               // AUTH, remaining length 17
@@ -368,7 +332,7 @@ fn auth_short_form_and_exchanges() {
             ..Default::default()
         },
     };
-    assert_wire(&bytes, &Packet::Auth(packet));
+    assert_wire(V5, &bytes, &Packet::Auth(packet));
 
     let bytes = wire(&[
         &[0xF0, 0x16],             // AUTH, remaining length 22
@@ -387,7 +351,7 @@ fn auth_short_form_and_exchanges() {
             user_properties: vec![user("k", "v")],
         },
     };
-    assert_wire(&bytes, &Packet::Auth(packet));
+    assert_wire(V5, &bytes, &Packet::Auth(packet));
 
     // Success that ends a re-authentication, naming the method.
     let bytes = wire(&[
@@ -403,5 +367,5 @@ fn auth_short_form_and_exchanges() {
             ..Default::default()
         },
     };
-    assert_wire(&bytes, &Packet::Auth(packet));
+    assert_wire(V5, &bytes, &Packet::Auth(packet));
 }

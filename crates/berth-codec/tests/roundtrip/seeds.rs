@@ -7,34 +7,19 @@ use std::num::{NonZeroU16, NonZeroU32};
 use berth_codec::{
     AckProperties, Auth, AuthProperties, AuthReasonCode, ConnAck, ConnAckProperties, Connect,
     ConnectProperties, ConnectReasonCode, Disconnect, DisconnectProperties, DisconnectReasonCode,
-    LastWill, MqttString, Packet, PacketId, PayloadFormat, ProtocolVersion, PubAck,
-    PubAckReasonCode, PubComp, PubRec, PubRel, Publish, PublishProperties, QoS, RetainHandling,
-    SubAck, SubAckReasonCode, Subscribe, SubscribeProperties, Subscription, SubscriptionId,
-    SubscriptionOptions, TopicFilter, TopicName, UnsubAck, UnsubAckReasonCode, Unsubscribe,
-    UnsubscribeProperties, UserProperty, WillProperties,
+    LastWill, Packet, PayloadFormat, ProtocolVersion, PubAck, PubAckReasonCode, PubComp, PubRec,
+    PubRel, Publish, PublishProperties, QoS, RetainHandling, SubAck, SubAckReasonCode, Subscribe,
+    SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions, TopicName, UnsubAck,
+    UnsubAckReasonCode, Unsubscribe, UnsubscribeProperties, UserProperty, WillProperties,
 };
 use bytes::Bytes;
+
+use crate::support::spec::{filter, pid, s, topic};
 
 pub struct Seed {
     pub file: String,
     pub version: ProtocolVersion,
     pub packets: Vec<Packet>,
-}
-
-fn s(text: &str) -> MqttString {
-    MqttString::new(text).unwrap()
-}
-
-fn topic(text: &str) -> TopicName {
-    TopicName::parse(text).unwrap()
-}
-
-fn filter(text: &str) -> TopicFilter {
-    TopicFilter::parse(text).unwrap()
-}
-
-fn id(value: u16) -> PacketId {
-    PacketId::new(value).unwrap()
 }
 
 fn users() -> Vec<UserProperty> {
@@ -109,7 +94,7 @@ fn publishes(version: ProtocolVersion) -> Vec<Packet> {
             qos: QoS::ExactlyOnce,
             retain: true,
             topic: topic("$SYS/ü/x"),
-            packet_id: Some(id(0x1234)),
+            packet_id: Some(pid(0x1234)),
             payload: Bytes::from_static(&[0, 0xFF]),
             properties: if version.is_v5() {
                 PublishProperties {
@@ -134,7 +119,7 @@ fn publishes(version: ProtocolVersion) -> Vec<Packet> {
         // A topic named by its alias alone.
         packets.push(Packet::Publish(Publish {
             qos: QoS::AtLeastOnce,
-            packet_id: Some(id(2)),
+            packet_id: Some(pid(2)),
             properties: PublishProperties {
                 topic_alias: NonZeroU16::new(3),
                 ..PublishProperties::default()
@@ -160,7 +145,7 @@ fn subscribe(version: ProtocolVersion) -> Packet {
         }
     };
     Packet::Subscribe(Subscribe {
-        packet_id: id(10),
+        packet_id: pid(10),
         subscriptions: vec![
             Subscription {
                 filter: filter("sport/+/player1/#"),
@@ -228,22 +213,22 @@ fn stream(version: ProtocolVersion) -> Vec<Packet> {
             },
         })),
         Packet::ConnAck(Box::new(ConnAck::refused(ConnectReasonCode::NotAuthorized))),
-        Packet::PubAck(PubAck::new(id(1))),
+        Packet::PubAck(PubAck::new(pid(1))),
         Packet::PubRec(PubRec {
             reason: if v5 {
                 PubAckReasonCode::NoMatchingSubscribers
             } else {
                 PubAckReasonCode::Success
             },
-            ..PubRec::new(id(2))
+            ..PubRec::new(pid(2))
         }),
         Packet::PubRel(PubRel {
             properties: ack_props(),
-            ..PubRel::new(id(3))
+            ..PubRel::new(pid(3))
         }),
-        Packet::PubComp(PubComp::new(id(u16::MAX))),
+        Packet::PubComp(PubComp::new(pid(u16::MAX))),
         Packet::SubAck(SubAck {
-            packet_id: id(10),
+            packet_id: pid(10),
             reason_codes: vec![
                 SubAckReasonCode::GrantedQoS2,
                 SubAckReasonCode::UnspecifiedError,
@@ -251,7 +236,7 @@ fn stream(version: ProtocolVersion) -> Vec<Packet> {
             properties: ack_props(),
         }),
         Packet::Unsubscribe(Unsubscribe {
-            packet_id: id(11),
+            packet_id: pid(11),
             filters: vec![filter("#"), filter("$share/g/+/x")],
             properties: if v5 {
                 UnsubscribeProperties {
@@ -262,7 +247,7 @@ fn stream(version: ProtocolVersion) -> Vec<Packet> {
             },
         }),
         Packet::UnsubAck(UnsubAck {
-            packet_id: id(11),
+            packet_id: pid(11),
             reason_codes: if v5 {
                 vec![
                     UnsubAckReasonCode::Success,
