@@ -99,39 +99,41 @@ impl<S: Store> Broker<S> {
         if !session_present {
             session.stored = !expiry.is_zero();
         }
-        session.will = connect.will.map(|will| WillRecord {
-            delay_secs: will.properties.will_delay_interval.unwrap_or(0),
-            message: Message {
-                topic: will.topic,
-                payload: will.payload,
-                qos: will.qos,
-                retain: will.retain,
-                // MQTT 5 §3.1.3.2.4: the will's Message Expiry Interval is its lifetime from
-                // when it is *published*, not from CONNECT. Until then the record keeps the
-                // interval itself in `properties` (stored with the will, so it survives a
-                // restart); `publish_will` turns it into `expires_at`.
-                expires_at: None,
-                properties: berth_codec::PublishProperties {
-                    message_expiry_interval: will.properties.message_expiry_interval,
-                    payload_format_indicator: will.properties.payload_format_indicator,
-                    content_type: will.properties.content_type,
-                    response_topic: will.properties.response_topic,
-                    correlation_data: will.properties.correlation_data,
-                    user_properties: will.properties.user_properties,
-                    ..Default::default()
+        session.will = connect.will.map(|will| {
+            Box::new(WillRecord {
+                delay_secs: will.properties.will_delay_interval.unwrap_or(0),
+                message: Message {
+                    topic: will.topic,
+                    payload: will.payload,
+                    qos: will.qos,
+                    retain: will.retain,
+                    // MQTT 5 §3.1.3.2.4: the will's Message Expiry Interval is its lifetime from
+                    // when it is *published*, not from CONNECT. Until then the record keeps the
+                    // interval itself in `properties` (stored with the will, so it survives a
+                    // restart); `publish_will` turns it into `expires_at`.
+                    expires_at: None,
+                    properties: berth_codec::PublishProperties {
+                        message_expiry_interval: will.properties.message_expiry_interval,
+                        payload_format_indicator: will.properties.payload_format_indicator,
+                        content_type: will.properties.content_type,
+                        response_topic: will.properties.response_topic,
+                        correlation_data: will.properties.correlation_data,
+                        user_properties: will.properties.user_properties,
+                        ..Default::default()
+                    },
                 },
-            },
+            })
         });
         let props = &connect.properties;
         let client_window = props.receive_maximum.map_or(u16::MAX, |max| max.get());
-        session.online = Some(Online {
+        session.online = Some(Box::new(Online {
             conn,
             send_window: usize::from(client_window.min(self.config.limits.max_inflight).max(1)),
             max_packet_size: props.maximum_packet_size.map_or(u32::MAX, |max| max.get()),
             alias_maximum: props.topic_alias_maximum.unwrap_or(0),
             aliases_out: Default::default(),
             aliases_in: Default::default(),
-        });
+        }));
         if session.stored {
             let op = Op::PutSession {
                 client: client.clone(),

@@ -151,7 +151,7 @@ impl<S: Store> Broker<S> {
         let client = stored.client;
         let mut session = Session::new(record.epoch, record.protocol, record.expiry);
         session.stored = true;
-        session.will = record.will;
+        session.will = record.will.map(Box::new);
         session.will_due_at = record.will_due_at;
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
         session.queue = Queue {
@@ -302,7 +302,7 @@ fn record_of(session: &Session) -> crate::store::SessionRecord {
         protocol: session.protocol,
         expiry: session.expiry,
         expires_at: session.expires_at,
-        will: session.will.clone(),
+        will: session.will.as_deref().cloned(),
         will_due_at: session.will_due_at,
     }
 }

@@ -22,7 +22,8 @@ pub(crate) struct Session {
     pub protocol: ProtocolVersion,
     pub expiry: SessionExpiry,
     pub subscriptions: HashMap<TopicFilter, SubscriptionRecord>,
-    pub will: Option<WillRecord>,
+    /// Boxed: most sessions have none, and an offline session should cost little memory.
+    pub will: Option<Box<WillRecord>>,
     pub will_due_at: Option<UnixMillis>,
     pub expires_at: Option<UnixMillis>,
     pub queue: Queue,
@@ -37,7 +38,8 @@ pub(crate) struct Session {
     pub incoming_qos2: HashSet<PacketId>,
     pub next_packet_id: u16,
     pub next_order: u64,
-    pub online: Option<Online>,
+    /// Boxed for the same reason: only connected sessions have one.
+    pub online: Option<Box<Online>>,
 }
 
 /// The connection a session is attached to, with the limits negotiated in CONNECT/CONNACK.
