@@ -22,4 +22,6 @@ check() {
 io='tokio|tokio-.*|mio|futures.*|async-.*|tonic|tonic-.*|prost|prost-.*|rocksdb|librocksdb-sys|openraft'
 check berth-codec "$io|tracing|tracing-.*"
 check berth-core "$io"
+# The load generator measures any broker: it must not pull in Berth's own broker, store or RocksDB.
+check berth-bench 'berth-core|berth-store|berth-server|rocksdb|librocksdb-sys'
 exit $status

@@ -1,0 +1,391 @@
+//! The command line, and its validation into [`Settings`] before anything connects.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use berth_codec::{ProtocolVersion, QoS};
+use clap::{Args, Parser, Subcommand};
+
+use crate::payload::STAMP_LEN;
+
+/// Load generator for MQTT 3.1.1 and 5.0 brokers.
+///
+/// Every message carries its publisher stream, sequence number and send time in the first 20
+/// bytes of its payload; subscribers report msg/s, latency percentiles and exact
+/// lost/duplicated/reordered counts. The generator's own CPU time is reported so its share can
+/// be checked; with --broker-pid, the broker's CPU time and RSS too.
+#[derive(Debug, Parser)]
+#[command(name = "berth-bench", disable_version_flag = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every scenario; they may come before or after the scenario name.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Broker host: an IP address or a name.
+    #[arg(long, default_value = "127.0.0.1", global = true)]
+    pub host: String,
+
+    /// Broker MQTT port.
+    #[arg(long, default_value_t = 1883, global = true)]
+    pub port: u16,
+
+    /// MQTT version: 311 (3.1.1) or 5.
+    #[arg(long = "version", value_name = "311|5", default_value = "311", value_parser = parse_version, global = true)]
+    pub mqtt_version: ProtocolVersion,
+
+    /// QoS of publishes and subscriptions, 0 or 1. [default: 0; latency, offline-queue and
+    /// sessions: 1]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1), global = true)]
+    pub qos: Option<u8>,
+
+    /// Payload bytes per message; at least 20 (the stamp).
+    #[arg(long, default_value_t = 64, global = true)]
+    pub payload: usize,
+
+    /// How long publishers send, e.g. 10s, 500ms, 2m. [default: 10s unless --messages]
+    #[arg(long, value_parser = parse_duration, global = true)]
+    pub duration: Option<Duration>,
+
+    /// Messages per publisher (offline-queue: in total, default 100000). With --duration, the
+    /// first limit reached ends sending.
+    #[arg(long, global = true)]
+    pub messages: Option<u64>,
+
+    /// Publish rate over all publishers together, msg/s. [default: as fast as the broker takes
+    /// them; latency: 20000]
+    #[arg(long, global = true)]
+    pub rate: Option<f64>,
+
+    /// QoS 1 messages in flight per publisher (each PUBACK lets one more go); also capped by the
+    /// broker's Receive Maximum.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65535), global = true)]
+    pub window: u32,
+
+    /// Messages encoded into one write at most.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65535), global = true)]
+    pub batch: u32,
+
+    /// Keep Alive asked for in CONNECT, seconds (the tool sends no PINGREQ: keep it above the
+    /// run's length).
+    #[arg(long, default_value_t = 3600, global = true)]
+    pub keep_alive: u16,
+
+    /// Bound on each handshake step and on waiting for a PUBACK.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, global = true)]
+    pub timeout: Duration,
+
+    /// Once the publishers are done, how long subscribers wait for messages still missing.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, global = true)]
+    pub drain_timeout: Duration,
+
+    /// Tokio worker threads. [default: the number of cores]
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+
+    /// PID of the broker: its CPU time and RSS (VmRSS) are reported. conns and sessions need it
+    /// for their memory figures.
+    #[arg(long, global = true)]
+    pub broker_pid: Option<u32>,
+
+    /// Name of the broker in the report, e.g. berth or mosquitto.
+    #[arg(long, global = true)]
+    pub label: Option<String>,
+
+    /// Key of the result in comparison tables. [default: scenario name, plus -qosN for the
+    /// traffic scenarios, e.g. fan-in-qos1]
+    #[arg(long, global = true)]
+    pub case: Option<String>,
+
+    /// Print the result as one JSON object on stdout; the human line goes to stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// P publishers, each on its own topic, to one subscriber on a wildcard filter.
+    FanIn {
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+        publishers: u32,
+    },
+    /// One publisher to S subscribers of its topic.
+    FanOut {
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+        subscribers: u32,
+    },
+    /// N independent publisher → subscriber pairs, one topic each.
+    Pairs {
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+        pairs: u32,
+    },
+    /// Latency at a fixed rate (--rate, default 20000 msg/s; QoS 1 unless --qos): p50/p99/max.
+    Latency {
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        publishers: u32,
+        /// Messages sent in the first part of the run are not counted in the latency figures.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        warmup: Duration,
+    },
+    /// A persistent subscriber is offline while --messages QoS 1 messages are published, then
+    /// reconnects and drains them. Reports the publish rate into the offline session (and, for
+    /// reference, to an online clean subscriber), the drain rate, and lost/duplicated counts.
+    OfflineQueue {
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        publishers: u32,
+    },
+    /// C idle connections held open: connect rate and broker RSS per connection.
+    Conns {
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+        connections: u32,
+        /// Connections being opened at once.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: u32,
+        /// Wait after the last CONNACK before reading the broker's RSS.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        settle: Duration,
+        /// Keep the connections open this much longer after measuring.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        hold: Duration,
+    },
+    /// N offline persistent sessions with M queued QoS 1 messages each: broker RSS per session.
+    Sessions {
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+        sessions: u32,
+        /// Queued messages per session (each session subscribes to its own topic).
+        #[arg(long, default_value_t = 10)]
+        per_session: u32,
+        /// Sessions being created at once.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: u32,
+        /// Publishers that fill the queues.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        publishers: u32,
+        /// Wait before each RSS reading.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        settle: Duration,
+        /// Sessions reconnected at the end to check that their messages are all there.
+        #[arg(long, default_value_t = 10)]
+        verify: u32,
+    },
+    /// Renders bench/compare's Markdown table (medians, ratios, targets) from JSON result lines.
+    Table {
+        /// Files of JSON lines written by --json runs.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Label of the broker under test.
+        #[arg(long, default_value = "berth")]
+        subject: String,
+        /// Label of the broker compared against.
+        #[arg(long, default_value = "mosquitto")]
+        baseline: String,
+    },
+    /// Prints a TCP port that is free on 127.0.0.1 right now.
+    FreePort,
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::FanIn { .. } => "fan-in",
+            Command::FanOut { .. } => "fan-out",
+            Command::Pairs { .. } => "pairs",
+            Command::Latency { .. } => "latency",
+            Command::OfflineQueue { .. } => "offline-queue",
+            Command::Conns { .. } => "conns",
+            Command::Sessions { .. } => "sessions",
+            Command::Table { .. } => "table",
+            Command::FreePort => "free-port",
+        }
+    }
+}
+
+/// Validated options of one run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub version: ProtocolVersion,
+    pub qos: QoS,
+    pub payload: usize,
+    pub duration: Option<Duration>,
+    pub messages: Option<u64>,
+    pub rate: Option<f64>,
+    pub window: u32,
+    pub batch: u32,
+    pub keep_alive: u16,
+    pub timeout: Duration,
+    pub drain_timeout: Duration,
+    pub broker_pid: Option<u32>,
+    pub label: String,
+    pub case: Option<String>,
+    /// Unique per run: keeps topics and client ids apart from earlier runs on the same broker.
+    pub run_id: String,
+}
+
+impl Settings {
+    pub async fn new(common: &Common, default_qos: QoS) -> anyhow::Result<Settings> {
+        let addr = tokio::net::lookup_host((common.host.as_str(), common.port))
+            .await
+            .with_context(|| format!("resolving {}", common.host))?
+            .next()
+            .with_context(|| format!("{} has no address", common.host))?;
+        if common.payload < STAMP_LEN {
+            bail!(
+                "--payload {} is too small: at least {STAMP_LEN} bytes",
+                common.payload
+            );
+        }
+        if let Some(rate) = common.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("--rate {rate} must be a positive number of messages per second");
+        }
+        if common.messages == Some(0) {
+            bail!("--messages 0 sends nothing");
+        }
+        let qos = match common.qos {
+            None => default_qos,
+            Some(0) => QoS::AtMostOnce,
+            Some(_) => QoS::AtLeastOnce,
+        };
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Ok(Settings {
+            addr,
+            version: common.mqtt_version,
+            qos,
+            payload: common.payload,
+            duration: common.duration,
+            messages: common.messages,
+            rate: common.rate,
+            window: common.window,
+            batch: common.batch,
+            keep_alive: common.keep_alive,
+            timeout: common.timeout,
+            drain_timeout: common.drain_timeout,
+            broker_pid: common.broker_pid,
+            label: common.label.clone().unwrap_or_else(|| "broker".to_owned()),
+            case: common.case.clone(),
+            run_id: format!("{:x}{:06x}", std::process::id(), nanos >> 8),
+        })
+    }
+
+    /// `--duration`, or 10 s when neither it nor `--messages` is given.
+    pub fn duration_or_default(&self) -> Option<Duration> {
+        match (self.duration, self.messages) {
+            (None, None) => Some(Duration::from_secs(10)),
+            (d, _) => d,
+        }
+    }
+
+    pub fn version_name(&self) -> &'static str {
+        match self.version {
+            ProtocolVersion::V5 => "5",
+            _ => "3.1.1",
+        }
+    }
+
+    pub fn qos_number(&self) -> u8 {
+        self.qos.as_u8()
+    }
+}
+
+fn parse_version(text: &str) -> Result<ProtocolVersion, String> {
+    match text {
+        "311" | "3.1.1" | "4" => Ok(ProtocolVersion::V3_1_1),
+        "5" | "5.0" => Ok(ProtocolVersion::V5),
+        other => Err(format!("{other:?}: write 311 or 5")),
+    }
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds (`1.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    if !value.is_finite() || value < 0.0 || value * scale > 1e9 {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_or_bare_seconds() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("inf").is_err());
+    }
+
+    #[test]
+    fn versions_are_311_or_5() {
+        assert_eq!(parse_version("311"), Ok(ProtocolVersion::V3_1_1));
+        assert_eq!(parse_version("5"), Ok(ProtocolVersion::V5));
+        assert!(parse_version("3").is_err());
+    }
+
+    #[test]
+    fn options_may_follow_the_scenario() {
+        let cli = Cli::try_parse_from([
+            "berth-bench",
+            "fan-in",
+            "--publishers",
+            "4",
+            "--qos",
+            "1",
+            "--version",
+            "5",
+            "--json",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::FanIn { publishers: 4 }));
+        assert_eq!(cli.common.qos, Some(1));
+        assert_eq!(cli.common.mqtt_version, ProtocolVersion::V5);
+        assert!(cli.common.json);
+        assert!(Cli::try_parse_from(["berth-bench", "pairs", "--qos", "2"]).is_err());
+        assert!(Cli::try_parse_from(["berth-bench", "fan-in", "--publishers", "0"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn settings_refuse_a_payload_too_small_for_the_stamp() {
+        let cli = Cli::try_parse_from(["berth-bench", "pairs", "--payload", "8"]).unwrap();
+        let err = Settings::new(&cli.common, QoS::AtMostOnce)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("--payload"), "{err}");
+        let cli = Cli::try_parse_from(["berth-bench", "pairs", "--rate", "0"]).unwrap();
+        assert!(Settings::new(&cli.common, QoS::AtMostOnce).await.is_err());
+        let cli = Cli::try_parse_from(["berth-bench", "latency"]).unwrap();
+        let s = Settings::new(&cli.common, QoS::AtLeastOnce).await.unwrap();
+        assert_eq!(s.qos, QoS::AtLeastOnce);
+        assert_eq!(s.duration_or_default(), Some(Duration::from_secs(10)));
+    }
+}

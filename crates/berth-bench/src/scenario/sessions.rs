@@ -1,0 +1,276 @@
+//! sessions: N offline persistent sessions, each subscribed to its own topic with M queued QoS 1
+//! messages. The broker's RSS is read before, with the empty sessions, and with the queues full.
+//!
+//! ```text
+//!  baseline RSS
+//!  N × (CONNECT Clean Session 0, SUBSCRIBE <prefix>/s/<i> QoS 1, DISCONNECT)   → RSS, sessions/s
+//!  P publishers: M messages to each <prefix>/s/<i> (stream i, seq 0..M)         → RSS, msg/s
+//!  a sample of sessions reconnects and must receive exactly its M messages
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use berth_codec::QoS;
+use tokio::task::JoinSet;
+
+use super::{connect_spec, filter, prefix, seconds, topic};
+use crate::board::Board;
+use crate::cli::Settings;
+use crate::conn::{Conn, SessionKind};
+use crate::ledger::{Ledger, Tally};
+use crate::payload::Clock;
+use crate::publisher::{self, PublisherPlan, TopicsSource};
+use crate::report::{Report, StreamTally, thousands};
+use crate::subscriber::{self, SubscriberPlan};
+use crate::sys::{self, CpuSnapshot};
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionsPlan {
+    pub sessions: u32,
+    pub per_session: u32,
+    pub concurrency: u32,
+    pub publishers: u32,
+    pub settle: Duration,
+    pub verify: u32,
+}
+
+pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report> {
+    let p = prefix(s);
+    let rss = |settle| async move {
+        match s.broker_pid {
+            Some(pid) => sys::settled_rss(pid, settle).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let mut errors = Vec::new();
+    let rss_before = rss(plan.settle).await?;
+    let before = CpuSnapshot::take(s.broker_pid);
+
+    // Create the sessions.
+    let created_at = Instant::now();
+    let workers = plan.concurrency.min(plan.sessions);
+    let mut tasks = JoinSet::new();
+    for w in 0..workers {
+        let (s, p) = (s.clone(), p.clone());
+        tasks.spawn(async move {
+            let mut failures = (0u64, None::<String>);
+            for i in (w..plan.sessions).step_by(workers as usize) {
+                if let Err(e) = create_session(&s, &p, i).await {
+                    failures.0 += 1;
+                    failures
+                        .1
+                        .get_or_insert_with(|| format!("session {i}: {e:#}"));
+                }
+            }
+            failures
+        });
+    }
+    let mut failed = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (n, first) = joined?;
+        failed += n;
+        errors.extend(first);
+    }
+    if failed > 0 {
+        errors.insert(
+            0,
+            format!(
+                "{failed} of {} sessions could not be created",
+                plan.sessions
+            ),
+        );
+    }
+    let create_rate = f64::from(plan.sessions) / seconds(created_at, Instant::now());
+    let rss_sessions = rss(plan.settle).await?;
+
+    // Fill the queues.
+    let clock = Clock::new();
+    let board = Arc::new(Board::new(plan.sessions as usize));
+    let start = Instant::now();
+    let pub_plan = PublisherPlan {
+        qos: QoS::AtLeastOnce,
+        window: s.window,
+        batch: s.batch,
+        start,
+        deadline: None,
+        rate: s.rate.map(|r| r / f64::from(plan.publishers)),
+        ack_timeout: s.timeout,
+    };
+    let mut pubs = JoinSet::new();
+    for k in 0..plan.publishers.min(plan.sessions) {
+        let topics = (k..plan.sessions)
+            .step_by(plan.publishers as usize)
+            .map(|i| Ok((i, topic(&format!("{p}/s/{i}"))?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let source = TopicsSource::new(
+            topics,
+            u64::from(plan.per_session),
+            QoS::AtLeastOnce,
+            s.payload,
+            s.version,
+        );
+        let spec = connect_spec(s, format!("bb{}-fill{k}", s.run_id), SessionKind::Clean);
+        let (s, pub_plan, board) = (s.clone(), pub_plan.clone(), board.clone());
+        pubs.spawn(async move {
+            let mut conn = Conn::connect(s.addr, &spec, s.timeout).await?;
+            let outcome = publisher::run(&mut conn, source, &pub_plan, clock, board).await;
+            let _ = conn.disconnect(s.timeout).await;
+            anyhow::Ok(outcome)
+        });
+    }
+    let (mut acked, mut last_ack) = (0u64, start);
+    while let Some(joined) = pubs.join_next().await {
+        match joined? {
+            Ok(outcome) => {
+                acked += outcome.acked;
+                last_ack = last_ack.max(outcome.ended);
+                errors.extend(outcome.error.map(|e| format!("filling queues: {e}")));
+            }
+            Err(e) => errors.push(format!("filling queues: {e:#}")),
+        }
+    }
+    let fill_rate = acked as f64 / seconds(start, last_ack);
+    let rss_queued = rss(plan.settle).await?;
+    let cpu = before.report(&CpuSnapshot::take(s.broker_pid));
+
+    // Check a sample: every message there exactly once.
+    let (verified, delivery, streams) = verify(s, &plan, &board, clock, &mut errors).await;
+
+    let mut r = Report {
+        scenario: "sessions".to_owned(),
+        case: s.case.clone().unwrap_or_else(|| "sessions".to_owned()),
+        broker: s.label.clone(),
+        params: format!(
+            "{} offline sessions × {} queued QoS 1 msgs, MQTT {}, {} B",
+            plan.sessions,
+            plan.per_session,
+            s.version_name(),
+            s.payload
+        ),
+        delivery: Some(delivery),
+        streams,
+        cpu,
+        errors,
+        ..Report::default()
+    };
+    let n = f64::from(plan.sessions);
+    r.metric("sessions", n);
+    r.metric("create_per_s", create_rate);
+    r.metric("fill_msg_s", fill_rate);
+    r.metric("verified_sessions", verified as f64);
+    r.metric("lost", delivery.lost as f64);
+    r.metric("dup", delivery.duplicates as f64);
+    let mut summary = format!(
+        "created {} sessions/s, queued {} msg/s",
+        thousands(create_rate),
+        thousands(fill_rate)
+    );
+    if let (Some(b), Some(e), Some(q)) = (rss_before, rss_sessions, rss_queued) {
+        let per_session = q.saturating_sub(b) as f64 / n;
+        let per_empty = e.saturating_sub(b) as f64 / n;
+        let messages = n * f64::from(plan.per_session);
+        let per_message = q.saturating_sub(e) as f64 / messages.max(1.0);
+        r.metric("rss_before_b", b as f64);
+        r.metric("rss_sessions_b", e as f64);
+        r.metric("rss_queued_b", q as f64);
+        r.metric("rss_per_session_b", per_session);
+        r.metric("rss_per_empty_session_b", per_empty);
+        r.metric("rss_per_queued_msg_b", per_message);
+        summary.push_str(&format!(
+            "; broker RSS {} → {} → {} KiB: {} B per session with its queue ({} B empty, {} B per queued message)",
+            thousands(b as f64 / 1024.0),
+            thousands(e as f64 / 1024.0),
+            thousands(q as f64 / 1024.0),
+            thousands(per_session),
+            thousands(per_empty),
+            thousands(per_message)
+        ));
+    } else {
+        summary.push_str("; broker RSS not measured (no --broker-pid)");
+    }
+    summary.push_str(&format!("; {verified} sampled sessions checked"));
+    r.summary = summary;
+    Ok(r)
+}
+
+async fn create_session(s: &Settings, p: &str, i: u32) -> anyhow::Result<()> {
+    let spec = connect_spec(s, session_id(s, i), SessionKind::Persistent { fresh: true });
+    let mut conn = Conn::connect(s.addr, &spec, s.timeout).await?;
+    conn.subscribe(
+        &[filter(&format!("{p}/s/{i}"))?],
+        QoS::AtLeastOnce,
+        s.timeout,
+    )
+    .await
+    .context("SUBSCRIBE")?;
+    conn.disconnect(s.timeout).await
+}
+
+fn session_id(s: &Settings, i: u32) -> String {
+    format!("bb{}-s{i}", s.run_id)
+}
+
+/// Reconnects `plan.verify` sessions spread over the range and drains them.
+async fn verify(
+    s: &Settings,
+    plan: &SessionsPlan,
+    board: &Arc<Board>,
+    clock: Clock,
+    errors: &mut Vec<String>,
+) -> (u32, Tally, Vec<StreamTally>) {
+    let count = plan.verify.min(plan.sessions);
+    let mut tasks = JoinSet::new();
+    for k in 0..count {
+        let i = (u64::from(k) * u64::from(plan.sessions) / u64::from(count.max(1))) as u32;
+        let (s, board) = (s.clone(), board.clone());
+        tasks.spawn(async move {
+            let spec = connect_spec(
+                &s,
+                session_id(&s, i),
+                SessionKind::Persistent { fresh: false },
+            );
+            let mut conn = Conn::connect(s.addr, &spec, s.timeout).await?;
+            let present = conn.session_present;
+            let sub_plan = SubscriberPlan {
+                drain_timeout: s.drain_timeout,
+                latency_from_ns: u64::MAX,
+                give_up: Duration::from_secs(600),
+                io_timeout: s.timeout,
+            };
+            let outcome =
+                subscriber::run(&mut conn, Ledger::new(vec![i]), &sub_plan, clock, board).await;
+            let _ = conn.disconnect(s.timeout).await;
+            anyhow::Ok((i, present, outcome))
+        });
+    }
+    let (mut verified, mut sum, mut streams) = (0, Tally::default(), Vec::new());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok((i, present, outcome))) => {
+                verified += 1;
+                if !present {
+                    errors.push(format!("session {i}: CONNACK said no session present"));
+                }
+                if let Some(e) = outcome.error {
+                    errors.push(format!("session {i}: {e}"));
+                }
+                for (stream, tally) in outcome
+                    .ledger
+                    .tallies(|stream| board.sent(stream).unwrap_or(0))
+                {
+                    sum.add(&tally);
+                    streams.push(StreamTally {
+                        subscriber: i,
+                        stream,
+                        tally,
+                    });
+                }
+            }
+            Ok(Err(e)) => errors.push(format!("verifying: {e:#}")),
+            Err(e) => errors.push(format!("verifying: {e}")),
+        }
+    }
+    (verified, sum, streams)
+}
