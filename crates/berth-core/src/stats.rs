@@ -12,14 +12,18 @@ pub enum DropReason {
     TooLargeForClient,
     /// QoS 0 for an offline session while QoS 0 queueing is off.
     Qos0Offline,
+    /// QoS 0 for a connected client that is not reading fast enough (its outbound buffer was
+    /// full): dropping is what QoS 0 allows, buffering without bound is not.
+    SlowConsumer,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         Self::QueueFull,
         Self::Expired,
         Self::TooLargeForClient,
         Self::Qos0Offline,
+        Self::SlowConsumer,
     ];
 
     /// The `reason` label value in metrics.
@@ -29,6 +33,7 @@ impl DropReason {
             Self::Expired => "expired",
             Self::TooLargeForClient => "too_large_for_client",
             Self::Qos0Offline => "qos0_offline",
+            Self::SlowConsumer => "slow_consumer",
         }
     }
 
@@ -50,7 +55,7 @@ pub struct Stats {
     pub wills_published_total: u64,
     pub sessions_expired_total: u64,
     pub protocol_errors_total: u64,
-    dropped_total: [u64; 4],
+    dropped_total: [u64; 5],
 }
 
 impl Stats {

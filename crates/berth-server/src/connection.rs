@@ -4,7 +4,8 @@
 //! The connection owns no session state. Its buffers start empty and grow with the traffic; the
 //! write buffer is released again when a burst has been written.
 
-use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_codec::{DecodeError, DecodeOptions, Packet, ProtocolVersion, decode, encode};
@@ -12,10 +13,10 @@ use berth_core::{CloseReason, ConnId};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::mpsc::{Sender, UnboundedReceiver, unbounded_channel};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::runtime::{Command, Outbound};
+use crate::runtime::{Command, ConnectionHandle, Outbound};
 
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,12 +72,17 @@ impl Connection {
         let version = connect.protocol;
         let mut keep_alive = connect.keep_alive;
         let (outbound_tx, mut outbound) = unbounded_channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let handle = ConnectionHandle {
+            outbound: outbound_tx,
+            pending: pending.clone(),
+        };
         let command = Command::Connect {
             conn,
             connect: Box::new(connect),
-            outbound: outbound_tx,
+            handle,
         };
-        if commands.send(command).is_err() {
+        if commands.send(command).await.is_err() {
             return;
         }
 
@@ -91,25 +97,26 @@ impl Connection {
                 read = reader.read_buf(&mut read_buf), if reading => {
                     match read {
                         Ok(0) | Err(_) => {
-                            let _ = commands.send(Command::Closed { conn, reason: CloseReason::ConnectionLost });
+                            let _ = commands.send(Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
                             break;
                         }
                         Ok(_) => {
                             last_read = Instant::now();
-                            if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands) {
+                            if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands).await {
                                 reading = false;
-                                let _ = commands.send(Command::Closed { conn, reason: CloseReason::Malformed(error) });
+                                let _ = commands.send(Command::Closed { conn, reason: CloseReason::Malformed(error) }).await;
                             }
                         }
                     }
                 }
                 () = sleep_until(keep_alive_deadline.unwrap_or_else(Instant::now)), if keep_alive_deadline.is_some() => {
                     reading = false;
-                    let _ = commands.send(Command::Closed { conn, reason: CloseReason::KeepAliveTimeout });
+                    let _ = commands.send(Command::Closed { conn, reason: CloseReason::KeepAliveTimeout }).await;
                 }
                 message = outbound.recv() => {
                     let Some(message) = message else { break };
                     let mut close = false;
+                    let mut written = 0usize;
                     let mut next = Some(message);
                     // Write everything already waiting in one go.
                     while let Some(message) = next.take() {
@@ -120,6 +127,7 @@ impl Connection {
                                 {
                                     keep_alive = server_keep_alive;
                                 }
+                                written += 1;
                                 if encode(&packet, version, &mut write_buf).is_err() {
                                     tracing::warn!(?conn, "dropping a packet that cannot be encoded");
                                 }
@@ -129,16 +137,18 @@ impl Connection {
                                 break;
                             }
                         }
-                        next = outbound.try_recv().ok();
+                        // Bounded batches: a backlog is written in pieces, not copied whole.
+                        next = if write_buf.len() < WRITE_BUFFER_KEEP { outbound.try_recv().ok() } else { None };
                     }
                     if writer.write_all(&write_buf).await.is_err() {
                         if reading {
-                            let _ = commands.send(Command::Closed { conn, reason: CloseReason::ConnectionLost });
+                            let _ = commands.send(Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
                         }
                         break;
                     }
+                    pending.fetch_sub(written, Ordering::Relaxed);
                     write_buf.clear();
-                    if write_buf.capacity() > WRITE_BUFFER_KEEP {
+                    if write_buf.capacity() > 2 * WRITE_BUFFER_KEEP {
                         write_buf = BytesMut::new();
                     }
                     if close {
@@ -179,14 +189,18 @@ async fn drain_until_close(outbound: &mut UnboundedReceiver<Outbound>) {
     }
 }
 
-fn forward_packets(
+async fn forward_packets(
     conn: ConnId,
     read_buf: &mut BytesMut,
     opts: &DecodeOptions,
     commands: &Sender<Command>,
 ) -> Result<(), DecodeError> {
     while let Some(packet) = decode(read_buf, opts)? {
-        if commands.send(Command::Packet { conn, packet }).is_err() {
+        if commands
+            .send(Command::Packet { conn, packet })
+            .await
+            .is_err()
+        {
             return Ok(());
         }
     }

@@ -22,6 +22,10 @@ use tokio::sync::watch;
 
 pub use metrics::{Metrics, MetricsError};
 
+/// Commands (decoded packets) that may wait for the broker thread before connections stop
+/// reading their sockets.
+const COMMAND_CAPACITY: usize = 16 * 1024;
+
 /// Options of a running server besides the broker rules.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -61,10 +65,11 @@ pub async fn serve<S: Store + 'static>(
     let ready = Arc::new(AtomicBool::new(false));
     let max_packet_size = options.broker.limits.max_packet_size;
     let broker = Broker::open(options.broker, store, runtime::now())?;
-    let (commands, receiver) = std::sync::mpsc::channel();
+    let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
     let broker_loop = runtime::BrokerLoop {
         broker,
         commands: receiver,
+        runtime: tokio::runtime::Handle::current(),
         storage_sync: options.storage_sync,
         metrics: metrics.clone(),
         ready: ready.clone(),
@@ -114,7 +119,7 @@ pub async fn serve<S: Store + 'static>(
         }
     }
     tracing::info!("shutting down");
-    let _ = commands.send(runtime::Command::Shutdown);
+    let _ = commands.send(runtime::Command::Shutdown).await;
     let _ = stop_tx.send(true);
     let result = tokio::task::spawn_blocking(move || broker_thread.join())
         .await

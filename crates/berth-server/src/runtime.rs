@@ -15,13 +15,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_codec::{Connect, Packet};
+use berth_core::DropReason;
 use berth_core::{Action, Broker, CloseReason, ConnId, Event, Store, StoreError, UnixMillis};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
 use crate::metrics::Metrics;
 
@@ -29,6 +31,17 @@ use crate::metrics::Metrics;
 const GROUP_LIMIT: usize = 4096;
 /// How often the metrics are refreshed and how long the loop sleeps with no timer due.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
+/// Packets waiting for one connection's socket beyond which QoS 0 PUBLISHes to it are dropped.
+/// QoS 1/2 are already bounded by the send window; this bounds what a slow reader can cost.
+pub(crate) const OUTBOUND_QOS0_LIMIT: usize = 10_000;
+
+/// The broker thread's end of one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionHandle {
+    pub outbound: UnboundedSender<Outbound>,
+    /// Packets sent to the connection and not yet written to its socket.
+    pub pending: Arc<AtomicUsize>,
+}
 
 /// From a connection task to the broker thread.
 #[derive(Debug)]
@@ -37,7 +50,7 @@ pub(crate) enum Command {
     Connect {
         conn: ConnId,
         connect: Box<Connect>,
-        outbound: UnboundedSender<Outbound>,
+        handle: ConnectionHandle,
     },
     Packet {
         conn: ConnId,
@@ -68,7 +81,11 @@ pub(crate) fn now() -> UnixMillis {
 
 pub(crate) struct BrokerLoop<S: Store> {
     pub broker: Broker<S>,
+    /// Bounded: a full channel makes connection tasks stop reading, so publishers faster than
+    /// the broker feel TCP backpressure instead of growing memory.
     pub commands: Receiver<Command>,
+    /// The runtime the connection tasks run on, to wait on the channel from this thread.
+    pub runtime: Handle,
     pub storage_sync: bool,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
@@ -77,15 +94,20 @@ pub(crate) struct BrokerLoop<S: Store> {
 impl<S: Store> BrokerLoop<S> {
     /// Runs until `Command::Shutdown` or every sender is gone.
     pub(crate) fn run(mut self) -> Result<(), StoreError> {
-        let mut connections: HashMap<ConnId, UnboundedSender<Outbound>> = HashMap::new();
+        let mut connections: HashMap<ConnId, ConnectionHandle> = HashMap::new();
         let mut last_metrics = Instant::now();
         self.ready.store(true, Ordering::SeqCst);
         let result = loop {
             let timeout = self.time_to_next_deadline();
-            let first = match self.commands.recv_timeout(timeout) {
-                Ok(command) => Some(command),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => Some(Command::Shutdown),
+            let commands = &mut self.commands;
+            // The timer must be created inside the runtime's context, hence the async block.
+            let waited = self
+                .runtime
+                .block_on(async { tokio::time::timeout(timeout, commands.recv()).await });
+            let first = match waited {
+                Ok(Some(command)) => Some(command),
+                Ok(None) => Some(Command::Shutdown),
+                Err(_elapsed) => None,
             };
             let mut shutdown = false;
             let mut outcome = Ok(());
@@ -133,7 +155,10 @@ impl<S: Store> BrokerLoop<S> {
                 tracing::error!(%error, "storage failed; the broker stops");
                 break Err(error);
             }
-            dispatch(self.broker.take_actions(), &mut connections);
+            let slow = dispatch(self.broker.take_actions(), &mut connections);
+            for _ in 0..slow {
+                self.broker.record_drop(DropReason::SlowConsumer);
+            }
             if shutdown {
                 break Ok(());
             }
@@ -144,8 +169,8 @@ impl<S: Store> BrokerLoop<S> {
         };
         self.ready.store(false, Ordering::SeqCst);
         self.metrics.observe(self.broker.stats());
-        for (_, outbound) in connections.drain() {
-            let _ = outbound.send(Outbound::Close);
+        for (_, handle) in connections.drain() {
+            let _ = handle.outbound.send(Outbound::Close);
         }
         result
     }
@@ -153,15 +178,15 @@ impl<S: Store> BrokerLoop<S> {
     fn apply(
         &mut self,
         command: Command,
-        connections: &mut HashMap<ConnId, UnboundedSender<Outbound>>,
+        connections: &mut HashMap<ConnId, ConnectionHandle>,
     ) -> Result<(), StoreError> {
         let event = match command {
             Command::Connect {
                 conn,
                 connect,
-                outbound,
+                handle,
             } => {
-                connections.insert(conn, outbound);
+                connections.insert(conn, handle);
                 Event::Connect { conn, connect }
             }
             Command::Packet { conn, packet } => Event::Packet { conn, packet },
@@ -179,19 +204,32 @@ impl<S: Store> BrokerLoop<S> {
     }
 }
 
-fn dispatch(actions: Vec<Action>, connections: &mut HashMap<ConnId, UnboundedSender<Outbound>>) {
+/// Hands actions to the connections; returns how many QoS 0 PUBLISHes were dropped because
+/// their connection was too far behind.
+fn dispatch(actions: Vec<Action>, connections: &mut HashMap<ConnId, ConnectionHandle>) -> u64 {
+    let mut slow = 0;
     for action in actions {
         match action {
             Action::Send { conn, packet } => {
-                if let Some(outbound) = connections.get(&conn) {
-                    let _ = outbound.send(Outbound::Packet(packet));
+                let Some(handle) = connections.get(&conn) else {
+                    continue;
+                };
+                let is_qos0_publish =
+                    matches!(&packet, Packet::Publish(p) if p.qos == berth_codec::QoS::AtMostOnce);
+                if is_qos0_publish && handle.pending.load(Ordering::Relaxed) >= OUTBOUND_QOS0_LIMIT
+                {
+                    slow += 1;
+                    continue;
                 }
+                handle.pending.fetch_add(1, Ordering::Relaxed);
+                let _ = handle.outbound.send(Outbound::Packet(packet));
             }
             Action::Close { conn } => {
-                if let Some(outbound) = connections.remove(&conn) {
-                    let _ = outbound.send(Outbound::Close);
+                if let Some(handle) = connections.remove(&conn) {
+                    let _ = handle.outbound.send(Outbound::Close);
                 }
             }
         }
     }
+    slow
 }

@@ -225,6 +225,11 @@ impl<S: Store> Broker<S> {
         &self.stats
     }
 
+    /// Counts a drop decided outside the core (the server's outbound backpressure).
+    pub fn record_drop(&mut self, reason: crate::stats::DropReason) {
+        self.stats.count_drop(reason);
+    }
+
     pub fn config(&self) -> &BrokerConfig {
         &self.config
     }
