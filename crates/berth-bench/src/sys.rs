@@ -1,12 +1,10 @@
-//! What the machine did during a run: this process's CPU time (getrusage), the broker's CPU time
+//! What the machine did during a run: this process's CPU time (/proc/self/stat), the broker's CPU time
 //! and resident memory (/proc/<pid>/stat and status), and the whole machine's busy time
 //! (/proc/stat), so that the share taken by other processes can be stated beside the numbers.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
-use nix::unistd::{SysconfVar, sysconf};
 use serde::{Deserialize, Serialize};
 
 /// CPU counters at one instant.
@@ -72,22 +70,17 @@ impl CpuSnapshot {
     }
 }
 
-/// User + system CPU time of this process, all threads.
+/// User + system CPU time of this process, all threads (10 ms resolution, plenty for runs of
+/// seconds). Read from /proc rather than getrusage: a libc binding crate here would change the
+/// workspace's feature set for `libc` and make cargo rebuild RocksDB's C++ (~18 minutes).
 fn own_cpu() -> anyhow::Result<Duration> {
-    let usage = getrusage(UsageWho::RUSAGE_SELF).context("getrusage")?;
-    let micros = |tv: nix::sys::time::TimeVal| {
-        Duration::from_secs(tv.tv_sec().max(0) as u64)
-            + Duration::from_micros(tv.tv_usec().max(0) as u64)
-    };
-    Ok(micros(usage.user_time()) + micros(usage.system_time()))
+    let text = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    parse_process_ticks(&text).map(|ticks| ticks_to_duration(ticks, clock_ticks()))
 }
 
-/// Clock ticks per second of /proc times (USER_HZ).
+/// Clock ticks per second of /proc times: USER_HZ, which Linux fixes at 100 in its user ABI.
 fn clock_ticks() -> u64 {
-    match sysconf(SysconfVar::CLK_TCK) {
-        Ok(Some(ticks)) if ticks > 0 => ticks as u64,
-        _ => 100,
-    }
+    100
 }
 
 fn ticks_to_duration(ticks: u64, per_second: u64) -> Duration {
@@ -169,19 +162,23 @@ fn load_average() -> Option<f64> {
         .ok()
 }
 
-/// Raises this process's soft limit on open files to its hard limit (many connections).
+/// This process's soft limit on open files, from /proc/self/limits (`bench/compare` raises it
+/// with `ulimit -n` before starting the generator).
 pub fn raise_open_files_limit() -> u64 {
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            }
-        }
-        Ok((soft, _)) => soft,
-        Err(_) => 1024,
-    }
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| parse_open_files_limit(&text))
+        .unwrap_or(1024)
+}
+
+/// The soft limit in the "Max open files" line of /proc/<pid>/limits.
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The broker's RSS once it has stopped moving: read after `settle`, then every 200 ms until two
@@ -211,6 +208,13 @@ mod tests {
         let line = "1234 (my (odd) broker) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 0 0";
         assert_eq!(parse_process_ticks(line).unwrap(), 300);
         assert!(parse_process_ticks("1234 (x) S 1").is_err());
+    }
+
+    #[test]
+    fn open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            20000                20000                files\n";
+        assert_eq!(parse_open_files_limit(limits), Some(20000));
     }
 
     #[test]
