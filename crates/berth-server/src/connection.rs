@@ -122,7 +122,7 @@ impl Connection {
                     while let Some(message) = next.take() {
                         match message {
                             Outbound::Packet(packet) => {
-                                if let Packet::ConnAck(connack) = &packet
+                                if let Packet::ConnAck(connack) = packet.as_ref()
                                     && let Some(server_keep_alive) = connack.properties.server_keep_alive
                                 {
                                     keep_alive = server_keep_alive;
