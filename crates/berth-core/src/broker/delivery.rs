@@ -329,7 +329,7 @@ impl<S: Store> Broker<S> {
         let mut properties = message.properties.clone();
         properties.message_expiry_interval = message.expires_at.map(|at| now.secs_until(at).max(1));
         properties.subscription_identifiers = delivery.subscription_ids.clone();
-        let mut publish = Publish {
+        let mut packet = Packet::Publish(Publish {
             dup,
             qos: delivery.qos,
             retain: delivery.retain,
@@ -337,14 +337,17 @@ impl<S: Store> Broker<S> {
             packet_id,
             payload: message.payload.clone(),
             properties,
-        };
-        let fits = encoded_len(&Packet::Publish(publish.clone()), protocol)
-            .is_ok_and(|len| len <= online.max_packet_size as usize);
+        });
+        // Measured with the full topic, the largest form: a topic alias only shrinks it.
+        let fits =
+            encoded_len(&packet, protocol).is_ok_and(|len| len <= online.max_packet_size as usize);
         if !fits {
             self.stats.count_drop(DropReason::TooLargeForClient);
             return false;
         }
-        if online.alias_maximum > 0 {
+        if online.alias_maximum > 0
+            && let Packet::Publish(publish) = &mut packet
+        {
             if let Some(alias) = online.aliases_out.get(&message.topic) {
                 publish.properties.topic_alias = std::num::NonZeroU16::new(*alias);
                 publish.topic = TopicName::empty();
@@ -356,7 +359,7 @@ impl<S: Store> Broker<S> {
         }
         let conn = online.conn;
         self.stats.publishes_sent_total += 1;
-        self.send(conn, Packet::Publish(publish));
+        self.send(conn, packet);
         true
     }
 }
