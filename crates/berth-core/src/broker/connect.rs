@@ -31,15 +31,11 @@ impl<S: Store> Broker<S> {
         let client = if connect.client_id.is_empty() {
             // 3.1.1 §3.1.3.1: an empty id needs Clean Session = 1; 3.1 requires an id.
             if !v5 && (!connect.clean_start || connect.protocol == ProtocolVersion::V3_1) {
-                return self.refuse(
-                    conn,
-                    connect.protocol,
-                    ConnectReasonCode::ClientIdentifierNotValid,
-                );
+                return self.refuse(conn, ConnectReasonCode::ClientIdentifierNotValid);
             }
             let id = self.next_assigned_id(now);
             let Ok(id) = MqttString::new(&id) else {
-                return self.refuse(conn, connect.protocol, ConnectReasonCode::UnspecifiedError);
+                return self.refuse(conn, ConnectReasonCode::UnspecifiedError);
             };
             if v5 {
                 assigned = Some(id.clone());
@@ -162,8 +158,8 @@ impl<S: Store> Broker<S> {
         self.resume_delivery(now, &client);
     }
 
-    fn refuse(&mut self, conn: ConnId, protocol: ProtocolVersion, reason: ConnectReasonCode) {
-        let _ = protocol;
+    /// A refused CONNECT: the connection's version decides the wire form when it is encoded.
+    fn refuse(&mut self, conn: ConnId, reason: ConnectReasonCode) {
         self.send(conn, Packet::ConnAck(Box::new(ConnAck::refused(reason))));
         self.actions.push(super::Action::Close { conn });
     }
