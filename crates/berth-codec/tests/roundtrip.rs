@@ -479,7 +479,13 @@ fn varint_len(value: usize) -> usize {
 /// `BERTH_WRITE_FUZZ_SEEDS=1 cargo test -p berth-codec --test roundtrip fuzz_seeds`.
 #[test]
 fn fuzz_seeds_are_current() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
+    // The checkout this test runs in, read at run time: CI builds fresh clones at new paths into
+    // one shared target dir, and a binary compiled in an earlier clone may be reused.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(),
+        Into::into,
+    );
+    let dir = manifest_dir.join("../../fuzz/seeds");
     let write = std::env::var_os("BERTH_WRITE_FUZZ_SEEDS").is_some();
     let seeds = seeds::seeds();
     for seed in &seeds {
