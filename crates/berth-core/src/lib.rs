@@ -13,6 +13,7 @@
 //! every event as [`UnixMillis`], so unit tests drive expiry and will delays with a fake clock.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -25,6 +26,7 @@ pub mod store;
 pub mod time;
 
 pub use broker::{Action, Broker, CloseReason, Event};
+pub use cluster::{ClusterEvent, Forwarded, NodeId, RemoteSession, Replicate, SessionExport};
 pub use config::{BrokerConfig, DropPolicy, Limit, ProtocolLimits, QueueConfig, SessionConfig};
 pub use ids::{ClientId, ConnId, Epoch, QueueSeq};
 pub use mem_store::MemStore;

@@ -13,9 +13,11 @@ use berth_core::{CloseReason, ConnId};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{Sender, UnboundedReceiver, unbounded_channel};
+use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::admission;
+use crate::cluster_link::ClusterLink;
 use crate::runtime::{Command, ConnectionHandle, Outbound};
 
 /// How long a new connection may take to send CONNECT.
@@ -30,6 +32,8 @@ pub(crate) struct Connection {
     pub stream: TcpStream,
     pub commands: Sender<Command>,
     pub max_packet_size: u32,
+    /// Set on a cluster node: CONNECT, SUBSCRIBE and retained PUBLISHes commit through Raft.
+    pub cluster: Option<Arc<ClusterLink>>,
 }
 
 impl Connection {
@@ -39,6 +43,7 @@ impl Connection {
             stream,
             commands,
             max_packet_size,
+            cluster,
         } = self;
         let _ = stream.set_nodelay(true);
         let (mut reader, mut writer) = stream.into_split();
@@ -69,19 +74,51 @@ impl Connection {
             }
             Ok(Err(ConnectFailure::Closed)) | Err(_) => return,
         };
+        let mut connect = connect;
+        let mut grant = None;
+        if let Some(link) = &cluster {
+            match admission::claim(link, &mut connect, crate::runtime::now(), conn.0).await {
+                Ok(granted) => grant = granted,
+                Err(()) => {
+                    // No consensus: a clear refusal, never a silent success (3.1.1: code 3).
+                    let refused = berth_codec::ConnAck::refused(
+                        berth_codec::ConnectReasonCode::ServerUnavailable,
+                    );
+                    let mut out = BytesMut::new();
+                    if encode(
+                        &Packet::ConnAck(Box::new(refused)),
+                        connect.protocol,
+                        &mut out,
+                    )
+                    .is_ok()
+                    {
+                        let _ = writer.write_all(&out).await;
+                    }
+                    let _ = writer.shutdown().await;
+                    return;
+                }
+            }
+        }
         let version = connect.protocol;
         let mut keep_alive = connect.keep_alive;
         let (outbound_tx, mut outbound) = unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let handle = ConnectionHandle {
-            outbound: outbound_tx,
+            outbound: outbound_tx.clone(),
             pending: pending.clone(),
         };
         let command = Command::Connect {
             conn,
             connect: Box::new(connect),
             handle,
+            epoch: grant.as_ref().map(|g| (g.epoch, g.assigned)),
         };
+        let replicated = cluster.zip(grant).map(|(link, grant)| Replicated {
+            link,
+            grant,
+            replies: outbound_tx,
+            pending: pending.clone(),
+        });
         if commands.send(command).await.is_err() {
             return;
         }
@@ -102,7 +139,7 @@ impl Connection {
                         }
                         Ok(_) => {
                             last_read = Instant::now();
-                            if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands).await {
+                            if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_ref()).await {
                                 reading = false;
                                 let _ = commands.send(Command::Closed { conn, reason: CloseReason::Malformed(error) }).await;
                             }
@@ -189,13 +226,30 @@ async fn drain_until_close(outbound: &mut UnboundedReceiver<Outbound>) {
     }
 }
 
+/// A cluster connection's way to replicate packets and answer those that did not commit.
+struct Replicated {
+    link: Arc<ClusterLink>,
+    grant: admission::Grant,
+    replies: UnboundedSender<Outbound>,
+    pending: Arc<AtomicUsize>,
+}
+
 async fn forward_packets(
     conn: ConnId,
     read_buf: &mut BytesMut,
     opts: &DecodeOptions,
     commands: &Sender<Command>,
+    replicated: Option<&Replicated>,
 ) -> Result<(), DecodeError> {
     while let Some(packet) = decode(read_buf, opts)? {
+        if let Some(r) = replicated
+            && let Err(reply) =
+                admission::replicate(&r.link, &r.grant, &packet, crate::runtime::now()).await
+        {
+            r.pending.fetch_add(1, Ordering::Relaxed);
+            let _ = r.replies.send(Outbound::Packet(Box::new(reply)));
+            continue;
+        }
         if commands
             .send(Command::Packet { conn, packet })
             .await

@@ -8,6 +8,8 @@
 //! ```
 //! Nothing here decides protocol rules; it decodes, forwards, executes actions and keeps time.
 
+mod admission;
+mod cluster_link;
 mod connection;
 pub mod http;
 pub mod metrics;
@@ -20,7 +22,17 @@ use berth_core::{Broker, BrokerConfig, ConnId, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use cluster_link::BrokerEndpoint;
 pub use metrics::{Metrics, MetricsError};
+
+/// What a server needs to run as a cluster node: the started node, the registry changes its
+/// state machine reports, and the slot through which its gRPC service reaches this broker.
+#[derive(Debug)]
+pub struct ClusterParts {
+    pub node: berth_cluster::ClusterNode,
+    pub notices: tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<berth_cluster::Notice>)>,
+    pub slot: berth_cluster::BrokerSlot,
+}
 
 /// Commands (decoded packets) that may wait for the broker thread before connections stop
 /// reading their sockets.
@@ -61,11 +73,30 @@ pub async fn serve<S: Store + 'static>(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_node(options, store, listeners, None, shutdown).await
+}
+
+/// [`serve`], as a node of a cluster when `cluster` is given.
+pub async fn serve_node<S: Store + 'static>(
+    options: ServerOptions,
+    store: S,
+    listeners: Listeners,
+    cluster: Option<ClusterParts>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
     let max_packet_size = options.broker.limits.max_packet_size;
-    let broker = Broker::open(options.broker, store, runtime::now())?;
+    let mut broker = Broker::open(options.broker, store, runtime::now())?;
     let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
+    let link = cluster.map(|parts| {
+        broker.join_cluster(parts.node.id());
+        let endpoint: Arc<dyn berth_cluster::LocalBroker> = Arc::new(BrokerEndpoint {
+            commands: commands.clone(),
+        });
+        let _ = parts.slot.set(endpoint);
+        cluster_link::ClusterLink::start(parts.node, parts.notices, commands.clone())
+    });
     let broker_loop = runtime::BrokerLoop {
         broker,
         commands: receiver,
@@ -73,6 +104,7 @@ pub async fn serve<S: Store + 'static>(
         storage_sync: options.storage_sync,
         metrics: metrics.clone(),
         ready: ready.clone(),
+        cluster: link.clone(),
     };
     // Stops accepting when shutdown is asked for or when the broker thread ends on its own
     // (a storage failure): a broker that cannot keep its promises takes no new clients.
@@ -113,6 +145,7 @@ pub async fn serve<S: Store + 'static>(
                     stream,
                     commands: commands.clone(),
                     max_packet_size,
+                    cluster: link.clone(),
                 };
                 tokio::spawn(connection.run());
             }

@@ -21,9 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_codec::{Connect, Packet};
 use berth_core::DropReason;
-use berth_core::{Action, Broker, CloseReason, ConnId, Event, Store, StoreError, UnixMillis};
+use berth_core::{
+    Action, Broker, ClientId, CloseReason, ConnId, Delivery, Event, QueueSeq, SessionExport, Store,
+    StoreError, UnixMillis,
+};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{Receiver, UnboundedSender};
+use tokio::sync::oneshot;
+
+use crate::cluster_link::ClusterLink;
 
 use crate::metrics::Metrics;
 
@@ -51,6 +57,8 @@ pub(crate) enum Command {
         conn: ConnId,
         connect: Box<Connect>,
         handle: ConnectionHandle,
+        /// The epoch the cluster granted, and whether the server chose the client id.
+        epoch: Option<(berth_core::Epoch, bool)>,
     },
     Packet {
         conn: ConnId,
@@ -60,8 +68,35 @@ pub(crate) enum Command {
         conn: ConnId,
         reason: CloseReason,
     },
+    /// Any other broker event; `done` fires once its effects are stored (after group commit).
+    Call {
+        event: Event,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Messages forwarded by another node; `reply` gets the acknowledgement once stored.
+    Forwarded {
+        messages: Vec<berth_core::Forwarded>,
+        reply: oneshot::Sender<ForwardReply>,
+    },
+    /// Takeover, old owner: the state of a session another node claimed.
+    Export {
+        client: ClientId,
+        reply: oneshot::Sender<Result<Option<SessionExport>, StoreError>>,
+    },
+    /// Takeover, old owner: one page of its queue.
+    ExportQueue {
+        client: ClientId,
+        from: Option<QueueSeq>,
+        reply: oneshot::Sender<Result<(Vec<Delivery>, Option<QueueSeq>), StoreError>>,
+    },
     Shutdown,
 }
+
+/// The receiving node's answer to a forward: which clients it does not own.
+pub(crate) type ForwardReply = Vec<ClientId>;
+
+/// Messages per page of a session being taken over.
+const EXPORT_PAGE: usize = 1000;
 
 /// From the broker thread to a connection task.
 ///
@@ -92,12 +127,23 @@ pub(crate) struct BrokerLoop<S: Store> {
     pub storage_sync: bool,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    /// Set when this server is a cluster node.
+    pub cluster: Option<Arc<ClusterLink>>,
+}
+
+/// Waiting for the group commit, by the broker thread.
+#[derive(Debug, Default)]
+struct Replies {
+    done: Vec<oneshot::Sender<()>>,
+    forwards: HashMap<u64, oneshot::Sender<ForwardReply>>,
+    next_token: u64,
 }
 
 impl<S: Store> BrokerLoop<S> {
     /// Runs until `Command::Shutdown` or every sender is gone.
     pub(crate) fn run(mut self) -> Result<(), StoreError> {
         let mut connections: HashMap<ConnId, ConnectionHandle> = HashMap::new();
+        let mut replies = Replies::default();
         let mut last_metrics = Instant::now();
         self.ready.store(true, Ordering::SeqCst);
         let result = loop {
@@ -123,7 +169,7 @@ impl<S: Store> BrokerLoop<S> {
                         break;
                     }
                     command => {
-                        outcome = self.apply(command, &mut connections);
+                        outcome = self.apply(command, &mut connections, &mut replies);
                         if outcome.is_err() {
                             break;
                         }
@@ -158,7 +204,15 @@ impl<S: Store> BrokerLoop<S> {
                 tracing::error!(%error, "storage failed; the broker stops");
                 break Err(error);
             }
-            let slow = dispatch(self.broker.take_actions(), &mut connections);
+            let slow = dispatch(
+                self.broker.take_actions(),
+                &mut connections,
+                &mut replies,
+                self.cluster.as_deref(),
+            );
+            for done in replies.done.drain(..) {
+                let _ = done.send(());
+            }
             for _ in 0..slow {
                 self.broker.record_drop(DropReason::SlowConsumer);
             }
@@ -182,18 +236,50 @@ impl<S: Store> BrokerLoop<S> {
         &mut self,
         command: Command,
         connections: &mut HashMap<ConnId, ConnectionHandle>,
+        replies: &mut Replies,
     ) -> Result<(), StoreError> {
         let event = match command {
             Command::Connect {
                 conn,
                 connect,
                 handle,
+                epoch,
             } => {
                 connections.insert(conn, handle);
-                Event::Connect { conn, connect }
+                match epoch {
+                    Some((epoch, assigned)) => Event::ConnectAs {
+                        conn,
+                        connect,
+                        epoch,
+                        assigned,
+                    },
+                    None => Event::Connect { conn, connect },
+                }
             }
             Command::Packet { conn, packet } => Event::Packet { conn, packet },
             Command::Closed { conn, reason } => Event::Closed { conn, reason },
+            Command::Call { event, done } => {
+                replies.done.extend(done);
+                event
+            }
+            Command::Forwarded { messages, reply } => {
+                replies.next_token += 1;
+                let token = replies.next_token;
+                replies.forwards.insert(token, reply);
+                Event::Forwarded { token, messages }
+            }
+            Command::Export { client, reply } => {
+                let _ = reply.send(self.broker.export_session(&client));
+                return Ok(());
+            }
+            Command::ExportQueue {
+                client,
+                from,
+                reply,
+            } => {
+                let _ = reply.send(self.broker.export_queue(&client, from, EXPORT_PAGE));
+                return Ok(());
+            }
             Command::Shutdown => return Ok(()),
         };
         self.broker.handle(now(), event)
@@ -209,7 +295,12 @@ impl<S: Store> BrokerLoop<S> {
 
 /// Hands actions to the connections; returns how many QoS 0 PUBLISHes were dropped because
 /// their connection was too far behind.
-fn dispatch(actions: Vec<Action>, connections: &mut HashMap<ConnId, ConnectionHandle>) -> u64 {
+fn dispatch(
+    actions: Vec<Action>,
+    connections: &mut HashMap<ConnId, ConnectionHandle>,
+    replies: &mut Replies,
+    cluster: Option<&ClusterLink>,
+) -> u64 {
     let mut slow = 0;
     for action in actions {
         match action {
@@ -230,6 +321,27 @@ fn dispatch(actions: Vec<Action>, connections: &mut HashMap<ConnId, ConnectionHa
             Action::Close { conn } => {
                 if let Some(handle) = connections.remove(&conn) {
                     let _ = handle.outbound.send(Outbound::Close);
+                }
+            }
+            Action::ForwardAccepted { token, not_owned } => {
+                if let Some(reply) = replies.forwards.remove(&token) {
+                    let _ = reply.send(not_owned);
+                }
+            }
+            Action::Forward {
+                node,
+                token,
+                message,
+                clients,
+                publisher,
+            } => {
+                if let Some(cluster) = cluster {
+                    cluster.forward(node, token, message, clients, publisher);
+                }
+            }
+            Action::Replicate(change) => {
+                if let Some(cluster) = cluster {
+                    cluster.replicate(change);
                 }
             }
         }

@@ -75,7 +75,37 @@ pub struct ConfigArgs {
         global = true
     )]
     pub storage_sync: Option<bool>,
+
+    /// This node's id in the cluster (a positive integer, unique in the cluster).
+    /// Key `cluster.node_id`, variable BERTH_CLUSTER_NODE_ID. [default: 1]
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub node_id: Option<u64>,
+
+    /// Address of the cluster (gRPC) listener other nodes connect to. Key `cluster.listen`,
+    /// variable BERTH_CLUSTER_LISTEN. [default: none: a single node no other node can reach]
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub cluster_listen: Option<SocketAddr>,
+
+    /// host:port other nodes use to reach this node's cluster listener, when it differs from
+    /// --cluster-listen (e.g. behind NAT or with 0.0.0.0). Key `cluster.advertise`.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port, global = true)]
+    pub advertise: Option<String>,
+
+    /// Static membership: id=host:port of every node, this one included, comma-separated, e.g.
+    /// 1=10.0.0.1:7001,2=10.0.0.2:7001,3=10.0.0.3:7001. The cluster forms when a majority is up.
+    /// Key `cluster.peers`, variable BERTH_CLUSTER_PEERS.
+    #[arg(long, value_name = "PEERS", value_parser = parse_peers, global = true)]
+    pub peers: Option<PeerList>,
+
+    /// Join a running cluster through the member whose cluster listener is at HOST:PORT (as a
+    /// learner, then a voter). Key `cluster.join`, variable BERTH_CLUSTER_JOIN.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port, global = true)]
+    pub join: Option<String>,
 }
+
+/// `--peers`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerList(pub Vec<(u64, String)>);
 
 impl ConfigArgs {
     /// The keys the flags set, as the top layer of the configuration.
@@ -86,6 +116,11 @@ impl ConfigArgs {
             data_dir: self.data_dir.clone(),
             log_level: self.log_level.clone(),
             storage_sync: self.storage_sync,
+            node_id: self.node_id,
+            cluster_listen: self.cluster_listen.map(Some),
+            advertise: self.advertise.clone().map(Some),
+            peers: self.peers.clone().map(|p| p.0),
+            join: self.join.clone().map(Some),
             ..Overrides::default()
         }
     }
@@ -93,4 +128,14 @@ impl ConfigArgs {
 
 fn parse_log_level(text: &str) -> Result<String, String> {
     log_filter(Input::Text(text)).map_err(|problem| problem.to_string())
+}
+
+fn parse_host_port(text: &str) -> Result<String, String> {
+    crate::config::value::parse_host_port(text).map_err(|problem| problem.to_string())
+}
+
+fn parse_peers(text: &str) -> Result<PeerList, String> {
+    crate::config::value::peers(Input::Text(text))
+        .map(PeerList)
+        .map_err(|problem| problem.to_string())
 }

@@ -64,10 +64,16 @@ pub enum Key {
     LimitsTopicAliasMaximum,
     LimitsMaxKeepAlive,
     AclDeniedFilters,
+    ClusterNodeId,
+    ClusterListen,
+    ClusterAdvertise,
+    ClusterPeers,
+    ClusterJoin,
+    ClusterCommitTimeout,
 }
 
 impl Key {
-    pub const ALL: [Key; 17] = [
+    pub const ALL: [Key; 23] = [
         Key::Listen,
         Key::Http,
         Key::DataDir,
@@ -85,6 +91,12 @@ impl Key {
         Key::LimitsTopicAliasMaximum,
         Key::LimitsMaxKeepAlive,
         Key::AclDeniedFilters,
+        Key::ClusterNodeId,
+        Key::ClusterListen,
+        Key::ClusterAdvertise,
+        Key::ClusterPeers,
+        Key::ClusterJoin,
+        Key::ClusterCommitTimeout,
     ];
 
     /// The dotted name: `section.key`, or `key` at the top level of the file.
@@ -107,6 +119,12 @@ impl Key {
             Key::LimitsTopicAliasMaximum => "limits.topic_alias_maximum",
             Key::LimitsMaxKeepAlive => "limits.max_keep_alive",
             Key::AclDeniedFilters => "acl.denied_filters",
+            Key::ClusterNodeId => "cluster.node_id",
+            Key::ClusterListen => "cluster.listen",
+            Key::ClusterAdvertise => "cluster.advertise",
+            Key::ClusterPeers => "cluster.peers",
+            Key::ClusterJoin => "cluster.join",
+            Key::ClusterCommitTimeout => "cluster.commit_timeout",
         }
     }
 
@@ -129,6 +147,12 @@ impl Key {
             Key::LimitsTopicAliasMaximum => "BERTH_LIMITS_TOPIC_ALIAS_MAXIMUM",
             Key::LimitsMaxKeepAlive => "BERTH_LIMITS_MAX_KEEP_ALIVE",
             Key::AclDeniedFilters => "BERTH_ACL_DENIED_FILTERS",
+            Key::ClusterNodeId => "BERTH_CLUSTER_NODE_ID",
+            Key::ClusterListen => "BERTH_CLUSTER_LISTEN",
+            Key::ClusterAdvertise => "BERTH_CLUSTER_ADVERTISE",
+            Key::ClusterPeers => "BERTH_CLUSTER_PEERS",
+            Key::ClusterJoin => "BERTH_CLUSTER_JOIN",
+            Key::ClusterCommitTimeout => "BERTH_CLUSTER_COMMIT_TIMEOUT",
         }
     }
 }
@@ -146,6 +170,50 @@ pub struct Config {
     /// `storage.sync`: fsync once per group commit.
     pub storage_sync: bool,
     pub broker: BrokerConfig,
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`: how this node finds the others. Alone (the default) it is a one-member cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    /// The cluster (gRPC) listener; `None`: no other node can reach this one.
+    pub listen: Option<SocketAddr>,
+    /// host:port other nodes use to reach `listen` (default: `listen`, or this node's peer entry).
+    pub advertise: Option<String>,
+    /// Static membership: node id → cluster address, this node included.
+    pub peers: Vec<(u64, String)>,
+    /// A running member to join through.
+    pub join: Option<String>,
+    /// How long CONNECT, SUBSCRIBE and takeover wait for consensus before failing.
+    pub commit_timeout_secs: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_id: 1,
+            listen: None,
+            advertise: None,
+            peers: Vec::new(),
+            join: None,
+            commit_timeout_secs: 5,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The address other nodes reach this one at, when configured (otherwise the bound
+    /// address of `listen`, which must then be a specific one).
+    pub fn advertised(&self) -> Option<String> {
+        if let Some(addr) = &self.advertise {
+            return Some(addr.clone());
+        }
+        self.peers
+            .iter()
+            .find(|(id, _)| *id == self.node_id)
+            .map(|(_, addr)| addr.clone())
+    }
 }
 
 impl Default for Config {
@@ -157,6 +225,7 @@ impl Default for Config {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             storage_sync: false,
             broker: BrokerConfig::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -181,6 +250,12 @@ pub struct Overrides {
     pub topic_alias_maximum: Option<u16>,
     pub max_keep_alive: Option<u16>,
     pub denied_filters: Option<Vec<TopicFilter>>,
+    pub node_id: Option<u64>,
+    pub cluster_listen: Option<Option<SocketAddr>>,
+    pub advertise: Option<Option<String>>,
+    pub peers: Option<Vec<(u64, String)>>,
+    pub join: Option<Option<String>>,
+    pub commit_timeout_secs: Option<u32>,
 }
 
 /// Reads one source key by key: `get` finds a key's raw value, `origin` names it in errors.
@@ -229,6 +304,14 @@ impl Overrides {
                 .field(Key::LimitsTopicAliasMaximum, |v| value::u16_in(v, 0))?,
             max_keep_alive: reader.field(Key::LimitsMaxKeepAlive, |v| value::u16_in(v, 1))?,
             denied_filters: reader.field(Key::AclDeniedFilters, value::filters)?,
+            node_id: reader.field(Key::ClusterNodeId, |v| {
+                value::integer_in(v, 1, u64::MAX >> 1)
+            })?,
+            cluster_listen: reader.field(Key::ClusterListen, value::optional_socket_addr)?,
+            advertise: reader.field(Key::ClusterAdvertise, value::optional_host_port)?,
+            peers: reader.field(Key::ClusterPeers, value::peers)?,
+            join: reader.field(Key::ClusterJoin, value::optional_host_port)?,
+            commit_timeout_secs: reader.field(Key::ClusterCommitTimeout, value::timeout_secs)?,
         })
     }
 }
@@ -264,6 +347,12 @@ impl Config {
             topic_alias_maximum,
             max_keep_alive,
             denied_filters,
+            node_id,
+            cluster_listen,
+            advertise,
+            peers,
+            join,
+            commit_timeout_secs,
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
@@ -286,6 +375,13 @@ impl Config {
         set(&mut broker.limits.topic_alias_maximum, topic_alias_maximum);
         set(&mut broker.limits.max_keep_alive, max_keep_alive);
         set(&mut broker.denied_filters, denied_filters);
+        let cluster = &mut self.cluster;
+        set(&mut cluster.node_id, node_id);
+        set(&mut cluster.listen, cluster_listen);
+        set(&mut cluster.advertise, advertise);
+        set(&mut cluster.peers, peers);
+        set(&mut cluster.join, join);
+        set(&mut cluster.commit_timeout_secs, commit_timeout_secs);
     }
 
     /// Rules between keys; single values were checked where they entered.
@@ -298,6 +394,55 @@ impl Config {
                 limit_key: Key::SessionMaxExpiry.name(),
                 limit: value::format_expiry(session.max_expiry),
             });
+        }
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        let rule = |key: Key, message: String| {
+            Err(ConfigError::Rule {
+                key: key.name(),
+                message,
+            })
+        };
+        let reachable = !cluster.peers.is_empty() || cluster.join.is_some();
+        if reachable && cluster.listen.is_none() {
+            return rule(
+                Key::ClusterListen,
+                "is needed when cluster.peers or cluster.join is set".to_owned(),
+            );
+        }
+        if !cluster.peers.is_empty() && cluster.join.is_some() {
+            return rule(
+                Key::ClusterJoin,
+                "cannot be combined with cluster.peers (join a running cluster, or list its members)".to_owned(),
+            );
+        }
+        if !cluster.peers.is_empty() && !cluster.peers.iter().any(|(id, _)| *id == cluster.node_id)
+        {
+            return rule(
+                Key::ClusterPeers,
+                format!(
+                    "must include this node (cluster.node_id = {})",
+                    cluster.node_id
+                ),
+            );
+        }
+        let mut ids: Vec<u64> = cluster.peers.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return rule(Key::ClusterPeers, "lists a node id twice".to_owned());
+        }
+        if cluster
+            .listen
+            .is_some_and(|addr| addr.ip().is_unspecified())
+            && cluster.advertised().is_none()
+        {
+            return rule(
+                Key::ClusterAdvertise,
+                "is needed when cluster.listen is a wildcard address (0.0.0.0 or [::])".to_owned(),
+            );
         }
         Ok(())
     }

@@ -43,26 +43,89 @@ async fn main() -> anyhow::Result<()> {
 
     let mqtt = bind(&config.listen, "MQTT").await?;
     let http = bind(&config.http, "HTTP").await?;
+    let cluster_listener = match &config.cluster.listen {
+        Some(addr) => Some(bind(addr, "the cluster").await?),
+        None => None,
+    };
     let store = open_store(&config.data_dir, config.storage_sync)?;
+    let (cluster, node) = start_cluster(&config, cluster_listener).await?;
     tracing::info!(
         mqtt = %mqtt.local_addr()?,
         http = %http.local_addr()?,
+        node_id = config.cluster.node_id,
         data_dir = %config.data_dir.display(),
         "berth {} starting",
         env!("CARGO_PKG_VERSION"),
     );
-    berth_server::serve(
+    let served = berth_server::serve_node(
         config.server_options(),
         store,
         Listeners {
             mqtt,
             http: Some(http),
         },
+        Some(cluster),
         shutdown,
     )
-    .await?;
+    .await;
+    node.shutdown().await;
+    served?;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// Starts this node's Raft (a one-member cluster unless peers or join say otherwise) on
+/// `<data_dir>/raft`, and its cluster listener if it has one.
+async fn start_cluster(
+    config: &config::Config,
+    listener: Option<TcpListener>,
+) -> anyhow::Result<(berth_server::ClusterParts, berth_cluster::ClusterNode)> {
+    let settings = &config.cluster;
+    let advertise = match (&listener, settings.advertised()) {
+        (_, Some(addr)) => addr,
+        (Some(listener), None) => listener.local_addr()?.to_string(),
+        // Nobody can reach this node: its address is never dialled.
+        (None, None) => "127.0.0.1:0".to_owned(),
+    };
+    let cluster_config = berth_cluster::ClusterConfig {
+        node_id: settings.node_id,
+        advertise: advertise.clone(),
+        peers: settings.peers.iter().cloned().collect(),
+        join: settings.join.clone(),
+        commit_timeout: std::time::Duration::from_secs(u64::from(settings.commit_timeout_secs)),
+    };
+    let raft_dir = config.data_dir.join("raft");
+    std::fs::create_dir_all(&raft_dir)
+        .with_context(|| format!("cannot create {}", raft_dir.display()))?;
+    let (node, notices) = berth_cluster::ClusterNode::start(&cluster_config, &raft_dir)
+        .await
+        .with_context(|| format!("cannot start the cluster node on {}", raft_dir.display()))?;
+    let slot = berth_cluster::BrokerSlot::default();
+    if let Some(listener) = listener {
+        tracing::info!(cluster = %listener.local_addr()?, %advertise, "serving the cluster");
+        let serving = node.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            let forever = std::future::pending::<()>();
+            if let Err(error) = berth_cluster::serve(serving, slot, listener, forever).await {
+                tracing::error!(%error, "the cluster listener failed");
+            }
+        });
+    }
+    let bootstrap = node.clone();
+    tokio::spawn(async move {
+        if let Err(error) = bootstrap.bootstrap(&cluster_config).await {
+            tracing::error!(%error, "could not form or join the cluster");
+        }
+    });
+    Ok((
+        berth_server::ClusterParts {
+            node: node.clone(),
+            notices,
+            slot,
+        },
+        node,
+    ))
 }
 
 async fn bind(addr: &std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

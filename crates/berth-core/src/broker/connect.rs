@@ -23,7 +23,13 @@ pub(super) enum Ending {
 }
 
 impl<S: Store> Broker<S> {
-    pub(super) fn on_connect(&mut self, now: UnixMillis, conn: ConnId, connect: Connect) {
+    pub(super) fn on_connect(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        connect: Connect,
+        granted: Option<(crate::ids::Epoch, bool)>,
+    ) {
         self.stats.connects_total += 1;
         let v5 = connect.protocol.is_v5();
 
@@ -42,6 +48,9 @@ impl<S: Store> Broker<S> {
             }
             ClientId::new(id)
         } else {
+            if v5 && granted.is_some_and(|(_, assigned)| assigned) {
+                assigned = Some(connect.client_id.clone());
+            }
             ClientId::new(connect.client_id.clone())
         };
 
@@ -56,7 +65,8 @@ impl<S: Store> Broker<S> {
         // Taken before the old session may end below: a session that replaces a discarded one
         // (Clean Start, or an old one that ended with its connection) still gets a higher
         // epoch, so that whatever still holds the old epoch is fenced (ARCHITECTURE §4).
-        let epoch = self.new_epoch(&client);
+        // In a cluster the registry assigns epochs (it fences every node's stale copies).
+        let epoch = granted.map_or_else(|| self.new_epoch(&client), |(epoch, _)| epoch);
 
         // The same client id on another connection: that connection ends, abnormally.
         if let Some(old) = self.sessions.get(&client).and_then(Session::conn) {
@@ -156,6 +166,10 @@ impl<S: Store> Broker<S> {
         }
         self.send(conn, Packet::ConnAck(Box::new(connack)));
         self.resume_delivery(now, &client);
+        if granted.is_some() {
+            // Whatever was imported is in: forwards that waited for this session go on.
+            self.on_import_done(now, &client);
+        }
     }
 
     /// A refused CONNECT: the connection's version decides the wire form when it is encoded.
@@ -306,6 +320,11 @@ impl<S: Store> Broker<S> {
             self.timers
                 .insert((at, Timer::SessionExpiry(client.clone())));
         }
+        let detached = crate::cluster::Replicate::Detach {
+            client: client.clone(),
+            epoch: session.epoch,
+            expires_at: session.expires_at.filter(|at| *at != super::NEVER),
+        };
         // Offline sessions keep their messages on disk, not in memory.
         if session.stored {
             session.queue.head.clear();
@@ -319,6 +338,7 @@ impl<S: Store> Broker<S> {
             };
             self.batch.push(op);
         }
+        self.replicate(detached);
     }
 }
 

@@ -44,7 +44,7 @@ impl<S: Store> Broker<S> {
         self.route_quota_drops += 1;
     }
 
-    fn enqueue(&mut self, client: &ClientId, delivery: Delivery) {
+    pub(super) fn enqueue(&mut self, client: &ClientId, delivery: Delivery) {
         let size = delivery.size();
         let limits = self.config.queue.clone();
         // A message that cannot fit even in an empty queue is dropped by itself: evicting the

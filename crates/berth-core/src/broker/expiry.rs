@@ -25,6 +25,9 @@ impl<S: Store> Broker<S> {
 
     /// Timers are not removed when plans change; a timer only acts if it still matches.
     fn will_due(&mut self, now: UnixMillis, at: UnixMillis, client: &ClientId) {
+        if self.is_moving(client) {
+            return;
+        }
         let Some(session) = self.sessions.get(client) else {
             return;
         };
@@ -44,6 +47,9 @@ impl<S: Store> Broker<S> {
     }
 
     fn expiry_due(&mut self, now: UnixMillis, at: UnixMillis, client: &ClientId) {
+        if self.is_moving(client) {
+            return;
+        }
         let Some(session) = self.sessions.get(client) else {
             return;
         };
@@ -75,7 +81,10 @@ impl<S: Store> Broker<S> {
         if message.retain {
             self.set_retained_public(&message);
         }
-        self.route(now, Some(client), Arc::new(message));
+        let message = Arc::new(message);
+        self.route(now, Some(client), message.clone());
+        // Wills are not acknowledged to anyone: other owners get them without waiting.
+        self.forward_matches(&message, Some(client), None);
     }
 
     /// Ends a session: a will still waiting is published, its subscriptions leave the index and
@@ -94,6 +103,10 @@ impl<S: Store> Broker<S> {
         for filter in session.subscriptions.keys() {
             self.index.remove(client, filter);
         }
+        self.replicate(crate::cluster::Replicate::Drop {
+            client: client.clone(),
+            epoch: session.epoch,
+        });
         if session.stored {
             self.batch.push(Op::DeleteSession {
                 client: client.clone(),

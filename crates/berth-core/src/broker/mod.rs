@@ -12,6 +12,7 @@
 //! broker only after the batch that made them true was written: a PUBACK is a promise that the
 //! message is in every matched persistent session's queue.
 
+mod cluster;
 mod connect;
 mod delivery;
 mod expiry;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use berth_codec::{DecodeError, DisconnectReasonCode, Packet, TopicName};
 
+use crate::cluster::{ClusterEvent, Forwarded, NodeId, QueuePage, Replicate, SessionExport};
 use crate::config::BrokerConfig;
 use crate::ids::{ClientId, ConnId, Epoch};
 use crate::index::SubscriptionIndex;
@@ -48,6 +50,36 @@ pub enum Event {
     Closed { conn: ConnId, reason: CloseReason },
     /// Time passed: due wills and session expiries fire.
     Tick,
+    /// A CONNECT whose session the cluster has granted this node at `epoch`.
+    ConnectAs {
+        conn: ConnId,
+        connect: Box<berth_codec::Connect>,
+        epoch: Epoch,
+        /// The server chose the client id (an MQTT 5 client learns it from CONNACK).
+        assigned: bool,
+    },
+    /// The replicated registry changed.
+    Cluster(ClusterEvent),
+    /// Another node routed messages to sessions owned here; answer with `ForwardAccepted`.
+    Forwarded {
+        token: u64,
+        messages: Vec<Forwarded>,
+    },
+    /// An owner node stored (or could not be reached for) the forward with `token`.
+    ForwardDone { token: u64, delivered: bool },
+    /// Takeover, new owner: the pull from the old owner starts.
+    ImportBegin { client: ClientId },
+    /// Takeover, new owner: the session's state from its old owner.
+    ImportState {
+        client: ClientId,
+        export: Box<SessionExport>,
+    },
+    /// Takeover, new owner: a page of the backlog, in order.
+    ImportQueue { client: ClientId, page: QueuePage },
+    /// Takeover, new owner: nothing more to import.
+    ImportDone { client: ClientId },
+    /// Takeover, old owner: the new owner stored the session; delete the copy here.
+    Release { client: ClientId },
 }
 
 /// Why the server reports a connection as closed.
@@ -77,6 +109,22 @@ pub enum Action {
     Close {
         conn: ConnId,
     },
+    /// Hand `message` to node `node` for its sessions `clients`; with a token, report the
+    /// outcome as `Event::ForwardDone`.
+    Forward {
+        node: NodeId,
+        token: Option<u64>,
+        message: Arc<Message>,
+        clients: Vec<ClientId>,
+        publisher: Option<ClientId>,
+    },
+    /// The forwarded messages of `token` are stored; `not_owned` were not for this node.
+    ForwardAccepted {
+        token: u64,
+        not_owned: Vec<ClientId>,
+    },
+    /// Record a session change in the cluster.
+    Replicate(Replicate),
 }
 
 /// `expires_at` of an offline session that never expires.
@@ -106,6 +154,8 @@ pub struct Broker<S: Store> {
     fault: Option<StoreError>,
     /// Sessions whose full queue refused the message being routed (see `refuse_for_quota`).
     route_quota_drops: u32,
+    /// Set when the broker runs as a cluster node.
+    cluster: Option<Box<cluster::ClusterState>>,
 }
 
 impl<S: Store> Broker<S> {
@@ -131,6 +181,7 @@ impl<S: Store> Broker<S> {
             assigned_ids: 0,
             fault: None,
             route_quota_drops: 0,
+            cluster: None,
         };
         for message in loaded.retained {
             broker
@@ -202,10 +253,17 @@ impl<S: Store> Broker<S> {
             self.on_tick(now);
         }
         match event {
-            Event::Connect { conn, connect } => self.on_connect(now, conn, *connect),
+            Event::Connect { conn, connect } => self.on_connect(now, conn, *connect, None),
+            Event::ConnectAs {
+                conn,
+                connect,
+                epoch,
+                assigned,
+            } => self.on_connect(now, conn, *connect, Some((epoch, assigned))),
             Event::Packet { conn, packet } => self.on_packet(now, conn, packet),
             Event::Closed { conn, reason } => self.on_closed(now, conn, reason),
             Event::Tick => self.on_tick(now),
+            event => cluster::handle_cluster_event(self, now, event),
         }
         self.commit()
     }

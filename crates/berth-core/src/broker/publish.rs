@@ -103,7 +103,18 @@ impl<S: Store> Broker<S> {
             self.set_retained(&message);
         }
         self.route_quota_drops = 0;
-        let matched = self.route(now, Some(client), Arc::new(message));
+        let message = Arc::new(message);
+        let matched = self.route(now, Some(client), message.clone());
+        // Sessions of other nodes: the acknowledgement waits until their owners stored it.
+        let token = if publish.qos == QoS::AtMostOnce {
+            None
+        } else {
+            self.new_token()
+        };
+        let waiting_nodes = self.forward_matches(&message, Some(client), token);
+        let waiting_on = token
+            .filter(|_| waiting_nodes > 0)
+            .map(|t| (t, waiting_nodes));
 
         // A PUBACK is a promise that the message is queued for every matching session; when a
         // full queue (drop_newest) refused it, MQTT 5 lets us say so. 3.1.1 has no way to.
@@ -118,12 +129,12 @@ impl<S: Store> Broker<S> {
             (QoS::AtLeastOnce, Some(id)) => {
                 let mut ack = PubAck::new(id);
                 ack.reason = reason;
-                self.send(conn, Packet::PubAck(ack));
+                self.send_ack(conn, Packet::PubAck(ack), waiting_on);
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let mut rec = PubRec::new(id);
                 rec.reason = reason;
-                self.send(conn, Packet::PubRec(rec));
+                self.send_ack(conn, Packet::PubRec(rec), waiting_on);
             }
             _ => {}
         }
@@ -142,6 +153,10 @@ impl<S: Store> Broker<S> {
         });
         let count = matches.len();
         for (client, matched) in matches {
+            if let Some(owner) = self.remote_owner(&client) {
+                self.note_remote_match(owner, client);
+                continue;
+            }
             let delivery = Delivery {
                 message: message.clone(),
                 qos: message.qos.min(matched.qos),

@@ -20,6 +20,9 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("config: {origin}: {problem}")]
     Invalid { origin: Origin, problem: Problem },
+    /// A value that breaks a rule involving other keys.
+    #[error("config: {key}: {message}")]
+    Rule { key: &'static str, message: String },
     /// Two values that are each fine but contradict each other.
     #[error("config: {key}: {value} is longer than {limit_key} ({limit})")]
     Conflict {
@@ -86,4 +89,8 @@ pub enum Problem {
     BadFilter { value: String, reason: String },
     #[error("{value:?} is not a log filter: {reason}")]
     BadLogLevel { value: String, reason: String },
+    #[error("{value:?} is not host:port (e.g. \"10.0.0.1:7001\"), or \"none\"")]
+    BadHostPort { value: String },
+    #[error("{value:?} is not a peer; write id=host:port, e.g. \"1=10.0.0.1:7001\"")]
+    BadPeer { value: String },
 }

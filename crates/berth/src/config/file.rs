@@ -26,6 +26,19 @@ struct FileConfig {
     limits: Limits,
     #[serde(default)]
     acl: Acl,
+    #[serde(default)]
+    cluster: Cluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cluster {
+    node_id: Option<toml::Value>,
+    listen: Option<toml::Value>,
+    advertise: Option<toml::Value>,
+    peers: Option<toml::Value>,
+    join: Option<toml::Value>,
+    commit_timeout: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +99,12 @@ impl FileConfig {
             Key::LimitsTopicAliasMaximum => self.limits.topic_alias_maximum.as_ref(),
             Key::LimitsMaxKeepAlive => self.limits.max_keep_alive.as_ref(),
             Key::AclDeniedFilters => self.acl.denied_filters.as_ref(),
+            Key::ClusterNodeId => self.cluster.node_id.as_ref(),
+            Key::ClusterListen => self.cluster.listen.as_ref(),
+            Key::ClusterAdvertise => self.cluster.advertise.as_ref(),
+            Key::ClusterPeers => self.cluster.peers.as_ref(),
+            Key::ClusterJoin => self.cluster.join.as_ref(),
+            Key::ClusterCommitTimeout => self.cluster.commit_timeout.as_ref(),
         }
     }
 }

@@ -28,7 +28,9 @@ impl Config {
                 .map(|filter| string(filter.as_str()))
                 .collect(),
         );
-        let sections: [Section<'_>; 6] = [
+        let cluster = &self.cluster;
+        let optional = |value: Option<String>| string(value.as_deref().unwrap_or("none"));
+        let sections: [Section<'_>; 7] = [
             (
                 None,
                 vec![
@@ -84,6 +86,20 @@ impl Config {
                 ],
             ),
             (Some("acl"), vec![("denied_filters", filters)]),
+            (
+                Some("cluster"),
+                vec![
+                    ("node_id", toml::Value::Integer(cluster.node_id as i64)),
+                    ("listen", optional(cluster.listen.map(|a| a.to_string()))),
+                    ("advertise", optional(cluster.advertise.clone())),
+                    ("peers", super::value::format_peers(&cluster.peers)),
+                    ("join", optional(cluster.join.clone())),
+                    (
+                        "commit_timeout",
+                        string(&format!("{}s", cluster.commit_timeout_secs)),
+                    ),
+                ],
+            ),
         ];
         let mut out = String::new();
         for (section, entries) in sections {

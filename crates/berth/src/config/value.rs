@@ -381,3 +381,96 @@ pub fn format_limit(limit: Limit, as_bytes: bool) -> toml::Value {
             .unwrap_or_else(|_| toml::Value::String(n.to_string())),
     }
 }
+
+/// `"none"`, or a socket address to listen on.
+pub fn optional_socket_addr(input: Input<'_>) -> Result<Option<SocketAddr>, Problem> {
+    if input.text() == Some("none") {
+        return Ok(None);
+    }
+    socket_addr(input).map(Some)
+}
+
+/// `host:port` with a port number.
+pub fn parse_host_port(text: &str) -> Result<String, Problem> {
+    let bad = || Problem::BadHostPort {
+        value: text.to_owned(),
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(char::is_whitespace) || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(text.to_owned())
+}
+
+/// `"none"`, or host:port.
+pub fn optional_host_port(input: Input<'_>) -> Result<Option<String>, Problem> {
+    let text = input
+        .text()
+        .ok_or_else(|| input.wrong_type("host:port, or \"none\""))?;
+    if text == "none" {
+        return Ok(None);
+    }
+    parse_host_port(text).map(Some)
+}
+
+/// Peers: a TOML array of `"id=host:port"` strings, or comma-separated text.
+pub fn peers(input: Input<'_>) -> Result<Vec<(u64, String)>, Problem> {
+    let texts: Vec<&str> = match input {
+        Input::Toml(toml::Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .ok_or_else(|| Input::Toml(item).wrong_type("an \"id=host:port\" string"))
+            })
+            .collect::<Result<_, _>>()?,
+        Input::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .collect(),
+        Input::Toml(_) => return Err(input.wrong_type("an array of \"id=host:port\" strings")),
+    };
+    texts
+        .into_iter()
+        .map(|text| {
+            let bad = || Problem::BadPeer {
+                value: text.to_owned(),
+            };
+            let (id, addr) = text.split_once('=').ok_or_else(bad)?;
+            let id: u64 = id.trim().parse().map_err(|_| bad())?;
+            if id == 0 {
+                return Err(bad());
+            }
+            let addr = parse_host_port(addr.trim()).map_err(|_| bad())?;
+            Ok((id, addr))
+        })
+        .collect()
+}
+
+/// A positive duration in whole seconds (`"5s"`, `"1m"`).
+pub fn timeout_secs(input: Input<'_>) -> Result<u32, Problem> {
+    let text = input
+        .text()
+        .ok_or_else(|| input.wrong_type("a duration such as \"5s\""))?;
+    match parse_expiry(text) {
+        Ok(SessionExpiry::After(secs)) if secs > 0 => Ok(secs),
+        Ok(SessionExpiry::After(_)) => Err(Problem::OutOfRange {
+            value: text.to_owned(),
+            min: 1,
+            max: u64::from(u32::MAX - 1),
+        }),
+        _ => Err(Problem::BadDuration {
+            value: text.to_owned(),
+        }),
+    }
+}
+
+/// `peers` written back as the file spells them.
+pub fn format_peers(peers: &[(u64, String)]) -> toml::Value {
+    toml::Value::Array(
+        peers
+            .iter()
+            .map(|(id, addr)| toml::Value::String(format!("{id}={addr}")))
+            .collect(),
+    )
+}

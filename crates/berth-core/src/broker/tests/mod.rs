@@ -12,6 +12,7 @@
 // Tests start from the default configuration and change one field: that reads clearest.
 #![allow(clippy::field_reassign_with_default)]
 
+mod cluster;
 mod connect;
 mod limits;
 mod qos;
@@ -256,6 +257,7 @@ impl Out {
     pub fn silent(&self, conn: ConnId) -> bool {
         !self.actions.iter().any(|action| match action {
             Action::Send { conn: c, .. } | Action::Close { conn: c } => *c == conn,
+            Action::Forward { .. } | Action::ForwardAccepted { .. } | Action::Replicate(_) => false,
         })
     }
 }

@@ -1,0 +1,25 @@
+//! Berth's cluster: openraft with its log and state machine in the node's RocksDB, typed
+//! protobuf RPCs over pooled tonic channels, and the replicated session registry.
+//!
+//! ```text
+//!  berth-server ── propose(Claim/Subscribe/…) ──▶ ClusterNode ──▶ openraft ──▶ LogStore (RocksDB)
+//!        ▲                                                           │
+//!        └──────────── Notice (owner changed, routes…) ◀── StateMachine::apply (Registry)
+//!  peers ──gRPC──▶ service.rs: Raft RPCs → openraft; Forward/Takeover/Release → LocalBroker
+//! ```
+
+pub mod convert;
+pub mod log_store;
+pub mod message;
+pub mod network;
+pub mod node;
+pub mod pool;
+pub mod registry;
+pub mod service;
+pub mod state_machine;
+pub mod types;
+
+pub use berth_proto::v1 as pb;
+pub use node::{ClusterConfig, ClusterError, ClusterNode};
+pub use registry::{Notice, Registry, SessionEntry};
+pub use service::{BoxFuture, BrokerSlot, LocalBroker, TakeoverStream, serve};

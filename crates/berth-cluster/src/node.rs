@@ -1,0 +1,321 @@
+//! A cluster node: its Raft, its RocksDB for the log and state machine, its gRPC server, and the
+//! calls the broker's server side makes (claim, subscribe, forward, takeover).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1 as pb;
+use berth_proto::v1::cluster_client::ClusterClient;
+use openraft::error::{ClientWriteError, RaftError};
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::log_store::{CF_LOG, CF_META, LogStore};
+use crate::network::Network;
+use crate::pool::ChannelPool;
+use crate::registry::Notice;
+use crate::state_machine::{SharedState, StateMachine};
+use crate::types::{Node, NodeId, Raft};
+
+/// How a node finds its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: NodeId,
+    /// The address other nodes reach this node's cluster listener at.
+    pub advertise: String,
+    /// Static membership (node id → cluster address), including this node. Empty with `join`.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The cluster address of a running member to join through (as learner, then voter).
+    pub join: Option<String>,
+    /// How long a replicated command may wait for consensus before it fails.
+    pub commit_timeout: Duration,
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no quorum: the command was not committed within {0:?}")]
+    Timeout(Duration),
+    #[error("no leader is known")]
+    NoLeader,
+    #[error("raft storage failed: {0}")]
+    Storage(String),
+    #[error("node {node} is not a member")]
+    UnknownNode { node: NodeId },
+    #[error("rpc to node {node} failed: {message}")]
+    Rpc { node: NodeId, message: String },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A running cluster node.
+#[derive(Clone)]
+pub struct ClusterNode {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) state: SharedState,
+    pub(crate) pool: ChannelPool,
+    pub(crate) commit_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens (or creates) `<dir>`'s Raft database.
+fn open_db(dir: &Path) -> Result<DB, ClusterError> {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    let cfs = [CF_LOG, CF_META]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    DB::open_cf_descriptors(&options, dir, cfs).map_err(|e| ClusterError::Storage(e.to_string()))
+}
+
+impl ClusterNode {
+    /// Starts Raft on the data in `dir`. Returns the node and the stream of registry changes its
+    /// broker must apply (the first is a `Reset` when a snapshot was loaded).
+    pub async fn start(
+        config: &ClusterConfig,
+        dir: &Path,
+    ) -> Result<(ClusterNode, UnboundedReceiver<(u64, Vec<Notice>)>), ClusterError> {
+        let db = Arc::new(open_db(dir)?);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let log = LogStore::new(db.clone());
+        let sm = StateMachine::open(db, tx).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let state = sm.shared();
+        let raft_config = openraft::Config {
+            cluster_name: "berth".into(),
+            heartbeat_interval: 150,
+            election_timeout_min: 600,
+            election_timeout_max: 1200,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let pool = ChannelPool::default();
+        let network = Network { pool: pool.clone() };
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let node = ClusterNode {
+            id: config.node_id,
+            raft,
+            state,
+            pool,
+            commit_timeout: config.commit_timeout,
+        };
+        Ok((node, rx))
+    }
+
+    /// Forms the cluster from static peers (every node may call it with the same peers: the
+    /// first entry of the log is the same everywhere) or joins through a running member.
+    pub async fn bootstrap(&self, config: &ClusterConfig) -> Result<(), ClusterError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        if let Some(join) = &config.join {
+            return self.join_through(join, &config.advertise).await;
+        }
+        let mut members: BTreeMap<NodeId, Node> = config
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, Node::new(addr.clone())))
+            .collect();
+        members
+            .entry(self.id)
+            .or_insert_with(|| Node::new(config.advertise.clone()));
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another node's initialization reached us first: fine.
+            Err(RaftError::APIError(_)) => Ok(()),
+            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// Asks the member at `addr` to add this node as a learner and then as a voter.
+    async fn join_through(&self, addr: &str, advertise: &str) -> Result<(), ClusterError> {
+        let channel = self.pool.get(addr).map_err(|e| ClusterError::Rpc {
+            node: 0,
+            message: e.to_string(),
+        })?;
+        let mut client = ClusterClient::new(channel);
+        let node = pb::Node {
+            id: self.id,
+            addr: advertise.to_string(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let result = client
+                .add_learner(pb::AddLearnerRequest {
+                    node: Some(node.clone()),
+                })
+                .await;
+            match result {
+                Ok(reply) => {
+                    let membership = reply.into_inner().membership.unwrap_or_default();
+                    let mut voters: BTreeSet<NodeId> = membership
+                        .configs
+                        .last()
+                        .map(|c| c.ids.iter().copied().collect())
+                        .unwrap_or_default();
+                    voters.insert(self.id);
+                    client
+                        .change_membership(pb::ChangeMembershipRequest {
+                            voters: voters.into_iter().collect(),
+                        })
+                        .await
+                        .map_err(|e| ClusterError::Rpc {
+                            node: 0,
+                            message: e.message().to_string(),
+                        })?;
+                    return Ok(());
+                }
+                Err(status) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(%addr, error = %status.message(), "join: retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(status) => {
+                    return Err(ClusterError::Rpc {
+                        node: 0,
+                        message: status.message().to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The applied registry (read-only view).
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    /// The cluster address of `node`, from the current membership.
+    pub fn addr_of(&self, node: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(id, _)| **id == node)
+            .map(|(_, n)| n.addr.clone())
+    }
+
+    /// A client for `node`'s Cluster service on the pooled channel.
+    pub fn client(
+        &self,
+        node: NodeId,
+    ) -> Result<ClusterClient<tonic::transport::Channel>, ClusterError> {
+        let addr = self
+            .addr_of(node)
+            .ok_or(ClusterError::UnknownNode { node })?;
+        let channel = self.pool.get(&addr).map_err(|e| ClusterError::Rpc {
+            node,
+            message: e.to_string(),
+        })?;
+        Ok(ClusterClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
+    }
+
+    /// Commits `command` through Raft (via the leader if this node is not it), waiting at most
+    /// the commit timeout. A node cut off from the majority fails here, never silently.
+    pub async fn propose(&self, command: pb::Command) -> Result<pb::CommandResult, ClusterError> {
+        let timeout = self.commit_timeout;
+        match tokio::time::timeout(timeout, self.propose_unbounded(command)).await {
+            Ok(result) => result,
+            Err(_) => Err(ClusterError::Timeout(timeout)),
+        }
+    }
+
+    async fn propose_unbounded(
+        &self,
+        command: pb::Command,
+    ) -> Result<pb::CommandResult, ClusterError> {
+        loop {
+            match self.raft.client_write(command.clone()).await {
+                Ok(response) => return Ok(response.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    let Some(leader) = forward.leader_id else {
+                        // An election is under way: try again shortly.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    match self.propose_at(leader, command.clone()).await {
+                        Ok(result) => return Ok(result),
+                        Err(error) => {
+                            tracing::debug!(%error, leader, "propose via leader failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                Err(e) => return Err(ClusterError::Raft(e.to_string())),
+            }
+        }
+    }
+
+    async fn propose_at(
+        &self,
+        leader: NodeId,
+        command: pb::Command,
+    ) -> Result<pb::CommandResult, ClusterError> {
+        let mut client = self.client(leader)?;
+        let reply = client
+            .propose(command)
+            .await
+            .map_err(|status| ClusterError::Rpc {
+                node: leader,
+                message: status.message().to_string(),
+            })?;
+        Ok(reply.into_inner())
+    }
+
+    /// Waits until this node has applied the log up to `index` (bounded).
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ClusterError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "takeover")
+            .await
+            .map(|_| ())
+            .map_err(|_| ClusterError::Timeout(timeout))
+    }
+
+    /// Current status, for the admin endpoint and `/health`.
+    pub fn status(&self) -> pb::StatusReply {
+        let metrics = self.raft.metrics().borrow().clone();
+        pb::StatusReply {
+            node_id: self.id,
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            last_applied: metrics.last_applied.map(|id| id.index),
+            membership: Some(crate::convert::membership_to_pb(
+                metrics.membership_config.membership(),
+            )),
+            state: format!("{:?}", metrics.state),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}

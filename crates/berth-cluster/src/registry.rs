@@ -1,0 +1,258 @@
+//! The replicated state itself and its pure `apply`: the session registry (client → owner node,
+//! epoch, protocol, expiry deadline), every session's subscriptions, and retained messages.
+//!
+//! `apply` is deterministic — it reads nothing but the command and the state (the proposer's
+//! clock travels in the command) — so every node that applies the same log holds the same
+//! registry. Besides the result for the proposer it returns the [`Notice`]s the local broker
+//! needs to keep its routing in step.
+
+use std::collections::BTreeMap;
+
+use berth_proto::v1 as pb;
+
+use crate::types::NodeId;
+
+/// One session as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEntry {
+    pub owner: NodeId,
+    pub epoch: u64,
+    pub protocol: u32,
+    /// Set while no connection holds the session (absent: connected, or never expires).
+    pub expires_at_ms: Option<u64>,
+    pub detached: bool,
+    pub subscriptions: BTreeMap<String, pb::Subscription>,
+}
+
+/// What changed, for the node's own broker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// `client` is owned by `owner` from `epoch` on. `kept`: its session and subscriptions go on
+    /// (a takeover); otherwise whatever an older owner held is discarded.
+    Owner {
+        client: String,
+        owner: NodeId,
+        epoch: u64,
+        kept: bool,
+        subscriptions: Vec<pb::Subscription>,
+    },
+    Subscribed {
+        client: String,
+        owner: NodeId,
+        subscriptions: Vec<pb::Subscription>,
+    },
+    Unsubscribed {
+        client: String,
+        filters: Vec<String>,
+    },
+    Dropped {
+        client: String,
+    },
+    RetainedSet {
+        message: pb::Message,
+    },
+    RetainedCleared {
+        topic: String,
+    },
+    /// The whole state was replaced (snapshot installed, or loaded at start).
+    Reset,
+}
+
+/// The replicated state.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Registry {
+    pub sessions: BTreeMap<String, SessionEntry>,
+    pub retained: BTreeMap<String, pb::Message>,
+}
+
+fn applied() -> pb::CommandResult {
+    pb::CommandResult {
+        kind: Some(pb::command_result::Kind::Applied(pb::Blank {})),
+        log_index: 0,
+    }
+}
+
+fn fenced(current: u64) -> pb::CommandResult {
+    pb::CommandResult {
+        kind: Some(pb::command_result::Kind::Fenced(pb::Fenced {
+            current_epoch: current,
+        })),
+        log_index: 0,
+    }
+}
+
+impl Registry {
+    /// Applies one command; returns its result and the notices for the local broker.
+    pub fn apply(&mut self, command: &pb::Command, notices: &mut Vec<Notice>) -> pb::CommandResult {
+        use pb::command::Kind;
+        let Some(kind) = &command.kind else {
+            return applied();
+        };
+        match kind {
+            Kind::Claim(claim) => self.claim(claim, notices),
+            Kind::DropSession(drop) => {
+                let current = self.epoch_of(&drop.client_id);
+                if current != Some(drop.epoch) {
+                    return fenced(current.unwrap_or(0));
+                }
+                self.sessions.remove(&drop.client_id);
+                notices.push(Notice::Dropped {
+                    client: drop.client_id.clone(),
+                });
+                applied()
+            }
+            Kind::Detach(detach) => match self.sessions.get_mut(&detach.client_id) {
+                Some(entry) if entry.epoch == detach.epoch => {
+                    entry.detached = true;
+                    entry.expires_at_ms = detach.expires_at_ms;
+                    applied()
+                }
+                other => fenced(other.map_or(0, |e| e.epoch)),
+            },
+            Kind::Subscribe(sub) => match self.sessions.get_mut(&sub.client_id) {
+                Some(entry) if entry.epoch == sub.epoch => {
+                    for s in &sub.subscriptions {
+                        entry.subscriptions.insert(s.filter.clone(), s.clone());
+                    }
+                    notices.push(Notice::Subscribed {
+                        client: sub.client_id.clone(),
+                        owner: entry.owner,
+                        subscriptions: sub.subscriptions.clone(),
+                    });
+                    applied()
+                }
+                other => fenced(other.map_or(0, |e| e.epoch)),
+            },
+            Kind::Unsubscribe(unsub) => match self.sessions.get_mut(&unsub.client_id) {
+                Some(entry) if entry.epoch == unsub.epoch => {
+                    for filter in &unsub.filters {
+                        entry.subscriptions.remove(filter);
+                    }
+                    notices.push(Notice::Unsubscribed {
+                        client: unsub.client_id.clone(),
+                        filters: unsub.filters.clone(),
+                    });
+                    applied()
+                }
+                other => fenced(other.map_or(0, |e| e.epoch)),
+            },
+            Kind::SetRetained(set) => {
+                if let Some(message) = &set.message {
+                    self.retained.insert(message.topic.clone(), message.clone());
+                    notices.push(Notice::RetainedSet {
+                        message: message.clone(),
+                    });
+                }
+                applied()
+            }
+            Kind::ClearRetained(clear) => {
+                self.retained.remove(&clear.topic);
+                notices.push(Notice::RetainedCleared {
+                    topic: clear.topic.clone(),
+                });
+                applied()
+            }
+        }
+    }
+
+    fn epoch_of(&self, client: &str) -> Option<u64> {
+        self.sessions.get(client).map(|e| e.epoch)
+    }
+
+    fn claim(&mut self, claim: &pb::Claim, notices: &mut Vec<Notice>) -> pb::CommandResult {
+        let existing = self.sessions.get(&claim.client_id);
+        let alive = existing
+            .is_some_and(|e| !e.detached || e.expires_at_ms.is_none_or(|at| at > claim.now_ms));
+        let kept = alive && !claim.clean_start;
+        let previous_epoch = existing.map_or(0, |e| e.epoch);
+        let previous_owner = existing
+            .filter(|e| kept && e.owner != claim.node_id)
+            .map(|e| e.owner);
+        let subscriptions = match existing {
+            Some(e) if kept => e.subscriptions.clone(),
+            _ => BTreeMap::new(),
+        };
+        let epoch = previous_epoch + 1;
+        let list: Vec<pb::Subscription> = subscriptions.values().cloned().collect();
+        self.sessions.insert(
+            claim.client_id.clone(),
+            SessionEntry {
+                owner: claim.node_id,
+                epoch,
+                protocol: claim.protocol,
+                expires_at_ms: None,
+                detached: false,
+                subscriptions,
+            },
+        );
+        notices.push(Notice::Owner {
+            client: claim.client_id.clone(),
+            owner: claim.node_id,
+            epoch,
+            kept,
+            subscriptions: list.clone(),
+        });
+        pb::CommandResult {
+            kind: Some(pb::command_result::Kind::Claim(pb::ClaimResult {
+                epoch,
+                session_present: kept,
+                previous_owner,
+                previous_epoch,
+                subscriptions: list,
+            })),
+            log_index: 0,
+        }
+    }
+
+    /// The registry as a snapshot message (without Raft's own fields).
+    pub fn to_snapshot(&self) -> (Vec<pb::SessionEntry>, Vec<pb::Message>) {
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|(client, e)| pb::SessionEntry {
+                client_id: client.clone(),
+                owner: e.owner,
+                epoch: e.epoch,
+                protocol: e.protocol,
+                expires_at_ms: if e.detached {
+                    Some(e.expires_at_ms.unwrap_or(u64::MAX))
+                } else {
+                    None
+                },
+                subscriptions: e.subscriptions.values().cloned().collect(),
+            })
+            .collect();
+        (sessions, self.retained.values().cloned().collect())
+    }
+
+    pub fn from_snapshot(sessions: Vec<pb::SessionEntry>, retained: Vec<pb::Message>) -> Registry {
+        Registry {
+            sessions: sessions
+                .into_iter()
+                .map(|s| {
+                    let detached = s.expires_at_ms.is_some();
+                    let expires_at_ms = s.expires_at_ms.filter(|at| *at != u64::MAX);
+                    (
+                        s.client_id,
+                        SessionEntry {
+                            owner: s.owner,
+                            epoch: s.epoch,
+                            protocol: s.protocol,
+                            expires_at_ms,
+                            detached,
+                            subscriptions: s
+                                .subscriptions
+                                .into_iter()
+                                .map(|sub| (sub.filter.clone(), sub))
+                                .collect(),
+                        },
+                    )
+                })
+                .collect(),
+            retained: retained.into_iter().map(|m| (m.topic.clone(), m)).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

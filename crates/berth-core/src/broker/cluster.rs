@@ -1,0 +1,642 @@
+//! The broker as one node of a cluster: other nodes' sessions in the index, forwarding to their
+//! owners, PUBACKs that wait for those owners, and sessions moving between nodes.
+//!
+//! Every node's index holds every session's subscriptions. A match on a local session is
+//! delivered here; a match on another node's session becomes an [`Action::Forward`] to its
+//! owner, which delivers by that session's own subscriptions. A QoS 1/2 PUBLISH is acknowledged
+//! only when every owner has stored it, and acknowledgements to one connection keep the order of
+//! its PUBLISHes ([MQTT-4.6.0-2]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use berth_codec::{DisconnectReasonCode, Packet, PubAckReasonCode, QoS, TopicFilter};
+
+use super::session::Session;
+use super::{Action, Broker, Event};
+use crate::cluster::{ClusterEvent, Forwarded, NodeId, QueuePage, Replicate, SessionExport};
+use crate::ids::{ClientId, ConnId, QueueSeq};
+
+use crate::index::Match;
+use crate::message::{Delivery, Message};
+use crate::store::{Op, Store, StoreError, SubscriptionRecord};
+use crate::time::UnixMillis;
+
+/// Cluster state of a broker that runs as a node.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterState {
+    pub node: NodeId,
+    /// Sessions owned by other nodes: owner and the filters they have in the index.
+    pub remote: HashMap<ClientId, Remote>,
+    /// Local sessions another node has claimed; kept until the new owner has stored them.
+    pub moving: HashMap<ClientId, NodeId>,
+    /// Sessions this node claimed and is still receiving from their old owner; forwarded
+    /// messages for them wait (unacknowledged) until the backlog is in.
+    pub importing: HashSet<ClientId>,
+    pub deferred: Vec<(u64, Vec<Forwarded>)>,
+    /// Publishes waiting for other nodes, by token.
+    pub waiting: HashMap<u64, Waiting>,
+    /// Acknowledgements per connection, in PUBLISH order, some still waiting.
+    pub acks: HashMap<ConnId, VecDeque<HeldAck>>,
+    pub next_token: u64,
+    /// Other nodes' sessions matched by the message being routed.
+    pub route_remote: HashMap<NodeId, Vec<ClientId>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Remote {
+    pub owner: NodeId,
+    pub filters: Vec<TopicFilter>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    conn: ConnId,
+    remaining: usize,
+    failed: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct HeldAck {
+    token: Option<u64>,
+    packet: Packet,
+}
+
+impl<S: Store> Broker<S> {
+    /// Makes this broker node `node` of a cluster.
+    pub fn join_cluster(&mut self, node: NodeId) {
+        self.cluster = Some(Box::new(ClusterState {
+            node,
+            ..Default::default()
+        }));
+    }
+
+    pub(super) fn on_cluster(&mut self, now: UnixMillis, event: ClusterEvent) {
+        let Some(node) = self.cluster.as_ref().map(|c| c.node) else {
+            return;
+        };
+        match event {
+            ClusterEvent::Owner {
+                client,
+                owner,
+                epoch,
+                kept,
+                subscriptions,
+            } => {
+                if self.sessions.get(&client).is_some_and(|s| s.epoch >= epoch) {
+                    // The local session is newer than this claim (a replayed log entry).
+                    return;
+                }
+                if owner == node {
+                    self.forget_remote(&client);
+                    if let Some(cluster) = self.cluster.as_mut() {
+                        cluster.moving.remove(&client);
+                    }
+                    return;
+                }
+                if self.sessions.contains_key(&client) && !self.is_moving(&client) {
+                    self.hand_over(now, &client, owner, kept);
+                } else if let Some(cluster) = self.cluster.as_mut()
+                    && let Some(to) = cluster.moving.get_mut(&client)
+                {
+                    *to = owner;
+                }
+                if self.sessions.contains_key(&client) && self.is_moving(&client) {
+                    return;
+                }
+                self.forget_remote(&client);
+                self.add_remote(&client, owner, subscriptions);
+            }
+            ClusterEvent::Subscribed {
+                client,
+                owner,
+                subscriptions,
+            } => {
+                if owner == node || self.sessions.contains_key(&client) {
+                    return;
+                }
+                self.add_remote(&client, owner, subscriptions);
+            }
+            ClusterEvent::Unsubscribed { client, filters } => {
+                let Some(cluster) = self.cluster.as_mut() else {
+                    return;
+                };
+                if let Some(remote) = cluster.remote.get_mut(&client) {
+                    remote.filters.retain(|f| !filters.contains(f));
+                    for filter in &filters {
+                        self.index.remove(&client, filter);
+                    }
+                }
+            }
+            ClusterEvent::Dropped { client } => self.forget_remote(&client),
+            ClusterEvent::Retained { message } => self.set_retained_public(&message),
+            ClusterEvent::Reset { sessions } => {
+                let known: Vec<ClientId> = self
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.remote.keys().cloned().collect())
+                    .unwrap_or_default();
+                for client in known {
+                    self.forget_remote(&client);
+                }
+                for session in sessions {
+                    if session.owner != node && !self.sessions.contains_key(&session.client) {
+                        self.add_remote(&session.client, session.owner, session.subscriptions);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A session another node has claimed and not yet taken: it is theirs to run.
+    pub(super) fn is_moving(&self, client: &ClientId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.moving.contains_key(client))
+    }
+
+    fn add_remote(
+        &mut self,
+        client: &ClientId,
+        owner: NodeId,
+        subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    ) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let remote = cluster.remote.entry(client.clone()).or_default();
+        remote.owner = owner;
+        for (filter, record) in subscriptions {
+            self.index.insert(client, &filter, record);
+            if !remote.filters.contains(&filter) {
+                remote.filters.push(filter);
+            }
+        }
+    }
+
+    fn forget_remote(&mut self, client: &ClientId) {
+        let Some(remote) = self.cluster.as_mut().and_then(|c| c.remote.remove(client)) else {
+            return;
+        };
+        for filter in &remote.filters {
+            self.index.remove(client, filter);
+        }
+    }
+
+    /// Another node claimed a session held here: its connection ends (MQTT 5: 0x8E), and the
+    /// session either waits for its new owner to take it (`kept`) or ends now.
+    fn hand_over(&mut self, now: UnixMillis, client: &ClientId, owner: NodeId, kept: bool) {
+        if let Some(conn) = self.sessions.get(client).and_then(Session::conn) {
+            if self
+                .sessions
+                .get(client)
+                .is_some_and(|s| s.protocol.is_v5())
+            {
+                let disconnect =
+                    berth_codec::Disconnect::new(DisconnectReasonCode::SessionTakenOver);
+                self.send(conn, Packet::Disconnect(disconnect));
+            }
+            self.actions.push(Action::Close { conn });
+            self.detach(now, client, super::connect::Ending::Abnormal);
+        }
+        if !kept || !self.sessions.contains_key(client) {
+            // Clean Start elsewhere (or a session that ended with its connection).
+            self.end_session(now, client);
+            return;
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.moving.insert(client.clone(), owner);
+        }
+        // Its subscriptions now route to the new owner: they stay in the index as remote ones.
+        if let Some(session) = self.sessions.get(client) {
+            let filters: Vec<TopicFilter> = session.subscriptions.keys().cloned().collect();
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster
+                    .remote
+                    .insert(client.clone(), super::cluster::Remote { owner, filters });
+            }
+        }
+    }
+
+    /// Routing: whether a matched client is another node's, and which.
+    pub(super) fn remote_owner(&self, client: &ClientId) -> Option<NodeId> {
+        let cluster = self.cluster.as_ref()?;
+        if let Some(to) = cluster.moving.get(client) {
+            return Some(*to);
+        }
+        if self.sessions.contains_key(client) {
+            return None;
+        }
+        cluster.remote.get(client).map(|r| r.owner)
+    }
+
+    pub(super) fn note_remote_match(&mut self, owner: NodeId, client: ClientId) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.route_remote.entry(owner).or_default().push(client);
+        }
+    }
+
+    /// Sends the routed message to the owners of the remote matches; returns how many nodes
+    /// must acknowledge it (with `token`).
+    pub(super) fn forward_matches(
+        &mut self,
+        message: &Arc<Message>,
+        publisher: Option<&ClientId>,
+        token: Option<u64>,
+    ) -> usize {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return 0;
+        };
+        let groups = std::mem::take(&mut cluster.route_remote);
+        let nodes = groups.len();
+        for (node, clients) in groups {
+            self.actions.push(Action::Forward {
+                node,
+                token,
+                message: message.clone(),
+                clients,
+                publisher: publisher.cloned(),
+            });
+        }
+        nodes
+    }
+
+    pub(super) fn new_token(&mut self) -> Option<u64> {
+        let cluster = self.cluster.as_mut()?;
+        cluster.next_token += 1;
+        Some(cluster.next_token)
+    }
+
+    /// Sends a QoS 1/2 acknowledgement to `conn` now, or after the ones held before it.
+    pub(super) fn send_ack(
+        &mut self,
+        conn: ConnId,
+        packet: Packet,
+        waiting_on: Option<(u64, usize)>,
+    ) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return self.send(conn, packet);
+        };
+        if let Some((token, remaining)) = waiting_on {
+            cluster.waiting.insert(
+                token,
+                Waiting {
+                    conn,
+                    remaining,
+                    failed: false,
+                },
+            );
+            cluster.acks.entry(conn).or_default().push_back(HeldAck {
+                token: Some(token),
+                packet,
+            });
+            return;
+        }
+        match cluster.acks.get_mut(&conn) {
+            Some(held) if !held.is_empty() => held.push_back(HeldAck {
+                token: None,
+                packet,
+            }),
+            _ => self.send(conn, packet),
+        }
+    }
+
+    /// An owner node stored (or failed to store) a forwarded message.
+    pub(super) fn on_forward_done(&mut self, token: u64, delivered: bool) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(waiting) = cluster.waiting.get_mut(&token) else {
+            return;
+        };
+        waiting.remaining = waiting.remaining.saturating_sub(1);
+        waiting.failed |= !delivered;
+        if waiting.remaining > 0 {
+            return;
+        }
+        let conn = waiting.conn;
+        let failed = waiting.failed;
+        cluster.waiting.remove(&token);
+        let v5 = self
+            .conns
+            .get(&conn)
+            .and_then(|client| self.sessions.get(client))
+            .is_some_and(|s| s.protocol.is_v5());
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(held) = cluster.acks.get_mut(&conn) else {
+            return;
+        };
+        if let Some(entry) = held.iter_mut().find(|h| h.token == Some(token)) {
+            entry.token = None;
+            if failed {
+                if v5 {
+                    set_ack_reason(&mut entry.packet, PubAckReasonCode::UnspecifiedError);
+                } else {
+                    // 3.1.1 has no failure PUBACK: close without acknowledging, so the client
+                    // sends the PUBLISH again when it reconnects.
+                    held.clear();
+                    cluster.acks.remove(&conn);
+                    self.actions.push(Action::Close { conn });
+                    return;
+                }
+            }
+        }
+        let mut ready = Vec::new();
+        while held.front().is_some_and(|h| h.token.is_none()) {
+            if let Some(h) = held.pop_front() {
+                ready.push(h.packet);
+            }
+        }
+        if held.is_empty() {
+            cluster.acks.remove(&conn);
+        }
+        for packet in ready {
+            self.send(conn, packet);
+        }
+    }
+
+    /// Messages other nodes routed to sessions owned here. Acknowledged once stored.
+    pub(super) fn on_forwarded(&mut self, now: UnixMillis, token: u64, messages: Vec<Forwarded>) {
+        let waits = self.cluster.as_ref().is_some_and(|c| {
+            messages
+                .iter()
+                .any(|m| m.clients.iter().any(|client| c.importing.contains(client)))
+        });
+        if waits {
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.deferred.push((token, messages));
+            }
+            return;
+        }
+        let mut not_owned = Vec::new();
+        for forwarded in messages {
+            for client in &forwarded.clients {
+                if self.remote_owner(client).is_some() || !self.sessions.contains_key(client) {
+                    not_owned.push(client.clone());
+                    continue;
+                }
+                if let Some(delivery) =
+                    self.delivery_for(client, &forwarded.message, forwarded.publisher.as_ref())
+                {
+                    self.deliver(now, client, delivery);
+                }
+            }
+        }
+        self.actions
+            .push(Action::ForwardAccepted { token, not_owned });
+    }
+
+    /// What `client` gets of `message` by its own subscriptions (merged as the index does).
+    fn delivery_for(
+        &self,
+        client: &ClientId,
+        message: &Arc<Message>,
+        publisher: Option<&ClientId>,
+    ) -> Option<Delivery> {
+        let session = self.sessions.get(client)?;
+        let mut merged: Option<Match> = None;
+        for (filter, record) in &session.subscriptions {
+            if !filter.matches(&message.topic)
+                || (record.options.no_local && publisher == Some(client))
+            {
+                continue;
+            }
+            let m = merged.get_or_insert(Match {
+                qos: QoS::AtMostOnce,
+                retain_as_published: false,
+                subscription_ids: Vec::new(),
+            });
+            m.qos = m.qos.max(record.options.qos);
+            m.retain_as_published |= record.options.retain_as_published;
+            m.subscription_ids.extend(record.subscription_id);
+        }
+        let m = merged?;
+        Some(Delivery {
+            message: message.clone(),
+            qos: message.qos.min(m.qos),
+            retain: message.retain && m.retain_as_published,
+            subscription_ids: m.subscription_ids,
+        })
+    }
+
+    /// The old owner's side of a takeover: the session's state, read from storage.
+    pub fn export_session(
+        &mut self,
+        client: &ClientId,
+    ) -> Result<Option<SessionExport>, StoreError> {
+        if !self.is_moving(client) {
+            return Ok(None);
+        }
+        let Some(session) = self.sessions.get(client) else {
+            return Ok(None);
+        };
+        let inflight = if session.stored {
+            self.store.read_inflight(client)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(SessionExport {
+            record: super::record_of(session),
+            subscriptions: session
+                .subscriptions
+                .iter()
+                .map(|(f, r)| (f.clone(), r.clone()))
+                .collect(),
+            inflight,
+            incoming_qos2: session.incoming_qos2.iter().copied().collect(),
+        }))
+    }
+
+    /// One page of a moving session's queue, from `from` on; with the sequence to ask next.
+    pub fn export_queue(
+        &mut self,
+        client: &ClientId,
+        from: Option<QueueSeq>,
+        limit: usize,
+    ) -> Result<(QueuePage, Option<QueueSeq>), StoreError> {
+        let Some(session) = self.sessions.get(client).filter(|_| self.is_moving(client)) else {
+            return Ok((Vec::new(), None));
+        };
+        let bounds = session.queue.bounds;
+        if bounds.count == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let from = from.unwrap_or(bounds.first);
+        let page = if session.stored {
+            self.store.read_queue(client, from, limit)?
+        } else {
+            session
+                .queue
+                .head
+                .iter()
+                .filter(|(seq, _)| *seq >= from)
+                .take(limit)
+                .cloned()
+                .collect()
+        };
+        let next = page.last().map(|(seq, _)| seq.next());
+        let more = page.len() == limit;
+        Ok((
+            page.into_iter().map(|(_, d)| d).collect(),
+            next.filter(|_| more),
+        ))
+    }
+
+    /// The new owner has stored the session: the copy here goes, without will or expiry.
+    pub(super) fn on_release(&mut self, client: &ClientId) {
+        if !self.is_moving(client) {
+            return;
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.moving.remove(client);
+        }
+        let Some(session) = self.sessions.remove(client) else {
+            return;
+        };
+        // Its subscriptions stay in the index: they are the new owner's routes now.
+        if session.stored {
+            self.batch.push(Op::DeleteSession {
+                client: client.clone(),
+            });
+        }
+    }
+
+    /// The new owner's side: the session's state arrives before its queue.
+    pub(super) fn on_import_state(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        export: SessionExport,
+    ) {
+        self.forget_remote(client);
+        if self.sessions.contains_key(client) {
+            return;
+        }
+        let record = export.record;
+        let mut session = Session::new(record.epoch, record.protocol, record.expiry);
+        session.stored = !record.expiry.is_zero();
+        session.will = record.will.clone().map(Box::new);
+        session.will_due_at = record.will_due_at;
+        session.expires_at = record.expires_at;
+        session.inflight_loaded = false;
+        session.incoming_qos2 = export.incoming_qos2.iter().copied().collect();
+        if session.stored {
+            self.batch.push(Op::PutSession {
+                client: client.clone(),
+                record: record.clone(),
+            });
+        }
+        for (filter, sub) in export.subscriptions {
+            self.index.insert(client, &filter, sub.clone());
+            if session.stored {
+                self.batch.push(Op::PutSubscription {
+                    client: client.clone(),
+                    filter: filter.clone(),
+                    record: sub.clone(),
+                });
+            }
+            session.subscriptions.insert(filter, sub);
+        }
+        for packet_id in &export.incoming_qos2 {
+            if session.stored {
+                self.batch.push(Op::PutIncomingQos2 {
+                    client: client.clone(),
+                    packet_id: *packet_id,
+                });
+            }
+        }
+        for (packet_id, record) in export.inflight {
+            session.next_order = session.next_order.max(record.order() + 1);
+            if session.stored {
+                self.batch.push(Op::PutInflight {
+                    client: client.clone(),
+                    packet_id,
+                    record,
+                });
+            }
+        }
+        if let Some(at) = session.will_due_at {
+            self.timers.insert((at, super::Timer::Will(client.clone())));
+        }
+        if let Some(at) = session.expires_at.filter(|at| *at != super::NEVER) {
+            self.timers
+                .insert((at, super::Timer::SessionExpiry(client.clone())));
+        }
+        self.sessions.insert(client.clone(), session);
+        let _ = now;
+    }
+
+    /// A page of the imported backlog, appended in order.
+    pub(super) fn on_import_queue(&mut self, now: UnixMillis, client: &ClientId, page: QueuePage) {
+        if !self.sessions.contains_key(client) {
+            return;
+        }
+        for delivery in page {
+            if delivery.message.is_expired(now) {
+                self.stats.count_drop(crate::stats::DropReason::Expired);
+                continue;
+            }
+            self.enqueue(client, delivery);
+        }
+    }
+
+    /// A takeover starts: forwards for `client` wait until its backlog is in.
+    pub(super) fn on_import_begin(&mut self, client: &ClientId) {
+        if let Some(cluster) = self.cluster.as_mut()
+            && !self.sessions.contains_key(client)
+        {
+            cluster.importing.insert(client.clone());
+        }
+    }
+
+    /// The import is complete: forwarded messages that waited for it are handled now.
+    pub(super) fn on_import_done(&mut self, now: UnixMillis, client: &ClientId) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if !cluster.importing.remove(client) {
+            return;
+        }
+        let deferred = std::mem::take(&mut cluster.deferred);
+        for (token, messages) in deferred {
+            self.on_forwarded(now, token, messages);
+        }
+    }
+
+    /// The broker asks the cluster to record a session change (only when it runs as a node).
+    pub(super) fn replicate(&mut self, change: Replicate) {
+        if self.cluster.is_some() {
+            self.actions.push(Action::Replicate(change));
+        }
+    }
+}
+
+/// Changes the reason code of a held PUBACK / PUBREC.
+fn set_ack_reason(packet: &mut Packet, reason: PubAckReasonCode) {
+    match packet {
+        Packet::PubAck(ack) => ack.reason = reason,
+        Packet::PubRec(rec) => rec.reason = reason,
+        _ => {}
+    }
+}
+
+/// Events the cluster feeds the broker, for `Broker::handle`.
+pub(super) fn handle_cluster_event<S: Store>(
+    broker: &mut Broker<S>,
+    now: UnixMillis,
+    event: Event,
+) {
+    match event {
+        Event::Cluster(change) => broker.on_cluster(now, change),
+        Event::Forwarded { token, messages } => broker.on_forwarded(now, token, messages),
+        Event::ForwardDone { token, delivered } => broker.on_forward_done(token, delivered),
+        Event::ImportState { client, export } => broker.on_import_state(now, &client, *export),
+        Event::ImportQueue { client, page } => broker.on_import_queue(now, &client, page),
+        Event::ImportBegin { client } => broker.on_import_begin(&client),
+        Event::ImportDone { client } => broker.on_import_done(now, &client),
+        Event::Release { client } => broker.on_release(&client),
+        _ => {}
+    }
+}

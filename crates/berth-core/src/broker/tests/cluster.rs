@@ -1,0 +1,355 @@
+//! The broker as a cluster node: remote subscriptions, forwarding, PUBACK waiting for owners in
+//! PUBLISH order, forwarded deliveries by the owner's own subscriptions, and a session moving
+//! between two brokers (export → import → release) with its backlog in order.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::cluster::{ClusterEvent, Forwarded, SessionExport};
+use crate::ids::Epoch;
+use crate::message::Message;
+use crate::store::SubscriptionRecord;
+
+fn node(id: u64) -> Harness {
+    let mut h = Harness::new();
+    h.broker.join_cluster(id);
+    h
+}
+
+fn record(qos: QoS) -> SubscriptionRecord {
+    SubscriptionRecord {
+        options: SubscriptionOptions::new(qos),
+        subscription_id: None,
+    }
+}
+
+fn remote_sub(h: &mut Harness, client_id: &str, owner: u64, filter_text: &str) {
+    h.event(Event::Cluster(ClusterEvent::Subscribed {
+        client: client(client_id),
+        owner,
+        subscriptions: vec![(filter(filter_text), record(QoS::AtLeastOnce))],
+    }));
+}
+
+fn forwards(out: &Out) -> Vec<(u64, Option<u64>, Vec<String>, String)> {
+    out.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Forward {
+                node,
+                token,
+                message,
+                clients,
+                ..
+            } => Some((
+                *node,
+                *token,
+                clients.iter().map(|c| c.as_str().to_string()).collect(),
+                String::from_utf8_lossy(&message.payload).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pubacks(out: &Out, conn: ConnId) -> Vec<(u16, berth_codec::PubAckReasonCode)> {
+    out.to(conn)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::PubAck(ack) => Some((ack.packet_id.get(), ack.reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn message(topic_name: &str, payload: &'static [u8]) -> Arc<Message> {
+    Arc::new(Message {
+        topic: topic(topic_name),
+        payload: Bytes::from_static(payload),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: PublishProperties::default(),
+        expires_at: None,
+    })
+}
+
+#[test]
+fn a_match_on_another_nodes_session_is_forwarded_and_the_puback_waits_for_its_owner() {
+    let mut h = node(1);
+    remote_sub(&mut h, "far", 2, "t/#");
+    let publisher = h.connect_ok(v3("pub", true));
+    let out = h.publish(publisher, publish("t/1", b"m1", QoS::AtLeastOnce, 7));
+    let sent = forwards(&out);
+    assert_eq!(sent.len(), 1);
+    let (to, token, clients, payload) = &sent[0];
+    assert_eq!(
+        (*to, clients.clone(), payload.as_str()),
+        (2, vec!["far".to_string()], "m1")
+    );
+    assert!(
+        pubacks(&out, publisher).is_empty(),
+        "no PUBACK before the owner stored it"
+    );
+
+    let out = h.event(Event::ForwardDone {
+        token: token.unwrap(),
+        delivered: true,
+    });
+    assert_eq!(
+        pubacks(&out, publisher),
+        vec![(7, berth_codec::PubAckReasonCode::Success)]
+    );
+}
+
+#[test]
+fn pubacks_keep_publish_order_when_an_earlier_one_waits_for_another_node() {
+    let mut h = node(1);
+    remote_sub(&mut h, "far", 2, "remote/#");
+    let publisher = h.connect_ok(v3("pub", true));
+    let first = h.publish(publisher, publish("remote/a", b"1", QoS::AtLeastOnce, 1));
+    let token = forwards(&first)[0].1.unwrap();
+    // Matches nobody elsewhere: would be acknowledged at once, but must not overtake #1.
+    let second = h.publish(publisher, publish("local/b", b"2", QoS::AtLeastOnce, 2));
+    assert!(pubacks(&second, publisher).is_empty());
+    let done = h.event(Event::ForwardDone {
+        token,
+        delivered: true,
+    });
+    let ids: Vec<u16> = pubacks(&done, publisher)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, vec![1, 2]);
+}
+
+#[test]
+fn an_unreachable_owner_fails_the_v5_puback_and_closes_a_v3_publisher_unacknowledged() {
+    let mut h = node(1);
+    remote_sub(&mut h, "far", 2, "t");
+    let v5_pub = h.connect_ok(v5("p5", true, None));
+    let out = h.publish(v5_pub, publish("t", b"x", QoS::AtLeastOnce, 3));
+    let token = forwards(&out)[0].1.unwrap();
+    let out = h.event(Event::ForwardDone {
+        token,
+        delivered: false,
+    });
+    assert_eq!(
+        pubacks(&out, v5_pub),
+        vec![(3, berth_codec::PubAckReasonCode::UnspecifiedError)]
+    );
+
+    let v3_pub = h.connect_ok(v3("p3", true));
+    let out = h.publish(v3_pub, publish("t", b"y", QoS::AtLeastOnce, 4));
+    let token = forwards(&out)[0].1.unwrap();
+    let out = h.event(Event::ForwardDone {
+        token,
+        delivered: false,
+    });
+    assert!(pubacks(&out, v3_pub).is_empty());
+    assert!(out.closed(v3_pub));
+}
+
+#[test]
+fn qos0_and_local_matches_need_no_owner_acknowledgement() {
+    let mut h = node(1);
+    remote_sub(&mut h, "far", 2, "t");
+    let sub = h.connect_ok(v3("near", true));
+    h.subscribe(sub, subscribe(1, "t", QoS::AtLeastOnce));
+    let publisher = h.connect_ok(v3("pub", true));
+    let out = h.publish(publisher, publish("t", b"q0", QoS::AtMostOnce, 0));
+    assert_eq!(forwards(&out)[0].1, None, "QoS 0 forwards carry no token");
+    assert_eq!(payloads(&out.publishes(sub)), vec!["q0"]);
+}
+
+#[test]
+fn a_forwarded_message_is_delivered_by_the_owners_own_subscriptions_and_acknowledged() {
+    let mut h = node(2);
+    let sub = h.connect_ok(v5("far", false, Some(600)));
+    h.subscribe(sub, subscribe(1, "t/+", QoS::AtLeastOnce));
+    let out = h.event(Event::Forwarded {
+        token: 9,
+        messages: vec![
+            Forwarded {
+                message: message("t/1", b"hello"),
+                clients: vec![client("far")],
+                publisher: None,
+            },
+            Forwarded {
+                // The owner's subscriptions no longer match: nothing is delivered.
+                message: message("other", b"nope"),
+                clients: vec![client("far")],
+                publisher: None,
+            },
+            Forwarded {
+                message: message("t/2", b"lost?"),
+                clients: vec![client("unknown")],
+                publisher: None,
+            },
+        ],
+    });
+    assert_eq!(payloads(&out.publishes(sub)), vec!["hello"]);
+    let accepted: Vec<_> = out
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ForwardAccepted { token, not_owned } => Some((*token, not_owned.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, vec![(9, vec![client("unknown")])]);
+}
+
+#[test]
+fn a_session_claimed_elsewhere_is_disconnected_with_0x8e_and_routes_to_its_new_owner() {
+    let mut h = node(1);
+    let conn = h.connect_ok(v5("x", false, Some(600)));
+    h.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    let out = h.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: 2,
+        epoch: Epoch(2),
+        kept: true,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    }));
+    assert_eq!(
+        out.disconnect_reason(conn),
+        Some(DisconnectReasonCode::SessionTakenOver)
+    );
+    assert!(out.closed(conn));
+    let publisher = h.connect_ok(v3("pub", true));
+    let out = h.publish(publisher, publish("t", b"after", QoS::AtLeastOnce, 1));
+    let sent = forwards(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].0, sent[0].2.clone()), (2, vec!["x".to_string()]));
+}
+
+#[test]
+fn clean_start_on_another_node_ends_the_local_copy() {
+    let mut h = node(1);
+    let conn = h.connect_ok(v5("x", false, Some(600)));
+    h.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    h.lose(conn);
+    h.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: 2,
+        epoch: Epoch(2),
+        kept: false,
+        subscriptions: vec![],
+    }));
+    assert!(h.stored_session("x").is_none());
+    let publisher = h.connect_ok(v3("pub", true));
+    let out = h.publish(publisher, publish("t", b"m", QoS::AtLeastOnce, 1));
+    assert!(
+        forwards(&out).is_empty(),
+        "the discarded session routes nowhere"
+    );
+    assert_eq!(
+        pubacks(&out, publisher),
+        vec![(1, berth_codec::PubAckReasonCode::NoMatchingSubscribers)]
+    );
+}
+
+/// Old owner A (node 1) → new owner B (node 2): the backlog, the in-flight message and the
+/// subscriptions arrive; forwards that reach B during the import wait; A deletes on release.
+#[test]
+fn a_session_moves_between_nodes_with_its_backlog_in_order() {
+    let mut a = node(1);
+    let mut b = node(2);
+    let conn = a.connect_ok(v3("x", false));
+    a.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    let publisher = a.connect_ok(v3("pub", true));
+    a.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1));
+    a.lose(conn);
+    for (i, payload) in [b"m2", b"m3", b"m4"].iter().enumerate() {
+        a.publish(
+            publisher,
+            publish("t", *payload, QoS::AtLeastOnce, 10 + i as u16),
+        );
+    }
+
+    // The claim by node 2 commits: every node applies it.
+    let owner = ClusterEvent::Owner {
+        client: client("x"),
+        owner: 2,
+        epoch: Epoch(2),
+        kept: true,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    };
+    a.event(Event::Cluster(owner.clone()));
+    b.event(Event::Cluster(owner));
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+
+    // A forward reaching B before the import ends waits, unacknowledged.
+    let early = b.event(Event::Forwarded {
+        token: 1,
+        messages: vec![Forwarded {
+            message: message("t", b"m5"),
+            clients: vec![client("x")],
+            publisher: None,
+        }],
+    });
+    assert!(
+        !early
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ForwardAccepted { .. }))
+    );
+
+    let export: SessionExport = a.broker.export_session(&client("x")).unwrap().unwrap();
+    assert_eq!(export.inflight.len(), 1, "m1 was in flight");
+    let (page, next) = a.broker.export_queue(&client("x"), None, 2).unwrap();
+    let (rest, end) = a.broker.export_queue(&client("x"), next, 2).unwrap();
+    assert_eq!(end, None);
+    let mut export = export;
+    export.record.epoch = Epoch(2);
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    b.event(Event::ImportQueue {
+        client: client("x"),
+        page,
+    });
+    b.event(Event::ImportQueue {
+        client: client("x"),
+        page: rest,
+    });
+    let done = b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    assert!(done.actions.iter().any(
+        |a| matches!(a, Action::ForwardAccepted { token: 1, not_owned } if not_owned.is_empty())
+    ));
+    a.event(Event::Release {
+        client: client("x"),
+    });
+    assert!(
+        a.stored_session("x").is_none(),
+        "the old owner deleted its copy"
+    );
+
+    let (conn, out) = b.connect(v3("x", false));
+    assert!(out.connack(conn).session_present);
+    let got = out.publishes(conn);
+    assert_eq!(payloads(&got), vec!["m1", "m2", "m3", "m4", "m5"]);
+    assert!(got[0].dup, "the in-flight message is re-sent with DUP");
+}
+
+#[test]
+fn a_replayed_older_claim_leaves_a_newer_local_session_alone() {
+    let mut h = node(1);
+    let conn = h.connect_ok(v3("x", false));
+    h.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    // The local session is at epoch 1 (its first claim); an older claim elsewhere is replayed.
+    let out = h.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: 2,
+        epoch: Epoch(1),
+        kept: false,
+        subscriptions: vec![],
+    }));
+    assert!(!out.closed(conn));
+    assert!(h.stored_session("x").is_some());
+}

@@ -1,0 +1,92 @@
+//! What the broker exchanges with the cluster, as plain values (no Raft, no gRPC here).
+//!
+//! ```text
+//!  Raft state machine ─ ClusterEvent ─▶ Broker   (owners, other nodes' subscriptions)
+//!  Broker ─ Action::Forward ─▶ other node ─ Event::Forwarded ─▶ its Broker ─ Action::ForwardAccepted
+//!  Broker ─ Action::Replicate ─▶ Raft (session detached / ended)
+//!  old owner: Broker::export_* ─▶ gRPC pages ─▶ new owner: Event::Import*
+//! ```
+
+use std::sync::Arc;
+
+use berth_codec::{PacketId, TopicFilter};
+
+use crate::ids::{ClientId, Epoch};
+use crate::message::{Delivery, Message};
+use crate::store::{InflightRecord, SessionRecord, SubscriptionRecord};
+use crate::time::UnixMillis;
+
+/// A cluster member.
+pub type NodeId = u64;
+
+/// A change of the replicated registry, applied by every node's broker in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// `client` belongs to `owner` from now on. `kept`: its session goes on (takeover);
+    /// otherwise any older copy is discarded.
+    Owner {
+        client: ClientId,
+        owner: NodeId,
+        /// The epoch of the claim. A local session at this epoch or later is newer than the
+        /// claim (the log is being replayed after a restart) and is left alone.
+        epoch: Epoch,
+        kept: bool,
+        subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    },
+    Subscribed {
+        client: ClientId,
+        owner: NodeId,
+        subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    },
+    Unsubscribed {
+        client: ClientId,
+        filters: Vec<TopicFilter>,
+    },
+    /// The session ended (expiry, or it ended with its connection).
+    Dropped { client: ClientId },
+    /// A retained message was set (or, with an empty payload, cleared) on some node.
+    Retained { message: Message },
+    /// Every session the cluster knows, replacing what the broker knew of other nodes.
+    Reset { sessions: Vec<RemoteSession> },
+}
+
+/// A session as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSession {
+    pub client: ClientId,
+    pub owner: NodeId,
+    pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+}
+
+/// A message another node routed to some of this node's sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    pub message: Arc<Message>,
+    pub clients: Vec<ClientId>,
+    pub publisher: Option<ClientId>,
+}
+
+/// What the broker asks the cluster to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicate {
+    /// The session lost its connection; it ends at `expires_at` (`None`: never).
+    Detach {
+        client: ClientId,
+        epoch: Epoch,
+        expires_at: Option<UnixMillis>,
+    },
+    /// The session ended.
+    Drop { client: ClientId, epoch: Epoch },
+}
+
+/// A session's state without its queue, as the old owner hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionExport {
+    pub record: SessionRecord,
+    pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    pub inflight: Vec<(PacketId, InflightRecord)>,
+    pub incoming_qos2: Vec<PacketId>,
+}
+
+/// One page of a session's queue, oldest first.
+pub type QueuePage = Vec<Delivery>;

@@ -1,0 +1,757 @@
+//! The server's side of the cluster: feeds registry changes to the broker thread in log order,
+//! forwards routed messages to their owner nodes in per-node batches, commits the broker's
+//! session changes, serves the old owner's half of a takeover, and runs the new owner's half.
+//!
+//! ```text
+//!  Raft apply ─Notice─▶ pump ─Command::Call(Cluster)─▶ broker thread ─ broker_applied (watch)
+//!  broker ─Action::Forward─▶ per-node queue ─batched Forward RPC─▶ owner ─ack─▶ ForwardDone
+//!  CONNECT ─claim (Raft)─▶ wait broker_applied ≥ claim ─takeover pages─▶ Import* ─▶ ConnectAs
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_cluster::message::{
+    delivery_from_pb, delivery_to_pb, message_from_pb, message_to_pb, protocol_from,
+    subscription_from_pb, subscription_to_pb,
+};
+use berth_cluster::{ClusterNode, Notice, pb};
+use berth_codec::MqttString;
+use berth_core::{
+    ClientId, ClusterEvent, Event, Forwarded, InflightRecord, Message, NodeId, RemoteSession,
+    Replicate, SessionExpiry, SessionExport, SessionRecord,
+};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::{oneshot, watch};
+use tonic::Status;
+
+use crate::runtime::Command;
+
+/// Messages per Forward RPC at most.
+const FORWARD_BATCH: usize = 512;
+/// How long a forward is retried (peer down, election) before the publisher is told it failed.
+const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One message on its way to one node.
+#[derive(Debug)]
+struct ForwardItem {
+    token: Option<u64>,
+    message: pb::ForwardedMessage,
+    deadline: tokio::time::Instant,
+}
+
+/// Shared by the broker thread (dispatch), connections and the cluster service.
+#[derive(Debug)]
+pub struct ClusterLink {
+    pub(crate) node: ClusterNode,
+    commands: Sender<Command>,
+    runtime: Handle,
+    queues: Mutex<HashMap<NodeId, UnboundedSender<ForwardItem>>>,
+    /// The last log index whose registry changes the broker thread has been handed.
+    broker_applied: watch::Receiver<u64>,
+}
+
+fn client_id(text: &str) -> Option<ClientId> {
+    MqttString::new(text).ok().map(ClientId::new)
+}
+
+fn subscriptions_from(
+    subs: &[pb::Subscription],
+) -> Vec<(berth_codec::TopicFilter, berth_core::SubscriptionRecord)> {
+    subs.iter()
+        .filter_map(|s| subscription_from_pb(s).ok())
+        .collect()
+}
+
+impl ClusterLink {
+    /// Starts the notice pump; returns the link.
+    pub(crate) fn start(
+        node: ClusterNode,
+        notices: UnboundedReceiver<(u64, Vec<Notice>)>,
+        commands: Sender<Command>,
+    ) -> Arc<ClusterLink> {
+        let (applied_tx, applied_rx) = watch::channel(0);
+        let link = Arc::new(ClusterLink {
+            node,
+            commands,
+            runtime: Handle::current(),
+            queues: Mutex::new(HashMap::new()),
+            broker_applied: applied_rx,
+        });
+        tokio::spawn(pump_notices(link.clone(), notices, applied_tx));
+        link
+    }
+
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.node.id()
+    }
+
+    /// Waits (bounded) until the broker thread has been handed the registry up to `index`.
+    pub(crate) async fn broker_caught_up(&self, index: u64) -> bool {
+        let mut applied = self.broker_applied.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            applied.wait_for(|applied| *applied >= index),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+
+    /// From the broker thread: queue `message` for `node`.
+    pub(crate) fn forward(
+        &self,
+        node: NodeId,
+        token: Option<u64>,
+        message: Arc<Message>,
+        clients: Vec<ClientId>,
+        publisher: Option<ClientId>,
+    ) {
+        let item = ForwardItem {
+            token,
+            message: pb::ForwardedMessage {
+                message: Some(message_to_pb(&message)),
+                client_ids: clients.iter().map(|c| c.as_str().to_string()).collect(),
+                publisher: publisher.map(|p| p.as_str().to_string()),
+            },
+            deadline: tokio::time::Instant::now() + FORWARD_DEADLINE,
+        };
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = queues.entry(node).or_insert_with(|| {
+            let (tx, rx) = unbounded_channel();
+            let _guard = self.runtime.enter();
+            self.runtime.spawn(forward_loop(
+                self.node.clone(),
+                self.commands.clone(),
+                node,
+                rx,
+            ));
+            tx
+        });
+        let _ = queue.send(item);
+    }
+
+    /// From the broker thread: commit a session change (best effort: a fenced or failed one is
+    /// logged; the owner's own state stays authoritative for its sessions).
+    pub(crate) fn replicate(&self, change: Replicate) {
+        let command = match change {
+            Replicate::Detach {
+                client,
+                epoch,
+                expires_at,
+            } => pb::command::Kind::Detach(pb::Detach {
+                client_id: client.as_str().to_string(),
+                epoch: epoch.0,
+                expires_at_ms: expires_at.map(|at| at.0),
+            }),
+            Replicate::Drop { client, epoch } => pb::command::Kind::DropSession(pb::DropSession {
+                client_id: client.as_str().to_string(),
+                epoch: epoch.0,
+            }),
+        };
+        let node = self.node.clone();
+        self.runtime.spawn(async move {
+            if let Err(error) = node
+                .propose(pb::Command {
+                    kind: Some(command),
+                })
+                .await
+            {
+                tracing::warn!(%error, "could not record a session change in the cluster");
+            }
+        });
+    }
+
+    /// Sends `event` to the broker thread and waits until its effects are stored.
+    pub(crate) async fn call(&self, event: Event) -> bool {
+        let (done, wait) = oneshot::channel();
+        let command = Command::Call {
+            event,
+            done: Some(done),
+        };
+        self.commands.send(command).await.is_ok() && wait.await.is_ok()
+    }
+
+    /// The new owner's half of a takeover: pull the session from `from`, store it, release it.
+    /// Returns whether a session was imported.
+    pub(crate) async fn take_over(
+        &self,
+        client: &ClientId,
+        from: NodeId,
+        epoch: u64,
+        claim_log_index: u64,
+        fallback: SessionExport,
+    ) -> bool {
+        self.call(Event::ImportBegin {
+            client: client.clone(),
+        })
+        .await;
+        let pulled = self.pull(client, from, epoch, claim_log_index).await;
+        let imported = match pulled {
+            Ok(found) => found,
+            Err(error) => {
+                // The old owner is unreachable: go on with the replicated subscriptions; the
+                // backlog stays on that node.
+                tracing::warn!(%error, client = client.as_str(), from, "takeover: old owner unreachable; continuing without its backlog");
+                self.call(Event::ImportState {
+                    client: client.clone(),
+                    export: Box::new(fallback),
+                })
+                .await;
+                true
+            }
+        };
+        self.call(Event::ImportDone {
+            client: client.clone(),
+        })
+        .await;
+        imported
+    }
+
+    async fn pull(
+        &self,
+        client: &ClientId,
+        from: NodeId,
+        epoch: u64,
+        claim_log_index: u64,
+    ) -> Result<bool, String> {
+        let mut rpc = self.node.client(from).map_err(|e| e.to_string())?;
+        let request = pb::TakeoverRequest {
+            client_id: client.as_str().to_string(),
+            epoch,
+            claim_log_index,
+            new_owner: self.node.id(),
+        };
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(Duration::from_secs(30));
+        let mut stream =
+            tokio::time::timeout(Duration::from_secs(5), rpc.takeover_session(request))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
+        let mut found = false;
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|s| s.message().to_string())?
+        {
+            match chunk.part {
+                Some(pb::takeover_chunk::Part::Header(header)) => {
+                    if !header.found {
+                        return Ok(false);
+                    }
+                    let export = export_from_pb(header, epoch).map_err(|e| e.to_string())?;
+                    found = true;
+                    self.call(Event::ImportState {
+                        client: client.clone(),
+                        export: Box::new(export),
+                    })
+                    .await;
+                }
+                Some(pb::takeover_chunk::Part::Queued(batch)) => {
+                    let page = batch
+                        .deliveries
+                        .into_iter()
+                        .map(delivery_from_pb)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| e.to_string())?;
+                    self.call(Event::ImportQueue {
+                        client: client.clone(),
+                        page,
+                    })
+                    .await;
+                }
+                None => {}
+            }
+        }
+        if found {
+            // Stored here: the old owner may delete its copy.
+            let release = pb::ReleaseRequest {
+                client_id: client.as_str().to_string(),
+                epoch,
+            };
+            if let Err(status) = rpc.release_session(release).await {
+                tracing::warn!(error = %status.message(), "takeover: release failed; the old copy stays until it expires");
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Registry changes → broker events, in log order.
+async fn pump_notices(
+    link: Arc<ClusterLink>,
+    mut notices: UnboundedReceiver<(u64, Vec<Notice>)>,
+    applied: watch::Sender<u64>,
+) {
+    while let Some((index, batch)) = notices.recv().await {
+        for notice in batch {
+            let Some(event) = event_of(&link.node, notice) else {
+                continue;
+            };
+            let command = Command::Call {
+                event: Event::Cluster(event),
+                done: None,
+            };
+            if link.commands.send(command).await.is_err() {
+                return;
+            }
+        }
+        // The channel is FIFO: whatever is sent after this is handled after these changes.
+        applied.send_replace(index);
+    }
+}
+
+fn event_of(node: &ClusterNode, notice: Notice) -> Option<ClusterEvent> {
+    Some(match notice {
+        Notice::Owner {
+            client,
+            owner,
+            epoch,
+            kept,
+            subscriptions,
+        } => ClusterEvent::Owner {
+            client: client_id(&client)?,
+            owner,
+            epoch: berth_core::Epoch(epoch),
+            kept,
+            subscriptions: subscriptions_from(&subscriptions),
+        },
+        Notice::Subscribed {
+            client,
+            owner,
+            subscriptions,
+        } => ClusterEvent::Subscribed {
+            client: client_id(&client)?,
+            owner,
+            subscriptions: subscriptions_from(&subscriptions),
+        },
+        Notice::Unsubscribed { client, filters } => ClusterEvent::Unsubscribed {
+            client: client_id(&client)?,
+            filters: filters
+                .iter()
+                .filter_map(|f| berth_codec::TopicFilter::parse(f).ok())
+                .collect(),
+        },
+        Notice::Dropped { client } => ClusterEvent::Dropped {
+            client: client_id(&client)?,
+        },
+        Notice::RetainedSet { message } => ClusterEvent::Retained {
+            message: message_from_pb(message).ok()?,
+        },
+        Notice::RetainedCleared { topic } => ClusterEvent::Retained {
+            message: Message {
+                topic: berth_codec::TopicName::parse(&topic).ok()?,
+                payload: bytes::Bytes::new(),
+                qos: berth_codec::QoS::AtMostOnce,
+                retain: true,
+                properties: Default::default(),
+                expires_at: None,
+            },
+        },
+        Notice::Reset => {
+            let state = node.state().read().ok()?;
+            let sessions = state
+                .registry
+                .sessions
+                .iter()
+                .filter_map(|(client, entry)| {
+                    Some(RemoteSession {
+                        client: client_id(client)?,
+                        owner: entry.owner,
+                        subscriptions: subscriptions_from(
+                            &entry.subscriptions.values().cloned().collect::<Vec<_>>(),
+                        ),
+                    })
+                })
+                .collect();
+            ClusterEvent::Reset { sessions }
+        }
+    })
+}
+
+/// One node's forward queue: batches in order, retries until the deadline, reports outcomes.
+async fn forward_loop(
+    node: ClusterNode,
+    commands: Sender<Command>,
+    target: NodeId,
+    mut queue: UnboundedReceiver<ForwardItem>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FORWARD_BATCH {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let outcome = send_with_retry(&node, target, &batch).await;
+        let delivered = match outcome {
+            Ok(not_owned) => {
+                not_owned.is_empty() || reroute(&node, &commands, &batch, not_owned).await
+            }
+            Err(error) => {
+                tracing::warn!(target, %error, messages = batch.len(), "forwarding failed");
+                false
+            }
+        };
+        for item in batch {
+            if let Some(token) = item.token {
+                let event = Event::ForwardDone { token, delivered };
+                let _ = commands.send(Command::Call { event, done: None }).await;
+            }
+        }
+    }
+}
+
+async fn send_with_retry(
+    node: &ClusterNode,
+    target: NodeId,
+    batch: &[ForwardItem],
+) -> Result<Vec<String>, String> {
+    let deadline = batch.iter().map(|i| i.deadline).min();
+    let request = pb::ForwardBatch {
+        from_node: node.id(),
+        messages: batch.iter().map(|i| i.message.clone()).collect(),
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let attempt = async {
+            let mut client = node.client(target).map_err(|e| e.to_string())?;
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(Duration::from_secs(5));
+            client
+                .forward(req)
+                .await
+                .map(|r| r.into_inner().not_owned)
+                .map_err(|s: Status| s.message().to_string())
+        };
+        match attempt.await {
+            Ok(not_owned) => return Ok(not_owned),
+            Err(error) => {
+                if deadline.is_some_and(|d| tokio::time::Instant::now() + backoff > d) {
+                    return Err(error);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Clients a node said it does not own (ownership moved while the message travelled): send
+/// their messages to the owner the registry names now, once it has caught up.
+async fn reroute(
+    node: &ClusterNode,
+    commands: &Sender<Command>,
+    batch: &[ForwardItem],
+    not_owned: Vec<String>,
+) -> bool {
+    for attempt in 0..20 {
+        let mut pending: HashMap<NodeId, Vec<pb::ForwardedMessage>> = HashMap::new();
+        let owners: HashMap<String, NodeId> = match node.state().read() {
+            Ok(state) => not_owned
+                .iter()
+                .filter_map(|c| state.registry.sessions.get(c).map(|e| (c.clone(), e.owner)))
+                .collect(),
+            Err(_) => return false,
+        };
+        for item in batch {
+            for client in &item.message.client_ids {
+                let Some(owner) = owners.get(client) else {
+                    continue;
+                };
+                if !not_owned.contains(client) {
+                    continue;
+                }
+                let mut message = item.message.clone();
+                message.client_ids = vec![client.clone()];
+                pending.entry(*owner).or_default().push(message);
+            }
+        }
+        let mut all_taken = true;
+        for (owner, messages) in pending {
+            if owner == node.id() {
+                // The session moved to this very node meanwhile: hand it to the local broker.
+                if !forward_locally(commands, messages).await {
+                    all_taken = false;
+                }
+                continue;
+            }
+            let Ok(mut client) = node.client(owner) else {
+                all_taken = false;
+                continue;
+            };
+            let request = pb::ForwardBatch {
+                from_node: node.id(),
+                messages,
+            };
+            match client.forward(request).await {
+                Ok(reply) if reply.get_ref().not_owned.is_empty() => {}
+                _ => all_taken = false,
+            }
+        }
+        if all_taken {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+    }
+    tracing::warn!(clients = ?not_owned, "forward: no owner accepted re-routed messages");
+    false
+}
+
+/// Gives forwarded messages to this node's own broker; true if it owned every client.
+async fn forward_locally(commands: &Sender<Command>, messages: Vec<pb::ForwardedMessage>) -> bool {
+    let mut forwarded = Vec::with_capacity(messages.len());
+    for m in messages {
+        let Some(message) = m.message.and_then(|m| message_from_pb(m).ok()) else {
+            continue;
+        };
+        forwarded.push(Forwarded {
+            message: Arc::new(message),
+            clients: m.client_ids.iter().filter_map(|c| client_id(c)).collect(),
+            publisher: m.publisher.as_deref().and_then(client_id),
+        });
+    }
+    let (reply, wait) = oneshot::channel();
+    let sent = commands
+        .send(Command::Forwarded {
+            messages: forwarded,
+            reply,
+        })
+        .await;
+    sent.is_ok() && wait.await.is_ok_and(|not_owned| not_owned.is_empty())
+}
+
+/// The old owner's half, served to the cluster service.
+#[derive(Debug)]
+pub struct BrokerEndpoint {
+    pub(crate) commands: Sender<Command>,
+}
+
+fn unavailable<E: std::fmt::Display>(e: E) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+impl berth_cluster::LocalBroker for BrokerEndpoint {
+    fn forward(
+        &self,
+        batch: pb::ForwardBatch,
+    ) -> berth_cluster::BoxFuture<Result<pb::ForwardAck, Status>> {
+        let commands = self.commands.clone();
+        Box::pin(async move {
+            let mut messages = Vec::with_capacity(batch.messages.len());
+            let mut accepted = 0;
+            for forwarded in batch.messages {
+                let message = forwarded
+                    .message
+                    .ok_or_else(|| Status::invalid_argument("forwarded message is missing"))?;
+                let message = message_from_pb(message)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let clients: Vec<ClientId> = forwarded
+                    .client_ids
+                    .iter()
+                    .filter_map(|c| client_id(c))
+                    .collect();
+                accepted += clients.len() as u64;
+                messages.push(Forwarded {
+                    message: Arc::new(message),
+                    clients,
+                    publisher: forwarded.publisher.as_deref().and_then(client_id),
+                });
+            }
+            let (reply, wait) = oneshot::channel();
+            commands
+                .send(Command::Forwarded { messages, reply })
+                .await
+                .map_err(unavailable)?;
+            let not_owned = wait.await.map_err(unavailable)?;
+            Ok(pb::ForwardAck {
+                accepted: accepted - not_owned.len() as u64,
+                not_owned: not_owned.iter().map(|c| c.as_str().to_string()).collect(),
+            })
+        })
+    }
+
+    fn takeover(
+        &self,
+        request: pb::TakeoverRequest,
+    ) -> berth_cluster::BoxFuture<Result<berth_cluster::TakeoverStream, Status>> {
+        let commands = self.commands.clone();
+        Box::pin(async move {
+            let client = client_id(&request.client_id)
+                .ok_or_else(|| Status::invalid_argument("client id"))?;
+            let (reply, wait) = oneshot::channel();
+            commands
+                .send(Command::Export {
+                    client: client.clone(),
+                    reply,
+                })
+                .await
+                .map_err(unavailable)?;
+            let export = wait.await.map_err(unavailable)?.map_err(unavailable)?;
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(async move {
+                let Some(export) = export else {
+                    let header = pb::SessionHeader::default();
+                    let _ = tx.send(Ok(chunk_header(header))).await;
+                    return;
+                };
+                if tx
+                    .send(Ok(chunk_header(export_to_pb(&export))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let mut from = None;
+                loop {
+                    let (reply, wait) = oneshot::channel();
+                    let asked = Command::ExportQueue {
+                        client: client.clone(),
+                        from,
+                        reply,
+                    };
+                    if commands.send(asked).await.is_err() {
+                        return;
+                    }
+                    let page = match wait.await {
+                        Ok(Ok(page)) => page,
+                        Ok(Err(error)) => {
+                            let _ = tx.send(Err(Status::internal(error.to_string()))).await;
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let (deliveries, next) = page;
+                    if !deliveries.is_empty() {
+                        let chunk = pb::TakeoverChunk {
+                            part: Some(pb::takeover_chunk::Part::Queued(pb::QueuedBatch {
+                                deliveries: deliveries.iter().map(delivery_to_pb).collect(),
+                            })),
+                        };
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                    match next {
+                        Some(seq) => from = Some(seq),
+                        None => return,
+                    }
+                }
+            });
+            let stream: berth_cluster::TakeoverStream =
+                Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+            Ok(stream)
+        })
+    }
+
+    fn release(&self, request: pb::ReleaseRequest) -> berth_cluster::BoxFuture<Result<(), Status>> {
+        let commands = self.commands.clone();
+        Box::pin(async move {
+            let client = client_id(&request.client_id)
+                .ok_or_else(|| Status::invalid_argument("client id"))?;
+            let (done, wait) = oneshot::channel();
+            commands
+                .send(Command::Call {
+                    event: Event::Release { client },
+                    done: Some(done),
+                })
+                .await
+                .map_err(unavailable)?;
+            wait.await.map_err(unavailable)
+        })
+    }
+}
+
+fn chunk_header(header: pb::SessionHeader) -> pb::TakeoverChunk {
+    pb::TakeoverChunk {
+        part: Some(pb::takeover_chunk::Part::Header(header)),
+    }
+}
+
+fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
+    let record = &export.record;
+    pb::SessionHeader {
+        found: true,
+        protocol: u32::from(record.protocol.level()),
+        expiry_interval: record.expiry.as_interval(),
+        subscriptions: export
+            .subscriptions
+            .iter()
+            .map(|(f, r)| subscription_to_pb(f, r))
+            .collect(),
+        inflight: export
+            .inflight
+            .iter()
+            .map(|(id, record)| pb::InflightEntry {
+                packet_id: u32::from(id.get()),
+                order: record.order(),
+                sent: match record {
+                    InflightRecord::Sent { delivery, .. } => Some(delivery_to_pb(delivery)),
+                    InflightRecord::Released { .. } => None,
+                },
+            })
+            .collect(),
+        incoming_qos2: export
+            .incoming_qos2
+            .iter()
+            .map(|id| u32::from(id.get()))
+            .collect(),
+        will: record.will.as_ref().map(|w| pb::Will {
+            message: Some(message_to_pb(&w.message)),
+            delay_secs: w.delay_secs,
+        }),
+        will_due_at_ms: record.will_due_at.map(|at| at.0),
+    }
+}
+
+fn export_from_pb(
+    header: pb::SessionHeader,
+    epoch: u64,
+) -> Result<SessionExport, berth_cluster::message::Invalid> {
+    use berth_cluster::message::Invalid;
+    let invalid = |field| Invalid { field };
+    let protocol = protocol_from(header.protocol)?;
+    let mut inflight = Vec::new();
+    for entry in header.inflight {
+        let id = u16::try_from(entry.packet_id)
+            .ok()
+            .and_then(berth_codec::PacketId::new)
+            .ok_or(invalid("packet_id"))?;
+        let record = match entry.sent {
+            Some(delivery) => InflightRecord::Sent {
+                order: entry.order,
+                delivery: delivery_from_pb(delivery)?,
+            },
+            None => InflightRecord::Released { order: entry.order },
+        };
+        inflight.push((id, record));
+    }
+    let will = match header.will {
+        Some(w) => Some(berth_core::WillRecord {
+            message: message_from_pb(w.message.ok_or(invalid("will.message"))?)?,
+            delay_secs: w.delay_secs,
+        }),
+        None => None,
+    };
+    Ok(SessionExport {
+        record: SessionRecord {
+            epoch: berth_core::Epoch(epoch),
+            protocol,
+            expiry: SessionExpiry::from_interval(header.expiry_interval),
+            expires_at: None,
+            will,
+            will_due_at: header.will_due_at_ms.map(berth_core::UnixMillis),
+        },
+        subscriptions: subscriptions_from(&header.subscriptions),
+        inflight,
+        incoming_qos2: header
+            .incoming_qos2
+            .iter()
+            .filter_map(|id| u16::try_from(*id).ok().and_then(berth_codec::PacketId::new))
+            .collect(),
+    })
+}

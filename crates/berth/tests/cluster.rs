@@ -1,0 +1,411 @@
+//! The cluster, with three real `berth` processes on loopback: routing across nodes, takeover
+//! of a persistent session with its backlog, one owner per client id, Clean Start elsewhere,
+//! retained messages, and a node cut off from the majority refusing what needs consensus.
+//!
+//! Clusters are formed with `--join` so that every listener is on port 0.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use berth_cluster::pb;
+use berth_codec::{ConnectReasonCode, DisconnectReasonCode, Packet, ProtocolVersion, Publish, QoS};
+use berth_e2e::client::{TestClient, connect_packet, text, topic};
+use bytes::Bytes;
+use support::{Berth, Options};
+use tempfile::TempDir;
+
+const FORM_WAIT: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    nodes: Vec<Option<Berth>>,
+    dirs: Vec<TempDir>,
+    cluster_addrs: Vec<SocketAddr>,
+}
+
+impl Cluster {
+    /// Node 1 forms a one-member cluster; nodes 2..=n join through it and become voters.
+    async fn start(n: u64) -> Cluster {
+        let mut dirs = Vec::new();
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let join = nodes
+                .first()
+                .and_then(|first: &Option<Berth>| first.as_ref())
+                .and_then(|first| first.cluster);
+            let node = Berth::start(dir.path(), &options(id, join));
+            if id == 1 {
+                wait_accepting(node.mqtt).await;
+            }
+            nodes.push(Some(node));
+            dirs.push(dir);
+        }
+        let cluster_addrs = nodes
+            .iter()
+            .flatten()
+            .map(|n: &Berth| n.cluster.expect("cluster listener"))
+            .collect();
+        let cluster = Cluster {
+            nodes,
+            dirs,
+            cluster_addrs,
+        };
+        cluster.wait_voters(n as usize).await;
+        cluster
+    }
+
+    fn node(&self, id: u64) -> &Berth {
+        self.nodes[(id - 1) as usize]
+            .as_ref()
+            .expect("node is running")
+    }
+
+    fn mqtt(&self, id: u64) -> SocketAddr {
+        self.node(id).mqtt
+    }
+
+    fn kill9(&mut self, id: u64) {
+        if let Some(node) = self.nodes[(id - 1) as usize].take() {
+            node.kill9();
+        }
+    }
+
+    /// Restarts a killed node on its data directory (it rejoins by itself).
+    fn restart(&mut self, id: u64) {
+        let dir = self.dirs[(id - 1) as usize].path().to_owned();
+        let addr = self.cluster_addrs[(id - 1) as usize];
+        let node = Berth::start(
+            &dir,
+            &Options {
+                cluster_addr: Some(addr),
+                ..options(id, None)
+            },
+        );
+        self.nodes[(id - 1) as usize] = Some(node);
+    }
+
+    /// Waits until every running node reports `voters` voters and agrees on one leader.
+    async fn wait_voters(&self, voters: usize) {
+        let deadline = Instant::now() + FORM_WAIT;
+        loop {
+            let mut ok = true;
+            for node in self.nodes.iter().flatten() {
+                match status(node.cluster.expect("cluster listener")).await {
+                    Some(s) => {
+                        let members = s
+                            .membership
+                            .as_ref()
+                            .and_then(|m| m.configs.last())
+                            .map_or(0, |c| c.ids.len());
+                        let joint = s.membership.as_ref().is_some_and(|m| m.configs.len() > 1);
+                        ok &= members == voters && !joint && s.leader_id.is_some();
+                    }
+                    None => ok = false,
+                }
+            }
+            if ok {
+                return;
+            }
+            if Instant::now() >= deadline {
+                for node in self.nodes.iter().flatten() {
+                    eprintln!(
+                        "node {}: {:?}",
+                        node.node_id,
+                        status(node.cluster.unwrap()).await
+                    );
+                }
+                panic!("the cluster did not form within {FORM_WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn options(id: u64, join: Option<SocketAddr>) -> Options {
+    Options {
+        node_id: Some(id),
+        cluster: true,
+        join,
+        cluster_addr: None,
+        env: vec![
+            ("BERTH_QUEUE_MAX_MESSAGES".into(), "unlimited".into()),
+            ("BERTH_CLUSTER_COMMIT_TIMEOUT".into(), "3s".into()),
+        ],
+    }
+}
+
+async fn status(addr: SocketAddr) -> Option<pb::StatusReply> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2));
+    let channel = endpoint.connect().await.ok()?;
+    let mut client = pb::cluster_client::ClusterClient::new(channel);
+    client
+        .status(pb::StatusRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+/// Waits until a clean 3.1.1 CONNECT to `addr` is accepted (the node has a leader).
+async fn wait_accepting(addr: SocketAddr) {
+    let deadline = Instant::now() + FORM_WAIT;
+    loop {
+        let (client, connack) =
+            TestClient::connect_with(addr, connect_packet(ProtocolVersion::V3_1_1, "probe", true))
+                .await;
+        if !connack.reason.is_error() {
+            client.disconnect().await;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node at {addr} never accepted a CONNECT"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn qos1(topic_name: &str, id: u16, payload: String) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: topic(topic_name),
+        packet_id: Some(berth_codec::PacketId::new(id).unwrap()),
+        payload: Bytes::from(payload),
+        properties: Default::default(),
+    })
+}
+
+/// Publishes `count` QoS 1 messages `prefix-i` and waits for every PUBACK (a window of 32).
+async fn publish_all(client: &mut TestClient, topic_name: &str, prefix: &str, count: usize) {
+    let mut in_flight = 0;
+    let mut acked = 0;
+    for i in 0..count {
+        let id = client.next_packet_id();
+        client
+            .send(qos1(topic_name, id.get(), format!("{prefix}-{i}")))
+            .await;
+        in_flight += 1;
+        if in_flight == 32 {
+            match client.recv().await {
+                Packet::PubAck(ack) => assert!(!ack.reason.is_error(), "{ack:?}"),
+                other => panic!("expected PUBACK, got {other:?}"),
+            }
+            in_flight -= 1;
+            acked += 1;
+        }
+    }
+    while acked < count {
+        match client.recv().await {
+            Packet::PubAck(ack) => assert!(!ack.reason.is_error(), "{ack:?}"),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+        acked += 1;
+    }
+}
+
+/// Receives (and acknowledges) `count` PUBLISHes; returns their payloads and DUP flags.
+async fn receive(client: &mut TestClient, count: usize) -> Vec<(String, bool)> {
+    let mut got = Vec::with_capacity(count);
+    while got.len() < count {
+        let publish = client.recv_publish_and_ack().await;
+        got.push((text(&publish), publish.dup));
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_on_one_node_receives_publishes_from_every_node() {
+    let cluster = Cluster::start(3).await;
+    let (mut sub, _) =
+        TestClient::connect(cluster.mqtt(2), ProtocolVersion::V3_1_1, "watcher", false).await;
+    sub.subscribe("fleet/+/temp", QoS::AtLeastOnce).await;
+
+    for node in [1, 3, 2] {
+        let (mut publisher, _) = TestClient::connect(
+            cluster.mqtt(node),
+            ProtocolVersion::V3_1_1,
+            &format!("pub-{node}"),
+            true,
+        )
+        .await;
+        // The PUBACK comes only once node 2 (the owner) has stored the message.
+        publish_all(
+            &mut publisher,
+            &format!("fleet/{node}/temp"),
+            &format!("n{node}"),
+            20,
+        )
+        .await;
+    }
+    let got = receive(&mut sub, 60).await;
+    for node in [1, 3, 2] {
+        let from_node: Vec<String> = got
+            .iter()
+            .map(|(p, _)| p.clone())
+            .filter(|p| p.starts_with(&format!("n{node}-")))
+            .collect();
+        let expected: Vec<String> = (0..20).map(|i| format!("n{node}-{i}")).collect();
+        assert_eq!(from_node, expected, "messages from node {node}, in order");
+    }
+    sub.expect_nothing(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_on_a_third_node_delivers_the_whole_backlog_in_order() {
+    let cluster = Cluster::start(3).await;
+    // Created on node 1, then offline.
+    let (mut x, connack) =
+        TestClient::connect(cluster.mqtt(1), ProtocolVersion::V3_1_1, "truck-7", false).await;
+    assert!(!connack.session_present);
+    x.subscribe("fleet/7/cmd", QoS::AtLeastOnce).await;
+    x.disconnect().await;
+
+    // 1000 QoS 1 messages through node 2, every one acknowledged.
+    let (mut publisher, _) =
+        TestClient::connect(cluster.mqtt(2), ProtocolVersion::V3_1_1, "dispatch", true).await;
+    publish_all(&mut publisher, "fleet/7/cmd", "cmd", 1000).await;
+
+    // Resumed on node 3.
+    let started = Instant::now();
+    let (mut x, connack) =
+        TestClient::connect(cluster.mqtt(3), ProtocolVersion::V3_1_1, "truck-7", false).await;
+    let takeover = started.elapsed();
+    assert!(
+        connack.session_present,
+        "the session moved with Session Present = 1"
+    );
+    let got = receive(&mut x, 1000).await;
+    let payloads: Vec<String> = got.iter().map(|(p, _)| p.clone()).collect();
+    let expected: Vec<String> = (0..1000).map(|i| format!("cmd-{i}")).collect();
+    assert_eq!(payloads, expected, "all 1000, in order, no duplicates");
+    x.expect_nothing(Duration::from_millis(300)).await;
+    eprintln!(
+        "takeover with 1000 queued: CONNECT→CONNACK {takeover:?}, drained in {:?}",
+        started.elapsed()
+    );
+
+    // Node 1 deleted its copy: a new message reaches the client only once, from node 3.
+    publish_all(&mut publisher, "fleet/7/cmd", "late", 1).await;
+    let late = receive(&mut x, 1).await;
+    assert_eq!(late[0].0, "late-0");
+    x.expect_nothing(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_client_id_on_two_nodes_ends_with_one_owner() {
+    let cluster = Cluster::start(3).await;
+    let (mut first, _) = TestClient::connect_v5(cluster.mqtt(1), "dup", false, Some(600)).await;
+    first.subscribe("d/#", QoS::AtLeastOnce).await;
+    let (mut second, connack) =
+        TestClient::connect_v5(cluster.mqtt(2), "dup", false, Some(600)).await;
+    assert!(connack.session_present);
+    first
+        .expect_disconnect(DisconnectReasonCode::SessionTakenOver)
+        .await;
+
+    // The survivor owns the session: messages published anywhere reach it.
+    let (mut publisher, _) =
+        TestClient::connect(cluster.mqtt(3), ProtocolVersion::V3_1_1, "p", true).await;
+    publish_all(&mut publisher, "d/1", "m", 3).await;
+    let got = receive(&mut second, 3).await;
+    assert_eq!(
+        got.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        ["m-0", "m-1", "m-2"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_start_on_another_node_discards_the_session_everywhere() {
+    let cluster = Cluster::start(3).await;
+    let (mut x, _) =
+        TestClient::connect(cluster.mqtt(1), ProtocolVersion::V3_1_1, "gone", false).await;
+    x.subscribe("g/#", QoS::AtLeastOnce).await;
+    x.disconnect().await;
+    let (publisher_addr, other) = (cluster.mqtt(3), cluster.mqtt(2));
+    let (mut publisher, _) =
+        TestClient::connect(publisher_addr, ProtocolVersion::V3_1_1, "p", true).await;
+    publish_all(&mut publisher, "g/1", "old", 5).await;
+
+    let (fresh, connack) = TestClient::connect(other, ProtocolVersion::V3_1_1, "gone", true).await;
+    assert!(!connack.session_present);
+    fresh.disconnect().await;
+    // Back with Clean Session = 0 on the first node: nothing of the old session is left.
+    let (mut again, connack) =
+        TestClient::connect(cluster.mqtt(1), ProtocolVersion::V3_1_1, "gone", false).await;
+    assert!(!connack.session_present);
+    again.expect_nothing(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_message_set_on_one_node_is_seen_by_subscribers_on_the_others() {
+    let cluster = Cluster::start(3).await;
+    let (mut publisher, _) =
+        TestClient::connect(cluster.mqtt(1), ProtocolVersion::V3_1_1, "p", true).await;
+    let id = publisher.next_packet_id();
+    publisher
+        .send(Packet::Publish(Publish {
+            retain: true,
+            ..match qos1("status/door", id.get(), "open".into()) {
+                Packet::Publish(p) => p,
+                _ => unreachable!(),
+            }
+        }))
+        .await;
+    assert!(matches!(publisher.recv().await, Packet::PubAck(_)));
+    for node in [2, 3] {
+        let (mut sub, _) = TestClient::connect(
+            cluster.mqtt(node),
+            ProtocolVersion::V3_1_1,
+            &format!("s{node}"),
+            true,
+        )
+        .await;
+        sub.subscribe("status/#", QoS::AtLeastOnce).await;
+        let publish = sub.recv_publish_and_ack().await;
+        assert_eq!((text(&publish).as_str(), publish.retain), ("open", true));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_majority_refuses_connect_then_recovers() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.kill9(2);
+    cluster.kill9(3);
+    let lone = cluster.mqtt(1);
+    let started = Instant::now();
+    let (_client, connack) =
+        TestClient::connect_with(lone, connect_packet(ProtocolVersion::V3_1_1, "late", false))
+            .await;
+    assert_eq!(
+        connack.reason,
+        ConnectReasonCode::ServerUnavailable,
+        "3.1.1 return code 3"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused after a bounded wait"
+    );
+
+    // The others come back on their data: the cluster has a majority again.
+    cluster.restart(2);
+    cluster.restart(3);
+    cluster.wait_voters(3).await;
+    let (client, connack) = TestClient::connect(lone, ProtocolVersion::V3_1_1, "late", false).await;
+    assert!(!connack.session_present);
+    client.disconnect().await;
+    let members: BTreeSet<u64> = status(cluster.node(1).cluster.unwrap())
+        .await
+        .and_then(|s| s.membership)
+        .and_then(|m| m.configs.last().map(|c| c.ids.iter().copied().collect()))
+        .unwrap_or_default();
+    assert_eq!(members, BTreeSet::from([1, 2, 3]));
+}

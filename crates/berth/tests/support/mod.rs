@@ -1,0 +1,168 @@
+//! A real `berth` process for the binary's tests: started on 127.0.0.1:0 listeners, its bound
+//! addresses read from its startup log, killed with SIGKILL when dropped.
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const START_WAIT: Duration = Duration::from_secs(30);
+
+/// A running `berth`.
+#[derive(Debug)]
+pub struct Berth {
+    child: Child,
+    pub mqtt: SocketAddr,
+    /// The cluster listener, when it has one.
+    pub cluster: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub node_id: u64,
+    extra: Vec<String>,
+}
+
+/// How to start one.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub node_id: Option<u64>,
+    /// Give it a cluster listener on 127.0.0.1:0 ...
+    pub cluster: bool,
+    /// ... or on this address (a restarted node keeps the address its peers know).
+    pub cluster_addr: Option<SocketAddr>,
+    /// `--join ADDR`.
+    pub join: Option<SocketAddr>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Berth {
+    pub fn start(data_dir: &Path, options: &Options) -> Berth {
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--http".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if let Some(id) = options.node_id {
+            args.extend(["--node-id".into(), id.to_string()]);
+        }
+        if let Some(addr) = options.cluster_addr {
+            args.extend(["--cluster-listen".into(), addr.to_string()]);
+        } else if options.cluster {
+            args.extend(["--cluster-listen".into(), "127.0.0.1:0".into()]);
+        }
+        if let Some(join) = options.join {
+            args.extend(["--join".into(), join.to_string()]);
+        }
+        Berth::spawn(data_dir, args, &options.env, options.node_id.unwrap_or(1))
+    }
+
+    fn spawn(data_dir: &Path, args: Vec<String>, env: &[(String, String)], node_id: u64) -> Berth {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
+            .args(&args)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start berth");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("BERTH_TEST_LOGS").is_some() {
+                        eprintln!("[node {node_id}] {line}");
+                    }
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let wants_cluster = args.iter().any(|a| a == "--cluster-listen");
+        let deadline = Instant::now() + START_WAIT;
+        let mut mqtt = None;
+        let mut cluster = None;
+        loop {
+            if let (Some(mqtt), true) = (mqtt, cluster.is_some() || !wants_cluster) {
+                // Keep draining the log so the child never blocks on a full pipe.
+                std::thread::spawn(move || while rx.recv().is_ok() {});
+                return Berth {
+                    child,
+                    mqtt,
+                    cluster,
+                    data_dir: data_dir.to_owned(),
+                    node_id,
+                    extra: args,
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("berth did not print its listening addresses within {START_WAIT:?}");
+            };
+            let line = strip_ansi(&line);
+            mqtt = mqtt.or_else(|| addr_after(&line, "mqtt="));
+            cluster = cluster.or_else(|| addr_after(&line, "cluster="));
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs, exactly like a crash.
+    pub fn kill9(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `... name=127.0.0.1:PORT ...` → the address.
+pub fn addr_after(line: &str, name: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(name)? + name.len()..];
+    rest.split_whitespace()
+        .next()?
+        .trim_matches(',')
+        .parse()
+        .ok()
+}
