@@ -36,6 +36,11 @@ pub struct Common {
     #[arg(long, default_value_t = 1883, global = true)]
     pub port: u16,
 
+    /// Port subscribers (and a reconnecting offline session) use, e.g. another node of a
+    /// cluster on the same host. [default: --port]
+    #[arg(long, global = true)]
+    pub sub_port: Option<u16>,
+
     /// MQTT version: 311 (3.1.1) or 5.
     #[arg(long = "version", value_name = "311|5", default_value = "311", value_parser = parse_version, global = true)]
     pub mqtt_version: ProtocolVersion,
@@ -140,6 +145,16 @@ pub enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         publishers: u32,
     },
+    /// A persistent session moving between two nodes (--port and --sub-port), round after
+    /// round: K queued QoS 1 messages published through the node it left, then CONNECT at the
+    /// other. Reports CONNECT→CONNACK (p50/p99/max) and the time to drain the backlog.
+    Takeover {
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
+        /// Messages queued before each takeover (0: an empty queue).
+        #[arg(long, default_value_t = 0)]
+        queued: u64,
+    },
     /// C idle connections held open: connect rate and broker RSS per connection.
     Conns {
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -198,6 +213,7 @@ impl Command {
             Command::Pairs { .. } => "pairs",
             Command::Latency { .. } => "latency",
             Command::OfflineQueue { .. } => "offline-queue",
+            Command::Takeover { .. } => "takeover",
             Command::Conns { .. } => "conns",
             Command::Sessions { .. } => "sessions",
             Command::Table { .. } => "table",
@@ -210,6 +226,8 @@ impl Command {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
+    /// Where subscribers connect (`addr` unless --sub-port).
+    pub sub_addr: SocketAddr,
     pub version: ProtocolVersion,
     pub qos: QoS,
     pub payload: usize,
@@ -257,8 +275,10 @@ impl Settings {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
+        let sub_addr = SocketAddr::new(addr.ip(), common.sub_port.unwrap_or(common.port));
         Ok(Settings {
             addr,
+            sub_addr,
             version: common.mqtt_version,
             qos,
             payload: common.payload,

@@ -125,9 +125,10 @@ fn run_scenario(cli: &Cli) -> ExitCode {
 async fn scenario(cli: &Cli) -> anyhow::Result<Report> {
     let common = &cli.common;
     let default_qos = match cli.command {
-        Command::Latency { .. } | Command::OfflineQueue { .. } | Command::Sessions { .. } => {
-            QoS::AtLeastOnce
-        }
+        Command::Latency { .. }
+        | Command::OfflineQueue { .. }
+        | Command::Sessions { .. }
+        | Command::Takeover { .. } => QoS::AtLeastOnce,
         _ => QoS::AtMostOnce,
     };
     let s = Settings::new(common, default_qos).await?;
@@ -143,6 +144,9 @@ async fn scenario(cli: &Cli) -> anyhow::Result<Report> {
             scenario::traffic::scenario(&s, Shape::Latency { publishers, warmup }).await
         }
         Command::OfflineQueue { publishers } => scenario::offline::scenario(&s, publishers).await,
+        Command::Takeover { rounds, queued } => {
+            scenario::takeover::scenario(&s, rounds, queued).await
+        }
         Command::Conns {
             connections,
             concurrency,

@@ -13,7 +13,7 @@ use berth_proto::v1 as pb;
 use crate::types::NodeId;
 
 /// One session as the cluster knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionEntry {
     pub owner: NodeId,
     pub epoch: u64,
@@ -22,6 +22,25 @@ pub struct SessionEntry {
     pub expires_at_ms: Option<u64>,
     pub detached: bool,
     pub subscriptions: BTreeMap<String, pb::Subscription>,
+    /// Session Expiry Interval (seconds; `u32::MAX`: never).
+    pub expiry_interval: u32,
+    pub will: Option<pb::Will>,
+    /// When the will is due (set while detached with a will waiting).
+    pub will_due_at_ms: Option<u64>,
+}
+
+impl SessionEntry {
+    /// The will to publish at `now`, if it is due.
+    pub fn due_will(&self, now_ms: u64) -> Option<&pb::Will> {
+        self.will
+            .as_ref()
+            .filter(|_| self.will_due_at_ms.is_some_and(|at| at <= now_ms))
+    }
+
+    /// Whether the session has ended by `now`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.detached && self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
 }
 
 /// What changed, for the node's own broker.
@@ -47,6 +66,11 @@ pub enum Notice {
     },
     Dropped {
         client: String,
+        epoch: u64,
+    },
+    WillFired {
+        client: String,
+        epoch: u64,
     },
     RetainedSet {
         message: pb::Message,
@@ -98,6 +122,7 @@ impl Registry {
                 self.sessions.remove(&drop.client_id);
                 notices.push(Notice::Dropped {
                     client: drop.client_id.clone(),
+                    epoch: drop.epoch,
                 });
                 applied()
             }
@@ -105,6 +130,11 @@ impl Registry {
                 Some(entry) if entry.epoch == detach.epoch => {
                     entry.detached = true;
                     entry.expires_at_ms = detach.expires_at_ms;
+                    entry.will_due_at_ms = detach.will_due_at_ms;
+                    if detach.will_due_at_ms.is_none() {
+                        // A normal DISCONNECT discards the will.
+                        entry.will = None;
+                    }
                     applied()
                 }
                 other => fenced(other.map_or(0, |e| e.epoch)),
@@ -131,6 +161,35 @@ impl Registry {
                     notices.push(Notice::Unsubscribed {
                         client: unsub.client_id.clone(),
                         filters: unsub.filters.clone(),
+                    });
+                    applied()
+                }
+                other => fenced(other.map_or(0, |e| e.epoch)),
+            },
+            Kind::NodeDown(down) => {
+                for entry in self.sessions.values_mut() {
+                    if entry.owner != down.node_id || entry.detached {
+                        continue;
+                    }
+                    // Its connection ended when its node was lost: the usual rules from then.
+                    entry.detached = true;
+                    let interval = entry.expiry_interval;
+                    entry.expires_at_ms = (interval != u32::MAX)
+                        .then(|| down.at_ms.saturating_add(u64::from(interval) * 1000));
+                    entry.will_due_at_ms = entry.will.as_ref().map(|will| {
+                        let delay = will.delay_secs.min(interval);
+                        down.at_ms.saturating_add(u64::from(delay) * 1000)
+                    });
+                }
+                applied()
+            }
+            Kind::WillFired(fired) => match self.sessions.get_mut(&fired.client_id) {
+                Some(entry) if entry.epoch == fired.epoch => {
+                    entry.will = None;
+                    entry.will_due_at_ms = None;
+                    notices.push(Notice::WillFired {
+                        client: fired.client_id.clone(),
+                        epoch: fired.epoch,
                     });
                     applied()
                 }
@@ -183,6 +242,9 @@ impl Registry {
                 expires_at_ms: None,
                 detached: false,
                 subscriptions,
+                expiry_interval: claim.expiry_interval,
+                will: claim.will.clone(),
+                will_due_at_ms: None,
             },
         );
         notices.push(Notice::Owner {
@@ -220,6 +282,9 @@ impl Registry {
                     None
                 },
                 subscriptions: e.subscriptions.values().cloned().collect(),
+                expiry_interval: e.expiry_interval,
+                will: e.will.clone(),
+                will_due_at_ms: e.will_due_at_ms,
             })
             .collect();
         (sessions, self.retained.values().cloned().collect())
@@ -245,6 +310,9 @@ impl Registry {
                                 .into_iter()
                                 .map(|sub| (sub.filter.clone(), sub))
                                 .collect(),
+                            expiry_interval: s.expiry_interval,
+                            will: s.will,
+                            will_due_at_ms: s.will_due_at_ms,
                         },
                     )
                 })

@@ -30,6 +30,8 @@ pub trait LocalBroker: Send + Sync + std::fmt::Debug + 'static {
     fn takeover(&self, request: pb::TakeoverRequest) -> BoxFuture<Result<TakeoverStream, Status>>;
     /// Deletes the local copy of a session the new owner has stored.
     fn release(&self, request: pb::ReleaseRequest) -> BoxFuture<Result<(), Status>>;
+    /// Publishes a message as the server (a dead owner's will), routed like any other.
+    fn publish(&self, message: pb::Message) -> BoxFuture<Result<(), Status>>;
 }
 
 /// The broker, once it runs (the cluster listener starts before it).

@@ -42,8 +42,15 @@ pub enum ClusterEvent {
         client: ClientId,
         filters: Vec<TopicFilter>,
     },
-    /// The session ended (expiry, or it ended with its connection).
-    Dropped { client: ClientId },
+    /// The session ended (expiry, or it ended with its connection; or the leader ended it for a
+    /// dead owner — then a copy here at `epoch` is stale and goes too).
+    Dropped { client: ClientId, epoch: Epoch },
+    /// The session's will was published (by the leader, for a dead owner): a copy here at
+    /// `epoch` must not publish it again.
+    WillFired { client: ClientId, epoch: Epoch },
+    /// This node has caught up with the cluster's log after starting: time-driven rules (wills,
+    /// expiry) may run, without repeating what the leader did while this node was away.
+    CaughtUp,
     /// A retained message was set (or, with an empty payload, cleared) on some node.
     Retained { message: Message },
     /// Every session the cluster knows, replacing what the broker knew of other nodes.
@@ -74,7 +81,11 @@ pub enum Replicate {
         client: ClientId,
         epoch: Epoch,
         expires_at: Option<UnixMillis>,
+        /// When its will is due, if one waits.
+        will_due_at: Option<UnixMillis>,
     },
+    /// The owner published the session's will.
+    WillFired { client: ClientId, epoch: Epoch },
     /// The session ended.
     Drop { client: ClientId, epoch: Epoch },
 }

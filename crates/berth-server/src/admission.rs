@@ -10,8 +10,7 @@ use berth_cluster::message::{message_to_pb, subscription_to_pb};
 use berth_cluster::pb;
 use berth_codec::{Connect, MqttString, Packet, ProtocolVersion};
 use berth_core::{
-    ClientId, Epoch, Message, SessionExpiry, SessionExport, SessionRecord, SubscriptionRecord,
-    UnixMillis,
+    ClientId, Epoch, Message, SessionExport, SessionRecord, SubscriptionRecord, UnixMillis,
 };
 
 use crate::cluster_link::ClusterLink;
@@ -51,6 +50,26 @@ pub(crate) async fn claim(
             clean_start: connect.clean_start,
             protocol: u32::from(connect.protocol.level()),
             now_ms: now.0,
+            expiry_interval: link.expiry_of(connect).as_interval(),
+            will: connect.will.as_ref().map(|will| pb::Will {
+                message: Some(message_to_pb(&Message {
+                    topic: will.topic.clone(),
+                    payload: will.payload.clone(),
+                    qos: will.qos,
+                    retain: will.retain,
+                    properties: berth_codec::PublishProperties {
+                        payload_format_indicator: will.properties.payload_format_indicator,
+                        content_type: will.properties.content_type.clone(),
+                        response_topic: will.properties.response_topic.clone(),
+                        correlation_data: will.properties.correlation_data.clone(),
+                        user_properties: will.properties.user_properties.clone(),
+                        ..Default::default()
+                    },
+                    expires_at: None,
+                })),
+                // 3.1/3.1.1 have no will delay: the will is due when the connection is lost.
+                delay_secs: will.properties.will_delay_interval.unwrap_or(0),
+            }),
         })),
     };
     let result = match link.node.propose(command).await {
@@ -76,7 +95,7 @@ pub(crate) async fn claim(
             record: SessionRecord {
                 epoch,
                 protocol: connect.protocol,
-                expiry: requested_expiry(connect),
+                expiry: link.expiry_of(connect),
                 expires_at: None,
                 will: None,
                 will_due_at: None,
@@ -97,16 +116,6 @@ pub(crate) async fn claim(
         epoch,
         assigned,
     }))
-}
-
-fn requested_expiry(connect: &Connect) -> SessionExpiry {
-    if connect.protocol.is_v5() {
-        SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
-    } else if connect.clean_start {
-        SessionExpiry::After(0)
-    } else {
-        SessionExpiry::Never
-    }
 }
 
 /// Replicates what `packet` changes in the registry. `Err(reply)`: it did not commit; send

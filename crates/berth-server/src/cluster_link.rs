@@ -51,6 +51,7 @@ pub struct ClusterLink {
     queues: Mutex<HashMap<NodeId, UnboundedSender<ForwardItem>>>,
     /// The last log index whose registry changes the broker thread has been handed.
     broker_applied: watch::Receiver<u64>,
+    session: berth_core::SessionConfig,
 }
 
 fn client_id(text: &str) -> Option<ClientId> {
@@ -71,6 +72,7 @@ impl ClusterLink {
         node: ClusterNode,
         notices: UnboundedReceiver<(u64, Vec<Notice>)>,
         commands: Sender<Command>,
+        session: berth_core::SessionConfig,
     ) -> Arc<ClusterLink> {
         let (applied_tx, applied_rx) = watch::channel(0);
         let link = Arc::new(ClusterLink {
@@ -79,9 +81,27 @@ impl ClusterLink {
             runtime: Handle::current(),
             queues: Mutex::new(HashMap::new()),
             broker_applied: applied_rx,
+            session,
         });
         tokio::spawn(pump_notices(link.clone(), notices, applied_tx));
+        tokio::spawn(release_timers_when_caught_up(link.clone()));
         link
+    }
+
+    /// The session expiry `connect` gets, as the broker sets it (configured maximum applied).
+    pub(crate) fn expiry_of(&self, connect: &berth_codec::Connect) -> SessionExpiry {
+        let requested = if connect.protocol.is_v5() {
+            SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
+        } else if connect.clean_start {
+            SessionExpiry::After(0)
+        } else {
+            self.session.v3_persistent_expiry
+        };
+        match (requested, self.session.max_expiry) {
+            (_, SessionExpiry::Never) => requested,
+            (SessionExpiry::Never, max) => max,
+            (SessionExpiry::After(r), SessionExpiry::After(m)) => SessionExpiry::After(r.min(m)),
+        }
     }
 
     pub(crate) fn node_id(&self) -> NodeId {
@@ -140,10 +160,16 @@ impl ClusterLink {
                 client,
                 epoch,
                 expires_at,
+                will_due_at,
             } => pb::command::Kind::Detach(pb::Detach {
                 client_id: client.as_str().to_string(),
                 epoch: epoch.0,
                 expires_at_ms: expires_at.map(|at| at.0),
+                will_due_at_ms: will_due_at.map(|at| at.0),
+            }),
+            Replicate::WillFired { client, epoch } => pb::command::Kind::WillFired(pb::WillFired {
+                client_id: client.as_str().to_string(),
+                epoch: epoch.0,
             }),
             Replicate::Drop { client, epoch } => pb::command::Kind::DropSession(pb::DropSession {
                 client_id: client.as_str().to_string(),
@@ -280,6 +306,37 @@ impl ClusterLink {
     }
 }
 
+/// After a start, wills and expiries wait until this node knows a leader and has applied its
+/// log: what the leader did for this node's sessions while it was away (a will published, a
+/// session ended) must reach the broker before the broker's own timers could repeat it.
+async fn release_timers_when_caught_up(link: Arc<ClusterLink>) {
+    let mut metrics = link.node.raft().metrics();
+    let caught_up = metrics
+        .wait_for(|m| {
+            m.current_leader.is_some() && m.last_applied.map(|id| id.index) >= m.last_log_index
+        })
+        .await
+        .is_ok();
+    if !caught_up {
+        return;
+    }
+    // One more heartbeat round for entries the leader had not sent yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let applied = link
+        .node
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |id| id.index);
+    link.broker_caught_up(applied).await;
+    let event = Event::Cluster(ClusterEvent::CaughtUp);
+    let _ = link
+        .commands
+        .send(Command::Call { event, done: None })
+        .await;
+}
+
 /// Registry changes → broker events, in log order.
 async fn pump_notices(
     link: Arc<ClusterLink>,
@@ -335,8 +392,13 @@ fn event_of(node: &ClusterNode, notice: Notice) -> Option<ClusterEvent> {
                 .filter_map(|f| berth_codec::TopicFilter::parse(f).ok())
                 .collect(),
         },
-        Notice::Dropped { client } => ClusterEvent::Dropped {
+        Notice::Dropped { client, epoch } => ClusterEvent::Dropped {
             client: client_id(&client)?,
+            epoch: berth_core::Epoch(epoch),
+        },
+        Notice::WillFired { client, epoch } => ClusterEvent::WillFired {
+            client: client_id(&client)?,
+            epoch: berth_core::Epoch(epoch),
         },
         Notice::RetainedSet { message } => ClusterEvent::Retained {
             message: message_from_pb(message).ok()?,
@@ -648,6 +710,10 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
         })
     }
 
+    fn publish(&self, message: pb::Message) -> berth_cluster::BoxFuture<Result<(), Status>> {
+        publish_message(&self.commands, message)
+    }
+
     fn release(&self, request: pb::ReleaseRequest) -> berth_cluster::BoxFuture<Result<(), Status>> {
         let commands = self.commands.clone();
         Box::pin(async move {
@@ -664,6 +730,28 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             wait.await.map_err(unavailable)
         })
     }
+}
+
+fn publish_message(
+    commands: &Sender<Command>,
+    message: pb::Message,
+) -> berth_cluster::BoxFuture<Result<(), Status>> {
+    let commands = commands.clone();
+    Box::pin(async move {
+        let message =
+            message_from_pb(message).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (done, wait) = oneshot::channel();
+        commands
+            .send(Command::Call {
+                event: Event::PublishMessage {
+                    message: Box::new(message),
+                },
+                done: Some(done),
+            })
+            .await
+            .map_err(unavailable)?;
+        wait.await.map_err(unavailable)
+    })
 }
 
 fn chunk_header(header: pb::SessionHeader) -> pb::TakeoverChunk {

@@ -87,6 +87,7 @@ pub async fn serve_node<S: Store + 'static>(
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
     let max_packet_size = options.broker.limits.max_packet_size;
+    let session_config = options.broker.session.clone();
     let mut broker = Broker::open(options.broker, store, runtime::now())?;
     let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
     let link = cluster.map(|parts| {
@@ -95,7 +96,12 @@ pub async fn serve_node<S: Store + 'static>(
             commands: commands.clone(),
         });
         let _ = parts.slot.set(endpoint);
-        cluster_link::ClusterLink::start(parts.node, parts.notices, commands.clone())
+        cluster_link::ClusterLink::start(
+            parts.node,
+            parts.notices,
+            commands.clone(),
+            session_config,
+        )
     });
     let broker_loop = runtime::BrokerLoop {
         broker,

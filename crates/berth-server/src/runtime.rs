@@ -87,10 +87,13 @@ pub(crate) enum Command {
     ExportQueue {
         client: ClientId,
         from: Option<QueueSeq>,
-        reply: oneshot::Sender<Result<(Vec<Delivery>, Option<QueueSeq>), StoreError>>,
+        reply: oneshot::Sender<ExportPage>,
     },
     Shutdown,
 }
+
+/// One page of a session's queue and where the next page starts (`None`: the last page).
+pub(crate) type ExportPage = Result<(Vec<Delivery>, Option<QueueSeq>), StoreError>;
 
 /// The receiving node's answer to a forward: which clients it does not own.
 pub(crate) type ForwardReply = Vec<ClientId>;

@@ -27,11 +27,46 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Check the configuration (file, environment, flags) and print the effective values as
     /// TOML, then exit: status 0 if it is valid, 1 with a message naming the bad key if not.
     CheckConfig,
+    /// Administer a running cluster through any member's cluster listener.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `berth cluster ...`: talks to the Cluster gRPC service of a running node.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ClusterCommand {
+    /// Print the node's view: leader, term, voters, learners and their addresses.
+    Status {
+        /// Cluster address (host:port) of any member.
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+        at: String,
+    },
+    /// Add a node: first as a learner (it catches up), then as a voter. The node itself must be
+    /// running with --node-id and --cluster-listen (starting it with --join does the same).
+    Add {
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+        at: String,
+        /// The new node's id.
+        #[arg(long)]
+        node: u64,
+        /// The new node's cluster address.
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+        addr: String,
+    },
+    /// Remove a node from the voters (and the cluster). Its sessions' subscriptions stay in the
+    /// registry; clients reconnecting elsewhere take their sessions over.
+    Remove {
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+        at: String,
+        /// The id of the node to remove.
+        #[arg(long)]
+        node: u64,
+    },
 }
 
 /// Flags that set configuration keys; each is also accepted after `check-config`.

@@ -4,5 +4,6 @@
 //! This is the one crate where `anyhow` is fine (in `main.rs`); configuration errors are typed
 //! ([`config::ConfigError`]) so tests can assert on them.
 
+pub mod admin;
 pub mod cli;
 pub mod config;

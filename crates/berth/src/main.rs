@@ -16,6 +16,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Cluster(command)) = &cli.command {
+        return berth::admin::run(command).await;
+    }
     let env = config::process_env()?;
     let loaded = config::load(Sources {
         file: cli.config.config.as_deref(),
@@ -32,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log_level)?)
+        .with_env_filter(EnvFilter::try_new(log_filter(&config.log_level))?)
         .try_init()
         .map_err(|error| anyhow!("cannot install the logger: {error}"))?;
     for warning in &loaded.warnings {
@@ -112,6 +115,7 @@ async fn start_cluster(
             }
         });
     }
+    tokio::spawn(berth_cluster::leader::run(node.clone(), slot.clone()));
     let bootstrap = node.clone();
     tokio::spawn(async move {
         if let Err(error) = bootstrap.bootstrap(&cluster_config).await {
@@ -126,6 +130,16 @@ async fn start_cluster(
         },
         node,
     ))
+}
+
+/// openraft reports every election step and membership change at `info`; unless the operator
+/// asks for openraft's logs by name, only its warnings and errors are shown.
+fn log_filter(configured: &str) -> String {
+    if configured.contains("openraft") {
+        configured.to_owned()
+    } else {
+        format!("{configured},openraft=warn")
+    }
 }
 
 async fn bind(addr: &std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -409,3 +409,166 @@ async fn a_node_cut_off_from_the_majority_refuses_connect_then_recovers() {
         .unwrap_or_default();
     assert_eq!(members, BTreeSet::from([1, 2, 3]));
 }
+
+/// Publishes `m-N` messages one at a time until `count` have been acknowledged.
+async fn publish_until(publisher: &mut TestClient, acked: &mut Vec<String>, count: usize) {
+    while acked.len() < count {
+        let payload = format!("m-{}", acked.len());
+        assert!(
+            publish_one(publisher, "load/x", payload.clone()).await,
+            "PUBACK missing for {payload}"
+        );
+        acked.push(payload);
+    }
+}
+
+/// Publishes `payload` as QoS 1 on `client`; true once PUBACKed (false if the connection ended
+/// without one, e.g. a 3.1.1 publisher whose message could not reach an owner).
+async fn publish_one(client: &mut TestClient, topic_name: &str, payload: String) -> bool {
+    let id = client.next_packet_id();
+    client.send(qos1(topic_name, id.get(), payload)).await;
+    loop {
+        match client.try_recv(Duration::from_secs(30)).await {
+            Some(Packet::PubAck(ack)) if ack.packet_id == id => return !ack.reason.is_error(),
+            Some(_) => continue,
+            None => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_and_of_an_owner_under_qos1_load_loses_no_acknowledged_message() {
+    let mut cluster = Cluster::start(3).await;
+    // Two offline persistent sessions: one owned by node 2, one by node 3.
+    for (node, id) in [(2, "on-2"), (3, "on-3")] {
+        let (mut s, _) =
+            TestClient::connect(cluster.mqtt(node), ProtocolVersion::V3_1_1, id, false).await;
+        s.subscribe("load/#", QoS::AtLeastOnce).await;
+        s.disconnect().await;
+    }
+    let publisher_node = 2;
+    let (mut publisher, _) = TestClient::connect(
+        cluster.mqtt(publisher_node),
+        ProtocolVersion::V3_1_1,
+        "loader",
+        true,
+    )
+    .await;
+    let mut acked = Vec::new();
+    publish_until(&mut publisher, &mut acked, 100).await;
+    // The leader (node 1, which formed the cluster) dies mid-stream; forwarding between the
+    // owners does not need it, and the others elect a new leader.
+    cluster.kill9(1);
+    publish_until(&mut publisher, &mut acked, 200).await;
+    cluster.restart(1);
+    cluster.wait_voters(3).await;
+    publish_until(&mut publisher, &mut acked, 300).await;
+    // An owner dies: messages for its session wait (unacknowledged) until it is back.
+    cluster.kill9(3);
+    cluster.restart(3);
+    publish_until(&mut publisher, &mut acked, 400).await;
+
+    for (node, id) in [(2, "on-2"), (3, "on-3")] {
+        let (mut s, connack) =
+            TestClient::connect(cluster.mqtt(node), ProtocolVersion::V3_1_1, id, false).await;
+        assert!(connack.session_present, "{id}");
+        let got: Vec<String> = receive(&mut s, acked.len())
+            .await
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(got, acked, "{id}: every acknowledged message, in order");
+    }
+}
+
+/// A port the OS just gave out and took back (for `--peers`, which must name every address
+/// before the nodes start).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_peers_form_the_cluster_once_a_majority_is_up() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let dirs: Vec<TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let start = |i: usize| {
+        Berth::start(
+            dirs[i].path(),
+            &Options {
+                node_id: Some(i as u64 + 1),
+                cluster_addr: Some(SocketAddr::from(([127, 0, 0, 1], ports[i]))),
+                env: vec![("BERTH_CLUSTER_PEERS".into(), peers.clone())],
+                ..Options::default()
+            },
+        )
+    };
+    // Two of three: a majority, so the cluster serves.
+    let first = start(0);
+    let second = start(1);
+    wait_accepting(first.mqtt).await;
+    let (mut sub, _) =
+        TestClient::connect(second.mqtt, ProtocolVersion::V3_1_1, "static-sub", false).await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    // The third joins late and routes like the others.
+    let third = start(2);
+    let cluster = Cluster {
+        nodes: vec![Some(first), Some(second), Some(third)],
+        dirs,
+        cluster_addrs: Vec::new(),
+    };
+    cluster.wait_voters(3).await;
+    let (mut publisher, _) =
+        TestClient::connect(cluster.mqtt(3), ProtocolVersion::V3_1_1, "static-pub", true).await;
+    publish_all(&mut publisher, "s/1", "x", 5).await;
+    let got = receive(&mut sub, 5).await;
+    assert_eq!(got.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_an_owner_dies_the_leader_publishes_its_clients_wills_and_expires_their_sessions() {
+    let mut cluster = Cluster::start(3).await;
+    let (mut watcher, _) =
+        TestClient::connect(cluster.mqtt(2), ProtocolVersion::V3_1_1, "watcher", true).await;
+    watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
+    // Connected to node 3 with a will (1 s delay) and a 3 s session expiry.
+    let mut connect = berth_e2e::client::connect_v5("doomed", true, Some(3));
+    let mut will = berth_e2e::client::will("wills/doomed", "doomed is gone", QoS::AtLeastOnce);
+    will.properties.will_delay_interval = Some(1);
+    connect.will = Some(will);
+    let (_doomed, connack) = TestClient::connect_with(cluster.mqtt(3), connect).await;
+    assert!(!connack.reason.is_error());
+
+    let killed = Instant::now();
+    cluster.kill9(3);
+    // The leader notices within its owner timeout (3 s), then the will delay runs.
+    let will = watcher.recv_publish_and_ack().await;
+    assert_eq!(text(&will), "doomed is gone");
+    assert!(
+        killed.elapsed() < Duration::from_secs(10),
+        "will after {:?}",
+        killed.elapsed()
+    );
+    watcher.expect_nothing(Duration::from_millis(500)).await;
+
+    // Past the session expiry the leader has ended the session: nothing to resume elsewhere.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_again, connack) = TestClient::connect_with(
+        cluster.mqtt(1),
+        berth_e2e::client::connect_v5("doomed", false, Some(60)),
+    )
+    .await;
+    assert!(!connack.reason.is_error());
+    assert!(
+        !connack.session_present,
+        "the leader expired the dead owner's session"
+    );
+}

@@ -9,6 +9,7 @@
 pub mod conns;
 pub mod offline;
 pub mod sessions;
+pub mod takeover;
 pub mod traffic;
 
 use anyhow::anyhow;

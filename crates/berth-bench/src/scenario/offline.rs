@@ -86,7 +86,7 @@ pub async fn scenario(s: &Settings, publishers: u32) -> anyhow::Result<Report> {
     let clock = Clock::new();
     let drain_start = Instant::now();
     let mut conn = Conn::connect(
-        s.addr,
+        s.sub_addr,
         &connect_spec(s, client_id, SessionKind::Persistent { fresh: false }),
         s.timeout,
     )

@@ -177,7 +177,8 @@ pub async fn subscriber_conn(
     session: SessionKind,
     filters: &[TopicFilter],
 ) -> anyhow::Result<Conn> {
-    let mut conn = Conn::connect(s.addr, &connect_spec(s, id.clone(), session), s.timeout).await?;
+    let mut conn =
+        Conn::connect(s.sub_addr, &connect_spec(s, id.clone(), session), s.timeout).await?;
     conn.subscribe(filters, s.qos, s.timeout)
         .await
         .with_context(|| format!("{id}: SUBSCRIBE"))?;

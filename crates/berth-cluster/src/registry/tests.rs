@@ -10,6 +10,14 @@ fn claim(client: &str, node: u64, clean_start: bool, now_ms: u64) -> pb::Command
             clean_start,
             protocol: 4,
             now_ms,
+            expiry_interval: 60,
+            will: Some(pb::Will {
+                message: Some(pb::Message {
+                    topic: "wills".into(),
+                    ..Default::default()
+                }),
+                delay_secs: 5,
+            }),
         })),
     }
 }
@@ -41,6 +49,7 @@ fn detach(client: &str, epoch: u64, expires_at_ms: Option<u64>) -> pb::Command {
             client_id: client.into(),
             epoch,
             expires_at_ms,
+            will_due_at_ms: None,
         })),
     }
 }
@@ -151,4 +160,49 @@ fn snapshots_round_trip_the_registry() {
     r.apply(&detach("z", 1, Some(77)), &mut notices);
     let (sessions, retained) = r.to_snapshot();
     assert_eq!(Registry::from_snapshot(sessions, retained), r);
+}
+
+#[test]
+fn a_lost_node_leaves_its_connected_sessions_detached_with_deadlines_from_then() {
+    let mut r = Registry::default();
+    let mut notices = Vec::new();
+    r.apply(&claim("on-3", 3, false, 0), &mut notices);
+    r.apply(&claim("on-1", 1, false, 0), &mut notices);
+    let down = pb::Command {
+        kind: Some(pb::command::Kind::NodeDown(pb::NodeDown {
+            node_id: 3,
+            at_ms: 10_000,
+        })),
+    };
+    r.apply(&down, &mut notices);
+    let lost = &r.sessions["on-3"];
+    assert!(lost.detached);
+    assert_eq!(
+        lost.expires_at_ms,
+        Some(70_000),
+        "60 s expiry from the loss"
+    );
+    assert_eq!(
+        lost.will_due_at_ms,
+        Some(15_000),
+        "5 s will delay from the loss"
+    );
+    assert!(lost.due_will(15_000).is_some() && lost.due_will(14_999).is_none());
+    assert!(lost.expired(70_000) && !lost.expired(69_999));
+    assert!(
+        !r.sessions["on-1"].detached,
+        "other nodes' sessions are untouched"
+    );
+
+    let fired = pb::Command {
+        kind: Some(pb::command::Kind::WillFired(pb::WillFired {
+            client_id: "on-3".into(),
+            epoch: 1,
+        })),
+    };
+    r.apply(&fired, &mut notices);
+    assert!(
+        r.sessions["on-3"].due_will(u64::MAX).is_none(),
+        "a will fires once"
+    );
 }

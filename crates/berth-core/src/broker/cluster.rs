@@ -19,7 +19,7 @@ use crate::ids::{ClientId, ConnId, QueueSeq};
 
 use crate::index::Match;
 use crate::message::{Delivery, Message};
-use crate::store::{Op, Store, StoreError, SubscriptionRecord};
+use crate::store::{Op, Store, StoreError, SubscriptionRecord, WillRecord};
 use crate::time::UnixMillis;
 
 /// Cluster state of a broker that runs as a node.
@@ -41,6 +41,10 @@ pub(crate) struct ClusterState {
     pub next_token: u64,
     /// Other nodes' sessions matched by the message being routed.
     pub route_remote: HashMap<NodeId, Vec<ClientId>>,
+    /// Wills wait until this node has caught up with the cluster's log (see `CaughtUp`).
+    pub timers_held: bool,
+    /// Wills that came due meanwhile: published at `CaughtUp` unless the leader did it.
+    pub parked_wills: Vec<(ClientId, crate::ids::Epoch, WillRecord)>,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +71,7 @@ impl<S: Store> Broker<S> {
     pub fn join_cluster(&mut self, node: NodeId) {
         self.cluster = Some(Box::new(ClusterState {
             node,
+            timers_held: true,
             ..Default::default()
         }));
     }
@@ -128,7 +133,53 @@ impl<S: Store> Broker<S> {
                     }
                 }
             }
-            ClusterEvent::Dropped { client } => self.forget_remote(&client),
+            ClusterEvent::Dropped { client, epoch } => {
+                self.forget_remote(&client);
+                let stale = self
+                    .sessions
+                    .get(&client)
+                    .is_some_and(|s| s.epoch == epoch && s.online.is_none());
+                if stale && !self.is_moving(&client) {
+                    if let Some(session) = self.sessions.get_mut(&client) {
+                        session.will = None;
+                        session.will_due_at = None;
+                    }
+                    self.end_session(now, &client);
+                }
+            }
+            ClusterEvent::WillFired { client, epoch } => {
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster
+                        .parked_wills
+                        .retain(|(c, e, _)| !(*c == client && *e == epoch));
+                }
+                if let Some(session) = self.sessions.get_mut(&client)
+                    && session.epoch == epoch
+                    && session.online.is_none()
+                {
+                    session.will = None;
+                    session.will_due_at = None;
+                    if session.stored {
+                        let op = Op::PutSession {
+                            client: client.clone(),
+                            record: super::record_of(session),
+                        };
+                        self.batch.push(op);
+                    }
+                }
+            }
+            ClusterEvent::CaughtUp => {
+                let parked = match self.cluster.as_mut() {
+                    Some(cluster) => {
+                        cluster.timers_held = false;
+                        std::mem::take(&mut cluster.parked_wills)
+                    }
+                    None => Vec::new(),
+                };
+                for (client, epoch, will) in parked {
+                    self.publish_parked_will(now, &client, epoch, will);
+                }
+            }
             ClusterEvent::Retained { message } => self.set_retained_public(&message),
             ClusterEvent::Reset { sessions } => {
                 let known: Vec<ClientId> = self
@@ -605,6 +656,69 @@ impl<S: Store> Broker<S> {
         }
     }
 
+    pub(super) fn park_will(
+        &mut self,
+        client: &ClientId,
+        epoch: crate::ids::Epoch,
+        will: WillRecord,
+    ) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.parked_wills.push((client.clone(), epoch, will));
+        }
+    }
+
+    /// A will that waited for `CaughtUp`: published now, as its session would have.
+    fn publish_parked_will(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        epoch: crate::ids::Epoch,
+        will: WillRecord,
+    ) {
+        self.stats.wills_published_total += 1;
+        self.replicate(Replicate::WillFired {
+            client: client.clone(),
+            epoch,
+        });
+        if let Some(session) = self.sessions.get_mut(client)
+            && session.epoch == epoch
+            && session.stored
+        {
+            let op = Op::PutSession {
+                client: client.clone(),
+                record: super::record_of(session),
+            };
+            self.batch.push(op);
+        }
+        let mut message = will.message;
+        message.expires_at = message
+            .properties
+            .message_expiry_interval
+            .take()
+            .map(|secs| now.plus_secs(secs));
+        if message.retain {
+            self.set_retained_public(&message);
+        }
+        let message = Arc::new(message);
+        self.route(now, Some(client), message.clone());
+        self.forward_matches(&message, Some(client), None);
+    }
+
+    /// Whether time-driven rules must wait (see `ClusterEvent::CaughtUp`).
+    pub(super) fn timers_held(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.timers_held)
+    }
+
+    /// Publishes `message` as the server (a dead owner's will, published by the leader).
+    pub(super) fn on_publish_message(&mut self, now: UnixMillis, message: Message) {
+        if message.retain {
+            self.set_retained_public(&message);
+        }
+        let message = Arc::new(message);
+        self.route(now, None, message.clone());
+        self.forward_matches(&message, None, None);
+    }
+
     /// The broker asks the cluster to record a session change (only when it runs as a node).
     pub(super) fn replicate(&mut self, change: Replicate) {
         if self.cluster.is_some() {
@@ -637,6 +751,7 @@ pub(super) fn handle_cluster_event<S: Store>(
         Event::ImportBegin { client } => broker.on_import_begin(&client),
         Event::ImportDone { client } => broker.on_import_done(now, &client),
         Event::Release { client } => broker.on_release(&client),
+        Event::PublishMessage { message } => broker.on_publish_message(now, *message),
         _ => {}
     }
 }

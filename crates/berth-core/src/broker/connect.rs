@@ -324,6 +324,7 @@ impl<S: Store> Broker<S> {
             client: client.clone(),
             epoch: session.epoch,
             expires_at: session.expires_at.filter(|at| *at != super::NEVER),
+            will_due_at: session.will_due_at,
         };
         // Offline sessions keep their messages on disk, not in memory.
         if session.stored {

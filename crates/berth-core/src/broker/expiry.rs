@@ -23,6 +23,23 @@ impl<S: Store> Broker<S> {
         }
     }
 
+    /// Whether a will is due for publication now, or waits until this node has caught up with
+    /// the cluster (the leader may have published it while this node was down).
+    pub(super) fn will_may_fire(&mut self, client: &ClientId) -> bool {
+        if !self.timers_held() {
+            return true;
+        }
+        let Some(session) = self.sessions.get_mut(client) else {
+            return false;
+        };
+        session.will_due_at = None;
+        let epoch = session.epoch;
+        if let Some(will) = session.will.take() {
+            self.park_will(client, epoch, *will);
+        }
+        false
+    }
+
     /// Timers are not removed when plans change; a timer only acts if it still matches.
     fn will_due(&mut self, now: UnixMillis, at: UnixMillis, client: &ClientId) {
         if self.is_moving(client) {
@@ -32,6 +49,9 @@ impl<S: Store> Broker<S> {
             return;
         };
         if session.online.is_some() || session.will_due_at != Some(at) {
+            return;
+        }
+        if !self.will_may_fire(client) {
             return;
         }
         self.publish_will(now, client);
@@ -70,6 +90,11 @@ impl<S: Store> Broker<S> {
             return;
         };
         self.stats.wills_published_total += 1;
+        let fired = crate::cluster::Replicate::WillFired {
+            client: client.clone(),
+            epoch: session.epoch,
+        };
+        self.replicate(fired);
         let mut message = will.message;
         // The will's lifetime starts now (see `on_connect`): from here on it is a routed
         // message whose expiry is absolute, like any other.
@@ -94,6 +119,7 @@ impl<S: Store> Broker<S> {
             .sessions
             .get(client)
             .is_some_and(|s| s.will_due_at.is_some())
+            && self.will_may_fire(client)
         {
             self.publish_will(now, client);
         }

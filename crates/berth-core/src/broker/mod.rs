@@ -80,6 +80,8 @@ pub enum Event {
     ImportDone { client: ClientId },
     /// Takeover, old owner: the new owner stored the session; delete the copy here.
     Release { client: ClientId },
+    /// A message the server publishes itself (the leader publishing a dead owner's will).
+    PublishMessage { message: Box<Message> },
 }
 
 /// Why the server reports a connection as closed.

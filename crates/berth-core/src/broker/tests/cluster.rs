@@ -353,3 +353,54 @@ fn a_replayed_older_claim_leaves_a_newer_local_session_alone() {
     assert!(!out.closed(conn));
     assert!(h.stored_session("x").is_some());
 }
+
+/// After a restart, a will that comes due waits until the node has caught up with the log:
+/// the leader may have published it while this node was down.
+#[test]
+fn a_will_due_before_catching_up_waits_and_is_dropped_if_the_leader_published_it() {
+    for leader_fired in [true, false] {
+        let mut h = node(1);
+        let conn = h.connect_ok(with_will(
+            v5("x", false, Some(600)),
+            will("wills/x", b"bye", Some(5)),
+        ));
+        h.subscribe(conn, subscribe(1, "unrelated", QoS::AtLeastOnce));
+        // The node dies with the client connected and comes back 10 s later.
+        h.restart_after(10);
+        h.broker.join_cluster(1);
+        let watcher = h.connect_ok(v3("watcher", true));
+        h.subscribe(watcher, subscribe(1, "wills/#", QoS::AtLeastOnce));
+        let out = h.tick_after(6);
+        assert!(
+            out.publishes(watcher).is_empty(),
+            "parked while not caught up"
+        );
+        if leader_fired {
+            h.event(Event::Cluster(ClusterEvent::WillFired {
+                client: client("x"),
+                epoch: Epoch(1),
+            }));
+        }
+        let out = h.event(Event::Cluster(ClusterEvent::CaughtUp));
+        let expected: Vec<String> = if leader_fired {
+            vec![]
+        } else {
+            vec!["bye".into()]
+        };
+        assert_eq!(
+            payloads(&out.publishes(watcher)),
+            expected,
+            "leader fired: {leader_fired}"
+        );
+    }
+}
+
+#[test]
+fn an_expired_session_is_gone_at_connect_even_before_catching_up() {
+    let mut h = node(1);
+    let conn = h.connect_ok(v5("short", false, Some(2)));
+    h.lose(conn);
+    h.now = UnixMillis(h.now.0 + 3_000);
+    let (conn, out) = h.connect(v5("short", false, Some(2)));
+    assert!(!out.connack(conn).session_present);
+}
