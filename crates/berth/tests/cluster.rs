@@ -572,3 +572,45 @@ async fn when_an_owner_dies_the_leader_publishes_its_clients_wills_and_expires_t
         "the leader expired the dead owner's session"
     );
 }
+
+/// `berth cluster ...` against a running cluster; returns its stdout.
+fn admin(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("cluster")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run berth cluster");
+    assert!(
+        output.status.success(),
+        "berth cluster {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_commands_shrink_and_grow_the_cluster() {
+    let cluster = Cluster::start(3).await;
+    let at = cluster.node(1).cluster.unwrap().to_string();
+    let third = cluster.node(3).cluster.unwrap().to_string();
+    let status = admin(&["status", "--at", &at]);
+    assert_eq!(status.matches(" voter").count(), 3, "{status}");
+
+    let after = admin(&["remove", "--at", &at, "--node", "3"]);
+    assert!(!after.contains(&third), "node 3 is gone: {after}");
+    assert_eq!(after.matches(" voter").count(), 2, "{after}");
+    // Two voters still form a majority: the cluster keeps serving.
+    wait_accepting(cluster.mqtt(2)).await;
+
+    let grown = admin(&["add", "--at", &at, "--node", "3", "--addr", &third]);
+    assert_eq!(grown.matches(" voter").count(), 3, "{grown}");
+    cluster.wait_voters(3).await;
+    let (mut sub, _) =
+        TestClient::connect(cluster.mqtt(3), ProtocolVersion::V3_1_1, "back", false).await;
+    sub.subscribe("b/#", QoS::AtLeastOnce).await;
+    let (mut publisher, _) =
+        TestClient::connect(cluster.mqtt(1), ProtocolVersion::V3_1_1, "p", true).await;
+    publish_all(&mut publisher, "b/1", "r", 3).await;
+    assert_eq!(receive(&mut sub, 3).await.len(), 3);
+}
