@@ -5,118 +5,30 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_codec::{ConnectProperties, Packet, ProtocolVersion, PubAck, Publish, QoS};
 use berth_e2e::client::{TestClient, connect_packet, topic};
 use bytes::Bytes;
+use support::{Berth, Options};
 
-const START_WAIT: Duration = Duration::from_secs(20);
+mod support;
 
 /// A `berth` process on 127.0.0.1:0 with its data in `data_dir`.
-struct Node {
-    child: Child,
-    mqtt: SocketAddr,
-}
+struct Node;
 
 impl Node {
-    fn start(data_dir: &Path) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env("NO_COLOR", "1")
-            // The default queue limit (1000, drop newest) would drop part of the stream below.
-            .env("BERTH_QUEUE_MAX_MESSAGES", "unlimited")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start berth");
-        // The startup line names the bound address: `... mqtt=127.0.0.1:PORT ...`.
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + START_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("berth did not print its listening address within {START_WAIT:?}");
-            };
-            if let Some(addr) = mqtt_addr(&strip_ansi(&line)) {
-                return Node { child, mqtt: addr };
-            }
-        }
+    fn start(data_dir: &Path) -> Berth {
+        Berth::start(
+            data_dir,
+            &Options {
+                // The default queue limit (1000, drop newest) would drop part of the stream below.
+                env: vec![("BERTH_QUEUE_MAX_MESSAGES".into(), "unlimited".into())],
+                ..Options::default()
+            },
+        )
     }
-
-    /// SIGKILL: no shutdown path runs, exactly like a crash.
-    fn kill9(self) {
-        drop(self);
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn mqtt_addr(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("mqtt=")? + 5..];
-    rest.split_whitespace()
-        .next()?
-        .trim_matches(',')
-        .parse()
-        .ok()
 }
 
 async fn publish_acked(publisher: &mut TestClient, payload: String) -> bool {

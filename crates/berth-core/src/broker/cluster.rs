@@ -675,12 +675,7 @@ impl<S: Store> Broker<S> {
         epoch: crate::ids::Epoch,
         will: WillRecord,
     ) {
-        self.stats.wills_published_total += 1;
-        self.replicate(Replicate::WillFired {
-            client: client.clone(),
-            epoch,
-        });
-        if let Some(session) = self.sessions.get_mut(client)
+        if let Some(session) = self.sessions.get(client)
             && session.epoch == epoch
             && session.stored
         {
@@ -690,18 +685,7 @@ impl<S: Store> Broker<S> {
             };
             self.batch.push(op);
         }
-        let mut message = will.message;
-        message.expires_at = message
-            .properties
-            .message_expiry_interval
-            .take()
-            .map(|secs| now.plus_secs(secs));
-        if message.retain {
-            self.set_retained_public(&message);
-        }
-        let message = Arc::new(message);
-        self.route(now, Some(client), message.clone());
-        self.forward_matches(&message, Some(client), None);
+        self.route_will(now, client, epoch, will.message);
     }
 
     /// Whether time-driven rules must wait (see `ClusterEvent::CaughtUp`).

@@ -89,13 +89,23 @@ impl<S: Store> Broker<S> {
         let Some(will) = session.will.take() else {
             return;
         };
+        let epoch = session.epoch;
+        self.route_will(now, client, epoch, will.message);
+    }
+
+    /// Publishes a session's will message (once): counted, recorded in the cluster, routed.
+    pub(super) fn route_will(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        epoch: crate::ids::Epoch,
+        mut message: crate::message::Message,
+    ) {
         self.stats.wills_published_total += 1;
-        let fired = crate::cluster::Replicate::WillFired {
+        self.replicate(crate::cluster::Replicate::WillFired {
             client: client.clone(),
-            epoch: session.epoch,
-        };
-        self.replicate(fired);
-        let mut message = will.message;
+            epoch,
+        });
         // The will's lifetime starts now (see `on_connect`): from here on it is a routed
         // message whose expiry is absolute, like any other.
         message.expires_at = message

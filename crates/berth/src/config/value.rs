@@ -267,23 +267,7 @@ pub fn drop_policy(input: Input<'_>) -> Result<DropPolicy, Problem> {
 
 /// Topic filters: a TOML array of strings, or comma-separated text in the environment.
 pub fn filters(input: Input<'_>) -> Result<Vec<TopicFilter>, Problem> {
-    const EXPECTED: &str = "an array of topic filters";
-    let texts: Vec<&str> = match input {
-        Input::Toml(toml::Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .ok_or_else(|| Input::Toml(item).wrong_type("a topic filter string"))
-            })
-            .collect::<Result<_, _>>()?,
-        Input::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .collect(),
-        Input::Toml(_) => return Err(input.wrong_type(EXPECTED)),
-    };
-    texts
+    string_list(input, "an array of topic filters", "a topic filter string")?
         .into_iter()
         .map(|text| {
             TopicFilter::parse(text).map_err(|error| Problem::BadFilter {
@@ -415,36 +399,25 @@ pub fn optional_host_port(input: Input<'_>) -> Result<Option<String>, Problem> {
 
 /// Peers: a TOML array of `"id=host:port"` strings, or comma-separated text.
 pub fn peers(input: Input<'_>) -> Result<Vec<(u64, String)>, Problem> {
-    let texts: Vec<&str> = match input {
-        Input::Toml(toml::Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .ok_or_else(|| Input::Toml(item).wrong_type("an \"id=host:port\" string"))
-            })
-            .collect::<Result<_, _>>()?,
-        Input::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .collect(),
-        Input::Toml(_) => return Err(input.wrong_type("an array of \"id=host:port\" strings")),
-    };
-    texts
-        .into_iter()
-        .map(|text| {
-            let bad = || Problem::BadPeer {
-                value: text.to_owned(),
-            };
-            let (id, addr) = text.split_once('=').ok_or_else(bad)?;
-            let id: u64 = id.trim().parse().map_err(|_| bad())?;
-            if id == 0 {
-                return Err(bad());
-            }
-            let addr = parse_host_port(addr.trim()).map_err(|_| bad())?;
-            Ok((id, addr))
-        })
-        .collect()
+    string_list(
+        input,
+        "an array of \"id=host:port\" strings",
+        "an \"id=host:port\" string",
+    )?
+    .into_iter()
+    .map(|text| {
+        let bad = || Problem::BadPeer {
+            value: text.to_owned(),
+        };
+        let (id, addr) = text.split_once('=').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        if id == 0 {
+            return Err(bad());
+        }
+        let addr = parse_host_port(addr.trim()).map_err(|_| bad())?;
+        Ok((id, addr))
+    })
+    .collect()
 }
 
 /// A positive duration in whole seconds (`"5s"`, `"1m"`).
@@ -473,4 +446,27 @@ pub fn format_peers(peers: &[(u64, String)]) -> toml::Value {
             .map(|(id, addr)| toml::Value::String(format!("{id}={addr}")))
             .collect(),
     )
+}
+
+/// A list of strings: a TOML array in the file, comma-separated text in the environment.
+fn string_list<'a>(
+    input: Input<'a>,
+    expected: &'static str,
+    expected_item: &'static str,
+) -> Result<Vec<&'a str>, Problem> {
+    match input {
+        Input::Toml(toml::Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .ok_or_else(|| Input::Toml(item).wrong_type(expected_item))
+            })
+            .collect(),
+        Input::Text(text) => Ok(text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .collect()),
+        Input::Toml(_) => Err(input.wrong_type(expected)),
+    }
 }
