@@ -231,3 +231,28 @@ async fn kill_9_in_the_middle_of_a_publish_stream_loses_no_acknowledged_message(
     }
     drop(node);
 }
+
+/// A data directory from before the cluster (no `raft/` inside) keeps its sessions: the node
+/// starts a one-member cluster and the stored sessions resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_without_raft_state_keeps_its_sessions() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(data.path());
+    let (mut device, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "legacy", false).await;
+    device.subscribe("fleet/#", QoS::AtLeastOnce).await;
+    device.disconnect().await;
+    let (mut publisher, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "ops", true).await;
+    assert!(publish_acked(&mut publisher, "kept".into()).await);
+    node.kill9();
+    std::fs::remove_dir_all(data.path().join("raft")).expect("remove the raft state");
+
+    let node = Node::start(data.path());
+    let (mut device, connack) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "legacy", false).await;
+    assert!(connack.session_present);
+    let publish = device.recv_publish_and_ack().await;
+    assert_eq!(&publish.payload[..], b"kept");
+    node.kill9();
+}
