@@ -591,6 +591,7 @@ async fn forward_locally(commands: &Sender<Command>, messages: Vec<pb::Forwarded
 #[derive(Debug)]
 pub struct BrokerEndpoint {
     pub(crate) commands: Sender<Command>,
+    pub(crate) link: Arc<ClusterLink>,
 }
 
 fn unavailable<E: std::fmt::Display>(e: E) -> Status {
@@ -642,9 +643,15 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
         request: pb::TakeoverRequest,
     ) -> berth_cluster::BoxFuture<Result<berth_cluster::TakeoverStream, Status>> {
         let commands = self.commands.clone();
+        let link = self.link.clone();
         Box::pin(async move {
             let client = client_id(&request.client_id)
                 .ok_or_else(|| Status::invalid_argument("client id"))?;
+            // The broker must have seen the claim (and stopped routing into its copy) before
+            // the copy is read; otherwise it would not even know the session is moving.
+            if !link.broker_caught_up(request.claim_log_index).await {
+                return Err(Status::unavailable("the claim has not reached this broker"));
+            }
             let (reply, wait) = oneshot::channel();
             commands
                 .send(Command::Export {

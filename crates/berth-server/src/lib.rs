@@ -92,16 +92,18 @@ pub async fn serve_node<S: Store + 'static>(
     let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
     let link = cluster.map(|parts| {
         broker.join_cluster(parts.node.id());
-        let endpoint: Arc<dyn berth_cluster::LocalBroker> = Arc::new(BrokerEndpoint {
-            commands: commands.clone(),
-        });
-        let _ = parts.slot.set(endpoint);
-        cluster_link::ClusterLink::start(
+        let link = cluster_link::ClusterLink::start(
             parts.node,
             parts.notices,
             commands.clone(),
             session_config,
-        )
+        );
+        let endpoint: Arc<dyn berth_cluster::LocalBroker> = Arc::new(BrokerEndpoint {
+            commands: commands.clone(),
+            link: link.clone(),
+        });
+        let _ = parts.slot.set(endpoint);
+        link
     });
     let broker_loop = runtime::BrokerLoop {
         broker,
