@@ -97,6 +97,8 @@ pub struct SessionExport {
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
     pub inflight: Vec<(PacketId, InflightRecord)>,
     pub incoming_qos2: Vec<PacketId>,
+    /// Messages in its queue, which the pages that follow must add up to.
+    pub queued: u64,
 }
 
 /// One page of a session's queue, oldest first.

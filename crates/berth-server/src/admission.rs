@@ -107,6 +107,7 @@ pub(crate) async fn claim(
                 .collect(),
             inflight: Vec::new(),
             incoming_qos2: Vec::new(),
+            queued: 0,
         };
         link.take_over(&client, from, claimed.epoch, log_index, fallback)
             .await;

@@ -215,7 +215,17 @@ impl ClusterLink {
         .await;
         let pulled = self.pull(client, from, epoch, claim_log_index).await;
         let imported = match pulled {
-            Ok(found) => found,
+            Ok(true) => true,
+            Ok(false) => {
+                // The old owner holds nothing (its copy ended with its connection, or was
+                // already handed on): the session goes on with its replicated subscriptions.
+                self.call(Event::ImportState {
+                    client: client.clone(),
+                    export: Box::new(fallback),
+                })
+                .await;
+                true
+            }
             Err(error) => {
                 // The old owner is unreachable: go on with the replicated subscriptions; the
                 // backlog stays on that node.
@@ -250,14 +260,17 @@ impl ClusterLink {
             new_owner: self.node.id(),
         };
         let mut request = tonic::Request::new(request);
-        request.set_timeout(Duration::from_secs(30));
+        request.set_timeout(Duration::from_secs(60));
+        // Longer than the old owner may wait for the claim to reach its broker (service.rs).
         let mut stream =
-            tokio::time::timeout(Duration::from_secs(5), rpc.takeover_session(request))
+            tokio::time::timeout(Duration::from_secs(20), rpc.takeover_session(request))
                 .await
                 .map_err(|_| "timed out".to_string())?
                 .map_err(|s| s.message().to_string())?
                 .into_inner();
         let mut found = false;
+        let mut expected = 0;
+        let mut received = 0;
         while let Some(chunk) = stream
             .message()
             .await
@@ -269,6 +282,7 @@ impl ClusterLink {
                         return Ok(false);
                     }
                     let export = export_from_pb(header, epoch).map_err(|e| e.to_string())?;
+                    expected = export.queued;
                     found = true;
                     self.call(Event::ImportState {
                         client: client.clone(),
@@ -283,6 +297,7 @@ impl ClusterLink {
                         .map(delivery_from_pb)
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| e.to_string())?;
+                    received += page.len() as u64;
                     self.call(Event::ImportQueue {
                         client: client.clone(),
                         page,
@@ -291,6 +306,12 @@ impl ClusterLink {
                 }
                 None => {}
             }
+        }
+        if found && received != expected {
+            // A stream cut short: keep the old copy (no release) and say so.
+            return Err(format!(
+                "takeover stream ended after {received} of {expected} queued messages"
+            ));
         }
         if found {
             // Stored here: the old owner may delete its copy.
@@ -656,6 +677,7 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             commands
                 .send(Command::Export {
                     client: client.clone(),
+                    epoch: berth_core::Epoch(request.epoch),
                     reply,
                 })
                 .await
@@ -795,6 +817,7 @@ fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
             .iter()
             .map(|id| u32::from(id.get()))
             .collect(),
+        queued: export.queued,
         will: record.will.as_ref().map(|w| pb::Will {
             message: Some(message_to_pb(&w.message)),
             delay_secs: w.delay_secs,
@@ -848,5 +871,6 @@ fn export_from_pb(
             .iter()
             .filter_map(|id| u16::try_from(*id).ok().and_then(berth_codec::PacketId::new))
             .collect(),
+        queued: header.queued,
     })
 }

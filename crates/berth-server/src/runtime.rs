@@ -81,6 +81,7 @@ pub(crate) enum Command {
     /// Takeover, old owner: the state of a session another node claimed.
     Export {
         client: ClientId,
+        epoch: berth_core::Epoch,
         reply: oneshot::Sender<Result<Option<SessionExport>, StoreError>>,
     },
     /// Takeover, old owner: one page of its queue.
@@ -271,8 +272,12 @@ impl<S: Store> BrokerLoop<S> {
                 replies.forwards.insert(token, reply);
                 Event::Forwarded { token, messages }
             }
-            Command::Export { client, reply } => {
-                let _ = reply.send(self.broker.export_session(&client));
+            Command::Export {
+                client,
+                epoch,
+                reply,
+            } => {
+                let _ = reply.send(self.broker.export_session(&client, epoch));
                 return Ok(());
             }
             Command::ExportQueue {

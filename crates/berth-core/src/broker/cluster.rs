@@ -29,11 +29,14 @@ pub(crate) struct ClusterState {
     /// Sessions owned by other nodes: owner and the filters they have in the index.
     pub remote: HashMap<ClientId, Remote>,
     /// Local sessions another node has claimed; kept until the new owner has stored them.
-    pub moving: HashMap<ClientId, NodeId>,
+    pub moving: HashMap<ClientId, (NodeId, crate::ids::Epoch)>,
     /// Sessions this node claimed and is still receiving from their old owner; forwarded
     /// messages for them wait (unacknowledged) until the backlog is in.
     pub importing: HashSet<ClientId>,
     pub deferred: Vec<(u64, Vec<Forwarded>)>,
+    /// Messages published here for sessions being imported here: delivered (and their
+    /// publishers acknowledged) after the backlog.
+    pub deferred_local: Vec<(Option<u64>, Forwarded)>,
     /// Publishes waiting for other nodes, by token.
     pub waiting: HashMap<u64, Waiting>,
     /// Acknowledgements per connection, in PUBLISH order, some still waiting.
@@ -92,19 +95,32 @@ impl<S: Store> Broker<S> {
                     // The local session is newer than this claim (a replayed log entry).
                     return;
                 }
+                if let Some(cluster) = self.cluster.as_mut()
+                    && owner != node
+                {
+                    cluster.importing.remove(&client);
+                }
                 if owner == node {
-                    self.forget_remote(&client);
                     if let Some(cluster) = self.cluster.as_mut() {
                         cluster.moving.remove(&client);
+                    }
+                    self.forget_remote(&client);
+                    if kept && !self.sessions.contains_key(&client) {
+                        // Until its state arrives from the old owner, its routes stay and point
+                        // here; what they match waits for the backlog (see `importing`).
+                        self.add_remote(&client, node, subscriptions);
+                        if let Some(cluster) = self.cluster.as_mut() {
+                            cluster.importing.insert(client.clone());
+                        }
                     }
                     return;
                 }
                 if self.sessions.contains_key(&client) && !self.is_moving(&client) {
-                    self.hand_over(now, &client, owner, kept);
+                    self.hand_over(now, &client, owner, epoch, kept);
                 } else if let Some(cluster) = self.cluster.as_mut()
                     && let Some(to) = cluster.moving.get_mut(&client)
                 {
-                    *to = owner;
+                    *to = (owner, epoch);
                 }
                 if self.sessions.contains_key(&client) && self.is_moving(&client) {
                     return;
@@ -236,7 +252,14 @@ impl<S: Store> Broker<S> {
 
     /// Another node claimed a session held here: its connection ends (MQTT 5: 0x8E), and the
     /// session either waits for its new owner to take it (`kept`) or ends now.
-    fn hand_over(&mut self, now: UnixMillis, client: &ClientId, owner: NodeId, kept: bool) {
+    fn hand_over(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        owner: NodeId,
+        epoch: crate::ids::Epoch,
+        kept: bool,
+    ) {
         if let Some(conn) = self.sessions.get(client).and_then(Session::conn) {
             if self
                 .sessions
@@ -256,7 +279,7 @@ impl<S: Store> Broker<S> {
             return;
         }
         if let Some(cluster) = self.cluster.as_mut() {
-            cluster.moving.insert(client.clone(), owner);
+            cluster.moving.insert(client.clone(), (owner, epoch));
         }
         // Its subscriptions now route to the new owner: they stay in the index as remote ones.
         if let Some(session) = self.sessions.get(client) {
@@ -272,7 +295,7 @@ impl<S: Store> Broker<S> {
     /// Routing: whether a matched client is another node's, and which.
     pub(super) fn remote_owner(&self, client: &ClientId) -> Option<NodeId> {
         let cluster = self.cluster.as_ref()?;
-        if let Some(to) = cluster.moving.get(client) {
+        if let Some((to, _)) = cluster.moving.get(client) {
             return Some(*to);
         }
         if self.sessions.contains_key(client) {
@@ -298,8 +321,19 @@ impl<S: Store> Broker<S> {
         let Some(cluster) = self.cluster.as_mut() else {
             return 0;
         };
-        let groups = std::mem::take(&mut cluster.route_remote);
+        let mut groups = std::mem::take(&mut cluster.route_remote);
         let nodes = groups.len();
+        if let Some(importing) = groups.remove(&cluster.node) {
+            // Sessions this node is importing: they wait here, like forwards from elsewhere.
+            cluster.deferred_local.push((
+                token,
+                Forwarded {
+                    message: message.clone(),
+                    clients: importing,
+                    publisher: publisher.cloned(),
+                },
+            ));
+        }
         for (node, clients) in groups {
             self.actions.push(Action::Forward {
                 node,
@@ -422,21 +456,28 @@ impl<S: Store> Broker<S> {
             return;
         }
         let mut not_owned = Vec::new();
-        for forwarded in messages {
-            for client in &forwarded.clients {
-                if self.remote_owner(client).is_some() || !self.sessions.contains_key(client) {
-                    not_owned.push(client.clone());
-                    continue;
-                }
-                if let Some(delivery) =
-                    self.delivery_for(client, &forwarded.message, forwarded.publisher.as_ref())
-                {
-                    self.deliver(now, client, delivery);
-                }
-            }
+        for forwarded in &messages {
+            not_owned.extend(self.deliver_forwarded(now, forwarded));
         }
         self.actions
             .push(Action::ForwardAccepted { token, not_owned });
+    }
+
+    /// Delivers a forwarded message to the named local sessions; returns those not owned here.
+    fn deliver_forwarded(&mut self, now: UnixMillis, forwarded: &Forwarded) -> Vec<ClientId> {
+        let mut not_owned = Vec::new();
+        for client in &forwarded.clients {
+            if self.remote_owner(client).is_some() || !self.sessions.contains_key(client) {
+                not_owned.push(client.clone());
+                continue;
+            }
+            if let Some(delivery) =
+                self.delivery_for(client, &forwarded.message, forwarded.publisher.as_ref())
+            {
+                self.deliver(now, client, delivery);
+            }
+        }
+        not_owned
     }
 
     /// What `client` gets of `message` by its own subscriptions (merged as the index does).
@@ -476,8 +517,15 @@ impl<S: Store> Broker<S> {
     pub fn export_session(
         &mut self,
         client: &ClientId,
+        epoch: crate::ids::Epoch,
     ) -> Result<Option<SessionExport>, StoreError> {
-        if !self.is_moving(client) {
+        // Only to the claim that moved it: an older claim's owner must not get it.
+        let claimed = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.moving.get(client))
+            .is_some_and(|(_, moving)| *moving == epoch);
+        if !claimed {
             return Ok(None);
         }
         let Some(session) = self.sessions.get(client) else {
@@ -497,6 +545,7 @@ impl<S: Store> Broker<S> {
                 .collect(),
             inflight,
             incoming_qos2: session.incoming_qos2.iter().copied().collect(),
+            queued: session.queue.bounds.count,
         }))
     }
 
@@ -651,8 +700,18 @@ impl<S: Store> Broker<S> {
             return;
         }
         let deferred = std::mem::take(&mut cluster.deferred);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut cluster.deferred_local)
+            .into_iter()
+            .partition(|(_, f)| !f.clients.iter().any(|c| cluster.importing.contains(c)));
+        cluster.deferred_local = waiting;
         for (token, messages) in deferred {
             self.on_forwarded(now, token, messages);
+        }
+        for (token, forwarded) in ready {
+            let not_owned = self.deliver_forwarded(now, &forwarded);
+            if let Some(token) = token {
+                self.on_forward_done(token, not_owned.is_empty());
+            }
         }
     }
 

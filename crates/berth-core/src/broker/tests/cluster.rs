@@ -297,7 +297,11 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
             .any(|a| matches!(a, Action::ForwardAccepted { .. }))
     );
 
-    let export: SessionExport = a.broker.export_session(&client("x")).unwrap().unwrap();
+    let export: SessionExport = a
+        .broker
+        .export_session(&client("x"), Epoch(2))
+        .unwrap()
+        .unwrap();
     assert_eq!(export.inflight.len(), 1, "m1 was in flight");
     let (page, next) = a.broker.export_queue(&client("x"), None, 2).unwrap();
     let (rest, end) = a.broker.export_queue(&client("x"), next, 2).unwrap();
@@ -403,4 +407,70 @@ fn an_expired_session_is_gone_at_connect_even_before_catching_up() {
     h.now = UnixMillis(h.now.0 + 3_000);
     let (conn, out) = h.connect(v5("short", false, Some(2)));
     assert!(!out.connack(conn).session_present);
+}
+
+/// On the new owner, a message published locally while the session is still being imported
+/// waits: it is queued after the backlog, and its PUBACK leaves only then.
+#[test]
+fn a_local_publish_during_an_import_waits_for_the_backlog() {
+    let mut b = node(2);
+    b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: 2,
+        epoch: Epoch(2),
+        kept: true,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    }));
+    let publisher = b.connect_ok(v3("pub", true));
+    let out = b.publish(publisher, publish("t", b"new", QoS::AtLeastOnce, 1));
+    assert!(
+        pubacks(&out, publisher).is_empty(),
+        "held until the backlog is in"
+    );
+
+    let mut a = node(1);
+    let conn = a.connect_ok(v3("x", false));
+    a.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    a.lose(conn);
+    let p = a.connect_ok(v3("p", true));
+    a.publish(p, publish("t", b"old", QoS::AtLeastOnce, 1));
+    a.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: 2,
+        epoch: Epoch(2),
+        kept: true,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    }));
+    let mut export = a
+        .broker
+        .export_session(&client("x"), Epoch(2))
+        .unwrap()
+        .unwrap();
+    assert!(
+        a.broker
+            .export_session(&client("x"), Epoch(1))
+            .unwrap()
+            .is_none(),
+        "fenced"
+    );
+    export.record.epoch = Epoch(2);
+    let (page, _) = a.broker.export_queue(&client("x"), None, 10).unwrap();
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    b.event(Event::ImportQueue {
+        client: client("x"),
+        page,
+    });
+    let done = b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    assert_eq!(
+        pubacks(&done, publisher),
+        vec![(1, berth_codec::PubAckReasonCode::Success)]
+    );
+    let (x, out) = b.connect(v3("x", false));
+    assert!(out.connack(x).session_present);
+    assert_eq!(payloads(&out.publishes(x)), vec!["old", "new"]);
 }
