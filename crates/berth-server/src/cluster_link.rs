@@ -215,17 +215,9 @@ impl ClusterLink {
         .await;
         let pulled = self.pull(client, from, epoch, claim_log_index).await;
         let imported = match pulled {
-            Ok(true) => true,
-            Ok(false) => {
-                // The old owner holds nothing (its copy ended with its connection, or was
-                // already handed on): the session goes on with its replicated subscriptions.
-                self.call(Event::ImportState {
-                    client: client.clone(),
-                    export: Box::new(fallback),
-                })
-                .await;
-                true
-            }
+            // The old owner holds nothing: the session ended there (with its connection, or by
+            // expiry) and the registry had not heard yet. The client starts afresh.
+            Ok(found) => found,
             Err(error) => {
                 // The old owner is unreachable: go on with the replicated subscriptions; the
                 // backlog stays on that node.
