@@ -413,8 +413,13 @@ impl<S: Store> Broker<S> {
         let Some(held) = cluster.acks.get_mut(&conn) else {
             return;
         };
+        let mut forget_qos2 = None;
         if let Some(entry) = held.iter_mut().find(|h| h.token == Some(token)) {
             entry.token = None;
+            if failed && let Packet::PubRec(rec) = &entry.packet {
+                // Not delivered everywhere: a re-sent PUBLISH must be routed again.
+                forget_qos2 = Some(rec.packet_id);
+            }
             if failed {
                 if v5 {
                     set_ack_reason(&mut entry.packet, PubAckReasonCode::UnspecifiedError);
@@ -428,17 +433,40 @@ impl<S: Store> Broker<S> {
                 }
             }
         }
+        if let Some(id) = forget_qos2 {
+            self.forget_incoming_qos2(conn, id);
+        }
+        let Some(held) = self.cluster.as_mut().and_then(|c| c.acks.get_mut(&conn)) else {
+            return;
+        };
         let mut ready = Vec::new();
         while held.front().is_some_and(|h| h.token.is_none()) {
             if let Some(h) = held.pop_front() {
                 ready.push(h.packet);
             }
         }
-        if held.is_empty() {
+        if held.is_empty()
+            && let Some(cluster) = self.cluster.as_mut()
+        {
             cluster.acks.remove(&conn);
         }
         for packet in ready {
             self.send(conn, packet);
+        }
+    }
+
+    fn forget_incoming_qos2(&mut self, conn: ConnId, id: berth_codec::PacketId) {
+        let Some(client) = self.conns.get(&conn).cloned() else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&client) else {
+            return;
+        };
+        if session.incoming_qos2.remove(&id) && session.stored {
+            self.batch.push(Op::DeleteIncomingQos2 {
+                client,
+                packet_id: id,
+            });
         }
     }
 

@@ -61,8 +61,9 @@ impl<S: Store> Broker<S> {
         if publish.qos == QoS::ExactlyOnce {
             let Some(id) = publish.packet_id else { return };
             if session.incoming_qos2.contains(&id) {
-                // A re-sent PUBLISH we already routed: exactly once means acknowledge only.
-                return self.send(conn, Packet::PubRec(PubRec::new(id)));
+                // A re-sent PUBLISH we already routed: exactly once means acknowledge only
+                // (behind the first one's PUBREC if that still waits for another node).
+                return self.send_ack(conn, Packet::PubRec(PubRec::new(id)), None);
             }
             if session.incoming_qos2.len() >= usize::from(self.config.limits.receive_maximum) {
                 return self.disconnect_with(

@@ -474,3 +474,28 @@ fn a_local_publish_during_an_import_waits_for_the_backlog() {
     assert!(out.connack(x).session_present);
     assert_eq!(payloads(&out.publishes(x)), vec!["old", "new"]);
 }
+
+#[test]
+fn a_qos2_publish_whose_owner_failed_is_routed_again_when_re_sent() {
+    let mut h = node(1);
+    remote_sub(&mut h, "far", 2, "t");
+    let publisher = h.connect_ok(v5("p5", true, None));
+    let out = h.publish(publisher, publish("t", b"x", QoS::ExactlyOnce, 9));
+    let token = forwards(&out)[0].1.unwrap();
+    let out = h.event(Event::ForwardDone {
+        token,
+        delivered: false,
+    });
+    let recs: Vec<_> = out
+        .to(publisher)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::PubRec(rec) => Some(rec.reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recs, vec![berth_codec::PubAckReasonCode::UnspecifiedError]);
+    // The client tries again with the same packet id: not a duplicate any more.
+    let again = h.publish(publisher, publish("t", b"x", QoS::ExactlyOnce, 9));
+    assert_eq!(forwards(&again).len(), 1, "routed again");
+}
