@@ -11,6 +11,8 @@
 mod admission;
 mod cluster_link;
 mod connection;
+mod endpoint;
+mod forwarding;
 pub mod http;
 pub mod metrics;
 mod runtime;
@@ -22,7 +24,7 @@ use berth_core::{Broker, BrokerConfig, ConnId, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use cluster_link::BrokerEndpoint;
+pub use endpoint::BrokerEndpoint;
 pub use metrics::{Metrics, MetricsError};
 
 /// What a server needs to run as a cluster node: the started node, the registry changes its

@@ -14,12 +14,12 @@ use berth_codec::{DisconnectReasonCode, Packet, PubAckReasonCode, QoS, TopicFilt
 
 use super::session::Session;
 use super::{Action, Broker, Event};
-use crate::cluster::{ClusterEvent, Forwarded, NodeId, QueuePage, Replicate, SessionExport};
-use crate::ids::{ClientId, ConnId, QueueSeq};
+use crate::cluster::{ClusterEvent, Forwarded, NodeId, Replicate};
+use crate::ids::{ClientId, ConnId};
 
 use crate::index::Match;
 use crate::message::{Delivery, Message};
-use crate::store::{Op, Store, StoreError, SubscriptionRecord, WillRecord};
+use crate::store::{Op, Store, SubscriptionRecord, WillRecord};
 use crate::time::UnixMillis;
 
 /// Cluster state of a broker that runs as a node.
@@ -241,7 +241,7 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    fn forget_remote(&mut self, client: &ClientId) {
+    pub(super) fn forget_remote(&mut self, client: &ClientId) {
         let Some(remote) = self.cluster.as_mut().and_then(|c| c.remote.remove(client)) else {
             return;
         };
@@ -492,7 +492,11 @@ impl<S: Store> Broker<S> {
     }
 
     /// Delivers a forwarded message to the named local sessions; returns those not owned here.
-    fn deliver_forwarded(&mut self, now: UnixMillis, forwarded: &Forwarded) -> Vec<ClientId> {
+    pub(super) fn deliver_forwarded(
+        &mut self,
+        now: UnixMillis,
+        forwarded: &Forwarded,
+    ) -> Vec<ClientId> {
         let mut not_owned = Vec::new();
         for client in &forwarded.clients {
             if self.remote_owner(client).is_some() || !self.sessions.contains_key(client) {
@@ -539,208 +543,6 @@ impl<S: Store> Broker<S> {
             retain: message.retain && m.retain_as_published,
             subscription_ids: m.subscription_ids,
         })
-    }
-
-    /// The old owner's side of a takeover: the session's state, read from storage.
-    pub fn export_session(
-        &mut self,
-        client: &ClientId,
-        epoch: crate::ids::Epoch,
-    ) -> Result<Option<SessionExport>, StoreError> {
-        // Only to the claim that moved it: an older claim's owner must not get it.
-        let claimed = self
-            .cluster
-            .as_ref()
-            .and_then(|c| c.moving.get(client))
-            .is_some_and(|(_, moving)| *moving == epoch);
-        if !claimed {
-            return Ok(None);
-        }
-        let Some(session) = self.sessions.get(client) else {
-            return Ok(None);
-        };
-        let inflight = if session.stored {
-            self.store.read_inflight(client)?
-        } else {
-            Vec::new()
-        };
-        Ok(Some(SessionExport {
-            record: super::record_of(session),
-            subscriptions: session
-                .subscriptions
-                .iter()
-                .map(|(f, r)| (f.clone(), r.clone()))
-                .collect(),
-            inflight,
-            incoming_qos2: session.incoming_qos2.iter().copied().collect(),
-            queued: session.queue.bounds.count,
-        }))
-    }
-
-    /// One page of a moving session's queue, from `from` on; with the sequence to ask next.
-    pub fn export_queue(
-        &mut self,
-        client: &ClientId,
-        from: Option<QueueSeq>,
-        limit: usize,
-    ) -> Result<(QueuePage, Option<QueueSeq>), StoreError> {
-        let Some(session) = self.sessions.get(client).filter(|_| self.is_moving(client)) else {
-            return Ok((Vec::new(), None));
-        };
-        let bounds = session.queue.bounds;
-        if bounds.count == 0 {
-            return Ok((Vec::new(), None));
-        }
-        let from = from.unwrap_or(bounds.first);
-        let page = if session.stored {
-            self.store.read_queue(client, from, limit)?
-        } else {
-            session
-                .queue
-                .head
-                .iter()
-                .filter(|(seq, _)| *seq >= from)
-                .take(limit)
-                .cloned()
-                .collect()
-        };
-        let next = page.last().map(|(seq, _)| seq.next());
-        let more = page.len() == limit;
-        Ok((
-            page.into_iter().map(|(_, d)| d).collect(),
-            next.filter(|_| more),
-        ))
-    }
-
-    /// The new owner has stored the session: the copy here goes, without will or expiry.
-    pub(super) fn on_release(&mut self, client: &ClientId) {
-        if !self.is_moving(client) {
-            return;
-        }
-        if let Some(cluster) = self.cluster.as_mut() {
-            cluster.moving.remove(client);
-        }
-        let Some(session) = self.sessions.remove(client) else {
-            return;
-        };
-        // Its subscriptions stay in the index: they are the new owner's routes now.
-        if session.stored {
-            self.batch.push(Op::DeleteSession {
-                client: client.clone(),
-            });
-        }
-    }
-
-    /// The new owner's side: the session's state arrives before its queue.
-    pub(super) fn on_import_state(
-        &mut self,
-        now: UnixMillis,
-        client: &ClientId,
-        export: SessionExport,
-    ) {
-        self.forget_remote(client);
-        if self.sessions.contains_key(client) {
-            return;
-        }
-        let record = export.record;
-        let mut session = Session::new(record.epoch, record.protocol, record.expiry);
-        session.stored = !record.expiry.is_zero();
-        session.will = record.will.clone().map(Box::new);
-        session.will_due_at = record.will_due_at;
-        session.expires_at = record.expires_at;
-        session.inflight_loaded = false;
-        session.incoming_qos2 = export.incoming_qos2.iter().copied().collect();
-        if session.stored {
-            self.batch.push(Op::PutSession {
-                client: client.clone(),
-                record: record.clone(),
-            });
-        }
-        for (filter, sub) in export.subscriptions {
-            self.index.insert(client, &filter, sub.clone());
-            if session.stored {
-                self.batch.push(Op::PutSubscription {
-                    client: client.clone(),
-                    filter: filter.clone(),
-                    record: sub.clone(),
-                });
-            }
-            session.subscriptions.insert(filter, sub);
-        }
-        for packet_id in &export.incoming_qos2 {
-            if session.stored {
-                self.batch.push(Op::PutIncomingQos2 {
-                    client: client.clone(),
-                    packet_id: *packet_id,
-                });
-            }
-        }
-        for (packet_id, record) in export.inflight {
-            session.next_order = session.next_order.max(record.order() + 1);
-            if session.stored {
-                self.batch.push(Op::PutInflight {
-                    client: client.clone(),
-                    packet_id,
-                    record,
-                });
-            }
-        }
-        if let Some(at) = session.will_due_at {
-            self.timers.insert((at, super::Timer::Will(client.clone())));
-        }
-        if let Some(at) = session.expires_at.filter(|at| *at != super::NEVER) {
-            self.timers
-                .insert((at, super::Timer::SessionExpiry(client.clone())));
-        }
-        self.sessions.insert(client.clone(), session);
-        let _ = now;
-    }
-
-    /// A page of the imported backlog, appended in order.
-    pub(super) fn on_import_queue(&mut self, now: UnixMillis, client: &ClientId, page: QueuePage) {
-        if !self.sessions.contains_key(client) {
-            return;
-        }
-        for delivery in page {
-            if delivery.message.is_expired(now) {
-                self.stats.count_drop(crate::stats::DropReason::Expired);
-                continue;
-            }
-            self.enqueue(client, delivery);
-        }
-    }
-
-    /// A takeover starts: forwards for `client` wait until its backlog is in.
-    pub(super) fn on_import_begin(&mut self, client: &ClientId) {
-        if let Some(cluster) = self.cluster.as_mut()
-            && !self.sessions.contains_key(client)
-        {
-            cluster.importing.insert(client.clone());
-        }
-    }
-
-    /// The import is complete: forwarded messages that waited for it are handled now.
-    pub(super) fn on_import_done(&mut self, now: UnixMillis, client: &ClientId) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        if !cluster.importing.remove(client) {
-            return;
-        }
-        let deferred = std::mem::take(&mut cluster.deferred);
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut cluster.deferred_local)
-            .into_iter()
-            .partition(|(_, f)| !f.clients.iter().any(|c| cluster.importing.contains(c)));
-        cluster.deferred_local = waiting;
-        for (token, messages) in deferred {
-            self.on_forwarded(now, token, messages);
-        }
-        for (token, forwarded) in ready {
-            let not_owned = self.deliver_forwarded(now, &forwarded);
-            if let Some(token) = token {
-                self.on_forward_done(token, not_owned.is_empty());
-            }
-        }
     }
 
     pub(super) fn park_will(

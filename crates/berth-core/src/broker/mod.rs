@@ -19,6 +19,7 @@ mod expiry;
 mod publish;
 mod session;
 mod subscribe;
+mod takeover;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
