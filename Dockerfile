@@ -10,7 +10,7 @@ COPY . .
 RUN cargo build --release --locked -p berth && cp target/release/berth /usr/local/bin/berth
 
 FROM debian:bookworm-slim
-RUN useradd --system --home /var/lib/berth --create-home berth
+RUN useradd --system --uid 999 --user-group --home /var/lib/berth --create-home berth
 COPY --from=build /usr/local/bin/berth /usr/local/bin/berth
 USER berth
 WORKDIR /var/lib/berth

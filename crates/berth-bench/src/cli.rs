@@ -168,6 +168,10 @@ pub enum Command {
         /// Keep the connections open this much longer after measuring.
         #[arg(long, default_value = "0s", value_parser = parse_duration)]
         hold: Duration,
+        /// Each connection also subscribes to a topic of its own after its CONNACK (on a
+        /// cluster, a Raft commit per SUBSCRIBE): reports the SUBSCRIBE rate and latency.
+        #[arg(long)]
+        subscribe: bool,
     },
     /// N offline persistent sessions with M queued QoS 1 messages each: broker RSS per session.
     Sessions {

@@ -152,6 +152,7 @@ async fn scenario(cli: &Cli) -> anyhow::Result<Report> {
             concurrency,
             settle,
             hold,
+            subscribe,
         } => {
             scenario::conns::scenario(
                 &s,
@@ -160,6 +161,7 @@ async fn scenario(cli: &Cli) -> anyhow::Result<Report> {
                     concurrency,
                     settle,
                     hold,
+                    subscribe,
                 },
             )
             .await

@@ -30,6 +30,8 @@ pub trait LocalBroker: Send + Sync + std::fmt::Debug + 'static {
     fn takeover(&self, request: pb::TakeoverRequest) -> BoxFuture<Result<TakeoverStream, Status>>;
     /// Deletes the local copy of a session the new owner has stored.
     fn release(&self, request: pb::ReleaseRequest) -> BoxFuture<Result<(), Status>>;
+    /// A node offers a copy of a session this node owns: pull it, unless already pulling.
+    fn offer(&self, request: pb::OfferRequest) -> BoxFuture<Result<pb::OfferReply, Status>>;
     /// Publishes a message as the server (a dead owner's will), routed like any other.
     fn publish(&self, message: pb::Message) -> BoxFuture<Result<(), Status>>;
 }
@@ -168,6 +170,14 @@ impl Cluster for ClusterService {
         let broker = self.broker()?;
         broker.release(request.into_inner()).await?;
         Ok(Response::new(pb::ReleaseReply {}))
+    }
+
+    async fn offer_session(
+        &self,
+        request: Request<pb::OfferRequest>,
+    ) -> Result<Response<pb::OfferReply>, Status> {
+        let broker = self.broker()?;
+        broker.offer(request.into_inner()).await.map(Response::new)
     }
 
     async fn propose(

@@ -62,6 +62,7 @@ pub enum ClusterEvent {
 pub struct RemoteSession {
     pub client: ClientId,
     pub owner: NodeId,
+    pub epoch: Epoch,
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
 }
 
@@ -99,6 +100,23 @@ pub struct SessionExport {
     pub incoming_qos2: Vec<PacketId>,
     /// Messages in its queue, which the pages that follow must add up to.
     pub queued: u64,
+}
+
+impl SessionExport {
+    /// The messages sent but not acknowledged, in send order, as deliveries to queue again
+    /// (a PUBREL in flight needs no message: the client has it).
+    pub fn unacknowledged(&self) -> QueuePage {
+        let mut sent: Vec<(u64, &Delivery)> = self
+            .inflight
+            .iter()
+            .filter_map(|(_, record)| match record {
+                InflightRecord::Sent { order, delivery } => Some((*order, delivery)),
+                InflightRecord::Released { .. } => None,
+            })
+            .collect();
+        sent.sort_by_key(|(order, _)| *order);
+        sent.into_iter().map(|(_, d)| d.clone()).collect()
+    }
 }
 
 /// One page of a session's queue, oldest first.

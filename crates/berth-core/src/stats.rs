@@ -55,6 +55,11 @@ pub struct Stats {
     pub wills_published_total: u64,
     pub sessions_expired_total: u64,
     pub protocol_errors_total: u64,
+    /// Messages held here in sessions another node has claimed but not yet pulled (its owner
+    /// could not reach this node at the takeover): a backlog waiting to be recovered.
+    pub stranded_messages: u64,
+    /// Messages of such backlogs recovered later and appended to sessions owned here.
+    pub stranded_recovered_total: u64,
     dropped_total: [u64; 5],
 }
 

@@ -8,9 +8,10 @@
 //!  CONNECT ─claim (Raft)─▶ wait broker_applied ≥ claim ─takeover pages─▶ Import* ─▶ ConnectAs
 //! ```
 //!
-//! Forwarding lives in `forwarding.rs`, the old owner's side of a takeover in `endpoint.rs`.
+//! Forwarding lives in `forwarding.rs`, the old owner's side of a takeover in `endpoint.rs`,
+//! the recovery of a backlog left on a node that was unreachable at a takeover in `stranded.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,12 +36,14 @@ use crate::runtime::Command;
 #[derive(Debug)]
 pub struct ClusterLink {
     pub(crate) node: ClusterNode,
-    commands: Sender<Command>,
+    pub(crate) commands: Sender<Command>,
     runtime: Handle,
     queues: Mutex<HashMap<NodeId, UnboundedSender<ForwardItem>>>,
     /// The last log index whose registry changes the broker thread has been handed.
     broker_applied: watch::Receiver<u64>,
     session: berth_core::SessionConfig,
+    /// Clients whose stranded backlog this node is pulling now (`stranded.rs`).
+    pub(crate) late_pulls: Mutex<HashSet<ClientId>>,
 }
 
 pub(crate) fn client_id(text: &str) -> Option<ClientId> {
@@ -71,9 +74,11 @@ impl ClusterLink {
             queues: Mutex::new(HashMap::new()),
             broker_applied: applied_rx,
             session,
+            late_pulls: Mutex::new(HashSet::new()),
         });
         tokio::spawn(pump_notices(link.clone(), notices, applied_tx));
         tokio::spawn(release_timers_when_caught_up(link.clone()));
+        tokio::spawn(crate::stranded::offer_stranded_copies(link.clone()));
         link
     }
 
@@ -202,15 +207,18 @@ impl ClusterLink {
             client: client.clone(),
         })
         .await;
-        let pulled = self.pull(client, from, epoch, claim_log_index).await;
+        let pulled = self
+            .pull(client, from, epoch, claim_log_index, Pull::Takeover)
+            .await;
         let imported = match pulled {
             // The old owner holds nothing: the session ended there (with its connection, or by
             // expiry) and the registry had not heard yet. The client starts afresh.
             Ok(found) => found,
             Err(error) => {
-                // The old owner is unreachable: go on with the replicated subscriptions; the
-                // backlog stays on that node.
-                tracing::warn!(%error, client = client.as_str(), from, "takeover: old owner unreachable; continuing without its backlog");
+                // The old owner is unreachable: go on with the replicated subscriptions. The
+                // backlog stays on that node, which offers it here once it is back
+                // (`stranded.rs`).
+                tracing::warn!(%error, client = client.as_str(), from, "takeover: old owner unreachable; continuing without its backlog until it is back");
                 self.call(Event::ImportState {
                     client: client.clone(),
                     export: Box::new(fallback),
@@ -226,12 +234,15 @@ impl ClusterLink {
         imported
     }
 
-    async fn pull(
+    /// Pulls the session `client` from `from` (state, then queue pages) and releases the copy
+    /// there once it is stored here. Whether anything was found there.
+    pub(crate) async fn pull(
         &self,
         client: &ClientId,
         from: NodeId,
         epoch: u64,
         claim_log_index: u64,
+        mode: Pull,
     ) -> Result<bool, String> {
         let mut rpc = self.node.client(from).map_err(|e| e.to_string())?;
         let request = pb::TakeoverRequest {
@@ -242,13 +253,14 @@ impl ClusterLink {
         };
         let mut request = tonic::Request::new(request);
         request.set_timeout(Duration::from_secs(60));
-        // Longer than the old owner may wait for the claim to reach its broker (service.rs).
-        let mut stream =
-            tokio::time::timeout(Duration::from_secs(20), rpc.takeover_session(request))
-                .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|s| s.message().to_string())?
-                .into_inner();
+        // The old owner answers once its broker has the claim (milliseconds, normally). An
+        // owner that cannot answer within this is treated as unreachable: the takeover goes on
+        // without its backlog, which it offers here once it is back (`stranded.rs`).
+        let mut stream = tokio::time::timeout(TAKEOVER_HEADER_WAIT, rpc.takeover_session(request))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
         let mut found = false;
         let mut expected = 0;
         let mut received = 0;
@@ -265,11 +277,18 @@ impl ClusterLink {
                     let export = export_from_pb(header, epoch).map_err(|e| e.to_string())?;
                     expected = export.queued;
                     found = true;
-                    self.call(Event::ImportState {
-                        client: client.clone(),
-                        export: Box::new(export),
-                    })
-                    .await;
+                    let event = match mode {
+                        Pull::Takeover => Event::ImportState {
+                            client: client.clone(),
+                            export: Box::new(export),
+                        },
+                        Pull::Late => Event::ImportLate {
+                            client: client.clone(),
+                            epoch: berth_core::Epoch(epoch),
+                            page: export.unacknowledged(),
+                        },
+                    };
+                    self.call(event).await;
                 }
                 Some(pb::takeover_chunk::Part::Queued(batch)) => {
                     let page = batch
@@ -279,11 +298,18 @@ impl ClusterLink {
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| e.to_string())?;
                     received += page.len() as u64;
-                    self.call(Event::ImportQueue {
-                        client: client.clone(),
-                        page,
-                    })
-                    .await;
+                    let event = match mode {
+                        Pull::Takeover => Event::ImportQueue {
+                            client: client.clone(),
+                            page,
+                        },
+                        Pull::Late => Event::ImportLate {
+                            client: client.clone(),
+                            epoch: berth_core::Epoch(epoch),
+                            page,
+                        },
+                    };
+                    self.call(event).await;
                 }
                 None => {}
             }
@@ -293,6 +319,11 @@ impl ClusterLink {
             return Err(format!(
                 "takeover stream ended after {received} of {expected} queued messages"
             ));
+        }
+        if found && mode == Pull::Late && !self.accepts_late(client, epoch).await {
+            // The session moved on (or ended) while the pages came: they were not stored for
+            // it, so the copy there stays and is offered to whoever owns the session now.
+            return Ok(false);
         }
         if found {
             // Stored here: the old owner may delete its copy.
@@ -306,6 +337,19 @@ impl ClusterLink {
         }
         Ok(found)
     }
+}
+
+/// How long a takeover waits for the old owner to start sending the session.
+const TAKEOVER_HEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// What a pull is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pull {
+    /// The session arrives here with a new claim: its state and backlog become the session.
+    Takeover,
+    /// The session already runs here: a backlog stranded on a node that was unreachable at the
+    /// takeover is appended to it.
+    Late,
 }
 
 /// After a start, wills and expiries wait until this node knows a leader and has applied its
@@ -425,6 +469,7 @@ fn event_of(node: &ClusterNode, notice: Notice) -> Option<ClusterEvent> {
                     Some(RemoteSession {
                         client: client_id(client)?,
                         owner: entry.owner,
+                        epoch: berth_core::Epoch(entry.epoch),
                         subscriptions: subscriptions_from(
                             &entry.subscriptions.values().cloned().collect::<Vec<_>>(),
                         ),

@@ -38,6 +38,21 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) async fn run(self) {
+        let conn = self.conn;
+        let commands = self.commands.clone();
+        let max_packet_size = self.max_packet_size;
+        // Boxed: the handshake (reading CONNECT, the cluster's claim, refusals) has large
+        // futures that live only until CONNACK; inline they would stay part of every idle
+        // connection's task for as long as it is open.
+        let Some(accepted) = Box::pin(self.handshake()).await else {
+            return;
+        };
+        serve(conn, commands, max_packet_size, accepted).await;
+    }
+
+    /// Reads the CONNECT, has the cluster grant the session, hands the CONNECT to the broker.
+    /// `None`: the connection ended (refused, closed, timed out).
+    async fn handshake(self) -> Option<Accepted> {
         let Connection {
             conn,
             stream,
@@ -61,7 +76,7 @@ impl Connection {
             Ok(Err(ConnectFailure::UnsupportedLevel)) => {
                 // 3.1.1 §3.1.2.2: CONNACK return code 0x01, then close.
                 let _ = writer.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
-                return;
+                return None;
             }
             Ok(Err(ConnectFailure::Refused(reason))) => {
                 let mut out = BytesMut::new();
@@ -70,9 +85,9 @@ impl Connection {
                     let _ = writer.write_all(&out).await;
                 }
                 let _ = writer.shutdown().await;
-                return;
+                return None;
             }
-            Ok(Err(ConnectFailure::Closed)) | Err(_) => return,
+            Ok(Err(ConnectFailure::Closed)) | Err(_) => return None,
         };
         let mut connect = connect;
         let mut grant = None;
@@ -95,13 +110,13 @@ impl Connection {
                         let _ = writer.write_all(&out).await;
                     }
                     let _ = writer.shutdown().await;
-                    return;
+                    return None;
                 }
             }
         }
         let version = connect.protocol;
-        let mut keep_alive = connect.keep_alive;
-        let (outbound_tx, mut outbound) = unbounded_channel();
+        let keep_alive = connect.keep_alive;
+        let (outbound_tx, outbound) = unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let handle = ConnectionHandle {
             outbound: outbound_tx.clone(),
@@ -119,100 +134,147 @@ impl Connection {
             replies: outbound_tx,
             pending: pending.clone(),
         });
-        if commands.send(command).await.is_err() {
-            return;
+        if !to_broker(&commands, move || command).await {
+            return None;
         }
+        Some(Accepted {
+            reader,
+            writer,
+            read_buf,
+            version,
+            keep_alive,
+            outbound,
+            pending,
+            replicated,
+        })
+    }
+}
 
-        let opts = DecodeOptions::new(version).with_max_packet_size(max_packet_size);
-        let mut write_buf = BytesMut::new();
-        let mut last_read = Instant::now();
-        let mut reading = true;
-        loop {
-            let keep_alive_deadline = (keep_alive > 0 && reading)
-                .then(|| last_read + Duration::from_millis(u64::from(keep_alive) * 1500));
-            tokio::select! {
-                read = reader.read_buf(&mut read_buf), if reading => {
-                    match read {
-                        Ok(0) | Err(_) => {
-                            let _ = commands.send(Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
-                            break;
-                        }
-                        Ok(_) => {
-                            last_read = Instant::now();
-                            if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_ref()).await {
-                                reading = false;
-                                let _ = commands.send(Command::Closed { conn, reason: CloseReason::Malformed(error) }).await;
-                            }
-                        }
-                    }
-                }
-                () = sleep_until(keep_alive_deadline.unwrap_or_else(Instant::now)), if keep_alive_deadline.is_some() => {
-                    reading = false;
-                    let _ = commands.send(Command::Closed { conn, reason: CloseReason::KeepAliveTimeout }).await;
-                }
-                message = outbound.recv() => {
-                    let Some(message) = message else { break };
-                    let mut close = false;
-                    let mut written = 0usize;
-                    let mut next = Some(message);
-                    // Write everything already waiting in one go.
-                    while let Some(message) = next.take() {
-                        match message {
-                            Outbound::Packet(packet) => {
-                                if let Packet::ConnAck(connack) = packet.as_ref()
-                                    && let Some(server_keep_alive) = connack.properties.server_keep_alive
-                                {
-                                    keep_alive = server_keep_alive;
-                                }
-                                written += 1;
-                                if encode(&packet, version, &mut write_buf).is_err() {
-                                    tracing::warn!(?conn, "dropping a packet that cannot be encoded");
-                                }
-                            }
-                            Outbound::Close => {
-                                close = true;
-                                break;
-                            }
-                        }
-                        // Bounded batches: a backlog is written in pieces, not copied whole.
-                        next = if write_buf.len() < WRITE_BUFFER_KEEP { outbound.try_recv().ok() } else { None };
-                    }
-                    if writer.write_all(&write_buf).await.is_err() {
-                        if reading {
-                            let _ = commands.send(Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
-                        }
+/// A connection whose CONNECT the broker has.
+struct Accepted {
+    reader: tokio::net::tcp::OwnedReadHalf,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    read_buf: BytesMut,
+    version: ProtocolVersion,
+    keep_alive: u16,
+    outbound: UnboundedReceiver<Outbound>,
+    pending: Arc<AtomicUsize>,
+    replicated: Option<Replicated>,
+}
+
+/// The connected phase: packets in, packets out, keep alive, until either side ends it.
+async fn serve(conn: ConnId, commands: Sender<Command>, max_packet_size: u32, accepted: Accepted) {
+    let Accepted {
+        mut reader,
+        mut writer,
+        mut read_buf,
+        version,
+        mut keep_alive,
+        mut outbound,
+        pending,
+        replicated,
+    } = accepted;
+
+    let opts = DecodeOptions::new(version).with_max_packet_size(max_packet_size);
+    let mut write_buf = BytesMut::new();
+    let mut last_read = Instant::now();
+    let mut reading = true;
+    loop {
+        let keep_alive_deadline = (keep_alive > 0 && reading)
+            .then(|| last_read + Duration::from_millis(u64::from(keep_alive) * 1500));
+        tokio::select! {
+            read = reader.read_buf(&mut read_buf), if reading => {
+                match read {
+                    Ok(0) | Err(_) => {
+                        to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
                         break;
                     }
-                    pending.fetch_sub(written, Ordering::Relaxed);
-                    write_buf.clear();
-                    if write_buf.capacity() > 2 * WRITE_BUFFER_KEEP {
-                        write_buf = BytesMut::new();
-                    }
-                    if close {
-                        let _ = writer.shutdown().await;
-                        return;
+                    Ok(_) => {
+                        last_read = Instant::now();
+                        if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_ref()).await {
+                            reading = false;
+                            to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::Malformed(error) }).await;
+                        }
                     }
                 }
             }
-            if !reading {
-                // Reported closed: wait (bounded) for the broker's last packets and Close.
-                let deadline = Instant::now() + CLOSE_GRACE;
-                while let Ok(Some(message)) =
-                    tokio::time::timeout_at(deadline, outbound.recv()).await
-                {
+            () = sleep_until(keep_alive_deadline.unwrap_or_else(Instant::now)), if keep_alive_deadline.is_some() => {
+                reading = false;
+                to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::KeepAliveTimeout }).await;
+            }
+            message = outbound.recv() => {
+                let Some(message) = message else { break };
+                let mut close = false;
+                let mut written = 0usize;
+                let mut next = Some(message);
+                // Write everything already waiting in one go.
+                while let Some(message) = next.take() {
                     match message {
                         Outbound::Packet(packet) => {
-                            let _ = encode(&packet, version, &mut write_buf);
+                            if let Packet::ConnAck(connack) = packet.as_ref()
+                                && let Some(server_keep_alive) = connack.properties.server_keep_alive
+                            {
+                                keep_alive = server_keep_alive;
+                            }
+                            written += 1;
+                            if encode(&packet, version, &mut write_buf).is_err() {
+                                tracing::warn!(?conn, "dropping a packet that cannot be encoded");
+                            }
                         }
-                        Outbound::Close => break,
+                        Outbound::Close => {
+                            close = true;
+                            break;
+                        }
                     }
+                    // Bounded batches: a backlog is written in pieces, not copied whole.
+                    next = if write_buf.len() < WRITE_BUFFER_KEEP { outbound.try_recv().ok() } else { None };
                 }
-                let _ = writer.write_all(&write_buf).await;
-                let _ = writer.shutdown().await;
-                return;
+                if writer.write_all(&write_buf).await.is_err() {
+                    if reading {
+                        to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
+                    }
+                    break;
+                }
+                pending.fetch_sub(written, Ordering::Relaxed);
+                write_buf.clear();
+                if write_buf.capacity() > 2 * WRITE_BUFFER_KEEP {
+                    write_buf = BytesMut::new();
+                }
+                if close {
+                    let _ = writer.shutdown().await;
+                    return;
+                }
             }
         }
-        drain_until_close(&mut outbound).await;
+        if !reading {
+            // Reported closed: wait (bounded) for the broker's last packets and Close.
+            let deadline = Instant::now() + CLOSE_GRACE;
+            while let Ok(Some(message)) = tokio::time::timeout_at(deadline, outbound.recv()).await {
+                match message {
+                    Outbound::Packet(packet) => {
+                        let _ = encode(&packet, version, &mut write_buf);
+                    }
+                    Outbound::Close => break,
+                }
+            }
+            let _ = writer.write_all(&write_buf).await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+    }
+    drain_until_close(&mut outbound).await;
+}
+
+/// Hands a command to the broker thread; false once the broker is gone. The channel's slot is
+/// reserved before the command is built, so a task waiting for room does not also hold the
+/// command inside its send future: every connection's task is as large as its largest wait.
+async fn to_broker(commands: &Sender<Command>, command: impl FnOnce() -> Command) -> bool {
+    match commands.reserve().await {
+        Ok(permit) => {
+            permit.send(command());
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -241,24 +303,43 @@ async fn forward_packets(
     commands: &Sender<Command>,
     replicated: Option<&Replicated>,
 ) -> Result<(), DecodeError> {
-    while let Some(packet) = decode(read_buf, opts)? {
-        if let Some(r) = replicated
-            && let Err(reply) =
-                admission::replicate(&r.link, &r.grant, &packet, crate::runtime::now()).await
-        {
-            r.pending.fetch_add(1, Ordering::Relaxed);
-            let _ = r.replies.send(Outbound::Packet(Box::new(reply)));
-            continue;
-        }
-        if commands
-            .send(Command::Packet { conn, packet })
-            .await
-            .is_err()
-        {
+    loop {
+        // Room in the channel first, then the packet: the task never waits while holding a
+        // decoded packet, which would make every connection's task that much larger.
+        let Ok(permit) = commands.reserve().await else {
             return Ok(());
+        };
+        let Some(mut packet) = decode(read_buf, opts)? else {
+            return Ok(());
+        };
+        if let Some(r) = replicated {
+            match replicate_or_refuse(r, packet).await {
+                Some(committed) => packet = committed,
+                None => continue,
+            }
         }
+        permit.send(Command::Packet { conn, packet });
     }
-    Ok(())
+}
+
+/// Commits what `packet` changes in the cluster (SUBSCRIBE, UNSUBSCRIBE, retained PUBLISH);
+/// when that fails, answers the client here (e.g. SUBACK 0x80) and returns false. Boxed: a Raft
+/// commit's future is large, runs only on cluster nodes, and must not be part of every idle
+/// connection's task. The packet travels inside the box and comes back when it may go on.
+fn replicate_or_refuse(
+    r: &Replicated,
+    packet: Packet,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Packet>> + Send + '_>> {
+    Box::pin(async move {
+        match admission::replicate(&r.link, &r.grant, &packet, crate::runtime::now()).await {
+            Ok(()) => Some(packet),
+            Err(reply) => {
+                r.pending.fetch_add(1, Ordering::Relaxed);
+                let _ = r.replies.send(Outbound::Packet(Box::new(reply)));
+                None
+            }
+        }
+    })
 }
 
 enum ConnectFailure {
@@ -310,5 +391,34 @@ async fn read_connect(
             Ok(0) | Err(_) => return Err(ConnectFailure::Closed),
             Ok(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle connection holds its task's future for as long as it is open: that future
+    /// is the largest part of the per-connection memory, so its size is kept small (rare,
+    /// large steps such as a Raft commit are boxed and allocated only while they run).
+    #[tokio::test]
+    async fn an_idle_connection_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (commands, _rx) = tokio::sync::mpsc::channel(1);
+        let connection = Connection {
+            conn: ConnId(1),
+            stream,
+            commands,
+            max_packet_size: 1 << 20,
+            cluster: None,
+        };
+        let task = connection.run();
+        let size = std::mem::size_of_val(&task);
+        eprintln!("connection task: {size} bytes");
+        // 7,000 bytes before the handshake and the Raft commits were boxed.
+        assert!(size <= 1024, "connection task future is {size} bytes");
     }
 }

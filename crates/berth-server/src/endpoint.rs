@@ -149,6 +149,17 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
         })
     }
 
+    fn offer(
+        &self,
+        request: pb::OfferRequest,
+    ) -> berth_cluster::BoxFuture<Result<pb::OfferReply, Status>> {
+        let link = self.link.clone();
+        Box::pin(async move {
+            let accepted = crate::stranded::accept_offer(link, request).await;
+            Ok(pb::OfferReply { accepted })
+        })
+    }
+
     fn publish(&self, message: pb::Message) -> berth_cluster::BoxFuture<Result<(), Status>> {
         publish_message(&self.commands, message)
     }

@@ -16,6 +16,7 @@ mod forwarding;
 pub mod http;
 pub mod metrics;
 mod runtime;
+mod stranded;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -36,6 +36,8 @@ pub struct Metrics {
     wills_published_total: IntCounter,
     sessions_expired_total: IntCounter,
     protocol_errors_total: IntCounter,
+    stranded_messages: IntGauge,
+    stranded_recovered_total: IntCounter,
     messages_dropped_total: IntCounterVec,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
@@ -96,6 +98,15 @@ impl Metrics {
             "Connections closed for a malformed packet or a protocol violation.",
         )?;
 
+        let stranded_messages = gauge(
+            "berth_stranded_messages",
+            "Messages held here for sessions another node took over without reaching this node; they go to it once it pulls them.",
+        )?;
+        let stranded_recovered_total = counter(
+            "berth_stranded_messages_recovered_total",
+            "Messages of such stranded backlogs recovered from another node into sessions owned here.",
+        )?;
+
         const DROPPED: &str = "berth_messages_dropped_total";
         let messages_dropped_total = IntCounterVec::new(
             Opts::new(DROPPED, "Messages dropped instead of delivered, by reason."),
@@ -128,6 +139,8 @@ impl Metrics {
             wills_published_total,
             sessions_expired_total,
             protocol_errors_total,
+            stranded_messages,
+            stranded_recovered_total,
             messages_dropped_total,
             last: Mutex::new(Stats::default()),
         })
@@ -142,6 +155,12 @@ impl Metrics {
         set(&self.sessions, stats.sessions);
         set(&self.queued_messages, stats.queued_messages);
         set(&self.retained_messages, stats.retained_messages);
+        set(&self.stranded_messages, stats.stranded_messages);
+        advance(
+            &self.stranded_recovered_total,
+            last.stranded_recovered_total,
+            stats.stranded_recovered_total,
+        );
         advance(
             &self.connects_total,
             last.connects_total,

@@ -90,6 +90,16 @@ pub(crate) enum Command {
         from: Option<QueueSeq>,
         reply: oneshot::Sender<ExportPage>,
     },
+    /// Stranded copies: sessions held here that other nodes have claimed.
+    Moving {
+        reply: oneshot::Sender<Vec<(ClientId, berth_core::NodeId, berth_core::Epoch)>>,
+    },
+    /// Whether a late backlog for `client` at `epoch` would be stored here.
+    AcceptsLate {
+        client: ClientId,
+        epoch: berth_core::Epoch,
+        reply: oneshot::Sender<bool>,
+    },
     Shutdown,
 }
 
@@ -286,6 +296,18 @@ impl<S: Store> BrokerLoop<S> {
                 reply,
             } => {
                 let _ = reply.send(self.broker.export_queue(&client, from, EXPORT_PAGE));
+                return Ok(());
+            }
+            Command::Moving { reply } => {
+                let _ = reply.send(self.broker.moving_sessions());
+                return Ok(());
+            }
+            Command::AcceptsLate {
+                client,
+                epoch,
+                reply,
+            } => {
+                let _ = reply.send(self.broker.accepts_late_backlog(&client, epoch));
                 return Ok(());
             }
             Command::Shutdown => return Ok(()),

@@ -12,215 +12,11 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use berth_cluster::pb;
 use berth_codec::{ConnectReasonCode, DisconnectReasonCode, Packet, ProtocolVersion, Publish, QoS};
-use berth_e2e::client::{TestClient, connect_packet, text, topic};
-use bytes::Bytes;
+use berth_e2e::client::{TestClient, connect_packet, text};
+use support::cluster::*;
 use support::{Berth, Options};
 use tempfile::TempDir;
-
-const FORM_WAIT: Duration = Duration::from_secs(60);
-
-struct Cluster {
-    nodes: Vec<Option<Berth>>,
-    dirs: Vec<TempDir>,
-    cluster_addrs: Vec<SocketAddr>,
-}
-
-impl Cluster {
-    /// Node 1 forms a one-member cluster; nodes 2..=n join through it and become voters.
-    async fn start(n: u64) -> Cluster {
-        let mut dirs = Vec::new();
-        let mut nodes = Vec::new();
-        for id in 1..=n {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let join = nodes
-                .first()
-                .and_then(|first: &Option<Berth>| first.as_ref())
-                .and_then(|first| first.cluster);
-            let node = Berth::start(dir.path(), &options(id, join));
-            if id == 1 {
-                wait_accepting(node.mqtt).await;
-            }
-            nodes.push(Some(node));
-            dirs.push(dir);
-        }
-        let cluster_addrs = nodes
-            .iter()
-            .flatten()
-            .map(|n: &Berth| n.cluster.expect("cluster listener"))
-            .collect();
-        let cluster = Cluster {
-            nodes,
-            dirs,
-            cluster_addrs,
-        };
-        cluster.wait_voters(n as usize).await;
-        cluster
-    }
-
-    fn node(&self, id: u64) -> &Berth {
-        self.nodes[(id - 1) as usize]
-            .as_ref()
-            .expect("node is running")
-    }
-
-    fn mqtt(&self, id: u64) -> SocketAddr {
-        self.node(id).mqtt
-    }
-
-    fn kill9(&mut self, id: u64) {
-        if let Some(node) = self.nodes[(id - 1) as usize].take() {
-            node.kill9();
-        }
-    }
-
-    /// Restarts a killed node on its data directory (it rejoins by itself).
-    fn restart(&mut self, id: u64) {
-        let dir = self.dirs[(id - 1) as usize].path().to_owned();
-        let addr = self.cluster_addrs[(id - 1) as usize];
-        let node = Berth::start(
-            &dir,
-            &Options {
-                cluster_addr: Some(addr),
-                ..options(id, None)
-            },
-        );
-        self.nodes[(id - 1) as usize] = Some(node);
-    }
-
-    /// Waits until every running node reports `voters` voters and agrees on one leader.
-    async fn wait_voters(&self, voters: usize) {
-        let deadline = Instant::now() + FORM_WAIT;
-        loop {
-            let mut ok = true;
-            for node in self.nodes.iter().flatten() {
-                match status(node.cluster.expect("cluster listener")).await {
-                    Some(s) => {
-                        let members = s
-                            .membership
-                            .as_ref()
-                            .and_then(|m| m.configs.last())
-                            .map_or(0, |c| c.ids.len());
-                        let joint = s.membership.as_ref().is_some_and(|m| m.configs.len() > 1);
-                        ok &= members == voters && !joint && s.leader_id.is_some();
-                    }
-                    None => ok = false,
-                }
-            }
-            if ok {
-                return;
-            }
-            if Instant::now() >= deadline {
-                for node in self.nodes.iter().flatten() {
-                    eprintln!(
-                        "node {}: {:?}",
-                        node.node_id,
-                        status(node.cluster.unwrap()).await
-                    );
-                }
-                panic!("the cluster did not form within {FORM_WAIT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn options(id: u64, join: Option<SocketAddr>) -> Options {
-    Options {
-        node_id: Some(id),
-        cluster: true,
-        join,
-        cluster_addr: None,
-        env: vec![
-            ("BERTH_QUEUE_MAX_MESSAGES".into(), "unlimited".into()),
-            ("BERTH_CLUSTER_COMMIT_TIMEOUT".into(), "3s".into()),
-        ],
-    }
-}
-
-async fn status(addr: SocketAddr) -> Option<pb::StatusReply> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2));
-    let channel = endpoint.connect().await.ok()?;
-    let mut client = pb::cluster_client::ClusterClient::new(channel);
-    client
-        .status(pb::StatusRequest {})
-        .await
-        .ok()
-        .map(|r| r.into_inner())
-}
-
-/// Waits until a clean 3.1.1 CONNECT to `addr` is accepted (the node has a leader).
-async fn wait_accepting(addr: SocketAddr) {
-    let deadline = Instant::now() + FORM_WAIT;
-    loop {
-        let (client, connack) =
-            TestClient::connect_with(addr, connect_packet(ProtocolVersion::V3_1_1, "probe", true))
-                .await;
-        if !connack.reason.is_error() {
-            client.disconnect().await;
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node at {addr} never accepted a CONNECT"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn qos1(topic_name: &str, id: u16, payload: String) -> Packet {
-    Packet::Publish(Publish {
-        dup: false,
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        topic: topic(topic_name),
-        packet_id: Some(berth_codec::PacketId::new(id).unwrap()),
-        payload: Bytes::from(payload),
-        properties: Default::default(),
-    })
-}
-
-/// Publishes `count` QoS 1 messages `prefix-i` and waits for every PUBACK (a window of 32).
-async fn publish_all(client: &mut TestClient, topic_name: &str, prefix: &str, count: usize) {
-    let mut in_flight = 0;
-    let mut acked = 0;
-    for i in 0..count {
-        let id = client.next_packet_id();
-        client
-            .send(qos1(topic_name, id.get(), format!("{prefix}-{i}")))
-            .await;
-        in_flight += 1;
-        if in_flight == 32 {
-            match client.recv().await {
-                Packet::PubAck(ack) => assert!(!ack.reason.is_error(), "{ack:?}"),
-                other => panic!("expected PUBACK, got {other:?}"),
-            }
-            in_flight -= 1;
-            acked += 1;
-        }
-    }
-    while acked < count {
-        match client.recv().await {
-            Packet::PubAck(ack) => assert!(!ack.reason.is_error(), "{ack:?}"),
-            other => panic!("expected PUBACK, got {other:?}"),
-        }
-        acked += 1;
-    }
-}
-
-/// Receives (and acknowledges) `count` PUBLISHes; returns their payloads and DUP flags.
-async fn receive(client: &mut TestClient, count: usize) -> Vec<(String, bool)> {
-    let mut got = Vec::with_capacity(count);
-    while got.len() < count {
-        let publish = client.recv_publish_and_ack().await;
-        got.push((text(&publish), publish.dup));
-    }
-    got
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_on_one_node_receives_publishes_from_every_node() {
@@ -520,11 +316,7 @@ async fn static_peers_form_the_cluster_once_a_majority_is_up() {
     sub.subscribe("s/#", QoS::AtLeastOnce).await;
     // The third joins late and routes like the others.
     let third = start(2);
-    let cluster = Cluster {
-        nodes: vec![Some(first), Some(second), Some(third)],
-        dirs,
-        cluster_addrs: Vec::new(),
-    };
+    let cluster = Cluster::of(vec![first, second, third], dirs);
     cluster.wait_voters(3).await;
     let (mut publisher, _) =
         TestClient::connect(cluster.mqtt(3), ProtocolVersion::V3_1_1, "static-pub", true).await;
@@ -613,4 +405,45 @@ async fn the_admin_commands_shrink_and_grow_the_cluster() {
         TestClient::connect(cluster.mqtt(1), ProtocolVersion::V3_1_1, "p", true).await;
     publish_all(&mut publisher, "b/1", "r", 3).await;
     assert_eq!(receive(&mut sub, 3).await.len(), 3);
+}
+
+/// A shared subscription with members on two nodes: every message published on a third node
+/// reaches exactly one member of the group, and both members get some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_group_across_nodes_gets_each_message_once() {
+    let cluster = Cluster::start(3).await;
+    let (mut a, _) =
+        TestClient::connect(cluster.mqtt(1), ProtocolVersion::V3_1_1, "worker-a", true).await;
+    a.subscribe("$share/workers/jobs/#", QoS::AtLeastOnce).await;
+    let (mut b, _) =
+        TestClient::connect(cluster.mqtt(2), ProtocolVersion::V3_1_1, "worker-b", true).await;
+    b.subscribe("$share/workers/jobs/#", QoS::AtLeastOnce).await;
+    let (mut publisher, _) =
+        TestClient::connect(cluster.mqtt(3), ProtocolVersion::V3_1_1, "dispatcher", true).await;
+    publish_all(&mut publisher, "jobs/new", "job", 100).await;
+
+    let mut seen = Vec::new();
+    let mut per_member = [0usize; 2];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < 100 && Instant::now() < deadline {
+        for (i, member) in [&mut a, &mut b].into_iter().enumerate() {
+            while let Some(packet) = member.try_recv(Duration::from_millis(50)).await {
+                let Packet::Publish(publish) = packet else {
+                    panic!("expected PUBLISH, got {packet:?}");
+                };
+                member.ack(&publish).await;
+                seen.push(text(&publish));
+                per_member[i] += 1;
+            }
+        }
+    }
+    seen.sort_by_key(|p| p.trim_start_matches("job-").parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..100).map(|i| format!("job-{i}")).collect();
+    assert_eq!(seen, expected, "each job exactly once across the group");
+    assert!(
+        per_member.iter().all(|n| *n > 0),
+        "both members got jobs: {per_member:?}"
+    );
+    a.expect_nothing(Duration::from_millis(300)).await;
+    b.expect_nothing(Duration::from_millis(300)).await;
 }

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use anyhow::bail;
+use berth_codec::TopicFilter;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
@@ -23,11 +24,15 @@ pub struct ConnsPlan {
     pub concurrency: u32,
     pub settle: std::time::Duration,
     pub hold: std::time::Duration,
+    /// Subscribe each connection to a topic of its own after its CONNACK.
+    pub subscribe: bool,
 }
 
 struct Opened {
     streams: Vec<TcpStream>,
     latency: Latency,
+    /// SUBSCRIBE → SUBACK, with `--subscribe`.
+    subscribe: Latency,
     failures: u64,
     first_error: Option<String>,
 }
@@ -51,10 +56,12 @@ pub async fn scenario(s: &Settings, plan: ConnsPlan) -> anyhow::Result<Report> {
     for w in 0..workers {
         let s = s.clone();
         let total = plan.connections;
+        let subscribe = plan.subscribe;
         tasks.spawn(async move {
             let mut opened = Opened {
                 streams: Vec::new(),
                 latency: Latency::new(),
+                subscribe: Latency::new(),
                 failures: 0,
                 first_error: None,
             };
@@ -62,8 +69,19 @@ pub async fn scenario(s: &Settings, plan: ConnsPlan) -> anyhow::Result<Report> {
                 let spec = connect_spec(&s, format!("bb{}-c{i}", s.run_id), SessionKind::Clean);
                 let t0 = Instant::now();
                 match Conn::connect(s.addr, &spec, s.timeout).await {
-                    Ok(conn) => {
+                    Ok(mut conn) => {
                         opened.latency.record_ns(t0.elapsed().as_nanos() as u64);
+                        if subscribe {
+                            let filter = TopicFilter::parse(&format!("bb{}/c{i}", s.run_id))
+                                .expect("a valid filter");
+                            let t1 = Instant::now();
+                            if let Err(e) = conn.subscribe(&[filter], s.qos, s.timeout).await {
+                                opened.failures += 1;
+                                opened.first_error.get_or_insert_with(|| format!("{e:#}"));
+                                continue;
+                            }
+                            opened.subscribe.record_ns(t1.elapsed().as_nanos() as u64);
+                        }
                         opened.streams.push(conn.into_stream());
                     }
                     Err(e) => {
@@ -77,12 +95,14 @@ pub async fn scenario(s: &Settings, plan: ConnsPlan) -> anyhow::Result<Report> {
     }
     let mut streams = Vec::with_capacity(plan.connections as usize);
     let mut latency = Latency::new();
+    let mut subscribe_latency = Latency::new();
     let mut failures = 0;
     let mut errors = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let opened = joined?;
         streams.extend(opened.streams);
         latency.merge(&opened.latency);
+        subscribe_latency.merge(&opened.subscribe);
         failures += opened.failures;
         errors.extend(opened.first_error);
     }
@@ -131,6 +151,17 @@ pub async fn scenario(s: &Settings, plan: ConnsPlan) -> anyhow::Result<Report> {
         micros(connect.p50_us),
         micros(connect.p99_us)
     );
+    if plan.subscribe {
+        let sub = subscribe_latency.summary();
+        r.metric("subscribe_p50_us", sub.p50_us);
+        r.metric("subscribe_p99_us", sub.p99_us);
+        summary.push_str(&format!(
+            ", each subscribed (SUBACK p50 {} p99 {}; connect + subscribe {} per s)",
+            micros(sub.p50_us),
+            micros(sub.p99_us),
+            thousands(rate)
+        ));
+    }
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         let per_conn = after.saturating_sub(before) as f64 / open.max(1) as f64;
         r.metric("rss_before_b", before as f64);

@@ -150,6 +150,16 @@ impl<S: Store> Broker<S> {
                 }
             }
             ClusterEvent::Dropped { client, epoch } => {
+                let moved_to_dropped = self
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.moving.get(&client))
+                    .is_some_and(|(_, moving)| *moving == epoch);
+                if moved_to_dropped {
+                    // The session this copy was moving to has ended on its owner (a backlog
+                    // never pulled from here ends with it, as it would have there).
+                    self.discard_moving_copy(&client);
+                }
                 self.forget_remote(&client);
                 let stale = self
                     .sessions
@@ -206,8 +216,41 @@ impl<S: Store> Broker<S> {
                 for client in known {
                     self.forget_remote(&client);
                 }
+                let listed: std::collections::HashSet<ClientId> =
+                    sessions.iter().map(|s| s.client.clone()).collect();
+                let ended: Vec<ClientId> = self
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.moving.keys())
+                    .into_iter()
+                    .flatten()
+                    .filter(|client| !listed.contains(*client))
+                    .cloned()
+                    .collect();
+                for client in ended {
+                    // Moved away, then ended on its new owner while this node was behind: as
+                    // `Dropped` would. (A local session the registry never knew — one from
+                    // before the cluster — stays.)
+                    self.discard_moving_copy(&client);
+                }
                 for session in sessions {
-                    if session.owner != node && !self.sessions.contains_key(&session.client) {
+                    let superseded = self
+                        .sessions
+                        .get(&session.client)
+                        .is_some_and(|local| local.epoch < session.epoch);
+                    if session.owner != node && superseded {
+                        // Claimed elsewhere while this node was behind (the claim reached it in
+                        // a snapshot, not as a log entry): hand the copy over as the entry would.
+                        let event = ClusterEvent::Owner {
+                            client: session.client,
+                            owner: session.owner,
+                            epoch: session.epoch,
+                            kept: true,
+                            subscriptions: session.subscriptions,
+                        };
+                        self.on_cluster(now, event);
+                    } else if session.owner != node && !self.sessions.contains_key(&session.client)
+                    {
                         self.add_remote(&session.client, session.owner, session.subscriptions);
                     }
                 }
@@ -623,6 +666,11 @@ pub(super) fn handle_cluster_event<S: Store>(
         Event::ImportQueue { client, page } => broker.on_import_queue(now, &client, page),
         Event::ImportBegin { client } => broker.on_import_begin(&client),
         Event::ImportDone { client } => broker.on_import_done(now, &client),
+        Event::ImportLate {
+            client,
+            epoch,
+            page,
+        } => broker.on_import_late(now, &client, epoch, page),
         Event::Release { client } => broker.on_release(&client),
         Event::PublishMessage { message } => broker.on_publish_message(now, *message),
         _ => {}

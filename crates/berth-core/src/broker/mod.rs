@@ -79,6 +79,13 @@ pub enum Event {
     ImportQueue { client: ClientId, page: QueuePage },
     /// Takeover, new owner: nothing more to import.
     ImportDone { client: ClientId },
+    /// A backlog recovered late from a node that was unreachable when the session moved here:
+    /// appended for the session at `epoch`, if it still runs here at that epoch.
+    ImportLate {
+        client: ClientId,
+        epoch: Epoch,
+        page: QueuePage,
+    },
     /// Takeover, old owner: the new owner stored the session; delete the copy here.
     Release { client: ClientId },
     /// A message the server publishes itself (the leader publishing a dead owner's will).
@@ -305,6 +312,13 @@ impl<S: Store> Broker<S> {
         self.stats.sessions = self.sessions.len() as u64;
         self.stats.queued_messages = self.sessions.values().map(|s| s.queue.bounds.count).sum();
         self.stats.retained_messages = self.retained.len() as u64;
+        self.stats.stranded_messages = self.cluster.as_ref().map_or(0, |c| {
+            c.moving
+                .keys()
+                .filter_map(|client| self.sessions.get(client))
+                .map(|s| s.queue.bounds.count)
+                .sum()
+        });
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

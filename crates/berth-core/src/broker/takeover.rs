@@ -82,6 +82,11 @@ impl<S: Store> Broker<S> {
 
     /// The new owner has stored the session: the copy here goes, without will or expiry.
     pub(super) fn on_release(&mut self, client: &ClientId) {
+        self.discard_moving_copy(client);
+    }
+
+    /// Deletes the copy of a session another node owns now (taken, or ended there).
+    pub(super) fn discard_moving_copy(&mut self, client: &ClientId) {
         if !self.is_moving(client) {
             return;
         }
@@ -176,6 +181,47 @@ impl<S: Store> Broker<S> {
             }
             self.enqueue(client, delivery);
         }
+    }
+
+    /// Whether a backlog recovered late for `client` can be stored here: the session runs here
+    /// at `epoch` and is neither arriving (its import decides) nor leaving (its export does).
+    pub fn accepts_late_backlog(&self, client: &ClientId, epoch: crate::ids::Epoch) -> bool {
+        let settled = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| !c.moving.contains_key(client) && !c.importing.contains(client));
+        settled && self.sessions.get(client).is_some_and(|s| s.epoch == epoch)
+    }
+
+    /// A backlog left on a node that could not be reached when the session moved here,
+    /// recovered once that node is back. It goes after what the session received since: the
+    /// recovered messages keep their order among themselves, but arrive after newer ones —
+    /// late rather than lost.
+    pub(super) fn on_import_late(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        epoch: crate::ids::Epoch,
+        page: QueuePage,
+    ) {
+        if !self.accepts_late_backlog(client, epoch) {
+            return;
+        }
+        self.stats.stranded_recovered_total += page.len() as u64;
+        for delivery in page {
+            self.deliver(now, client, delivery);
+        }
+    }
+
+    /// Sessions held here that other nodes have claimed, with their new owner and epoch: a
+    /// copy that stays moving for long was not pulled (its owner could not reach this node).
+    pub fn moving_sessions(&self) -> Vec<(ClientId, crate::cluster::NodeId, crate::ids::Epoch)> {
+        self.cluster.as_ref().map_or_else(Vec::new, |c| {
+            c.moving
+                .iter()
+                .map(|(client, (owner, epoch))| (client.clone(), *owner, *epoch))
+                .collect()
+        })
     }
 
     /// A takeover starts: forwards for `client` wait until its backlog is in.

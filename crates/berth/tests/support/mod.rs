@@ -3,8 +3,11 @@
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod cluster;
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -35,15 +38,22 @@ pub struct Options {
     /// `--join ADDR`.
     pub join: Option<SocketAddr>,
     pub env: Vec<(String, String)>,
+    /// Run it through this command (e.g. `ip netns exec NAME`).
+    pub wrapper: Vec<String>,
+    /// Listen for MQTT and HTTP on this address (port 0) instead of 127.0.0.1.
+    pub mqtt_ip: Option<IpAddr>,
+    /// With `cluster`: the cluster listener's address (port 0) instead of 127.0.0.1.
+    pub cluster_ip: Option<IpAddr>,
 }
 
 impl Berth {
     pub fn start(data_dir: &Path, options: &Options) -> Berth {
+        let mqtt_ip = options.mqtt_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let mut args: Vec<String> = vec![
             "--listen".into(),
-            "127.0.0.1:0".into(),
+            SocketAddr::new(mqtt_ip, 0).to_string(),
             "--http".into(),
-            "127.0.0.1:0".into(),
+            SocketAddr::new(mqtt_ip, 0).to_string(),
         ];
         if let Some(id) = options.node_id {
             args.extend(["--node-id".into(), id.to_string()]);
@@ -51,16 +61,40 @@ impl Berth {
         if let Some(addr) = options.cluster_addr {
             args.extend(["--cluster-listen".into(), addr.to_string()]);
         } else if options.cluster {
-            args.extend(["--cluster-listen".into(), "127.0.0.1:0".into()]);
+            let ip = options.cluster_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+            args.extend([
+                "--cluster-listen".into(),
+                SocketAddr::new(ip, 0).to_string(),
+            ]);
         }
         if let Some(join) = options.join {
             args.extend(["--join".into(), join.to_string()]);
         }
-        Berth::spawn(data_dir, args, &options.env, options.node_id.unwrap_or(1))
+        Berth::spawn(
+            data_dir,
+            args,
+            &options.env,
+            &options.wrapper,
+            options.node_id.unwrap_or(1),
+        )
     }
 
-    fn spawn(data_dir: &Path, args: Vec<String>, env: &[(String, String)], node_id: u64) -> Berth {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    fn spawn(
+        data_dir: &Path,
+        args: Vec<String>,
+        env: &[(String, String)],
+        wrapper: &[String],
+        node_id: u64,
+    ) -> Berth {
+        let berth = env!("CARGO_BIN_EXE_berth");
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(berth);
+                command
+            }
+            None => Command::new(berth),
+        };
         command
             .args(&args)
             .arg("--data-dir")

@@ -19,6 +19,7 @@ mod qos;
 mod queue;
 mod restart;
 mod retained;
+mod stranded;
 mod subscribe;
 mod will;
 
@@ -298,6 +299,19 @@ impl Harness {
         let out = self.event(Event::Connect {
             conn,
             connect: Box::new(connect),
+        });
+        (conn, out)
+    }
+
+    /// Opens a new connection whose session the cluster granted at `epoch`.
+    pub fn connect_as(&mut self, connect: Connect, epoch: u64) -> (ConnId, Out) {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let out = self.event(Event::ConnectAs {
+            conn,
+            connect: Box::new(connect),
+            epoch: crate::ids::Epoch(epoch),
+            assigned: false,
         });
         (conn, out)
     }

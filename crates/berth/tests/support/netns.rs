@@ -1,0 +1,187 @@
+//! Hosts with their own addresses on one machine, made of Linux network namespaces, so that a
+//! test can cut one node off the network and heal it again (a real partition: packets to and
+//! from it are lost, connections hang rather than being refused).
+//!
+//! ```text
+//!  namespace <p>-sw: bridge br0 ── s1 ═ c1 (<p>-n1, 10.X.0.1) ── s2 ═ c2 (<p>-n2, 10.X.0.2) ...
+//!                              └── sa ═ <p>a (this test's namespace, 10.X.0.254)
+//!  this test's namespace: <p>h1 ═ m1 (<p>-n1, 10.X.1.2), <p>h2 ═ m2 (<p>-n2, 10.X.2.2) ...
+//! ```
+//!
+//! Cluster traffic runs over the bridge ("the cluster network"); each node also has a link of
+//! its own to the test ("the client network"), so a node cut off from the cluster network is
+//! still reachable by MQTT clients, as a node on the wrong side of a partition would be.
+//! Needs root (CAP_NET_ADMIN) and `ip` from iproute2; everything is removed on drop.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+#[derive(Debug)]
+pub struct Net {
+    prefix: String,
+    subnet: u8,
+    nodes: usize,
+}
+
+/// Runs `ip ARGS`; the error names the command.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+impl Net {
+    /// Creates `nodes` hosts. Panics with the failing command when namespaces cannot be made
+    /// (not root, no iproute2): the partition tests cannot run without them.
+    pub fn create(nodes: usize) -> Net {
+        let pid = std::process::id();
+        let mut last_error = String::new();
+        // A second concurrent run may hold a subnet: try a few.
+        for attempt in 0..8u32 {
+            let subnet = 100 + ((pid + attempt * 17) % 150) as u8;
+            let net = Net {
+                prefix: format!("b{}", (pid + attempt) % 100_000),
+                subnet,
+                nodes,
+            };
+            match net.build() {
+                Ok(()) => return net,
+                Err(error) => {
+                    last_error = error;
+                    drop(net);
+                }
+            }
+        }
+        panic!(
+            "cannot create network namespaces for the partition test (needs root and iproute2): {last_error}"
+        );
+    }
+
+    fn ns(&self, node: usize) -> String {
+        format!("{}-n{node}", self.prefix)
+    }
+
+    fn switch(&self) -> String {
+        format!("{}-sw", self.prefix)
+    }
+
+    fn build(&self) -> Result<(), String> {
+        let sw = self.switch();
+        let s = self.subnet;
+        ip(&["netns", "add", &sw])?;
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        // The test's own port on the cluster network (status RPCs, joining).
+        let admin = format!("{}a", self.prefix);
+        ip(&[
+            "link", "add", &admin, "type", "veth", "peer", "name", "sa", "netns", &sw,
+        ])?;
+        ip(&["-n", &sw, "link", "set", "sa", "master", "br0", "up"])?;
+        ip(&["addr", "add", &format!("10.{s}.0.254/24"), "dev", &admin])?;
+        ip(&["link", "set", &admin, "up"])?;
+        for node in 1..=self.nodes {
+            let ns = self.ns(node);
+            ip(&["netns", "add", &ns])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            let port = format!("s{node}");
+            let nic = format!("c{node}");
+            ip(&[
+                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", &nic, "netns", &ns,
+            ])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.{s}.0.{node}/24"),
+                "dev",
+                &nic,
+            ])?;
+            ip(&["-n", &ns, "link", "set", &nic, "up"])?;
+            let host = format!("{}h{node}", self.prefix);
+            let mnic = format!("m{node}");
+            ip(&[
+                "link", "add", &host, "type", "veth", "peer", "name", &mnic, "netns", &ns,
+            ])?;
+            ip(&["addr", "add", &format!("10.{s}.{node}.1/24"), "dev", &host])?;
+            ip(&["link", "set", &host, "up"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.{s}.{node}.2/24"),
+                "dev",
+                &mnic,
+            ])?;
+            ip(&["-n", &ns, "link", "set", &mnic, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// The command prefix that runs a program on `node`.
+    pub fn wrapper(&self, node: usize) -> Vec<String> {
+        ["ip", "netns", "exec"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .chain([self.ns(node)])
+            .collect()
+    }
+
+    /// `node`'s address on the cluster network.
+    pub fn cluster_ip(&self, node: usize) -> IpAddr {
+        IpAddr::from([10, self.subnet, 0, node as u8])
+    }
+
+    /// `node`'s address on its client network (reachable from the test).
+    pub fn client_ip(&self, node: usize) -> IpAddr {
+        IpAddr::from([10, self.subnet, node as u8, 2])
+    }
+
+    /// Cuts `node` off the cluster network: nothing reaches it or leaves it there.
+    pub fn cut(&self, node: usize) {
+        ip(&[
+            "-n",
+            &self.switch(),
+            "link",
+            "set",
+            &format!("s{node}"),
+            "down",
+        ])
+        .expect("cut");
+    }
+
+    /// Reconnects `node` to the cluster network.
+    pub fn heal(&self, node: usize) {
+        ip(&[
+            "-n",
+            &self.switch(),
+            "link",
+            "set",
+            &format!("s{node}"),
+            "up",
+        ])
+        .expect("heal");
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth pairs with an end in it.
+        for node in 1..=self.nodes {
+            let _ = ip(&["netns", "del", &self.ns(node)]);
+        }
+        let _ = ip(&["netns", "del", &self.switch()]);
+    }
+}
