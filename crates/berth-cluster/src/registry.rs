@@ -17,6 +17,8 @@ use crate::types::NodeId;
 pub struct SessionEntry {
     pub owner: NodeId,
     pub epoch: u64,
+    /// The epoch this session started at (a fresh session); takeovers keep it.
+    pub started_epoch: u64,
     pub protocol: u32,
     /// Set while no connection holds the session (absent: connected, or never expires).
     pub expires_at_ms: Option<u64>,
@@ -232,12 +234,17 @@ impl Registry {
             _ => BTreeMap::new(),
         };
         let epoch = previous_epoch + 1;
+        let started_epoch = match existing {
+            Some(e) if kept => e.started_epoch,
+            _ => epoch,
+        };
         let list: Vec<pb::Subscription> = subscriptions.values().cloned().collect();
         self.sessions.insert(
             claim.client_id.clone(),
             SessionEntry {
                 owner: claim.node_id,
                 epoch,
+                started_epoch,
                 protocol: claim.protocol,
                 expires_at_ms: None,
                 detached: false,
@@ -275,6 +282,7 @@ impl Registry {
                 client_id: client.clone(),
                 owner: e.owner,
                 epoch: e.epoch,
+                started_epoch: e.started_epoch,
                 protocol: e.protocol,
                 expires_at_ms: if e.detached {
                     Some(e.expires_at_ms.unwrap_or(u64::MAX))
@@ -302,6 +310,7 @@ impl Registry {
                         SessionEntry {
                             owner: s.owner,
                             epoch: s.epoch,
+                            started_epoch: s.started_epoch,
                             protocol: s.protocol,
                             expires_at_ms,
                             detached,

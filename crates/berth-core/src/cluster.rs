@@ -63,6 +63,9 @@ pub struct RemoteSession {
     pub client: ClientId,
     pub owner: NodeId,
     pub epoch: Epoch,
+    /// The epoch the session started at (Clean Start, or first connection); later epochs
+    /// are takeovers of the same session. 0: unknown (a snapshot from before this was kept).
+    pub started: Epoch,
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
 }
 

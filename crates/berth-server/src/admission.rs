@@ -121,6 +121,15 @@ pub(crate) async fn claim(
 
 /// Replicates what `packet` changes in the registry. `Err(reply)`: it did not commit; send
 /// `reply` to the client instead of handing the packet to the broker.
+/// Whether `packet` changes replicated state (and so must commit before the broker sees it).
+pub(crate) fn needs_commit(packet: &Packet) -> bool {
+    match packet {
+        Packet::Subscribe(_) | Packet::Unsubscribe(_) => true,
+        Packet::Publish(publish) => publish.retain && !publish.topic.is_empty(),
+        _ => false,
+    }
+}
+
 pub(crate) async fn replicate(
     link: &Arc<ClusterLink>,
     grant: &Grant,

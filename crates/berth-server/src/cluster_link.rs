@@ -44,6 +44,8 @@ pub struct ClusterLink {
     session: berth_core::SessionConfig,
     /// Clients whose stranded backlog this node is pulling now (`stranded.rs`).
     pub(crate) late_pulls: Mutex<HashSet<ClientId>>,
+    /// Copies pulled and stored here whose release the old node has not confirmed yet.
+    pulled: Mutex<HashSet<(ClientId, u64, NodeId)>>,
 }
 
 pub(crate) fn client_id(text: &str) -> Option<ClientId> {
@@ -75,6 +77,7 @@ impl ClusterLink {
             broker_applied: applied_rx,
             session,
             late_pulls: Mutex::new(HashSet::new()),
+            pulled: Mutex::new(HashSet::new()),
         });
         tokio::spawn(pump_notices(link.clone(), notices, applied_tx));
         tokio::spawn(release_timers_when_caught_up(link.clone()));
@@ -254,8 +257,8 @@ impl ClusterLink {
         let mut request = tonic::Request::new(request);
         request.set_timeout(Duration::from_secs(60));
         // The old owner answers once its broker has the claim (milliseconds, normally). An
-        // owner that cannot answer within this is treated as unreachable: the takeover goes on
-        // without its backlog, which it offers here once it is back (`stranded.rs`).
+        // owner that does not answer within this is treated as unreachable: the takeover goes
+        // on without its backlog, which it offers here once it is back (`stranded.rs`).
         let mut stream = tokio::time::timeout(TAKEOVER_HEADER_WAIT, rpc.takeover_session(request))
             .await
             .map_err(|_| "timed out".to_string())?
@@ -264,6 +267,9 @@ impl ClusterLink {
         let mut found = false;
         let mut expected = 0;
         let mut received = 0;
+        // A late backlog is stored in one piece once it is complete: a stream cut short and
+        // pulled again must not append its first part twice.
+        let mut late = Vec::new();
         while let Some(chunk) = stream
             .message()
             .await
@@ -277,18 +283,16 @@ impl ClusterLink {
                     let export = export_from_pb(header, epoch).map_err(|e| e.to_string())?;
                     expected = export.queued;
                     found = true;
-                    let event = match mode {
-                        Pull::Takeover => Event::ImportState {
-                            client: client.clone(),
-                            export: Box::new(export),
-                        },
-                        Pull::Late => Event::ImportLate {
-                            client: client.clone(),
-                            epoch: berth_core::Epoch(epoch),
-                            page: export.unacknowledged(),
-                        },
-                    };
-                    self.call(event).await;
+                    match mode {
+                        Pull::Takeover => {
+                            self.call(Event::ImportState {
+                                client: client.clone(),
+                                export: Box::new(export),
+                            })
+                            .await;
+                        }
+                        Pull::Late => late.extend(export.unacknowledged()),
+                    }
                 }
                 Some(pb::takeover_chunk::Part::Queued(batch)) => {
                     let page = batch
@@ -298,18 +302,16 @@ impl ClusterLink {
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| e.to_string())?;
                     received += page.len() as u64;
-                    let event = match mode {
-                        Pull::Takeover => Event::ImportQueue {
-                            client: client.clone(),
-                            page,
-                        },
-                        Pull::Late => Event::ImportLate {
-                            client: client.clone(),
-                            epoch: berth_core::Epoch(epoch),
-                            page,
-                        },
-                    };
-                    self.call(event).await;
+                    match mode {
+                        Pull::Takeover => {
+                            self.call(Event::ImportQueue {
+                                client: client.clone(),
+                                page,
+                            })
+                            .await;
+                        }
+                        Pull::Late => late.extend(page),
+                    }
                 }
                 None => {}
             }
@@ -320,27 +322,70 @@ impl ClusterLink {
                 "takeover stream ended after {received} of {expected} queued messages"
             ));
         }
-        if found && mode == Pull::Late && !self.accepts_late(client, epoch).await {
-            // The session moved on (or ended) while the pages came: they were not stored for
-            // it, so the copy there stays and is offered to whoever owns the session now.
-            return Ok(false);
-        }
-        if found {
-            // Stored here: the old owner may delete its copy.
-            let release = pb::ReleaseRequest {
-                client_id: client.as_str().to_string(),
-                epoch,
-            };
-            if let Err(status) = rpc.release_session(release).await {
-                tracing::warn!(error = %status.message(), "takeover: release failed; the old copy stays until it expires");
+        if found && mode == Pull::Late {
+            self.call(Event::ImportLate {
+                client: client.clone(),
+                epoch: berth_core::Epoch(epoch),
+                page: late,
+            })
+            .await;
+            // The owner checked the session was settled here at `epoch` before pulling; an
+            // epoch never comes back, so settled now means it was when the backlog arrived.
+            if !self.accepts_late(client, epoch).await {
+                // The session moved on (or ended) meanwhile: nothing was stored for it, and the
+                // copy there stays for whoever owns the session now.
+                return Ok(false);
             }
         }
+        if found {
+            self.release(client, from, epoch).await;
+        }
         Ok(found)
+    }
+
+    /// Stored here: the old owner may delete its copy. Until it confirms, the pull is
+    /// remembered, so that an offer of the same copy is answered with a release, not a second
+    /// pull (which would deliver it twice).
+    pub(crate) async fn release(&self, client: &ClientId, from: NodeId, epoch: u64) {
+        let key = (client.clone(), epoch, from);
+        self.pulled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone());
+        let request = pb::ReleaseRequest {
+            client_id: client.as_str().to_string(),
+            epoch,
+        };
+        let released = match self.node.client(from) {
+            Ok(mut rpc) => rpc.release_session(request).await.map(|_| ()),
+            Err(error) => Err(tonic::Status::unavailable(error.to_string())),
+        };
+        match released {
+            Ok(()) => {
+                self.pulled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+            }
+            Err(status) => {
+                tracing::warn!(error = %status.message(), client = client.as_str(), from, "takeover: release failed; the old node offers its copy again and is answered with a release");
+            }
+        }
+    }
+
+    /// Whether the copy `from` holds of `client` at `epoch` was pulled and stored here already.
+    pub(crate) fn already_pulled(&self, client: &ClientId, epoch: u64, from: NodeId) -> bool {
+        self.pulled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(client.clone(), epoch, from))
     }
 }
 
 /// How long a takeover waits for the old owner to start sending the session.
-const TAKEOVER_HEADER_WAIT: Duration = Duration::from_secs(10);
+/// Longer than the old owner may itself wait for the claim to reach its broker (up to the
+/// commit timeout, then `broker_caught_up`'s 10 s).
+const TAKEOVER_HEADER_WAIT: Duration = Duration::from_secs(20);
 
 /// What a pull is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,6 +515,7 @@ fn event_of(node: &ClusterNode, notice: Notice) -> Option<ClusterEvent> {
                         client: client_id(client)?,
                         owner: entry.owner,
                         epoch: berth_core::Epoch(entry.epoch),
+                        started: berth_core::Epoch(entry.started_epoch),
                         subscriptions: subscriptions_from(
                             &entry.subscriptions.values().cloned().collect::<Vec<_>>(),
                         ),

@@ -304,42 +304,83 @@ async fn forward_packets(
     replicated: Option<&Replicated>,
 ) -> Result<(), DecodeError> {
     loop {
-        // Room in the channel first, then the packet: the task never waits while holding a
-        // decoded packet, which would make every connection's task that much larger.
-        let Ok(permit) = commands.reserve().await else {
-            return Ok(());
-        };
-        let Some(mut packet) = decode(read_buf, opts)? else {
-            return Ok(());
-        };
-        if let Some(r) = replicated {
-            match replicate_or_refuse(r, packet).await {
-                Some(committed) => packet = committed,
-                None => continue,
+        match next_packet(conn, read_buf, opts, commands, replicated)? {
+            Step::Sent => {}
+            Step::Wait(wait) => {
+                if !wait.await {
+                    return Ok(());
+                }
             }
+            Step::Empty | Step::BrokerGone => return Ok(()),
         }
-        permit.send(Command::Packet { conn, packet });
     }
 }
 
-/// Commits what `packet` changes in the cluster (SUBSCRIBE, UNSUBSCRIBE, retained PUBLISH);
-/// when that fails, answers the client here (e.g. SUBACK 0x80) and returns false. Boxed: a Raft
-/// commit's future is large, runs only on cluster nodes, and must not be part of every idle
-/// connection's task. The packet travels inside the box and comes back when it may go on.
-fn replicate_or_refuse(
-    r: &Replicated,
-    packet: Packet,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Packet>> + Send + '_>> {
-    Box::pin(async move {
-        match admission::replicate(&r.link, &r.grant, &packet, crate::runtime::now()).await {
-            Ok(()) => Some(packet),
-            Err(reply) => {
-                r.pending.fetch_add(1, Ordering::Relaxed);
-                let _ = r.replies.send(Outbound::Packet(Box::new(reply)));
-                None
+type Wait<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+
+/// What handing one buffered packet to the broker came to.
+enum Step<'a> {
+    /// Handed over.
+    Sent,
+    /// It needs waiting for (a Raft commit, or room in the broker's channel); the packet is
+    /// inside this boxed future. False once the broker is gone.
+    Wait(Wait<'a>),
+    /// No complete packet is buffered.
+    Empty,
+    BrokerGone,
+}
+
+/// Decodes the next packet and hands it to the broker without waiting when it can. Not async
+/// on purpose: a decoded packet is never held across an await by the connection's task (it
+/// would make every connection's task that much larger); the rare waits take it along in a box.
+fn next_packet<'a>(
+    conn: ConnId,
+    read_buf: &mut BytesMut,
+    opts: &DecodeOptions,
+    commands: &'a Sender<Command>,
+    replicated: Option<&'a Replicated>,
+) -> Result<Step<'a>, DecodeError> {
+    let Some(packet) = decode(read_buf, opts)? else {
+        return Ok(Step::Empty);
+    };
+    if let Some(r) = replicated
+        && admission::needs_commit(&packet)
+    {
+        return Ok(Step::Wait(Box::pin(async move {
+            match replicate_or_refuse(r, packet).await {
+                Some(packet) => to_broker(commands, move || Command::Packet { conn, packet }).await,
+                // Refused and answered here: the connection goes on.
+                None => true,
             }
+        })));
+    }
+    Ok(match commands.try_reserve() {
+        Ok(permit) => {
+            permit.send(Command::Packet { conn, packet });
+            Step::Sent
         }
+        // The broker is behind: wait for room (TCP backpressure on this client).
+        Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {
+            Step::Wait(Box::pin(to_broker(commands, move || Command::Packet {
+                conn,
+                packet,
+            })))
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => Step::BrokerGone,
     })
+}
+
+/// Commits what `packet` changes in the cluster (SUBSCRIBE, UNSUBSCRIBE, retained PUBLISH);
+/// when that fails, answers the client here (e.g. SUBACK 0x80) and returns `None`.
+async fn replicate_or_refuse(r: &Replicated, packet: Packet) -> Option<Packet> {
+    match admission::replicate(&r.link, &r.grant, &packet, crate::runtime::now()).await {
+        Ok(()) => Some(packet),
+        Err(reply) => {
+            r.pending.fetch_add(1, Ordering::Relaxed);
+            let _ = r.replies.send(Outbound::Packet(Box::new(reply)));
+            None
+        }
+    }
 }
 
 enum ConnectFailure {

@@ -172,7 +172,10 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             let (done, wait) = oneshot::channel();
             commands
                 .send(Command::Call {
-                    event: Event::Release { client },
+                    event: Event::Release {
+                        client,
+                        epoch: berth_core::Epoch(request.epoch),
+                    },
                     done: Some(done),
                 })
                 .await

@@ -112,14 +112,18 @@ pub(crate) async fn accept_offer(link: Arc<ClusterLink>, request: pb::OfferReque
     if link.late_pulls_contains(&client) {
         return true;
     }
+    let (holder, epoch) = (request.holder, request.epoch);
+    if link.already_pulled(&client, epoch, holder) {
+        // Stored here already; only the release did not get through.
+        tokio::spawn(async move { link.release(&client, holder, epoch).await });
+        return true;
+    }
     if !link.accepts_late(&client, request.epoch).await {
         return false;
     }
     if !link.late_pulls_insert(&client) {
         return true;
     }
-    let holder = request.holder;
-    let epoch = request.epoch;
     tokio::spawn(async move {
         // Index 0: the holder has long applied the claim (it offered because of it).
         let pulled = link.pull(&client, holder, epoch, 0, Pull::Late).await;

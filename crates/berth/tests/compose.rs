@@ -246,7 +246,10 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
         .and_then(|s| s.leader_id)
         .is_some_and(|leader| leader != 3)
     {
-        assert!(Instant::now() < deadline, "berth1 and berth2 elected no leader");
+        assert!(
+            Instant::now() < deadline,
+            "berth1 and berth2 elected no leader"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The takeover waits (bounded) for the unreachable old owner before going on.

@@ -72,10 +72,13 @@ pub async fn scenario(s: &Settings, plan: ConnsPlan) -> anyhow::Result<Report> {
                     Ok(mut conn) => {
                         opened.latency.record_ns(t0.elapsed().as_nanos() as u64);
                         if subscribe {
-                            let filter = TopicFilter::parse(&format!("bb{}/c{i}", s.run_id))
-                                .expect("a valid filter");
                             let t1 = Instant::now();
-                            if let Err(e) = conn.subscribe(&[filter], s.qos, s.timeout).await {
+                            let subscribed =
+                                match TopicFilter::parse(&format!("bb{}/c{i}", s.run_id)) {
+                                    Ok(filter) => conn.subscribe(&[filter], s.qos, s.timeout).await,
+                                    Err(e) => Err(anyhow::anyhow!("topic filter: {e}")),
+                                };
+                            if let Err(e) = subscribed {
                                 opened.failures += 1;
                                 opened.first_error.get_or_insert_with(|| format!("{e:#}"));
                                 continue;

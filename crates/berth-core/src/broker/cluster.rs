@@ -15,7 +15,7 @@ use berth_codec::{DisconnectReasonCode, Packet, PubAckReasonCode, QoS, TopicFilt
 use super::session::Session;
 use super::{Action, Broker, Event};
 use crate::cluster::{ClusterEvent, Forwarded, NodeId, Replicate};
-use crate::ids::{ClientId, ConnId};
+use crate::ids::{ClientId, ConnId, Epoch};
 
 use crate::index::Match;
 use crate::message::{Delivery, Message};
@@ -117,14 +117,23 @@ impl<S: Store> Broker<S> {
                 }
                 if self.sessions.contains_key(&client) && !self.is_moving(&client) {
                     self.hand_over(now, &client, owner, epoch, kept);
-                } else if let Some(cluster) = self.cluster.as_mut()
-                    && let Some(to) = cluster.moving.get_mut(&client)
-                {
-                    *to = (owner, epoch);
+                } else if self.is_moving(&client) {
+                    if kept {
+                        // Claimed again while still here: the copy goes to the newest owner.
+                        if let Some(to) = self
+                            .cluster
+                            .as_mut()
+                            .and_then(|c| c.moving.get_mut(&client))
+                        {
+                            *to = (owner, epoch);
+                        }
+                    } else {
+                        // Clean Start elsewhere: the session this copy belonged to is over.
+                        self.discard_moving_copy(&client);
+                    }
                 }
-                if self.sessions.contains_key(&client) && self.is_moving(&client) {
-                    return;
-                }
+                // Routes follow the registry, also for a copy still here (its own
+                // subscriptions stay with it for the export).
                 self.forget_remote(&client);
                 self.add_remote(&client, owner, subscriptions);
             }
@@ -133,7 +142,9 @@ impl<S: Store> Broker<S> {
                 owner,
                 subscriptions,
             } => {
-                if owner == node || self.sessions.contains_key(&client) {
+                if owner == node
+                    || (self.sessions.contains_key(&client) && !self.is_moving(&client))
+                {
                     return;
                 }
                 self.add_remote(&client, owner, subscriptions);
@@ -240,12 +251,17 @@ impl<S: Store> Broker<S> {
                         .is_some_and(|local| local.epoch < session.epoch);
                     if session.owner != node && superseded {
                         // Claimed elsewhere while this node was behind (the claim reached it in
-                        // a snapshot, not as a log entry): hand the copy over as the entry would.
+                        // a snapshot, not as a log entry): hand the copy over as the entry would
+                        // — unless the session started afresh after the copy's epoch.
+                        let local = self
+                            .sessions
+                            .get(&session.client)
+                            .map_or(Epoch(0), |s| s.epoch);
                         let event = ClusterEvent::Owner {
                             client: session.client,
                             owner: session.owner,
                             epoch: session.epoch,
-                            kept: true,
+                            kept: session.started <= local,
                             subscriptions: session.subscriptions,
                         };
                         self.on_cluster(now, event);
@@ -671,7 +687,7 @@ pub(super) fn handle_cluster_event<S: Store>(
             epoch,
             page,
         } => broker.on_import_late(now, &client, epoch, page),
-        Event::Release { client } => broker.on_release(&client),
+        Event::Release { client, epoch } => broker.on_release(&client, epoch),
         Event::PublishMessage { message } => broker.on_publish_message(now, *message),
         _ => {}
     }

@@ -86,8 +86,9 @@ pub enum Event {
         epoch: Epoch,
         page: QueuePage,
     },
-    /// Takeover, old owner: the new owner stored the session; delete the copy here.
-    Release { client: ClientId },
+    /// Takeover, old owner: the new owner (of the claim at `epoch`) stored the session; delete
+    /// the copy here. A release for an older claim than the one the copy now moves to is stale.
+    Release { client: ClientId, epoch: Epoch },
     /// A message the server publishes itself (the leader publishing a dead owner's will).
     PublishMessage { message: Box<Message> },
 }

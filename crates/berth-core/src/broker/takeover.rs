@@ -1,11 +1,15 @@
 //! A session moving between nodes: the old owner exports it (state, then queue pages) and
 //! deletes it on release; the new owner imports it and then lets waiting messages through.
 
+use std::collections::HashMap;
+
+use berth_codec::TopicFilter;
+
 use super::Broker;
 use super::session::Session;
 use crate::cluster::{QueuePage, SessionExport};
 use crate::ids::{ClientId, QueueSeq};
-use crate::store::{Op, Store, StoreError};
+use crate::store::{Op, Store, StoreError, SubscriptionRecord};
 use crate::time::UnixMillis;
 
 impl<S: Store> Broker<S> {
@@ -81,8 +85,15 @@ impl<S: Store> Broker<S> {
     }
 
     /// The new owner has stored the session: the copy here goes, without will or expiry.
-    pub(super) fn on_release(&mut self, client: &ClientId) {
-        self.discard_moving_copy(client);
+    pub(super) fn on_release(&mut self, client: &ClientId, epoch: crate::ids::Epoch) {
+        let for_this_claim = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.moving.get(client))
+            .is_some_and(|(_, moving)| *moving == epoch);
+        if for_this_claim {
+            self.discard_moving_copy(client);
+        }
     }
 
     /// Deletes the copy of a session another node owns now (taken, or ended there).
@@ -113,7 +124,7 @@ impl<S: Store> Broker<S> {
     ) {
         self.forget_remote(client);
         if self.sessions.contains_key(client) {
-            return;
+            return self.merge_import(client, export);
         }
         let record = export.record;
         let mut session = Session::new(record.epoch, record.protocol, record.expiry);
@@ -167,6 +178,72 @@ impl<S: Store> Broker<S> {
         }
         self.sessions.insert(client.clone(), session);
         let _ = now;
+    }
+
+    /// This node still held an older copy of the session it takes over now (it could not be
+    /// reached when the session moved away, and the client came back here before the copy was
+    /// pulled). The copy is the oldest part of the session, the imported state the newest: the
+    /// imported record and subscriptions win, its unacknowledged messages go behind the local
+    /// queue, and its queue pages follow them (`on_import_queue`). Nothing of either is dropped.
+    fn merge_import(&mut self, client: &ClientId, export: SessionExport) {
+        let unacknowledged = export.unacknowledged();
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let record = export.record;
+        session.epoch = record.epoch;
+        session.protocol = record.protocol;
+        session.expiry = record.expiry;
+        session.will = record.will.clone().map(Box::new);
+        session.will_due_at = record.will_due_at;
+        session.expires_at = record.expires_at;
+        let stored = session.stored;
+        if stored {
+            self.batch.push(Op::PutSession {
+                client: client.clone(),
+                record,
+            });
+        }
+        let imported: HashMap<TopicFilter, SubscriptionRecord> =
+            export.subscriptions.into_iter().collect();
+        let gone: Vec<TopicFilter> = session
+            .subscriptions
+            .keys()
+            .filter(|f| !imported.contains_key(*f))
+            .cloned()
+            .collect();
+        for filter in gone {
+            session.subscriptions.remove(&filter);
+            self.index.remove(client, &filter);
+            if stored {
+                self.batch.push(Op::DeleteSubscription {
+                    client: client.clone(),
+                    filter,
+                });
+            }
+        }
+        for (filter, sub) in imported {
+            self.index.insert(client, &filter, sub.clone());
+            if stored {
+                self.batch.push(Op::PutSubscription {
+                    client: client.clone(),
+                    filter: filter.clone(),
+                    record: sub.clone(),
+                });
+            }
+            session.subscriptions.insert(filter, sub);
+        }
+        for packet_id in export.incoming_qos2 {
+            if session.incoming_qos2.insert(packet_id) && stored {
+                self.batch.push(Op::PutIncomingQos2 {
+                    client: client.clone(),
+                    packet_id,
+                });
+            }
+        }
+        for delivery in unacknowledged {
+            self.enqueue(client, delivery);
+        }
     }
 
     /// A page of the imported backlog, appended in order.
@@ -226,9 +303,9 @@ impl<S: Store> Broker<S> {
 
     /// A takeover starts: forwards for `client` wait until its backlog is in.
     pub(super) fn on_import_begin(&mut self, client: &ClientId) {
-        if let Some(cluster) = self.cluster.as_mut()
-            && !self.sessions.contains_key(client)
-        {
+        // Also when an older copy is still here (`merge_import`): what arrives meanwhile goes
+        // behind the imported backlog.
+        if let Some(cluster) = self.cluster.as_mut() {
             cluster.importing.insert(client.clone());
         }
     }

@@ -44,13 +44,24 @@ impl Net {
     /// Creates `nodes` hosts. Panics with the failing command when namespaces cannot be made
     /// (not root, no iproute2): the partition tests cannot run without them.
     pub fn create(nodes: usize) -> Net {
+        remove_stale();
         let pid = std::process::id();
         let mut last_error = String::new();
-        // A second concurrent run may hold a subnet: try a few.
+        let used = Command::new("ip")
+            .args(["-4", "addr", "show"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        // A second concurrent run (or anything else on the machine) may hold a subnet.
         for attempt in 0..8u32 {
             let subnet = 100 + ((pid + attempt * 17) % 150) as u8;
+            if used.contains(&format!("inet 10.{subnet}.")) {
+                last_error = format!("10.{subnet}.0.0/16 is in use");
+                continue;
+            }
             let net = Net {
-                prefix: format!("b{}", (pid + attempt) % 100_000),
+                // The pid in every name: `remove_stale` recognises a dead run's leftovers.
+                prefix: format!("b{pid}{}", char::from(b'a' + attempt as u8)),
                 subnet,
                 nodes,
             };
@@ -173,6 +184,28 @@ impl Net {
             "up",
         ])
         .expect("heal");
+    }
+}
+
+/// Namespaces left by a run that was killed before it could remove them (its pid is gone).
+fn remove_stale() {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix('b') else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let ours = rest[digits.len()..].len() > 1
+            && (name.ends_with("-sw") || name.contains("-n"))
+            && !digits.is_empty();
+        if ours && !std::path::Path::new(&format!("/proc/{digits}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
     }
 }
 

@@ -328,6 +328,7 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
     ));
     a.event(Event::Release {
         client: client("x"),
+        epoch: Epoch(2),
     });
     assert!(
         a.stored_session("x").is_none(),

@@ -127,6 +127,7 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
 
     a.event(Event::Release {
         client: client("x"),
+        epoch: Epoch(2),
     });
     assert!(a.stored_session("x").is_none(), "the copy is deleted");
     assert!(a.broker.moving_sessions().is_empty());
@@ -164,7 +165,134 @@ fn the_owner_does_not_take_a_late_backlog_while_the_session_is_arriving() {
     b.event(Event::ImportBegin {
         client: client("x"),
     });
-    assert!(!b.broker.accepts_late_backlog(&client("x"), Epoch(2)));
+    let mut export = a
+        .broker
+        .export_session(&client("x"), Epoch(2))
+        .unwrap()
+        .unwrap();
+    export.record.epoch = Epoch(2);
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    assert!(
+        !b.broker.accepts_late_backlog(&client("x"), Epoch(2)),
+        "the session exists but its import has not ended"
+    );
+    b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    assert!(b.broker.accepts_late_backlog(&client("x"), Epoch(2)));
+}
+
+#[test]
+fn a_clean_start_elsewhere_discards_a_copy_that_was_still_moving() {
+    let mut a = holder_with_backlog();
+    a.event(claim(2, 2));
+    a.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: 3,
+        epoch: Epoch(3),
+        kept: false,
+        subscriptions: vec![],
+    }));
+    assert!(
+        a.stored_session("x").is_none(),
+        "the old session's messages go with it"
+    );
+    assert!(a.broker.moving_sessions().is_empty());
+}
+
+#[test]
+fn a_snapshot_showing_a_fresh_session_since_the_copy_discards_it() {
+    let mut a = holder_with_backlog();
+    a.event(Event::Cluster(ClusterEvent::Reset {
+        sessions: vec![RemoteSession {
+            client: client("x"),
+            owner: 2,
+            epoch: Epoch(3),
+            started: Epoch(3),
+            subscriptions: vec![],
+        }],
+    }));
+    assert!(a.stored_session("x").is_none());
+    assert!(a.broker.moving_sessions().is_empty());
+}
+
+#[test]
+fn a_release_for_an_older_claim_leaves_the_copy() {
+    let mut a = holder_with_backlog();
+    a.event(claim(2, 2));
+    a.event(claim(3, 3));
+    a.event(Event::Release {
+        client: client("x"),
+        epoch: Epoch(2),
+    });
+    assert!(
+        a.stored_session("x").is_some(),
+        "node 3's claim has not pulled it"
+    );
+    a.event(Event::Release {
+        client: client("x"),
+        epoch: Epoch(3),
+    });
+    assert!(a.stored_session("x").is_none());
+}
+
+/// The client came back to the node holding the stranded copy before the copy was pulled:
+/// that node takes the session over from the owner in between and merges both.
+#[test]
+fn taking_a_session_back_to_a_node_holding_an_older_copy_merges_both() {
+    let mut a = holder_with_backlog();
+    let mut b = owner_without_backlog(&mut a);
+    let (conn, _) = b.connect_as(v3("x", false), 2);
+    b.subscribe(conn, subscribe(2, "u", QoS::AtLeastOnce));
+    let _ = forward(&mut b, 1, b"m4"); // in flight on node 2
+    b.lose(conn);
+    let _ = forward(&mut b, 2, b"m5"); // queued on node 2
+
+    // Back on node 1, at epoch 3.
+    a.event(claim(1, 3));
+    b.event(claim(1, 3));
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let mut export = b
+        .broker
+        .export_session(&client("x"), Epoch(3))
+        .unwrap()
+        .unwrap();
+    let (page, _) = b.broker.export_queue(&client("x"), None, 10).unwrap();
+    export.record.epoch = Epoch(3);
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    a.event(Event::ImportQueue {
+        client: client("x"),
+        page,
+    });
+    a.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    assert_eq!(
+        payloads(&out.publishes(conn)),
+        vec!["m1", "m2", "m3", "m4", "m5"],
+        "the older copy's messages, then the newer owner's"
+    );
+    let subs: Vec<String> = a
+        .stored_session("x")
+        .unwrap()
+        .subscriptions
+        .iter()
+        .map(|(f, _)| f.as_str().to_string())
+        .collect();
+    assert!(
+        subs.contains(&"u".to_string()) && subs.contains(&"t".to_string()),
+        "the newer owner's subscriptions: {subs:?}"
+    );
 }
 
 #[test]
@@ -194,6 +322,7 @@ fn a_snapshot_with_a_newer_claim_hands_the_local_copy_over() {
             client: client("x"),
             owner: 2,
             epoch: Epoch(2),
+            started: Epoch(1),
             subscriptions: vec![(filter("t"), record())],
         }],
     }));
