@@ -241,10 +241,10 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     run("docker", &["network", "disconnect", &network, &berth3], &[]);
     // If berth3 led, the other two elect a leader first.
     let deadline = Instant::now() + FORM_WAIT;
-    while !status(SocketAddr::new(project.ip("berth1"), CLUSTER_PORT))
+    while status(SocketAddr::new(project.ip("berth1"), CLUSTER_PORT))
         .await
         .and_then(|s| s.leader_id)
-        .is_some_and(|leader| leader != 3)
+        .is_none_or(|leader| leader == 3)
     {
         assert!(
             Instant::now() < deadline,
