@@ -50,6 +50,13 @@ impl MqttString {
         Self::from_bytes(Bytes::from_static(text.as_bytes()))
     }
 
+    /// The same text in an allocation of its own. A string decoded from a packet is a slice of
+    /// the packet's buffer and keeps all of it alive: whatever is kept for long (a session's
+    /// client id, its subscriptions) is detached first.
+    pub fn detached(&self) -> MqttString {
+        MqttString(Bytes::copy_from_slice(&self.0))
+    }
+
     pub fn as_str(&self) -> &str {
         #[allow(unsafe_code)]
         // SAFETY: every constructor validates the bytes as UTF-8 and `Bytes` is immutable.

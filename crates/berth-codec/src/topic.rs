@@ -105,6 +105,14 @@ pub struct TopicFilter {
 }
 
 impl TopicFilter {
+    /// The same filter in an allocation of its own (see [`MqttString::detached`]).
+    pub fn detached(&self) -> TopicFilter {
+        TopicFilter {
+            raw: self.raw.detached(),
+            shared_filter_start: self.shared_filter_start,
+        }
+    }
+
     pub fn new(raw: MqttString) -> Result<TopicFilter, TopicError> {
         if raw.is_empty() {
             return Err(TopicError::Empty);

@@ -9,8 +9,9 @@ use berth_codec::MqttString;
 pub struct ClientId(MqttString);
 
 impl ClientId {
+    /// Detached from the packet it came in (a session keeps its id for as long as it lives).
     pub fn new(id: MqttString) -> ClientId {
-        ClientId(id)
+        ClientId(id.detached())
     }
 
     pub fn as_str(&self) -> &str {

@@ -41,9 +41,11 @@ impl<S: Store> Broker<S> {
                 options: requested.options,
                 subscription_id,
             };
+            // Kept as long as the session: not a slice pinning the whole SUBSCRIBE packet.
+            let filter = requested.filter.detached();
             let existed = session
                 .subscriptions
-                .insert(requested.filter.clone(), record.clone())
+                .insert(filter, record.clone())
                 .is_some();
             if session.stored {
                 self.batch.push(Op::PutSubscription {
