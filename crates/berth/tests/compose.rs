@@ -229,6 +229,16 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     )
     .await;
     late.subscribe("fleet/#", QoS::AtLeastOnce).await;
+    // A new connection: its CONNECT commits after the SUBSCRIBE, and berth2 answers it only
+    // once it has applied the log that far, so the new route is known there. (The older
+    // publisher connection could race the route's arrival on berth2.)
+    let (mut publisher, _) = TestClient::connect(
+        project.mqtt("berth2"),
+        ProtocolVersion::V3_1_1,
+        "pub-r",
+        true,
+    )
+    .await;
     publish_all(&mut publisher, "fleet/t", "r", 1).await;
     assert_eq!(receive(&mut late, 1).await[0].0, "r-0");
     assert_eq!(receive(&mut device, 1).await[0].0, "r-0");
@@ -265,6 +275,14 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
         }
         other => panic!("expected CONNACK, got {other:?}"),
     }
+    // A new publisher connection: berth2 has applied the device's new claim before it answers.
+    let (mut publisher, _) = TestClient::connect(
+        project.mqtt("berth2"),
+        ProtocolVersion::V3_1_1,
+        "pub-c",
+        true,
+    )
+    .await;
     publish_all(&mut publisher, "fleet/t", "c", 5).await;
     let got: Vec<String> = receive(&mut device, 5)
         .await
