@@ -202,23 +202,14 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     )
     .await;
     assert!(connack.session_present);
-    let got: Vec<String> = receive(&mut device, 100)
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    let expected: Vec<String> = (0..100).map(|i| format!("m-{i}")).collect();
-    assert_eq!(got, expected);
+    let got = receive_payloads(&mut device, 100).await;
+    assert_eq!(got, names("m", 100));
 
     // SIGKILL one container; the other two go on; restarted on its volume it rejoins.
     run("docker", &["kill", &project.container("berth1")], &[]);
     publish_all(&mut publisher, "fleet/t", "k", 10).await;
-    let got: Vec<String> = receive(&mut device, 10)
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    assert_eq!(got, (0..10).map(|i| format!("k-{i}")).collect::<Vec<_>>());
+    let got = receive_payloads(&mut device, 10).await;
+    assert_eq!(got, names("k", 10));
     project.compose(&["start", "berth1"]);
     project.wait_formed().await;
     let (mut late, _) = TestClient::connect(
@@ -284,12 +275,8 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     )
     .await;
     publish_all(&mut publisher, "fleet/t", "c", 5).await;
-    let got: Vec<String> = receive(&mut device, 5)
-        .await
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    assert_eq!(got, (0..5).map(|i| format!("c-{i}")).collect::<Vec<_>>());
+    let got = receive_payloads(&mut device, 5).await;
+    assert_eq!(got, names("c", 5));
     run(
         "docker",
         &["network", "connect", "--alias", "berth3", &network, &berth3],

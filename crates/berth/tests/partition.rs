@@ -44,10 +44,6 @@ async fn publish_acked(client: &mut TestClient, prefix: &str, count: usize) {
     publish_all(client, "fleet/t", prefix, count).await;
 }
 
-fn names(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{prefix}-{i}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_node_refuses_consensus_then_catches_up_and_its_stranded_backlog_arrives() {
     let net = Arc::new(Net::create(3));
@@ -114,8 +110,7 @@ async fn a_partitioned_node_refuses_consensus_then_catches_up_and_its_stranded_b
     let (mut publisher, _) =
         TestClient::connect(cluster.mqtt(2), ProtocolVersion::V3_1_1, "pub-2", true).await;
     publish_acked(&mut publisher, "after", 50).await;
-    let got = receive(&mut device, 50).await;
-    let got: Vec<String> = got.into_iter().map(|(p, _)| p).collect();
+    let got = receive_payloads(&mut device, 50).await;
     assert_eq!(
         got,
         names("after", 50),

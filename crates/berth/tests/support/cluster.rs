@@ -226,6 +226,20 @@ pub async fn publish_all(client: &mut TestClient, topic_name: &str, prefix: &str
     }
 }
 
+/// `prefix-0` .. `prefix-{count-1}`, as `publish_all` numbers them.
+pub fn names(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Receives (and acknowledges) `count` PUBLISHes; returns their payloads.
+pub async fn receive_payloads(client: &mut TestClient, count: usize) -> Vec<String> {
+    receive(client, count)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
 /// Receives (and acknowledges) `count` PUBLISHes; returns their payloads and DUP flags.
 pub async fn receive(client: &mut TestClient, count: usize) -> Vec<(String, bool)> {
     let mut got = Vec::with_capacity(count);

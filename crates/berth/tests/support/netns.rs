@@ -162,28 +162,17 @@ impl Net {
 
     /// Cuts `node` off the cluster network: nothing reaches it or leaves it there.
     pub fn cut(&self, node: usize) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("s{node}"),
-            "down",
-        ])
-        .expect("cut");
+        self.set_switch_port(node, "down");
     }
 
     /// Reconnects `node` to the cluster network.
     pub fn heal(&self, node: usize) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("s{node}"),
-            "up",
-        ])
-        .expect("heal");
+        self.set_switch_port(node, "up");
+    }
+
+    fn set_switch_port(&self, node: usize, state: &str) {
+        let port = format!("s{node}");
+        ip(&["-n", &self.switch(), "link", "set", &port, state]).expect("set the switch port");
     }
 }
 
