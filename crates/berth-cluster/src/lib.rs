@@ -26,5 +26,5 @@ pub mod types;
 
 pub use berth_proto::v1 as pb;
 pub use node::{ClusterConfig, ClusterError, ClusterNode};
-pub use registry::{Notice, Registry, SessionEntry};
+pub use registry::{Notice, Registry, SessionEntry, Subscriptions};
 pub use service::{BoxFuture, BrokerSlot, LocalBroker, TakeoverStream, serve};

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_core::vec_map::VecMap;
 use berth_proto::v1 as pb;
 
 use crate::types::NodeId;
@@ -23,19 +24,25 @@ pub struct SessionEntry {
     /// Set while no connection holds the session (absent: connected, or never expires).
     pub expires_at_ms: Option<u64>,
     pub detached: bool,
-    pub subscriptions: BTreeMap<String, pb::Subscription>,
+    pub subscriptions: Subscriptions,
     /// Session Expiry Interval (seconds; `u32::MAX`: never).
     pub expiry_interval: u32,
-    pub will: Option<pb::Will>,
+    /// Boxed: most sessions have none, and every node holds an entry for every session.
+    pub will: Option<Box<pb::Will>>,
     /// When the will is due (set while detached with a will waiting).
     pub will_due_at_ms: Option<u64>,
 }
+
+/// A session's subscriptions by filter. A sorted `Vec` rather than a map: every node holds every
+/// session's subscriptions, most sessions have one or a few, and a `BTreeMap` allocates a node of
+/// eleven slots for the first.
+pub type Subscriptions = VecMap<String, pb::Subscription>;
 
 impl SessionEntry {
     /// The will to publish at `now`, if it is due.
     pub fn due_will(&self, now_ms: u64) -> Option<&pb::Will> {
         self.will
-            .as_ref()
+            .as_deref()
             .filter(|_| self.will_due_at_ms.is_some_and(|at| at <= now_ms))
     }
 
@@ -231,7 +238,7 @@ impl Registry {
             .map(|e| e.owner);
         let subscriptions = match existing {
             Some(e) if kept => e.subscriptions.clone(),
-            _ => BTreeMap::new(),
+            _ => Subscriptions::default(),
         };
         let epoch = previous_epoch + 1;
         let started_epoch = match existing {
@@ -250,7 +257,7 @@ impl Registry {
                 detached: false,
                 subscriptions,
                 expiry_interval: claim.expiry_interval,
-                will: claim.will.clone(),
+                will: claim.will.clone().map(Box::new),
                 will_due_at_ms: None,
             },
         );
@@ -291,7 +298,7 @@ impl Registry {
                 },
                 subscriptions: e.subscriptions.values().cloned().collect(),
                 expiry_interval: e.expiry_interval,
-                will: e.will.clone(),
+                will: e.will.as_deref().cloned(),
                 will_due_at_ms: e.will_due_at_ms,
             })
             .collect();
@@ -320,7 +327,7 @@ impl Registry {
                                 .map(|sub| (sub.filter.clone(), sub))
                                 .collect(),
                             expiry_interval: s.expiry_interval,
-                            will: s.will,
+                            will: s.will.map(Box::new),
                             will_due_at_ms: s.will_due_at_ms,
                         },
                     )

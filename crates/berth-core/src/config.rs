@@ -39,6 +39,22 @@ pub struct QueueConfig {
     pub drop_policy: DropPolicy,
     /// Whether QoS 0 messages are queued for offline persistent sessions.
     pub queue_qos0: bool,
+    /// Publisher flow control: a QoS 1/2 publish routed to a connected session whose queue is
+    /// backing up is acknowledged only once that queue has drained (or after a bounded wait),
+    /// so that publishers slow to what the subscriber takes instead of filling its queue.
+    pub backpressure: bool,
+}
+
+impl QueueConfig {
+    /// Queue length at which a connected session counts as congested: half the message limit,
+    /// at most 1,024 (four pages), so that publishers are slowed well before messages would be
+    /// dropped, with enough queued to keep the session's send window full.
+    pub fn congested_at(&self) -> u64 {
+        match self.max_messages {
+            Limit::AtMost(max) => (max / 2).clamp(1, 1024),
+            Limit::Unlimited => 1024,
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -48,6 +64,7 @@ impl Default for QueueConfig {
             max_bytes: Limit::AtMost(64 * 1024 * 1024),
             drop_policy: DropPolicy::DropNewest,
             queue_qos0: false,
+            backpressure: true,
         }
     }
 }

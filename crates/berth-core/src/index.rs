@@ -18,8 +18,10 @@ use crate::store::SubscriptionRecord;
 struct Node {
     children: HashMap<Box<str>, Node>,
     direct: Vec<(ClientId, SubscriptionRecord)>,
-    /// Shared groups ending at this node, by group name; members in join order.
-    shared: HashMap<Box<str>, SharedGroup>,
+    /// Shared groups ending at this node, by group name; members in join order. Boxed: most
+    /// nodes have none, and every node of a large trie pays for the empty map's size.
+    #[allow(clippy::box_collection)] // the point: one pointer in the node instead of 48 bytes
+    shared: Option<Box<HashMap<Box<str>, SharedGroup>>>,
 }
 
 #[derive(Debug, Default)]
@@ -31,8 +33,20 @@ struct SharedGroup {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.direct.is_empty() && self.shared.is_empty()
+        self.children.is_empty() && self.direct.is_empty() && self.shared.is_none()
     }
+}
+
+/// Adds a subscriber to a node's list. The first few grow one slot at a time: a typical node
+/// (a device's own topic) has one subscriber, and `Vec`'s first growth step reserves four.
+fn push_member(
+    entries: &mut Vec<(ClientId, SubscriptionRecord)>,
+    member: (ClientId, SubscriptionRecord),
+) {
+    if entries.len() == entries.capacity() && entries.capacity() < 4 {
+        entries.reserve_exact(1);
+    }
+    entries.push(member);
 }
 
 /// What one client gets for one published message, all its matching subscriptions merged.
@@ -72,13 +86,16 @@ impl SubscriptionIndex {
             node = node.children.entry(level.into()).or_default();
         }
         let entries = match filter.share_group() {
-            Some(group) => &mut node.shared.entry(group.into()).or_default().members,
+            Some(group) => {
+                let groups = node.shared.get_or_insert_with(Box::default);
+                &mut groups.entry(group.into()).or_default().members
+            }
             None => &mut node.direct,
         };
         match entries.iter_mut().find(|(c, _)| c == client) {
             Some(entry) => entry.1 = record,
             None => {
-                entries.push((client.clone(), record));
+                push_member(entries, (client.clone(), record));
                 self.len += 1;
             }
         }
@@ -111,7 +128,11 @@ impl SubscriptionIndex {
                 }
                 merge(&mut found, client, record);
             }
-            for group in node.shared.values_mut() {
+            for group in node
+                .shared
+                .iter_mut()
+                .flat_map(|groups| groups.values_mut())
+            {
                 if let Some((client, record)) = pick_member(group, &is_online) {
                     merge(&mut found, &client, &record);
                 }
@@ -186,21 +207,32 @@ fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, client: &Cli
     let Some((level, rest)) = levels.split_first() else {
         let removed = match group {
             Some(group) => {
-                let Some(shared) = node.shared.get_mut(group) else {
+                let Some(groups) = node.shared.as_mut() else {
+                    return false;
+                };
+                let Some(shared) = groups.get_mut(group) else {
                     return false;
                 };
                 let before = shared.members.len();
                 shared.members.retain(|(c, _)| c != client);
                 let removed = shared.members.len() != before;
                 if shared.members.is_empty() {
-                    node.shared.remove(group);
+                    groups.remove(group);
+                }
+                if groups.is_empty() {
+                    node.shared = None;
                 }
                 removed
             }
             None => {
                 let before = node.direct.len();
                 node.direct.retain(|(c, _)| c != client);
-                node.direct.len() != before
+                let removed = node.direct.len() != before;
+                if node.direct.is_empty() {
+                    // Give the slots back: a node may outlive its subscribers (its children).
+                    node.direct = Vec::new();
+                }
+                removed
             }
         };
         return removed;

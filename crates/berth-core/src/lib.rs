@@ -24,6 +24,7 @@ pub mod message;
 pub mod stats;
 pub mod store;
 pub mod time;
+pub mod vec_map;
 
 pub use broker::{Action, Broker, CloseReason, Event};
 pub use cluster::{ClusterEvent, Forwarded, NodeId, RemoteSession, Replicate, SessionExport};

@@ -60,6 +60,9 @@ pub struct Stats {
     pub stranded_messages: u64,
     /// Messages of such backlogs recovered later and appended to sessions owned here.
     pub stranded_recovered_total: u64,
+    /// QoS 1/2 acknowledgements held back because the message was queued for a connected
+    /// session that is not keeping up (publisher flow control, `queue.backpressure`).
+    pub publish_acks_held_total: u64,
     dropped_total: [u64; 5],
 }
 

@@ -38,6 +38,7 @@ pub struct Metrics {
     protocol_errors_total: IntCounter,
     stranded_messages: IntGauge,
     stranded_recovered_total: IntCounter,
+    publish_acks_held_total: IntCounter,
     messages_dropped_total: IntCounterVec,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
@@ -107,6 +108,11 @@ impl Metrics {
             "Messages of such stranded backlogs recovered from another node into sessions owned here.",
         )?;
 
+        let publish_acks_held_total = counter(
+            "berth_publish_acks_held_total",
+            "QoS 1/2 acknowledgements held back because the message was queued for a connected subscriber that is not keeping up (publisher flow control).",
+        )?;
+
         const DROPPED: &str = "berth_messages_dropped_total";
         let messages_dropped_total = IntCounterVec::new(
             Opts::new(DROPPED, "Messages dropped instead of delivered, by reason."),
@@ -141,6 +147,7 @@ impl Metrics {
             protocol_errors_total,
             stranded_messages,
             stranded_recovered_total,
+            publish_acks_held_total,
             messages_dropped_total,
             last: Mutex::new(Stats::default()),
         })
@@ -160,6 +167,11 @@ impl Metrics {
             &self.stranded_recovered_total,
             last.stranded_recovered_total,
             stats.stranded_recovered_total,
+        );
+        advance(
+            &self.publish_acks_held_total,
+            last.publish_acks_held_total,
+            stats.publish_acks_held_total,
         );
         advance(
             &self.connects_total,

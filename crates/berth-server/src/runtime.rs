@@ -194,6 +194,11 @@ impl<S: Store> BrokerLoop<S> {
                     pending = self.commands.try_recv().ok();
                 }
             }
+            // One store write for the whole group: nothing of it has been acknowledged yet
+            // (actions are dispatched below, after this write and the optional sync).
+            if outcome.is_ok() {
+                outcome = self.broker.commit_pending();
+            }
             if outcome.is_ok() && self.broker.next_deadline().is_some_and(|at| at <= now()) {
                 outcome = self.broker.handle(now(), Event::Tick);
             }
@@ -287,6 +292,8 @@ impl<S: Store> BrokerLoop<S> {
                 epoch,
                 reply,
             } => {
+                // Exports read the store directly: it must hold the group's changes so far.
+                self.broker.commit_pending()?;
                 let _ = reply.send(self.broker.export_session(&client, epoch));
                 return Ok(());
             }
@@ -295,6 +302,7 @@ impl<S: Store> BrokerLoop<S> {
                 from,
                 reply,
             } => {
+                self.broker.commit_pending()?;
                 let _ = reply.send(self.broker.export_queue(&client, from, EXPORT_PAGE));
                 return Ok(());
             }
@@ -312,7 +320,7 @@ impl<S: Store> BrokerLoop<S> {
             }
             Command::Shutdown => return Ok(()),
         };
-        self.broker.handle(now(), event)
+        self.broker.handle_deferred(now(), event)
     }
 
     fn time_to_next_deadline(&self) -> Duration {

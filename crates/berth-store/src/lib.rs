@@ -37,6 +37,8 @@ use encoding::Cf;
 /// Block cache shared by all column families: queue reads are mostly sequential and recent, so
 /// a modest cache suffices; the OS page cache does the rest.
 const BLOCK_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Memory all memtables together may hold before the largest is flushed.
+const MEMTABLE_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 /// Caps the write-ahead log: past this RocksDB flushes the column families that pin old logs,
 /// which bounds both disk use and replay time after a crash.
 const MAX_TOTAL_WAL_BYTES: u64 = 256 * 1024 * 1024;
@@ -99,6 +101,9 @@ impl RocksStore {
         db_options.create_missing_column_families(true);
         db_options.increase_parallelism(2);
         db_options.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        // One memtable budget for all column families together: each would otherwise take up
+        // to 2 × 64 MB of its own, and memory must not grow with the number of families in use.
+        db_options.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
         let families = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options()));
         let db =
             DB::open_cf_descriptors(&db_options, path, families).map_err(io("open database"))?;

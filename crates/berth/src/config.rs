@@ -58,6 +58,7 @@ pub enum Key {
     QueueMaxBytes,
     QueueDropPolicy,
     QueueQos0,
+    QueueBackpressure,
     LimitsMaxPacketSize,
     LimitsReceiveMaximum,
     LimitsMaxInflight,
@@ -73,7 +74,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 23] = [
+    pub const ALL: [Key; 24] = [
         Key::Listen,
         Key::Http,
         Key::DataDir,
@@ -85,6 +86,7 @@ impl Key {
         Key::QueueMaxBytes,
         Key::QueueDropPolicy,
         Key::QueueQos0,
+        Key::QueueBackpressure,
         Key::LimitsMaxPacketSize,
         Key::LimitsReceiveMaximum,
         Key::LimitsMaxInflight,
@@ -113,6 +115,7 @@ impl Key {
             Key::QueueMaxBytes => "queue.max_bytes",
             Key::QueueDropPolicy => "queue.drop_policy",
             Key::QueueQos0 => "queue.queue_qos0",
+            Key::QueueBackpressure => "queue.backpressure",
             Key::LimitsMaxPacketSize => "limits.max_packet_size",
             Key::LimitsReceiveMaximum => "limits.receive_maximum",
             Key::LimitsMaxInflight => "limits.max_inflight",
@@ -141,6 +144,7 @@ impl Key {
             Key::QueueMaxBytes => "BERTH_QUEUE_MAX_BYTES",
             Key::QueueDropPolicy => "BERTH_QUEUE_DROP_POLICY",
             Key::QueueQos0 => "BERTH_QUEUE_QUEUE_QOS0",
+            Key::QueueBackpressure => "BERTH_QUEUE_BACKPRESSURE",
             Key::LimitsMaxPacketSize => "BERTH_LIMITS_MAX_PACKET_SIZE",
             Key::LimitsReceiveMaximum => "BERTH_LIMITS_RECEIVE_MAXIMUM",
             Key::LimitsMaxInflight => "BERTH_LIMITS_MAX_INFLIGHT",
@@ -244,6 +248,7 @@ pub struct Overrides {
     pub max_bytes: Option<Limit>,
     pub drop_policy: Option<DropPolicy>,
     pub queue_qos0: Option<bool>,
+    pub backpressure: Option<bool>,
     pub max_packet_size: Option<u32>,
     pub receive_maximum: Option<u16>,
     pub max_inflight: Option<u16>,
@@ -297,6 +302,7 @@ impl Overrides {
             max_bytes: reader.field(Key::QueueMaxBytes, value::byte_limit)?,
             drop_policy: reader.field(Key::QueueDropPolicy, value::drop_policy)?,
             queue_qos0: reader.field(Key::QueueQos0, value::boolean)?,
+            backpressure: reader.field(Key::QueueBackpressure, value::boolean)?,
             max_packet_size: reader.field(Key::LimitsMaxPacketSize, value::packet_size)?,
             receive_maximum: reader.field(Key::LimitsReceiveMaximum, |v| value::u16_in(v, 1))?,
             max_inflight: reader.field(Key::LimitsMaxInflight, |v| value::u16_in(v, 1))?,
@@ -341,6 +347,7 @@ impl Config {
             max_bytes,
             drop_policy,
             queue_qos0,
+            backpressure,
             max_packet_size,
             receive_maximum,
             max_inflight,
@@ -369,6 +376,7 @@ impl Config {
         set(&mut broker.queue.max_bytes, max_bytes);
         set(&mut broker.queue.drop_policy, drop_policy);
         set(&mut broker.queue.queue_qos0, queue_qos0);
+        set(&mut broker.queue.backpressure, backpressure);
         set(&mut broker.limits.max_packet_size, max_packet_size);
         set(&mut broker.limits.receive_maximum, receive_maximum);
         set(&mut broker.limits.max_inflight, max_inflight);

@@ -1,5 +1,6 @@
 //! conns: C idle MQTT connections held open. Connect rate (TCP connect → CONNACK), and the
-//! broker's RSS per connection: (RSS with all of them open − RSS before) ÷ C.
+//! broker's RSS per connection: (RSS with all of them open − RSS before) ÷ C, "before" being after a
+//! warm-up (see `warm_up`).
 //!
 //! `concurrency` tasks each open their share of the connections one after another and keep the
 //! bare sockets; nothing is read or written after the CONNACK.
@@ -45,6 +46,7 @@ pub async fn scenario(s: &Settings, plan: ConnsPlan) -> anyhow::Result<Report> {
             plan.connections
         );
     }
+    super::warm_up(s, false).await?;
     let rss_before = match s.broker_pid {
         Some(pid) => Some(sys::settled_rss(pid, plan.settle).await?),
         None => None,

@@ -45,6 +45,7 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
         }
     };
     let mut errors = Vec::new();
+    super::warm_up(s, true).await?;
     let rss_before = rss(plan.settle).await?;
     let before = CpuSnapshot::take(s.broker_pid);
 

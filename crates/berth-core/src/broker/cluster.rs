@@ -7,12 +7,11 @@
 //! only when every owner has stored it, and acknowledgements to one connection keep the order of
 //! its PUBLISHes ([MQTT-4.6.0-2]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use berth_codec::{DisconnectReasonCode, Packet, PubAckReasonCode, QoS, TopicFilter};
 
-use super::session::Session;
 use super::{Action, Broker, Event};
 use crate::cluster::{ClusterEvent, Forwarded, NodeId, Replicate};
 use crate::ids::{ClientId, ConnId, Epoch};
@@ -39,8 +38,6 @@ pub(crate) struct ClusterState {
     pub deferred_local: Vec<(Option<u64>, Forwarded)>,
     /// Publishes waiting for other nodes, by token.
     pub waiting: HashMap<u64, Waiting>,
-    /// Acknowledgements per connection, in PUBLISH order, some still waiting.
-    pub acks: HashMap<ConnId, VecDeque<HeldAck>>,
     pub next_token: u64,
     /// Other nodes' sessions matched by the message being routed.
     pub route_remote: HashMap<NodeId, Vec<ClientId>>,
@@ -61,12 +58,6 @@ pub(crate) struct Waiting {
     conn: ConnId,
     remaining: usize,
     failed: bool,
-}
-
-#[derive(Debug)]
-pub(crate) struct HeldAck {
-    token: Option<u64>,
-    packet: Packet,
 }
 
 impl<S: Store> Broker<S> {
@@ -319,7 +310,7 @@ impl<S: Store> Broker<S> {
         epoch: crate::ids::Epoch,
         kept: bool,
     ) {
-        if let Some(conn) = self.sessions.get(client).and_then(Session::conn) {
+        if let Some(conn) = self.sessions.get(client).and_then(|s| s.conn()) {
             if self
                 .sessions
                 .get(client)
@@ -411,38 +402,21 @@ impl<S: Store> Broker<S> {
         Some(cluster.next_token)
     }
 
-    /// Sends a QoS 1/2 acknowledgement to `conn` now, or after the ones held before it.
-    pub(super) fn send_ack(
-        &mut self,
-        conn: ConnId,
-        packet: Packet,
-        waiting_on: Option<(u64, usize)>,
-    ) {
+    /// Registers a publish whose acknowledgement to `conn` waits for `remaining` other nodes
+    /// under `token`; false when this broker is not a cluster node.
+    pub(super) fn wait_for_nodes(&mut self, conn: ConnId, token: u64, remaining: usize) -> bool {
         let Some(cluster) = self.cluster.as_mut() else {
-            return self.send(conn, packet);
+            return false;
         };
-        if let Some((token, remaining)) = waiting_on {
-            cluster.waiting.insert(
-                token,
-                Waiting {
-                    conn,
-                    remaining,
-                    failed: false,
-                },
-            );
-            cluster.acks.entry(conn).or_default().push_back(HeldAck {
-                token: Some(token),
-                packet,
-            });
-            return;
-        }
-        match cluster.acks.get_mut(&conn) {
-            Some(held) if !held.is_empty() => held.push_back(HeldAck {
-                token: None,
-                packet,
-            }),
-            _ => self.send(conn, packet),
-        }
+        cluster.waiting.insert(
+            token,
+            Waiting {
+                conn,
+                remaining,
+                failed: false,
+            },
+        );
+        true
     }
 
     /// An owner node stored (or failed to store) a forwarded message.
@@ -466,10 +440,7 @@ impl<S: Store> Broker<S> {
             .get(&conn)
             .and_then(|client| self.sessions.get(client))
             .is_some_and(|s| s.protocol.is_v5());
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        let Some(held) = cluster.acks.get_mut(&conn) else {
+        let Some(held) = self.held.queue_mut(conn) else {
             return;
         };
         let mut forget_qos2 = None;
@@ -485,8 +456,7 @@ impl<S: Store> Broker<S> {
                 } else {
                     // 3.1.1 has no failure PUBACK: close without acknowledging, so the client
                     // sends the PUBLISH again when it reconnects.
-                    held.clear();
-                    cluster.acks.remove(&conn);
+                    self.held.forget_conn(conn);
                     self.actions.push(Action::Close { conn });
                     return;
                 }
@@ -495,23 +465,7 @@ impl<S: Store> Broker<S> {
         if let Some(id) = forget_qos2 {
             self.forget_incoming_qos2(conn, id);
         }
-        let Some(held) = self.cluster.as_mut().and_then(|c| c.acks.get_mut(&conn)) else {
-            return;
-        };
-        let mut ready = Vec::new();
-        while held.front().is_some_and(|h| h.token.is_none()) {
-            if let Some(h) = held.pop_front() {
-                ready.push(h.packet);
-            }
-        }
-        if held.is_empty()
-            && let Some(cluster) = self.cluster.as_mut()
-        {
-            cluster.acks.remove(&conn);
-        }
-        for packet in ready {
-            self.send(conn, packet);
-        }
+        self.flush_acks(conn);
     }
 
     fn forget_incoming_qos2(&mut self, conn: ConnId, id: berth_codec::PacketId) {

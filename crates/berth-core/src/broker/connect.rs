@@ -69,7 +69,7 @@ impl<S: Store> Broker<S> {
         let epoch = granted.map_or_else(|| self.new_epoch(&client), |(epoch, _)| epoch);
 
         // The same client id on another connection: that connection ends, abnormally.
-        if let Some(old) = self.sessions.get(&client).and_then(Session::conn) {
+        if let Some(old) = self.sessions.get(&client).and_then(|s| s.conn()) {
             if self
                 .sessions
                 .get(&client)
@@ -300,6 +300,10 @@ impl<S: Store> Broker<S> {
                 }
             }
         }
+        // Acknowledgements for that connection can no longer be sent; publishers waiting for
+        // this session to drain wait no more (offline, nobody drains it).
+        self.held.forget_conn(online.conn);
+        self.release_congestion(client);
         if will_now {
             self.publish_will(now, client);
         }

@@ -35,6 +35,23 @@ impl<S: Store> Broker<S> {
             return self.stats.count_drop(DropReason::Qos0Offline);
         }
         self.enqueue(client, delivery);
+        self.note_congestion(client);
+    }
+
+    /// Remembers, for the PUBLISH being routed, that `client` is connected and its queue is at
+    /// the congestion mark: the publisher's acknowledgement then waits (see `acks`).
+    fn note_congestion(&mut self, client: &ClientId) {
+        let Some(congested) = self.route_congested.as_mut() else {
+            return;
+        };
+        let mark = self.config.queue.congested_at();
+        let backed_up = self
+            .sessions
+            .get(client)
+            .is_some_and(|s| s.online.is_some() && s.queue.bounds.count >= mark);
+        if backed_up && !congested.contains(client) {
+            congested.push(client.clone());
+        }
     }
 
     /// The message being routed does not fit a full queue: counted, and remembered so that an
@@ -142,6 +159,11 @@ impl<S: Store> Broker<S> {
 
     /// Moves queued messages into the send window while it has room.
     pub(super) fn pump(&mut self, now: UnixMillis, client: &ClientId) {
+        self.pump_window(now, client);
+        self.note_drained(client);
+    }
+
+    fn pump_window(&mut self, now: UnixMillis, client: &ClientId) {
         self.resend_inflight(now, client);
         loop {
             let Some(session) = self.sessions.get(client) else {
@@ -364,9 +386,9 @@ impl<S: Store> Broker<S> {
     }
 }
 
-/// `Store::read_queue`, plus what this event already changed: its ops are still in the
-/// uncommitted `batch` (they are written together, atomically, when the event ends), and a
-/// read in the middle of the event must see them. Otherwise a message queued earlier in the
+/// `Store::read_queue`, plus what this event (and, under `handle_deferred`, the events before it
+/// in the group) already changed: those ops are still in the uncommitted `batch` (written
+/// together, atomically, at the commit), and a read before the commit must see them. Otherwise a message queued earlier in the
 /// same event (say, a will routed to the very session that a CONNECT is resuming) is missing
 /// from the page, the queue looks empty while `bounds.count` says otherwise, and it stalls.
 fn read_queue_through<S: Store>(

@@ -63,7 +63,7 @@ impl<S: Store> Broker<S> {
             if session.incoming_qos2.contains(&id) {
                 // A re-sent PUBLISH we already routed: exactly once means acknowledge only
                 // (behind the first one's PUBREC if that still waits for another node).
-                return self.send_ack(conn, Packet::PubRec(PubRec::new(id)), None);
+                return self.send_ack(now, conn, Packet::PubRec(PubRec::new(id)), None, &[]);
             }
             if session.incoming_qos2.len() >= usize::from(self.config.limits.receive_maximum) {
                 return self.disconnect_with(
@@ -105,7 +105,9 @@ impl<S: Store> Broker<S> {
         }
         self.route_quota_drops = 0;
         let message = Arc::new(message);
+        self.route_congested = Some(Vec::new());
         let matched = self.route(now, Some(client), message.clone());
+        let congested = self.route_congested.take().unwrap_or_default();
         // Sessions of other nodes: the acknowledgement waits until their owners stored it.
         let token = if publish.qos == QoS::AtMostOnce {
             None
@@ -126,19 +128,20 @@ impl<S: Store> Broker<S> {
         } else {
             PubAckReasonCode::Success
         };
-        match (publish.qos, publish.packet_id) {
+        let packet = match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 let mut ack = PubAck::new(id);
                 ack.reason = reason;
-                self.send_ack(conn, Packet::PubAck(ack), waiting_on);
+                Packet::PubAck(ack)
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let mut rec = PubRec::new(id);
                 rec.reason = reason;
-                self.send_ack(conn, Packet::PubRec(rec), waiting_on);
+                Packet::PubRec(rec)
             }
-            _ => {}
-        }
+            _ => return,
+        };
+        self.send_ack(now, conn, packet, waiting_on, &congested);
     }
 
     /// Hands `message` to every matching session; returns how many sessions matched.

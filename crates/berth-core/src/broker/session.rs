@@ -12,6 +12,7 @@ use crate::ids::{ConnId, Epoch, QueueSeq};
 use crate::message::Delivery;
 use crate::store::{QueueBounds, SessionExpiry, SubscriptionRecord, WillRecord};
 use crate::time::UnixMillis;
+use crate::vec_map::VecMap;
 
 /// Messages a connected session keeps paged in from its stored queue.
 pub(crate) const QUEUE_PAGE: usize = 256;
@@ -21,7 +22,7 @@ pub(crate) struct Session {
     pub epoch: Epoch,
     pub protocol: ProtocolVersion,
     pub expiry: SessionExpiry,
-    pub subscriptions: HashMap<TopicFilter, SubscriptionRecord>,
+    pub subscriptions: VecMap<TopicFilter, SubscriptionRecord>,
     /// Boxed: most sessions have none, and an offline session should cost little memory.
     pub will: Option<Box<WillRecord>>,
     pub will_due_at: Option<UnixMillis>,
@@ -88,12 +89,12 @@ impl Queue {
 }
 
 impl Session {
-    pub fn new(epoch: Epoch, protocol: ProtocolVersion, expiry: SessionExpiry) -> Session {
-        Session {
+    pub fn new(epoch: Epoch, protocol: ProtocolVersion, expiry: SessionExpiry) -> Box<Session> {
+        Box::new(Session {
             epoch,
             protocol,
             expiry,
-            subscriptions: HashMap::new(),
+            subscriptions: VecMap::new(),
             will: None,
             will_due_at: None,
             expires_at: None,
@@ -106,7 +107,7 @@ impl Session {
             next_packet_id: 1,
             next_order: 0,
             online: None,
-        }
+        })
     }
 
     pub fn conn(&self) -> Option<ConnId> {

@@ -61,6 +61,7 @@ struct Queue {
     max_bytes: Option<toml::Value>,
     drop_policy: Option<toml::Value>,
     queue_qos0: Option<toml::Value>,
+    backpressure: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +94,7 @@ impl FileConfig {
             Key::QueueMaxBytes => self.queue.max_bytes.as_ref(),
             Key::QueueDropPolicy => self.queue.drop_policy.as_ref(),
             Key::QueueQos0 => self.queue.queue_qos0.as_ref(),
+            Key::QueueBackpressure => self.queue.backpressure.as_ref(),
             Key::LimitsMaxPacketSize => self.limits.max_packet_size.as_ref(),
             Key::LimitsReceiveMaximum => self.limits.receive_maximum.as_ref(),
             Key::LimitsMaxInflight => self.limits.max_inflight.as_ref(),

@@ -67,6 +67,10 @@ impl Config {
                     ("max_bytes", format_limit(broker.queue.max_bytes, true)),
                     ("drop_policy", string(drop_policy)),
                     ("queue_qos0", toml::Value::Boolean(broker.queue.queue_qos0)),
+                    (
+                        "backpressure",
+                        toml::Value::Boolean(broker.queue.backpressure),
+                    ),
                 ],
             ),
             (

@@ -59,6 +59,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(broker.queue.max_bytes, Limit::AtMost(64 << 20));
     assert_eq!(broker.queue.drop_policy, DropPolicy::DropNewest);
     assert!(!broker.queue.queue_qos0);
+    assert!(broker.queue.backpressure);
     assert_eq!(broker.limits.max_packet_size, 1 << 20);
     assert_eq!(broker.limits.receive_maximum, 1024);
     assert_eq!(broker.limits.max_inflight, 32);
@@ -92,6 +93,7 @@ max_messages = "unlimited"
 max_bytes = "10MB"
 drop_policy = "drop_oldest"
 queue_qos0 = true
+backpressure = false
 
 [limits]
 max_packet_size = 65536
@@ -122,6 +124,7 @@ fn every_key_is_read_from_the_file() {
     assert_eq!(broker.queue.max_bytes, Limit::AtMost(10_000_000));
     assert_eq!(broker.queue.drop_policy, DropPolicy::DropOldest);
     assert!(broker.queue.queue_qos0);
+    assert!(!broker.queue.backpressure);
     assert_eq!(broker.limits.max_packet_size, 65536);
     assert_eq!(broker.limits.receive_maximum, 100);
     assert_eq!(broker.limits.max_inflight, 10);
@@ -351,6 +354,11 @@ fn every_bad_value_is_refused_naming_key_and_value() {
             "[queue]\nqueue_qos0 = 1",
             "queue.queue_qos0",
             "found integer 1",
+        ),
+        (
+            "[queue]\nbackpressure = \"yes\"",
+            "queue.backpressure",
+            "found string",
         ),
         (
             "[limits]\nmax_packet_size = 15",

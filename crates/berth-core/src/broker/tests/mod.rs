@@ -14,6 +14,7 @@
 
 mod cluster;
 mod connect;
+mod flow;
 mod limits;
 mod qos;
 mod queue;

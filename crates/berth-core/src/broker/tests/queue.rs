@@ -22,6 +22,7 @@ fn queue_config(max_messages: Limit, max_bytes: Limit, drop_policy: DropPolicy) 
         max_bytes,
         drop_policy,
         queue_qos0: false,
+        backpressure: true,
     };
     config
 }
