@@ -4,8 +4,8 @@
 //! The connection owns no session state. Its buffers start empty and grow with the traffic; the
 //! write buffer is released again when a burst has been written.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_codec::{DecodeError, DecodeOptions, Packet, ProtocolVersion, decode, encode};
@@ -13,11 +13,12 @@ use berth_core::{CloseReason, ConnId};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::Sender;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::admission;
 use crate::cluster_link::ClusterLink;
+use crate::mailbox::{Inbox, Outbox, mailbox};
 use crate::runtime::{Command, ConnectionHandle, Outbound};
 
 /// How long a new connection may take to send CONNECT.
@@ -26,6 +27,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Write buffers larger than this are released after use.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+/// Capacity (in packets) of the taken batch kept between bursts; more is released once written.
+const BATCH_KEEP: usize = 64;
 
 pub(crate) struct Connection {
     pub conn: ConnId,
@@ -116,11 +119,9 @@ impl Connection {
         }
         let version = connect.protocol;
         let keep_alive = connect.keep_alive;
-        let (outbound_tx, outbound) = unbounded_channel();
-        let pending = Arc::new(AtomicUsize::new(0));
+        let (outbox, inbox) = mailbox();
         let handle = ConnectionHandle {
-            outbound: outbound_tx.clone(),
-            pending: pending.clone(),
+            outbound: outbox.clone(),
         };
         let command = Command::Connect {
             conn,
@@ -131,8 +132,7 @@ impl Connection {
         let replicated = cluster.zip(grant).map(|(link, grant)| Replicated {
             link,
             grant,
-            replies: outbound_tx,
-            pending: pending.clone(),
+            replies: outbox,
         });
         if !to_broker(&commands, move || command).await {
             return None;
@@ -143,8 +143,7 @@ impl Connection {
             read_buf,
             version,
             keep_alive,
-            outbound,
-            pending,
+            inbox,
             replicated,
         })
     }
@@ -157,8 +156,7 @@ struct Accepted {
     read_buf: BytesMut,
     version: ProtocolVersion,
     keep_alive: u16,
-    outbound: UnboundedReceiver<Outbound>,
-    pending: Arc<AtomicUsize>,
+    inbox: Inbox,
     replicated: Option<Replicated>,
 }
 
@@ -170,10 +168,11 @@ async fn serve(conn: ConnId, commands: Sender<Command>, max_packet_size: u32, ac
         mut read_buf,
         version,
         mut keep_alive,
-        mut outbound,
-        pending,
+        inbox,
         replicated,
     } = accepted;
+    // Taken from the inbox and not yet written.
+    let mut batch = VecDeque::new();
 
     let opts = DecodeOptions::new(version).with_max_packet_size(max_packet_size);
     let mut write_buf = BytesMut::new();
@@ -202,13 +201,16 @@ async fn serve(conn: ConnId, commands: Sender<Command>, max_packet_size: u32, ac
                 reading = false;
                 to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::KeepAliveTimeout }).await;
             }
-            message = outbound.recv() => {
-                let Some(message) = message else { break };
+            open = inbox.recv(&mut batch) => {
+                if !open {
+                    break;
+                }
                 let mut close = false;
                 let mut written = 0usize;
-                let mut next = Some(message);
-                // Write everything already waiting in one go.
-                while let Some(message) = next.take() {
+                // Write what is waiting in one go, in bounded pieces: a backlog is not copied
+                // whole, and reading resumes between pieces.
+                while write_buf.len() < WRITE_BUFFER_KEEP {
+                    let Some(message) = batch.pop_front() else { break };
                     match message {
                         Outbound::Packet(packet) => {
                             if let Packet::ConnAck(connack) = packet.as_ref()
@@ -226,8 +228,6 @@ async fn serve(conn: ConnId, commands: Sender<Command>, max_packet_size: u32, ac
                             break;
                         }
                     }
-                    // Bounded batches: a backlog is written in pieces, not copied whole.
-                    next = if write_buf.len() < WRITE_BUFFER_KEEP { outbound.try_recv().ok() } else { None };
                 }
                 if writer.write_all(&write_buf).await.is_err() {
                     if reading {
@@ -235,10 +235,13 @@ async fn serve(conn: ConnId, commands: Sender<Command>, max_packet_size: u32, ac
                     }
                     break;
                 }
-                pending.fetch_sub(written, Ordering::Relaxed);
+                inbox.written(written);
                 write_buf.clear();
                 if write_buf.capacity() > 2 * WRITE_BUFFER_KEEP {
                     write_buf = BytesMut::new();
+                }
+                if batch.is_empty() && batch.capacity() > BATCH_KEEP {
+                    batch = VecDeque::new();
                 }
                 if close {
                     let _ = writer.shutdown().await;
@@ -249,12 +252,16 @@ async fn serve(conn: ConnId, commands: Sender<Command>, max_packet_size: u32, ac
         if !reading {
             // Reported closed: wait (bounded) for the broker's last packets and Close.
             let deadline = Instant::now() + CLOSE_GRACE;
-            while let Ok(Some(message)) = tokio::time::timeout_at(deadline, outbound.recv()).await {
-                match message {
-                    Outbound::Packet(packet) => {
-                        let _ = encode(&packet, version, &mut write_buf);
+            'grace: while let Ok(true) =
+                tokio::time::timeout_at(deadline, inbox.recv(&mut batch)).await
+            {
+                for message in batch.drain(..) {
+                    match message {
+                        Outbound::Packet(packet) => {
+                            let _ = encode(&packet, version, &mut write_buf);
+                        }
+                        Outbound::Close => break 'grace,
                     }
-                    Outbound::Close => break,
                 }
             }
             let _ = writer.write_all(&write_buf).await;
@@ -262,7 +269,7 @@ async fn serve(conn: ConnId, commands: Sender<Command>, max_packet_size: u32, ac
             return;
         }
     }
-    drain_until_close(&mut outbound).await;
+    drain_until_close(&inbox, batch).await;
 }
 
 /// Hands a command to the broker thread; false once the broker is gone. The channel's slot is
@@ -279,10 +286,13 @@ async fn to_broker(commands: &Sender<Command>, command: impl FnOnce() -> Command
 }
 
 /// After the socket is gone: let the broker's remaining packets for it fall away.
-async fn drain_until_close(outbound: &mut UnboundedReceiver<Outbound>) {
+async fn drain_until_close(inbox: &Inbox, mut batch: VecDeque<Outbound>) {
     let deadline = Instant::now() + CLOSE_GRACE;
-    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, outbound.recv()).await {
-        if let Outbound::Close = message {
+    while let Ok(true) = tokio::time::timeout_at(deadline, inbox.recv(&mut batch)).await {
+        if batch
+            .drain(..)
+            .any(|message| matches!(message, Outbound::Close))
+        {
             return;
         }
     }
@@ -292,8 +302,7 @@ async fn drain_until_close(outbound: &mut UnboundedReceiver<Outbound>) {
 struct Replicated {
     link: Arc<ClusterLink>,
     grant: admission::Grant,
-    replies: UnboundedSender<Outbound>,
-    pending: Arc<AtomicUsize>,
+    replies: Outbox,
 }
 
 async fn forward_packets(
@@ -376,7 +385,6 @@ async fn replicate_or_refuse(r: &Replicated, packet: Packet) -> Option<Packet> {
     match admission::replicate(&r.link, &r.grant, &packet, crate::runtime::now()).await {
         Ok(()) => Some(packet),
         Err(reply) => {
-            r.pending.fetch_add(1, Ordering::Relaxed);
             let _ = r.replies.send(Outbound::Packet(Box::new(reply)));
             None
         }

@@ -14,6 +14,7 @@ mod connection;
 mod endpoint;
 mod forwarding;
 pub mod http;
+mod mailbox;
 pub mod metrics;
 mod runtime;
 mod stranded;

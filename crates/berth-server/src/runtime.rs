@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,10 +25,11 @@ use berth_core::{
     StoreError, UnixMillis,
 };
 use tokio::runtime::Handle;
-use tokio::sync::mpsc::{Receiver, UnboundedSender};
+use tokio::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
 
 use crate::cluster_link::ClusterLink;
+use crate::mailbox::Outbox;
 
 use crate::metrics::Metrics;
 
@@ -44,9 +44,7 @@ pub(crate) const OUTBOUND_QOS0_LIMIT: usize = 10_000;
 /// The broker thread's end of one connection.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionHandle {
-    pub outbound: UnboundedSender<Outbound>,
-    /// Packets sent to the connection and not yet written to its socket.
-    pub pending: Arc<AtomicUsize>,
+    pub outbound: Outbox,
 }
 
 /// From a connection task to the broker thread.
@@ -114,10 +112,11 @@ const EXPORT_PAGE: usize = 1000;
 
 /// From the broker thread to a connection task.
 ///
-/// The packet is boxed on purpose: tokio's channel allocates its slots in blocks of 32, so an
-/// inline `Packet` (hundreds of bytes) made every idle connection cost several KB up front
-/// (measured 9.5 KB RSS per connection with it inline). One small allocation per packet sent is
-/// the cheaper side of that trade for a broker holding many idle connections.
+/// The packet is boxed on purpose: a connection's queue keeps the capacity its last burst gave
+/// it, and an inline `Packet` (hundreds of bytes) makes that cost per idle connection grow
+/// accordingly (with tokio's channel, which allocates 32 slots up front, it measured 9.5 KB
+/// RSS per connection). One small allocation per packet sent is the cheaper side of that trade
+/// for a broker holding many idle connections.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Packet(Box<Packet>),
@@ -348,12 +347,10 @@ fn dispatch(
                 };
                 let is_qos0_publish =
                     matches!(&packet, Packet::Publish(p) if p.qos == berth_codec::QoS::AtMostOnce);
-                if is_qos0_publish && handle.pending.load(Ordering::Relaxed) >= OUTBOUND_QOS0_LIMIT
-                {
+                if is_qos0_publish && handle.outbound.pending() >= OUTBOUND_QOS0_LIMIT {
                     slow += 1;
                     continue;
                 }
-                handle.pending.fetch_add(1, Ordering::Relaxed);
                 let _ = handle.outbound.send(Outbound::Packet(Box::new(packet)));
             }
             Action::Close { conn } => {
