@@ -13,6 +13,7 @@ use berth_codec::{QoS, SubscriptionId, TopicFilter, TopicName};
 
 use crate::ids::ClientId;
 use crate::store::SubscriptionRecord;
+use crate::vec_map::reserve_gently;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -35,18 +36,6 @@ impl Node {
     fn is_empty(&self) -> bool {
         self.children.is_empty() && self.direct.is_empty() && self.shared.is_none()
     }
-}
-
-/// Adds a subscriber to a node's list. The first few grow one slot at a time: a typical node
-/// (a device's own topic) has one subscriber, and `Vec`'s first growth step reserves four.
-fn push_member(
-    entries: &mut Vec<(ClientId, SubscriptionRecord)>,
-    member: (ClientId, SubscriptionRecord),
-) {
-    if entries.len() == entries.capacity() && entries.capacity() < 4 {
-        entries.reserve_exact(1);
-    }
-    entries.push(member);
 }
 
 /// What one client gets for one published message, all its matching subscriptions merged.
@@ -95,7 +84,9 @@ impl SubscriptionIndex {
         match entries.iter_mut().find(|(c, _)| c == client) {
             Some(entry) => entry.1 = record,
             None => {
-                push_member(entries, (client.clone(), record));
+                // A typical node (a device's own topic) has one subscriber.
+                reserve_gently(entries);
+                entries.push((client.clone(), record));
                 self.len += 1;
             }
         }

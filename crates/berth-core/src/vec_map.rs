@@ -38,10 +38,7 @@ impl<K: Ord, V> VecMap<K, V> {
         match self.position(&key) {
             Ok(at) => Some(std::mem::replace(&mut self.entries[at].1, value)),
             Err(at) => {
-                // The first few grow one slot at a time (`Vec` would reserve four at once).
-                if self.entries.len() == self.entries.capacity() && self.entries.capacity() < 4 {
-                    self.entries.reserve_exact(1);
-                }
+                reserve_gently(&mut self.entries);
                 self.entries.insert(at, (key, value));
                 None
             }
@@ -95,6 +92,15 @@ impl<K: Ord, V> VecMap<K, V> {
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
+    }
+}
+
+/// Makes room for one more element of a `Vec` that usually holds one or a few: the first four
+/// slots are added one at a time (`Vec`'s first growth step would reserve four at once), then it
+/// grows as usual.
+pub(crate) fn reserve_gently<T>(entries: &mut Vec<T>) {
+    if entries.len() == entries.capacity() && entries.capacity() < 4 {
+        entries.reserve_exact(1);
     }
 }
 

@@ -65,6 +65,28 @@ pub fn seconds(from: std::time::Instant, to: std::time::Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64().max(1e-9)
 }
 
+/// Connects as `client_id`, subscribes to `filter_text` at QoS 1 and disconnects normally: how
+/// the memory scenarios create a session (persistent `kind`) or pass through one (clean).
+pub async fn subscribe_and_leave(
+    s: &Settings,
+    client_id: String,
+    kind: SessionKind,
+    filter_text: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    let spec = connect_spec(s, client_id, kind);
+    let mut conn = crate::conn::Conn::connect(s.addr, &spec, s.timeout).await?;
+    conn.subscribe(
+        &[filter(filter_text)?],
+        berth_codec::QoS::AtLeastOnce,
+        s.timeout,
+    )
+    .await
+    .context("SUBSCRIBE")?;
+    conn.disconnect(s.timeout).await
+}
+
 /// Connections and sessions the memory scenarios make and discard before their first RSS
 /// reading.
 const WARM_UP: u32 = 64;
@@ -90,15 +112,9 @@ pub async fn warm_up(s: &Settings, persistent: bool) -> anyhow::Result<()> {
         SessionKind::Clean
     };
     for i in 0..WARM_UP {
-        let mut conn = Conn::connect(s.addr, &connect_spec(s, id(i), kind), s.timeout).await?;
-        conn.subscribe(
-            &[filter(&format!("{p}/warm/{i}"))?],
-            QoS::AtLeastOnce,
-            s.timeout,
-        )
-        .await
-        .context("warm-up SUBSCRIBE")?;
-        conn.disconnect(s.timeout).await?;
+        subscribe_and_leave(s, id(i), kind, &format!("{p}/warm/{i}"))
+            .await
+            .context("warm-up")?;
     }
     if !persistent {
         return Ok(());

@@ -11,11 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use berth_codec::QoS;
 use tokio::task::JoinSet;
 
-use super::{connect_spec, filter, prefix, seconds, topic};
+use super::{connect_spec, prefix, seconds, topic};
 use crate::board::Board;
 use crate::cli::Settings;
 use crate::conn::{Conn, SessionKind};
@@ -197,16 +196,8 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
 }
 
 async fn create_session(s: &Settings, p: &str, i: u32) -> anyhow::Result<()> {
-    let spec = connect_spec(s, session_id(s, i), SessionKind::Persistent { fresh: true });
-    let mut conn = Conn::connect(s.addr, &spec, s.timeout).await?;
-    conn.subscribe(
-        &[filter(&format!("{p}/s/{i}"))?],
-        QoS::AtLeastOnce,
-        s.timeout,
-    )
-    .await
-    .context("SUBSCRIBE")?;
-    conn.disconnect(s.timeout).await
+    let kind = SessionKind::Persistent { fresh: true };
+    super::subscribe_and_leave(s, session_id(s, i), kind, &format!("{p}/s/{i}")).await
 }
 
 fn session_id(s: &Settings, i: u32) -> String {
