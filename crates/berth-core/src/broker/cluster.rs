@@ -92,18 +92,24 @@ impl<S: Store> Broker<S> {
                     cluster.importing.remove(&client);
                 }
                 if owner == node {
-                    if let Some(cluster) = self.cluster.as_mut() {
-                        cluster.moving.remove(&client);
-                    }
+                    // A copy here that was moving to another node is an *older* copy of the
+                    // session this node now takes back: like a session that is not here at
+                    // all, it waits for the state of the current owner.
+                    let older_copy = self
+                        .cluster
+                        .as_mut()
+                        .is_some_and(|c| c.moving.remove(&client).is_some());
                     self.forget_remote(&client);
-                    if kept && !self.sessions.contains_key(&client) {
-                        // Until its state arrives from the old owner, its routes stay and point
-                        // here; what they match waits for the backlog (see `importing`).
+                    if kept && (older_copy || !self.sessions.contains_key(&client)) {
+                        // Until its state arrives from the old owner, its routes (the registry's
+                        // subscriptions) stay and point here; what they match waits for the
+                        // backlog (see `importing`) instead of finding no subscriber.
                         self.add_remote(&client, node, subscriptions);
                         if let Some(cluster) = self.cluster.as_mut() {
                             cluster.importing.insert(client.clone());
                         }
                     }
+                    // (Clean Start here: the CONNECT that follows discards an older copy.)
                     return;
                 }
                 if self.sessions.contains_key(&client) && !self.is_moving(&client) {
@@ -347,6 +353,11 @@ impl<S: Store> Broker<S> {
         let cluster = self.cluster.as_ref()?;
         if let Some((to, _)) = cluster.moving.get(client) {
             return Some(*to);
+        }
+        if cluster.importing.contains(client) {
+            // Arriving here (also over an older copy still here): matches wait for the backlog
+            // with the forwards from other nodes (`forward_matches`, `on_import_done`).
+            return Some(cluster.node);
         }
         if self.sessions.contains_key(client) {
             return None;

@@ -318,6 +318,24 @@ impl<S: Store> Broker<S> {
         if !cluster.importing.remove(client) {
             return;
         }
+        if cluster.remote.contains_key(client)
+            && let Some(session) = self.sessions.get(client)
+        {
+            // No state arrived over the older copy still here: the routes that pointed here
+            // while it was awaited give way to the copy's own subscriptions.
+            let own: Vec<_> = session
+                .subscriptions
+                .iter()
+                .map(|(f, r)| (f.clone(), r.clone()))
+                .collect();
+            self.forget_remote(client);
+            for (filter, record) in own {
+                self.index.insert(client, &filter, record);
+            }
+        }
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
         let deferred = std::mem::take(&mut cluster.deferred);
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut cluster.deferred_local)
             .into_iter()

@@ -342,3 +342,109 @@ fn a_snapshot_without_the_session_deletes_a_copy_that_was_moving() {
     c.event(Event::Cluster(ClusterEvent::Reset { sessions: vec![] }));
     assert!(c.stored_session("x").is_some());
 }
+
+/// Issue 11, the stale-copy loss: node 1 holds an older copy of `x` and claims it back while the
+/// current owner (node 2) does not answer yet. A QoS 1 message published *through node 1* in
+/// that wait must neither be answered 0x10 (No matching subscribers) nor be lost: it waits for
+/// the backlog and is delivered after it.
+#[test]
+fn a_publish_through_the_node_taking_back_an_older_copy_waits_for_the_backlog() {
+    let mut a = holder_with_backlog();
+    let mut b = owner_without_backlog(&mut a);
+    let (conn, _) = b.connect_as(v3("x", false), 2);
+    let _ = forward(&mut b, 1, b"m4");
+    b.lose(conn);
+
+    a.event(claim(1, 3));
+    b.event(claim(1, 3));
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let publisher = a.connect_ok(v5("pub5", true, None));
+    let out = a.publish(publisher, publish("t", b"m6", QoS::AtLeastOnce, 9));
+    assert!(
+        out.to(publisher).is_empty(),
+        "the PUBACK waits for the backlog: {:?}",
+        out.to(publisher)
+    );
+
+    let mut export = b
+        .broker
+        .export_session(&client("x"), Epoch(3))
+        .unwrap()
+        .unwrap();
+    let (page, _) = b.broker.export_queue(&client("x"), None, 10).unwrap();
+    export.record.epoch = Epoch(3);
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    a.event(Event::ImportQueue {
+        client: client("x"),
+        page,
+    });
+    let done = a.event(Event::ImportDone {
+        client: client("x"),
+    });
+    match done.only(publisher) {
+        Packet::PubAck(ack) => assert_eq!(ack.reason, berth_codec::PubAckReasonCode::Success),
+        other => panic!("expected a PUBACK, got {other:?}"),
+    }
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    assert_eq!(
+        payloads(&out.publishes(conn)),
+        vec!["m1", "m2", "m3", "m4", "m6"],
+        "the older copy, the newer owner's backlog, then what waited"
+    );
+}
+
+/// The same wait, but the current owner never answers: the session goes on with the local copy
+/// and the registry's subscriptions, and the message that waited is delivered.
+#[test]
+fn a_publish_through_the_node_taking_back_an_older_copy_survives_an_unreachable_owner() {
+    let mut a = holder_with_backlog();
+    let mut b = owner_without_backlog(&mut a);
+    let (conn, _) = b.connect_as(v3("x", false), 2);
+    let _ = forward(&mut b, 1, b"m4");
+    b.lose(conn);
+
+    a.event(claim(1, 3));
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let publisher = a.connect_ok(v5("pub5", true, None));
+    let out = a.publish(publisher, publish("t", b"m6", QoS::AtLeastOnce, 9));
+    assert!(out.to(publisher).is_empty(), "the PUBACK waits");
+    let fallback = SessionExport {
+        record: crate::store::SessionRecord {
+            epoch: Epoch(3),
+            protocol: berth_codec::ProtocolVersion::V3_1_1,
+            expiry: crate::store::SessionExpiry::Never,
+            expires_at: None,
+            will: None,
+            will_due_at: None,
+        },
+        subscriptions: vec![(filter("t"), record())],
+        inflight: Vec::new(),
+        incoming_qos2: Vec::new(),
+        queued: 0,
+    };
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(fallback),
+    });
+    let done = a.event(Event::ImportDone {
+        client: client("x"),
+    });
+    match done.only(publisher) {
+        Packet::PubAck(ack) => assert_eq!(ack.reason, berth_codec::PubAckReasonCode::Success),
+        other => panic!("expected a PUBACK, got {other:?}"),
+    }
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2", "m3", "m6"]);
+    // A message published now is delivered at once.
+    let out = a.publish(publisher, publish("t", b"m7", QoS::AtLeastOnce, 10));
+    assert_eq!(payloads(&out.publishes(conn)), vec!["m7"]);
+}
