@@ -114,9 +114,14 @@ async fn act_for_lost_owners(
         }
     }
     for (client, epoch, will) in wills {
-        let Some(message) = will.message else {
+        // Its Message Expiry Interval starts now, as on the owner (`WillRecord::published_at`).
+        let Ok(will) = crate::message::will_from_pb(will) else {
             continue;
         };
+        let message = crate::message::message_to_pb(&berth_core::WillRecord::published_at(
+            will.message,
+            berth_core::UnixMillis(now),
+        ));
         let Some(local) = broker.get().cloned() else {
             return;
         };

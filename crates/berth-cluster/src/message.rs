@@ -9,7 +9,7 @@ use berth_codec::{
     MqttString, PayloadFormat, ProtocolVersion, PublishProperties, QoS, RetainHandling,
     SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, UserProperty,
 };
-use berth_core::{Delivery, Message, SubscriptionRecord, UnixMillis};
+use berth_core::{Delivery, Message, SubscriptionRecord, UnixMillis, WillRecord};
 use berth_proto::v1 as pb;
 
 /// A field of a peer's message is not valid.
@@ -113,6 +113,7 @@ pub fn delivery_to_pb(d: &Delivery) -> pb::Delivery {
         qos: d.qos as u32,
         retain: d.retain,
         subscription_ids: d.subscription_ids.iter().map(|id| id.get()).collect(),
+        redelivery: d.redelivery,
     }
 }
 
@@ -127,6 +128,7 @@ pub fn delivery_from_pb(d: pb::Delivery) -> Result<Delivery, Invalid> {
             .iter()
             .map(|id| SubscriptionId::new(*id).ok_or(invalid("subscription_id")))
             .collect::<Result<_, _>>()?,
+        redelivery: d.redelivery,
     })
 }
 
@@ -209,5 +211,56 @@ mod tests {
         m.qos = 1;
         m.payload_format = Some(2);
         assert_eq!(message_from_pb(m).unwrap_err().field, "payload_format");
+    }
+}
+
+/// A will as the registry and a takeover carry it: the interval of its Message Expiry stays an
+/// interval until the will is published (see `WillRecord::of_connect`).
+pub fn will_to_pb(will: &WillRecord) -> pb::Will {
+    let mut message = will.message.clone();
+    let message_expiry_interval = message.properties.message_expiry_interval.take();
+    pb::Will {
+        message: Some(message_to_pb(&message)),
+        delay_secs: will.delay_secs,
+        message_expiry_interval,
+    }
+}
+
+pub fn will_from_pb(will: pb::Will) -> Result<WillRecord, Invalid> {
+    let mut message = message_from_pb(will.message.ok_or(invalid("will.message"))?)?;
+    message.properties.message_expiry_interval = will.message_expiry_interval;
+    Ok(WillRecord {
+        message,
+        delay_secs: will.delay_secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_will_keeps_its_message_expiry_interval_through_the_registry() {
+        let will = WillRecord {
+            message: Message {
+                topic: TopicName::parse("dev/1/status").unwrap(),
+                payload: bytes::Bytes::from_static(b"offline"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: berth_codec::PublishProperties {
+                    message_expiry_interval: Some(30),
+                    ..Default::default()
+                },
+                expires_at: None,
+            },
+            delay_secs: 5,
+        };
+        let carried = will_to_pb(&will);
+        assert_eq!(carried.message_expiry_interval, Some(30));
+        let back = will_from_pb(carried).unwrap();
+        assert_eq!(back, will);
+        let published = WillRecord::published_at(back.message, UnixMillis(1_000));
+        assert_eq!(published.expires_at, Some(UnixMillis(31_000)));
+        assert_eq!(published.properties.message_expiry_interval, None);
     }
 }

@@ -118,7 +118,12 @@ impl SessionExport {
             })
             .collect();
         sent.sort_by_key(|(order, _)| *order);
-        sent.into_iter().map(|(_, d)| d.clone()).collect()
+        sent.into_iter()
+            .map(|(_, d)| Delivery {
+                redelivery: d.qos != berth_codec::QoS::AtMostOnce,
+                ..d.clone()
+            })
+            .collect()
     }
 }
 

@@ -78,6 +78,36 @@ pub struct SessionConfig {
     pub max_expiry: SessionExpiry,
 }
 
+impl SessionConfig {
+    /// The expiry a CONNECT's session gets (the one place this is decided; a cluster node's
+    /// claim records the same value in the registry): MQTT 5 says it, a 3.1/3.1.1 persistent
+    /// session gets the configured default, a clean one ends with its connection; the
+    /// configured maximum applies (CONNACK reports a clamped value).
+    pub fn expiry_of(&self, connect: &berth_codec::Connect) -> SessionExpiry {
+        self.clamp(self.requested_expiry(connect))
+    }
+
+    /// The expiry a CONNECT asks for, before the configured maximum.
+    pub fn requested_expiry(&self, connect: &berth_codec::Connect) -> SessionExpiry {
+        if connect.protocol.is_v5() {
+            SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
+        } else if connect.clean_start {
+            SessionExpiry::After(0)
+        } else {
+            self.v3_persistent_expiry
+        }
+    }
+
+    /// `requested`, at most the configured maximum.
+    pub fn clamp(&self, requested: SessionExpiry) -> SessionExpiry {
+        match (requested, self.max_expiry) {
+            (_, SessionExpiry::Never) => requested,
+            (SessionExpiry::Never, max) => max,
+            (SessionExpiry::After(r), SessionExpiry::After(m)) => SessionExpiry::After(r.min(m)),
+        }
+    }
+}
+
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
@@ -123,4 +153,36 @@ pub struct BrokerConfig {
     /// Filters that SUBSCRIBE refuses (the seed of ACLs): a requested filter equal to one of
     /// these, or matched by one of them when treated as a topic, is refused.
     pub denied_filters: Vec<TopicFilter>,
+}
+
+impl BrokerConfig {
+    /// Whether a session may hold a subscription to `filter`. The one place this is decided:
+    /// SUBSCRIBE here, the cluster's replication of a SUBSCRIBE before it reaches the broker,
+    /// and subscriptions that arrive with a session from another node or from the registry.
+    pub fn may_subscribe(&self, filter: &TopicFilter) -> bool {
+        !self
+            .denied_filters
+            .iter()
+            .any(|denied| covers(denied, filter))
+    }
+}
+
+/// Whether `denied` covers `requested`: every topic `requested` could match, `denied` matches
+/// too (a literal `+` or `#` in `requested` counts as a level that `denied` must also cover).
+fn covers(denied: &TopicFilter, requested: &TopicFilter) -> bool {
+    let mut requested_levels = requested.levels();
+    for level in denied.levels() {
+        match level {
+            "#" => return true,
+            "+" => match requested_levels.next() {
+                Some("#") | None => return false,
+                Some(_) => {}
+            },
+            literal => match requested_levels.next() {
+                Some(r) if r == literal => {}
+                _ => return false,
+            },
+        }
+    }
+    requested_levels.next().is_none()
 }

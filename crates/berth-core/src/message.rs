@@ -44,6 +44,9 @@ pub struct Delivery {
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<SubscriptionId>,
+    /// Sent to the client before (by an earlier owner, or an older copy of its session) and not
+    /// acknowledged: queued again, it goes out with DUP = 1 (§3.3.1.1).
+    pub redelivery: bool,
 }
 
 impl Delivery {

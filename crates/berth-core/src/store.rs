@@ -66,6 +66,50 @@ pub struct WillRecord {
     pub delay_secs: u32,
 }
 
+impl WillRecord {
+    /// The will a CONNECT carries, as the broker keeps it until it is published. The one place
+    /// this rule is decided (a node's claim in the cluster registry uses it too).
+    ///
+    /// MQTT 5 §3.1.3.2.4: the will's Message Expiry Interval is its lifetime from when it is
+    /// *published*, not from CONNECT. Until then the record keeps the interval itself in
+    /// `properties` (stored with the will, so it survives a restart or a move to another node);
+    /// [`WillRecord::published_at`] turns it into `expires_at`. 3.1/3.1.1 have no will delay:
+    /// the will is due when the connection is lost.
+    pub fn of_connect(will: berth_codec::LastWill) -> WillRecord {
+        WillRecord {
+            delay_secs: will.properties.will_delay_interval.unwrap_or(0),
+            message: Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+                expires_at: None,
+                properties: berth_codec::PublishProperties {
+                    message_expiry_interval: will.properties.message_expiry_interval,
+                    payload_format_indicator: will.properties.payload_format_indicator,
+                    content_type: will.properties.content_type,
+                    response_topic: will.properties.response_topic,
+                    correlation_data: will.properties.correlation_data,
+                    user_properties: will.properties.user_properties,
+                    ..Default::default()
+                },
+            },
+        }
+    }
+
+    /// The will as a message published at `now`: from here on its expiry is absolute, like any
+    /// routed message's.
+    pub fn published_at(message: Message, now: UnixMillis) -> Message {
+        let mut message = message;
+        message.expires_at = message
+            .properties
+            .message_expiry_interval
+            .take()
+            .map(|secs| now.plus_secs(secs));
+        message
+    }
+}
+
 /// What is stored about a session besides its subscriptions and messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {

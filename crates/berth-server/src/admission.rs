@@ -6,11 +6,12 @@
 
 use std::sync::Arc;
 
-use berth_cluster::message::{message_to_pb, subscription_to_pb};
+use berth_cluster::message::{message_to_pb, subscription_to_pb, will_to_pb};
 use berth_cluster::pb;
 use berth_codec::{Connect, MqttString, Packet, ProtocolVersion};
 use berth_core::{
     ClientId, Epoch, Message, SessionExport, SessionRecord, SubscriptionRecord, UnixMillis,
+    WillRecord,
 };
 
 use crate::cluster_link::ClusterLink;
@@ -51,25 +52,11 @@ pub(crate) async fn claim(
             protocol: u32::from(connect.protocol.level()),
             now_ms: now.0,
             expiry_interval: link.expiry_of(connect).as_interval(),
-            will: connect.will.as_ref().map(|will| pb::Will {
-                message: Some(message_to_pb(&Message {
-                    topic: will.topic.clone(),
-                    payload: will.payload.clone(),
-                    qos: will.qos,
-                    retain: will.retain,
-                    properties: berth_codec::PublishProperties {
-                        payload_format_indicator: will.properties.payload_format_indicator,
-                        content_type: will.properties.content_type.clone(),
-                        response_topic: will.properties.response_topic.clone(),
-                        correlation_data: will.properties.correlation_data.clone(),
-                        user_properties: will.properties.user_properties.clone(),
-                        ..Default::default()
-                    },
-                    expires_at: None,
-                })),
-                // 3.1/3.1.1 have no will delay: the will is due when the connection is lost.
-                delay_secs: will.properties.will_delay_interval.unwrap_or(0),
-            }),
+            // The will as core keeps it (one rule; its expiry interval counts from publication).
+            will: connect
+                .will
+                .clone()
+                .map(|will| will_to_pb(&WillRecord::of_connect(will))),
         })),
     };
     let result = match link.node.propose(command).await {
@@ -139,12 +126,22 @@ pub(crate) async fn replicate(
     let kind = match packet {
         Packet::Subscribe(subscribe) => {
             let subscription_id = subscribe.properties.subscription_identifier;
+            // Only what core allows is replicated (the broker answers the rest with Not
+            // Authorized): a refused filter must not reach the registry, whose subscriptions
+            // route messages on every node and come back with the session at a takeover.
+            let allowed: Vec<_> = subscribe
+                .subscriptions
+                .iter()
+                .filter(|s| link.may_subscribe(&s.filter))
+                .collect();
+            if allowed.is_empty() {
+                return Ok(());
+            }
             pb::command::Kind::Subscribe(pb::Subscribe {
                 client_id: grant.client.as_str().to_string(),
                 epoch: grant.epoch.0,
-                subscriptions: subscribe
-                    .subscriptions
-                    .iter()
+                subscriptions: allowed
+                    .into_iter()
                     .map(|s| {
                         subscription_to_pb(
                             &s.filter,

@@ -41,7 +41,8 @@ pub struct ClusterLink {
     queues: Mutex<HashMap<NodeId, UnboundedSender<ForwardItem>>>,
     /// The last log index whose registry changes the broker thread has been handed.
     broker_applied: watch::Receiver<u64>,
-    session: berth_core::SessionConfig,
+    /// The broker's rules, for the steps taken before a packet reaches the broker.
+    rules: berth_core::BrokerConfig,
     /// Clients whose stranded backlog this node is pulling now (`stranded.rs`).
     pub(crate) late_pulls: Mutex<HashSet<ClientId>>,
     /// Copies pulled and stored here whose release the old node has not confirmed yet.
@@ -66,7 +67,7 @@ impl ClusterLink {
         node: ClusterNode,
         notices: UnboundedReceiver<(u64, Vec<Notice>)>,
         commands: Sender<Command>,
-        session: berth_core::SessionConfig,
+        rules: berth_core::BrokerConfig,
     ) -> Arc<ClusterLink> {
         let (applied_tx, applied_rx) = watch::channel(0);
         let link = Arc::new(ClusterLink {
@@ -75,7 +76,7 @@ impl ClusterLink {
             runtime: Handle::current(),
             queues: Mutex::new(HashMap::new()),
             broker_applied: applied_rx,
-            session,
+            rules,
             late_pulls: Mutex::new(HashSet::new()),
             pulled: Mutex::new(HashSet::new()),
         });
@@ -85,20 +86,14 @@ impl ClusterLink {
         link
     }
 
-    /// The session expiry `connect` gets, as the broker sets it (configured maximum applied).
+    /// The session expiry `connect` gets, as core decides it.
     pub(crate) fn expiry_of(&self, connect: &berth_codec::Connect) -> SessionExpiry {
-        let requested = if connect.protocol.is_v5() {
-            SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
-        } else if connect.clean_start {
-            SessionExpiry::After(0)
-        } else {
-            self.session.v3_persistent_expiry
-        };
-        match (requested, self.session.max_expiry) {
-            (_, SessionExpiry::Never) => requested,
-            (SessionExpiry::Never, max) => max,
-            (SessionExpiry::After(r), SessionExpiry::After(m)) => SessionExpiry::After(r.min(m)),
-        }
+        self.rules.session.expiry_of(connect)
+    }
+
+    /// Whether a session may hold a subscription to `filter`, as core decides it.
+    pub(crate) fn may_subscribe(&self, filter: &berth_codec::TopicFilter) -> bool {
+        self.rules.may_subscribe(filter)
     }
 
     pub(crate) fn node_id(&self) -> NodeId {

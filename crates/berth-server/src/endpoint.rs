@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use berth_cluster::message::{
-    delivery_from_pb, delivery_to_pb, message_from_pb, message_to_pb, protocol_from,
-    subscription_to_pb,
+    delivery_from_pb, delivery_to_pb, message_from_pb, protocol_from, subscription_to_pb,
+    will_from_pb, will_to_pb,
 };
 use berth_cluster::pb;
 use berth_core::{
@@ -242,10 +242,7 @@ fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
             .map(|id| u32::from(id.get()))
             .collect(),
         queued: export.queued,
-        will: record.will.as_ref().map(|w| pb::Will {
-            message: Some(message_to_pb(&w.message)),
-            delay_secs: w.delay_secs,
-        }),
+        will: record.will.as_ref().map(will_to_pb),
         will_due_at_ms: record.will_due_at.map(|at| at.0),
     }
 }
@@ -272,13 +269,7 @@ pub(crate) fn export_from_pb(
         };
         inflight.push((id, record));
     }
-    let will = match header.will {
-        Some(w) => Some(berth_core::WillRecord {
-            message: message_from_pb(w.message.ok_or(invalid("will.message"))?)?,
-            delay_secs: w.delay_secs,
-        }),
-        None => None,
-    };
+    let will = header.will.map(will_from_pb).transpose()?;
     Ok(SessionExport {
         record: SessionRecord {
             epoch: berth_core::Epoch(epoch),

@@ -91,17 +91,13 @@ pub async fn serve_node<S: Store + 'static>(
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
     let max_packet_size = options.broker.limits.max_packet_size;
-    let session_config = options.broker.session.clone();
+    let rules = options.broker.clone();
     let mut broker = Broker::open(options.broker, store, runtime::now())?;
     let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
     let link = cluster.map(|parts| {
         broker.join_cluster(parts.node.id());
-        let link = cluster_link::ClusterLink::start(
-            parts.node,
-            parts.notices,
-            commands.clone(),
-            session_config,
-        );
+        let link =
+            cluster_link::ClusterLink::start(parts.node, parts.notices, commands.clone(), rules);
         let endpoint: Arc<dyn berth_cluster::LocalBroker> = Arc::new(BrokerEndpoint {
             commands: commands.clone(),
             link: link.clone(),

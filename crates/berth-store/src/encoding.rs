@@ -19,6 +19,7 @@
 //! ```text
 //! DELIVERY = size:u64 delivery:u8 MSG      size = Delivery::size(), read alone at start-up;
 //!                                          delivery = QoS (bits 0-1) | RETAIN (bit 2)
+//!                                            | re-delivery (bit 3: sent before, DUP = 1 next)
 //! MSG      = flags:u8 expires_at:u64 own_sub_ids:u32 PUBLISH
 //!            flags bit 0: expires_at present.  PUBLISH: one MQTT 5 PUBLISH packet as
 //!            berth-codec encodes it, with the message's own QoS and RETAIN, packet id 1 as a
@@ -241,7 +242,9 @@ pub(crate) fn encode_retained(message: &Message) -> Result<BytesMut, StoreError>
 
 fn put_delivery(out: &mut BytesMut, delivery: &Delivery) -> Result<(), StoreError> {
     out.put_u64(delivery.size());
-    out.put_u8(delivery.qos.as_u8() | u8::from(delivery.retain) << 2);
+    out.put_u8(
+        delivery.qos.as_u8() | u8::from(delivery.retain) << 2 | u8::from(delivery.redelivery) << 3,
+    );
     put_message(out, &delivery.message, &delivery.subscription_ids)
 }
 
@@ -388,7 +391,7 @@ impl<'a> Reader<'a> {
     fn delivery(&mut self) -> Result<Delivery, StoreError> {
         let size = self.u64("delivery size")?;
         let byte = self.u8("delivery flags")?;
-        if byte & !0b111 != 0 {
+        if byte & !0b1111 != 0 {
             return Err(self.corrupt(&format!("unknown delivery flags {byte:#04x}")));
         }
         let qos = self.qos(byte & 0b11, "delivery QoS")?;
@@ -398,6 +401,7 @@ impl<'a> Reader<'a> {
             qos,
             retain: byte & 0b100 != 0,
             subscription_ids,
+            redelivery: byte & 0b1000 != 0,
         };
         if delivery.size() != size {
             return Err(self.corrupt(&format!(

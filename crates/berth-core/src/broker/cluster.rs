@@ -566,6 +566,7 @@ impl<S: Store> Broker<S> {
             qos: message.qos.min(m.qos),
             retain: message.retain && m.retain_as_published,
             subscription_ids: m.subscription_ids,
+            redelivery: false,
         })
     }
 

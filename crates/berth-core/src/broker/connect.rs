@@ -9,7 +9,6 @@ use berth_codec::{
 use super::session::{Online, Session};
 use super::{Broker, CloseReason, Timer, record_of};
 use crate::ids::{ClientId, ConnId};
-use crate::message::Message;
 use crate::store::{Op, SessionExpiry, Store, WillRecord};
 use crate::time::UnixMillis;
 
@@ -54,14 +53,8 @@ impl<S: Store> Broker<S> {
             ClientId::new(connect.client_id.clone())
         };
 
-        let requested = if v5 {
-            SessionExpiry::from_interval(connect.properties.session_expiry_interval.unwrap_or(0))
-        } else if connect.clean_start {
-            SessionExpiry::After(0)
-        } else {
-            self.config.session.v3_persistent_expiry
-        };
-        let expiry = clamp_expiry(requested, self.config.session.max_expiry);
+        let requested = self.config.session.requested_expiry(&connect);
+        let expiry = self.config.session.clamp(requested);
         // Taken before the old session may end below: a session that replaces a discarded one
         // (Clean Start, or an old one that ended with its connection) still gets a higher
         // epoch, so that whatever still holds the old epoch is fenced (ARCHITECTURE §4).
@@ -105,31 +98,9 @@ impl<S: Store> Broker<S> {
         if !session_present {
             session.stored = !expiry.is_zero();
         }
-        session.will = connect.will.map(|will| {
-            Box::new(WillRecord {
-                delay_secs: will.properties.will_delay_interval.unwrap_or(0),
-                message: Message {
-                    topic: will.topic,
-                    payload: will.payload,
-                    qos: will.qos,
-                    retain: will.retain,
-                    // MQTT 5 §3.1.3.2.4: the will's Message Expiry Interval is its lifetime from
-                    // when it is *published*, not from CONNECT. Until then the record keeps the
-                    // interval itself in `properties` (stored with the will, so it survives a
-                    // restart); `publish_will` turns it into `expires_at`.
-                    expires_at: None,
-                    properties: berth_codec::PublishProperties {
-                        message_expiry_interval: will.properties.message_expiry_interval,
-                        payload_format_indicator: will.properties.payload_format_indicator,
-                        content_type: will.properties.content_type,
-                        response_topic: will.properties.response_topic,
-                        correlation_data: will.properties.correlation_data,
-                        user_properties: will.properties.user_properties,
-                        ..Default::default()
-                    },
-                },
-            })
-        });
+        session.will = connect
+            .will
+            .map(|will| Box::new(WillRecord::of_connect(will)));
         let props = &connect.properties;
         let client_window = props.receive_maximum.map_or(u16::MAX, |max| max.get());
         session.online = Some(Box::new(Online {
@@ -198,10 +169,10 @@ impl<S: Store> Broker<S> {
                     DisconnectReasonCode::ProtocolError,
                 );
             }
-            session.expiry = clamp_expiry(
-                SessionExpiry::from_interval(requested),
-                self.config.session.max_expiry,
-            );
+            session.expiry = self
+                .config
+                .session
+                .clamp(SessionExpiry::from_interval(requested));
         }
         self.actions.push(super::Action::Close { conn });
         let ending = if disconnect.reason == DisconnectReasonCode::DisconnectWithWillMessage {
@@ -344,14 +315,5 @@ impl<S: Store> Broker<S> {
             self.batch.push(op);
         }
         self.replicate(detached);
-    }
-}
-
-/// Applies the configured maximum to a requested expiry.
-fn clamp_expiry(requested: SessionExpiry, max: SessionExpiry) -> SessionExpiry {
-    match (requested, max) {
-        (_, SessionExpiry::Never) => requested,
-        (SessionExpiry::Never, max) => max,
-        (SessionExpiry::After(r), SessionExpiry::After(m)) => SessionExpiry::After(r.min(m)),
     }
 }

@@ -352,7 +352,8 @@ impl<S: Store> Broker<S> {
         properties.message_expiry_interval = message.expires_at.map(|at| now.secs_until(at).max(1));
         properties.subscription_identifiers = delivery.subscription_ids.clone();
         let mut packet = Packet::Publish(Publish {
-            dup,
+            // [MQTT-3.3.1-2]: never on QoS 0.
+            dup: (dup || delivery.redelivery) && delivery.qos != QoS::AtMostOnce,
             qos: delivery.qos,
             retain: delivery.retain,
             topic: message.topic.clone(),

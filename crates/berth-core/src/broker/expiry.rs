@@ -107,13 +107,8 @@ impl<S: Store> Broker<S> {
             client: client.clone(),
             epoch,
         });
-        // The will's lifetime starts now (see `on_connect`): from here on it is a routed
-        // message whose expiry is absolute, like any other.
-        message.expires_at = message
-            .properties
-            .message_expiry_interval
-            .take()
-            .map(|secs| now.plus_secs(secs));
+        // The will's lifetime starts now (see `WillRecord::of_connect`).
+        message = crate::store::WillRecord::published_at(message, now);
         if message.retain {
             self.set_retained_public(&message);
         }

@@ -166,6 +166,7 @@ impl<S: Store> Broker<S> {
                 qos: message.qos.min(matched.qos),
                 retain: message.retain && matched.retain_as_published,
                 subscription_ids: matched.subscription_ids,
+                redelivery: false,
             };
             self.deliver(now, &client, delivery);
         }

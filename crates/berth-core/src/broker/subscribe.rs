@@ -1,8 +1,7 @@
 //! SUBSCRIBE and UNSUBSCRIBE: the session's subscriptions, the index, retained messages.
 
 use berth_codec::{
-    Packet, QoS, SubAck, SubAckReasonCode, Subscribe, TopicFilter, UnsubAck, UnsubAckReasonCode,
-    Unsubscribe,
+    Packet, QoS, SubAck, SubAckReasonCode, Subscribe, UnsubAck, UnsubAckReasonCode, Unsubscribe,
 };
 
 use super::Broker;
@@ -25,12 +24,7 @@ impl<S: Store> Broker<S> {
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_for = Vec::new();
         for requested in subscribe.subscriptions {
-            if self
-                .config
-                .denied_filters
-                .iter()
-                .any(|denied| covers(denied, &requested.filter))
-            {
+            if !self.config.may_subscribe(&requested.filter) {
                 reason_codes.push(SubAckReasonCode::NotAuthorized);
                 continue;
             }
@@ -89,6 +83,7 @@ impl<S: Store> Broker<S> {
                     // Sent because of a new subscription: RETAIN stays set (§3.3.1.3).
                     retain: true,
                     subscription_ids: record.subscription_id.into_iter().collect(),
+                    redelivery: false,
                 };
                 self.deliver(now, client, delivery);
             }
@@ -128,24 +123,4 @@ impl<S: Store> Broker<S> {
             }),
         );
     }
-}
-
-/// Whether `denied` covers `requested`: every topic `requested` could match, `denied` matches
-/// too (a literal `+` or `#` in `requested` counts as a level that `denied` must also cover).
-fn covers(denied: &TopicFilter, requested: &TopicFilter) -> bool {
-    let mut requested_levels = requested.levels();
-    for level in denied.levels() {
-        match level {
-            "#" => return true,
-            "+" => match requested_levels.next() {
-                Some("#") | None => return false,
-                Some(_) => {}
-            },
-            literal => match requested_levels.next() {
-                Some(r) if r == literal => {}
-                _ => return false,
-            },
-        }
-    }
-    requested_levels.next().is_none()
 }

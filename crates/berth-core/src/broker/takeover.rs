@@ -123,6 +123,11 @@ impl<S: Store> Broker<S> {
         export: SessionExport,
     ) {
         self.forget_remote(client);
+        let mut export = export;
+        // Subscriptions arriving with a session obey this node's rules too.
+        export
+            .subscriptions
+            .retain(|(filter, _)| self.config.may_subscribe(filter));
         if self.sessions.contains_key(client) {
             return self.merge_import(client, export);
         }

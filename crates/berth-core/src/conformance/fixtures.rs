@@ -86,6 +86,7 @@ pub(crate) fn delivery(message: Message, qos: QoS, retain: bool, ids: &[u32]) ->
         qos,
         retain,
         subscription_ids: ids.iter().map(|&id| sub_id(id)).collect(),
+        redelivery: false,
     }
 }
 

@@ -40,6 +40,7 @@ fn delivery() -> Delivery {
             SubscriptionId::new(3).unwrap(),
             SubscriptionId::new(70_000).unwrap(),
         ],
+        redelivery: true,
     }
 }
 

@@ -397,6 +397,22 @@ fn a_publish_through_the_node_taking_back_an_older_copy_waits_for_the_backlog() 
         vec!["m1", "m2", "m3", "m4", "m6"],
         "the older copy, the newer owner's backlog, then what waited"
     );
+    let dup: Vec<(String, bool)> = out
+        .publishes(conn)
+        .iter()
+        .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.dup))
+        .collect();
+    assert_eq!(
+        dup,
+        vec![
+            ("m1".to_string(), true),
+            ("m2".to_string(), false),
+            ("m3".to_string(), false),
+            ("m4".to_string(), true),
+            ("m6".to_string(), false),
+        ],
+        "sent before and unacknowledged (m1 here, m4 on node 2): DUP = 1 [MQTT-3.3.1-1]"
+    );
 }
 
 /// The same wait, but the current owner never answers: the session goes on with the local copy
@@ -447,4 +463,56 @@ fn a_publish_through_the_node_taking_back_an_older_copy_survives_an_unreachable_
     // A message published now is delivered at once.
     let out = a.publish(publisher, publish("t", b"m7", QoS::AtLeastOnce, 10));
     assert_eq!(payloads(&out.publishes(conn)), vec!["m7"]);
+}
+
+/// A session arriving from another node (or from the registry when its old owner is
+/// unreachable) keeps only the subscriptions this node's rules allow: the same decision as a
+/// SUBSCRIBE here (issue 11).
+#[test]
+fn an_imported_session_keeps_only_the_subscriptions_the_rules_allow() {
+    let mut h = Harness::with_config(BrokerConfig {
+        denied_filters: vec![filter("secret/#")],
+        ..BrokerConfig::default()
+    });
+    h.broker.join_cluster(1);
+    h.event(claim(1, 2));
+    h.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let export = SessionExport {
+        record: crate::store::SessionRecord {
+            epoch: Epoch(2),
+            protocol: berth_codec::ProtocolVersion::V3_1_1,
+            expiry: crate::store::SessionExpiry::Never,
+            expires_at: None,
+            will: None,
+            will_due_at: None,
+        },
+        subscriptions: vec![(filter("t"), record()), (filter("secret/a"), record())],
+        inflight: Vec::new(),
+        incoming_qos2: Vec::new(),
+        queued: 0,
+    };
+    h.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    h.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let (conn, _) = h.connect_as(v3("x", false), 2);
+    let subs: Vec<String> = h
+        .stored_session("x")
+        .unwrap()
+        .subscriptions
+        .iter()
+        .map(|(f, _)| f.as_str().to_string())
+        .collect();
+    assert_eq!(subs, vec!["t"]);
+    let publisher = h.connect_ok(v3("pub", true));
+    let out = h.publish(publisher, publish("secret/a", b"no", QoS::AtLeastOnce, 1));
+    assert!(
+        out.publishes(conn).is_empty(),
+        "nothing from a denied filter"
+    );
 }
