@@ -170,6 +170,27 @@ pub fn subscription_from_pb(
     ))
 }
 
+/// A will as the registry and a takeover carry it: the interval of its Message Expiry stays an
+/// interval until the will is published (see `WillRecord::of_connect`).
+pub fn will_to_pb(will: &WillRecord) -> pb::Will {
+    let mut message = will.message.clone();
+    let message_expiry_interval = message.properties.message_expiry_interval.take();
+    pb::Will {
+        message: Some(message_to_pb(&message)),
+        delay_secs: will.delay_secs,
+        message_expiry_interval,
+    }
+}
+
+pub fn will_from_pb(will: pb::Will) -> Result<WillRecord, Invalid> {
+    let mut message = message_from_pb(will.message.ok_or(invalid("will.message"))?)?;
+    message.properties.message_expiry_interval = will.message_expiry_interval;
+    Ok(WillRecord {
+        message,
+        delay_secs: will.delay_secs,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,32 +233,6 @@ mod tests {
         m.payload_format = Some(2);
         assert_eq!(message_from_pb(m).unwrap_err().field, "payload_format");
     }
-}
-
-/// A will as the registry and a takeover carry it: the interval of its Message Expiry stays an
-/// interval until the will is published (see `WillRecord::of_connect`).
-pub fn will_to_pb(will: &WillRecord) -> pb::Will {
-    let mut message = will.message.clone();
-    let message_expiry_interval = message.properties.message_expiry_interval.take();
-    pb::Will {
-        message: Some(message_to_pb(&message)),
-        delay_secs: will.delay_secs,
-        message_expiry_interval,
-    }
-}
-
-pub fn will_from_pb(will: pb::Will) -> Result<WillRecord, Invalid> {
-    let mut message = message_from_pb(will.message.ok_or(invalid("will.message"))?)?;
-    message.properties.message_expiry_interval = will.message_expiry_interval;
-    Ok(WillRecord {
-        message,
-        delay_secs: will.delay_secs,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn a_will_keeps_its_message_expiry_interval_through_the_registry() {

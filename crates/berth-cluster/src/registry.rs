@@ -81,6 +81,11 @@ pub enum Notice {
         client: String,
         epoch: u64,
     },
+    /// The leader declared `node` down: its connected sessions count as disconnected. Seen by
+    /// that node itself while alive, it re-asserts the sessions it still holds (`Reassert`).
+    NodeDown {
+        node: NodeId,
+    },
     RetainedSet {
         message: pb::Message,
     },
@@ -190,8 +195,10 @@ impl Registry {
                         down.at_ms.saturating_add(u64::from(delay) * 1000)
                     });
                 }
+                notices.push(Notice::NodeDown { node: down.node_id });
                 applied()
             }
+            Kind::Reassert(reassert) => self.reassert(reassert, notices),
             Kind::WillFired(fired) => match self.sessions.get_mut(&fired.client_id) {
                 Some(entry) if entry.epoch == fired.epoch => {
                     entry.will = None;
@@ -217,6 +224,49 @@ impl Registry {
                 self.retained.remove(&clear.topic);
                 notices.push(Notice::RetainedCleared {
                     topic: clear.topic.clone(),
+                });
+                applied()
+            }
+        }
+    }
+
+    /// See `pb::Reassert`.
+    fn reassert(&mut self, r: &pb::Reassert, notices: &mut Vec<Notice>) -> pb::CommandResult {
+        match self.sessions.get_mut(&r.client_id) {
+            Some(entry) if entry.epoch == r.epoch && entry.owner == r.node_id => {
+                entry.detached = false;
+                entry.expires_at_ms = None;
+                entry.will_due_at_ms = None;
+                applied()
+            }
+            Some(entry) => fenced(entry.epoch),
+            None => {
+                let subscriptions: Subscriptions = r
+                    .subscriptions
+                    .iter()
+                    .map(|s| (s.filter.clone(), s.clone()))
+                    .collect();
+                self.sessions.insert(
+                    r.client_id.clone(),
+                    SessionEntry {
+                        owner: r.node_id,
+                        epoch: r.epoch,
+                        started_epoch: r.epoch,
+                        protocol: r.protocol,
+                        expires_at_ms: None,
+                        detached: false,
+                        subscriptions,
+                        expiry_interval: r.expiry_interval,
+                        will: r.will.clone().map(Box::new),
+                        will_due_at_ms: None,
+                    },
+                );
+                notices.push(Notice::Owner {
+                    client: r.client_id.clone(),
+                    owner: r.node_id,
+                    epoch: r.epoch,
+                    kept: true,
+                    subscriptions: r.subscriptions.clone(),
                 });
                 applied()
             }

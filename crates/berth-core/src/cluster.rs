@@ -48,6 +48,10 @@ pub enum ClusterEvent {
     /// The session's will was published (by the leader, for a dead owner): a copy here at
     /// `epoch` must not publish it again.
     WillFired { client: ClientId, epoch: Epoch },
+    /// The leader declared `node` down: its connected sessions count as disconnected in the
+    /// registry. When `node` is this one (alive, but stalled or cut off for a while), the
+    /// sessions it still serves are asserted again ([`Replicate::Reassert`]).
+    NodeDown { node: NodeId },
     /// This node has caught up with the cluster's log after starting: time-driven rules (wills,
     /// expiry) may run, without repeating what the leader did while this node was away.
     CaughtUp,
@@ -92,6 +96,16 @@ pub enum Replicate {
     WillFired { client: ClientId, epoch: Epoch },
     /// The session ended.
     Drop { client: ClientId, epoch: Epoch },
+    /// The session is still connected here at `epoch` (after this node was declared down);
+    /// with what the registry needs to record it again if the leader ended it meanwhile.
+    Reassert {
+        client: ClientId,
+        epoch: Epoch,
+        protocol: berth_codec::ProtocolVersion,
+        expiry: crate::store::SessionExpiry,
+        will: Option<crate::store::WillRecord>,
+        subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    },
 }
 
 /// A session's state without its queue, as the old owner hands it over.

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_cluster::message::{
-    delivery_from_pb, message_from_pb, message_to_pb, subscription_from_pb,
+    delivery_from_pb, message_from_pb, message_to_pb, subscription_from_pb, subscription_to_pb,
+    will_to_pb,
 };
 use berth_cluster::{ClusterNode, Notice, pb};
 use berth_codec::MqttString;
@@ -167,6 +168,31 @@ impl ClusterLink {
                 client_id: client.as_str().to_string(),
                 epoch: epoch.0,
             }),
+            Replicate::Reassert {
+                client,
+                epoch,
+                protocol,
+                expiry,
+                will,
+                subscriptions,
+            } => {
+                tracing::warn!(
+                    client = client.as_str(),
+                    "declared down while serving it: re-asserting the session"
+                );
+                pb::command::Kind::Reassert(pb::Reassert {
+                    client_id: client.as_str().to_string(),
+                    node_id: self.node.id(),
+                    epoch: epoch.0,
+                    protocol: u32::from(protocol.level()),
+                    expiry_interval: expiry.as_interval(),
+                    will: will.as_ref().map(will_to_pb),
+                    subscriptions: subscriptions
+                        .iter()
+                        .map(|(f, r)| subscription_to_pb(f, r))
+                        .collect(),
+                })
+            }
         };
         let node = self.node.clone();
         self.runtime.spawn(async move {
@@ -486,6 +512,7 @@ fn event_of(node: &ClusterNode, notice: Notice) -> Option<ClusterEvent> {
             client: client_id(&client)?,
             epoch: berth_core::Epoch(epoch),
         },
+        Notice::NodeDown { node } => ClusterEvent::NodeDown { node },
         Notice::RetainedSet { message } => ClusterEvent::Retained {
             message: message_from_pb(message).ok()?,
         },

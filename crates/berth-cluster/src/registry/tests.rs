@@ -17,6 +17,7 @@ fn claim(client: &str, node: u64, clean_start: bool, now_ms: u64) -> pb::Command
                     ..Default::default()
                 }),
                 delay_secs: 5,
+                message_expiry_interval: None,
             }),
         })),
     }
@@ -205,4 +206,65 @@ fn a_lost_node_leaves_its_connected_sessions_detached_with_deadlines_from_then()
         r.sessions["on-3"].due_will(u64::MAX).is_none(),
         "a will fires once"
     );
+}
+
+fn reassert(client: &str, node: u64, epoch: u64) -> pb::Command {
+    pb::Command {
+        kind: Some(pb::command::Kind::Reassert(pb::Reassert {
+            client_id: client.into(),
+            node_id: node,
+            epoch,
+            protocol: 5,
+            expiry_interval: 0,
+            will: None,
+            subscriptions: vec![pb::Subscription {
+                filter: "t/#".into(),
+                ..Default::default()
+            }],
+        })),
+    }
+}
+
+#[test]
+fn an_owner_declared_down_while_alive_reasserts_its_connected_sessions() {
+    let mut r = Registry::default();
+    let mut notices = Vec::new();
+    r.apply(&claim("on-3", 3, false, 0), &mut notices);
+    let down = pb::Command {
+        kind: Some(pb::command::Kind::NodeDown(pb::NodeDown {
+            node_id: 3,
+            at_ms: 10_000,
+        })),
+    };
+    notices.clear();
+    r.apply(&down, &mut notices);
+    assert_eq!(notices, vec![Notice::NodeDown { node: 3 }]);
+    assert!(r.sessions["on-3"].detached);
+
+    r.apply(&reassert("on-3", 3, 1), &mut notices);
+    let back = &r.sessions["on-3"];
+    assert!(!back.detached && back.expires_at_ms.is_none() && back.will_due_at_ms.is_none());
+
+    // Ended by the leader meanwhile: recorded again as the owner holds it, routes included.
+    r.sessions.remove("on-3");
+    notices.clear();
+    r.apply(&reassert("on-3", 3, 1), &mut notices);
+    assert_eq!(r.sessions["on-3"].epoch, 1);
+    assert!(matches!(
+        &notices[..],
+        [Notice::Owner {
+            owner: 3,
+            kept: true,
+            ..
+        }]
+    ));
+
+    // Claimed elsewhere since: the older owner's word is fenced.
+    r.apply(&claim("on-3", 1, false, 0), &mut notices);
+    let result = r.apply(&reassert("on-3", 3, 1), &mut notices);
+    assert!(matches!(
+        result.kind,
+        Some(pb::command_result::Kind::Fenced(_))
+    ));
+    assert_eq!(r.sessions["on-3"].owner, 1);
 }

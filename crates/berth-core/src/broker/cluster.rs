@@ -202,6 +202,8 @@ impl<S: Store> Broker<S> {
                     }
                 }
             }
+            ClusterEvent::NodeDown { node: down } if down == node => self.reassert_connected(),
+            ClusterEvent::NodeDown { .. } => {}
             ClusterEvent::CaughtUp => {
                 let parked = match self.cluster.as_mut() {
                     Some(cluster) => {
@@ -268,6 +270,40 @@ impl<S: Store> Broker<S> {
                     }
                 }
             }
+        }
+    }
+
+    /// This node was declared down while it still serves clients: each connected session it
+    /// owns is asserted again, so that the leader does not publish its will or end it, and
+    /// other nodes keep routing to it.
+    fn reassert_connected(&mut self) {
+        let mut changes = Vec::new();
+        for (client, session) in &self.sessions {
+            if session.online.is_none() || self.is_moving(client) {
+                continue;
+            }
+            changes.push(Replicate::Reassert {
+                client: client.clone(),
+                epoch: session.epoch,
+                protocol: session.protocol,
+                expiry: session.expiry,
+                will: session.will.as_deref().cloned(),
+                subscriptions: session
+                    .subscriptions
+                    .iter()
+                    .map(|(f, r)| (f.clone(), r.clone()))
+                    .collect(),
+            });
+        }
+        // In a stable order, so that a replay proposes the same sequence.
+        changes.sort_by(|a, b| match (a, b) {
+            (Replicate::Reassert { client: x, .. }, Replicate::Reassert { client: y, .. }) => {
+                x.as_str().cmp(y.as_str())
+            }
+            _ => std::cmp::Ordering::Equal,
+        });
+        for change in changes {
+            self.replicate(change);
         }
     }
 

@@ -500,3 +500,44 @@ fn a_qos2_publish_whose_owner_failed_is_routed_again_when_re_sent() {
     let again = h.publish(publisher, publish("t", b"x", QoS::ExactlyOnce, 9));
     assert_eq!(forwards(&again).len(), 1, "routed again");
 }
+
+/// A node declared down while it still serves clients (stalled, or cut off for a while)
+/// asserts its connected sessions again; offline ones, and other nodes' declarations, change
+/// nothing (issue 11).
+#[test]
+fn a_node_declared_down_while_alive_reasserts_its_connected_sessions() {
+    let mut h = node(1);
+    h.event(Event::Cluster(ClusterEvent::CaughtUp));
+    let conn = h.connect_ok(v5("on", false, Some(60)));
+    h.subscribe(conn, subscribe(1, "t/#", QoS::AtLeastOnce));
+    let gone = h.connect_ok(v3("off", false));
+    h.lose(gone);
+
+    let other = h.event(Event::Cluster(ClusterEvent::NodeDown { node: 2 }));
+    assert!(
+        !other
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Replicate(_)))
+    );
+
+    let out = h.event(Event::Cluster(ClusterEvent::NodeDown { node: 1 }));
+    let reasserted: Vec<_> = out
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Replicate(crate::cluster::Replicate::Reassert {
+                client,
+                subscriptions,
+                expiry,
+                ..
+            }) => Some((client.as_str().to_string(), subscriptions.len(), *expiry)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasserted,
+        vec![("on".to_string(), 1, crate::store::SessionExpiry::After(60))]
+    );
+    assert!(!out.closed(conn), "the client stays connected");
+}
