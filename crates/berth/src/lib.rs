@@ -7,3 +7,4 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod node;

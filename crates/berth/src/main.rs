@@ -2,13 +2,12 @@
 //! and serve until Ctrl-C or SIGTERM.
 
 use std::future::Future;
-use std::path::Path;
 
 use anyhow::{Context as _, anyhow};
 use berth::cli::{Cli, Command};
 use berth::config::{self, Sources};
+use berth::node;
 use berth_server::Listeners;
-use berth_store::{RocksOptions, RocksStore};
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -50,8 +49,8 @@ async fn main() -> anyhow::Result<()> {
         Some(addr) => Some(bind(addr, "the cluster").await?),
         None => None,
     };
-    let store = open_store(&config.data_dir, config.storage_sync)?;
-    let (cluster, node) = start_cluster(&config, cluster_listener).await?;
+    let store = node::open_store(&config.data_dir, config.storage_sync)?;
+    let (cluster, node) = node::start_cluster(&config, cluster_listener).await?;
     tracing::info!(
         mqtt = %mqtt.local_addr()?,
         http = %http.local_addr()?,
@@ -77,61 +76,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts this node's Raft (a one-member cluster unless peers or join say otherwise) on
-/// `<data_dir>/raft`, and its cluster listener if it has one.
-async fn start_cluster(
-    config: &config::Config,
-    listener: Option<TcpListener>,
-) -> anyhow::Result<(berth_server::ClusterParts, berth_cluster::ClusterNode)> {
-    let settings = &config.cluster;
-    let advertise = match (&listener, settings.advertised()) {
-        (_, Some(addr)) => addr,
-        (Some(listener), None) => listener.local_addr()?.to_string(),
-        // Nobody can reach this node: its address is never dialled.
-        (None, None) => "127.0.0.1:0".to_owned(),
-    };
-    let cluster_config = berth_cluster::ClusterConfig {
-        node_id: settings.node_id,
-        advertise: advertise.clone(),
-        peers: settings.peers.iter().cloned().collect(),
-        join: settings.join.clone(),
-        commit_timeout: std::time::Duration::from_secs(u64::from(settings.commit_timeout_secs)),
-    };
-    let raft_dir = config.data_dir.join("raft");
-    std::fs::create_dir_all(&raft_dir)
-        .with_context(|| format!("cannot create {}", raft_dir.display()))?;
-    let (node, notices) = berth_cluster::ClusterNode::start(&cluster_config, &raft_dir)
-        .await
-        .with_context(|| format!("cannot start the cluster node on {}", raft_dir.display()))?;
-    let slot = berth_cluster::BrokerSlot::default();
-    if let Some(listener) = listener {
-        tracing::info!(cluster = %listener.local_addr()?, %advertise, "serving the cluster");
-        let serving = node.clone();
-        let slot = slot.clone();
-        tokio::spawn(async move {
-            let forever = std::future::pending::<()>();
-            if let Err(error) = berth_cluster::serve(serving, slot, listener, forever).await {
-                tracing::error!(%error, "the cluster listener failed");
-            }
-        });
-    }
-    tokio::spawn(berth_cluster::leader::run(node.clone(), slot.clone()));
-    let bootstrap = node.clone();
-    tokio::spawn(async move {
-        if let Err(error) = bootstrap.bootstrap(&cluster_config).await {
-            tracing::error!(%error, "could not form or join the cluster");
-        }
-    });
-    Ok((
-        berth_server::ClusterParts {
-            node: node.clone(),
-            notices,
-            slot,
-        },
-        node,
-    ))
-}
-
 /// openraft reports every election step and membership change at `info`; unless the operator
 /// asks for openraft's logs by name, only its warnings and errors are shown.
 fn log_filter(configured: &str) -> String {
@@ -146,18 +90,6 @@ async fn bind(addr: &std::net::SocketAddr, what: &str) -> anyhow::Result<TcpList
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for {what} on {addr}"))
-}
-
-/// The node's RocksDB in `data_dir` (created if missing). RocksDB locks the directory, so a
-/// second node on the same directory stops here with a clear error.
-fn open_store(data_dir: &Path, storage_sync: bool) -> anyhow::Result<RocksStore> {
-    RocksStore::open(
-        data_dir,
-        RocksOptions {
-            sync_writes: storage_sync,
-        },
-    )
-    .with_context(|| format!("cannot open the store in {}", data_dir.display()))
 }
 
 /// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM (what `docker stop` and systemd send).
