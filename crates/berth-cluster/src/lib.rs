@@ -21,6 +21,7 @@ pub mod node;
 pub mod pool;
 pub mod registry;
 pub mod service;
+pub mod session_pb;
 pub mod state_machine;
 pub mod types;
 

@@ -15,21 +15,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_cluster::message::{
-    delivery_from_pb, message_from_pb, message_to_pb, subscription_from_pb, subscription_to_pb,
-    will_to_pb,
-};
+use berth_cluster::message::{delivery_from_pb, message_to_pb, subscription_to_pb, will_to_pb};
+use berth_cluster::session_pb::{event_of, export_from_pb, reset_of};
 use berth_cluster::{ClusterNode, Notice, pb};
-use berth_codec::MqttString;
 use berth_core::{
-    ClientId, ClusterEvent, Event, Message, NodeId, RemoteSession, Replicate, SessionExpiry,
-    SessionExport,
+    ClientId, ClusterEvent, Event, Message, NodeId, Replicate, SessionExpiry, SessionExport,
 };
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::{oneshot, watch};
 
-use crate::endpoint::export_from_pb;
 use crate::forwarding::{FORWARD_DEADLINE, ForwardItem, forward_loop};
 use crate::runtime::Command;
 
@@ -48,18 +43,6 @@ pub struct ClusterLink {
     pub(crate) late_pulls: Mutex<HashSet<ClientId>>,
     /// Copies pulled and stored here whose release the old node has not confirmed yet.
     pulled: Mutex<HashSet<(ClientId, u64, NodeId)>>,
-}
-
-pub(crate) fn client_id(text: &str) -> Option<ClientId> {
-    MqttString::new(text).ok().map(ClientId::new)
-}
-
-pub(crate) fn subscriptions_from(
-    subs: &[pb::Subscription],
-) -> Vec<(berth_codec::TopicFilter, berth_core::SubscriptionRecord)> {
-    subs.iter()
-        .filter_map(|s| subscription_from_pb(s).ok())
-        .collect()
 }
 
 impl ClusterLink {
@@ -457,8 +440,15 @@ async fn pump_notices(
 ) {
     while let Some((index, batch)) = notices.recv().await {
         for notice in batch {
-            let Some(event) = event_of(&link.node, notice) else {
-                continue;
+            let event = match notice {
+                Notice::Reset => match link.node.state().read() {
+                    Ok(state) => reset_of(&state.registry),
+                    Err(_) => continue,
+                },
+                notice => match event_of(notice) {
+                    Some(event) => event,
+                    None => continue,
+                },
             };
             let command = Command::Call {
                 event: Event::Cluster(event),
@@ -471,80 +461,4 @@ async fn pump_notices(
         // The channel is FIFO: whatever is sent after this is handled after these changes.
         applied.send_replace(index);
     }
-}
-
-fn event_of(node: &ClusterNode, notice: Notice) -> Option<ClusterEvent> {
-    Some(match notice {
-        Notice::Owner {
-            client,
-            owner,
-            epoch,
-            kept,
-            subscriptions,
-        } => ClusterEvent::Owner {
-            client: client_id(&client)?,
-            owner,
-            epoch: berth_core::Epoch(epoch),
-            kept,
-            subscriptions: subscriptions_from(&subscriptions),
-        },
-        Notice::Subscribed {
-            client,
-            owner,
-            subscriptions,
-        } => ClusterEvent::Subscribed {
-            client: client_id(&client)?,
-            owner,
-            subscriptions: subscriptions_from(&subscriptions),
-        },
-        Notice::Unsubscribed { client, filters } => ClusterEvent::Unsubscribed {
-            client: client_id(&client)?,
-            filters: filters
-                .iter()
-                .filter_map(|f| berth_codec::TopicFilter::parse(f).ok())
-                .collect(),
-        },
-        Notice::Dropped { client, epoch } => ClusterEvent::Dropped {
-            client: client_id(&client)?,
-            epoch: berth_core::Epoch(epoch),
-        },
-        Notice::WillFired { client, epoch } => ClusterEvent::WillFired {
-            client: client_id(&client)?,
-            epoch: berth_core::Epoch(epoch),
-        },
-        Notice::NodeDown { node } => ClusterEvent::NodeDown { node },
-        Notice::RetainedSet { message } => ClusterEvent::Retained {
-            message: message_from_pb(message).ok()?,
-        },
-        Notice::RetainedCleared { topic } => ClusterEvent::Retained {
-            message: Message {
-                topic: berth_codec::TopicName::parse(&topic).ok()?,
-                payload: bytes::Bytes::new(),
-                qos: berth_codec::QoS::AtMostOnce,
-                retain: true,
-                properties: Default::default(),
-                expires_at: None,
-            },
-        },
-        Notice::Reset => {
-            let state = node.state().read().ok()?;
-            let sessions = state
-                .registry
-                .sessions
-                .iter()
-                .filter_map(|(client, entry)| {
-                    Some(RemoteSession {
-                        client: client_id(client)?,
-                        owner: entry.owner,
-                        epoch: berth_core::Epoch(entry.epoch),
-                        started: berth_core::Epoch(entry.started_epoch),
-                        subscriptions: subscriptions_from(
-                            &entry.subscriptions.values().cloned().collect::<Vec<_>>(),
-                        ),
-                    })
-                })
-                .collect();
-            ClusterEvent::Reset { sessions }
-        }
-    })
 }

@@ -3,19 +3,16 @@
 
 use std::sync::Arc;
 
-use berth_cluster::message::{
-    delivery_from_pb, delivery_to_pb, message_from_pb, protocol_from, subscription_to_pb,
-    will_from_pb, will_to_pb,
-};
+use berth_cluster::message::{delivery_to_pb, message_from_pb};
 use berth_cluster::pb;
-use berth_core::{
-    ClientId, Event, Forwarded, InflightRecord, SessionExpiry, SessionExport, SessionRecord,
-};
+use berth_core::{ClientId, Event, Forwarded};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use crate::cluster_link::{ClusterLink, client_id, subscriptions_from};
+use berth_cluster::session_pb::{client_id, export_to_pb};
+
+use crate::cluster_link::ClusterLink;
 use crate::runtime::Command;
 
 /// The old owner's half, served to the cluster service.
@@ -211,81 +208,4 @@ fn chunk_header(header: pb::SessionHeader) -> pb::TakeoverChunk {
     pb::TakeoverChunk {
         part: Some(pb::takeover_chunk::Part::Header(header)),
     }
-}
-
-fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
-    let record = &export.record;
-    pb::SessionHeader {
-        found: true,
-        protocol: u32::from(record.protocol.level()),
-        expiry_interval: record.expiry.as_interval(),
-        subscriptions: export
-            .subscriptions
-            .iter()
-            .map(|(f, r)| subscription_to_pb(f, r))
-            .collect(),
-        inflight: export
-            .inflight
-            .iter()
-            .map(|(id, record)| pb::InflightEntry {
-                packet_id: u32::from(id.get()),
-                order: record.order(),
-                sent: match record {
-                    InflightRecord::Sent { delivery, .. } => Some(delivery_to_pb(delivery)),
-                    InflightRecord::Released { .. } => None,
-                },
-            })
-            .collect(),
-        incoming_qos2: export
-            .incoming_qos2
-            .iter()
-            .map(|id| u32::from(id.get()))
-            .collect(),
-        queued: export.queued,
-        will: record.will.as_ref().map(will_to_pb),
-        will_due_at_ms: record.will_due_at.map(|at| at.0),
-    }
-}
-
-pub(crate) fn export_from_pb(
-    header: pb::SessionHeader,
-    epoch: u64,
-) -> Result<SessionExport, berth_cluster::message::Invalid> {
-    use berth_cluster::message::Invalid;
-    let invalid = |field| Invalid { field };
-    let protocol = protocol_from(header.protocol)?;
-    let mut inflight = Vec::new();
-    for entry in header.inflight {
-        let id = u16::try_from(entry.packet_id)
-            .ok()
-            .and_then(berth_codec::PacketId::new)
-            .ok_or(invalid("packet_id"))?;
-        let record = match entry.sent {
-            Some(delivery) => InflightRecord::Sent {
-                order: entry.order,
-                delivery: delivery_from_pb(delivery)?,
-            },
-            None => InflightRecord::Released { order: entry.order },
-        };
-        inflight.push((id, record));
-    }
-    let will = header.will.map(will_from_pb).transpose()?;
-    Ok(SessionExport {
-        record: SessionRecord {
-            epoch: berth_core::Epoch(epoch),
-            protocol,
-            expiry: SessionExpiry::from_interval(header.expiry_interval),
-            expires_at: None,
-            will,
-            will_due_at: header.will_due_at_ms.map(berth_core::UnixMillis),
-        },
-        subscriptions: subscriptions_from(&header.subscriptions),
-        inflight,
-        incoming_qos2: header
-            .incoming_qos2
-            .iter()
-            .filter_map(|id| u16::try_from(*id).ok().and_then(berth_codec::PacketId::new))
-            .collect(),
-        queued: header.queued,
-    })
 }

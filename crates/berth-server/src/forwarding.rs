@@ -12,8 +12,8 @@ use tokio::sync::mpsc::{Sender, UnboundedReceiver};
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use crate::cluster_link::client_id;
 use crate::runtime::Command;
+use berth_cluster::session_pb::client_id;
 
 /// Messages per Forward RPC at most.
 pub(crate) const FORWARD_BATCH: usize = 512;

@@ -20,7 +20,9 @@ use berth_cluster::pb;
 use berth_core::{ClientId, Epoch, NodeId};
 use tokio::sync::oneshot;
 
-use crate::cluster_link::{ClusterLink, Pull, client_id};
+use berth_cluster::session_pb::client_id;
+
+use crate::cluster_link::{ClusterLink, Pull};
 use crate::runtime::Command;
 
 /// How long a copy may wait for its owner's pull before it is offered: a takeover pulls within
