@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use berth_core::Store;
-use berth_server::{Listeners, ServerOptions, serve};
+use berth_server::{Listeners, ServerOptions, serve_node};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -25,33 +25,9 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A server on `store`, without a cluster.
     pub async fn start<S: Store + 'static>(options: ServerOptions, store: S) -> TestServer {
-        let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
-        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
-        let (mqtt_addr, http_addr) = (
-            mqtt.local_addr().expect("addr"),
-            http.local_addr().expect("addr"),
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
-            options,
-            store,
-            Listeners {
-                mqtt,
-                http: Some(http),
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        TestServer {
-            mqtt: mqtt_addr,
-            http: http_addr,
-            stop: Some(stop),
-            task: Some(task),
-            raft: None,
-            _data: None,
-        }
+        TestServer::launch(options, store, None).await
     }
 
     /// What ships, with these broker rules: a RocksDB store and a one-member Raft cluster.
@@ -67,6 +43,17 @@ impl TestServer {
         let (cluster, raft) = berth::node::start_cluster(&config, None)
             .await
             .expect("start the node's Raft");
+        let mut server = TestServer::launch(config.server_options(), store, Some(cluster)).await;
+        server.raft = Some(raft);
+        server._data = Some(data);
+        server
+    }
+
+    async fn launch<S: Store + 'static>(
+        options: ServerOptions,
+        store: S,
+        cluster: Option<berth_server::ClusterParts>,
+    ) -> TestServer {
         let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
         let (mqtt_addr, http_addr) = (
@@ -74,14 +61,14 @@ impl TestServer {
             http.local_addr().expect("addr"),
         );
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(berth_server::serve_node(
-            config.server_options(),
+        let task = tokio::spawn(serve_node(
+            options,
             store,
             Listeners {
                 mqtt,
                 http: Some(http),
             },
-            Some(cluster),
+            cluster,
             async move {
                 let _ = stopped.await;
             },
@@ -91,8 +78,8 @@ impl TestServer {
             http: http_addr,
             stop: Some(stop),
             task: Some(task),
-            raft: Some(raft),
-            _data: Some(data),
+            raft: None,
+            _data: None,
         }
     }
 

@@ -239,6 +239,29 @@ fn a_release_for_an_older_claim_leaves_the_copy() {
     assert!(a.stored_session("x").is_none());
 }
 
+/// Node 2 pulled `x` from node 1 at `epoch` is answered: the exported state and queue are
+/// imported on node 1 and the import ends.
+fn pull_back(a: &mut Harness, b: &mut Harness, epoch: u64) -> Out {
+    let mut export = b
+        .broker
+        .export_session(&client("x"), Epoch(epoch))
+        .unwrap()
+        .unwrap();
+    let (page, _) = b.broker.export_queue(&client("x"), None, 10).unwrap();
+    export.record.epoch = Epoch(epoch);
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    a.event(Event::ImportQueue {
+        client: client("x"),
+        page,
+    });
+    a.event(Event::ImportDone {
+        client: client("x"),
+    })
+}
+
 /// The client came back to the node holding the stranded copy before the copy was pulled:
 /// that node takes the session over from the owner in between and merges both.
 #[test]
@@ -257,24 +280,7 @@ fn taking_a_session_back_to_a_node_holding_an_older_copy_merges_both() {
     a.event(Event::ImportBegin {
         client: client("x"),
     });
-    let mut export = b
-        .broker
-        .export_session(&client("x"), Epoch(3))
-        .unwrap()
-        .unwrap();
-    let (page, _) = b.broker.export_queue(&client("x"), None, 10).unwrap();
-    export.record.epoch = Epoch(3);
-    a.event(Event::ImportState {
-        client: client("x"),
-        export: Box::new(export),
-    });
-    a.event(Event::ImportQueue {
-        client: client("x"),
-        page,
-    });
-    a.event(Event::ImportDone {
-        client: client("x"),
-    });
+    pull_back(&mut a, &mut b, 3);
     let (conn, out) = a.connect_as(v3("x", false), 3);
     assert!(out.connack(conn).session_present);
     assert_eq!(
@@ -343,17 +349,24 @@ fn a_snapshot_without_the_session_deletes_a_copy_that_was_moving() {
     assert!(c.stored_session("x").is_some());
 }
 
+/// Node 1 holds an older copy of `x` (m1 in flight, m2 and m3 queued); node 2 owns `x` at
+/// epoch 2 with m4 sent and unacknowledged, and its client gone.
+fn older_copy_and_owner_with_m4_in_flight() -> (Harness, Harness) {
+    let mut a = holder_with_backlog();
+    let mut b = owner_without_backlog(&mut a);
+    let (conn, _) = b.connect_as(v3("x", false), 2);
+    let _ = forward(&mut b, 1, b"m4");
+    b.lose(conn);
+    (a, b)
+}
+
 /// Issue 11, the stale-copy loss: node 1 holds an older copy of `x` and claims it back while the
 /// current owner (node 2) does not answer yet. A QoS 1 message published *through node 1* in
 /// that wait must neither be answered 0x10 (No matching subscribers) nor be lost: it waits for
 /// the backlog and is delivered after it.
 #[test]
 fn a_publish_through_the_node_taking_back_an_older_copy_waits_for_the_backlog() {
-    let mut a = holder_with_backlog();
-    let mut b = owner_without_backlog(&mut a);
-    let (conn, _) = b.connect_as(v3("x", false), 2);
-    let _ = forward(&mut b, 1, b"m4");
-    b.lose(conn);
+    let (mut a, mut b) = older_copy_and_owner_with_m4_in_flight();
 
     a.event(claim(1, 3));
     b.event(claim(1, 3));
@@ -368,24 +381,7 @@ fn a_publish_through_the_node_taking_back_an_older_copy_waits_for_the_backlog() 
         out.to(publisher)
     );
 
-    let mut export = b
-        .broker
-        .export_session(&client("x"), Epoch(3))
-        .unwrap()
-        .unwrap();
-    let (page, _) = b.broker.export_queue(&client("x"), None, 10).unwrap();
-    export.record.epoch = Epoch(3);
-    a.event(Event::ImportState {
-        client: client("x"),
-        export: Box::new(export),
-    });
-    a.event(Event::ImportQueue {
-        client: client("x"),
-        page,
-    });
-    let done = a.event(Event::ImportDone {
-        client: client("x"),
-    });
+    let done = pull_back(&mut a, &mut b, 3);
     match done.only(publisher) {
         Packet::PubAck(ack) => assert_eq!(ack.reason, berth_codec::PubAckReasonCode::Success),
         other => panic!("expected a PUBACK, got {other:?}"),
@@ -419,12 +415,8 @@ fn a_publish_through_the_node_taking_back_an_older_copy_waits_for_the_backlog() 
 /// and the registry's subscriptions, and the message that waited is delivered.
 #[test]
 fn a_publish_through_the_node_taking_back_an_older_copy_survives_an_unreachable_owner() {
-    let mut a = holder_with_backlog();
-    let mut b = owner_without_backlog(&mut a);
-    let (conn, _) = b.connect_as(v3("x", false), 2);
-    let _ = forward(&mut b, 1, b"m4");
-    b.lose(conn);
-
+    // Node 2 (holding m4) never answers: m4 stays there, stranded, for later.
+    let (mut a, _b) = older_copy_and_owner_with_m4_in_flight();
     a.event(claim(1, 3));
     a.event(Event::ImportBegin {
         client: client("x"),
