@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Enforces the layering of ARCHITECTURE.md §3: the codec and the core stay free of IO crates.
+# Enforces the layering of docs/architecture.md: the codec and the core stay free of IO crates,
+# the server free of the cluster's Raft and gRPC.
 # Fails if a crate's normal (non-dev) dependency tree contains a forbidden crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ check() {
 io='tokio|tokio-.*|mio|futures.*|async-.*|tonic|tonic-.*|prost|prost-.*|rocksdb|librocksdb-sys|openraft'
 check berth-codec "$io|tracing|tracing-.*"
 check berth-core "$io"
+# The server talks to the cluster through its port: no Raft, gRPC, protobuf or cluster crate.
+check berth-server 'berth-cluster|berth-proto|tonic|tonic-.*|prost|prost-.*|openraft|rocksdb|librocksdb-sys'
 # The load generator measures any broker: it must not pull in Berth's own broker, store or RocksDB.
 check berth-bench 'berth-core|berth-store|berth-server|rocksdb|librocksdb-sys'
 exit $status

@@ -52,7 +52,7 @@ impl TestServer {
     async fn launch<S: Store + 'static>(
         options: ServerOptions,
         store: S,
-        cluster: Option<berth_server::ClusterParts>,
+        cluster: Option<berth_server::StartCluster>,
     ) -> TestServer {
         let mqtt = TcpListener::bind("127.0.0.1:0").await.expect("bind mqtt");
         let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");

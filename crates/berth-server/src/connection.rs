@@ -16,8 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::Sender;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::admission;
-use crate::cluster_link::ClusterLink;
+use crate::cluster_port::{ClusterPort, Grant};
 use crate::mailbox::{Inbox, Outbox, mailbox};
 use crate::runtime::{Command, ConnectionHandle, Outbound};
 
@@ -35,8 +34,8 @@ pub(crate) struct Connection {
     pub stream: TcpStream,
     pub commands: Sender<Command>,
     pub max_packet_size: u32,
-    /// Set on a cluster node: CONNECT, SUBSCRIBE and retained PUBLISHes commit through Raft.
-    pub cluster: Option<Arc<ClusterLink>>,
+    /// On a cluster node, CONNECT, SUBSCRIBE and retained PUBLISHes commit through it.
+    pub cluster: Arc<dyn ClusterPort>,
 }
 
 impl Connection {
@@ -93,30 +92,30 @@ impl Connection {
             Ok(Err(ConnectFailure::Closed)) | Err(_) => return None,
         };
         let mut connect = connect;
-        let mut grant = None;
-        if let Some(link) = &cluster {
-            match admission::claim(link, &mut connect, crate::runtime::now(), conn.0).await {
-                Ok(granted) => grant = granted,
-                Err(()) => {
-                    // No consensus: a clear refusal, never a silent success (3.1.1: code 3).
-                    let refused = berth_codec::ConnAck::refused(
-                        berth_codec::ConnectReasonCode::ServerUnavailable,
-                    );
-                    let mut out = BytesMut::new();
-                    if encode(
-                        &Packet::ConnAck(Box::new(refused)),
-                        connect.protocol,
-                        &mut out,
-                    )
-                    .is_ok()
-                    {
-                        let _ = writer.write_all(&out).await;
-                    }
-                    let _ = writer.shutdown().await;
-                    return None;
+        let grant = match cluster
+            .claim(&mut connect, crate::runtime::now(), conn.0)
+            .await
+        {
+            Ok(granted) => granted,
+            Err(crate::cluster_port::NoConsensus) => {
+                // No consensus: a clear refusal, never a silent success (3.1.1: code 3).
+                let refused = berth_codec::ConnAck::refused(
+                    berth_codec::ConnectReasonCode::ServerUnavailable,
+                );
+                let mut out = BytesMut::new();
+                if encode(
+                    &Packet::ConnAck(Box::new(refused)),
+                    connect.protocol,
+                    &mut out,
+                )
+                .is_ok()
+                {
+                    let _ = writer.write_all(&out).await;
                 }
+                let _ = writer.shutdown().await;
+                return None;
             }
-        }
+        };
         let version = connect.protocol;
         let keep_alive = connect.keep_alive;
         let (outbox, inbox) = mailbox();
@@ -129,8 +128,8 @@ impl Connection {
             handle,
             epoch: grant.as_ref().map(|g| (g.epoch, g.assigned)),
         };
-        let replicated = cluster.zip(grant).map(|(link, grant)| Replicated {
-            link,
+        let replicated = grant.map(|grant| Replicated {
+            port: cluster,
             grant,
             replies: outbox,
         });
@@ -300,8 +299,8 @@ async fn drain_until_close(inbox: &Inbox, mut batch: VecDeque<Outbound>) {
 
 /// A cluster connection's way to replicate packets and answer those that did not commit.
 struct Replicated {
-    link: Arc<ClusterLink>,
-    grant: admission::Grant,
+    port: Arc<dyn ClusterPort>,
+    grant: Grant,
     replies: Outbox,
 }
 
@@ -353,7 +352,7 @@ fn next_packet<'a>(
         return Ok(Step::Empty);
     };
     if let Some(r) = replicated
-        && admission::needs_commit(&packet)
+        && crate::cluster_port::needs_commit(&packet)
     {
         return Ok(Step::Wait(Box::pin(async move {
             match replicate_or_refuse(r, packet).await {
@@ -382,7 +381,11 @@ fn next_packet<'a>(
 /// Commits what `packet` changes in the cluster (SUBSCRIBE, UNSUBSCRIBE, retained PUBLISH);
 /// when that fails, answers the client here (e.g. SUBACK 0x80) and returns `None`.
 async fn replicate_or_refuse(r: &Replicated, packet: Packet) -> Option<Packet> {
-    match admission::replicate(&r.link, &r.grant, &packet, crate::runtime::now()).await {
+    match r
+        .port
+        .commit(&r.grant, &packet, crate::runtime::now())
+        .await
+    {
         Ok(()) => Some(packet),
         Err(reply) => {
             let _ = r.replies.send(Outbound::Packet(Box::new(reply)));
@@ -462,7 +465,7 @@ mod tests {
             stream,
             commands,
             max_packet_size: 1 << 20,
-            cluster: None,
+            cluster: Arc::new(crate::cluster_port::SingleNode),
         };
         let task = connection.run();
         let size = std::mem::size_of_val(&task);

@@ -7,17 +7,16 @@
 //!  HTTP listener ─▶ axum: /metrics (Prometheus text) · /health
 //! ```
 //! Nothing here decides protocol rules; it decodes, forwards, executes actions and keeps time.
+//! The cluster is a port ([`ClusterPort`]): this crate has its single-node implementation and
+//! builds without Raft or gRPC; `berth-node` implements it over openraft and tonic.
 
-mod admission;
-mod cluster_link;
+mod broker_handle;
+mod cluster_port;
 mod connection;
-mod endpoint;
-mod forwarding;
 pub mod http;
 mod mailbox;
 pub mod metrics;
 mod runtime;
-mod stranded;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,17 +25,9 @@ use berth_core::{Broker, BrokerConfig, ConnId, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use endpoint::BrokerEndpoint;
+pub use broker_handle::{BrokerHandle, ExportPage, ForwardReply};
+pub use cluster_port::{ClusterPort, Grant, NoConsensus, PortFuture, SingleNode, StartCluster};
 pub use metrics::{Metrics, MetricsError};
-
-/// What a server needs to run as a cluster node: the started node, the registry changes its
-/// state machine reports, and the slot through which its gRPC service reaches this broker.
-#[derive(Debug)]
-pub struct ClusterParts {
-    pub node: berth_cluster::ClusterNode,
-    pub notices: tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<berth_cluster::Notice>)>,
-    pub slot: berth_cluster::BrokerSlot,
-}
 
 /// Commands (decoded packets) that may wait for the broker thread before connections stop
 /// reading their sockets.
@@ -80,31 +71,29 @@ pub async fn serve<S: Store + 'static>(
     serve_node(options, store, listeners, None, shutdown).await
 }
 
-/// [`serve`], as a node of a cluster when `cluster` is given.
+/// [`serve`], as a node of a cluster when `cluster` is given (it starts the port once the
+/// broker thread can be reached).
 pub async fn serve_node<S: Store + 'static>(
     options: ServerOptions,
     store: S,
     listeners: Listeners,
-    cluster: Option<ClusterParts>,
+    cluster: Option<StartCluster>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
     let max_packet_size = options.broker.limits.max_packet_size;
-    let rules = options.broker.clone();
     let mut broker = Broker::open(options.broker, store, runtime::now())?;
     let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
-    let link = cluster.map(|parts| {
-        broker.join_cluster(parts.node.id());
-        let link =
-            cluster_link::ClusterLink::start(parts.node, parts.notices, commands.clone(), rules);
-        let endpoint: Arc<dyn berth_cluster::LocalBroker> = Arc::new(BrokerEndpoint {
+    let port: Arc<dyn ClusterPort> = match cluster {
+        Some(start) => start(BrokerHandle {
             commands: commands.clone(),
-            link: link.clone(),
-        });
-        let _ = parts.slot.set(endpoint);
-        link
-    });
+        }),
+        None => Arc::new(SingleNode),
+    };
+    if let Some(node) = port.node_id() {
+        broker.join_cluster(node);
+    }
     let broker_loop = runtime::BrokerLoop {
         broker,
         commands: receiver,
@@ -112,7 +101,7 @@ pub async fn serve_node<S: Store + 'static>(
         storage_sync: options.storage_sync,
         metrics: metrics.clone(),
         ready: ready.clone(),
-        cluster: link.clone(),
+        cluster: port.clone(),
     };
     // Stops accepting when shutdown is asked for or when the broker thread ends on its own
     // (a storage failure): a broker that cannot keep its promises takes no new clients.
@@ -153,7 +142,7 @@ pub async fn serve_node<S: Store + 'static>(
                     stream,
                     commands: commands.clone(),
                     max_packet_size,
-                    cluster: link.clone(),
+                    cluster: port.clone(),
                 };
                 tokio::spawn(connection.run());
             }

@@ -28,7 +28,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
 
-use crate::cluster_link::ClusterLink;
+use crate::cluster_port::ClusterPort;
 use crate::mailbox::Outbox;
 
 use crate::metrics::Metrics;
@@ -102,10 +102,10 @@ pub(crate) enum Command {
 }
 
 /// One page of a session's queue and where the next page starts (`None`: the last page).
-pub(crate) type ExportPage = Result<(Vec<Delivery>, Option<QueueSeq>), StoreError>;
+pub type ExportPage = Result<(Vec<Delivery>, Option<QueueSeq>), StoreError>;
 
 /// The receiving node's answer to a forward: which clients it does not own.
-pub(crate) type ForwardReply = Vec<ClientId>;
+pub type ForwardReply = Vec<ClientId>;
 
 /// Messages per page of a session being taken over.
 const EXPORT_PAGE: usize = 1000;
@@ -140,8 +140,8 @@ pub(crate) struct BrokerLoop<S: Store> {
     pub storage_sync: bool,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
-    /// Set when this server is a cluster node.
-    pub cluster: Option<Arc<ClusterLink>>,
+    /// The cluster (`SingleNode` when this server is not a cluster node).
+    pub cluster: Arc<dyn ClusterPort>,
 }
 
 /// Waiting for the group commit, by the broker thread.
@@ -226,7 +226,7 @@ impl<S: Store> BrokerLoop<S> {
                 self.broker.take_actions(),
                 &mut connections,
                 &mut replies,
-                self.cluster.as_deref(),
+                self.cluster.as_ref(),
             );
             for done in replies.done.drain(..) {
                 let _ = done.send(());
@@ -336,7 +336,7 @@ fn dispatch(
     actions: Vec<Action>,
     connections: &mut HashMap<ConnId, ConnectionHandle>,
     replies: &mut Replies,
-    cluster: Option<&ClusterLink>,
+    cluster: &dyn ClusterPort,
 ) -> u64 {
     let mut slow = 0;
     for action in actions {
@@ -370,14 +370,10 @@ fn dispatch(
                 clients,
                 publisher,
             } => {
-                if let Some(cluster) = cluster {
-                    cluster.forward(node, token, message, clients, publisher);
-                }
+                cluster.forward(node, token, message, clients, publisher);
             }
             Action::Replicate(change) => {
-                if let Some(cluster) = cluster {
-                    cluster.replicate(change);
-                }
+                cluster.record(change);
             }
         }
     }

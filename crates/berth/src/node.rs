@@ -23,11 +23,12 @@ pub fn open_store(data_dir: &Path, storage_sync: bool) -> anyhow::Result<RocksSt
 }
 
 /// Starts this node's Raft (a one-member cluster unless peers or join say otherwise) on
-/// `<data_dir>/raft`, and its cluster listener if it has one.
+/// `<data_dir>/raft` and its cluster listener if it has one; returns the cluster port for
+/// `berth_server::serve_node` (`berth-node` over this Raft) and the Raft node itself.
 pub async fn start_cluster(
     config: &config::Config,
     listener: Option<TcpListener>,
-) -> anyhow::Result<(berth_server::ClusterParts, berth_cluster::ClusterNode)> {
+) -> anyhow::Result<(berth_server::StartCluster, berth_cluster::ClusterNode)> {
     let settings = &config.cluster;
     let advertise = match (&listener, settings.advertised()) {
         (_, Some(addr)) => addr,
@@ -68,11 +69,14 @@ pub async fn start_cluster(
         }
     });
     Ok((
-        berth_server::ClusterParts {
-            node: node.clone(),
-            notices,
-            slot,
-        },
+        berth_node::port(
+            berth_node::ClusterParts {
+                node: node.clone(),
+                notices,
+                slot,
+            },
+            config.broker.clone(),
+        ),
         node,
     ))
 }

@@ -4,8 +4,6 @@
 //! (this node is cut off from the majority) fails the packet visibly instead of succeeding here
 //! alone: CONNACK 0x88 / return code 3, SUBACK 0x80.
 
-use std::sync::Arc;
-
 use berth_cluster::message::{message_to_pb, subscription_to_pb, will_to_pb};
 use berth_cluster::pb;
 use berth_codec::{Connect, MqttString, Packet, ProtocolVersion};
@@ -14,25 +12,18 @@ use berth_core::{
     WillRecord,
 };
 
+use berth_server::{Grant, NoConsensus};
+
 use crate::cluster_link::ClusterLink;
 
-/// The session a connection holds in the cluster.
-#[derive(Debug, Clone)]
-pub(crate) struct Grant {
-    pub client: ClientId,
-    pub epoch: Epoch,
-    /// The server chose the client id (MQTT 5 gets it in CONNACK).
-    pub assigned: bool,
-}
-
 /// Claims `connect`'s session for this node. `Ok(None)`: the broker decides alone (a CONNECT it
-/// will refuse anyway). `Err(())`: no consensus; refuse with Server Unavailable.
+/// will refuse anyway). `Err(NoConsensus)`: refuse with Server Unavailable.
 pub(crate) async fn claim(
-    link: &Arc<ClusterLink>,
+    link: &ClusterLink,
     connect: &mut Connect,
     now: UnixMillis,
     sequence: u64,
-) -> Result<Option<Grant>, ()> {
+) -> Result<Option<Grant>, NoConsensus> {
     let v5 = connect.protocol.is_v5();
     let mut assigned = false;
     if connect.client_id.is_empty() {
@@ -40,7 +31,7 @@ pub(crate) async fn claim(
             return Ok(None);
         }
         let id = format!("berth-{}-{:x}-{}", link.node_id(), now.0, sequence);
-        connect.client_id = MqttString::new(&id).map_err(|_| ())?;
+        connect.client_id = MqttString::new(&id).map_err(|_| NoConsensus)?;
         assigned = true;
     }
     let client = ClientId::new(connect.client_id.clone());
@@ -63,16 +54,16 @@ pub(crate) async fn claim(
         Ok(result) => result,
         Err(error) => {
             tracing::warn!(%error, client = client.as_str(), "CONNECT refused: the claim did not commit");
-            return Err(());
+            return Err(NoConsensus);
         }
     };
     let log_index = result.log_index;
     let Some(pb::command_result::Kind::Claim(claimed)) = result.kind else {
-        return Err(());
+        return Err(NoConsensus);
     };
     // The broker must know the new ownership before it sees this CONNECT.
     if !link.broker_caught_up(log_index).await {
-        return Err(());
+        return Err(NoConsensus);
     }
     let epoch = Epoch(claimed.epoch);
     if claimed.session_present
@@ -108,17 +99,8 @@ pub(crate) async fn claim(
 
 /// Replicates what `packet` changes in the registry. `Err(reply)`: it did not commit; send
 /// `reply` to the client instead of handing the packet to the broker.
-/// Whether `packet` changes replicated state (and so must commit before the broker sees it).
-pub(crate) fn needs_commit(packet: &Packet) -> bool {
-    match packet {
-        Packet::Subscribe(_) | Packet::Unsubscribe(_) => true,
-        Packet::Publish(publish) => publish.retain && !publish.topic.is_empty(),
-        _ => false,
-    }
-}
-
 pub(crate) async fn replicate(
-    link: &Arc<ClusterLink>,
+    link: &ClusterLink,
     grant: &Grant,
     packet: &Packet,
     now: UnixMillis,

@@ -1,15 +1,17 @@
-//! The server's side of the cluster: feeds registry changes to the broker thread in log order,
-//! forwards routed messages to their owner nodes in per-node batches, commits the broker's
-//! session changes, serves the old owner's half of a takeover, and runs the new owner's half.
+//! The link between this node's Raft and its broker: feeds registry changes to the broker
+//! thread in log order, forwards routed messages to their owner nodes in per-node batches,
+//! records the broker's session changes, and runs the new owner's half of a takeover.
 //!
 //! ```text
-//!  Raft apply ─Notice─▶ pump ─Command::Call(Cluster)─▶ broker thread ─ broker_applied (watch)
+//!  Raft apply ─Notice─▶ pump ─BrokerHandle::notify(Cluster)─▶ broker thread ─ broker_applied
 //!  broker ─Action::Forward─▶ per-node queue ─batched Forward RPC─▶ owner ─ack─▶ ForwardDone
 //!  CONNECT ─claim (Raft)─▶ wait broker_applied ≥ claim ─takeover pages─▶ Import* ─▶ ConnectAs
 //! ```
 //!
-//! Forwarding lives in `forwarding.rs`, the old owner's side of a takeover in `endpoint.rs`,
-//! the recovery of a backlog left on a node that was unreachable at a takeover in `stranded.rs`.
+//! The connection's steps (claim, commit) are in `admission.rs`, forwarding in `forwarding.rs`,
+//! the old owner's side of a takeover in `endpoint.rs`, the recovery of a backlog left on a node
+//! that was unreachable at a takeover in `stranded.rs`; `port.rs` puts them behind the server's
+//! `ClusterPort`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,18 +23,18 @@ use berth_cluster::{ClusterNode, Notice, pb};
 use berth_core::{
     ClientId, ClusterEvent, Event, Message, NodeId, Replicate, SessionExpiry, SessionExport,
 };
+use berth_server::BrokerHandle;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::watch;
 
 use crate::forwarding::{FORWARD_DEADLINE, ForwardItem, forward_loop};
-use crate::runtime::Command;
 
 /// Shared by the broker thread (dispatch), connections and the cluster service.
 #[derive(Debug)]
 pub struct ClusterLink {
     pub(crate) node: ClusterNode,
-    pub(crate) commands: Sender<Command>,
+    pub(crate) broker: BrokerHandle,
     runtime: Handle,
     queues: Mutex<HashMap<NodeId, UnboundedSender<ForwardItem>>>,
     /// The last log index whose registry changes the broker thread has been handed.
@@ -50,13 +52,13 @@ impl ClusterLink {
     pub(crate) fn start(
         node: ClusterNode,
         notices: UnboundedReceiver<(u64, Vec<Notice>)>,
-        commands: Sender<Command>,
+        broker: BrokerHandle,
         rules: berth_core::BrokerConfig,
     ) -> Arc<ClusterLink> {
         let (applied_tx, applied_rx) = watch::channel(0);
         let link = Arc::new(ClusterLink {
             node,
-            commands,
+            broker,
             runtime: Handle::current(),
             queues: Mutex::new(HashMap::new()),
             broker_applied: applied_rx,
@@ -119,7 +121,7 @@ impl ClusterLink {
             let _guard = self.runtime.enter();
             self.runtime.spawn(forward_loop(
                 self.node.clone(),
-                self.commands.clone(),
+                self.broker.clone(),
                 node,
                 rx,
             ));
@@ -192,12 +194,7 @@ impl ClusterLink {
 
     /// Sends `event` to the broker thread and waits until its effects are stored.
     pub(crate) async fn call(&self, event: Event) -> bool {
-        let (done, wait) = oneshot::channel();
-        let command = Command::Call {
-            event,
-            done: Some(done),
-        };
-        self.commands.send(command).await.is_ok() && wait.await.is_ok()
+        self.broker.call(event).await
     }
 
     /// The new owner's half of a takeover: pull the session from `from`, store it, release it.
@@ -426,10 +423,7 @@ async fn release_timers_when_caught_up(link: Arc<ClusterLink>) {
         .map_or(0, |id| id.index);
     link.broker_caught_up(applied).await;
     let event = Event::Cluster(ClusterEvent::CaughtUp);
-    let _ = link
-        .commands
-        .send(Command::Call { event, done: None })
-        .await;
+    let _ = link.broker.notify(event).await;
 }
 
 /// Registry changes → broker events, in log order.
@@ -450,11 +444,7 @@ async fn pump_notices(
                     None => continue,
                 },
             };
-            let command = Command::Call {
-                event: Event::Cluster(event),
-                done: None,
-            };
-            if link.commands.send(command).await.is_err() {
+            if !link.broker.notify(Event::Cluster(event)).await {
                 return;
             }
         }

@@ -6,19 +6,17 @@ use std::sync::Arc;
 use berth_cluster::message::{delivery_to_pb, message_from_pb};
 use berth_cluster::pb;
 use berth_core::{ClientId, Event, Forwarded};
-use tokio::sync::mpsc::Sender;
-use tokio::sync::oneshot;
+use berth_server::BrokerHandle;
 use tonic::Status;
 
 use berth_cluster::session_pb::{client_id, export_to_pb};
 
 use crate::cluster_link::ClusterLink;
-use crate::runtime::Command;
 
 /// The old owner's half, served to the cluster service.
 #[derive(Debug)]
 pub struct BrokerEndpoint {
-    pub(crate) commands: Sender<Command>,
+    pub(crate) broker: BrokerHandle,
     pub(crate) link: Arc<ClusterLink>,
 }
 
@@ -31,7 +29,7 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
         &self,
         batch: pb::ForwardBatch,
     ) -> berth_cluster::BoxFuture<Result<pb::ForwardAck, Status>> {
-        let commands = self.commands.clone();
+        let broker = self.broker.clone();
         Box::pin(async move {
             let mut messages = Vec::with_capacity(batch.messages.len());
             let mut accepted = 0;
@@ -53,12 +51,10 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
                     publisher: forwarded.publisher.as_deref().and_then(client_id),
                 });
             }
-            let (reply, wait) = oneshot::channel();
-            commands
-                .send(Command::Forwarded { messages, reply })
+            let not_owned = broker
+                .forwarded(messages)
                 .await
-                .map_err(unavailable)?;
-            let not_owned = wait.await.map_err(unavailable)?;
+                .ok_or_else(|| unavailable("the broker is gone"))?;
             Ok(pb::ForwardAck {
                 accepted: accepted - not_owned.len() as u64,
                 not_owned: not_owned.iter().map(|c| c.as_str().to_string()).collect(),
@@ -70,7 +66,7 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
         &self,
         request: pb::TakeoverRequest,
     ) -> berth_cluster::BoxFuture<Result<berth_cluster::TakeoverStream, Status>> {
-        let commands = self.commands.clone();
+        let broker = self.broker.clone();
         let link = self.link.clone();
         Box::pin(async move {
             let client = client_id(&request.client_id)
@@ -80,16 +76,11 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             if !link.broker_caught_up(request.claim_log_index).await {
                 return Err(Status::unavailable("the claim has not reached this broker"));
             }
-            let (reply, wait) = oneshot::channel();
-            commands
-                .send(Command::Export {
-                    client: client.clone(),
-                    epoch: berth_core::Epoch(request.epoch),
-                    reply,
-                })
+            let export = broker
+                .export(client.clone(), berth_core::Epoch(request.epoch))
                 .await
+                .ok_or_else(|| unavailable("the broker is gone"))?
                 .map_err(unavailable)?;
-            let export = wait.await.map_err(unavailable)?.map_err(unavailable)?;
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             tokio::spawn(async move {
                 let Some(export) = export else {
@@ -106,22 +97,13 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
                 }
                 let mut from = None;
                 loop {
-                    let (reply, wait) = oneshot::channel();
-                    let asked = Command::ExportQueue {
-                        client: client.clone(),
-                        from,
-                        reply,
-                    };
-                    if commands.send(asked).await.is_err() {
-                        return;
-                    }
-                    let page = match wait.await {
-                        Ok(Ok(page)) => page,
-                        Ok(Err(error)) => {
+                    let page = match broker.export_queue(client.clone(), from).await {
+                        Some(Ok(page)) => page,
+                        Some(Err(error)) => {
                             let _ = tx.send(Err(Status::internal(error.to_string()))).await;
                             return;
                         }
-                        Err(_) => return,
+                        None => return,
                     };
                     let (deliveries, next) = page;
                     if !deliveries.is_empty() {
@@ -158,49 +140,43 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
     }
 
     fn publish(&self, message: pb::Message) -> berth_cluster::BoxFuture<Result<(), Status>> {
-        publish_message(&self.commands, message)
+        publish_message(&self.broker, message)
     }
 
     fn release(&self, request: pb::ReleaseRequest) -> berth_cluster::BoxFuture<Result<(), Status>> {
-        let commands = self.commands.clone();
+        let broker = self.broker.clone();
         Box::pin(async move {
             let client = client_id(&request.client_id)
                 .ok_or_else(|| Status::invalid_argument("client id"))?;
-            let (done, wait) = oneshot::channel();
-            commands
-                .send(Command::Call {
-                    event: Event::Release {
-                        client,
-                        epoch: berth_core::Epoch(request.epoch),
-                    },
-                    done: Some(done),
-                })
-                .await
-                .map_err(unavailable)?;
-            wait.await.map_err(unavailable)
+            let event = Event::Release {
+                client,
+                epoch: berth_core::Epoch(request.epoch),
+            };
+            if broker.call(event).await {
+                Ok(())
+            } else {
+                Err(unavailable("the broker is gone"))
+            }
         })
     }
 }
 
 fn publish_message(
-    commands: &Sender<Command>,
+    broker: &BrokerHandle,
     message: pb::Message,
 ) -> berth_cluster::BoxFuture<Result<(), Status>> {
-    let commands = commands.clone();
+    let broker = broker.clone();
     Box::pin(async move {
         let message =
             message_from_pb(message).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (done, wait) = oneshot::channel();
-        commands
-            .send(Command::Call {
-                event: Event::PublishMessage {
-                    message: Box::new(message),
-                },
-                done: Some(done),
-            })
-            .await
-            .map_err(unavailable)?;
-        wait.await.map_err(unavailable)
+        let event = Event::PublishMessage {
+            message: Box::new(message),
+        };
+        if broker.call(event).await {
+            Ok(())
+        } else {
+            Err(unavailable("the broker is gone"))
+        }
     })
 }
 

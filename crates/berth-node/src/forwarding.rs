@@ -8,11 +8,10 @@ use std::time::Duration;
 use berth_cluster::message::message_from_pb;
 use berth_cluster::{ClusterNode, pb};
 use berth_core::{Event, Forwarded, NodeId};
-use tokio::sync::mpsc::{Sender, UnboundedReceiver};
-use tokio::sync::oneshot;
+use berth_server::BrokerHandle;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::Status;
 
-use crate::runtime::Command;
 use berth_cluster::session_pb::client_id;
 
 /// Messages per Forward RPC at most.
@@ -31,7 +30,7 @@ pub(crate) struct ForwardItem {
 /// One node's forward queue: batches in order, retries until the deadline, reports outcomes.
 pub(crate) async fn forward_loop(
     node: ClusterNode,
-    commands: Sender<Command>,
+    broker: BrokerHandle,
     target: NodeId,
     mut queue: UnboundedReceiver<ForwardItem>,
 ) {
@@ -46,7 +45,7 @@ pub(crate) async fn forward_loop(
         let outcome = send_with_retry(&node, target, &batch).await;
         let delivered = match outcome {
             Ok(not_owned) => {
-                not_owned.is_empty() || reroute(&node, &commands, &batch, not_owned).await
+                not_owned.is_empty() || reroute(&node, &broker, &batch, not_owned).await
             }
             Err(error) => {
                 tracing::warn!(target, %error, messages = batch.len(), "forwarding failed");
@@ -56,7 +55,7 @@ pub(crate) async fn forward_loop(
         for item in batch {
             if let Some(token) = item.token {
                 let event = Event::ForwardDone { token, delivered };
-                let _ = commands.send(Command::Call { event, done: None }).await;
+                let _ = broker.notify(event).await;
             }
         }
     }
@@ -101,7 +100,7 @@ async fn send_with_retry(
 /// their messages to the owner the registry names now, once it has caught up.
 async fn reroute(
     node: &ClusterNode,
-    commands: &Sender<Command>,
+    broker: &BrokerHandle,
     batch: &[ForwardItem],
     not_owned: Vec<String>,
 ) -> bool {
@@ -131,7 +130,7 @@ async fn reroute(
         for (owner, messages) in pending {
             if owner == node.id() {
                 // The session moved to this very node meanwhile: hand it to the local broker.
-                if !forward_locally(commands, messages).await {
+                if !forward_locally(broker, messages).await {
                     all_taken = false;
                 }
                 continue;
@@ -159,7 +158,7 @@ async fn reroute(
 }
 
 /// Gives forwarded messages to this node's own broker; true if it owned every client.
-async fn forward_locally(commands: &Sender<Command>, messages: Vec<pb::ForwardedMessage>) -> bool {
+async fn forward_locally(broker: &BrokerHandle, messages: Vec<pb::ForwardedMessage>) -> bool {
     let mut forwarded = Vec::with_capacity(messages.len());
     for m in messages {
         let Some(message) = m.message.and_then(|m| message_from_pb(m).ok()) else {
@@ -171,12 +170,8 @@ async fn forward_locally(commands: &Sender<Command>, messages: Vec<pb::Forwarded
             publisher: m.publisher.as_deref().and_then(client_id),
         });
     }
-    let (reply, wait) = oneshot::channel();
-    let sent = commands
-        .send(Command::Forwarded {
-            messages: forwarded,
-            reply,
-        })
-        .await;
-    sent.is_ok() && wait.await.is_ok_and(|not_owned| not_owned.is_empty())
+    broker
+        .forwarded(forwarded)
+        .await
+        .is_some_and(|not_owned| not_owned.is_empty())
 }

@@ -18,12 +18,10 @@ use std::time::{Duration, Instant};
 
 use berth_cluster::pb;
 use berth_core::{ClientId, Epoch, NodeId};
-use tokio::sync::oneshot;
 
 use berth_cluster::session_pb::client_id;
 
 use crate::cluster_link::{ClusterLink, Pull};
-use crate::runtime::Command;
 
 /// How long a copy may wait for its owner's pull before it is offered: a takeover pulls within
 /// milliseconds of its claim, so a copy still here after this was not going to be pulled.
@@ -36,22 +34,12 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(5);
 impl ClusterLink {
     /// The sessions held here that other nodes have claimed.
     async fn moving_sessions(&self) -> Vec<(ClientId, NodeId, Epoch)> {
-        let (reply, wait) = oneshot::channel();
-        if self.commands.send(Command::Moving { reply }).await.is_err() {
-            return Vec::new();
-        }
-        wait.await.unwrap_or_default()
+        self.broker.moving().await.unwrap_or_default()
     }
 
     /// Whether the session `client` runs here at `epoch`, settled (not arriving or leaving).
     pub(crate) async fn accepts_late(&self, client: &ClientId, epoch: u64) -> bool {
-        let (reply, wait) = oneshot::channel();
-        let asked = Command::AcceptsLate {
-            client: client.clone(),
-            epoch: Epoch(epoch),
-            reply,
-        };
-        self.commands.send(asked).await.is_ok() && wait.await.unwrap_or(false)
+        self.broker.accepts_late(client.clone(), Epoch(epoch)).await
     }
 }
 

@@ -1,0 +1,52 @@
+//! The cluster port of `berth-server` ([`berth_server::ClusterPort`]) implemented over the
+//! Raft registry and the gRPC services of `berth-cluster`.
+//!
+//! ```text
+//!  connection ─claim/commit─▶ ClusterLink ─propose─▶ Raft ─Notice─▶ pump ─▶ broker (ClusterEvent)
+//!  broker ─Action::Forward─▶ forwarding.rs ─batched Forward RPC─▶ owner's endpoint.rs ─▶ its broker
+//!  CONNECT elsewhere ─claim─▶ admission.rs ─takeover pull─▶ old owner's endpoint.rs (export pages)
+//!  a copy left on an unreachable node ─stranded.rs─▶ offered to the owner once back
+//! ```
+//!
+//! Nothing here decides a protocol rule: the claim asks core for the session expiry and the
+//! will, a SUBSCRIBE is vetted by core before its proposal is built, and every pb ⇄ core
+//! conversion is in `berth-cluster` (`message.rs`, `session_pb.rs`).
+
+mod admission;
+mod cluster_link;
+mod endpoint;
+mod forwarding;
+mod port;
+mod stranded;
+
+use std::sync::Arc;
+
+use berth_core::BrokerConfig;
+use berth_server::{BrokerHandle, ClusterPort, StartCluster};
+
+pub use endpoint::BrokerEndpoint;
+
+/// What a server needs to run as a cluster node: the started node, the registry changes its
+/// state machine reports, and the slot through which its gRPC service reaches this broker.
+#[derive(Debug)]
+pub struct ClusterParts {
+    pub node: berth_cluster::ClusterNode,
+    pub notices: tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<berth_cluster::Notice>)>,
+    pub slot: berth_cluster::BrokerSlot,
+}
+
+/// The port for `berth_server::serve_node`: once the broker thread can be reached, the link
+/// starts (registry notices flow to the broker) and the gRPC service gets its endpoint.
+pub fn port(parts: ClusterParts, rules: BrokerConfig) -> StartCluster {
+    Box::new(move |broker: BrokerHandle| {
+        let link =
+            cluster_link::ClusterLink::start(parts.node, parts.notices, broker.clone(), rules);
+        let endpoint: Arc<dyn berth_cluster::LocalBroker> = Arc::new(BrokerEndpoint {
+            broker,
+            link: link.clone(),
+        });
+        let _ = parts.slot.set(endpoint);
+        let port: Arc<dyn ClusterPort> = Arc::new(port::RaftPort(link));
+        port
+    })
+}

@@ -1,0 +1,53 @@
+//! [`ClusterPort`] over the link: claims and commits go through Raft, forwards and registry
+//! records through the link's queues.
+
+use std::sync::Arc;
+
+use berth_codec::{Connect, Packet};
+use berth_core::{ClientId, Message, NodeId, Replicate, UnixMillis};
+use berth_server::{ClusterPort, Grant, NoConsensus, PortFuture};
+
+use crate::admission;
+use crate::cluster_link::ClusterLink;
+
+#[derive(Debug)]
+pub(crate) struct RaftPort(pub(crate) Arc<ClusterLink>);
+
+impl ClusterPort for RaftPort {
+    fn node_id(&self) -> Option<NodeId> {
+        Some(self.0.node_id())
+    }
+
+    fn claim<'a>(
+        &'a self,
+        connect: &'a mut Connect,
+        now: UnixMillis,
+        sequence: u64,
+    ) -> PortFuture<'a, Result<Option<Grant>, NoConsensus>> {
+        Box::pin(admission::claim(&self.0, connect, now, sequence))
+    }
+
+    fn commit<'a>(
+        &'a self,
+        grant: &'a Grant,
+        packet: &'a Packet,
+        now: UnixMillis,
+    ) -> PortFuture<'a, Result<(), Packet>> {
+        Box::pin(admission::replicate(&self.0, grant, packet, now))
+    }
+
+    fn forward(
+        &self,
+        node: NodeId,
+        token: Option<u64>,
+        message: Arc<Message>,
+        clients: Vec<ClientId>,
+        publisher: Option<ClientId>,
+    ) {
+        self.0.forward(node, token, message, clients, publisher);
+    }
+
+    fn record(&self, change: Replicate) {
+        self.0.replicate(change);
+    }
+}

@@ -1,0 +1,94 @@
+//! How code outside the server (the cluster implementation of the port) reaches the broker
+//! thread: one method per request, each answered once the broker has handled it.
+
+use berth_core::{ClientId, Epoch, Event, Forwarded, NodeId, QueueSeq, SessionExport, StoreError};
+use tokio::sync::mpsc::Sender;
+use tokio::sync::oneshot;
+
+use crate::runtime::Command;
+pub use crate::runtime::{ExportPage, ForwardReply};
+
+/// A handle on the broker thread. Every method returns `None` (or `false`) once the broker is
+/// gone (shutdown, or a storage failure stopped it).
+#[derive(Debug, Clone)]
+pub struct BrokerHandle {
+    pub(crate) commands: Sender<Command>,
+}
+
+impl BrokerHandle {
+    /// Hands `event` to the broker; true once its effects are stored (after group commit).
+    pub async fn call(&self, event: Event) -> bool {
+        let (done, wait) = oneshot::channel();
+        let command = Command::Call {
+            event,
+            done: Some(done),
+        };
+        self.commands.send(command).await.is_ok() && wait.await.is_ok()
+    }
+
+    /// Hands `event` to the broker without waiting for it to be handled. Events sent this way
+    /// are handled in the order they were sent (the channel is FIFO).
+    pub async fn notify(&self, event: Event) -> bool {
+        let command = Command::Call { event, done: None };
+        self.commands.send(command).await.is_ok()
+    }
+
+    /// Messages another node routed to sessions owned here; the answer (the clients not owned
+    /// here) comes once they are stored.
+    pub async fn forwarded(&self, messages: Vec<Forwarded>) -> Option<ForwardReply> {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::Forwarded { messages, reply };
+        self.commands.send(command).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// Takeover, old owner: the state of `client` for the claim at `epoch`.
+    pub async fn export(
+        &self,
+        client: ClientId,
+        epoch: Epoch,
+    ) -> Option<Result<Option<SessionExport>, StoreError>> {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::Export {
+            client,
+            epoch,
+            reply,
+        };
+        self.commands.send(command).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// Takeover, old owner: one page of the queue of `client`, from `from` on.
+    pub async fn export_queue(
+        &self,
+        client: ClientId,
+        from: Option<QueueSeq>,
+    ) -> Option<ExportPage> {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::ExportQueue {
+            client,
+            from,
+            reply,
+        };
+        self.commands.send(command).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// Sessions held here that other nodes have claimed, with their new owner and epoch.
+    pub async fn moving(&self) -> Option<Vec<(ClientId, NodeId, Epoch)>> {
+        let (reply, wait) = oneshot::channel();
+        self.commands.send(Command::Moving { reply }).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// Whether a late backlog for `client` at `epoch` would be stored here now.
+    pub async fn accepts_late(&self, client: ClientId, epoch: Epoch) -> bool {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::AcceptsLate {
+            client,
+            epoch,
+            reply,
+        };
+        self.commands.send(command).await.is_ok() && wait.await.unwrap_or(false)
+    }
+}

@@ -1,0 +1,122 @@
+//! The cluster as the server sees it: a port with a single-node implementation here and the
+//! Raft/gRPC one in `berth-node`. The server asks it to claim a session before CONNECT reaches
+//! the broker, to commit what a packet changes in the replicated registry before the broker
+//! sees it, and executes the broker's `Forward` and `Replicate` actions through it. Nothing
+//! here decides a protocol rule: the port's implementation asks core (`BrokerConfig`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use berth_codec::{Connect, Packet};
+use berth_core::{ClientId, Epoch, Message, NodeId, Replicate, UnixMillis};
+
+use crate::broker_handle::BrokerHandle;
+
+/// A boxed future of the port (the trait must be object-safe).
+pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The session a connection holds in the cluster.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub client: ClientId,
+    pub epoch: Epoch,
+    /// The server chose the client id (MQTT 5 gets it in CONNACK).
+    pub assigned: bool,
+}
+
+/// A step that needs consensus could not get it (this node is cut off from the majority).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no consensus: this node cannot reach a majority of the cluster")]
+pub struct NoConsensus;
+
+/// What the server needs from the cluster.
+pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
+    /// This node's id when it runs as a cluster node (the broker then joins the cluster).
+    fn node_id(&self) -> Option<NodeId>;
+
+    /// Claims `connect`'s session for this node (and takes it over from another node if it
+    /// lives there). May fill in an assigned client id. `Ok(None)`: the broker decides alone.
+    fn claim<'a>(
+        &'a self,
+        connect: &'a mut Connect,
+        now: UnixMillis,
+        sequence: u64,
+    ) -> PortFuture<'a, Result<Option<Grant>, NoConsensus>>;
+
+    /// Commits what `packet` changes in the registry (SUBSCRIBE, UNSUBSCRIBE, retained
+    /// PUBLISH). `Err(reply)`: it did not commit; `reply` goes to the client instead.
+    fn commit<'a>(
+        &'a self,
+        grant: &'a Grant,
+        packet: &'a Packet,
+        now: UnixMillis,
+    ) -> PortFuture<'a, Result<(), Packet>>;
+
+    /// Executes `Action::Forward`: hands `message` to `node` for its sessions `clients`; with a
+    /// token, the outcome comes back to the broker as `Event::ForwardDone`.
+    fn forward(
+        &self,
+        node: NodeId,
+        token: Option<u64>,
+        message: Arc<Message>,
+        clients: Vec<ClientId>,
+        publisher: Option<ClientId>,
+    );
+
+    /// Executes `Action::Replicate`: records a session change in the registry.
+    fn record(&self, change: Replicate);
+}
+
+/// Starts a port once the broker thread can be reached (the cluster side needs the handle).
+pub type StartCluster = Box<dyn FnOnce(BrokerHandle) -> Arc<dyn ClusterPort> + Send>;
+
+/// Whether `packet` changes replicated state (and so must commit before the broker sees it).
+pub fn needs_commit(packet: &Packet) -> bool {
+    match packet {
+        Packet::Subscribe(_) | Packet::Unsubscribe(_) => true,
+        Packet::Publish(publish) => publish.retain && !publish.topic.is_empty(),
+        _ => false,
+    }
+}
+
+/// One node alone: nothing to claim or commit elsewhere; the broker decides everything.
+#[derive(Debug, Default)]
+pub struct SingleNode;
+
+impl ClusterPort for SingleNode {
+    fn node_id(&self) -> Option<NodeId> {
+        None
+    }
+
+    fn claim<'a>(
+        &'a self,
+        _connect: &'a mut Connect,
+        _now: UnixMillis,
+        _sequence: u64,
+    ) -> PortFuture<'a, Result<Option<Grant>, NoConsensus>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        _grant: &'a Grant,
+        _packet: &'a Packet,
+        _now: UnixMillis,
+    ) -> PortFuture<'a, Result<(), Packet>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    // A broker that is not a cluster node emits neither action.
+    fn forward(
+        &self,
+        _node: NodeId,
+        _token: Option<u64>,
+        _message: Arc<Message>,
+        _clients: Vec<ClientId>,
+        _publisher: Option<ClientId>,
+    ) {
+    }
+
+    fn record(&self, _change: Replicate) {}
+}
