@@ -97,9 +97,9 @@ pub(crate) async fn claim(
     }))
 }
 
-/// Replicates what `packet` changes in the registry. `Err(reply)`: it did not commit; send
+/// Commits what `packet` changes in the registry. `Err(reply)`: it did not commit; send
 /// `reply` to the client instead of handing the packet to the broker.
-pub(crate) async fn replicate(
+pub(crate) async fn commit(
     link: &ClusterLink,
     grant: &Grant,
     packet: &Packet,

@@ -130,9 +130,9 @@ impl ClusterLink {
         let _ = queue.send(item);
     }
 
-    /// From the broker thread: commit a session change (best effort: a fenced or failed one is
+    /// From the broker thread: record a session change in the registry (best effort: a fenced or failed one is
     /// logged; the owner's own state stays authoritative for its sessions).
-    pub(crate) fn replicate(&self, change: Replicate) {
+    pub(crate) fn record(&self, change: Replicate) {
         let command = match change {
             Replicate::Detach {
                 client,

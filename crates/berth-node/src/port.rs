@@ -33,7 +33,7 @@ impl ClusterPort for RaftPort {
         packet: &'a Packet,
         now: UnixMillis,
     ) -> PortFuture<'a, Result<(), Packet>> {
-        Box::pin(admission::replicate(&self.0, grant, packet, now))
+        Box::pin(admission::commit(&self.0, grant, packet, now))
     }
 
     fn forward(
@@ -48,6 +48,6 @@ impl ClusterPort for RaftPort {
     }
 
     fn record(&self, change: Replicate) {
-        self.0.replicate(change);
+        self.0.record(change);
     }
 }
