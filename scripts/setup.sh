@@ -4,10 +4,12 @@
 #
 #   libclang-dev        RocksDB's Rust bindings run bindgen, which needs libclang and its headers
 #   mosquitto-clients   mosquitto_pub/mosquitto_sub: real third-party clients for interop tests
+#   haproxy             the load balancer in front of the three nodes of the chaos test
+#                       (crates/berth/tests/chaos.rs), as a deployment would have
 #   cargo-nextest       the test runner (bounded per-test timeouts, parallel processes)
 set -euo pipefail
 
-apt_packages=(libclang-dev mosquitto-clients)
+apt_packages=(libclang-dev mosquitto-clients haproxy)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

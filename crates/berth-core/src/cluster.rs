@@ -103,7 +103,7 @@ pub enum Replicate {
         epoch: Epoch,
         protocol: berth_codec::ProtocolVersion,
         expiry: crate::store::SessionExpiry,
-        will: Option<crate::store::WillRecord>,
+        will: Option<Box<crate::store::WillRecord>>,
         subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
     },
 }

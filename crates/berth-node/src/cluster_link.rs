@@ -171,7 +171,7 @@ impl ClusterLink {
                     epoch: epoch.0,
                     protocol: u32::from(protocol.level()),
                     expiry_interval: expiry.as_interval(),
-                    will: will.as_ref().map(will_to_pb),
+                    will: will.as_deref().map(will_to_pb),
                     subscriptions: subscriptions
                         .iter()
                         .map(|(f, r)| subscription_to_pb(f, r))

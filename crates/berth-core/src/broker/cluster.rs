@@ -287,7 +287,7 @@ impl<S: Store> Broker<S> {
                 epoch: session.epoch,
                 protocol: session.protocol,
                 expiry: session.expiry,
-                will: session.will.as_deref().cloned(),
+                will: session.will.clone(),
                 subscriptions: session
                     .subscriptions
                     .iter()
@@ -502,7 +502,11 @@ impl<S: Store> Broker<S> {
                     set_ack_reason(&mut entry.packet, PubAckReasonCode::UnspecifiedError);
                 } else {
                     // 3.1.1 has no failure PUBACK: close without acknowledging, so the client
-                    // sends the PUBLISH again when it reconnects.
+                    // sends the PUBLISH again when it reconnects — and that PUBLISH must be
+                    // routed again, not answered as a duplicate of one that was never stored.
+                    if let Some(id) = forget_qos2 {
+                        self.forget_incoming_qos2(conn, id);
+                    }
                     self.held.forget_conn(conn);
                     self.actions.push(Action::Close { conn });
                     return;

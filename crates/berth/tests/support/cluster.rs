@@ -103,6 +103,23 @@ impl Cluster {
         self.nodes[(id - 1) as usize] = Some(node);
     }
 
+    /// Restarts a killed node on its data directory and on the MQTT and HTTP addresses it had
+    /// (a load balancer in front of the cluster knows them).
+    pub fn restart_on(&mut self, id: u64, mqtt: SocketAddr, http: SocketAddr) {
+        let dir = self.dirs[(id - 1) as usize].path().to_owned();
+        let addr = self.cluster_addrs[(id - 1) as usize];
+        let node = Berth::start(
+            &dir,
+            &Options {
+                cluster_addr: Some(addr),
+                mqtt_addr: Some(mqtt),
+                http_addr: Some(http),
+                ..(self.options)(id, None)
+            },
+        );
+        self.nodes[(id - 1) as usize] = Some(node);
+    }
+
     /// Waits until every running node reports `voters` voters and agrees on one leader.
     pub async fn wait_voters(&self, voters: usize) {
         let deadline = Instant::now() + FORM_WAIT;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod chaos;
 pub mod cluster;
 pub mod netns;
 
@@ -20,6 +21,8 @@ const START_WAIT: Duration = Duration::from_secs(30);
 pub struct Berth {
     child: Child,
     pub mqtt: SocketAddr,
+    /// The HTTP listener (`/health`, `/metrics`).
+    pub http: SocketAddr,
     /// The cluster listener, when it has one.
     pub cluster: Option<SocketAddr>,
     pub data_dir: PathBuf,
@@ -44,6 +47,11 @@ pub struct Options {
     pub mqtt_ip: Option<IpAddr>,
     /// With `cluster`: the cluster listener's address (port 0) instead of 127.0.0.1.
     pub cluster_ip: Option<IpAddr>,
+    /// Listen for MQTT on exactly this address (a restarted node keeps the port a load
+    /// balancer knows) instead of `mqtt_ip` port 0.
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Listen for HTTP on exactly this address instead of `mqtt_ip` port 0.
+    pub http_addr: Option<SocketAddr>,
 }
 
 impl Berth {
@@ -51,9 +59,15 @@ impl Berth {
         let mqtt_ip = options.mqtt_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let mut args: Vec<String> = vec![
             "--listen".into(),
-            SocketAddr::new(mqtt_ip, 0).to_string(),
+            options
+                .mqtt_addr
+                .unwrap_or(SocketAddr::new(mqtt_ip, 0))
+                .to_string(),
             "--http".into(),
-            SocketAddr::new(mqtt_ip, 0).to_string(),
+            options
+                .http_addr
+                .unwrap_or(SocketAddr::new(mqtt_ip, 0))
+                .to_string(),
         ];
         if let Some(id) = options.node_id {
             args.extend(["--node-id".into(), id.to_string()]);
@@ -123,10 +137,23 @@ impl Berth {
         .flatten()
         {
             let tx = tx.clone();
+            // `BERTH_TEST_LOG_DIR=DIR`: each node's log appended to DIR/node-ID.log (kept across
+            // restarts), for a long test whose failure needs the nodes' side.
+            let mut file = std::env::var_os("BERTH_TEST_LOG_DIR").and_then(|dir| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(Path::new(&dir).join(format!("node-{node_id}.log")))
+                    .ok()
+            });
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if std::env::var_os("BERTH_TEST_LOGS").is_some() {
                         eprintln!("[node {node_id}] {line}");
+                    }
+                    if let Some(file) = file.as_mut() {
+                        use std::io::Write as _;
+                        let _ = writeln!(file, "{line}");
                     }
                     let _ = tx.send(line);
                 }
@@ -135,14 +162,18 @@ impl Berth {
         let wants_cluster = args.iter().any(|a| a == "--cluster-listen");
         let deadline = Instant::now() + START_WAIT;
         let mut mqtt = None;
+        let mut http = None;
         let mut cluster = None;
         loop {
-            if let (Some(mqtt), true) = (mqtt, cluster.is_some() || !wants_cluster) {
+            if let (Some(mqtt), Some(http), true) =
+                (mqtt, http, cluster.is_some() || !wants_cluster)
+            {
                 // Keep draining the log so the child never blocks on a full pipe.
                 std::thread::spawn(move || while rx.recv().is_ok() {});
                 return Berth {
                     child,
                     mqtt,
+                    http,
                     cluster,
                     data_dir: data_dir.to_owned(),
                     node_id,
@@ -157,8 +188,15 @@ impl Berth {
             };
             let line = strip_ansi(&line);
             mqtt = mqtt.or_else(|| addr_after(&line, "mqtt="));
+            http = http.or_else(|| addr_after(&line, "http="));
             cluster = cluster.or_else(|| addr_after(&line, "cluster="));
         }
+    }
+
+    /// The process id, for signals (`SIGSTOP`/`SIGCONT`). With a wrapper such as
+    /// `ip netns exec`, which execs the program, it is still `berth`'s.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown path runs, exactly like a crash.

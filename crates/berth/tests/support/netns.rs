@@ -44,6 +44,15 @@ impl Net {
     /// Creates `nodes` hosts. Panics with the failing command when namespaces cannot be made
     /// (not root, no iproute2): the partition tests cannot run without them.
     pub fn create(nodes: usize) -> Net {
+        Net::try_create(nodes).unwrap_or_else(|error| {
+            panic!(
+                "cannot create network namespaces for the partition test (needs root and iproute2): {error}"
+            )
+        })
+    }
+
+    /// As `create`, the failing command as an error (for a test that can do without).
+    pub fn try_create(nodes: usize) -> Result<Net, String> {
         remove_stale();
         let pid = std::process::id();
         let mut last_error = String::new();
@@ -66,16 +75,14 @@ impl Net {
                 nodes,
             };
             match net.build() {
-                Ok(()) => return net,
+                Ok(()) => return Ok(net),
                 Err(error) => {
                     last_error = error;
                     drop(net);
                 }
             }
         }
-        panic!(
-            "cannot create network namespaces for the partition test (needs root and iproute2): {last_error}"
-        );
+        Err(last_error)
     }
 
     fn ns(&self, node: usize) -> String {

@@ -1,0 +1,275 @@
+//! Forwarding (`forwarding.rs` of `berth-node`): one ordered queue per target node, batches of
+//! up to 512 retried with backoff (5 s per attempt) until the 10 s deadline, clients the target
+//! no longer owns re-routed to the owners this node's registry names (20 rounds), and the
+//! outcome reported to the broker as `ForwardDone`.
+
+use std::collections::BTreeMap;
+
+use berth_cluster::pb;
+use berth_core::{Event, NodeId};
+
+use crate::net::{NetBody, Purpose};
+use crate::node::*;
+use crate::sim::{Id, NodeEv, Sim, Timer};
+use crate::wire::forwarded_from_pb;
+
+impl Sim {
+    pub(crate) fn forward_kick(&mut self, n: NodeId, target: NodeId) {
+        let Some(queue) = self.node_mut(n).fwd.get_mut(&target) else {
+            return;
+        };
+        if queue.batch.is_some() || queue.waiting.is_empty() {
+            return;
+        }
+        let take = queue.waiting.len().min(FORWARD_BATCH);
+        let items: Vec<FwdItem> = queue.waiting.drain(..take).collect();
+        queue.batch = Some(FwdBatch {
+            items,
+            backoff: 50,
+            stage: FwdStage::Sleeping,
+        });
+        self.forward_attempt(n, target);
+    }
+
+    pub(crate) fn forward_attempt(&mut self, n: NodeId, target: NodeId) {
+        let Some(batch) = self
+            .node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.as_mut())
+        else {
+            return;
+        };
+        let messages = batch.items.iter().map(|i| i.msg.clone()).collect();
+        let rpc = self.start_rpc(
+            n,
+            target,
+            Purpose::Forward { target },
+            NetBody::Forward(messages),
+            Some(FORWARD_ATTEMPT),
+        );
+        if let Some(batch) = self
+            .node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.as_mut())
+        {
+            batch.stage = FwdStage::Sending { rpc };
+        }
+    }
+
+    pub(crate) fn forward_retry(&mut self, n: NodeId, target: NodeId) {
+        let sleeping = self
+            .node(n)
+            .fwd
+            .get(&target)
+            .and_then(|q| q.batch.as_ref())
+            .is_some_and(|b| matches!(b.stage, FwdStage::Sleeping));
+        if sleeping {
+            self.forward_attempt(n, target);
+        }
+    }
+
+    pub(crate) fn forward_reply(
+        &mut self,
+        n: NodeId,
+        target: NodeId,
+        rpc: Id,
+        result: Result<NetBody, String>,
+    ) {
+        let now = self.now;
+        let Some(batch) = self
+            .node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.as_mut())
+        else {
+            return;
+        };
+        if !matches!(batch.stage, FwdStage::Sending { rpc: r } if r == rpc) {
+            return;
+        }
+        match result {
+            Ok(NetBody::ForwardAck(not_owned)) if not_owned.is_empty() => {
+                self.forward_done(n, target, true);
+            }
+            Ok(NetBody::ForwardAck(not_owned)) => self.reroute_round(n, target, 0, not_owned),
+            _ => {
+                let deadline = batch.items.iter().map(|i| i.deadline).min().unwrap_or(now);
+                if now + batch.backoff > deadline {
+                    trace!(self, "n{n} forwarding to n{target} failed");
+                    self.forward_done(n, target, false);
+                    return;
+                }
+                let backoff = batch.backoff;
+                batch.backoff = (batch.backoff * 2).min(1_000);
+                batch.stage = FwdStage::Sleeping;
+                self.at_node(n, backoff, NodeEv::Timer(Timer::ForwardRetry { target }));
+            }
+        }
+    }
+
+    /// One round of `forwarding::reroute`: the clients `target` did not own go to the owners
+    /// this node's registry names now.
+    pub(crate) fn reroute_round(
+        &mut self,
+        n: NodeId,
+        target: NodeId,
+        attempt: u64,
+        not_owned: Vec<String>,
+    ) {
+        let round = self.id();
+        let node = self.node_mut(n);
+        let Some(batch) = node.fwd.get_mut(&target).and_then(|q| q.batch.as_mut()) else {
+            return;
+        };
+        let owners: BTreeMap<String, NodeId> = not_owned
+            .iter()
+            .filter_map(|c| node.registry.sessions.get(c).map(|e| (c.clone(), e.owner)))
+            .collect();
+        let mut pending: BTreeMap<NodeId, Vec<pb::ForwardedMessage>> = BTreeMap::new();
+        for item in &batch.items {
+            for client in &item.msg.client_ids {
+                let Some(owner) = owners.get(client) else {
+                    continue;
+                };
+                if !not_owned.contains(client) {
+                    continue;
+                }
+                let mut message = item.msg.clone();
+                message.client_ids = vec![client.clone()];
+                pending.entry(*owner).or_default().push(message);
+            }
+        }
+        batch.stage = FwdStage::Rerouting {
+            attempt,
+            round,
+            not_owned,
+            outstanding: pending.len(),
+            all_taken: true,
+        };
+        if pending.is_empty() {
+            self.reroute_evaluate(n, target);
+            return;
+        }
+        for (owner, messages) in pending {
+            if owner == n {
+                let Ok(forwarded) = forwarded_from_pb(&messages) else {
+                    self.reroute_reply(n, target, round, false);
+                    continue;
+                };
+                let node = self.node_mut(n);
+                node.next_token += 1;
+                let token = node.next_token;
+                node.fwd_replies
+                    .insert(token, ReplyTo::Local { target, round });
+                let event = Event::Forwarded {
+                    token,
+                    messages: forwarded,
+                };
+                self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
+            } else {
+                let purpose = Purpose::Reroute { target, round };
+                self.start_rpc(n, owner, purpose, NetBody::Forward(messages), None);
+            }
+        }
+    }
+
+    pub(crate) fn reroute_reply(&mut self, n: NodeId, target: NodeId, round: u64, taken: bool) {
+        let Some(batch) = self
+            .node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.as_mut())
+        else {
+            return;
+        };
+        let FwdStage::Rerouting {
+            round: current,
+            outstanding,
+            all_taken,
+            ..
+        } = &mut batch.stage
+        else {
+            return;
+        };
+        if *current != round {
+            return;
+        }
+        *outstanding = outstanding.saturating_sub(1);
+        *all_taken &= taken;
+        if *outstanding == 0 {
+            self.reroute_evaluate(n, target);
+        }
+    }
+
+    pub(crate) fn reroute_evaluate(&mut self, n: NodeId, target: NodeId) {
+        let Some(batch) = self
+            .node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.as_mut())
+        else {
+            return;
+        };
+        let FwdStage::Rerouting {
+            attempt,
+            not_owned,
+            all_taken,
+            ..
+        } = std::mem::replace(&mut batch.stage, FwdStage::Sleeping)
+        else {
+            return;
+        };
+        if all_taken {
+            self.forward_done(n, target, true);
+        } else if attempt + 1 < 20 {
+            batch.stage = FwdStage::RerouteSleeping {
+                attempt: attempt + 1,
+                not_owned,
+            };
+            self.at_node(
+                n,
+                100 * (attempt + 1),
+                NodeEv::Timer(Timer::RerouteRetry { target }),
+            );
+        } else {
+            self.forward_done(n, target, false);
+        }
+    }
+
+    pub(crate) fn reroute_retry(&mut self, n: NodeId, target: NodeId) {
+        let Some(batch) = self
+            .node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.as_mut())
+        else {
+            return;
+        };
+        if let FwdStage::RerouteSleeping { attempt, not_owned } =
+            std::mem::replace(&mut batch.stage, FwdStage::Sleeping)
+        {
+            self.reroute_round(n, target, attempt, not_owned);
+        }
+    }
+
+    /// The batch is through (or given up): every publish waiting on it hears the outcome.
+    pub(crate) fn forward_done(&mut self, n: NodeId, target: NodeId, delivered: bool) {
+        let Some(batch) = self
+            .node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.take())
+        else {
+            return;
+        };
+        for item in batch.items {
+            if let Some(token) = item.token {
+                let event = Event::ForwardDone { token, delivered };
+                self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
+            }
+        }
+        self.forward_kick(n, target);
+    }
+}

@@ -1,0 +1,176 @@
+//! `berth-sim`: runs seeded cluster schedules and reports broken promises.
+//!
+//! ```text
+//! berth-sim --seeds 0..10000          many seeds, a summary per failing seed
+//! berth-sim --seed 42 --trace         one seed, replayed exactly, with its schedule and events
+//! options: --scenario chaos|stale-copy|calm  (default chaos; give it before other options)
+//!          --steps N  --no-nemesis  --no-bounces  --stale-copy P (probability of the script)
+//!          --verbose (a summary line for every seed)
+//! ```
+
+use std::process::ExitCode;
+
+use berth_sim::{SimConfig, run};
+
+struct Args {
+    seeds: std::ops::Range<u64>,
+    trace: bool,
+    verbose: bool,
+    config: SimConfig,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        seeds: 0..100,
+        trace: false,
+        verbose: false,
+        config: SimConfig::default(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--seeds" => {
+                let v = value("--seeds")?;
+                let (a, b) = v
+                    .split_once("..")
+                    .ok_or_else(|| format!("--seeds wants A..B, got {v}"))?;
+                let a: u64 = a.parse().map_err(|_| format!("bad seed {a}"))?;
+                let b: u64 = b.parse().map_err(|_| format!("bad seed {b}"))?;
+                args.seeds = a..b;
+            }
+            "--seed" => {
+                let v = value("--seed")?;
+                let seed: u64 = v.parse().map_err(|_| format!("bad seed {v}"))?;
+                args.seeds = seed..seed + 1;
+            }
+            "--steps" => {
+                let v = value("--steps")?;
+                args.config.steps = v.parse().map_err(|_| format!("bad step count {v}"))?;
+            }
+            "--stale-copy" => {
+                let v = value("--stale-copy")?;
+                args.config.stale_copy_prob =
+                    v.parse().map_err(|_| format!("bad probability {v}"))?;
+            }
+            "--no-nemesis" => {
+                args.config.faults = false;
+                args.config.stale_copy_prob = 0.0;
+            }
+            "--no-bounces" => args.config.bounces = false,
+            "--scenario" => {
+                let v = value("--scenario")?;
+                let steps = args.config.steps;
+                args.config = match v.as_str() {
+                    "chaos" => SimConfig::default(),
+                    "stale-copy" => SimConfig::stale_copy(),
+                    "calm" => SimConfig::calm(),
+                    other => {
+                        return Err(format!(
+                            "unknown scenario {other} (chaos, stale-copy, calm)"
+                        ));
+                    }
+                };
+                args.config.steps = steps;
+            }
+            "--trace" => args.trace = true,
+            "--verbose" | "-v" => args.verbose = true,
+            "--help" | "-h" => {
+                return Err("usage: berth-sim [--seeds A..B | --seed N] [--trace] [--verbose] [--scenario chaos|stale-copy|calm] [--steps N] [--stale-copy P] [--no-nemesis] [--no-bounces]".into());
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    args.config.trace = args.trace;
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut failed = Vec::new();
+    let mut total = berth_sim::Report::default();
+    let count = args.seeds.end.saturating_sub(args.seeds.start);
+    for seed in args.seeds.clone() {
+        let report = run(seed, &args.config);
+        if let Some(trace) = &report.trace {
+            for line in trace {
+                println!("{line}");
+            }
+        }
+        if args.verbose || args.trace || !report.ok() {
+            println!("{}", report.summary());
+        }
+        for note in &report.notes {
+            println!("  note: {note}");
+        }
+        if !report.ok() {
+            for violation in &report.violations {
+                println!("  {violation}");
+            }
+            println!("  replay: cargo run -p berth-sim --release -- --seed {seed} --trace");
+            failed.push((seed, report.kinds()));
+        }
+        total.published += report.published;
+        total.acked += report.acked;
+        total.delivered += report.delivered;
+        total.lost += report.lost;
+        total.duplicates += report.duplicates;
+        total.late_stranded += report.late_stranded;
+        total.late_resent += report.late_resent;
+        total.takeovers += report.takeovers;
+        total.pauses += report.pauses;
+        total.crashes += report.crashes;
+        total.partitions += report.partitions;
+        total.stale_copy_scripts += report.stale_copy_scripts;
+    }
+    println!(
+        "{count} seeds in {:.1}s: {} failed | published {} acked {} delivered {} lost {} duplicates {} late {} (stranded {}, resent {}) takeovers {} pauses {} crashes {} partitions {} stale-copy scripts {}",
+        started.elapsed().as_secs_f64(),
+        failed.len(),
+        total.published,
+        total.acked,
+        total.delivered,
+        total.lost,
+        total.duplicates,
+        total.late_stranded + total.late_resent,
+        total.late_stranded,
+        total.late_resent,
+        total.takeovers,
+        total.pauses,
+        total.crashes,
+        total.partitions,
+        total.stale_copy_scripts,
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        let list: Vec<String> = failed
+            .iter()
+            .take(50)
+            .map(|(seed, kinds)| format!("{seed} ({})", kinds.join(", ")))
+            .collect();
+        let more = failed.len().saturating_sub(list.len());
+        let more = if more > 0 {
+            format!(" … and {more} more")
+        } else {
+            String::new()
+        };
+        println!("failing seeds: {}{more}", list.join(", "));
+        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+        for (_, run_kinds) in &failed {
+            for kind in run_kinds {
+                *kinds.entry(kind).or_default() += 1;
+            }
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        println!("seeds failing per kind: {}", kinds.join(", "));
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,329 @@
+//! The cluster under a nemesis, as a user would run it: three real `berth` nodes (RocksDB in
+//! temp dirs) behind Debian's `haproxy` (round robin, `/health` checks), persistent devices
+//! hopping between nodes, QoS 1 publishers, and one node at a time killed (`kill -9`, restarted
+//! on its data dir and ports), paused (`SIGSTOP` 1–14 s, `SIGCONT`) or — where network
+//! namespaces can be made (root, iproute2; see `support/netns.rs`) — cut off from the cluster
+//! network. Then everything heals, every device reconnects and drains, and the checker
+//! (`support/chaos/checker.rs`) counts. It asserts the cluster's promises (README, "What the
+//! cluster guarantees"): no acknowledged message lost, no session lost, no PUBACK 0x10 for a
+//! device with its persistent subscription. The table is printed on every run.
+//!
+//! It still finds acknowledged loss in about one run in three (a CONNECT refused for lack of
+//! consensus whose claim commits later and resets the session; see crates/berth-sim/README.md),
+//! so it is not part of CI until that is fixed:
+//!
+//! ```text
+//! cargo nextest run -p berth --test chaos --run-ignored all    # a short run (~2 min)
+//! BERTH_CHAOS_SECS=600 cargo nextest run -p berth --test chaos --run-ignored all --profile chaos-long
+//! BERTH_CHAOS_SECS=600 cargo test -p berth --test chaos -- --nocapture   # the same, no runner timeout
+//! ```
+//! `BERTH_CHAOS_SECS` is the nemesis phase (default 80), `BERTH_CHAOS_SEED` repeats a schedule
+//! (printed at the start), `BERTH_CHAOS_RATE` is messages/s per publisher (default 100).
+//! Needs `haproxy` (`scripts/setup.sh` installs it); without it the test fails, unless this
+//! machine clearly cannot install it, then it prints SKIP.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_codec::ProtocolVersion;
+use berth_e2e::client::connect_packet;
+use support::Options;
+use support::chaos::Rng;
+use support::chaos::checker::Records;
+use support::chaos::conn::Conn;
+use support::chaos::haproxy::{self, Backend, HaProxy};
+use support::chaos::nemesis::{NODES, RECOVER_WAIT, nemesis, wait_recovered};
+use support::chaos::{Shared, devices, publishers};
+use support::cluster::{Cluster, options};
+use support::netns::Net;
+
+const DEVICES: usize = 24;
+const PUBLISHERS: usize = 4;
+/// The final drain ends once no device got a new message for this long (a stranded backlog
+/// is offered 5 s after its node caught up, then every 2 s).
+const QUIET: Duration = Duration::from_secs(12);
+const DRAIN_MAX: Duration = Duration::from_secs(120);
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The haproxy program, `None` (after a SKIP line) where it clearly cannot be installed.
+fn haproxy_or_skip() -> Option<std::path::PathBuf> {
+    if let Some(program) = haproxy::find() {
+        return Some(program);
+    }
+    if let Some(why) = haproxy::cannot_install() {
+        println!("SKIP chaos: haproxy is not installed and cannot be installed here ({why})");
+        return None;
+    }
+    panic!("haproxy is not installed: run scripts/setup.sh (it installs Debian's haproxy)");
+}
+
+/// A clean CONNECT through haproxy is accepted.
+async fn wait_lb(lb: SocketAddr) {
+    let deadline = Instant::now() + RECOVER_WAIT;
+    loop {
+        let connect = connect_packet(ProtocolVersion::V3_1_1, "chaos-probe", true);
+        if let Ok((_, connack)) = Conn::connect(lb, connect, Duration::from_secs(5)).await
+            && !connack.reason.is_error()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "haproxy never let a CONNECT through"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finds open cluster bugs (crates/berth-sim/README.md); run with --run-ignored all"]
+async fn no_acknowledged_message_or_session_is_lost_behind_haproxy_under_kills_pauses_and_partitions()
+ {
+    let Some(program) = haproxy_or_skip() else {
+        return;
+    };
+    let secs = env_u64("BERTH_CHAOS_SECS", 80);
+    let rate = env_u64("BERTH_CHAOS_RATE", 100);
+    let seed = std::env::var("BERTH_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!(
+        "chaos: seed {seed} (BERTH_CHAOS_SEED), {secs} s of faults (BERTH_CHAOS_SECS), \
+         {PUBLISHERS} publishers x {rate} msg/s, {DEVICES} devices"
+    );
+    let mut rng = Rng::new(seed);
+    let net = match Net::try_create(NODES as usize) {
+        Ok(net) => Some(Arc::new(net)),
+        Err(error) => {
+            println!("chaos: partitions skipped (no network namespaces here: {error})");
+            None
+        }
+    };
+    let cluster = match &net {
+        Some(net) => {
+            let hosts = net.clone();
+            Cluster::start_with(NODES, move |id, join| Options {
+                wrapper: hosts.wrapper(id as usize),
+                mqtt_ip: Some(hosts.client_ip(id as usize)),
+                cluster_ip: Some(hosts.cluster_ip(id as usize)),
+                ..options(id, join)
+            })
+            .await
+        }
+        None => Cluster::start(NODES).await,
+    };
+    let backends: Vec<Backend> = (1..=NODES)
+        .map(|id| Backend {
+            id,
+            mqtt: cluster.mqtt(id),
+            http: cluster.node(id).http,
+        })
+        .collect();
+    let lb = tokio::task::block_in_place(|| HaProxy::start(&program, &backends))
+        .unwrap_or_else(|error| panic!("cannot start haproxy: {error}"));
+    wait_recovered(&cluster, &backends).await;
+    wait_lb(lb.addr).await;
+
+    let shared = Arc::new(Shared {
+        records: Mutex::new(Records::new(DEVICES, PUBLISHERS)),
+        stop: AtomicBool::new(false),
+        faulty: AtomicU64::new(0),
+        lb: lb.addr,
+        nodes: backends.iter().map(|b| b.mqtt).collect(),
+        devices: DEVICES,
+        rate,
+    });
+    shared.records().event(format!(
+        "cluster up: nodes at {:?}, haproxy at {}",
+        shared.nodes, lb.addr
+    ));
+
+    // Devices: every one subscribed before anything is published.
+    let ready = Arc::new(AtomicUsize::new(0));
+    let devices: Vec<_> = (0..DEVICES)
+        .map(|idx| {
+            tokio::spawn(devices::device(
+                shared.clone(),
+                idx,
+                rng.fork(),
+                ready.clone(),
+            ))
+        })
+        .collect();
+    let deadline = Instant::now() + RECOVER_WAIT;
+    while ready.load(Ordering::Acquire) < DEVICES {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {DEVICES} devices subscribed",
+            ready.load(Ordering::Acquire)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Publishers and the nemesis.
+    let until = Instant::now() + Duration::from_secs(secs);
+    {
+        let mut records = shared.records();
+        records.publish_started = Some(records.now());
+        records.event("devices subscribed; publishing and faults begin".into());
+    }
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|idx| tokio::spawn(publishers::publisher(shared.clone(), idx)))
+        .collect();
+    let nemesis = tokio::spawn(nemesis(
+        cluster,
+        net.clone(),
+        shared.clone(),
+        backends.clone(),
+        rng.fork(),
+        until,
+    ));
+    tokio::time::sleep_until(until.into()).await;
+    shared.stop.store(true, Ordering::Release);
+    {
+        let mut records = shared.records();
+        records.publish_stopped = Some(records.now());
+        records.event("fault phase over: publishers finish, devices stop hopping".into());
+    }
+    let cluster = match nemesis.await {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            print_report(&shared, &lb);
+            panic!("the nemesis failed (the cluster did not recover): {error}");
+        }
+    };
+    wait_recovered(&cluster, &backends).await;
+    for task in devices.into_iter().chain(publishers) {
+        task.await.expect("client task");
+    }
+    shared
+        .records()
+        .event("healed; every device reconnects and drains".into());
+
+    // The final drain.
+    let quiet = Arc::new(AtomicBool::new(false));
+    let connected = Arc::new(AtomicUsize::new(0));
+    let drains: Vec<_> = (0..DEVICES)
+        .map(|idx| {
+            tokio::spawn(devices::drain(
+                shared.clone(),
+                idx,
+                quiet.clone(),
+                connected.clone(),
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    let mut all_connected: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if all_connected.is_none() && connected.load(Ordering::Acquire) == DEVICES {
+            all_connected = Some(Instant::now());
+        }
+        let last_new = shared.records().last_new;
+        if all_connected.is_some_and(|at| at.elapsed() >= QUIET) && last_new.elapsed() >= QUIET {
+            break;
+        }
+        if started.elapsed() > DRAIN_MAX {
+            shared.records().event(format!(
+                "the drain did not go quiet within {DRAIN_MAX:?} ({} devices connected)",
+                connected.load(Ordering::Acquire)
+            ));
+            break;
+        }
+    }
+    quiet.store(true, Ordering::Release);
+    for task in drains {
+        task.await.expect("drain task");
+    }
+    shared.records().event(format!(
+        "drain over after {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let report = print_report(&shared, &lb);
+    drop(lb);
+    drop(cluster);
+    drop(net);
+    let records = shared.records();
+    assert!(
+        report.lost.is_empty(),
+        "{} acknowledged messages were never delivered (see LOST above)",
+        report.lost.len()
+    );
+    assert!(
+        records.lost_sessions.is_empty(),
+        "sessions lost: {:?}",
+        records.lost_sessions
+    );
+    assert!(
+        report.no_subscribers == 0,
+        "PUBACK 0x10 for devices with a persistent subscription: {:?}",
+        records.no_subscriber_violations()
+    );
+    assert!(
+        records.violations.is_empty(),
+        "deliveries that were never published or went to another device: {:?}",
+        &records.violations[..records.violations.len().min(20)]
+    );
+}
+
+/// The table and what explains it; printed on every run.
+fn print_report(shared: &Shared, lb: &HaProxy) -> support::chaos::checker::Report {
+    let records = shared.records();
+    let report = records.report();
+    let mut faults = std::collections::BTreeMap::<&str, u32>::new();
+    for (_, what) in &records.events {
+        for kind in ["kill -9", "SIGSTOP", "cut node"] {
+            if what.starts_with(&format!("nemesis: {kind}")) {
+                *faults.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    println!("\nchaos: faults {faults:?}");
+    println!("chaos: non-success PUBACK reasons {:?}", records.reasons);
+    for (what, n) in &records.counters {
+        println!("chaos: {what}: {n}");
+    }
+    println!("\n{}", report.table());
+    let routes = lb.routes();
+    if !report.lost.is_empty() {
+        println!("{}", records.explain_lost(&report.lost, &routes, 30));
+    }
+    println!("{}", records.explain(&report, &routes, 10));
+    for line in records
+        .lost_sessions
+        .iter()
+        .chain(&records.no_subscriber_violations())
+        .chain(records.violations.iter().take(20))
+    {
+        println!("VIOLATION {line}");
+    }
+    if !report.lost.is_empty() || !records.lost_sessions.is_empty() {
+        println!("chaos: timeline");
+        for (at, what) in &records.events {
+            println!("  [{:7.2}s] {what}", at.as_secs_f64());
+        }
+        for line in lb.events().iter().take(200) {
+            println!("  haproxy: {line}");
+        }
+    }
+    report
+}
