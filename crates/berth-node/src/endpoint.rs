@@ -20,6 +20,10 @@ pub struct BrokerEndpoint {
     pub(crate) link: Arc<ClusterLink>,
 }
 
+/// How long an export waits for an import of the same session still under way here: below the
+/// puller's own wait for the header (`TAKEOVER_HEADER_WAIT`, 20 s).
+const IMPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 fn unavailable<E: std::fmt::Display>(e: E) -> Status {
     Status::unavailable(e.to_string())
 }
@@ -75,6 +79,14 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             // the copy is read; otherwise it would not even know the session is moving.
             if !link.broker_caught_up(request.claim_log_index).await {
                 return Err(Status::unavailable("the claim has not reached this broker"));
+            }
+            // A session still arriving here from the node before (a chained takeover) is
+            // exported once complete, not answered as absent.
+            let deadline = tokio::time::Instant::now() + IMPORT_WAIT;
+            while broker.import_pending(client.clone()).await
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             let export = broker
                 .export(client.clone(), berth_core::Epoch(request.epoch))

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use berth_codec::{Connect, Packet};
-use berth_core::{ClientId, Message, NodeId, Replicate, UnixMillis};
+use berth_core::{ClientId, Epoch, Event, Message, NodeId, Replicate, SessionExport, UnixMillis};
 use berth_server::{ClusterPort, Grant, NoConsensus, PortFuture};
 
 use crate::admission;
@@ -49,5 +49,35 @@ impl ClusterPort for RaftPort {
 
     fn record(&self, change: Replicate) {
         self.0.record(change);
+    }
+
+    fn adopt(&self, client: ClientId, epoch: Epoch, from: Option<NodeId>, fallback: SessionExport) {
+        let link = self.0.clone();
+        tokio::spawn(async move {
+            tracing::warn!(
+                client = client.as_str(),
+                epoch = epoch.0,
+                "a claim of this node committed after its CONNECT was refused: taking the session over without a connection"
+            );
+            match from {
+                // The claim's log index is not known here; the claim was applied here
+                // `UNCLAIMED_WAIT` ago, so the old owner has almost surely applied it too.
+                Some(from) => {
+                    link.take_over(&client, from, epoch.0, 0, fallback).await;
+                }
+                None => {
+                    link.call(Event::ImportBegin {
+                        client: client.clone(),
+                    })
+                    .await;
+                    link.call(Event::ImportState {
+                        client: client.clone(),
+                        export: Box::new(fallback),
+                    })
+                    .await;
+                    link.call(Event::ImportDone { client }).await;
+                }
+            }
+        });
     }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use berth_codec::{Connect, Packet};
-use berth_core::{ClientId, Epoch, Message, NodeId, Replicate, UnixMillis};
+use berth_core::{ClientId, Epoch, Message, NodeId, Replicate, SessionExport, UnixMillis};
 
 use crate::broker_handle::BrokerHandle;
 
@@ -66,6 +66,10 @@ pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
 
     /// Executes `Action::Replicate`: records a session change in the registry.
     fn record(&self, change: Replicate);
+
+    /// Executes `Action::Adopt`: runs the takeover of a claim whose connection never came
+    /// (`ImportBegin` … `ImportDone` to the broker, as a connection's takeover does).
+    fn adopt(&self, client: ClientId, epoch: Epoch, from: Option<NodeId>, fallback: SessionExport);
 }
 
 /// Starts a port once the broker thread can be reached (the cluster side needs the handle).
@@ -119,4 +123,6 @@ impl ClusterPort for SingleNode {
     }
 
     fn record(&self, _change: Replicate) {}
+
+    fn adopt(&self, _: ClientId, _: Epoch, _: Option<NodeId>, _: SessionExport) {}
 }

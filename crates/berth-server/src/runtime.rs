@@ -98,6 +98,10 @@ pub(crate) enum Command {
         epoch: berth_core::Epoch,
         reply: oneshot::Sender<bool>,
     },
+    ImportPending {
+        client: ClientId,
+        reply: oneshot::Sender<bool>,
+    },
     Shutdown,
 }
 
@@ -317,6 +321,10 @@ impl<S: Store> BrokerLoop<S> {
                 let _ = reply.send(self.broker.accepts_late_backlog(&client, epoch));
                 return Ok(());
             }
+            Command::ImportPending { client, reply } => {
+                let _ = reply.send(self.broker.import_pending(&client));
+                return Ok(());
+            }
             Command::Shutdown => return Ok(()),
         };
         self.broker.handle_deferred(now(), event)
@@ -374,6 +382,14 @@ fn dispatch(
             }
             Action::Replicate(change) => {
                 cluster.record(change);
+            }
+            Action::Adopt {
+                client,
+                epoch,
+                from,
+                fallback,
+            } => {
+                cluster.adopt(client, epoch, from, *fallback);
             }
         }
     }

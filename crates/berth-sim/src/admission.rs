@@ -209,7 +209,7 @@ impl Sim {
                     epoch,
                     index,
                     PullMode::Takeover {
-                        conn,
+                        conn: Some(conn),
                         fallback: Box::new(fallback),
                     },
                 );
@@ -232,8 +232,6 @@ impl Sim {
         sc.serving = true;
         sc.grant = Some((client.clone(), epoch));
         self.conn_epoch.insert(conn, epoch);
-        self.ledger
-            .note_connect_as(&mut self.report, &client, epoch, n, conn, self.now);
         trace!(self, "n{n} ConnectAs {client} e{epoch} conn {}", conn.0);
         self.call(
             n,
@@ -245,6 +243,24 @@ impl Sim {
             },
         );
         self.drain_backlog(n, conn);
+    }
+
+    /// The broker accepted `conn` (a successful CONNACK reached its client): the connection
+    /// runs its session at the epoch it was granted.
+    pub(crate) fn note_started(&mut self, conn: ConnId) {
+        let Some(node) = self.conns.get(&conn).map(|c| c.node) else {
+            return;
+        };
+        let Some((client, epoch)) = self
+            .node(node)
+            .conns
+            .get(&conn)
+            .and_then(|c| c.grant.clone())
+        else {
+            return;
+        };
+        self.ledger
+            .note_connect_as(&mut self.report, &client, epoch, node, conn, self.now);
     }
 
     pub(crate) fn refuse_connect(&mut self, n: NodeId, conn: ConnId, why: &str) {

@@ -419,6 +419,7 @@ impl Sim {
                 if ack.reason.is_error() {
                     return;
                 }
+                self.note_started(conn);
                 let device = &mut self.devices[d];
                 device.online = true;
                 let lost = !ack.session_present && device.had_session;
@@ -601,6 +602,7 @@ impl Sim {
                 if ack.reason.is_error() {
                     return;
                 }
+                self.note_started(conn);
                 let publisher = &mut self.publishers[p];
                 publisher.online = true;
                 let lost = !ack.session_present && publisher.had_session;

@@ -42,6 +42,8 @@ pub(crate) const FORWARD_ATTEMPT: Time = 5_000;
 /// `cluster_link.rs`: `broker_caught_up`'s bound, `TAKEOVER_HEADER_WAIT`, the pull's timeout.
 pub(crate) const CAUGHT_UP_WAIT: Time = 10_000;
 pub(crate) const TAKEOVER_HEADER_WAIT: Time = 20_000;
+/// How long an export waits for an import of the same session still under way.
+pub(crate) const IMPORT_WAIT: Time = 15_000;
 pub(crate) const PULL_TIMEOUT: Time = 60_000;
 /// `runtime.rs`: messages per takeover page; the broker loop's idle wake.
 pub(crate) const EXPORT_PAGE: usize = 1000;
@@ -87,8 +89,10 @@ pub(crate) struct Claim {
 
 #[derive(Debug)]
 pub(crate) enum PullMode {
+    /// A takeover for a connection's claim, or (`conn: None`) for a claim whose CONNECT was
+    /// refused (`Action::Adopt`).
     Takeover {
-        conn: ConnId,
+        conn: Option<ConnId>,
         fallback: Box<SessionExport>,
     },
     Late,
@@ -162,6 +166,9 @@ pub(crate) struct EndpointWait {
     pub client: ClientId,
     pub epoch: u64,
     pub index: u64,
+    /// Set once the claim is applied but the session is still arriving here (a chained
+    /// takeover): the export waits for the import until then (`endpoint.rs`'s `IMPORT_WAIT`).
+    pub import_deadline: Option<Time>,
 }
 
 #[derive(Debug)]
@@ -293,6 +300,7 @@ fn canonical(actions: &mut [Action]) {
             Action::Forward { node, .. } => (1, *node, String::new()),
             Action::ForwardAccepted { token, .. } => (2, *token, String::new()),
             Action::Replicate(change) => (3, 0, replicate_client(change).to_string()),
+            Action::Adopt { client, .. } => (4, 0, client.as_str().to_string()),
         }
     }
     actions.sort_by_key(key);
@@ -396,6 +404,7 @@ impl Sim {
             NodeEv::Timer(timer) => match timer {
                 Timer::ClaimApplied { conn } => self.claim_timeout(n, conn),
                 Timer::EndpointApplied { from, rpc } => self.endpoint_timeout(n, from, rpc),
+                Timer::EndpointImport { from, rpc } => self.endpoint_export(n, from, rpc),
                 Timer::ForwardRetry { target } => self.forward_retry(n, target),
                 Timer::RerouteRetry { target } => self.reroute_retry(n, target),
                 Timer::PullHeader { rpc } => {
@@ -485,6 +494,33 @@ impl Sim {
             }
             Action::Replicate(change) => {
                 self.propose(n, replicate_command(n, change), ProposalFor::Replicate);
+            }
+            Action::Adopt {
+                client,
+                epoch,
+                from,
+                fallback,
+            } => {
+                trace!(self, "n{n} adopts {client} e{} from {from:?}", epoch.0);
+                match from {
+                    Some(from) => {
+                        let mode = PullMode::Takeover {
+                            conn: None,
+                            fallback,
+                        };
+                        self.start_pull(n, client, from, epoch.0, 0, mode);
+                    }
+                    None => {
+                        self.call(
+                            n,
+                            Event::ImportState {
+                                client: client.clone(),
+                                export: fallback,
+                            },
+                        );
+                        self.call(n, Event::ImportDone { client });
+                    }
+                }
             }
         }
     }

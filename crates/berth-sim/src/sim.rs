@@ -110,6 +110,8 @@ pub(crate) enum Timer {
     ClaimApplied { conn: ConnId },
     /// The old owner's wait for the claim to reach its broker gave up (10 s).
     EndpointApplied { from: NodeId, rpc: Id },
+    /// The old owner looks again whether the import it waits for is done (every 20 ms).
+    EndpointImport { from: NodeId, rpc: Id },
     /// An RPC's own deadline.
     RpcDeadline { rpc: Id },
     /// A takeover pull's header did not arrive in time (`TAKEOVER_HEADER_WAIT`, 20 s).

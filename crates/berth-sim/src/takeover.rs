@@ -161,7 +161,9 @@ impl Sim {
                     );
                 }
                 self.call(n, Event::ImportDone { client });
-                self.grant(n, conn, pull.epoch);
+                if let Some(conn) = conn {
+                    self.grant(n, conn, pull.epoch);
+                }
             }
             PullMode::Late => {
                 if result == Ok(true) {
@@ -225,6 +227,7 @@ impl Sim {
                     client,
                     epoch,
                     index: claim_log_index,
+                    import_deadline: None,
                 });
                 if self.node(n).applied >= claim_log_index {
                     self.endpoint_export(n, from, rpc);
@@ -270,6 +273,22 @@ impl Sim {
         else {
             return;
         };
+        let now = self.now;
+        let node = self.node_mut(n);
+        let pending = node
+            .broker
+            .as_ref()
+            .is_some_and(|b| b.import_pending(&node.endpoint_waits[at].client));
+        if pending {
+            // Still arriving here from the node before: exported once complete.
+            let wait = &mut node.endpoint_waits[at];
+            let deadline = *wait.import_deadline.get_or_insert(now + IMPORT_WAIT);
+            if now < deadline {
+                self.at_node(n, 20, NodeEv::Timer(Timer::EndpointImport { from, rpc }));
+                return;
+            }
+        }
+        let node = self.node_mut(n);
         let wait = node.endpoint_waits.remove(at);
         let Some(broker) = node.broker.as_mut() else {
             return;
@@ -325,7 +344,7 @@ impl Sim {
         let Some(at) = node
             .endpoint_waits
             .iter()
-            .position(|w| w.from == from && w.rpc == rpc)
+            .position(|w| w.from == from && w.rpc == rpc && w.import_deadline.is_none())
         else {
             return;
         };

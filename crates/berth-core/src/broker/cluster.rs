@@ -41,6 +41,13 @@ pub(crate) struct ClusterState {
     pub next_token: u64,
     /// Other nodes' sessions matched by the message being routed.
     pub route_remote: HashMap<NodeId, Vec<ClientId>>,
+    /// Connections granted a session whose state is still arriving here (a newer claim made on
+    /// this node while an earlier claim's import runs): their CONNECT and the packets after it
+    /// wait, in order, until the import is done (`on_import_done`).
+    pub parked: Vec<Parked>,
+    /// Claims of this node that wait for a connection to run their takeover (see
+    /// `Action::Adopt`).
+    pub unclaimed: HashMap<ClientId, Unclaimed>,
     /// Wills wait until this node has caught up with the cluster's log (see `CaughtUp`).
     pub timers_held: bool,
     /// Wills that came due meanwhile: published at `CaughtUp` unless the leader did it.
@@ -50,13 +57,38 @@ pub(crate) struct ClusterState {
 #[derive(Debug, Default)]
 pub(crate) struct Remote {
     pub owner: NodeId,
+    /// The epoch of the owner's claim, as far as this node has applied the registry: a
+    /// connection granted an older epoch here is stale (see `superseded`).
+    pub epoch: Epoch,
     pub filters: Vec<TopicFilter>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Unclaimed {
+    pub epoch: Epoch,
+    /// The node that held the session before (where its backlog is).
+    pub from: Option<NodeId>,
+    pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    /// The takeover runs without a connection (`Action::Adopt` was sent).
+    pub adopted: bool,
+}
+
+/// How long a claim of this node may wait for its connection to start the takeover before the
+/// node runs it alone. The connection starts it as soon as the broker has the claim, so this
+/// only passes when the CONNECT was refused (the claim committed after the admission gave up).
+pub(crate) const UNCLAIMED_WAIT_MS: u64 = 10_000;
+
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub conn: ConnId,
+    pub client: ClientId,
+    pub events: Vec<Event>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Waiting {
     conn: ConnId,
-    remaining: usize,
+    pub(super) remaining: usize,
     failed: bool,
 }
 
@@ -86,12 +118,33 @@ impl<S: Store> Broker<S> {
                     // The local session is newer than this claim (a replayed log entry).
                     return;
                 }
-                if let Some(cluster) = self.cluster.as_mut()
-                    && owner != node
-                {
-                    cluster.importing.remove(&client);
+                if owner != node && self.import_pending(&client) {
+                    // Claimed elsewhere while its state is still arriving here (a chained
+                    // takeover): the import goes on, and what it brings is a copy moving to the
+                    // new owner, which pulls it once complete (`export_session` waits for it).
+                    // A Clean Start elsewhere ends it: what still arrives is dropped.
+                    let here = self.sessions.contains_key(&client);
+                    if let Some(cluster) = self.cluster.as_mut() {
+                        if !kept {
+                            cluster.importing.remove(&client);
+                        } else if !here {
+                            cluster.moving.insert(client.clone(), (owner, epoch));
+                        }
+                    }
                 }
                 if owner == node {
+                    // Where the session's newest state is: the node its copy here was moving
+                    // to, or its owner so far.
+                    let from = self
+                        .cluster
+                        .as_ref()
+                        .and_then(|c| {
+                            c.moving
+                                .get(&client)
+                                .map(|(to, _)| *to)
+                                .or_else(|| c.remote.get(&client).map(|r| r.owner))
+                        })
+                        .filter(|from| *from != node);
                     // A copy here that was moving to another node is an *older* copy of the
                     // session this node now takes back: like a session that is not here at
                     // all, it waits for the state of the current owner.
@@ -100,14 +153,35 @@ impl<S: Store> Broker<S> {
                         .as_mut()
                         .is_some_and(|c| c.moving.remove(&client).is_some());
                     self.forget_remote(&client);
-                    if kept && (older_copy || !self.sessions.contains_key(&client)) {
+                    let importing = self.import_pending(&client);
+                    let arrives = older_copy || !self.sessions.contains_key(&client);
+                    if kept && arrives {
                         // Until its state arrives from the old owner, its routes (the registry's
                         // subscriptions) stay and point here; what they match waits for the
-                        // backlog (see `importing`) instead of finding no subscriber.
-                        self.add_remote(&client, node, subscriptions);
-                        if let Some(cluster) = self.cluster.as_mut() {
+                        // backlog (see `importing`) instead of finding no subscriber. (A newer
+                        // claim of this node while an older one's import runs keeps waiting for
+                        // that import.)
+                        self.add_remote(&client, node, Some(epoch), subscriptions.clone());
+                        // Unless no node is known to hold it: then only a takeover its
+                        // connection starts (`ImportBegin`) makes it wait.
+                        if let Some(cluster) = self.cluster.as_mut()
+                            && !importing
+                            && from.is_some()
+                        {
                             cluster.importing.insert(client.clone());
+                            cluster.unclaimed.insert(
+                                client.clone(),
+                                Unclaimed {
+                                    epoch,
+                                    from,
+                                    subscriptions,
+                                    adopted: false,
+                                },
+                            );
                         }
+                        let at = UnixMillis(now.0.saturating_add(UNCLAIMED_WAIT_MS));
+                        self.timers
+                            .insert((at, super::Timer::Unclaimed(client.clone())));
                     }
                     // (Clean Start here: the CONNECT that follows discards an older copy.)
                     return;
@@ -132,7 +206,7 @@ impl<S: Store> Broker<S> {
                 // Routes follow the registry, also for a copy still here (its own
                 // subscriptions stay with it for the export).
                 self.forget_remote(&client);
-                self.add_remote(&client, owner, subscriptions);
+                self.add_remote(&client, owner, Some(epoch), subscriptions);
             }
             ClusterEvent::Subscribed {
                 client,
@@ -144,7 +218,7 @@ impl<S: Store> Broker<S> {
                 {
                     return;
                 }
-                self.add_remote(&client, owner, subscriptions);
+                self.add_remote(&client, owner, None, subscriptions);
             }
             ClusterEvent::Unsubscribed { client, filters } => {
                 let Some(cluster) = self.cluster.as_mut() else {
@@ -266,7 +340,12 @@ impl<S: Store> Broker<S> {
                         self.on_cluster(now, event);
                     } else if session.owner != node && !self.sessions.contains_key(&session.client)
                     {
-                        self.add_remote(&session.client, session.owner, session.subscriptions);
+                        self.add_remote(
+                            &session.client,
+                            session.owner,
+                            Some(session.epoch),
+                            session.subscriptions,
+                        );
                     }
                 }
             }
@@ -314,10 +393,12 @@ impl<S: Store> Broker<S> {
             .is_some_and(|c| c.moving.contains_key(client))
     }
 
+    /// Routes `client`'s `subscriptions` to `owner` (at `epoch`, when the change says).
     fn add_remote(
         &mut self,
         client: &ClientId,
         owner: NodeId,
+        epoch: Option<Epoch>,
         subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
     ) {
         let Some(cluster) = self.cluster.as_mut() else {
@@ -325,6 +406,9 @@ impl<S: Store> Broker<S> {
         };
         let remote = cluster.remote.entry(client.clone()).or_default();
         remote.owner = owner;
+        if let Some(epoch) = epoch {
+            remote.epoch = remote.epoch.max(epoch);
+        }
         for (filter, record) in subscriptions {
             self.index.insert(client, &filter, record);
             if !remote.filters.contains(&filter) {
@@ -377,9 +461,185 @@ impl<S: Store> Broker<S> {
         if let Some(session) = self.sessions.get(client) {
             let filters: Vec<TopicFilter> = session.subscriptions.keys().cloned().collect();
             if let Some(cluster) = self.cluster.as_mut() {
-                cluster
-                    .remote
-                    .insert(client.clone(), super::cluster::Remote { owner, filters });
+                cluster.remote.insert(
+                    client.clone(),
+                    Remote {
+                        owner,
+                        epoch,
+                        filters,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether a connection granted `epoch` for `client` is stale: this node has already
+    /// applied a newer claim (by another node, or another connection here). Such a connection
+    /// must not start: it would take the session from the newer one, or run a session that
+    /// another node owns (the claim's own answer came late: a slow admission, a lagging
+    /// broker).
+    pub(super) fn superseded(&self, client: &ClientId, epoch: Epoch) -> bool {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return false;
+        };
+        let newer_here = self.sessions.get(client).is_some_and(|s| s.epoch > epoch);
+        let moved = cluster.moving.get(client).is_some_and(|(_, e)| *e > epoch);
+        let newer_elsewhere = cluster.remote.get(client).is_some_and(|r| r.epoch > epoch);
+        newer_here || moved || newer_elsewhere
+    }
+
+    /// Whether the state of `client` is still arriving here from its previous owner: an export
+    /// of it must wait until the import is done.
+    pub fn import_pending(&self, client: &ClientId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.importing.contains(client))
+    }
+
+    /// A claim of this node still has no connection running its takeover: run it alone.
+    pub(super) fn unclaimed_due(&mut self, client: &ClientId) {
+        if !self.import_pending(client) {
+            return;
+        }
+        let protocol = berth_codec::ProtocolVersion::V3_1_1;
+        let expiry = self.config.session.v3_persistent_expiry;
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(unclaimed) = cluster.unclaimed.get_mut(client).filter(|u| !u.adopted) else {
+            return;
+        };
+        unclaimed.adopted = true;
+        // What the registry knows, for an old owner that cannot be reached: its
+        // subscriptions. (A client that comes back states its protocol and expiry again.)
+        let fallback = crate::cluster::SessionExport {
+            record: crate::store::SessionRecord {
+                epoch: unclaimed.epoch,
+                protocol,
+                expiry,
+                expires_at: None,
+                will: None,
+                will_due_at: None,
+            },
+            subscriptions: unclaimed.subscriptions.clone(),
+            inflight: Vec::new(),
+            incoming_qos2: Vec::new(),
+            queued: 0,
+        };
+        self.actions.push(Action::Adopt {
+            client: client.clone(),
+            epoch: unclaimed.epoch,
+            from: unclaimed.from,
+            fallback: Box::new(fallback),
+        });
+    }
+
+    /// A connection (or its takeover) has come for a claim of this node.
+    pub(super) fn claimed_by_connection(&mut self, client: &ClientId) {
+        if let Some(cluster) = self.cluster.as_mut()
+            && cluster.unclaimed.get(client).is_some_and(|u| !u.adopted)
+        {
+            cluster.unclaimed.remove(client);
+        }
+    }
+
+    /// An adopted session's import is done: it waits offline here like any session whose
+    /// client went away (the registry hears so), or, if nothing came, the claim is withdrawn.
+    pub(super) fn settle_adopted(&mut self, now: UnixMillis, client: &ClientId) {
+        let Some(unclaimed) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.unclaimed.remove(client))
+        else {
+            return;
+        };
+        if !unclaimed.adopted {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(client) else {
+            self.replicate(Replicate::Drop {
+                client: client.clone(),
+                epoch: unclaimed.epoch,
+            });
+            return;
+        };
+        if session.online.is_some() {
+            return;
+        }
+        // Its CONNECT was refused: that connection's will never counted.
+        session.will = None;
+        session.will_due_at = None;
+        let expires_at = match session.expiry {
+            crate::store::SessionExpiry::After(secs) => Some(now.plus_secs(secs)),
+            crate::store::SessionExpiry::Never => None,
+        };
+        session.expires_at = Some(expires_at.unwrap_or(super::NEVER));
+        let epoch = session.epoch;
+        if let Some(at) = expires_at {
+            self.timers
+                .insert((at, super::Timer::SessionExpiry(client.clone())));
+        }
+        if session.stored {
+            let op = Op::PutSession {
+                client: client.clone(),
+                record: super::record_of(session),
+            };
+            self.batch.push(op);
+        }
+        self.replicate(Replicate::Detach {
+            client: client.clone(),
+            epoch,
+            expires_at,
+            will_due_at: None,
+        });
+    }
+
+    /// Parks a CONNECT (`ConnectAs` on `conn`) granted `client` while its import runs here.
+    pub(super) fn park_connect(&mut self, conn: ConnId, client: ClientId, event: Event) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.parked.push(Parked {
+                conn,
+                client,
+                events: vec![event],
+            });
+        }
+    }
+
+    /// An event for a parked connection waits behind its CONNECT (a close forgets it);
+    /// any other event is given back.
+    pub(super) fn park_event(&mut self, event: Event) -> Option<Event> {
+        let conn = match &event {
+            Event::Packet { conn, .. } | Event::Closed { conn, .. } => *conn,
+            _ => return Some(event),
+        };
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Some(event);
+        };
+        let Some(at) = cluster.parked.iter().position(|p| p.conn == conn) else {
+            return Some(event);
+        };
+        if matches!(event, Event::Closed { .. }) {
+            // It never started: nothing of the session changes.
+            cluster.parked.remove(at);
+        } else {
+            cluster.parked[at].events.push(event);
+        }
+        None
+    }
+
+    /// Connections whose session's import is done go on, in the order they arrived.
+    pub(super) fn unpark(&mut self, now: UnixMillis) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let importing = &cluster.importing;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut cluster.parked)
+            .into_iter()
+            .partition(|p| !importing.contains(&p.client));
+        cluster.parked = waiting;
+        for parked in ready {
+            for event in parked.events {
+                self.process(now, event);
             }
         }
     }
@@ -398,7 +658,12 @@ impl<S: Store> Broker<S> {
         if self.sessions.contains_key(client) {
             return None;
         }
-        cluster.remote.get(client).map(|r| r.owner)
+        // Routes that point here without an import under way find no session.
+        cluster
+            .remote
+            .get(client)
+            .map(|r| r.owner)
+            .filter(|owner| *owner != cluster.node)
     }
 
     pub(super) fn note_remote_match(&mut self, owner: NodeId, client: ClientId) {

@@ -53,6 +53,17 @@ impl<S: Store> Broker<S> {
             ClientId::new(connect.client_id.clone())
         };
 
+        if let Some((epoch, _)) = granted
+            && self.superseded(&client, epoch)
+        {
+            // A newer claim of this client id has been applied here while this one waited:
+            // the newer connection keeps the session; this one is refused and retries.
+            return self.refuse(conn, ConnectReasonCode::ServerUnavailable);
+        }
+        if granted.is_some() {
+            self.claimed_by_connection(&client);
+        }
+
         let requested = self.config.session.requested_expiry(&connect);
         let expiry = self.config.session.clamp(requested);
         // Taken before the old session may end below: a session that replaces a discarded one

@@ -20,6 +20,7 @@ impl<S: Store> Broker<S> {
                 Timer::Will(client) => self.will_due(now, at, &client),
                 Timer::SessionExpiry(client) => self.expiry_due(now, at, &client),
                 Timer::AckHold(conn) => self.ack_hold_due(now, conn),
+                Timer::Unclaimed(client) => self.unclaimed_due(&client),
             }
         }
     }

@@ -137,6 +137,17 @@ pub enum Action {
     },
     /// Record a session change in the cluster.
     Replicate(Replicate),
+    /// A claim of this node for `client` was committed but no connection came to run it (its
+    /// CONNECT was refused while the claim was still on its way): take the session over from
+    /// `from` anyway (as a takeover does: `ImportBegin` … `ImportDone`; `fallback` when `from`
+    /// cannot be reached or is unknown), so that its backlog is not left behind. The session
+    /// then waits offline here like any other.
+    Adopt {
+        client: ClientId,
+        epoch: Epoch,
+        from: Option<NodeId>,
+        fallback: Box<SessionExport>,
+    },
 }
 
 /// `expires_at` of an offline session that never expires.
@@ -148,6 +159,8 @@ enum Timer {
     SessionExpiry(ClientId),
     /// The longest wait of a connection's acknowledgements held for flow control.
     AckHold(ConnId),
+    /// A claim of this node that no connection has come to run (`Action::Adopt`).
+    Unclaimed(ClientId),
 }
 
 /// The single writer of all session and routing state.
@@ -292,12 +305,15 @@ impl<S: Store> Broker<S> {
         self.commit()
     }
 
-    fn process(&mut self, now: UnixMillis, event: Event) {
+    pub(super) fn process(&mut self, now: UnixMillis, event: Event) {
         // Due timers first: a session whose deadline has passed is gone before any CONNECT can
         // resume it, however late the server's next Tick would have come.
         if self.next_deadline().is_some_and(|at| at <= now) {
             self.on_tick(now);
         }
+        let Some(event) = self.park_event(event) else {
+            return;
+        };
         match event {
             Event::Connect { conn, connect } => self.on_connect(now, conn, *connect, None),
             Event::ConnectAs {
@@ -305,7 +321,21 @@ impl<S: Store> Broker<S> {
                 connect,
                 epoch,
                 assigned,
-            } => self.on_connect(now, conn, *connect, Some((epoch, assigned))),
+            } => {
+                let client = ClientId::new(connect.client_id.clone());
+                if self.import_pending(&client) {
+                    // Behind an import of its session still under way here: it waits.
+                    let event = Event::ConnectAs {
+                        conn,
+                        connect,
+                        epoch,
+                        assigned,
+                    };
+                    self.park_connect(conn, client, event);
+                    return;
+                }
+                self.on_connect(now, conn, *connect, Some((epoch, assigned)))
+            }
             Event::Packet { conn, packet } => self.on_packet(now, conn, packet),
             Event::Closed { conn, reason } => self.on_closed(now, conn, reason),
             Event::Tick => self.on_tick(now),

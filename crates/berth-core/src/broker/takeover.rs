@@ -1,13 +1,13 @@
 //! A session moving between nodes: the old owner exports it (state, then queue pages) and
 //! deletes it on release; the new owner imports it and then lets waiting messages through.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use berth_codec::TopicFilter;
 
 use super::Broker;
 use super::session::Session;
-use crate::cluster::{QueuePage, SessionExport};
+use crate::cluster::{Forwarded, NodeId, QueuePage, SessionExport};
 use crate::ids::{ClientId, QueueSeq};
 use crate::store::{Op, Store, StoreError, SubscriptionRecord};
 use crate::time::UnixMillis;
@@ -19,13 +19,7 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         epoch: crate::ids::Epoch,
     ) -> Result<Option<SessionExport>, StoreError> {
-        // Only to the claim that moved it: an older claim's owner must not get it.
-        let claimed = self
-            .cluster
-            .as_ref()
-            .and_then(|c| c.moving.get(client))
-            .is_some_and(|(_, moving)| *moving == epoch);
-        if !claimed {
+        if !self.claimed_away(client, epoch) {
             return Ok(None);
         }
         let Some(session) = self.sessions.get(client) else {
@@ -47,6 +41,23 @@ impl<S: Store> Broker<S> {
             incoming_qos2: session.incoming_qos2.iter().copied().collect(),
             queued: session.queue.bounds.count,
         }))
+    }
+
+    /// Whether the copy of `client` here was claimed away by the claim at `epoch`: by the
+    /// latest claim, or by an earlier one after this copy's own epoch that a newer claim has
+    /// overtaken while it pulled. The puller of an overtaken claim still stores what it pulls
+    /// and hands it on (a chained takeover, or its own node's newer claim, which waits for
+    /// the import), so it may take and release the copy; a claim at or before the copy's own
+    /// epoch may not.
+    fn claimed_away(&self, client: &ClientId, epoch: crate::ids::Epoch) -> bool {
+        let own = self
+            .sessions
+            .get(client)
+            .map_or(crate::ids::Epoch(0), |s| s.epoch);
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.moving.get(client))
+            .is_some_and(|(_, latest)| own < epoch && epoch <= *latest)
     }
 
     /// One page of a moving session's queue, from `from` on; with the sequence to ask next.
@@ -86,12 +97,7 @@ impl<S: Store> Broker<S> {
 
     /// The new owner has stored the session: the copy here goes, without will or expiry.
     pub(super) fn on_release(&mut self, client: &ClientId, epoch: crate::ids::Epoch) {
-        let for_this_claim = self
-            .cluster
-            .as_ref()
-            .and_then(|c| c.moving.get(client))
-            .is_some_and(|(_, moving)| *moving == epoch);
-        if for_this_claim {
+        if self.claimed_away(client, epoch) {
             self.discard_moving_copy(client);
         }
     }
@@ -122,7 +128,21 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         export: SessionExport,
     ) {
-        self.forget_remote(client);
+        let moving_on = self.is_moving(client);
+        let node = self.cluster.as_ref().map(|c| c.node);
+        let owned_elsewhere = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.remote.get(client))
+            .is_some_and(|r| Some(r.owner) != node);
+        if owned_elsewhere && !moving_on {
+            // The session started afresh elsewhere while its old state was on its way here
+            // (Clean Start): it is over, and so is this import.
+            return;
+        }
+        if !moving_on {
+            self.forget_remote(client);
+        }
         let mut export = export;
         // Subscriptions arriving with a session obey this node's rules too.
         export
@@ -180,6 +200,18 @@ impl<S: Store> Broker<S> {
         if let Some(at) = session.expires_at.filter(|at| *at != super::NEVER) {
             self.timers
                 .insert((at, super::Timer::SessionExpiry(client.clone())));
+        }
+        if moving_on {
+            // Claimed by another node while it was arriving (a chained takeover): its filters
+            // route to that node, like those of any copy handed over (`hand_over`).
+            let filters: Vec<TopicFilter> = session.subscriptions.keys().cloned().collect();
+            if let Some(remote) = self.cluster.as_mut().and_then(|c| c.remote.get_mut(client)) {
+                for filter in filters {
+                    if !remote.filters.contains(&filter) {
+                        remote.filters.push(filter);
+                    }
+                }
+            }
         }
         self.sessions.insert(client.clone(), session);
         let _ = now;
@@ -313,6 +345,7 @@ impl<S: Store> Broker<S> {
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.importing.insert(client.clone());
         }
+        self.claimed_by_connection(client);
     }
 
     /// The import is complete: forwarded messages that waited for it are handled now.
@@ -323,9 +356,13 @@ impl<S: Store> Broker<S> {
         if !cluster.importing.remove(client) {
             return;
         }
-        if cluster.remote.contains_key(client)
-            && let Some(session) = self.sessions.get(client)
-        {
+        let node = cluster.node;
+        if !self.sessions.contains_key(client) {
+            // Claimed elsewhere meanwhile, and nothing arrived: nothing to hand over.
+            cluster.moving.remove(client);
+        }
+        let routed_here = cluster.remote.get(client).is_some_and(|r| r.owner == node);
+        if routed_here && let Some(session) = self.sessions.get(client) {
             // No state arrived over the older copy still here: the routes that pointed here
             // while it was awaited give way to the copy's own subscriptions.
             let own: Vec<_> = session
@@ -351,9 +388,47 @@ impl<S: Store> Broker<S> {
         }
         for (token, forwarded) in ready {
             let not_owned = self.deliver_forwarded(now, &forwarded);
-            if let Some(token) = token {
-                self.on_forward_done(token, not_owned.is_empty());
+            self.route_on(token, &forwarded, not_owned);
+        }
+        self.settle_adopted(now, client);
+        self.unpark(now);
+    }
+
+    /// A message published here that waited for an import, for sessions that were claimed by
+    /// other nodes meanwhile: it goes to their owners now, and its publisher's acknowledgement
+    /// (`token`) waits for them as it waited for the import.
+    fn route_on(&mut self, token: Option<u64>, forwarded: &Forwarded, not_owned: Vec<ClientId>) {
+        let mut owners: BTreeMap<NodeId, Vec<ClientId>> = BTreeMap::new();
+        let mut unowned = false;
+        for client in not_owned {
+            match self.remote_owner(&client) {
+                Some(owner) if Some(owner) != self.cluster.as_ref().map(|c| c.node) => {
+                    owners.entry(owner).or_default().push(client);
+                }
+                _ => unowned = true,
             }
+        }
+        if let Some(token) = token
+            && let Some(waiting) = self
+                .cluster
+                .as_mut()
+                .and_then(|c| c.waiting.get_mut(&token))
+        {
+            // One acknowledgement was expected from this node's own group; one now comes from
+            // each owner instead.
+            waiting.remaining += owners.len();
+        }
+        for (node, clients) in owners {
+            self.actions.push(super::Action::Forward {
+                node,
+                token,
+                message: forwarded.message.clone(),
+                clients,
+                publisher: forwarded.publisher.clone(),
+            });
+        }
+        if let Some(token) = token {
+            self.on_forward_done(token, !unowned);
         }
     }
 }

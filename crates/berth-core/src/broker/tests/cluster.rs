@@ -422,6 +422,10 @@ fn a_local_publish_during_an_import_waits_for_the_backlog() {
         kept: true,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     }));
+    // The claim's connection starts the takeover.
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
     let publisher = b.connect_ok(v3("pub", true));
     let out = b.publish(publisher, publish("t", b"new", QoS::AtLeastOnce, 1));
     assert!(

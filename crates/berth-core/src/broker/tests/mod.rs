@@ -12,6 +12,7 @@
 // Tests start from the default configuration and change one field: that reads clearest.
 #![allow(clippy::field_reassign_with_default)]
 
+mod claims;
 mod cluster;
 mod connect;
 mod flow;
@@ -259,7 +260,10 @@ impl Out {
     pub fn silent(&self, conn: ConnId) -> bool {
         !self.actions.iter().any(|action| match action {
             Action::Send { conn: c, .. } | Action::Close { conn: c } => *c == conn,
-            Action::Forward { .. } | Action::ForwardAccepted { .. } | Action::Replicate(_) => false,
+            Action::Forward { .. }
+            | Action::ForwardAccepted { .. }
+            | Action::Replicate(_)
+            | Action::Adopt { .. } => false,
         })
     }
 }

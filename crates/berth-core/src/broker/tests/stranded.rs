@@ -220,23 +220,45 @@ fn a_snapshot_showing_a_fresh_session_since_the_copy_discards_it() {
 }
 
 #[test]
-fn a_release_for_an_older_claim_leaves_the_copy() {
+fn a_release_at_or_before_the_copys_own_epoch_leaves_it() {
+    let mut a = holder_with_backlog();
+    a.event(claim(2, 2));
+    a.event(Event::Release {
+        client: client("x"),
+        epoch: Epoch(1),
+    });
+    assert!(
+        a.stored_session("x").is_some(),
+        "epoch 1 is the copy's own: no claim of it was pulled"
+    );
+    assert!(
+        a.broker
+            .export_session(&client("x"), Epoch(1))
+            .unwrap()
+            .is_none(),
+        "nor is it exported to it"
+    );
+}
+
+#[test]
+fn a_release_for_an_overtaken_claim_deletes_the_copy_its_puller_stored() {
+    // Node 2's claim (epoch 2) pulled the copy; node 3's claim (epoch 3) came meanwhile. Node
+    // 2 stored the copy and hands it on to node 3 (a chained takeover), so its release is good.
     let mut a = holder_with_backlog();
     a.event(claim(2, 2));
     a.event(claim(3, 3));
+    assert!(
+        a.broker
+            .export_session(&client("x"), Epoch(2))
+            .unwrap()
+            .is_some()
+    );
     a.event(Event::Release {
         client: client("x"),
         epoch: Epoch(2),
     });
-    assert!(
-        a.stored_session("x").is_some(),
-        "node 3's claim has not pulled it"
-    );
-    a.event(Event::Release {
-        client: client("x"),
-        epoch: Epoch(3),
-    });
     assert!(a.stored_session("x").is_none());
+    assert!(a.broker.moving_sessions().is_empty());
 }
 
 /// Node 2 pulled `x` from node 1 at `epoch` is answered: the exported state and queue are

@@ -1,0 +1,203 @@
+//! Claims that arrive out of step with their connections: a connection granted an epoch older
+//! than one already applied here, a newer claim on the node while an older claim's import
+//! runs, a node claimed away while its own import runs (chained takeover), and a claim whose
+//! CONNECT was refused before it committed (adopted without a connection).
+
+use super::*;
+use crate::cluster::{ClusterEvent, SessionExport};
+use crate::ids::Epoch;
+use crate::store::SubscriptionRecord;
+
+fn node(id: u64) -> Harness {
+    let mut h = Harness::new();
+    h.broker.join_cluster(id);
+    h
+}
+
+fn record() -> SubscriptionRecord {
+    SubscriptionRecord {
+        options: SubscriptionOptions::new(QoS::AtLeastOnce),
+        subscription_id: None,
+    }
+}
+
+fn claim(owner: u64, epoch: u64) -> Event {
+    Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner,
+        epoch: Epoch(epoch),
+        kept: true,
+        subscriptions: vec![(filter("t"), record())],
+    })
+}
+
+fn import_begin() -> Event {
+    Event::ImportBegin {
+        client: client("x"),
+    }
+}
+
+fn import_done() -> Event {
+    Event::ImportDone {
+        client: client("x"),
+    }
+}
+
+/// Node 1 holds `x` offline (subscribed to `t`) with m1 and m2 queued.
+fn holder() -> Harness {
+    let mut a = node(1);
+    let conn = a.connect_ok(v3("x", false));
+    a.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    a.lose(conn);
+    let publisher = a.connect_ok(v3("pub", true));
+    a.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1));
+    a.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2));
+    a
+}
+
+/// The state and queue of `x` on `from`, as a takeover at `epoch` pulls them.
+fn pull(from: &mut Harness, epoch: u64) -> (SessionExport, Vec<crate::message::Delivery>) {
+    let mut export = from
+        .broker
+        .export_session(&client("x"), Epoch(epoch))
+        .unwrap()
+        .expect("the copy is exported to this claim");
+    export.record.epoch = Epoch(epoch);
+    let (page, _) = from.broker.export_queue(&client("x"), None, 100).unwrap();
+    (export, page)
+}
+
+fn import(into: &mut Harness, export: SessionExport, page: Vec<crate::message::Delivery>) {
+    into.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    into.event(Event::ImportQueue {
+        client: client("x"),
+        page,
+    });
+}
+
+#[test]
+fn a_connection_granted_an_epoch_older_than_an_applied_claim_is_refused() {
+    let mut b = node(2);
+    // Node 3 claimed x at epoch 5; a connection here still holds the grant of epoch 4.
+    b.event(claim(3, 5));
+    let (conn, out) = b.connect_as(v3("x", false), 4);
+    assert_eq!(
+        out.connack(conn).reason,
+        berth_codec::ConnectReasonCode::ServerUnavailable,
+        "a stale grant must not start a connection (it would run a session node 3 owns)"
+    );
+    assert!(out.closed(conn));
+    // The current grant is accepted.
+    let (conn, out) = b.connect_as(v3("x", false), 6);
+    assert!(!out.connack(conn).reason.is_error());
+}
+
+#[test]
+fn an_older_connection_on_the_same_node_does_not_take_the_session_from_a_newer_one() {
+    let mut a = node(1);
+    let newer = a.connect_as(v5("x", false, Some(600)), 7).0;
+    let (older, out) = a.connect_as(v5("x", false, Some(600)), 6);
+    assert!(out.connack(older).reason.is_error());
+    assert!(!out.closed(newer), "the newer connection keeps its session");
+}
+
+#[test]
+fn a_newer_claim_here_waits_for_the_import_of_an_older_one_and_finds_the_session() {
+    let mut a = holder();
+    let mut b = node(2);
+    // Two claims of node 2 in a row (epochs 2 and 3): the first one's connection pulls the
+    // session from node 1; the second one's CONNECT arrives while that import runs.
+    a.event(claim(2, 2));
+    b.event(claim(2, 2));
+    b.event(import_begin());
+    a.event(claim(2, 3));
+    b.event(claim(2, 3));
+    let (newer, out) = b.connect_as(v3("x", false), 3);
+    assert!(
+        out.to(newer).is_empty(),
+        "no CONNACK before the session is in"
+    );
+    // The pull of the first claim still gets the copy (the newer claim is the same node's).
+    let (export, page) = pull(&mut a, 2);
+    import(&mut b, export, page);
+    let out = b.event(import_done());
+    assert!(
+        out.connack(newer).session_present,
+        "the session arrived: Session Present = 1"
+    );
+    assert_eq!(payloads(&out.publishes(newer)), vec!["m1", "m2"]);
+    // The first claim's connection comes last with an older grant: refused.
+    let (older, out) = b.connect_as(v3("x", false), 2);
+    assert!(out.connack(older).reason.is_error());
+}
+
+#[test]
+fn a_node_claimed_away_while_importing_hands_the_imported_session_on() {
+    let mut a = holder();
+    let mut b = node(2);
+    let mut c = node(3);
+    a.event(claim(2, 2));
+    b.event(claim(2, 2));
+    b.event(import_begin());
+    // Node 3 claims x before node 2's import is done.
+    a.event(claim(3, 3));
+    b.event(claim(3, 3));
+    c.event(claim(3, 3));
+    assert!(
+        b.broker.import_pending(&client("x")),
+        "node 2's export to node 3 must wait for its import"
+    );
+    let (export, page) = pull(&mut a, 2);
+    import(&mut b, export, page);
+    b.event(import_done());
+    assert!(!b.broker.import_pending(&client("x")));
+    // Node 3 pulls from node 2 and gets the whole backlog.
+    c.event(import_begin());
+    let (export, page) = pull(&mut b, 3);
+    import(&mut c, export, page);
+    c.event(import_done());
+    let (conn, out) = c.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
+}
+
+#[test]
+fn a_claim_whose_connect_was_refused_is_taken_over_without_a_connection() {
+    let mut a = holder();
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    a.event(claim(2, 2));
+    b.event(claim(2, 2));
+    // No connection comes for the claim (its CONNECT was refused before it committed).
+    let out = b.tick_after(11);
+    let adopt = out.actions.iter().find_map(|a| match a {
+        Action::Adopt { from, epoch, .. } => Some((*from, *epoch)),
+        _ => None,
+    });
+    assert_eq!(
+        adopt,
+        Some((Some(1), Epoch(2))),
+        "node 2 pulls from node 1 alone"
+    );
+    b.event(import_begin());
+    let (export, page) = pull(&mut a, 2);
+    import(&mut b, export, page);
+    let out = b.event(import_done());
+    let detached = out.actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Replicate(crate::cluster::Replicate::Detach {
+                epoch: Epoch(2),
+                ..
+            })
+        )
+    });
+    assert!(detached, "the registry hears the session is offline here");
+    // The client comes back later: its session and backlog are here.
+    let (conn, out) = b.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
+}
