@@ -92,8 +92,16 @@ impl<S: Store> Broker<S> {
         waiting_on: Option<(u64, usize)>,
         congested: &[ClientId],
     ) {
+        // A QoS 2 PUBLISH is remembered (by packet id) as received; if an owner then fails to
+        // store it, that memory must go even when this connection is gone by then, or the
+        // re-sent PUBLISH would be answered as a duplicate of a message never stored.
+        let qos2 = match &packet {
+            Packet::PubRec(rec) => self.conns.get(&conn).map(|c| (c.clone(), rec.packet_id)),
+            _ => None,
+        };
         let token = waiting_on.and_then(|(token, remaining)| {
-            self.wait_for_nodes(conn, token, remaining).then_some(token)
+            self.wait_for_nodes(conn, token, remaining, qos2)
+                .then_some(token)
         });
         let congested_until = if congested.is_empty() || !self.config.queue.backpressure {
             None

@@ -32,6 +32,8 @@ pub(crate) struct ClusterState {
     /// Sessions this node claimed and is still receiving from their old owner; forwarded
     /// messages for them wait (unacknowledged) until the backlog is in.
     pub importing: HashSet<ClientId>,
+    /// Of those, the ones whose takeover has started pulling (`ImportBegin`).
+    pub import_started: HashSet<ClientId>,
     pub deferred: Vec<(u64, Vec<Forwarded>)>,
     /// Messages published here for sessions being imported here: delivered (and their
     /// publishers acknowledged) after the backlog.
@@ -90,6 +92,8 @@ pub(crate) struct Waiting {
     conn: ConnId,
     pub(super) remaining: usize,
     failed: bool,
+    /// The publisher and packet id of a QoS 2 PUBLISH (see `send_ack`).
+    qos2: Option<(ClientId, berth_codec::PacketId)>,
 }
 
 impl<S: Store> Broker<S> {
@@ -117,6 +121,14 @@ impl<S: Store> Broker<S> {
                 if self.sessions.get(&client).is_some_and(|s| s.epoch >= epoch) {
                     // The local session is newer than this claim (a replayed log entry).
                     return;
+                }
+                if owner != node && self.import_pending(&client) && !self.import_started(&client) {
+                    // Nothing is being pulled yet (a claim replayed from the log at start, or
+                    // one whose connection never came): nothing to hand on.
+                    if let Some(cluster) = self.cluster.as_mut() {
+                        cluster.importing.remove(&client);
+                        cluster.unclaimed.remove(&client);
+                    }
                 }
                 if owner != node && self.import_pending(&client) {
                     // Claimed elsewhere while its state is still arriving here (a chained
@@ -488,6 +500,13 @@ impl<S: Store> Broker<S> {
         newer_here || moved || newer_elsewhere
     }
 
+    /// Whether a takeover of `client` is pulling its state to this node now (`ImportBegin`).
+    fn import_started(&self, client: &ClientId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.import_started.contains(client))
+    }
+
     /// Whether the state of `client` is still arriving here from its previous owner: an export
     /// of it must wait until the import is done.
     pub fn import_pending(&self, client: &ClientId) -> bool {
@@ -716,7 +735,13 @@ impl<S: Store> Broker<S> {
 
     /// Registers a publish whose acknowledgement to `conn` waits for `remaining` other nodes
     /// under `token`; false when this broker is not a cluster node.
-    pub(super) fn wait_for_nodes(&mut self, conn: ConnId, token: u64, remaining: usize) -> bool {
+    pub(super) fn wait_for_nodes(
+        &mut self,
+        conn: ConnId,
+        token: u64,
+        remaining: usize,
+        qos2: Option<(ClientId, berth_codec::PacketId)>,
+    ) -> bool {
         let Some(cluster) = self.cluster.as_mut() else {
             return false;
         };
@@ -726,6 +751,7 @@ impl<S: Store> Broker<S> {
                 conn,
                 remaining,
                 failed: false,
+                qos2,
             },
         );
         true
@@ -746,7 +772,13 @@ impl<S: Store> Broker<S> {
         }
         let conn = waiting.conn;
         let failed = waiting.failed;
+        let qos2 = waiting.qos2.take();
         cluster.waiting.remove(&token);
+        if failed && let Some((client, packet_id)) = qos2 {
+            // Not stored everywhere: a re-sent PUBLISH must be routed again, on this
+            // connection or a later one (the id travels with the session).
+            self.forget_incoming_qos2(&client, packet_id);
+        }
         let v5 = self
             .conns
             .get(&conn)
@@ -755,39 +787,39 @@ impl<S: Store> Broker<S> {
         let Some(held) = self.held.queue_mut(conn) else {
             return;
         };
-        let mut forget_qos2 = None;
         if let Some(entry) = held.iter_mut().find(|h| h.token == Some(token)) {
             entry.token = None;
-            if failed && let Packet::PubRec(rec) = &entry.packet {
-                // Not delivered everywhere: a re-sent PUBLISH must be routed again.
-                forget_qos2 = Some(rec.packet_id);
-            }
             if failed {
                 if v5 {
                     set_ack_reason(&mut entry.packet, PubAckReasonCode::UnspecifiedError);
                 } else {
                     // 3.1.1 has no failure PUBACK: close without acknowledging, so the client
                     // sends the PUBLISH again when it reconnects — and that PUBLISH must be
-                    // routed again, not answered as a duplicate of one that was never stored.
-                    if let Some(id) = forget_qos2 {
-                        self.forget_incoming_qos2(conn, id);
-                    }
+                    // routed again, not answered as a duplicate of one that was never stored
+                    // (its QoS 2 id is forgotten above).
                     self.held.forget_conn(conn);
                     self.actions.push(Action::Close { conn });
                     return;
                 }
             }
         }
-        if let Some(id) = forget_qos2 {
-            self.forget_incoming_qos2(conn, id);
-        }
         self.flush_acks(conn);
     }
 
-    fn forget_incoming_qos2(&mut self, conn: ConnId, id: berth_codec::PacketId) {
-        let Some(client) = self.conns.get(&conn).cloned() else {
-            return;
-        };
+    /// QoS 2 packet ids of `client` whose PUBLISH still waits for other nodes to store it.
+    pub(super) fn qos2_in_doubt(&self, client: &ClientId) -> Vec<berth_codec::PacketId> {
+        self.cluster.as_ref().map_or_else(Vec::new, |c| {
+            c.waiting
+                .values()
+                .filter_map(|w| w.qos2.as_ref())
+                .filter(|(c, _)| c == client)
+                .map(|(_, id)| *id)
+                .collect()
+        })
+    }
+
+    fn forget_incoming_qos2(&mut self, client: &ClientId, id: berth_codec::PacketId) {
+        let client = client.clone();
         let Some(session) = self.sessions.get_mut(&client) else {
             return;
         };

@@ -38,7 +38,18 @@ impl<S: Store> Broker<S> {
                 .map(|(f, r)| (f.clone(), r.clone()))
                 .collect(),
             inflight,
-            incoming_qos2: session.incoming_qos2.iter().copied().collect(),
+            // A QoS 2 PUBLISH not yet stored by every owner it went to is not known to be
+            // received: its id stays behind, so that the client's re-sent PUBLISH is routed
+            // again (at worst a duplicate) instead of answered as a duplicate (a loss).
+            incoming_qos2: {
+                let in_doubt = self.qos2_in_doubt(client);
+                session
+                    .incoming_qos2
+                    .iter()
+                    .copied()
+                    .filter(|id| !in_doubt.contains(id))
+                    .collect()
+            },
             queued: session.queue.bounds.count,
         }))
     }
@@ -344,6 +355,7 @@ impl<S: Store> Broker<S> {
         // behind the imported backlog.
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.importing.insert(client.clone());
+            cluster.import_started.insert(client.clone());
         }
         self.claimed_by_connection(client);
     }
@@ -353,6 +365,7 @@ impl<S: Store> Broker<S> {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
+        cluster.import_started.remove(client);
         if !cluster.importing.remove(client) {
             return;
         }
