@@ -133,6 +133,16 @@ impl<S: Store> Broker<S> {
         }
     }
 
+    /// Holds `packet` for `conn` until the wait of `token` (registered already) ends.
+    pub(super) fn hold_ack(&mut self, conn: ConnId, packet: Packet, token: u64) {
+        let ack = HeldAck {
+            token: Some(token),
+            congested_until: None,
+            packet,
+        };
+        self.held.by_conn.entry(conn).or_default().push_back(ack);
+    }
+
     fn has_congestion_hold(&self, conn: ConnId) -> bool {
         self.held
             .by_conn

@@ -818,6 +818,23 @@ impl<S: Store> Broker<S> {
         })
     }
 
+    /// A QoS 2 PUBLISH re-sent (on a new connection) while the first one still waits for other
+    /// nodes: its PUBREC now goes to `conn`, when that wait ends. The token, if it waits.
+    pub(super) fn follow_qos2(
+        &mut self,
+        conn: ConnId,
+        client: &ClientId,
+        id: berth_codec::PacketId,
+    ) -> Option<u64> {
+        let cluster = self.cluster.as_mut()?;
+        let (token, waiting) = cluster
+            .waiting
+            .iter_mut()
+            .find(|(_, w)| w.qos2.as_ref() == Some(&(client.clone(), id)))?;
+        waiting.conn = conn;
+        Some(*token)
+    }
+
     fn forget_incoming_qos2(&mut self, client: &ClientId, id: berth_codec::PacketId) {
         let client = client.clone();
         let Some(session) = self.sessions.get_mut(&client) else {

@@ -61,8 +61,12 @@ impl<S: Store> Broker<S> {
         if publish.qos == QoS::ExactlyOnce {
             let Some(id) = publish.packet_id else { return };
             if session.incoming_qos2.contains(&id) {
-                // A re-sent PUBLISH we already routed: exactly once means acknowledge only
-                // (behind the first one's PUBREC if that still waits for another node).
+                // A re-sent PUBLISH we already routed: exactly once means acknowledge only —
+                // but not before the first one is stored where it went (it may still wait for
+                // another node, and fail there).
+                if let Some(token) = self.follow_qos2(conn, client, id) {
+                    return self.hold_ack(conn, Packet::PubRec(PubRec::new(id)), token);
+                }
                 return self.send_ack(now, conn, Packet::PubRec(PubRec::new(id)), None, &[]);
             }
             if session.incoming_qos2.len() >= usize::from(self.config.limits.receive_maximum) {
