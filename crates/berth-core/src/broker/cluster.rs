@@ -433,8 +433,25 @@ impl<S: Store> Broker<S> {
         let Some(remote) = self.cluster.as_mut().and_then(|c| c.remote.remove(client)) else {
             return;
         };
+        // The index is keyed by client and filter: routes of the same client that a session
+        // running here holds too (left over from its import) are its own routes now, and keep
+        // its own options.
+        let own = self
+            .sessions
+            .get(client)
+            .filter(|_| !self.is_moving(client))
+            .map(|s| &s.subscriptions);
+        let mut restore = Vec::new();
         for filter in &remote.filters {
-            self.index.remove(client, filter);
+            match own.and_then(|subs| subs.get(filter)) {
+                Some(record) => restore.push((filter.clone(), record.clone())),
+                None => {
+                    self.index.remove(client, filter);
+                }
+            }
+        }
+        for (filter, record) in restore {
+            self.index.insert(client, &filter, record);
         }
     }
 
