@@ -201,3 +201,27 @@ fn a_claim_whose_connect_was_refused_is_taken_over_without_a_connection() {
     assert!(out.connack(conn).session_present);
     assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
 }
+
+#[test]
+fn routes_left_from_an_empty_import_do_not_take_the_local_sessions_own_with_them() {
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    // The old owner had nothing (the session had ended there): the client starts afresh here.
+    b.event(import_begin());
+    b.event(import_done());
+    let conn = b.connect_as(v3("x", false), 2).0;
+    b.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    b.lose(conn);
+    // It comes back to this node: a claim of this node again.
+    b.event(claim(2, 3));
+    let (conn, out) = b.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    let publisher = b.connect_ok(v3("pub", true));
+    let out = b.publish(publisher, publish("t", b"m", QoS::AtLeastOnce, 1));
+    assert_eq!(
+        payloads(&out.publishes(conn)),
+        vec!["m"],
+        "a local publish still matches the local session's subscription"
+    );
+}
