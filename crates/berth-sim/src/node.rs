@@ -169,6 +169,8 @@ pub(crate) struct EndpointWait {
     /// Set once the claim is applied but the session is still arriving here (a chained
     /// takeover): the export waits for the import until then (`endpoint.rs`'s `IMPORT_WAIT`).
     pub import_deadline: Option<Time>,
+    /// A look-again timer is pending (one at a time).
+    pub import_armed: bool,
 }
 
 #[derive(Debug)]
@@ -364,7 +366,7 @@ fn describe_event(event: &Event) -> String {
             epoch,
             page,
         } => format!("ImportLate {client} e{} ({})", epoch.0, page.len()),
-        Event::Release { client, epoch } => format!("Release {client} e{}", epoch.0),
+        Event::Release { client, epoch, .. } => format!("Release {client} e{}", epoch.0),
         _ => String::new(),
     }
 }
@@ -404,7 +406,17 @@ impl Sim {
             NodeEv::Timer(timer) => match timer {
                 Timer::ClaimApplied { conn } => self.claim_timeout(n, conn),
                 Timer::EndpointApplied { from, rpc } => self.endpoint_timeout(n, from, rpc),
-                Timer::EndpointImport { from, rpc } => self.endpoint_export(n, from, rpc),
+                Timer::EndpointImport { from, rpc } => {
+                    if let Some(wait) = self
+                        .node_mut(n)
+                        .endpoint_waits
+                        .iter_mut()
+                        .find(|w| w.from == from && w.rpc == rpc)
+                    {
+                        wait.import_armed = false;
+                    }
+                    self.endpoint_export(n, from, rpc)
+                }
                 Timer::ForwardRetry { target } => self.forward_retry(n, target),
                 Timer::RerouteRetry { target } => self.reroute_retry(n, target),
                 Timer::PullHeader { rpc } => {

@@ -228,6 +228,7 @@ impl Sim {
                     epoch,
                     index: claim_log_index,
                     import_deadline: None,
+                    import_armed: false,
                 });
                 if self.node(n).applied >= claim_log_index {
                     self.endpoint_export(n, from, rpc);
@@ -284,7 +285,10 @@ impl Sim {
             let wait = &mut node.endpoint_waits[at];
             let deadline = *wait.import_deadline.get_or_insert(now + IMPORT_WAIT);
             if now < deadline {
-                self.at_node(n, 20, NodeEv::Timer(Timer::EndpointImport { from, rpc }));
+                if !wait.import_armed {
+                    wait.import_armed = true;
+                    self.at_node(n, 20, NodeEv::Timer(Timer::EndpointImport { from, rpc }));
+                }
                 return;
             }
         }
