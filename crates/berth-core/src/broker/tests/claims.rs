@@ -3,33 +3,10 @@
 //! runs, a node claimed away while its own import runs (chained takeover), and a claim whose
 //! CONNECT was refused before it committed (adopted without a connection).
 
+use super::stranded::{claim, node};
 use super::*;
-use crate::cluster::{ClusterEvent, SessionExport};
+use crate::cluster::SessionExport;
 use crate::ids::Epoch;
-use crate::store::SubscriptionRecord;
-
-fn node(id: u64) -> Harness {
-    let mut h = Harness::new();
-    h.broker.join_cluster(id);
-    h
-}
-
-fn record() -> SubscriptionRecord {
-    SubscriptionRecord {
-        options: SubscriptionOptions::new(QoS::AtLeastOnce),
-        subscription_id: None,
-    }
-}
-
-fn claim(owner: u64, epoch: u64) -> Event {
-    Event::Cluster(ClusterEvent::Owner {
-        client: client("x"),
-        owner,
-        epoch: Epoch(epoch),
-        kept: true,
-        subscriptions: vec![(filter("t"), record())],
-    })
-}
 
 fn import_begin() -> Event {
     Event::ImportBegin {

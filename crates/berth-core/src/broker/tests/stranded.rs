@@ -9,20 +9,23 @@ use crate::message::Message;
 use crate::store::SubscriptionRecord;
 use std::sync::Arc;
 
-fn node(id: u64) -> Harness {
+/// A broker that is node `id` of a cluster.
+pub(super) fn node(id: u64) -> Harness {
     let mut h = Harness::new();
     h.broker.join_cluster(id);
     h
 }
 
-fn record() -> SubscriptionRecord {
+/// A QoS 1 subscription.
+pub(super) fn record() -> SubscriptionRecord {
     SubscriptionRecord {
         options: SubscriptionOptions::new(QoS::AtLeastOnce),
         subscription_id: None,
     }
 }
 
-fn claim(owner: u64, epoch: u64) -> Event {
+/// Node `owner` claims `x` (subscribed to `t`) at `epoch`, keeping the session.
+pub(super) fn claim(owner: u64, epoch: u64) -> Event {
     Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
         owner,
