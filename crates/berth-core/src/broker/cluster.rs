@@ -791,10 +791,15 @@ impl<S: Store> Broker<S> {
         let failed = waiting.failed;
         let qos2 = waiting.qos2.take();
         cluster.waiting.remove(&token);
-        if failed && let Some((client, packet_id)) = qos2 {
-            // Not stored everywhere: a re-sent PUBLISH must be routed again, on this
-            // connection or a later one (the id travels with the session).
-            self.forget_incoming_qos2(&client, packet_id);
+        if let Some((client, packet_id)) = qos2 {
+            if failed {
+                // Not stored everywhere: a re-sent PUBLISH must be routed again, on this
+                // connection or a later one.
+                self.forget_incoming_qos2(&client, packet_id);
+            } else {
+                // Stored everywhere: from now on a re-send is a duplicate, also after a restart.
+                self.store_incoming_qos2(&client, packet_id);
+            }
         }
         let v5 = self
             .conns
@@ -850,6 +855,19 @@ impl<S: Store> Broker<S> {
             .find(|(_, w)| w.qos2.as_ref() == Some(&(client.clone(), id)))?;
         waiting.conn = conn;
         Some(*token)
+    }
+
+    /// Writes down that the QoS 2 PUBLISH `id` of `client` was received (see `on_publish`).
+    pub(super) fn store_incoming_qos2(&mut self, client: &ClientId, id: berth_codec::PacketId) {
+        let Some(session) = self.sessions.get(client) else {
+            return;
+        };
+        if session.stored && session.incoming_qos2.contains(&id) {
+            self.batch.push(Op::PutIncomingQos2 {
+                client: client.clone(),
+                packet_id: id,
+            });
+        }
     }
 
     fn forget_incoming_qos2(&mut self, client: &ClientId, id: berth_codec::PacketId) {

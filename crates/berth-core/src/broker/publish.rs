@@ -77,13 +77,12 @@ impl<S: Store> Broker<S> {
                     DisconnectReasonCode::ReceiveMaximumExceeded,
                 );
             }
+            // Remembered now (a re-send on this connection is a duplicate), stored below:
+            // with the deliveries when every match is here, or when the last other owner has
+            // stored it (`on_forward_done`). Stored earlier, a crash before those owners
+            // confirmed would keep the id, and the client's re-sent PUBLISH would be answered
+            // as a duplicate of a message that never got there.
             session.incoming_qos2.insert(id);
-            if session.stored {
-                self.batch.push(Op::PutIncomingQos2 {
-                    client: client.clone(),
-                    packet_id: id,
-                });
-            }
         }
 
         let properties = publish.properties;
@@ -122,6 +121,12 @@ impl<S: Store> Broker<S> {
         let waiting_on = token
             .filter(|_| waiting_nodes > 0)
             .map(|t| (t, waiting_nodes));
+        if publish.qos == QoS::ExactlyOnce
+            && waiting_on.is_none()
+            && let Some(id) = publish.packet_id
+        {
+            self.store_incoming_qos2(client, id);
+        }
 
         // A PUBACK is a promise that the message is queued for every matching session; when a
         // full queue (drop_newest) refused it, MQTT 5 lets us say so. 3.1.1 has no way to.

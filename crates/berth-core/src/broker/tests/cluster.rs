@@ -545,3 +545,29 @@ fn a_node_declared_down_while_alive_reasserts_its_connected_sessions() {
     );
     assert!(!out.closed(conn), "the client stays connected");
 }
+
+/// A QoS 2 PUBLISH whose other owner has not confirmed it when this node crashes is not known
+/// to be received: after the restart, the client's re-sent PUBLISH is routed again (at worst a
+/// duplicate), not answered as a duplicate of a message that never reached that owner.
+#[test]
+fn a_qos2_publish_in_doubt_at_a_crash_is_routed_again_when_re_sent() {
+    let mut h = node(1);
+    remote_sub(&mut h, "far", 2, "t");
+    let publisher = h.connect_ok(v3("pub", false));
+    let mut first = publish("t", b"m", QoS::ExactlyOnce, 1);
+    let out = h.publish(publisher, first.clone());
+    assert_eq!(forwards(&out).len(), 1);
+    assert!(out.to(publisher).is_empty(), "PUBREC waits for node 2");
+
+    h.restart_after(1);
+    h.broker.join_cluster(1);
+    remote_sub(&mut h, "far", 2, "t");
+    let publisher = h.connect_ok(v3("pub", false));
+    first.dup = true;
+    let out = h.publish(publisher, first);
+    assert_eq!(
+        forwards(&out).len(),
+        1,
+        "the re-sent PUBLISH goes to node 2 again"
+    );
+}
