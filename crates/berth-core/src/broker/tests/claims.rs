@@ -226,3 +226,20 @@ fn state_pulled_for_a_claim_overtaken_before_its_pull_began_is_kept_for_the_new_
     assert_eq!(export.queued, 2);
     assert_eq!(page.len(), 2);
 }
+
+#[test]
+fn an_import_is_done_when_the_last_of_two_overlapping_pulls_is() {
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    b.event(import_begin());
+    b.event(claim(2, 3));
+    b.event(import_begin());
+    b.event(import_done());
+    assert!(
+        b.broker.import_pending(&client("x")),
+        "the other pull still brings the session: an export must wait for it"
+    );
+    b.event(import_done());
+    assert!(!b.broker.import_pending(&client("x")));
+}
