@@ -62,9 +62,6 @@ pub(crate) struct Remote {
     /// The epoch of the owner's claim, as far as this node has applied the registry: a
     /// connection granted an older epoch here is stale (see `superseded`).
     pub epoch: Epoch,
-    /// The newest claim (as far as this node has applied the registry) that started the
-    /// session afresh (Clean Start, or the old one had ended): state from before it is void.
-    pub started: Epoch,
     pub filters: Vec<TopicFilter>,
 }
 
@@ -229,20 +226,8 @@ impl<S: Store> Broker<S> {
                 }
                 // Routes follow the registry, also for a copy still here (its own
                 // subscriptions stay with it for the export).
-                let started = self
-                    .cluster
-                    .as_ref()
-                    .and_then(|c| c.remote.get(&client))
-                    .map_or(Epoch(0), |r| r.started);
                 self.forget_remote(&client);
                 self.add_remote(&client, owner, Some(epoch), subscriptions);
-                if let Some(remote) = self
-                    .cluster
-                    .as_mut()
-                    .and_then(|c| c.remote.get_mut(&client))
-                {
-                    remote.started = if kept { started } else { epoch };
-                }
             }
             ClusterEvent::Subscribed {
                 client,
@@ -382,13 +367,6 @@ impl<S: Store> Broker<S> {
                             Some(session.epoch),
                             session.subscriptions,
                         );
-                        if let Some(remote) = self
-                            .cluster
-                            .as_mut()
-                            .and_then(|c| c.remote.get_mut(&session.client))
-                        {
-                            remote.started = session.started;
-                        }
                     }
                 }
             }
@@ -526,7 +504,6 @@ impl<S: Store> Broker<S> {
                     Remote {
                         owner,
                         epoch,
-                        started: Epoch(0),
                         filters,
                     },
                 );

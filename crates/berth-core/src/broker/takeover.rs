@@ -139,28 +139,17 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         export: SessionExport,
     ) {
-        let mut moving_on = self.is_moving(client);
+        let moving_on = self.is_moving(client);
         let node = self.cluster.as_ref().map(|c| c.node);
-        let elsewhere = self
+        let owned_elsewhere = self
             .cluster
             .as_ref()
             .and_then(|c| c.remote.get(client))
-            .filter(|r| Some(r.owner) != node)
-            .map(|r| (r.owner, r.epoch, r.started));
-        if let Some((owner, epoch, started)) = elsewhere
-            && !moving_on
-        {
-            if started > export.record.epoch {
-                // The session started afresh elsewhere after the claim this state came for
-                // (Clean Start): it is over, and so is this import.
-                return;
-            }
-            // Claimed by another node before this pull even began: what arrives is a copy
-            // for that node (it pulls it, or it is offered to it as a stranded backlog).
-            if let Some(cluster) = self.cluster.as_mut() {
-                cluster.moving.insert(client.clone(), (owner, epoch));
-            }
-            moving_on = true;
+            .is_some_and(|r| Some(r.owner) != node);
+        if owned_elsewhere && !moving_on {
+            // The session started afresh elsewhere while its old state was on its way here
+            // (Clean Start): it is over, and so is this import.
+            return;
         }
         if !moving_on {
             self.forget_remote(client);
