@@ -122,22 +122,13 @@ impl<S: Store> Broker<S> {
                     // The local session is newer than this claim (a replayed log entry).
                     return;
                 }
-                let unpulled = owner != node
-                    && kept
-                    && self.import_pending(&client)
-                    && !self.import_started(&client);
-                if unpulled && self.timers_held() {
-                    // A claim replayed from the log at start, overtaken since: history, nothing
-                    // to pull or hand on.
+                if owner != node && self.import_pending(&client) && !self.import_started(&client) {
+                    // Nothing is being pulled yet (a claim replayed from the log at start, or
+                    // one whose connection never came): nothing to hand on.
                     if let Some(cluster) = self.cluster.as_mut() {
                         cluster.importing.remove(&client);
                         cluster.unclaimed.remove(&client);
                     }
-                } else if unpulled {
-                    // A claim of this node that no connection ran (its CONNECT was refused), now
-                    // overtaken: the new owner pulls from here (the registry names this node),
-                    // so this node pulls the session from where it is now and hands it on.
-                    self.unclaimed_due(&client);
                 }
                 if owner != node && self.import_pending(&client) {
                     // Claimed elsewhere while its state is still arriving here (a chained
