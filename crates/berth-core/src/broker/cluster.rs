@@ -518,7 +518,7 @@ impl<S: Store> Broker<S> {
     }
 
     /// Whether a takeover of `client` is pulling its state to this node now (`ImportBegin`).
-    pub(super) fn import_started(&self, client: &ClientId) -> bool {
+    fn import_started(&self, client: &ClientId) -> bool {
         self.cluster
             .as_ref()
             .is_some_and(|c| c.import_started.contains_key(client))
