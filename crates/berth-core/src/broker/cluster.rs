@@ -33,7 +33,7 @@ pub(crate) struct ClusterState {
     /// messages for them wait (unacknowledged) until the backlog is in.
     pub importing: HashSet<ClientId>,
     /// Of those, the ones whose takeover has started pulling (`ImportBegin`).
-    pub import_started: HashMap<ClientId, u32>,
+    pub import_started: HashSet<ClientId>,
     pub deferred: Vec<(u64, Vec<Forwarded>)>,
     /// Messages published here for sessions being imported here: delivered (and their
     /// publishers acknowledged) after the backlog.
@@ -521,7 +521,7 @@ impl<S: Store> Broker<S> {
     fn import_started(&self, client: &ClientId) -> bool {
         self.cluster
             .as_ref()
-            .is_some_and(|c| c.import_started.contains_key(client))
+            .is_some_and(|c| c.import_started.contains(client))
     }
 
     /// Whether the state of `client` is still arriving here from its previous owner: an export

@@ -355,7 +355,7 @@ impl<S: Store> Broker<S> {
         // behind the imported backlog.
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.importing.insert(client.clone());
-            *cluster.import_started.entry(client.clone()).or_default() += 1;
+            cluster.import_started.insert(client.clone());
         }
         self.claimed_by_connection(client);
     }
@@ -365,14 +365,7 @@ impl<S: Store> Broker<S> {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        if let Some(running) = cluster.import_started.get_mut(client) {
-            *running = running.saturating_sub(1);
-            if *running > 0 {
-                // Another pull of the same session is still under way.
-                return;
-            }
-            cluster.import_started.remove(client);
-        }
+        cluster.import_started.remove(client);
         if !cluster.importing.remove(client) {
             return;
         }

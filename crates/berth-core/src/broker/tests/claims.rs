@@ -202,19 +202,4 @@ fn routes_left_from_an_empty_import_do_not_take_the_local_sessions_own_with_them
         "a local publish still matches the local session's subscription"
     );
 }
-#[test]
-fn an_import_is_done_when_the_last_of_two_overlapping_pulls_is() {
-    let mut b = node(2);
-    b.event(claim(1, 1));
-    b.event(claim(2, 2));
-    b.event(import_begin());
-    b.event(claim(2, 3));
-    b.event(import_begin());
-    b.event(import_done());
-    assert!(
-        b.broker.import_pending(&client("x")),
-        "the other pull still brings the session: an export must wait for it"
-    );
-    b.event(import_done());
-    assert!(!b.broker.import_pending(&client("x")));
 }
