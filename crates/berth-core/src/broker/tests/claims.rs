@@ -202,4 +202,3 @@ fn routes_left_from_an_empty_import_do_not_take_the_local_sessions_own_with_them
         "a local publish still matches the local session's subscription"
     );
 }
-}
