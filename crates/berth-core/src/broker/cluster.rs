@@ -580,7 +580,7 @@ impl<S: Store> Broker<S> {
     }
 
     /// An adopted session's import is done: it waits offline here like any session whose
-    /// client went away (the registry hears so).
+    /// client went away (the registry hears so), or, if nothing came, the claim is withdrawn.
     pub(super) fn settle_adopted(&mut self, now: UnixMillis, client: &ClientId) {
         let Some(unclaimed) = self
             .cluster
@@ -593,9 +593,10 @@ impl<S: Store> Broker<S> {
             return;
         }
         let Some(session) = self.sessions.get_mut(client) else {
-            // Nothing arrived. The claim stays in the registry: withdrawing it (`Drop`) would
-            // also make the old owner delete its copy, and "nothing there" may only mean the
-            // old owner had not applied the claim yet when it was asked.
+            self.replicate(Replicate::Drop {
+                client: client.clone(),
+                epoch: unclaimed.epoch,
+            });
             return;
         };
         if session.online.is_some() {
