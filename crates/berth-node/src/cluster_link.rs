@@ -211,12 +211,6 @@ impl ClusterLink {
             client: client.clone(),
         })
         .await;
-        // The connection that runs this may go away mid-pull (its task is dropped): the broker
-        // must still hear that this pull has ended, or the session would wait for it forever.
-        let mut done = ImportDoneOnDrop {
-            link: self,
-            client: Some(client.clone()),
-        };
         let pulled = self
             .pull(client, from, epoch, claim_log_index, Pull::Takeover)
             .await;
@@ -237,7 +231,6 @@ impl ClusterLink {
                 true
             }
         };
-        done.client = None;
         self.call(Event::ImportDone {
             client: client.clone(),
         })
@@ -387,23 +380,6 @@ impl ClusterLink {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&(client.clone(), epoch, from))
-    }
-}
-
-/// Tells the broker a pull has ended if the pull is dropped before it could say so itself.
-struct ImportDoneOnDrop<'a> {
-    link: &'a ClusterLink,
-    client: Option<ClientId>,
-}
-
-impl Drop for ImportDoneOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            let broker = self.link.broker.clone();
-            self.link.runtime.spawn(async move {
-                broker.call(Event::ImportDone { client }).await;
-            });
-        }
     }
 }
 
