@@ -180,3 +180,98 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
         queued: header.queued,
     })
 }
+
+/// What a SUBSCRIBE or UNSUBSCRIBE changes in the registry, for the session `client` at `epoch`.
+/// Only filters `may_subscribe` allows are replicated (core's rule: a refused filter must not
+/// reach the registry, whose subscriptions route on every node and come back at a takeover).
+/// `None`: not such a packet, or nothing allowed.
+pub fn subscription_change_to_pb(
+    client: &ClientId,
+    epoch: u64,
+    packet: &berth_codec::Packet,
+    may_subscribe: impl Fn(&berth_codec::TopicFilter) -> bool,
+) -> Option<pb::command::Kind> {
+    use berth_codec::Packet;
+    match packet {
+        Packet::Subscribe(subscribe) => {
+            let subscription_id = subscribe.properties.subscription_identifier;
+            let subscriptions: Vec<pb::Subscription> = subscribe
+                .subscriptions
+                .iter()
+                .filter(|s| may_subscribe(&s.filter))
+                .map(|s| {
+                    let record = berth_core::SubscriptionRecord {
+                        options: s.options,
+                        subscription_id,
+                    };
+                    subscription_to_pb(&s.filter, &record)
+                })
+                .collect();
+            (!subscriptions.is_empty()).then(|| {
+                pb::command::Kind::Subscribe(pb::Subscribe {
+                    client_id: client.as_str().to_string(),
+                    epoch,
+                    subscriptions,
+                })
+            })
+        }
+        Packet::Unsubscribe(unsubscribe) => Some(pb::command::Kind::Unsubscribe(pb::Unsubscribe {
+            client_id: client.as_str().to_string(),
+            epoch,
+            filters: unsubscribe
+                .filters
+                .iter()
+                .map(|f| f.as_str().to_string())
+                .collect(),
+        })),
+        _ => None,
+    }
+}
+
+/// A session change the broker records (`Replicate`) as a registry command of node `node`.
+pub fn replicate_to_pb(
+    node: berth_core::NodeId,
+    change: berth_core::Replicate,
+) -> pb::command::Kind {
+    use berth_core::Replicate;
+    match change {
+        Replicate::Detach {
+            client,
+            epoch,
+            expires_at,
+            will_due_at,
+        } => pb::command::Kind::Detach(pb::Detach {
+            client_id: client.as_str().to_string(),
+            epoch: epoch.0,
+            expires_at_ms: expires_at.map(|at| at.0),
+            will_due_at_ms: will_due_at.map(|at| at.0),
+        }),
+        Replicate::WillFired { client, epoch } => pb::command::Kind::WillFired(pb::WillFired {
+            client_id: client.as_str().to_string(),
+            epoch: epoch.0,
+        }),
+        Replicate::Drop { client, epoch } => pb::command::Kind::DropSession(pb::DropSession {
+            client_id: client.as_str().to_string(),
+            epoch: epoch.0,
+        }),
+        Replicate::Reassert {
+            client,
+            epoch,
+            protocol,
+            expiry,
+            will,
+            subscriptions,
+        } => pb::command::Kind::Reassert(pb::Reassert {
+            client_id: client.as_str().to_string(),
+            node_id: node,
+            epoch: epoch.0,
+            protocol: u32::from(protocol.level()),
+            expiry_interval: expiry.as_interval(),
+            will: will.as_deref().map(will_to_pb),
+            subscriptions: subscriptions
+                .iter()
+                .map(|(f, r)| subscription_to_pb(f, r))
+                .collect(),
+        }),
+    }
+}

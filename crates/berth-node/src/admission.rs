@@ -4,13 +4,11 @@
 //! (this node is cut off from the majority) fails the packet visibly instead of succeeding here
 //! alone: CONNACK 0x88 / return code 3, SUBACK 0x80.
 
-use berth_cluster::message::{message_to_pb, subscription_to_pb, will_to_pb};
+use berth_cluster::message::{message_to_pb, will_to_pb};
 use berth_cluster::pb;
+use berth_cluster::session_pb::subscription_change_to_pb;
 use berth_codec::{Connect, MqttString, Packet, ProtocolVersion};
-use berth_core::{
-    ClientId, Epoch, Message, SessionExport, SessionRecord, SubscriptionRecord, UnixMillis,
-    WillRecord,
-};
+use berth_core::{ClientId, Epoch, Message, SessionExport, SessionRecord, UnixMillis, WillRecord};
 
 use berth_server::{Grant, NoConsensus};
 
@@ -106,45 +104,15 @@ pub(crate) async fn commit(
     now: UnixMillis,
 ) -> Result<(), Packet> {
     let kind = match packet {
-        Packet::Subscribe(subscribe) => {
-            let subscription_id = subscribe.properties.subscription_identifier;
-            // Only what core allows is replicated (the broker answers the rest with Not
-            // Authorized): a refused filter must not reach the registry, whose subscriptions
-            // route messages on every node and come back with the session at a takeover.
-            let allowed: Vec<_> = subscribe
-                .subscriptions
-                .iter()
-                .filter(|s| link.may_subscribe(&s.filter))
-                .collect();
-            if allowed.is_empty() {
-                return Ok(());
+        // Only what core allows is replicated (the broker answers the rest with Not Authorized).
+        Packet::Subscribe(_) | Packet::Unsubscribe(_) => {
+            match subscription_change_to_pb(&grant.client, grant.epoch.0, packet, |f| {
+                link.may_subscribe(f)
+            }) {
+                Some(kind) => kind,
+                None => return Ok(()),
             }
-            pb::command::Kind::Subscribe(pb::Subscribe {
-                client_id: grant.client.as_str().to_string(),
-                epoch: grant.epoch.0,
-                subscriptions: allowed
-                    .into_iter()
-                    .map(|s| {
-                        subscription_to_pb(
-                            &s.filter,
-                            &SubscriptionRecord {
-                                options: s.options,
-                                subscription_id,
-                            },
-                        )
-                    })
-                    .collect(),
-            })
         }
-        Packet::Unsubscribe(unsubscribe) => pb::command::Kind::Unsubscribe(pb::Unsubscribe {
-            client_id: grant.client.as_str().to_string(),
-            epoch: grant.epoch.0,
-            filters: unsubscribe
-                .filters
-                .iter()
-                .map(|f| f.as_str().to_string())
-                .collect(),
-        }),
         Packet::Publish(publish) if publish.retain && !publish.topic.is_empty() => {
             if publish.payload.is_empty() {
                 pb::command::Kind::ClearRetained(pb::ClearRetained {

@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_cluster::message::{delivery_from_pb, message_to_pb, subscription_to_pb, will_to_pb};
-use berth_cluster::session_pb::{event_of, export_from_pb, reset_of};
+use berth_cluster::message::{delivery_from_pb, message_to_pb};
+use berth_cluster::session_pb::{event_of, export_from_pb, replicate_to_pb, reset_of};
 use berth_cluster::{ClusterNode, Notice, pb};
 use berth_core::{
     ClientId, ClusterEvent, Event, Message, NodeId, Replicate, SessionExpiry, SessionExport,
@@ -133,52 +133,13 @@ impl ClusterLink {
     /// From the broker thread: record a session change in the registry (best effort: a fenced or failed one is
     /// logged; the owner's own state stays authoritative for its sessions).
     pub(crate) fn record(&self, change: Replicate) {
-        let command = match change {
-            Replicate::Detach {
-                client,
-                epoch,
-                expires_at,
-                will_due_at,
-            } => pb::command::Kind::Detach(pb::Detach {
-                client_id: client.as_str().to_string(),
-                epoch: epoch.0,
-                expires_at_ms: expires_at.map(|at| at.0),
-                will_due_at_ms: will_due_at.map(|at| at.0),
-            }),
-            Replicate::WillFired { client, epoch } => pb::command::Kind::WillFired(pb::WillFired {
-                client_id: client.as_str().to_string(),
-                epoch: epoch.0,
-            }),
-            Replicate::Drop { client, epoch } => pb::command::Kind::DropSession(pb::DropSession {
-                client_id: client.as_str().to_string(),
-                epoch: epoch.0,
-            }),
-            Replicate::Reassert {
-                client,
-                epoch,
-                protocol,
-                expiry,
-                will,
-                subscriptions,
-            } => {
-                tracing::warn!(
-                    client = client.as_str(),
-                    "declared down while serving it: re-asserting the session"
-                );
-                pb::command::Kind::Reassert(pb::Reassert {
-                    client_id: client.as_str().to_string(),
-                    node_id: self.node.id(),
-                    epoch: epoch.0,
-                    protocol: u32::from(protocol.level()),
-                    expiry_interval: expiry.as_interval(),
-                    will: will.as_deref().map(will_to_pb),
-                    subscriptions: subscriptions
-                        .iter()
-                        .map(|(f, r)| subscription_to_pb(f, r))
-                        .collect(),
-                })
-            }
-        };
+        if let Replicate::Reassert { client, .. } = &change {
+            tracing::warn!(
+                client = client.as_str(),
+                "declared down while serving it: re-asserting the session"
+            );
+        }
+        let command = replicate_to_pb(self.node.id(), change);
         let node = self.node.clone();
         self.runtime.spawn(async move {
             if let Err(error) = node

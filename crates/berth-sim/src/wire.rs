@@ -7,13 +7,14 @@
 //! connection's protocol version, as on a socket: a 3.1.1 client sees a PUBACK without a
 //! reason code, exactly as it would.
 
-use berth_cluster::message::{message_from_pb, message_to_pb, subscription_to_pb, will_to_pb};
+use berth_cluster::message::{message_from_pb, message_to_pb, will_to_pb};
 use berth_cluster::session_pb::{self, export_from_pb, export_to_pb, reset_of};
+use berth_cluster::session_pb::{replicate_to_pb, subscription_change_to_pb};
 use berth_cluster::{Notice, Registry, pb};
 use berth_codec::{Connect, DecodeOptions, Packet, ProtocolVersion, decode, encode};
 use berth_core::{
     BrokerConfig, ClientId, ClusterEvent, Message, SessionConfig, SessionExpiry, SessionExport,
-    SubscriptionRecord, WillRecord,
+    WillRecord,
 };
 use bytes::BytesMut;
 
@@ -85,54 +86,15 @@ pub(crate) fn needs_commit(packet: &Packet) -> bool {
     }
 }
 
-/// The registry change a SUBSCRIBE / UNSUBSCRIBE commits. Copy of the first half of
-/// `admission::commit` (`crates/berth-node/src/admission.rs`; retained PUBLISHes are not
-/// simulated). `None`: nothing to commit (every filter refused by core's `may_subscribe`).
+/// The registry change a SUBSCRIBE / UNSUBSCRIBE commits (retained PUBLISHes are not simulated):
+/// the conversion `berth-node`'s admission uses. `None`: nothing to commit.
 pub(crate) fn packet_command(
     client: &ClientId,
     epoch: u64,
     packet: &Packet,
 ) -> Option<pb::Command> {
     let rules = BrokerConfig::default();
-    let kind = match packet {
-        Packet::Subscribe(subscribe) => {
-            let subscription_id = subscribe.properties.subscription_identifier;
-            let allowed: Vec<_> = subscribe
-                .subscriptions
-                .iter()
-                .filter(|s| rules.may_subscribe(&s.filter))
-                .collect();
-            if allowed.is_empty() {
-                return None;
-            }
-            pb::command::Kind::Subscribe(pb::Subscribe {
-                client_id: client.as_str().to_string(),
-                epoch,
-                subscriptions: allowed
-                    .into_iter()
-                    .map(|s| {
-                        subscription_to_pb(
-                            &s.filter,
-                            &SubscriptionRecord {
-                                options: s.options,
-                                subscription_id,
-                            },
-                        )
-                    })
-                    .collect(),
-            })
-        }
-        Packet::Unsubscribe(unsubscribe) => pb::command::Kind::Unsubscribe(pb::Unsubscribe {
-            client_id: client.as_str().to_string(),
-            epoch,
-            filters: unsubscribe
-                .filters
-                .iter()
-                .map(|f| f.as_str().to_string())
-                .collect(),
-        }),
-        _ => return None,
-    };
+    let kind = subscription_change_to_pb(client, epoch, packet, |f| rules.may_subscribe(f))?;
     Some(pb::Command { kind: Some(kind) })
 }
 
@@ -147,51 +109,11 @@ pub(crate) fn replicate_client(change: &berth_core::Replicate) -> &ClientId {
     }
 }
 
-/// The broker's session change as a registry command. Copy of `ClusterLink::record`
-/// (`crates/berth-node/src/cluster_link.rs`).
+/// The broker's session change as a registry command (the conversion `berth-node` uses).
 pub(crate) fn replicate_command(node: u64, change: berth_core::Replicate) -> pb::Command {
-    use berth_core::Replicate;
-    let kind = match change {
-        Replicate::Detach {
-            client,
-            epoch,
-            expires_at,
-            will_due_at,
-        } => pb::command::Kind::Detach(pb::Detach {
-            client_id: client.as_str().to_string(),
-            epoch: epoch.0,
-            expires_at_ms: expires_at.map(|at| at.0),
-            will_due_at_ms: will_due_at.map(|at| at.0),
-        }),
-        Replicate::WillFired { client, epoch } => pb::command::Kind::WillFired(pb::WillFired {
-            client_id: client.as_str().to_string(),
-            epoch: epoch.0,
-        }),
-        Replicate::Drop { client, epoch } => pb::command::Kind::DropSession(pb::DropSession {
-            client_id: client.as_str().to_string(),
-            epoch: epoch.0,
-        }),
-        Replicate::Reassert {
-            client,
-            epoch,
-            protocol,
-            expiry,
-            will,
-            subscriptions,
-        } => pb::command::Kind::Reassert(pb::Reassert {
-            client_id: client.as_str().to_string(),
-            node_id: node,
-            epoch: epoch.0,
-            protocol: u32::from(protocol.level()),
-            expiry_interval: expiry.as_interval(),
-            will: will.as_deref().map(will_to_pb),
-            subscriptions: subscriptions
-                .iter()
-                .map(|(f, r)| subscription_to_pb(f, r))
-                .collect(),
-        }),
-    };
-    pb::Command { kind: Some(kind) }
+    pb::Command {
+        kind: Some(replicate_to_pb(node, change)),
+    }
 }
 
 /// The export as the new owner decodes it: through the shared takeover header conversions.
