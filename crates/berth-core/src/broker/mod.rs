@@ -13,10 +13,12 @@
 //! message is in every matched persistent session's queue.
 
 mod acks;
+mod claims;
 mod cluster;
 mod connect;
 mod delivery;
 mod expiry;
+mod forwarding;
 mod publish;
 mod session;
 mod subscribe;

@@ -1,0 +1,213 @@
+//! Claims that arrive out of step with their connections: a connection granted an epoch that
+//! a newer claim has overtaken, a CONNECT that waits (parked) for an import of its session still
+//! under way here, and a claim of this node that no connection runs (adopted).
+
+use berth_codec::TopicFilter;
+
+use super::{Action, Broker, Event};
+use crate::cluster::{NodeId, Replicate};
+use crate::ids::{ClientId, ConnId, Epoch};
+use crate::store::{Op, Store, SubscriptionRecord};
+use crate::time::UnixMillis;
+
+#[derive(Debug)]
+pub(crate) struct Unclaimed {
+    pub epoch: Epoch,
+    /// The node that held the session before (where its backlog is).
+    pub from: Option<NodeId>,
+    pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    /// The takeover runs without a connection (`Action::Adopt` was sent).
+    pub adopted: bool,
+}
+
+/// How long a claim of this node may wait for its connection to start the takeover before the
+/// node runs it alone. The connection starts it as soon as the broker has the claim, so this
+/// only passes when the CONNECT was refused (the claim committed after the admission gave up).
+pub(crate) const UNCLAIMED_WAIT_MS: u64 = 10_000;
+
+#[derive(Debug)]
+pub(crate) struct Parked {
+    pub conn: ConnId,
+    pub client: ClientId,
+    pub events: Vec<Event>,
+}
+
+impl<S: Store> Broker<S> {
+    /// Whether a connection granted `epoch` for `client` is stale: this node has already
+    /// applied a newer claim (by another node, or another connection here). Such a connection
+    /// must not start: it would take the session from the newer one, or run a session that
+    /// another node owns (the claim's own answer came late: a slow admission, a lagging
+    /// broker).
+    pub(super) fn superseded(&self, client: &ClientId, epoch: Epoch) -> bool {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return false;
+        };
+        let newer_here = self.sessions.get(client).is_some_and(|s| s.epoch > epoch);
+        let moved = cluster.moving.get(client).is_some_and(|(_, e)| *e > epoch);
+        let newer_elsewhere = cluster.remote.get(client).is_some_and(|r| r.epoch > epoch);
+        newer_here || moved || newer_elsewhere
+    }
+
+    /// Whether a takeover of `client` is pulling its state to this node now (`ImportBegin`).
+    pub(super) fn import_started(&self, client: &ClientId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.import_started.contains(client))
+    }
+
+    /// Whether the state of `client` is still arriving here from its previous owner: an export
+    /// of it must wait until the import is done.
+    pub fn import_pending(&self, client: &ClientId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.importing.contains(client))
+    }
+
+    /// A claim of this node still has no connection running its takeover: run it alone.
+    pub(super) fn unclaimed_due(&mut self, client: &ClientId) {
+        if !self.import_pending(client) {
+            return;
+        }
+        let protocol = berth_codec::ProtocolVersion::V3_1_1;
+        let expiry = self.config.session.v3_persistent_expiry;
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(unclaimed) = cluster.unclaimed.get_mut(client).filter(|u| !u.adopted) else {
+            return;
+        };
+        unclaimed.adopted = true;
+        // What the registry knows, for an old owner that cannot be reached: its
+        // subscriptions. (A client that comes back states its protocol and expiry again.)
+        let fallback = crate::cluster::SessionExport {
+            record: crate::store::SessionRecord {
+                epoch: unclaimed.epoch,
+                protocol,
+                expiry,
+                expires_at: None,
+                will: None,
+                will_due_at: None,
+            },
+            subscriptions: unclaimed.subscriptions.clone(),
+            inflight: Vec::new(),
+            incoming_qos2: Vec::new(),
+            queued: 0,
+        };
+        self.actions.push(Action::Adopt {
+            client: client.clone(),
+            epoch: unclaimed.epoch,
+            from: unclaimed.from,
+            fallback: Box::new(fallback),
+        });
+    }
+
+    /// A connection (or its takeover) has come for a claim of this node.
+    pub(super) fn claimed_by_connection(&mut self, client: &ClientId) {
+        if let Some(cluster) = self.cluster.as_mut()
+            && cluster.unclaimed.get(client).is_some_and(|u| !u.adopted)
+        {
+            cluster.unclaimed.remove(client);
+        }
+    }
+
+    /// An adopted session's import is done: it waits offline here like any session whose
+    /// client went away (the registry hears so), or, if nothing came, the claim is withdrawn.
+    pub(super) fn settle_adopted(&mut self, now: UnixMillis, client: &ClientId) {
+        let Some(unclaimed) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.unclaimed.remove(client))
+        else {
+            return;
+        };
+        if !unclaimed.adopted {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(client) else {
+            self.replicate(Replicate::Drop {
+                client: client.clone(),
+                epoch: unclaimed.epoch,
+            });
+            return;
+        };
+        if session.online.is_some() {
+            return;
+        }
+        // Its CONNECT was refused: that connection's will never counted.
+        session.will = None;
+        session.will_due_at = None;
+        let expires_at = match session.expiry {
+            crate::store::SessionExpiry::After(secs) => Some(now.plus_secs(secs)),
+            crate::store::SessionExpiry::Never => None,
+        };
+        session.expires_at = Some(expires_at.unwrap_or(super::NEVER));
+        let epoch = session.epoch;
+        if let Some(at) = expires_at {
+            self.timers
+                .insert((at, super::Timer::SessionExpiry(client.clone())));
+        }
+        if session.stored {
+            let op = Op::PutSession {
+                client: client.clone(),
+                record: super::record_of(session),
+            };
+            self.batch.push(op);
+        }
+        self.replicate(Replicate::Detach {
+            client: client.clone(),
+            epoch,
+            expires_at,
+            will_due_at: None,
+        });
+    }
+
+    /// Parks a CONNECT (`ConnectAs` on `conn`) granted `client` while its import runs here.
+    pub(super) fn park_connect(&mut self, conn: ConnId, client: ClientId, event: Event) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.parked.push(Parked {
+                conn,
+                client,
+                events: vec![event],
+            });
+        }
+    }
+
+    /// An event for a parked connection waits behind its CONNECT (a close forgets it);
+    /// any other event is given back.
+    pub(super) fn park_event(&mut self, event: Event) -> Option<Event> {
+        let conn = match &event {
+            Event::Packet { conn, .. } | Event::Closed { conn, .. } => *conn,
+            _ => return Some(event),
+        };
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Some(event);
+        };
+        let Some(at) = cluster.parked.iter().position(|p| p.conn == conn) else {
+            return Some(event);
+        };
+        if matches!(event, Event::Closed { .. }) {
+            // It never started: nothing of the session changes.
+            cluster.parked.remove(at);
+        } else {
+            cluster.parked[at].events.push(event);
+        }
+        None
+    }
+
+    /// Connections whose session's import is done go on, in the order they arrived.
+    pub(super) fn unpark(&mut self, now: UnixMillis) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let importing = &cluster.importing;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut cluster.parked)
+            .into_iter()
+            .partition(|p| !importing.contains(&p.client));
+        cluster.parked = waiting;
+        for parked in ready {
+            for event in parked.events {
+                self.process(now, event);
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Messages to and from other nodes' sessions: forwarding the matches of a PUBLISH to their
+//! owners, the publisher's acknowledgement that waits for them (and the QoS 2 ids whose outcome
+//! is in doubt meanwhile), and the owner's side that stores what was forwarded.
+
+use std::sync::Arc;
+
+use berth_codec::{Packet, PubAckReasonCode, QoS};
+
+use super::{Action, Broker};
+use crate::cluster::{Forwarded, NodeId};
+use crate::ids::{ClientId, ConnId};
+use crate::index::Match;
+use crate::message::{Delivery, Message};
+use crate::store::{Op, Store};
+use crate::time::UnixMillis;
+
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    conn: ConnId,
+    pub(super) remaining: usize,
+    failed: bool,
+    /// The publisher and packet id of a QoS 2 PUBLISH (see `send_ack`).
+    qos2: Option<(ClientId, berth_codec::PacketId)>,
+}
+
+impl<S: Store> Broker<S> {
+    pub(super) fn note_remote_match(&mut self, owner: NodeId, client: ClientId) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.route_remote.entry(owner).or_default().push(client);
+        }
+    }
+
+    /// Sends the routed message to the owners of the remote matches; returns how many nodes
+    /// must acknowledge it (with `token`).
+    pub(super) fn forward_matches(
+        &mut self,
+        message: &Arc<Message>,
+        publisher: Option<&ClientId>,
+        token: Option<u64>,
+    ) -> usize {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return 0;
+        };
+        let mut groups = std::mem::take(&mut cluster.route_remote);
+        let nodes = groups.len();
+        if let Some(importing) = groups.remove(&cluster.node) {
+            // Sessions this node is importing: they wait here, like forwards from elsewhere.
+            cluster.deferred_local.push((
+                token,
+                Forwarded {
+                    message: message.clone(),
+                    clients: importing,
+                    publisher: publisher.cloned(),
+                },
+            ));
+        }
+        for (node, clients) in groups {
+            self.actions.push(Action::Forward {
+                node,
+                token,
+                message: message.clone(),
+                clients,
+                publisher: publisher.cloned(),
+            });
+        }
+        nodes
+    }
+
+    pub(super) fn new_token(&mut self) -> Option<u64> {
+        let cluster = self.cluster.as_mut()?;
+        cluster.next_token += 1;
+        Some(cluster.next_token)
+    }
+
+    /// Registers a publish whose acknowledgement to `conn` waits for `remaining` other nodes
+    /// under `token`; false when this broker is not a cluster node.
+    pub(super) fn wait_for_nodes(
+        &mut self,
+        conn: ConnId,
+        token: u64,
+        remaining: usize,
+        qos2: Option<(ClientId, berth_codec::PacketId)>,
+    ) -> bool {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return false;
+        };
+        cluster.waiting.insert(
+            token,
+            Waiting {
+                conn,
+                remaining,
+                failed: false,
+                qos2,
+            },
+        );
+        true
+    }
+
+    /// An owner node stored (or failed to store) a forwarded message.
+    pub(super) fn on_forward_done(&mut self, token: u64, delivered: bool) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(waiting) = cluster.waiting.get_mut(&token) else {
+            return;
+        };
+        waiting.remaining = waiting.remaining.saturating_sub(1);
+        waiting.failed |= !delivered;
+        if waiting.remaining > 0 {
+            return;
+        }
+        let conn = waiting.conn;
+        let failed = waiting.failed;
+        let qos2 = waiting.qos2.take();
+        cluster.waiting.remove(&token);
+        if let Some((client, packet_id)) = qos2 {
+            if failed {
+                // Not stored everywhere: a re-sent PUBLISH must be routed again, on this
+                // connection or a later one.
+                self.forget_incoming_qos2(&client, packet_id);
+            } else {
+                // Stored everywhere: from now on a re-send is a duplicate, also after a restart.
+                self.store_incoming_qos2(&client, packet_id);
+            }
+        }
+        let v5 = self
+            .conns
+            .get(&conn)
+            .and_then(|client| self.sessions.get(client))
+            .is_some_and(|s| s.protocol.is_v5());
+        let Some(held) = self.held.queue_mut(conn) else {
+            return;
+        };
+        if let Some(entry) = held.iter_mut().find(|h| h.token == Some(token)) {
+            entry.token = None;
+            if failed {
+                if v5 {
+                    set_ack_reason(&mut entry.packet, PubAckReasonCode::UnspecifiedError);
+                } else {
+                    // 3.1.1 has no failure PUBACK: close without acknowledging, so the client
+                    // sends the PUBLISH again when it reconnects — and that PUBLISH must be
+                    // routed again, not answered as a duplicate of one that was never stored
+                    // (its QoS 2 id is forgotten above).
+                    self.held.forget_conn(conn);
+                    self.actions.push(Action::Close { conn });
+                    return;
+                }
+            }
+        }
+        self.flush_acks(conn);
+    }
+
+    /// QoS 2 packet ids of `client` whose PUBLISH still waits for other nodes to store it.
+    pub(super) fn qos2_in_doubt(&self, client: &ClientId) -> Vec<berth_codec::PacketId> {
+        self.cluster.as_ref().map_or_else(Vec::new, |c| {
+            c.waiting
+                .values()
+                .filter_map(|w| w.qos2.as_ref())
+                .filter(|(c, _)| c == client)
+                .map(|(_, id)| *id)
+                .collect()
+        })
+    }
+
+    /// A QoS 2 PUBLISH re-sent (on a new connection) while the first one still waits for other
+    /// nodes: its PUBREC now goes to `conn`, when that wait ends. The token, if it waits.
+    pub(super) fn follow_qos2(
+        &mut self,
+        conn: ConnId,
+        client: &ClientId,
+        id: berth_codec::PacketId,
+    ) -> Option<u64> {
+        let cluster = self.cluster.as_mut()?;
+        let (token, waiting) = cluster
+            .waiting
+            .iter_mut()
+            .find(|(_, w)| w.qos2.as_ref() == Some(&(client.clone(), id)))?;
+        waiting.conn = conn;
+        Some(*token)
+    }
+
+    /// Writes down that the QoS 2 PUBLISH `id` of `client` was received (see `on_publish`).
+    pub(super) fn store_incoming_qos2(&mut self, client: &ClientId, id: berth_codec::PacketId) {
+        let Some(session) = self.sessions.get(client) else {
+            return;
+        };
+        if session.stored && session.incoming_qos2.contains(&id) {
+            self.batch.push(Op::PutIncomingQos2 {
+                client: client.clone(),
+                packet_id: id,
+            });
+        }
+    }
+
+    fn forget_incoming_qos2(&mut self, client: &ClientId, id: berth_codec::PacketId) {
+        let client = client.clone();
+        let Some(session) = self.sessions.get_mut(&client) else {
+            return;
+        };
+        if session.incoming_qos2.remove(&id) && session.stored {
+            self.batch.push(Op::DeleteIncomingQos2 {
+                client,
+                packet_id: id,
+            });
+        }
+    }
+
+    /// Messages other nodes routed to sessions owned here. Acknowledged once stored.
+    pub(super) fn on_forwarded(&mut self, now: UnixMillis, token: u64, messages: Vec<Forwarded>) {
+        let waits = self.cluster.as_ref().is_some_and(|c| {
+            messages
+                .iter()
+                .any(|m| m.clients.iter().any(|client| c.importing.contains(client)))
+        });
+        if waits {
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.deferred.push((token, messages));
+            }
+            return;
+        }
+        let mut not_owned = Vec::new();
+        for forwarded in &messages {
+            not_owned.extend(self.deliver_forwarded(now, forwarded));
+        }
+        self.actions
+            .push(Action::ForwardAccepted { token, not_owned });
+    }
+
+    /// Delivers a forwarded message to the named local sessions; returns those not owned here.
+    pub(super) fn deliver_forwarded(
+        &mut self,
+        now: UnixMillis,
+        forwarded: &Forwarded,
+    ) -> Vec<ClientId> {
+        let mut not_owned = Vec::new();
+        for client in &forwarded.clients {
+            if self.remote_owner(client).is_some() || !self.sessions.contains_key(client) {
+                not_owned.push(client.clone());
+                continue;
+            }
+            if let Some(delivery) =
+                self.delivery_for(client, &forwarded.message, forwarded.publisher.as_ref())
+            {
+                self.deliver(now, client, delivery);
+            }
+        }
+        not_owned
+    }
+
+    /// What `client` gets of `message` by its own subscriptions (merged as the index does).
+    fn delivery_for(
+        &self,
+        client: &ClientId,
+        message: &Arc<Message>,
+        publisher: Option<&ClientId>,
+    ) -> Option<Delivery> {
+        let session = self.sessions.get(client)?;
+        let mut merged: Option<Match> = None;
+        for (filter, record) in &session.subscriptions {
+            if !filter.matches(&message.topic)
+                || (record.options.no_local && publisher == Some(client))
+            {
+                continue;
+            }
+            let m = merged.get_or_insert(Match {
+                qos: QoS::AtMostOnce,
+                retain_as_published: false,
+                subscription_ids: Vec::new(),
+            });
+            m.qos = m.qos.max(record.options.qos);
+            m.retain_as_published |= record.options.retain_as_published;
+            m.subscription_ids.extend(record.subscription_id);
+        }
+        let m = merged?;
+        Some(Delivery {
+            message: message.clone(),
+            qos: message.qos.min(m.qos),
+            retain: message.retain && m.retain_as_published,
+            subscription_ids: m.subscription_ids,
+            redelivery: false,
+        })
+    }
+}
+
+/// Changes the reason code of a held PUBACK / PUBREC.
+fn set_ack_reason(packet: &mut Packet, reason: PubAckReasonCode) {
+    match packet {
+        Packet::PubAck(ack) => ack.reason = reason,
+        Packet::PubRec(rec) => rec.reason = reason,
+        _ => {}
+    }
+}
