@@ -54,7 +54,11 @@ pub(crate) async fn forward_loop(
         };
         for item in batch {
             if let Some(token) = item.token {
-                let event = Event::ForwardDone { token, delivered };
+                let event = Event::ForwardDone {
+                    token,
+                    delivered,
+                    node: target,
+                };
                 let _ = broker.notify(event).await;
             }
         }

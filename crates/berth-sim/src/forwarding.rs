@@ -266,7 +266,11 @@ impl Sim {
         };
         for item in batch.items {
             if let Some(token) = item.token {
-                let event = Event::ForwardDone { token, delivered };
+                let event = Event::ForwardDone {
+                    token,
+                    delivered,
+                    node: target,
+                };
                 self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
             }
         }

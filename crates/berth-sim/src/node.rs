@@ -349,7 +349,9 @@ fn describe_event(event: &Event) -> String {
                 .collect();
             format!("Forwarded t{token} [{}]", items.join(", "))
         }
-        Event::ForwardDone { token, delivered } => {
+        Event::ForwardDone {
+            token, delivered, ..
+        } => {
             format!("ForwardDone t{token} delivered={delivered}")
         }
         Event::ImportBegin { client } => format!("ImportBegin {client}"),

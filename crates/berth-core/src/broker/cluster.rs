@@ -44,6 +44,12 @@ pub(crate) struct ClusterState {
     pub next_token: u64,
     /// Other nodes' sessions matched by the message being routed.
     pub route_remote: HashMap<NodeId, Vec<ClientId>>,
+    /// Fenced sessions matched by the message being routed (see `fences`).
+    pub route_fenced: Vec<ClientId>,
+    /// Forwards out, per node (see `fences`).
+    pub in_flight: super::fences::InFlight,
+    /// Sessions whose messages from here wait for the forwards to their old owner.
+    pub fences: HashMap<ClientId, super::fences::Fence>,
     /// Connections granted a session whose state is still arriving here (a newer claim made on
     /// this node while an earlier claim's import runs): their CONNECT and the packets after it
     /// wait, in order, until the import is done (`on_import_done`).
@@ -92,13 +98,17 @@ impl<S: Store> Broker<S> {
                     // The local session is newer than this claim (a replayed log entry).
                     return;
                 }
+                self.fence_on_move(&client, owner);
+                let mut abandoned_import = false;
                 if owner != node && self.import_pending(&client) && !self.import_started(&client) {
                     // Nothing is being pulled yet (a claim replayed from the log at start, or
-                    // one whose connection never came): nothing to hand on.
+                    // one whose connection never came): nothing to hand on. What was published
+                    // here for it meanwhile goes to the new owner (below).
                     if let Some(cluster) = self.cluster.as_mut() {
                         cluster.importing.remove(&client);
                         cluster.unclaimed.remove(&client);
                     }
+                    abandoned_import = true;
                 }
                 if owner != node && self.import_pending(&client) {
                     // Claimed elsewhere while its state is still arriving here (a chained
@@ -189,6 +199,9 @@ impl<S: Store> Broker<S> {
                 // subscriptions stay with it for the export).
                 self.forget_remote(&client);
                 self.add_remote(&client, owner, Some(epoch), subscriptions);
+                if abandoned_import {
+                    self.release_deferred_local(now);
+                }
             }
             ClusterEvent::Subscribed {
                 client,
@@ -279,6 +292,20 @@ impl<S: Store> Broker<S> {
                     .as_ref()
                     .map(|c| c.remote.keys().cloned().collect())
                     .unwrap_or_default();
+                // The claims this node is importing for, by epoch, before their routes go.
+                let importing: HashMap<ClientId, Epoch> = self
+                    .cluster
+                    .as_ref()
+                    .map(|c| {
+                        c.importing
+                            .iter()
+                            .filter_map(|client| {
+                                let remote = c.remote.get(client)?;
+                                (remote.owner == node).then(|| (client.clone(), remote.epoch))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 for client in known {
                     self.forget_remote(&client);
                 }
@@ -304,7 +331,22 @@ impl<S: Store> Broker<S> {
                         .sessions
                         .get(&session.client)
                         .is_some_and(|local| local.epoch < session.epoch);
-                    if session.owner != node && superseded {
+                    let import_overtaken = importing
+                        .get(&session.client)
+                        .is_some_and(|claim| *claim < session.epoch);
+                    if session.owner != node && import_overtaken {
+                        // Claimed elsewhere while this node still imports it for an older claim:
+                        // as the entry would, the import goes on and its state moves on.
+                        let claim = importing[&session.client];
+                        let event = ClusterEvent::Owner {
+                            client: session.client,
+                            owner: session.owner,
+                            epoch: session.epoch,
+                            kept: session.started <= claim,
+                            subscriptions: session.subscriptions,
+                        };
+                        self.on_cluster(now, event);
+                    } else if session.owner != node && superseded {
                         // Claimed elsewhere while this node was behind (the claim reached it in
                         // a snapshot, not as a log entry): hand the copy over as the entry would
                         // — unless the session started afresh after the copy's epoch.
@@ -558,7 +600,11 @@ pub(super) fn handle_cluster_event<S: Store>(
     match event {
         Event::Cluster(change) => broker.on_cluster(now, change),
         Event::Forwarded { token, messages } => broker.on_forwarded(now, token, messages),
-        Event::ForwardDone { token, delivered } => broker.on_forward_done(token, delivered),
+        Event::ForwardDone {
+            token,
+            delivered,
+            node,
+        } => broker.on_forward_done(now, token, delivered, Some(node)),
         Event::ImportState { client, export } => broker.on_import_state(now, &client, *export),
         Event::ImportQueue { client, page } => broker.on_import_queue(now, &client, page),
         Event::ImportBegin { client } => broker.on_import_begin(&client),

@@ -30,8 +30,8 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    /// Sends the routed message to the owners of the remote matches; returns how many nodes
-    /// must acknowledge it (with `token`).
+    /// Sends the routed message to the owners of the remote matches (and holds it for fenced
+    /// sessions, see `fences`); returns how many acknowledgements `token` must wait for.
     pub(super) fn forward_matches(
         &mut self,
         message: &Arc<Message>,
@@ -42,28 +42,69 @@ impl<S: Store> Broker<S> {
             return 0;
         };
         let mut groups = std::mem::take(&mut cluster.route_remote);
-        let nodes = groups.len();
-        if let Some(importing) = groups.remove(&cluster.node) {
+        let mut fenced = std::mem::take(&mut cluster.route_fenced);
+        if !cluster.fences.is_empty() {
+            for clients in groups.values_mut() {
+                clients.retain(|client| {
+                    let held = cluster.fences.contains_key(client);
+                    if held {
+                        fenced.push(client.clone());
+                    }
+                    !held
+                });
+            }
+            groups.retain(|_, clients| !clients.is_empty());
+        }
+        let node = cluster.node;
+        let mut waits = groups.len();
+        for client in fenced {
+            waits += usize::from(self.hold_fenced(&client, token, message, publisher));
+        }
+        if let Some(importing) = groups.remove(&node) {
             // Sessions this node is importing: they wait here, like forwards from elsewhere.
-            cluster.deferred_local.push((
-                token,
-                Forwarded {
-                    message: message.clone(),
-                    clients: importing,
-                    publisher: publisher.cloned(),
-                },
-            ));
+            let forwarded = Forwarded {
+                message: message.clone(),
+                clients: importing,
+                publisher: publisher.cloned(),
+            };
+            self.defer_local(token, forwarded);
         }
         for (node, clients) in groups {
-            self.actions.push(Action::Forward {
-                node,
-                token,
+            let forwarded = Forwarded {
                 message: message.clone(),
                 clients,
                 publisher: publisher.cloned(),
-            });
+            };
+            self.send_forward(node, token, forwarded);
         }
-        nodes
+        waits
+    }
+
+    /// Sends `forwarded` to its owner `node` (an `Action::Forward`), tracked until it ends.
+    pub(super) fn send_forward(&mut self, node: NodeId, token: Option<u64>, forwarded: Forwarded) {
+        if let (Some(token), Some(cluster)) = (token, self.cluster.as_mut()) {
+            cluster.in_flight.sent(node, token);
+        }
+        self.actions.push(Action::Forward {
+            node,
+            token,
+            message: forwarded.message,
+            clients: forwarded.clients,
+            publisher: forwarded.publisher,
+        });
+    }
+
+    /// Holds `forwarded` for sessions this node is importing until their backlog is in
+    /// (`on_import_done`); tracked like a forward to this node.
+    pub(super) fn defer_local(&mut self, token: Option<u64>, forwarded: Forwarded) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if let Some(token) = token {
+            let node = cluster.node;
+            cluster.in_flight.sent(node, token);
+        }
+        cluster.deferred_local.push((token, forwarded));
     }
 
     pub(super) fn new_token(&mut self) -> Option<u64> {
@@ -96,8 +137,26 @@ impl<S: Store> Broker<S> {
         true
     }
 
-    /// An owner node stored (or failed to store) a forwarded message.
-    pub(super) fn on_forward_done(&mut self, token: u64, delivered: bool) {
+    /// A forward with `token` to `node` ended: the owner stored it (or failed to). `node` is
+    /// `None` for a wait that was not a tracked forward (a fenced message delivered here).
+    pub(super) fn on_forward_done(
+        &mut self,
+        now: UnixMillis,
+        token: u64,
+        delivered: bool,
+        node: Option<NodeId>,
+    ) {
+        if let (Some(node), Some(cluster)) = (node, self.cluster.as_mut()) {
+            cluster.in_flight.ended(node, token);
+        }
+        self.complete_wait(token, delivered);
+        if let Some(node) = node {
+            self.release_fences(now, node);
+        }
+    }
+
+    /// One of the acknowledgements `token` waits for came.
+    fn complete_wait(&mut self, token: u64, delivered: bool) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };

@@ -18,6 +18,7 @@ mod cluster;
 mod connect;
 mod delivery;
 mod expiry;
+mod fences;
 mod forwarding;
 mod publish;
 mod session;
@@ -69,8 +70,12 @@ pub enum Event {
         token: u64,
         messages: Vec<Forwarded>,
     },
-    /// An owner node stored (or could not be reached for) the forward with `token`.
-    ForwardDone { token: u64, delivered: bool },
+    /// Owner `node` stored (or could not be reached for) the forward with `token`.
+    ForwardDone {
+        token: u64,
+        delivered: bool,
+        node: NodeId,
+    },
     /// Takeover, new owner: the pull from the old owner starts.
     ImportBegin { client: ClientId },
     /// Takeover, new owner: the session's state from its old owner.

@@ -166,6 +166,12 @@ impl<S: Store> Broker<S> {
         });
         let count = matches.len();
         for (client, matched) in matches {
+            if self.is_fenced(&client) {
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster.route_fenced.push(client);
+                }
+                continue;
+            }
             if let Some(owner) = self.remote_owner(&client) {
                 self.note_remote_match(owner, client);
                 continue;

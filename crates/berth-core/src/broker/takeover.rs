@@ -392,25 +392,40 @@ impl<S: Store> Broker<S> {
             return;
         };
         let deferred = std::mem::take(&mut cluster.deferred);
+        for (token, messages) in deferred {
+            self.on_forwarded(now, token, messages);
+        }
+        self.release_deferred_local(now);
+        self.settle_adopted(now, client);
+        self.unpark(now);
+    }
+
+    /// Messages published here that waited for imports no longer running: delivered here, or
+    /// sent on to the sessions' owners.
+    pub(super) fn release_deferred_local(&mut self, now: UnixMillis) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut cluster.deferred_local)
             .into_iter()
             .partition(|(_, f)| !f.clients.iter().any(|c| cluster.importing.contains(c)));
         cluster.deferred_local = waiting;
-        for (token, messages) in deferred {
-            self.on_forwarded(now, token, messages);
-        }
         for (token, forwarded) in ready {
             let not_owned = self.deliver_forwarded(now, &forwarded);
-            self.route_on(token, &forwarded, not_owned);
+            self.route_on(now, token, &forwarded, not_owned);
         }
-        self.settle_adopted(now, client);
-        self.unpark(now);
     }
 
     /// A message published here that waited for an import, for sessions that were claimed by
     /// other nodes meanwhile: it goes to their owners now, and its publisher's acknowledgement
     /// (`token`) waits for them as it waited for the import.
-    fn route_on(&mut self, token: Option<u64>, forwarded: &Forwarded, not_owned: Vec<ClientId>) {
+    fn route_on(
+        &mut self,
+        now: UnixMillis,
+        token: Option<u64>,
+        forwarded: &Forwarded,
+        not_owned: Vec<ClientId>,
+    ) {
         let mut owners: BTreeMap<NodeId, Vec<ClientId>> = BTreeMap::new();
         let mut unowned = false;
         for client in not_owned {
@@ -432,16 +447,17 @@ impl<S: Store> Broker<S> {
             waiting.remaining += owners.len();
         }
         for (node, clients) in owners {
-            self.actions.push(super::Action::Forward {
-                node,
-                token,
+            let onward = Forwarded {
                 message: forwarded.message.clone(),
                 clients,
                 publisher: forwarded.publisher.clone(),
-            });
+            };
+            self.send_forward(node, token, onward);
         }
         if let Some(token) = token {
-            self.on_forward_done(token, !unowned);
+            // The wait for this node's own group (`defer_local`) ends.
+            let here = self.cluster.as_ref().map(|c| c.node);
+            self.on_forward_done(now, token, !unowned, here);
         }
     }
 }

@@ -94,6 +94,7 @@ fn a_match_on_another_nodes_session_is_forwarded_and_the_puback_waits_for_its_ow
     let out = h.event(Event::ForwardDone {
         token: token.unwrap(),
         delivered: true,
+        node: 2,
     });
     assert_eq!(
         pubacks(&out, publisher),
@@ -114,6 +115,7 @@ fn pubacks_keep_publish_order_when_an_earlier_one_waits_for_another_node() {
     let done = h.event(Event::ForwardDone {
         token,
         delivered: true,
+        node: 2,
     });
     let ids: Vec<u16> = pubacks(&done, publisher)
         .into_iter()
@@ -132,6 +134,7 @@ fn an_unreachable_owner_fails_the_v5_puback_and_closes_a_v3_publisher_unacknowle
     let out = h.event(Event::ForwardDone {
         token,
         delivered: false,
+        node: 2,
     });
     assert_eq!(
         pubacks(&out, v5_pub),
@@ -144,6 +147,7 @@ fn an_unreachable_owner_fails_the_v5_puback_and_closes_a_v3_publisher_unacknowle
     let out = h.event(Event::ForwardDone {
         token,
         delivered: false,
+        node: 2,
     });
     assert!(pubacks(&out, v3_pub).is_empty());
     assert!(out.closed(v3_pub));
@@ -490,6 +494,7 @@ fn a_qos2_publish_whose_owner_failed_is_routed_again_when_re_sent() {
     let out = h.event(Event::ForwardDone {
         token,
         delivered: false,
+        node: 2,
     });
     let recs: Vec<_> = out
         .to(publisher)

@@ -15,6 +15,7 @@
 mod claims;
 mod cluster;
 mod connect;
+mod fences;
 mod flow;
 mod limits;
 mod qos;

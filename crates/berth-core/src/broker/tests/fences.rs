@@ -1,0 +1,188 @@
+//! Publish order across an owner change: what this node routes to a session that moved while
+//! forwards to its old owner were still out waits for them (see `broker/fences.rs`).
+
+use super::*;
+use crate::cluster::ClusterEvent;
+use crate::ids::Epoch;
+use crate::store::SubscriptionRecord;
+
+fn node(id: u64) -> Harness {
+    let mut h = Harness::new();
+    h.broker.join_cluster(id);
+    h
+}
+
+fn owner(h: &mut Harness, client_id: &str, owner: u64, epoch: u64) -> Out {
+    h.event(Event::Cluster(ClusterEvent::Owner {
+        client: client(client_id),
+        owner,
+        epoch: Epoch(epoch),
+        kept: true,
+        subscriptions: vec![(
+            filter("t"),
+            SubscriptionRecord {
+                options: SubscriptionOptions::new(QoS::AtLeastOnce),
+                subscription_id: None,
+            },
+        )],
+    }))
+}
+
+/// (node, token, payload) of every forward in `out`.
+fn forwards(out: &Out) -> Vec<(u64, Option<u64>, String)> {
+    out.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Forward {
+                node,
+                token,
+                message,
+                ..
+            } => Some((
+                *node,
+                *token,
+                String::from_utf8_lossy(&message.payload).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn puback_ids(out: &Out, conn: ConnId) -> Vec<u16> {
+    out.to(conn)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::PubAck(ack) => Some(ack.packet_id.get()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn done(h: &mut Harness, token: Option<u64>, node: u64) -> Out {
+    h.event(Event::ForwardDone {
+        token: token.expect("a QoS 1 forward has a token"),
+        delivered: true,
+        node,
+    })
+}
+
+#[test]
+fn a_message_for_a_session_that_moved_waits_for_the_forwards_to_its_old_owner() {
+    let mut h = node(1);
+    owner(&mut h, "dev", 2, 1);
+    let publisher = h.connect_ok(v3("pub", true));
+    let first = forwards(&h.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1)));
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].0, first[0].2.as_str()), (2, "m1"));
+
+    // Node 2 does not answer; the session moves to node 3.
+    owner(&mut h, "dev", 3, 2);
+    let out = h.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2));
+    assert!(
+        forwards(&out).is_empty(),
+        "m2 must not reach node 3 before m1's fate at node 2 is known"
+    );
+    assert!(puback_ids(&out, publisher).is_empty());
+
+    // m1 ends at node 2 (stored there, or re-routed to node 3 and stored): m2 goes on.
+    let out = done(&mut h, first[0].1, 2);
+    assert_eq!(puback_ids(&out, publisher), vec![1]);
+    let second = forwards(&out);
+    assert_eq!(second.len(), 1);
+    assert_eq!((second[0].0, second[0].2.as_str()), (3, "m2"));
+
+    let out = done(&mut h, second[0].1, 3);
+    assert_eq!(puback_ids(&out, publisher), vec![2]);
+    // The fence is gone: the next message goes straight to node 3.
+    let third = forwards(&h.publish(publisher, publish("t", b"m3", QoS::AtLeastOnce, 3)));
+    assert_eq!((third[0].0, third[0].2.as_str()), (3, "m3"));
+}
+
+#[test]
+fn a_session_moving_with_nothing_out_to_its_old_owner_is_not_held() {
+    let mut h = node(1);
+    owner(&mut h, "dev", 2, 1);
+    let publisher = h.connect_ok(v3("pub", true));
+    let first = forwards(&h.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1)));
+    let out = done(&mut h, first[0].1, 2);
+    assert_eq!(puback_ids(&out, publisher), vec![1]);
+
+    owner(&mut h, "dev", 3, 2);
+    let second = forwards(&h.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2)));
+    assert_eq!((second[0].0, second[0].2.as_str()), (3, "m2"));
+}
+
+#[test]
+fn a_held_message_for_a_session_that_moved_here_comes_after_the_backlog() {
+    // Node 2 owns `dev` (offline, subscribed to `t`).
+    let mut old = node(2);
+    let dev = old.connect_ok(v3("dev", false));
+    old.subscribe(dev, subscribe(1, "t", QoS::AtLeastOnce));
+    old.lose(dev);
+
+    let mut h = node(1);
+    owner(&mut h, "dev", 2, 1);
+    let publisher = h.connect_ok(v3("pub", true));
+    let first = forwards(&h.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1)));
+    assert_eq!(first.len(), 1);
+    // Node 2 stores m1, but its answer has not come back yet.
+    old.event(Event::Forwarded {
+        token: 1,
+        messages: vec![crate::cluster::Forwarded {
+            message: std::sync::Arc::new(crate::message::Message {
+                topic: topic("t"),
+                payload: bytes::Bytes::from_static(b"m1"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Default::default(),
+                expires_at: None,
+            }),
+            clients: vec![client("dev")],
+            publisher: Some(client("pub")),
+        }],
+    });
+
+    // The device reconnects to this node: it claims the session and starts pulling it.
+    owner(&mut h, "dev", 1, 2);
+    h.event(Event::ImportBegin {
+        client: client("dev"),
+    });
+    let out = h.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2));
+    assert!(forwards(&out).is_empty());
+    assert!(puback_ids(&out, publisher).is_empty());
+    let out = done(&mut h, first[0].1, 2);
+    assert_eq!(
+        puback_ids(&out, publisher),
+        vec![1],
+        "m2 waits for the import"
+    );
+
+    owner(&mut old, "dev", 1, 2);
+    let mut export = old
+        .broker
+        .export_session(&client("dev"), Epoch(2))
+        .unwrap()
+        .unwrap();
+    export.record.epoch = Epoch(2);
+    let (page, _) = old.broker.export_queue(&client("dev"), None, 10).unwrap();
+    h.event(Event::ImportState {
+        client: client("dev"),
+        export: Box::new(export),
+    });
+    h.event(Event::ImportQueue {
+        client: client("dev"),
+        page,
+    });
+    let out = h.event(Event::ImportDone {
+        client: client("dev"),
+    });
+    assert_eq!(puback_ids(&out, publisher), vec![2]);
+    let (dev, out) = h.connect(v3("dev", false));
+    assert!(out.connack(dev).session_present);
+    let got: Vec<String> = out
+        .publishes(dev)
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
+        .collect();
+    assert_eq!(got, vec!["m1", "m2"]);
+}
