@@ -43,7 +43,8 @@ pub(crate) struct ClusterState {
     pub waiting: HashMap<u64, Waiting>,
     pub next_token: u64,
     /// Other nodes' sessions matched by the message being routed.
-    pub route_remote: HashMap<NodeId, Vec<ClientId>>,
+    /// (Ordered by node, so that a run's actions are a function of its inputs.)
+    pub route_remote: std::collections::BTreeMap<NodeId, Vec<ClientId>>,
     /// Fenced sessions matched by the message being routed (see `fences`).
     pub route_fenced: Vec<ClientId>,
     /// Forwards out, per node (see `fences`).

@@ -140,12 +140,13 @@ impl<S: Store> Broker<S> {
         if cluster.fences.is_empty() {
             return;
         }
-        let open: Vec<ClientId> = cluster
+        let mut open: Vec<ClientId> = cluster
             .fences
             .iter()
             .filter(|(_, f)| f.node == node && !cluster.in_flight.any_upto(node, f.upto))
             .map(|(client, _)| client.clone())
             .collect();
+        open.sort();
         for client in open {
             let Some(fence) = self.cluster.as_mut().and_then(|c| c.fences.remove(&client)) else {
                 continue;
