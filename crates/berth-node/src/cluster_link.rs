@@ -153,6 +153,14 @@ impl ClusterLink {
         });
     }
 
+    /// Runs `task` on the node's runtime (from any thread, the broker thread included).
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.runtime.spawn(task);
+    }
+
     /// Sends `event` to the broker thread and waits until its effects are stored.
     pub(crate) async fn call(&self, event: Event) -> bool {
         self.broker.call(event).await

@@ -53,7 +53,8 @@ impl ClusterPort for RaftPort {
 
     fn adopt(&self, client: ClientId, epoch: Epoch, from: Option<NodeId>, fallback: SessionExport) {
         let link = self.0.clone();
-        tokio::spawn(async move {
+        // Called on the broker thread, which is not a tokio worker: spawn on the node's runtime.
+        self.0.spawn(async move {
             tracing::warn!(
                 client = client.as_str(),
                 epoch = epoch.0,

@@ -110,6 +110,7 @@ pub async fn serve_node<S: Store + 'static>(
     let broker_thread = std::thread::Builder::new()
         .name("berth-broker".into())
         .spawn(move || {
+            let _abort = AbortOnPanic;
             let result = broker_loop.run();
             let _ = thread_stop.send(true);
             result
@@ -159,4 +160,20 @@ pub async fn serve_node<S: Store + 'static>(
         let _ = task.await;
     }
     result.map_err(ServerError::from)
+}
+
+/// Ends the process when the broker thread panics. The broker thread is the single writer of
+/// session state: without it the node would go on accepting connections and acknowledging
+/// nothing, or worse, hold what it already stored where no client can reach it. Aborting lets
+/// the supervisor restart the node, which recovers from its store (what was acknowledged was
+/// stored first).
+struct AbortOnPanic;
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the broker thread panicked: aborting so that the node restarts from its store");
+            std::process::abort();
+        }
+    }
 }

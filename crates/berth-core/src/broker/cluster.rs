@@ -293,6 +293,10 @@ impl<S: Store> Broker<S> {
                     .as_ref()
                     .map(|c| c.remote.keys().cloned().collect())
                     .unwrap_or_default();
+                // Moves that reached this node in the snapshot fence like the log entries would.
+                for session in &sessions {
+                    self.fence_on_move(&session.client, session.owner);
+                }
                 // The claims this node is importing for, by epoch, before their routes go.
                 let importing: HashMap<ClientId, Epoch> = self
                     .cluster

@@ -186,3 +186,33 @@ fn a_held_message_for_a_session_that_moved_here_comes_after_the_backlog() {
         .collect();
     assert_eq!(got, vec!["m1", "m2"]);
 }
+
+#[test]
+fn a_move_learnt_from_a_snapshot_fences_like_the_log_entry() {
+    let mut h = node(1);
+    owner(&mut h, "dev", 2, 1);
+    let publisher = h.connect_ok(v3("pub", true));
+    let first = forwards(&h.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1)));
+
+    // This node was behind: the move to node 3 arrives in a snapshot.
+    h.event(Event::Cluster(ClusterEvent::Reset {
+        sessions: vec![crate::cluster::RemoteSession {
+            client: client("dev"),
+            owner: 3,
+            epoch: Epoch(2),
+            started: Epoch(1),
+            subscriptions: vec![(
+                filter("t"),
+                SubscriptionRecord {
+                    options: SubscriptionOptions::new(QoS::AtLeastOnce),
+                    subscription_id: None,
+                },
+            )],
+        }],
+    }));
+    let out = h.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2));
+    assert!(forwards(&out).is_empty(), "m2 waits for m1's fate at node 2");
+    let out = done(&mut h, first[0].1, 2);
+    let second = forwards(&out);
+    assert_eq!((second[0].0, second[0].2.as_str()), (3, "m2"));
+}
