@@ -172,7 +172,9 @@ struct AbortOnPanic;
 impl Drop for AbortOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            tracing::error!("the broker thread panicked: aborting so that the node restarts from its store");
+            tracing::error!(
+                "the broker thread panicked: aborting so that the node restarts from its store"
+            );
             std::process::abort();
         }
     }

@@ -283,6 +283,8 @@ async fn no_acknowledged_message_or_session_is_lost_behind_haproxy_under_kills_p
         "deliveries that were never published or went to another device: {:?}",
         &records.violations[..records.violations.len().min(20)]
     );
+    let panics = support::node_panics();
+    assert!(panics.is_empty(), "nodes panicked: {panics:?}");
 }
 
 /// The table and what explains it; printed on every run.

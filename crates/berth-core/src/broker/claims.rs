@@ -52,7 +52,7 @@ impl<S: Store> Broker<S> {
     pub(super) fn import_started(&self, client: &ClientId) -> bool {
         self.cluster
             .as_ref()
-            .is_some_and(|c| c.import_started.contains(client))
+            .is_some_and(|c| c.import_started.contains_key(client))
     }
 
     /// Whether the state of `client` is still arriving here from its previous owner: an export

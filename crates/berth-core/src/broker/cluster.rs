@@ -34,7 +34,7 @@ pub(crate) struct ClusterState {
     /// messages for them wait (unacknowledged) until the backlog is in.
     pub importing: HashSet<ClientId>,
     /// Of those, the ones whose takeover has started pulling (`ImportBegin`).
-    pub import_started: HashSet<ClientId>,
+    pub import_started: HashMap<ClientId, u32>,
     pub deferred: Vec<(u64, Vec<Forwarded>)>,
     /// Messages published here for sessions being imported here: delivered (and their
     /// publishers acknowledged) after the backlog.
@@ -70,6 +70,9 @@ pub(crate) struct Remote {
     /// The epoch of the owner's claim, as far as this node has applied the registry: a
     /// connection granted an older epoch here is stale (see `superseded`).
     pub epoch: Epoch,
+    /// The newest claim (as far as this node has applied the registry) that started the
+    /// session afresh (Clean Start, or the old one had ended): state from before it is void.
+    pub started: Epoch,
     pub filters: Vec<TopicFilter>,
 }
 
@@ -101,15 +104,22 @@ impl<S: Store> Broker<S> {
                 }
                 self.fence_on_move(&client, owner);
                 let mut abandoned_import = false;
-                if owner != node && self.import_pending(&client) && !self.import_started(&client) {
-                    // Nothing is being pulled yet (a claim replayed from the log at start, or
-                    // one whose connection never came): nothing to hand on. What was published
+                let unpulled =
+                    owner != node && self.import_pending(&client) && !self.import_started(&client);
+                if unpulled && (!kept || self.timers_held()) {
+                    // A claim replayed from the log at start and overtaken since (history), or
+                    // a Clean Start elsewhere: nothing to pull or hand on. What was published
                     // here for it meanwhile goes to the new owner (below).
                     if let Some(cluster) = self.cluster.as_mut() {
                         cluster.importing.remove(&client);
                         cluster.unclaimed.remove(&client);
                     }
                     abandoned_import = true;
+                } else if unpulled {
+                    // A claim of this node that no connection ran (its CONNECT was refused), now
+                    // overtaken: the new owner pulls from here (the registry names this node),
+                    // so this node pulls the session from where it is now and hands it on.
+                    self.unclaimed_due(&client);
                 }
                 if owner != node && self.import_pending(&client) {
                     // Claimed elsewhere while its state is still arriving here (a chained
@@ -198,8 +208,20 @@ impl<S: Store> Broker<S> {
                 }
                 // Routes follow the registry, also for a copy still here (its own
                 // subscriptions stay with it for the export).
+                let started = self
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.remote.get(&client))
+                    .map_or(Epoch(0), |r| r.started);
                 self.forget_remote(&client);
                 self.add_remote(&client, owner, Some(epoch), subscriptions);
+                if let Some(remote) = self
+                    .cluster
+                    .as_mut()
+                    .and_then(|c| c.remote.get_mut(&client))
+                {
+                    remote.started = if kept { started } else { epoch };
+                }
                 if abandoned_import {
                     self.release_deferred_local(now);
                 }
@@ -375,6 +397,13 @@ impl<S: Store> Broker<S> {
                             Some(session.epoch),
                             session.subscriptions,
                         );
+                        if let Some(remote) = self
+                            .cluster
+                            .as_mut()
+                            .and_then(|c| c.remote.get_mut(&session.client))
+                        {
+                            remote.started = session.started;
+                        }
                     }
                 }
             }
@@ -512,6 +541,7 @@ impl<S: Store> Broker<S> {
                     Remote {
                         owner,
                         epoch,
+                        started: Epoch(0),
                         filters,
                     },
                 );

@@ -338,7 +338,12 @@ impl<S: Store> Broker<S> {
                         epoch,
                         assigned,
                     };
-                    self.park_connect(conn, client, event);
+                    self.park_connect(conn, client.clone(), event);
+                    if !self.import_started(&client) {
+                        // Nothing pulls it yet (a claim replayed from the log after a restart,
+                        // whose connection is gone): pull it now rather than at the deadline.
+                        self.unclaimed_due(&client);
+                    }
                     return;
                 }
                 self.on_connect(now, conn, *connect, Some((epoch, assigned)))

@@ -139,17 +139,28 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         export: SessionExport,
     ) {
-        let moving_on = self.is_moving(client);
+        let mut moving_on = self.is_moving(client);
         let node = self.cluster.as_ref().map(|c| c.node);
-        let owned_elsewhere = self
+        let elsewhere = self
             .cluster
             .as_ref()
             .and_then(|c| c.remote.get(client))
-            .is_some_and(|r| Some(r.owner) != node);
-        if owned_elsewhere && !moving_on {
-            // The session started afresh elsewhere while its old state was on its way here
-            // (Clean Start): it is over, and so is this import.
-            return;
+            .filter(|r| Some(r.owner) != node)
+            .map(|r| (r.owner, r.epoch, r.started));
+        if let Some((owner, epoch, started)) = elsewhere
+            && !moving_on
+        {
+            if started > export.record.epoch {
+                // The session started afresh elsewhere after the claim this state came for
+                // (Clean Start): it is over, and so is this import.
+                return;
+            }
+            // Claimed by another node before this pull even began: what arrives is a copy
+            // for that node (it pulls it, or it is offered to it as a stranded backlog).
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.moving.insert(client.clone(), (owner, epoch));
+            }
+            moving_on = true;
         }
         if !moving_on {
             self.forget_remote(client);
@@ -355,7 +366,7 @@ impl<S: Store> Broker<S> {
         // behind the imported backlog.
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.importing.insert(client.clone());
-            cluster.import_started.insert(client.clone());
+            *cluster.import_started.entry(client.clone()).or_default() += 1;
         }
         self.claimed_by_connection(client);
     }
@@ -365,7 +376,14 @@ impl<S: Store> Broker<S> {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        cluster.import_started.remove(client);
+        if let Some(running) = cluster.import_started.get_mut(client) {
+            *running = running.saturating_sub(1);
+            if *running > 0 {
+                // Another pull of the same session is still under way.
+                return;
+            }
+            cluster.import_started.remove(client);
+        }
         if !cluster.importing.remove(client) {
             return;
         }

@@ -148,6 +148,9 @@ impl Berth {
             });
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains("panicked at") {
+                        note_panic(node_id, &line);
+                    }
                     if std::env::var_os("BERTH_TEST_LOGS").is_some() {
                         eprintln!("[node {node_id}] {line}");
                     }
@@ -237,4 +240,20 @@ pub fn addr_after(line: &str, name: &str) -> Option<SocketAddr> {
         .trim_matches(',')
         .parse()
         .ok()
+}
+
+/// Panics any node started by this test process reported on its output (a panicking broker
+/// thread aborts its node; a panic elsewhere may not show in any other way).
+static NODE_PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn note_panic(node_id: u64, line: &str) {
+    if let Ok(mut panics) = NODE_PANICS.lock() {
+        panics.push(format!("node {node_id}: {line}"));
+    }
+}
+
+/// The panics nodes reported so far (see `NODE_PANICS`).
+#[allow(dead_code)]
+pub fn node_panics() -> Vec<String> {
+    NODE_PANICS.lock().map(|p| p.clone()).unwrap_or_default()
 }

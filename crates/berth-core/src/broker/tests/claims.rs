@@ -202,3 +202,44 @@ fn routes_left_from_an_empty_import_do_not_take_the_local_sessions_own_with_them
         "a local publish still matches the local session's subscription"
     );
 }
+
+#[test]
+fn state_pulled_for_a_claim_overtaken_before_its_pull_began_is_kept_for_the_new_owner() {
+    let mut a = holder();
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    // Node 2's claim (epoch 2) and node 3's (epoch 3) reach node 2 together, before node 2's
+    // connection starts pulling; the pull still runs, and node 1 releases its copy.
+    a.event(claim(2, 2));
+    b.event(claim(2, 2));
+    b.event(claim(3, 3));
+    b.event(import_begin());
+    let (export, page) = pull(&mut a, 2);
+    import(&mut b, export, page);
+    b.event(import_done());
+    assert_eq!(
+        b.broker.moving_sessions(),
+        vec![(client("x"), 3, Epoch(3))],
+        "what node 2 got is a copy for node 3, not dropped"
+    );
+    let (export, page) = pull(&mut b, 3);
+    assert_eq!(export.queued, 2);
+    assert_eq!(page.len(), 2);
+}
+
+#[test]
+fn an_import_is_done_when_the_last_of_two_overlapping_pulls_is() {
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    b.event(import_begin());
+    b.event(claim(2, 3));
+    b.event(import_begin());
+    b.event(import_done());
+    assert!(
+        b.broker.import_pending(&client("x")),
+        "the other pull still brings the session: an export must wait for it"
+    );
+    b.event(import_done());
+    assert!(!b.broker.import_pending(&client("x")));
+}

@@ -211,7 +211,10 @@ fn a_move_learnt_from_a_snapshot_fences_like_the_log_entry() {
         }],
     }));
     let out = h.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2));
-    assert!(forwards(&out).is_empty(), "m2 waits for m1's fate at node 2");
+    assert!(
+        forwards(&out).is_empty(),
+        "m2 waits for m1's fate at node 2"
+    );
     let out = done(&mut h, first[0].1, 2);
     let second = forwards(&out);
     assert_eq!((second[0].0, second[0].2.as_str()), (3, "m2"));
