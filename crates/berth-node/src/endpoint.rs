@@ -20,7 +20,8 @@ pub struct BrokerEndpoint {
     pub(crate) link: Arc<ClusterLink>,
 }
 
-/// How long an export waits for an import of the same session still under way here: below the
+/// How long an export waits for an import of the same session still under way here (or for
+/// its QoS 2 PUBLISHes still out, see `Broker::export_waits`): below the
 /// puller's own wait for the header (`TAKEOVER_HEADER_WAIT`, 20 s).
 const IMPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -81,9 +82,10 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
                 return Err(Status::unavailable("the claim has not reached this broker"));
             }
             // A session still arriving here from the node before (a chained takeover) is
-            // exported once complete, not answered as absent.
+            // exported once complete, not answered as absent; one whose QoS 2 PUBLISHes still
+            // wait for other nodes, once their outcome is known (`Broker::export_waits`).
             let deadline = tokio::time::Instant::now() + IMPORT_WAIT;
-            while broker.import_pending(client.clone()).await
+            while broker.export_waits(client.clone()).await
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;

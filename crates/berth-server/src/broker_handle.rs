@@ -92,11 +92,11 @@ impl BrokerHandle {
         self.commands.send(command).await.is_ok() && wait.await.unwrap_or(false)
     }
 
-    /// Takeover, old owner: whether the session's state is still arriving here from the node
-    /// before (a chained takeover); its export waits until it is complete.
-    pub async fn import_pending(&self, client: ClientId) -> bool {
+    /// Takeover, old owner: whether the session's export must wait (see
+    /// `Broker::export_waits`).
+    pub async fn export_waits(&self, client: ClientId) -> bool {
         let (reply, wait) = oneshot::channel();
-        let command = Command::ImportPending { client, reply };
+        let command = Command::ExportWaits { client, reply };
         self.commands.send(command).await.is_ok() && wait.await.unwrap_or(false)
     }
 }

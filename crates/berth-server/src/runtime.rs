@@ -98,7 +98,7 @@ pub(crate) enum Command {
         epoch: berth_core::Epoch,
         reply: oneshot::Sender<bool>,
     },
-    ImportPending {
+    ExportWaits {
         client: ClientId,
         reply: oneshot::Sender<bool>,
     },
@@ -321,8 +321,8 @@ impl<S: Store> BrokerLoop<S> {
                 let _ = reply.send(self.broker.accepts_late_backlog(&client, epoch));
                 return Ok(());
             }
-            Command::ImportPending { client, reply } => {
-                let _ = reply.send(self.broker.import_pending(&client));
+            Command::ExportWaits { client, reply } => {
+                let _ = reply.send(self.broker.export_waits(&client));
                 return Ok(());
             }
             Command::Shutdown => return Ok(()),

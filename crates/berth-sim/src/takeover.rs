@@ -279,9 +279,10 @@ impl Sim {
         let pending = node
             .broker
             .as_ref()
-            .is_some_and(|b| b.import_pending(&node.endpoint_waits[at].client));
+            .is_some_and(|b| b.export_waits(&node.endpoint_waits[at].client));
         if pending {
-            // Still arriving here from the node before: exported once complete.
+            // Still arriving here from the node before, or QoS 2 PUBLISHes of it still out:
+            // exported once settled (`Broker::export_waits`).
             let wait = &mut node.endpoint_waits[at];
             let deadline = *wait.import_deadline.get_or_insert(now + IMPORT_WAIT);
             if now < deadline {

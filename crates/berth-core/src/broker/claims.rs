@@ -63,6 +63,16 @@ impl<S: Store> Broker<S> {
             .is_some_and(|c| c.importing.contains(client))
     }
 
+    /// Takeover, old owner: whether an export of `client` must wait. It must while the
+    /// session's state is still arriving here (a chained takeover), and while a QoS 2 PUBLISH
+    /// of this client still waits for other nodes: until then nobody knows whether the
+    /// client's re-send of it is a duplicate (once stored, the export carries its packet id
+    /// and the new owner answers the re-send with PUBREC alone; if it failed, the re-send is
+    /// routed), and exactly once forbids delivering it twice ([MQTT-4.3.3-9]).
+    pub fn export_waits(&self, client: &ClientId) -> bool {
+        self.import_pending(client) || !self.qos2_in_doubt(client).is_empty()
+    }
+
     /// A claim of this node still has no connection running its takeover: run it alone.
     pub(super) fn unclaimed_due(&mut self, client: &ClientId) {
         if !self.import_pending(client) {

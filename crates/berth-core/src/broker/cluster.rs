@@ -310,15 +310,48 @@ impl<S: Store> Broker<S> {
             }
             ClusterEvent::Retained { message } => self.set_retained_public(&message),
             ClusterEvent::Reset { sessions } => {
-                let known: Vec<ClientId> = self
-                    .cluster
-                    .as_ref()
-                    .map(|c| c.remote.keys().cloned().collect())
-                    .unwrap_or_default();
                 // Moves that reached this node in the snapshot fence like the log entries would.
                 for session in &sessions {
                     self.fence_on_move(&session.client, session.owner);
                 }
+                // Claims of this node that reached it in the snapshot (it was behind when they
+                // committed): the session's state is elsewhere, and what its connections and
+                // routes must wait for is the import, as after the log entry.
+                let mine: Vec<_> = sessions
+                    .iter()
+                    .filter(|s| {
+                        s.owner == node
+                            && self
+                                .sessions
+                                .get(&s.client)
+                                .is_none_or(|l| l.epoch < s.epoch)
+                            && !self.import_pending(&s.client)
+                    })
+                    .cloned()
+                    .collect();
+                let mut claimed_here = HashSet::new();
+                for session in mine {
+                    claimed_here.insert(session.client.clone());
+                    let event = ClusterEvent::Owner {
+                        client: session.client,
+                        owner: node,
+                        epoch: session.epoch,
+                        kept: session.started < session.epoch,
+                        subscriptions: session.subscriptions,
+                    };
+                    self.on_cluster(now, event);
+                }
+                let known: Vec<ClientId> = self
+                    .cluster
+                    .as_ref()
+                    .map(|c| {
+                        c.remote
+                            .keys()
+                            .filter(|client| !claimed_here.contains(*client))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 // The claims this node is importing for, by epoch, before their routes go.
                 let importing: HashMap<ClientId, Epoch> = self
                     .cluster

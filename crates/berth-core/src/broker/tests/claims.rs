@@ -5,7 +5,7 @@
 
 use super::stranded::{claim, node};
 use super::*;
-use crate::cluster::SessionExport;
+use crate::cluster::{ClusterEvent, SessionExport};
 use crate::ids::Epoch;
 
 fn import_begin() -> Event {
@@ -242,4 +242,59 @@ fn an_import_is_done_when_the_last_of_two_overlapping_pulls_is() {
     );
     b.event(import_done());
     assert!(!b.broker.import_pending(&client("x")));
+}
+
+#[test]
+fn a_claim_of_this_node_learnt_from_a_snapshot_waits_for_its_import() {
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    // Node 2 was behind: its own claim (epoch 2) reaches it in a snapshot, not as an entry.
+    b.event(Event::Cluster(ClusterEvent::Reset {
+        sessions: vec![crate::cluster::RemoteSession {
+            client: client("x"),
+            owner: 2,
+            epoch: Epoch(2),
+            started: Epoch(1),
+            subscriptions: vec![(filter("t"), super::stranded::record())],
+        }],
+    }));
+    assert!(
+        b.broker.import_pending(&client("x")),
+        "the session's state is on node 1: a connection here must wait for it"
+    );
+    let (conn, out) = b.connect_as(v3("x", false), 2);
+    assert!(
+        out.to(conn).is_empty(),
+        "no CONNACK (it would say Session Present 0) before the import"
+    );
+}
+
+#[test]
+fn a_publishers_export_waits_for_its_qos2_publish_still_out() {
+    let mut h = node(1);
+    h.event(Event::Cluster(ClusterEvent::Subscribed {
+        client: client("far"),
+        owner: 2,
+        subscriptions: vec![(filter("t"), super::stranded::record())],
+    }));
+    let publisher = h.connect_ok(v5("p", false, Some(600)));
+    let out = h.publish(publisher, publish("t", b"x", QoS::ExactlyOnce, 9));
+    let token = out
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Forward { token, .. } => *token,
+            _ => None,
+        })
+        .expect("forwarded with a token");
+    assert!(
+        h.broker.export_waits(&client("p")),
+        "whether a re-sent PUBLISH 9 is a duplicate is not known yet"
+    );
+    h.event(Event::ForwardDone {
+        token,
+        delivered: true,
+        node: 2,
+    });
+    assert!(!h.broker.export_waits(&client("p")));
 }
