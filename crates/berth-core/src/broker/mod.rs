@@ -22,6 +22,7 @@ mod fences;
 mod forwarding;
 mod publish;
 mod session;
+mod snapshot;
 mod subscribe;
 mod takeover;
 
