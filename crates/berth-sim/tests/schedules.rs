@@ -65,6 +65,21 @@ fn run_seeds(
     )
 }
 
+/// The totals of a run of seeds, in one line.
+fn totals_line(totals: &Report) -> String {
+    format!(
+        "published {} acked {} delivered {} takeovers {} | pauses {} crashes {} partitions {} stale-copy scripts {}",
+        totals.published,
+        totals.acked,
+        totals.delivered,
+        totals.takeovers,
+        totals.pauses,
+        totals.crashes,
+        totals.partitions,
+        totals.stale_copy_scripts,
+    )
+}
+
 fn describe(failures: &[Report], scenario: &str) -> String {
     let mut text = format!("{} seeds failed:\n", failures.len());
     for report in failures.iter().take(20) {
@@ -99,16 +114,9 @@ fn seeded_schedules_keep_every_promise() {
     let started = std::time::Instant::now();
     let (failures, totals) = run_seeds(first, count, &config, |r| !r.ok());
     eprintln!(
-        "{count} schedules in {:.1}s: published {} acked {} delivered {} takeovers {} | pauses {} crashes {} partitions {} stale-copy scripts {}",
+        "{count} schedules in {:.1}s: {}",
         started.elapsed().as_secs_f64(),
-        totals.published,
-        totals.acked,
-        totals.delivered,
-        totals.takeovers,
-        totals.pauses,
-        totals.crashes,
-        totals.partitions,
-        totals.stale_copy_scripts,
+        totals_line(&totals)
     );
     assert!(failures.is_empty(), "{}", describe(&failures, "chaos"));
 }
@@ -131,16 +139,7 @@ fn seeded_chaos_schedules_lose_no_acknowledged_message() {
     let config = SimConfig::default();
     let broken = |r: &Report| r.violations.iter().any(|v| KEPT.contains(&v.kind));
     let (failures, totals) = run_seeds(0, count, &config, broken);
-    eprintln!(
-        "{count} chaos schedules: published {} acked {} delivered {} takeovers {} | pauses {} crashes {} partitions {}",
-        totals.published,
-        totals.acked,
-        totals.delivered,
-        totals.takeovers,
-        totals.pauses,
-        totals.crashes,
-        totals.partitions,
-    );
+    eprintln!("{count} chaos schedules: {}", totals_line(&totals));
     assert!(
         totals.crashes > count && totals.pauses > count,
         "the schedules had faults"

@@ -32,8 +32,12 @@ fn holder() -> Harness {
     a
 }
 
-/// The state and queue of `x` on `from`, as a takeover at `epoch` pulls them.
-fn pull(from: &mut Harness, epoch: u64) -> (SessionExport, Vec<crate::message::Delivery>) {
+/// The state and queue of `x` on `from`, as a takeover at `epoch` pulls them (also used by
+/// `fences.rs`).
+pub(super) fn pull(
+    from: &mut Harness,
+    epoch: u64,
+) -> (SessionExport, Vec<crate::message::Delivery>) {
     let mut export = from
         .broker
         .export_session(&client("x"), Epoch(epoch))
@@ -44,7 +48,11 @@ fn pull(from: &mut Harness, epoch: u64) -> (SessionExport, Vec<crate::message::D
     (export, page)
 }
 
-fn import(into: &mut Harness, export: SessionExport, page: Vec<crate::message::Delivery>) {
+pub(super) fn import(
+    into: &mut Harness,
+    export: SessionExport,
+    page: Vec<crate::message::Delivery>,
+) {
     into.event(Event::ImportState {
         client: client("x"),
         export: Box::new(export),

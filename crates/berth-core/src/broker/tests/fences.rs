@@ -116,12 +116,12 @@ fn a_session_moving_with_nothing_out_to_its_old_owner_is_not_held() {
 fn a_held_message_for_a_session_that_moved_here_comes_after_the_backlog() {
     // Node 2 owns `dev` (offline, subscribed to `t`).
     let mut old = node(2);
-    let dev = old.connect_ok(v3("dev", false));
+    let dev = old.connect_ok(v3("x", false));
     old.subscribe(dev, subscribe(1, "t", QoS::AtLeastOnce));
     old.lose(dev);
 
     let mut h = node(1);
-    owner(&mut h, "dev", 2, 1);
+    owner(&mut h, "x", 2, 1);
     let publisher = h.connect_ok(v3("pub", true));
     let first = forwards(&h.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1)));
     assert_eq!(first.len(), 1);
@@ -137,15 +137,15 @@ fn a_held_message_for_a_session_that_moved_here_comes_after_the_backlog() {
                 properties: Default::default(),
                 expires_at: None,
             }),
-            clients: vec![client("dev")],
+            clients: vec![client("x")],
             publisher: Some(client("pub")),
         }],
     });
 
     // The device reconnects to this node: it claims the session and starts pulling it.
-    owner(&mut h, "dev", 1, 2);
+    owner(&mut h, "x", 1, 2);
     h.event(Event::ImportBegin {
-        client: client("dev"),
+        client: client("x"),
     });
     let out = h.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2));
     assert!(forwards(&out).is_empty());
@@ -157,27 +157,14 @@ fn a_held_message_for_a_session_that_moved_here_comes_after_the_backlog() {
         "m2 waits for the import"
     );
 
-    owner(&mut old, "dev", 1, 2);
-    let mut export = old
-        .broker
-        .export_session(&client("dev"), Epoch(2))
-        .unwrap()
-        .unwrap();
-    export.record.epoch = Epoch(2);
-    let (page, _) = old.broker.export_queue(&client("dev"), None, 10).unwrap();
-    h.event(Event::ImportState {
-        client: client("dev"),
-        export: Box::new(export),
-    });
-    h.event(Event::ImportQueue {
-        client: client("dev"),
-        page,
-    });
+    owner(&mut old, "x", 1, 2);
+    let (export, page) = super::claims::pull(&mut old, 2);
+    super::claims::import(&mut h, export, page);
     let out = h.event(Event::ImportDone {
-        client: client("dev"),
+        client: client("x"),
     });
     assert_eq!(puback_ids(&out, publisher), vec![2]);
-    let (dev, out) = h.connect(v3("dev", false));
+    let (dev, out) = h.connect(v3("x", false));
     assert!(out.connack(dev).session_present);
     let got: Vec<String> = out
         .publishes(dev)
