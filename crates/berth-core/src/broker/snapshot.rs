@@ -34,7 +34,13 @@ impl<S: Store> Broker<S> {
             })
             .cloned()
             .collect();
-        let mut claimed_here = HashSet::new();
+        // Claims of this node whose import runs: their routes point here and what they match
+        // waits for the backlog (dropping them would answer PUBLISHes as matching nobody).
+        let mut claimed_here: HashSet<ClientId> = sessions
+            .iter()
+            .filter(|s| s.owner == node && self.import_pending(&s.client))
+            .map(|s| s.client.clone())
+            .collect();
         for session in mine {
             claimed_here.insert(session.client.clone());
             let kept = session.started < session.epoch;

@@ -306,3 +306,27 @@ fn a_publishers_export_waits_for_its_qos2_publish_still_out() {
     });
     assert!(!h.broker.export_waits(&client("p")));
 }
+
+#[test]
+fn a_snapshot_during_an_import_keeps_the_routes_that_wait_for_it() {
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    b.event(import_begin());
+    // A snapshot arrives while the pull runs (this node fell behind meanwhile).
+    b.event(Event::Cluster(ClusterEvent::Reset {
+        sessions: vec![crate::cluster::RemoteSession {
+            client: client("x"),
+            owner: 2,
+            epoch: Epoch(2),
+            started: Epoch(1),
+            subscriptions: vec![(filter("t"), super::stranded::record())],
+        }],
+    }));
+    let publisher = b.connect_ok(v3("pub", true));
+    let out = b.publish(publisher, publish("t", b"m", QoS::AtLeastOnce, 1));
+    assert!(
+        out.to(publisher).is_empty(),
+        "the message waits for the backlog; a PUBACK now would mean it matched nobody"
+    );
+}
