@@ -42,19 +42,8 @@ impl<S: Store> Broker<S> {
             return 0;
         };
         let mut groups = std::mem::take(&mut cluster.route_remote);
-        let mut fenced = std::mem::take(&mut cluster.route_fenced);
-        if !cluster.fences.is_empty() {
-            for clients in groups.values_mut() {
-                clients.retain(|client| {
-                    let held = cluster.fences.contains_key(client);
-                    if held {
-                        fenced.push(client.clone());
-                    }
-                    !held
-                });
-            }
-            groups.retain(|_, clients| !clients.is_empty());
-        }
+        // `route` already set fenced sessions apart from the owners' groups.
+        let fenced = std::mem::take(&mut cluster.route_fenced);
         let node = cluster.node;
         let mut waits = groups.len();
         for client in fenced {

@@ -257,15 +257,7 @@ fn a_claim_of_this_node_learnt_from_a_snapshot_waits_for_its_import() {
     let mut b = node(2);
     b.event(claim(1, 1));
     // Node 2 was behind: its own claim (epoch 2) reaches it in a snapshot, not as an entry.
-    b.event(Event::Cluster(ClusterEvent::Reset {
-        sessions: vec![crate::cluster::RemoteSession {
-            client: client("x"),
-            owner: 2,
-            epoch: Epoch(2),
-            started: Epoch(1),
-            subscriptions: vec![(filter("t"), super::stranded::record())],
-        }],
-    }));
+    b.event(super::stranded::snapshot(2, 2, 1));
     assert!(
         b.broker.import_pending(&client("x")),
         "the session's state is on node 1: a connection here must wait for it"
@@ -314,15 +306,7 @@ fn a_snapshot_during_an_import_keeps_the_routes_that_wait_for_it() {
     b.event(claim(2, 2));
     b.event(import_begin());
     // A snapshot arrives while the pull runs (this node fell behind meanwhile).
-    b.event(Event::Cluster(ClusterEvent::Reset {
-        sessions: vec![crate::cluster::RemoteSession {
-            client: client("x"),
-            owner: 2,
-            epoch: Epoch(2),
-            started: Epoch(1),
-            subscriptions: vec![(filter("t"), super::stranded::record())],
-        }],
-    }));
+    b.event(super::stranded::snapshot(2, 2, 1));
     let publisher = b.connect_ok(v3("pub", true));
     let out = b.publish(publisher, publish("t", b"m", QoS::AtLeastOnce, 1));
     assert!(

@@ -31,7 +31,7 @@ fn remote_sub(h: &mut Harness, client_id: &str, owner: u64, filter_text: &str) {
     }));
 }
 
-fn forwards(out: &Out) -> Vec<(u64, Option<u64>, Vec<String>, String)> {
+pub(super) fn forwards(out: &Out) -> Vec<(u64, Option<u64>, Vec<String>, String)> {
     out.actions
         .iter()
         .filter_map(|a| match a {
@@ -52,7 +52,7 @@ fn forwards(out: &Out) -> Vec<(u64, Option<u64>, Vec<String>, String)> {
         .collect()
 }
 
-fn pubacks(out: &Out, conn: ConnId) -> Vec<(u16, berth_codec::PubAckReasonCode)> {
+pub(super) fn pubacks(out: &Out, conn: ConnId) -> Vec<(u16, berth_codec::PubAckReasonCode)> {
     out.to(conn)
         .into_iter()
         .filter_map(|p| match p {

@@ -30,31 +30,16 @@ fn owner(h: &mut Harness, client_id: &str, owner: u64, epoch: u64) -> Out {
 
 /// (node, token, payload) of every forward in `out`.
 fn forwards(out: &Out) -> Vec<(u64, Option<u64>, String)> {
-    out.actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Forward {
-                node,
-                token,
-                message,
-                ..
-            } => Some((
-                *node,
-                *token,
-                String::from_utf8_lossy(&message.payload).into_owned(),
-            )),
-            _ => None,
-        })
+    super::cluster::forwards(out)
+        .into_iter()
+        .map(|(node, token, _, payload)| (node, token, payload))
         .collect()
 }
 
 fn puback_ids(out: &Out, conn: ConnId) -> Vec<u16> {
-    out.to(conn)
+    super::cluster::pubacks(out, conn)
         .into_iter()
-        .filter_map(|p| match p {
-            Packet::PubAck(ack) => Some(ack.packet_id.get()),
-            _ => None,
-        })
+        .map(|(id, _)| id)
         .collect()
 }
 
@@ -177,26 +162,12 @@ fn a_held_message_for_a_session_that_moved_here_comes_after_the_backlog() {
 #[test]
 fn a_move_learnt_from_a_snapshot_fences_like_the_log_entry() {
     let mut h = node(1);
-    owner(&mut h, "dev", 2, 1);
+    owner(&mut h, "x", 2, 1);
     let publisher = h.connect_ok(v3("pub", true));
     let first = forwards(&h.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1)));
 
     // This node was behind: the move to node 3 arrives in a snapshot.
-    h.event(Event::Cluster(ClusterEvent::Reset {
-        sessions: vec![crate::cluster::RemoteSession {
-            client: client("dev"),
-            owner: 3,
-            epoch: Epoch(2),
-            started: Epoch(1),
-            subscriptions: vec![(
-                filter("t"),
-                SubscriptionRecord {
-                    options: SubscriptionOptions::new(QoS::AtLeastOnce),
-                    subscription_id: None,
-                },
-            )],
-        }],
-    }));
+    h.event(super::stranded::snapshot(3, 2, 1));
     let out = h.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2));
     assert!(
         forwards(&out).is_empty(),

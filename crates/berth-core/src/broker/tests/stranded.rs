@@ -35,6 +35,20 @@ pub(super) fn claim(owner: u64, epoch: u64) -> Event {
     })
 }
 
+/// A snapshot of the registry holding only `x` (subscribed to `t`), owned by node `owner` at
+/// `epoch`, started at `started`.
+pub(super) fn snapshot(owner: u64, epoch: u64, started: u64) -> Event {
+    Event::Cluster(ClusterEvent::Reset {
+        sessions: vec![RemoteSession {
+            client: client("x"),
+            owner,
+            epoch: Epoch(epoch),
+            started: Epoch(started),
+            subscriptions: vec![(filter("t"), record())],
+        }],
+    })
+}
+
 /// Node 1 holds session `x` (subscribed to `t`) offline with m1 in flight and m2, m3 queued.
 fn holder_with_backlog() -> Harness {
     let mut a = node(1);
@@ -348,15 +362,7 @@ fn a_copy_is_deleted_when_its_session_ends_on_the_new_owner() {
 #[test]
 fn a_snapshot_with_a_newer_claim_hands_the_local_copy_over() {
     let mut a = holder_with_backlog();
-    a.event(Event::Cluster(ClusterEvent::Reset {
-        sessions: vec![RemoteSession {
-            client: client("x"),
-            owner: 2,
-            epoch: Epoch(2),
-            started: Epoch(1),
-            subscriptions: vec![(filter("t"), record())],
-        }],
-    }));
+    a.event(snapshot(2, 2, 1));
     assert_eq!(a.broker.moving_sessions(), vec![(client("x"), 2, Epoch(2))]);
     let export = a.broker.export_session(&client("x"), Epoch(2)).unwrap();
     assert!(export.is_some_and(|e| e.queued == 2 && e.inflight.len() == 1));
