@@ -6,9 +6,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use berth_core::{Command, UnixMillis, WillRecord};
 use berth_proto::v1 as pb;
 use openraft::ServerState;
 
+use crate::convert::message_to_pb;
 use crate::node::ClusterNode;
 use crate::service::BrokerSlot;
 use crate::types::NodeId;
@@ -68,18 +70,14 @@ pub async fn run(node: ClusterNode, broker: BrokerSlot) {
                     node = id,
                     "a member stopped answering; the leader takes over its sessions' expiry and wills"
                 );
-                let command = pb::command::Kind::NodeDown(pb::NodeDown {
-                    node_id: *id,
-                    at_ms: wall.saturating_sub(OWNER_TIMEOUT.as_millis() as u64),
-                });
-                let _ = node
-                    .propose(pb::Command {
-                        kind: Some(command),
-                    })
-                    .await;
+                let command = Command::NodeDown {
+                    node: berth_core::NodeId(*id),
+                    at: UnixMillis(wall.saturating_sub(OWNER_TIMEOUT.as_millis() as u64)),
+                };
+                let _ = node.propose(&command).await;
             }
         }
-        act_for_lost_owners(&node, &broker, &down, now_ms()).await;
+        act_for_lost_owners(&node, &broker, &down, UnixMillis(now_ms())).await;
     }
 }
 
@@ -97,13 +95,13 @@ async fn act_for_lost_owners(
     node: &ClusterNode,
     broker: &BrokerSlot,
     down: &BTreeSet<NodeId>,
-    now: u64,
+    now: UnixMillis,
 ) {
     let mut wills = Vec::new();
     let mut expired = Vec::new();
     if let Ok(state) = node.state.read() {
         for (client, entry) in &state.registry.sessions {
-            if !down.contains(&entry.owner) || !entry.detached {
+            if !down.contains(&entry.owner.0) || !entry.detached {
                 continue;
             }
             if let Some(will) = entry.due_will(now) {
@@ -115,13 +113,7 @@ async fn act_for_lost_owners(
     }
     for (client, epoch, will) in wills {
         // Its Message Expiry Interval starts now, as on the owner (`WillRecord::published_at`).
-        let Ok(will) = crate::message::will_from_pb(will) else {
-            continue;
-        };
-        let message = crate::message::message_to_pb(&berth_core::WillRecord::published_at(
-            will.message,
-            berth_core::UnixMillis(now),
-        ));
+        let message = message_to_pb(&WillRecord::published_at(will.message, now));
         let Some(local) = broker.get().cloned() else {
             return;
         };
@@ -130,17 +122,9 @@ async fn act_for_lost_owners(
         if local.publish(message).await.is_err() {
             continue;
         }
-        let fired = pb::command::Kind::WillFired(pb::WillFired {
-            client_id: client,
-            epoch,
-        });
-        let _ = node.propose(pb::Command { kind: Some(fired) }).await;
+        let _ = node.propose(&Command::WillFired { client, epoch }).await;
     }
     for (client, epoch) in expired {
-        let drop = pb::command::Kind::DropSession(pb::DropSession {
-            client_id: client,
-            epoch,
-        });
-        let _ = node.propose(pb::Command { kind: Some(drop) }).await;
+        let _ = node.propose(&Command::Drop { client, epoch }).await;
     }
 }

@@ -1,10 +1,11 @@
 //! Berth's cluster: openraft with its log and state machine in the node's RocksDB, typed
-//! protobuf RPCs over pooled tonic channels, and the replicated session registry.
+//! protobuf RPCs over pooled tonic channels, and the replicated session registry (core's
+//! `berth_core::Registry`, applied here to the log's protobuf commands through `convert`).
 //!
 //! ```text
 //!  berth-server ── propose(Claim/Subscribe/…) ──▶ ClusterNode ──▶ openraft ──▶ LogStore (RocksDB)
 //!        ▲                                                           │
-//!        └──────────── Notice (owner changed, routes…) ◀── StateMachine::apply (Registry)
+//!        └──────── ClusterEvent (owner changed, routes…) ◀── StateMachine::apply (Registry)
 //!  peers ──gRPC──▶ service.rs: Raft RPCs → openraft; Forward/Takeover/Release → LocalBroker
 //! ```
 
@@ -15,17 +16,13 @@
 pub mod convert;
 pub mod leader;
 pub mod log_store;
-pub mod message;
 pub mod network;
 pub mod node;
 pub mod pool;
-pub mod registry;
 pub mod service;
-pub mod session_pb;
 pub mod state_machine;
 pub mod types;
 
 pub use berth_proto::v1 as pb;
-pub use node::{ClusterConfig, ClusterError, ClusterNode};
-pub use registry::{Notice, Registry, SessionEntry, Subscriptions};
+pub use node::{ClusterConfig, ClusterError, ClusterNode, Proposed};
 pub use service::{BoxFuture, BrokerSlot, LocalBroker, TakeoverStream, serve};

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::{Command, Outcome};
 use berth_proto::v1 as pb;
 use berth_proto::v1::cluster_client::ClusterClient;
 use openraft::error::{ClientWriteError, RaftError};
@@ -15,7 +16,6 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::log_store::{CF_LOG, CF_META, LogStore};
 use crate::network::Network;
 use crate::pool::ChannelPool;
-use crate::registry::Notice;
 use crate::state_machine::{SharedState, StateMachine};
 use crate::types::{Node, NodeId, Raft};
 
@@ -48,6 +48,14 @@ pub enum ClusterError {
     Rpc { node: NodeId, message: String },
     #[error("raft: {0}")]
     Raft(String),
+}
+
+/// A committed command: its outcome, and where it sits in the log (a takeover waits until the
+/// old owner applied it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposed {
+    pub outcome: Outcome,
+    pub log_index: u64,
 }
 
 /// A running cluster node.
@@ -94,7 +102,13 @@ impl ClusterNode {
     pub async fn start(
         config: &ClusterConfig,
         dir: &Path,
-    ) -> Result<(ClusterNode, UnboundedReceiver<(u64, Vec<Notice>)>), ClusterError> {
+    ) -> Result<
+        (
+            ClusterNode,
+            UnboundedReceiver<(u64, Vec<berth_core::ClusterEvent>)>,
+        ),
+        ClusterError,
+    > {
         let db = Arc::new(open_db(dir)?);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let log = LogStore::new(db.clone());
@@ -249,7 +263,24 @@ impl ClusterNode {
 
     /// Commits `command` through Raft (via the leader if this node is not it), waiting at most
     /// the commit timeout. A node cut off from the majority fails here, never silently.
-    pub async fn propose(&self, command: pb::Command) -> Result<pb::CommandResult, ClusterError> {
+    pub async fn propose(&self, command: &Command) -> Result<Proposed, ClusterError> {
+        let result = self
+            .propose_pb(crate::convert::command_to_pb(command))
+            .await?;
+        match crate::convert::outcome_from_pb(&result) {
+            Ok(Some(outcome)) => Ok(Proposed {
+                outcome,
+                log_index: result.log_index,
+            }),
+            Ok(None) => Err(ClusterError::Raft(
+                "a command answered as a blank entry".into(),
+            )),
+            Err(error) => Err(ClusterError::Raft(error.to_string())),
+        }
+    }
+
+    /// [`ClusterNode::propose`] of a command in its log form.
+    async fn propose_pb(&self, command: pb::Command) -> Result<pb::CommandResult, ClusterError> {
         let timeout = self.commit_timeout;
         match tokio::time::timeout(timeout, self.propose_unbounded(command)).await {
             Ok(result) => result,

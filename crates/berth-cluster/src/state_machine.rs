@@ -1,5 +1,5 @@
-//! openraft's state machine over [`Registry`]: applies committed commands, tells the local
-//! broker what changed, and snapshots the registry into the node's RocksDB.
+//! openraft's state machine over core's [`Registry`]: applies committed commands, tells the
+//! local broker what changed (its [`ClusterEvent`]s), and snapshots the registry into the node's RocksDB.
 //!
 //! The registry lives in memory (it is small: ids, epochs, filters); its durable form is the
 //! last snapshot plus the log after it, which openraft re-applies at start.
@@ -14,12 +14,13 @@ use prost::Message as _;
 use rocksdb::DB;
 use tokio::sync::mpsc::UnboundedSender;
 
+use berth_core::{ClusterEvent, Registry};
+
 use crate::convert::{
-    log_id_to_pb, opt_log_id_from_pb, opt_log_id_to_pb, stored_membership_from_pb,
-    stored_membership_to_pb,
+    log_id_to_pb, opt_log_id_from_pb, opt_log_id_to_pb, registry_from_pb, registry_to_pb,
+    stored_membership_from_pb, stored_membership_to_pb,
 };
 use crate::log_store::CF_META;
-use crate::registry::{Notice, Registry};
 use crate::types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
@@ -40,7 +41,7 @@ pub type SharedState = Arc<RwLock<Applied>>;
 pub struct StateMachine {
     state: SharedState,
     db: Arc<DB>,
-    notices: UnboundedSender<(u64, Vec<Notice>)>,
+    events: UnboundedSender<(u64, Vec<ClusterEvent>)>,
     snapshot_seq: u64,
 }
 
@@ -60,12 +61,12 @@ impl StateMachine {
     /// Loads the last snapshot, if any; openraft re-applies the log after it.
     pub fn open(
         db: Arc<DB>,
-        notices: UnboundedSender<(u64, Vec<Notice>)>,
+        events: UnboundedSender<(u64, Vec<ClusterEvent>)>,
     ) -> Result<StateMachine, StorageError> {
         let mut sm = StateMachine {
             state: SharedState::default(),
             db,
-            notices,
+            events,
             snapshot_seq: 0,
         };
         if let Some(bytes) = sm.meta_get(KEY_SNAPSHOT)? {
@@ -98,8 +99,8 @@ impl StateMachine {
     }
 
     fn install(&mut self, snapshot: pb::StateSnapshot) -> Result<(), StorageError> {
-        let registry =
-            Registry::from_snapshot(snapshot.sessions.clone(), snapshot.retained.clone());
+        let registry = registry_from_pb(&snapshot.sessions, &snapshot.retained);
+        let reset = registry.reset_event();
         let membership = snapshot
             .membership
             .as_ref()
@@ -115,7 +116,7 @@ impl StateMachine {
             state.membership = membership;
         }
         let index = snapshot.last_applied.as_ref().map_or(0, |id| id.index);
-        let _ = self.notices.send((index, vec![Notice::Reset]));
+        let _ = self.events.send((index, vec![reset]));
         Ok(())
     }
 
@@ -123,7 +124,7 @@ impl StateMachine {
         &self,
     ) -> Result<(pb::StateSnapshot, Option<LogId>, StoredMembership), StorageError> {
         let state = self.state.read().map_err(|_| sm_err(invalid("poisoned")))?;
-        let (sessions, retained) = state.registry.to_snapshot();
+        let (sessions, retained) = registry_to_pb(&state.registry);
         Ok((
             pb::StateSnapshot {
                 last_applied: opt_log_id_to_pb(&state.last_applied),
@@ -173,7 +174,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let mut results = Vec::new();
-        let mut notices = Vec::new();
+        let mut events = Vec::new();
         let mut last_index = 0;
         {
             let mut state = self
@@ -187,7 +188,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         kind: Some(pb::command_result::Kind::Internal(pb::Blank {})),
                         log_index: 0,
                     },
-                    EntryPayload::Normal(command) => state.registry.apply(&command, &mut notices),
+                    EntryPayload::Normal(command) => {
+                        crate::convert::apply(&mut state.registry, &command, &mut events)
+                    }
                     EntryPayload::Membership(membership) => {
                         state.membership = StoredMembership::new(Some(entry.log_id), membership);
                         pb::CommandResult {
@@ -202,7 +205,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         // Sent even when empty: the server tracks how far the broker has been brought.
-        let _ = self.notices.send((last_index, notices));
+        let _ = self.events.send((last_index, events));
         Ok(results)
     }
 

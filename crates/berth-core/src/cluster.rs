@@ -11,13 +11,11 @@ use std::sync::Arc;
 
 use berth_codec::{PacketId, TopicFilter};
 
+pub use crate::ids::NodeId;
 use crate::ids::{ClientId, Epoch};
 use crate::message::{Delivery, Message};
 use crate::store::{InflightRecord, SessionRecord, SubscriptionRecord};
 use crate::time::UnixMillis;
-
-/// A cluster member.
-pub type NodeId = u64;
 
 /// A change of the replicated registry, applied by every node's broker in log order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,17 +21,19 @@ pub mod ids;
 pub mod index;
 pub mod mem_store;
 pub mod message;
+pub mod registry;
 pub mod stats;
 pub mod store;
 pub mod time;
 pub mod vec_map;
 
 pub use broker::{Action, Broker, CloseReason, Event};
-pub use cluster::{ClusterEvent, Forwarded, NodeId, RemoteSession, Replicate, SessionExport};
+pub use cluster::{ClusterEvent, Forwarded, RemoteSession, Replicate, SessionExport};
 pub use config::{BrokerConfig, DropPolicy, Limit, ProtocolLimits, QueueConfig, SessionConfig};
-pub use ids::{ClientId, ConnId, Epoch, QueueSeq};
+pub use ids::{ClientId, ConnId, Epoch, NodeId, QueueSeq};
 pub use mem_store::MemStore;
 pub use message::{Delivery, Message};
+pub use registry::{Command, Outcome, Registry};
 pub use stats::{DropReason, Stats};
 pub use store::{
     Batch, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionExpiry, SessionRecord,

@@ -25,6 +25,31 @@ pub struct Message {
 }
 
 impl Message {
+    /// The application message of `publish` (its topic resolved to `topic`) as the broker
+    /// routes, stores and retains it, received at `now`: the properties that travel with it,
+    /// and its Message Expiry Interval as a deadline. The one place this is decided (a cluster
+    /// node's retained PUBLISH goes to the registry in this form).
+    pub fn published(publish: &berth_codec::Publish, topic: TopicName, now: UnixMillis) -> Message {
+        let properties = &publish.properties;
+        Message {
+            topic,
+            payload: publish.payload.clone(),
+            qos: publish.qos,
+            retain: publish.retain,
+            expires_at: properties
+                .message_expiry_interval
+                .map(|secs| now.plus_secs(secs)),
+            properties: PublishProperties {
+                payload_format_indicator: properties.payload_format_indicator,
+                content_type: properties.content_type.clone(),
+                response_topic: properties.response_topic.clone(),
+                correlation_data: properties.correlation_data.clone(),
+                user_properties: properties.user_properties.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
     /// Expired from its deadline on (a Message Expiry Interval of 0 is a lifetime of zero).
     pub fn is_expired(&self, now: UnixMillis) -> bool {
         self.expires_at.is_some_and(|at| at <= now)

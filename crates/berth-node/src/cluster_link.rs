@@ -3,7 +3,7 @@
 //! records the broker's session changes, and runs the new owner's half of a takeover.
 //!
 //! ```text
-//!  Raft apply ─Notice─▶ pump ─BrokerHandle::notify(Cluster)─▶ broker thread ─ broker_applied
+//!  Raft apply ─ClusterEvent─▶ pump ─BrokerHandle::notify(Cluster)─▶ broker thread ─ broker_applied
 //!  broker ─Action::Forward─▶ per-node queue ─batched Forward RPC─▶ owner ─ack─▶ ForwardDone
 //!  CONNECT ─claim (Raft)─▶ wait broker_applied ≥ claim ─takeover pages─▶ Import* ─▶ ConnectAs
 //! ```
@@ -17,11 +17,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_cluster::message::{delivery_from_pb, message_to_pb};
-use berth_cluster::session_pb::{event_of, export_from_pb, replicate_to_pb, reset_of};
-use berth_cluster::{ClusterNode, Notice, pb};
+use berth_cluster::convert::{delivery_from_pb, export_from_pb, message_to_pb};
+use berth_cluster::{ClusterNode, pb};
 use berth_core::{
-    ClientId, ClusterEvent, Event, Message, NodeId, Replicate, SessionExpiry, SessionExport,
+    ClientId, ClusterEvent, Command, Event, Message, NodeId, Replicate, SessionExport,
 };
 use berth_server::BrokerHandle;
 use tokio::runtime::Handle;
@@ -48,10 +47,10 @@ pub struct ClusterLink {
 }
 
 impl ClusterLink {
-    /// Starts the notice pump; returns the link.
+    /// Starts the event pump and the timers' release; returns the link.
     pub(crate) fn start(
         node: ClusterNode,
-        notices: UnboundedReceiver<(u64, Vec<Notice>)>,
+        events: UnboundedReceiver<(u64, Vec<ClusterEvent>)>,
         broker: BrokerHandle,
         rules: berth_core::BrokerConfig,
     ) -> Arc<ClusterLink> {
@@ -66,24 +65,18 @@ impl ClusterLink {
             late_pulls: Mutex::new(HashSet::new()),
             pulled: Mutex::new(HashSet::new()),
         });
-        tokio::spawn(pump_notices(link.clone(), notices, applied_tx));
+        tokio::spawn(pump_events(link.clone(), events, applied_tx));
         tokio::spawn(release_timers_when_caught_up(link.clone()));
-        tokio::spawn(crate::stranded::offer_stranded_copies(link.clone()));
         link
     }
 
-    /// The session expiry `connect` gets, as core decides it.
-    pub(crate) fn expiry_of(&self, connect: &berth_codec::Connect) -> SessionExpiry {
-        self.rules.session.expiry_of(connect)
-    }
-
-    /// Whether a session may hold a subscription to `filter`, as core decides it.
-    pub(crate) fn may_subscribe(&self, filter: &berth_codec::TopicFilter) -> bool {
-        self.rules.may_subscribe(filter)
+    /// The broker's rules (core decides what a packet asks of the registry: `registry::plan`).
+    pub(crate) fn rules(&self) -> &berth_core::BrokerConfig {
+        &self.rules
     }
 
     pub(crate) fn node_id(&self) -> NodeId {
-        self.node.id()
+        NodeId(self.node.id())
     }
 
     /// Waits (bounded) until the broker thread has been handed the registry up to `index`.
@@ -139,15 +132,10 @@ impl ClusterLink {
                 "declared down while serving it: re-asserting the session"
             );
         }
-        let command = replicate_to_pb(self.node.id(), change);
+        let command = Command::of_replicate(self.node_id(), change);
         let node = self.node.clone();
         self.runtime.spawn(async move {
-            if let Err(error) = node
-                .propose(pb::Command {
-                    kind: Some(command),
-                })
-                .await
-            {
+            if let Err(error) = node.propose(&command).await {
                 tracing::warn!(%error, "could not record a session change in the cluster");
             }
         });
@@ -191,7 +179,7 @@ impl ClusterLink {
                 // The old owner is unreachable: go on with the replicated subscriptions. The
                 // backlog stays on that node, which offers it here once it is back
                 // (`stranded.rs`).
-                tracing::warn!(%error, client = client.as_str(), from, "takeover: old owner unreachable; continuing without its backlog until it is back");
+                tracing::warn!(%error, client = client.as_str(), from = %from, "takeover: old owner unreachable; continuing without its backlog until it is back");
                 self.call(Event::ImportState {
                     client: client.clone(),
                     export: Box::new(fallback),
@@ -217,7 +205,7 @@ impl ClusterLink {
         claim_log_index: u64,
         mode: Pull,
     ) -> Result<bool, String> {
-        let mut rpc = self.node.client(from).map_err(|e| e.to_string())?;
+        let mut rpc = self.node.client(from.0).map_err(|e| e.to_string())?;
         let request = pb::TakeoverRequest {
             client_id: client.as_str().to_string(),
             epoch,
@@ -326,7 +314,7 @@ impl ClusterLink {
             client_id: client.as_str().to_string(),
             epoch,
         };
-        let released = match self.node.client(from) {
+        let released = match self.node.client(from.0) {
             Ok(mut rpc) => rpc.release_session(request).await.map(|_| ()),
             Err(error) => Err(tonic::Status::unavailable(error.to_string())),
         };
@@ -338,7 +326,7 @@ impl ClusterLink {
                     .remove(&key);
             }
             Err(status) => {
-                tracing::warn!(error = %status.message(), client = client.as_str(), from, "takeover: release failed; the old node offers its copy again and is answered with a release");
+                tracing::warn!(error = %status.message(), client = client.as_str(), from = %from, "takeover: release failed; the old node offers its copy again and is answered with a release");
             }
         }
     }
@@ -396,23 +384,13 @@ async fn release_timers_when_caught_up(link: Arc<ClusterLink>) {
 }
 
 /// Registry changes → broker events, in log order.
-async fn pump_notices(
+async fn pump_events(
     link: Arc<ClusterLink>,
-    mut notices: UnboundedReceiver<(u64, Vec<Notice>)>,
+    mut events: UnboundedReceiver<(u64, Vec<ClusterEvent>)>,
     applied: watch::Sender<u64>,
 ) {
-    while let Some((index, batch)) = notices.recv().await {
-        for notice in batch {
-            let event = match notice {
-                Notice::Reset => match link.node.state().read() {
-                    Ok(state) => reset_of(&state.registry),
-                    Err(_) => continue,
-                },
-                notice => match event_of(notice) {
-                    Some(event) => event,
-                    None => continue,
-                },
-            };
+    while let Some((index, batch)) = events.recv().await {
+        for event in batch {
             if !link.broker.notify(Event::Cluster(event)).await {
                 return;
             }

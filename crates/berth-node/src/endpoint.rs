@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use berth_cluster::message::{delivery_to_pb, message_from_pb};
+use berth_cluster::convert::{delivery_to_pb, message_from_pb};
 use berth_cluster::pb;
 use berth_core::{ClientId, Event, Forwarded};
 use berth_server::BrokerHandle;
 use tonic::Status;
 
-use berth_cluster::session_pb::{client_id, export_to_pb};
+use berth_cluster::convert::{client_id, export_to_pb};
 
 use crate::cluster_link::ClusterLink;
 
@@ -84,6 +84,11 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             // A session still arriving here from the node before (a chained takeover) is
             // exported once complete, not answered as absent; one whose QoS 2 PUBLISHes still
             // wait for other nodes, once their outcome is known (`Broker::export_waits`).
+            let asked = Event::ExportWanted {
+                client: client.clone(),
+                epoch: berth_core::Epoch(request.epoch),
+            };
+            broker.notify(asked).await;
             let deadline = tokio::time::Instant::now() + IMPORT_WAIT;
             while broker.export_waits(client.clone()).await
                 && tokio::time::Instant::now() < deadline

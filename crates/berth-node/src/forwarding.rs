@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_cluster::message::message_from_pb;
+use berth_cluster::convert::message_from_pb;
 use berth_cluster::{ClusterNode, pb};
 use berth_core::{Event, Forwarded, NodeId};
 use berth_server::BrokerHandle;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::Status;
 
-use berth_cluster::session_pb::client_id;
+use berth_cluster::convert::client_id;
 
 /// Messages per Forward RPC at most.
 pub(crate) const FORWARD_BATCH: usize = 512;
@@ -48,7 +48,7 @@ pub(crate) async fn forward_loop(
                 not_owned.is_empty() || reroute(&node, &broker, &batch, not_owned).await
             }
             Err(error) => {
-                tracing::warn!(target, %error, messages = batch.len(), "forwarding failed");
+                tracing::warn!(target = %target, %error, messages = batch.len(), "forwarding failed");
                 false
             }
         };
@@ -78,7 +78,7 @@ async fn send_with_retry(
     let mut backoff = Duration::from_millis(50);
     loop {
         let attempt = async {
-            let mut client = node.client(target).map_err(|e| e.to_string())?;
+            let mut client = node.client(target.0).map_err(|e| e.to_string())?;
             let mut req = tonic::Request::new(request.clone());
             req.set_timeout(Duration::from_secs(5));
             client
@@ -113,7 +113,10 @@ async fn reroute(
         let owners: HashMap<String, NodeId> = match node.state().read() {
             Ok(state) => not_owned
                 .iter()
-                .filter_map(|c| state.registry.sessions.get(c).map(|e| (c.clone(), e.owner)))
+                .filter_map(|c| {
+                    let owner = state.registry.sessions.get(&client_id(c)?)?.owner;
+                    Some((c.clone(), owner))
+                })
                 .collect(),
             Err(_) => return false,
         };
@@ -132,14 +135,14 @@ async fn reroute(
         }
         let mut all_taken = true;
         for (owner, messages) in pending {
-            if owner == node.id() {
+            if owner.0 == node.id() {
                 // The session moved to this very node meanwhile: hand it to the local broker.
                 if !forward_locally(broker, messages).await {
                     all_taken = false;
                 }
                 continue;
             }
-            let Ok(mut client) = node.client(owner) else {
+            let Ok(mut client) = node.client(owner.0) else {
                 all_taken = false;
                 continue;
             };

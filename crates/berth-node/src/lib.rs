@@ -2,15 +2,16 @@
 //! Raft registry and the gRPC services of `berth-cluster`.
 //!
 //! ```text
-//!  connection ─claim/commit─▶ ClusterLink ─propose─▶ Raft ─Notice─▶ pump ─▶ broker (ClusterEvent)
+//!  connection ─plan (core)─▶ ClusterLink ─propose─▶ Raft ─ClusterEvent─▶ pump ─▶ broker
 //!  broker ─Action::Forward─▶ forwarding.rs ─batched Forward RPC─▶ owner's endpoint.rs ─▶ its broker
 //!  CONNECT elsewhere ─claim─▶ admission.rs ─takeover pull─▶ old owner's endpoint.rs (export pages)
 //!  a copy left on an unreachable node ─stranded.rs─▶ offered to the owner once back
 //! ```
 //!
-//! Nothing here decides a protocol rule: the claim asks core for the session expiry and the
-//! will, a SUBSCRIBE is vetted by core before its proposal is built, and every pb ⇄ core
-//! conversion is in `berth-cluster` (`message.rs`, `session_pb.rs`).
+//! Nothing here decides a protocol rule: core plans what a CONNECT, SUBSCRIBE, UNSUBSCRIBE or
+//! retained PUBLISH asks of the registry (`berth_core::registry::plan`: the empty-id rule, the
+//! expiry clamp, the will, the ACL, the retained message) before a proposal is built; core's
+//! `Registry` applies it; and every pb ⇄ core conversion is in `berth_cluster::convert`.
 
 mod admission;
 mod cluster_link;
@@ -31,16 +32,18 @@ pub use endpoint::BrokerEndpoint;
 #[derive(Debug)]
 pub struct ClusterParts {
     pub node: berth_cluster::ClusterNode,
-    pub notices: tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<berth_cluster::Notice>)>,
+    pub events: tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<berth_core::ClusterEvent>)>,
     pub slot: berth_cluster::BrokerSlot,
 }
 
 /// The port for `berth_server::serve_node`: once the broker thread can be reached, the link
-/// starts (registry notices flow to the broker) and the gRPC service gets its endpoint.
+/// starts (registry events flow to the broker) and the gRPC service gets its endpoint.
 pub fn port(parts: ClusterParts, rules: BrokerConfig) -> StartCluster {
     Box::new(move |broker: BrokerHandle| {
         let link =
-            cluster_link::ClusterLink::start(parts.node, parts.notices, broker.clone(), rules);
+            cluster_link::ClusterLink::start(parts.node, parts.events, broker.clone(), rules);
+        // Started here rather than by the link, which stranded.rs builds on (no import circle).
+        tokio::spawn(stranded::offer_stranded_copies(link.clone()));
         let endpoint: Arc<dyn berth_cluster::LocalBroker> = Arc::new(BrokerEndpoint {
             broker,
             link: link.clone(),

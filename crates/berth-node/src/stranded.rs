@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use berth_cluster::pb;
 use berth_core::{ClientId, Epoch, NodeId};
 
-use berth_cluster::session_pb::client_id;
+use berth_cluster::convert::client_id;
 
 use crate::cluster_link::{ClusterLink, Pull};
 
@@ -59,34 +59,34 @@ pub(crate) async fn offer_stranded_copies(link: Arc<ClusterLink>) {
             if now.duration_since(since) < OFFER_AFTER || owner == link.node_id() {
                 continue;
             }
-            let Ok(mut rpc) = link.node.client(owner) else {
+            let Ok(mut rpc) = link.node.client(owner.0) else {
                 continue;
             };
             let offer = pb::OfferRequest {
                 client_id: client.as_str().to_string(),
                 epoch: epoch.0,
-                holder: link.node_id(),
+                holder: link.node_id().0,
             };
             match tokio::time::timeout(OFFER_TIMEOUT, rpc.offer_session(offer)).await {
                 Ok(Ok(reply)) if reply.get_ref().accepted => {
                     tracing::info!(
                         client = client.as_str(),
-                        owner,
+                        owner = %owner,
                         "stranded backlog offered to its owner"
                     );
                 }
                 Ok(Ok(_)) => {
                     tracing::debug!(
                         client = client.as_str(),
-                        owner,
+                        owner = %owner,
                         "offer refused: not the owner at that epoch (yet)"
                     );
                 }
                 Ok(Err(status)) => {
-                    tracing::debug!(client = client.as_str(), owner, error = %status.message(), "offer failed");
+                    tracing::debug!(client = client.as_str(), owner = %owner, error = %status.message(), "offer failed");
                 }
                 Err(_) => {
-                    tracing::debug!(client = client.as_str(), owner, "offer timed out");
+                    tracing::debug!(client = client.as_str(), owner = %owner, "offer timed out");
                 }
             }
         }
@@ -102,7 +102,7 @@ pub(crate) async fn accept_offer(link: Arc<ClusterLink>, request: pb::OfferReque
     if link.late_pulls_contains(&client) {
         return true;
     }
-    let (holder, epoch) = (request.holder, request.epoch);
+    let (holder, epoch) = (NodeId(request.holder), request.epoch);
     if link.already_pulled(&client, epoch, holder) {
         // Stored here already; only the release did not get through.
         tokio::spawn(async move { link.release(&client, holder, epoch).await });
@@ -121,19 +121,19 @@ pub(crate) async fn accept_offer(link: Arc<ClusterLink>, request: pb::OfferReque
             Ok(true) => {
                 tracing::info!(
                     client = client.as_str(),
-                    holder,
+                    holder = %holder,
                     "stranded backlog recovered"
                 );
             }
             Ok(false) => {
                 tracing::info!(
                     client = client.as_str(),
-                    holder,
+                    holder = %holder,
                     "stranded backlog not taken: the session moved on or ended"
                 );
             }
             Err(error) => {
-                tracing::warn!(client = client.as_str(), holder, %error, "stranded backlog: pull failed; the holder offers it again");
+                tracing::warn!(client = client.as_str(), holder = %holder, %error, "stranded backlog: pull failed; the holder offers it again");
             }
         }
         link.late_pulls_remove(&client);

@@ -5,11 +5,10 @@
 
 use std::collections::VecDeque;
 
+use crate::NodeId;
 use berth_cluster::pb;
 use berth_codec::{ConnAck, ConnectReasonCode, Packet, SubAck, SubAckReasonCode};
-use berth_core::{
-    BrokerConfig, CloseReason, ConnId, Epoch, Event, NodeId, SessionExport, SessionRecord,
-};
+use berth_core::{BrokerConfig, CloseReason, ConnId, Epoch, Event, SessionExport, SessionRecord};
 
 use crate::node::*;
 use crate::raft::ProposalFor;
@@ -98,7 +97,10 @@ impl Sim {
         connect: Box<berth_codec::Connect>,
     ) {
         let session = BrokerConfig::default().session;
-        let command = crate::wire::claim_command(n, &connect, &session, self.unix().0);
+        // Simulated clients always name themselves: every CONNECT plans a claim.
+        let Some(command) = crate::wire::claim_command(n, &connect, &session, self.unix().0) else {
+            return;
+        };
         self.node_mut(n).claims.insert(
             conn,
             Claim {

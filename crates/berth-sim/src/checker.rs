@@ -25,8 +25,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::NodeId;
 use berth_codec::QoS;
-use berth_core::{ClientId, ConnId, Delivery, NodeId};
+use berth_core::{ClientId, ConnId, Delivery};
 
 use crate::client::{MsgKey, parse_key};
 use crate::sim::Time;

@@ -12,12 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::NodeId;
 use berth_codec::{
     Connect, ConnectProperties, MqttString, Packet, PacketId, ProtocolVersion, PubAck, PubComp,
     PubRec, PubRel, Publish, QoS, Subscribe, Subscription, SubscriptionOptions, TopicFilter,
     TopicName,
 };
-use berth_core::{ConnId, NodeId};
+use berth_core::ConnId;
 use bytes::Bytes;
 
 use crate::node::Status;

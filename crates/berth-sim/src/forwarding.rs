@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::NodeId;
 use berth_cluster::pb;
-use berth_core::{Event, NodeId};
+use berth_core::Event;
 
 use crate::net::{NetBody, Purpose};
 use crate::node::*;
 use crate::sim::{Id, NodeEv, Sim, Timer};
-use crate::wire::forwarded_from_pb;
+use crate::wire::{client_id, forwarded_from_pb};
 
 impl Sim {
     pub(crate) fn forward_kick(&mut self, n: NodeId, target: NodeId) {
@@ -125,7 +126,10 @@ impl Sim {
         };
         let owners: BTreeMap<String, NodeId> = not_owned
             .iter()
-            .filter_map(|c| node.registry.sessions.get(c).map(|e| (c.clone(), e.owner)))
+            .filter_map(|c| {
+                let owner = node.registry.sessions.get(&client_id(c)?)?.owner;
+                Some((c.clone(), owner.0))
+            })
             .collect();
         let mut pending: BTreeMap<NodeId, Vec<pb::ForwardedMessage>> = BTreeMap::new();
         for item in &batch.items {
@@ -269,7 +273,7 @@ impl Sim {
                 let event = Event::ForwardDone {
                     token,
                     delivered,
-                    node: target,
+                    node: berth_core::NodeId(target),
                 };
                 self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
             }

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::NodeId;
 use berth_cluster::pb;
-use berth_core::NodeId;
 
 use crate::raft::ProposalFor;
 use crate::sim::{Sim, Time};

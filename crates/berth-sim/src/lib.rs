@@ -1,8 +1,8 @@
 //! Berth's deterministic cluster simulator (FoundationDB / turmoil style).
 //!
 //! Three nodes run the *real* sans-IO broker core (`berth_core::Broker<MemStore>`) and apply the
-//! *real* replicated registry (`berth_cluster::Registry::apply` over protobuf commands). What the
-//! server does around them in tokio tasks (claims, takeover pulls, forwarding with retries,
+//! *real* replicated registry (core's `Registry::apply`, fed the log's protobuf commands through
+//! `berth_cluster::convert::apply` as the state machine does). What the server does around them in tokio tasks (claims, takeover pulls, forwarding with retries,
 //! stranded-backlog offers) is modelled here as explicit state machines driven by one event
 //! queue in simulated time, over a simulated network with seeded delays, pauses, crashes
 //! (kill -9: the store keeps every written batch, as RocksDB's WAL does) and partitions.
@@ -31,6 +31,9 @@ macro_rules! trace {
         }
     };
 }
+
+/// A simulated node, numbered from 1 (core's `berth_core::NodeId` holds the same number).
+pub(crate) type NodeId = u64;
 
 mod admission;
 mod checker;

@@ -11,8 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::NodeId;
 use berth_cluster::pb;
-use berth_core::{ConnId, NodeId, SessionExport};
+use berth_core::{ConnId, SessionExport};
 
 use crate::node::Status;
 use crate::sim::{ClientEv, Ev, FromClient, Id, NodeEv, Sim, Time, Timer, ToClient};

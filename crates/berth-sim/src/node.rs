@@ -23,11 +23,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use berth_cluster::{Registry, pb};
+use crate::NodeId;
+use berth_cluster::pb;
 use berth_codec::{Packet, ProtocolVersion};
+use berth_core::Registry;
 use berth_core::{
-    Action, Broker, BrokerConfig, ClientId, ConnId, Delivery, Event, MemStore, NodeId,
-    SessionExport,
+    Action, Broker, BrokerConfig, ClientId, ConnId, Delivery, Event, MemStore, SessionExport,
 };
 
 use crate::net::{NetBody, Purpose};
@@ -213,7 +214,7 @@ impl Node {
         )
         .ok();
         if let Some(broker) = broker.as_mut() {
-            broker.join_cluster(id);
+            broker.join_cluster(berth_core::NodeId(id));
         }
         Node {
             broker,
@@ -299,7 +300,7 @@ fn canonical(actions: &mut [Action]) {
     pub(crate) fn key(action: &Action) -> (u8, u64, String) {
         match action {
             Action::Send { conn, .. } | Action::Close { conn } => (0, conn.0, String::new()),
-            Action::Forward { node, .. } => (1, *node, String::new()),
+            Action::Forward { node, .. } => (1, node.0, String::new()),
             Action::ForwardAccepted { token, .. } => (2, *token, String::new()),
             Action::Replicate(change) => (3, 0, replicate_client(change).to_string()),
             Action::Adopt { client, .. } => (4, 0, client.as_str().to_string()),
@@ -484,6 +485,7 @@ impl Sim {
                 clients,
                 publisher,
             } => {
+                let target = target.0;
                 let msg = forwarded_to_pb(&message, &clients, publisher.as_ref());
                 let deadline = self.now + FORWARD_DEADLINE;
                 let queue = self.node_mut(n).fwd.entry(target).or_default();
@@ -522,7 +524,7 @@ impl Sim {
                             conn: None,
                             fallback,
                         };
-                        self.start_pull(n, client, from, epoch.0, 0, mode);
+                        self.start_pull(n, client, from.0, epoch.0, 0, mode);
                     }
                     None => {
                         self.call(
@@ -662,7 +664,7 @@ impl Sim {
         let store = node.store.take().unwrap_or_default();
         match Broker::open(BrokerConfig::default(), store, now) {
             Ok(mut broker) => {
-                broker.join_cluster(n);
+                broker.join_cluster(berth_core::NodeId(n));
                 node.broker = Some(broker);
             }
             Err(error) => {

@@ -4,19 +4,22 @@
 //! returned after a small delay) only while N is up and reaches a majority, itself included;
 //! otherwise N retries every 100 ms until the commit timeout (5 s, the server's default) and the
 //! proposal fails. Each node applies the log in order into its own `Registry` while it is up and
-//! connected to a majority; the notices become broker events through the server's `event_of`.
+//! connected to a majority (core's `Registry::apply` through `berth_cluster::convert::apply`, as
+//! the state machine does); the events it yields go to the broker.
 //! A node far behind may catch up by snapshot instead (`ClusterEvent::Reset`), and a restarted
 //! node rebuilds its registry from a snapshot of some earlier index plus the committed entries
 //! after it, then reports `CaughtUp` once it has applied the end of the log.
 
 use std::collections::BTreeMap;
 
-use berth_cluster::{Registry, pb};
-use berth_core::{Event, NodeId};
+use crate::NodeId;
+use berth_cluster::pb;
+use berth_core::Event;
+use berth_core::Registry;
 
 use crate::node::{ClaimStage, Status};
 use crate::sim::{Id, NodeEv, Sim, Time};
-use crate::wire::{event_of, reset};
+use berth_cluster::convert::apply;
 
 /// The server's commit timeout (`cluster.commit_timeout`, 5 s by default).
 const COMMIT_TIMEOUT: Time = 5_000;
@@ -102,8 +105,8 @@ impl Sim {
             return;
         }
         let command = proposal.command.clone();
-        let mut notices = Vec::new();
-        let mut result = self.raft.registry.apply(&command, &mut notices);
+        let mut scratch = Vec::new();
+        let mut result = apply(&mut self.raft.registry, &command, &mut scratch);
         self.raft.log.push(command);
         let index = self.raft.log.len() as u64;
         result.log_index = index;
@@ -160,7 +163,7 @@ impl Sim {
                 );
                 self.report.snapshots += 1;
                 let registry = self.raft.registry.clone();
-                let event = reset(&registry);
+                let event = registry.reset_event();
                 let n = self.node_mut(node);
                 n.registry = registry;
                 n.applied = end as u64;
@@ -174,17 +177,14 @@ impl Sim {
         self.after_apply(node);
     }
 
-    /// Applies log entry `index` on `node` and hands its notices to the broker.
+    /// Applies log entry `index` on `node` and hands its events to the broker.
     fn apply_entry(&mut self, node: NodeId, index: usize) {
         let command = self.raft.log[index - 1].clone();
-        let mut notices = Vec::new();
+        let mut events = Vec::new();
         let n = self.node_mut(node);
-        n.registry.apply(&command, &mut notices);
+        apply(&mut n.registry, &command, &mut events);
         n.applied = index as u64;
-        for notice in notices {
-            let Some(event) = event_of(&self.node(node).registry, notice) else {
-                continue;
-            };
+        for event in events {
             self.call(node, Event::Cluster(event));
         }
     }
@@ -234,36 +234,25 @@ impl Sim {
         let mut registry = Registry::default();
         let mut scratch = Vec::new();
         for command in &self.raft.log[..snapshot] {
-            registry.apply(command, &mut scratch);
+            apply(&mut registry, command, &mut scratch);
             scratch.clear();
         }
         let n = self.node_mut(node);
         n.registry = registry;
         n.applied = snapshot as u64;
         n.caught_up = false;
-        let reset_late = snapshot > 0 && self.rng.chance(0.5);
-        if snapshot > 0 && !reset_late {
-            let event = reset(&self.node(node).registry);
+        // The registry at the snapshot, as the state machine hands it over when it loads it.
+        if snapshot > 0 {
+            let event = self.node(node).registry.reset_event();
             self.call(node, Event::Cluster(event));
         }
-        // The replayed entries' notices.
+        // The replayed entries' events.
         let mut events = Vec::new();
         for index in snapshot + 1..=persisted {
             let command = self.raft.log[index - 1].clone();
-            let mut notices = Vec::new();
             let n = self.node_mut(node);
-            n.registry.apply(&command, &mut notices);
+            apply(&mut n.registry, &command, &mut events);
             n.applied = index as u64;
-            for notice in notices {
-                if let Some(event) = event_of(&self.node(node).registry, notice) {
-                    events.push(event);
-                }
-            }
-        }
-        if reset_late {
-            // The pump read the shared state after openraft had replayed the log.
-            let event = reset(&self.node(node).registry);
-            self.call(node, Event::Cluster(event));
         }
         for event in events {
             self.call(node, Event::Cluster(event));

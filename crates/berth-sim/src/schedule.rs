@@ -16,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use berth_core::NodeId;
+use crate::NodeId;
 
 use crate::client::Who;
 use crate::node::Status;
@@ -391,8 +391,9 @@ impl Sim {
             };
             let node = self.conns.get(&conn).map(|c| c.node);
             let epoch = self.conn_epoch.get(&conn).copied();
-            let entry = self.raft.registry.sessions.get(&device.id);
-            let current = entry.map(|e| (e.owner, e.epoch));
+            let entry = crate::wire::client_id(&device.id)
+                .and_then(|c| self.raft.registry.sessions.get(&c));
+            let current = entry.map(|e| (e.owner.0, e.epoch.0));
             if let (Some(node), Some(epoch)) = (node, epoch)
                 && current != Some((node, epoch))
             {

@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::NodeId;
 use berth_codec::{Connect, Packet};
-use berth_core::{ConnId, NodeId, UnixMillis};
+use berth_core::{ConnId, UnixMillis};
 
 use crate::SimConfig;
 use crate::checker::{Ledger, Report};

@@ -2,7 +2,8 @@
 //! to the session's owner every 2 s once it has waited 5 s; the owner accepts an offer for a
 //! session it runs, settled, at that epoch, and pulls the copy as a late backlog.
 
-use berth_core::{Epoch, NodeId};
+use crate::NodeId;
+use berth_core::Epoch;
 
 use crate::net::{NetBody, Purpose};
 use crate::node::*;
@@ -24,6 +25,7 @@ impl Sim {
         });
         let mut offers = Vec::new();
         for (client, owner, epoch) in moving {
+            let owner = owner.0;
             let since = *node
                 .first_seen
                 .entry((client.clone(), epoch.0))

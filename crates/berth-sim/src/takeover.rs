@@ -3,8 +3,9 @@
 //! the same pull for a stranded backlog), and the old owner's endpoint (wait for the claim,
 //! export state and pages; forwards, releases and offers it serves).
 
-use berth_cluster::message::{delivery_from_pb, delivery_to_pb};
-use berth_core::{ClientId, Delivery, Epoch, Event, NodeId};
+use crate::NodeId;
+use berth_cluster::convert::{delivery_from_pb, delivery_to_pb};
+use berth_core::{ClientId, Delivery, Epoch, Event};
 
 use crate::net::{NetBody, NetMsg, Purpose};
 use crate::node::*;
@@ -274,8 +275,24 @@ impl Sim {
         else {
             return;
         };
+        let wait = &node.endpoint_waits[at];
+        if wait.import_deadline.is_none() {
+            // First look at this pull (`BrokerEndpoint::takeover`): the broker hears who asks.
+            let event = Event::ExportWanted {
+                client: wait.client.clone(),
+                epoch: Epoch(wait.epoch),
+            };
+            self.call(n, event);
+        }
         let now = self.now;
         let node = self.node_mut(n);
+        let Some(at) = node
+            .endpoint_waits
+            .iter()
+            .position(|w| w.from == from && w.rpc == rpc)
+        else {
+            return;
+        };
         let pending = node
             .broker
             .as_ref()

@@ -1,5 +1,5 @@
 //! The conversions between the broker, the registry and the wire. Where the server's own code
-//! is shared (`berth_cluster::session_pb`, `berth_cluster::message`, `berth_core`'s rules) the
+//! is shared (`berth_cluster::convert`, `berth_core`'s rules and `registry::plan`) the
 //! simulator calls it; what still lives only in `berth-node` (private, async) is copied here,
 //! each copy naming its original: these are the candidates for moving into shared code.
 //!
@@ -7,18 +7,19 @@
 //! connection's protocol version, as on a socket: a 3.1.1 client sees a PUBACK without a
 //! reason code, exactly as it would.
 
-use berth_cluster::message::{message_from_pb, message_to_pb, will_to_pb};
-use berth_cluster::session_pb::{self, export_from_pb, export_to_pb, reset_of};
-use berth_cluster::session_pb::{replicate_to_pb, subscription_change_to_pb};
-use berth_cluster::{Notice, Registry, pb};
+use berth_cluster::convert::{
+    command_to_pb, export_from_pb, export_to_pb, message_from_pb, message_to_pb,
+};
+use berth_cluster::pb;
 use berth_codec::{Connect, DecodeOptions, Packet, ProtocolVersion, decode, encode};
+use berth_core::registry::plan::{self, ConnectPlan};
 use berth_core::{
-    BrokerConfig, ClientId, ClusterEvent, Message, SessionConfig, SessionExpiry, SessionExport,
-    WillRecord,
+    BrokerConfig, ClientId, Command, Epoch, Message, SessionConfig, SessionExpiry, SessionExport,
+    UnixMillis,
 };
 use bytes::BytesMut;
 
-pub(crate) use berth_cluster::session_pb::{client_id, subscriptions_from};
+pub(crate) use berth_cluster::convert::{client_id, subscriptions_from};
 
 /// A packet as the peer decodes it after `encode` for `version`.
 pub(crate) fn over_socket(packet: &Packet, version: ProtocolVersion) -> Result<Packet, String> {
@@ -33,46 +34,33 @@ pub(crate) fn over_socket(packet: &Packet, version: ProtocolVersion) -> Result<P
     }
 }
 
-/// Registry notice → broker event, as the notice pump in `berth-node`'s `cluster_link.rs`
-/// does it (the `Reset` reads the node's registry as it is when the notice is converted).
-pub(crate) fn event_of(registry: &Registry, notice: Notice) -> Option<ClusterEvent> {
-    match notice {
-        Notice::Reset => Some(reset_of(registry)),
-        notice => session_pb::event_of(notice),
-    }
-}
-
-/// The whole registry as one broker event.
-pub(crate) fn reset(registry: &Registry) -> ClusterEvent {
-    reset_of(registry)
-}
-
 /// The session expiry a CONNECT gets (core's rule).
 pub(crate) fn expiry_of(session: &SessionConfig, connect: &Connect) -> SessionExpiry {
     session.expiry_of(connect)
 }
 
-/// The claim a CONNECT proposes. Copy of the command built in `admission::claim`
-/// (`crates/berth-node/src/admission.rs`).
+/// The claim a CONNECT proposes, as `berth-node`'s admission plans it (core's
+/// `registry::plan::connect`), in its log form. `None`: the broker refuses the CONNECT alone.
 pub(crate) fn claim_command(
     node: u64,
     connect: &Connect,
     session: &SessionConfig,
     now_ms: u64,
-) -> pb::Command {
-    pb::Command {
-        kind: Some(pb::command::Kind::Claim(pb::Claim {
-            client_id: connect.client_id.as_str().to_string(),
-            node_id: node,
-            clean_start: connect.clean_start,
-            protocol: u32::from(connect.protocol.level()),
-            now_ms,
-            expiry_interval: expiry_of(session, connect).as_interval(),
-            will: connect
-                .will
-                .clone()
-                .map(|will| will_to_pb(&WillRecord::of_connect(will))),
-        })),
+) -> Option<pb::Command> {
+    let rules = BrokerConfig {
+        session: session.clone(),
+        ..BrokerConfig::default()
+    };
+    let mut connect = connect.clone();
+    match plan::connect(
+        &rules,
+        &mut connect,
+        berth_core::NodeId(node),
+        UnixMillis(now_ms),
+        0,
+    ) {
+        ConnectPlan::Claim { claim, .. } => Some(command_to_pb(&Command::Claim(claim))),
+        ConnectPlan::Alone => None,
     }
 }
 
@@ -86,16 +74,17 @@ pub(crate) fn needs_commit(packet: &Packet) -> bool {
     }
 }
 
-/// The registry change a SUBSCRIBE / UNSUBSCRIBE commits (retained PUBLISHes are not simulated):
-/// the conversion `berth-node`'s admission uses. `None`: nothing to commit.
+/// The registry change a SUBSCRIBE / UNSUBSCRIBE commits (retained PUBLISHes are not simulated),
+/// as `berth-node`'s admission plans it (core's `registry::plan::change`). `None`: nothing to
+/// commit.
 pub(crate) fn packet_command(
     client: &ClientId,
     epoch: u64,
     packet: &Packet,
 ) -> Option<pb::Command> {
     let rules = BrokerConfig::default();
-    let kind = subscription_change_to_pb(client, epoch, packet, |f| rules.may_subscribe(f))?;
-    Some(pb::Command { kind: Some(kind) })
+    let command = plan::change(&rules, client, Epoch(epoch), packet, UnixMillis(0))?;
+    Some(command_to_pb(&command))
 }
 
 /// The client a broker session change is about.
@@ -111,9 +100,7 @@ pub(crate) fn replicate_client(change: &berth_core::Replicate) -> &ClientId {
 
 /// The broker's session change as a registry command (the conversion `berth-node` uses).
 pub(crate) fn replicate_command(node: u64, change: berth_core::Replicate) -> pb::Command {
-    pb::Command {
-        kind: Some(replicate_to_pb(node, change)),
-    }
+    command_to_pb(&Command::of_replicate(berth_core::NodeId(node), change))
 }
 
 /// The export as the new owner decodes it: through the shared takeover header conversions.

@@ -46,7 +46,7 @@ pub async fn start_cluster(
     let raft_dir = config.data_dir.join("raft");
     std::fs::create_dir_all(&raft_dir)
         .with_context(|| format!("cannot create {}", raft_dir.display()))?;
-    let (node, notices) = berth_cluster::ClusterNode::start(&cluster_config, &raft_dir)
+    let (node, events) = berth_cluster::ClusterNode::start(&cluster_config, &raft_dir)
         .await
         .with_context(|| format!("cannot start the cluster node on {}", raft_dir.display()))?;
     let slot = berth_cluster::BrokerSlot::default();
@@ -72,7 +72,7 @@ pub async fn start_cluster(
         berth_node::port(
             berth_node::ClusterParts {
                 node: node.clone(),
-                notices,
+                events,
                 slot,
             },
             config.broker.clone(),

@@ -111,6 +111,39 @@ impl<S: Store> Broker<S> {
         });
     }
 
+    /// The claim at `epoch` asks this node for `client`'s session. If this node holds nothing
+    /// for it but a dormant claim that the asking claim overtook, the session is still where
+    /// that claim would have pulled it from: pull it now (as an adopted claim) and hand it on;
+    /// the export waits for the import (`export_waits`).
+    pub(super) fn on_export_wanted(&mut self, client: &ClientId, epoch: Epoch) {
+        if self.sessions.contains_key(client) || self.import_pending(client) {
+            return;
+        }
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if !cluster
+            .dormant_claims
+            .get(client)
+            .is_some_and(|d| d.epoch < epoch)
+        {
+            return;
+        }
+        let Some(remote) = cluster.remote.get(client).filter(|r| r.epoch >= epoch) else {
+            return;
+        };
+        let to = (remote.owner, remote.epoch);
+        let Some(mut claim) = cluster.dormant_claims.remove(client) else {
+            return;
+        };
+        claim.adopted = false;
+        cluster.importing.insert(client.clone());
+        // What the import brings is a copy moving to the current owner (a chained takeover).
+        cluster.moving.insert(client.clone(), to);
+        cluster.unclaimed.insert(client.clone(), claim);
+        self.unclaimed_due(client);
+    }
+
     /// A connection (or its takeover) has come for a claim of this node.
     pub(super) fn claimed_by_connection(&mut self, client: &ClientId) {
         if let Some(cluster) = self.cluster.as_mut()

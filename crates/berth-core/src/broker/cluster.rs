@@ -58,6 +58,11 @@ pub(crate) struct ClusterState {
     /// Claims of this node that wait for a connection to run their takeover (see
     /// `Action::Adopt`).
     pub unclaimed: HashMap<ClientId, Unclaimed>,
+    /// Claims of this node that the log replayed at start and that were overtaken before this
+    /// node pulled anything. The claim that overtook one pulls from here (the registry names
+    /// this node): when it asks (`Event::ExportWanted`), this node pulls the session from where
+    /// it is and hands it on; if it never asks (history: it pulled long ago), nothing happens.
+    pub dormant_claims: HashMap<ClientId, Unclaimed>,
     /// Wills wait until this node has caught up with the cluster's log (see `CaughtUp`).
     pub timers_held: bool,
     /// Wills that came due meanwhile: published at `CaughtUp` unless the leader did it.
@@ -106,13 +111,25 @@ impl<S: Store> Broker<S> {
                 let mut abandoned_import = false;
                 let unpulled =
                     owner != node && self.import_pending(&client) && !self.import_started(&client);
+                if let Some(cluster) = self.cluster.as_mut()
+                    && (owner == node || !kept)
+                {
+                    // A newer claim of this node, or a Clean Start: a dormant claim is void.
+                    cluster.dormant_claims.remove(&client);
+                }
                 if unpulled && (!kept || self.timers_held()) {
-                    // A claim replayed from the log at start and overtaken since (history), or
-                    // a Clean Start elsewhere: nothing to pull or hand on. What was published
-                    // here for it meanwhile goes to the new owner (below).
+                    // A claim replayed from the log at start and overtaken since, or a Clean
+                    // Start elsewhere: nothing to pull now. What was published here for it
+                    // meanwhile goes to the new owner (below). The replayed claim stays
+                    // dormant: the claim that overtook it may be live, and then pulls from
+                    // here (`on_export_wanted`).
                     if let Some(cluster) = self.cluster.as_mut() {
                         cluster.importing.remove(&client);
-                        cluster.unclaimed.remove(&client);
+                        if let Some(claim) = cluster.unclaimed.remove(&client)
+                            && kept
+                        {
+                            cluster.dormant_claims.insert(client.clone(), claim);
+                        }
                     }
                     abandoned_import = true;
                 } else if unpulled {
@@ -250,6 +267,9 @@ impl<S: Store> Broker<S> {
                 }
             }
             ClusterEvent::Dropped { client, epoch } => {
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster.dormant_claims.remove(&client);
+                }
                 let moved_to_dropped = self
                     .cluster
                     .as_ref()
@@ -565,6 +585,7 @@ pub(super) fn handle_cluster_event<S: Store>(
             page,
         } => broker.on_import_late(now, &client, epoch, page),
         Event::Release { client, epoch } => broker.on_release(&client, epoch),
+        Event::ExportWanted { client, epoch } => broker.on_export_wanted(&client, epoch),
         Event::PublishMessage { message } => broker.on_publish_message(now, *message),
         _ => {}
     }

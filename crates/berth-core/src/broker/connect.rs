@@ -3,7 +3,7 @@
 
 use berth_codec::{
     ConnAck, ConnAckProperties, Connect, ConnectReasonCode, Disconnect, DisconnectReasonCode,
-    MqttString, Packet, ProtocolVersion,
+    MqttString, Packet,
 };
 
 use super::session::{Online, Session};
@@ -34,8 +34,7 @@ impl<S: Store> Broker<S> {
 
         let mut assigned = None;
         let client = if connect.client_id.is_empty() {
-            // 3.1.1 §3.1.3.1: an empty id needs Clean Session = 1; 3.1 requires an id.
-            if !v5 && (!connect.clean_start || connect.protocol == ProtocolVersion::V3_1) {
+            if crate::registry::plan::empty_id_refused(&connect) {
                 return self.refuse(conn, ConnectReasonCode::ClientIdentifierNotValid);
             }
             let id = self.next_assigned_id(now);

@@ -387,6 +387,54 @@ impl<S: Store> Broker<S> {
     }
 }
 
+impl<S: Store> Broker<S> {
+    /// Every QoS 1/2 message queued for `client` here goes out with DUP = 1 (rewritten in the
+    /// store too, so that a restart keeps the flag). For a local copy that is merged ahead of
+    /// the state a newer owner hands back: that owner may have pulled this very copy (its
+    /// release lost in a crash here) and delivered from it already, so each of these "might
+    /// be a re-delivery" (§3.3.1.1). Merges are rare; the queue is read once, in pages.
+    pub(super) fn mark_queue_redelivered(&mut self, client: &ClientId) {
+        const PAGE: usize = 256;
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        for (_, delivery) in session.queue.head.iter_mut() {
+            delivery.redelivery = delivery.qos != QoS::AtMostOnce;
+        }
+        if !session.stored || session.queue.bounds.count == 0 {
+            return;
+        }
+        let mut from = session.queue.bounds.first;
+        loop {
+            let page = match read_queue_through(&self.store, &self.batch, client, from, PAGE) {
+                Ok(page) => page,
+                Err(error) => {
+                    self.fault = Some(error);
+                    return;
+                }
+            };
+            let full = page.len() == PAGE;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                return;
+            };
+            for (seq, mut delivery) in page {
+                if delivery.qos != QoS::AtMostOnce && !delivery.redelivery {
+                    delivery.redelivery = true;
+                    self.batch.push(Op::Enqueue {
+                        client: client.clone(),
+                        seq,
+                        delivery,
+                    });
+                }
+            }
+            if !full {
+                return;
+            }
+            from = last.next();
+        }
+    }
+}
+
 /// `Store::read_queue`, plus what this event (and, under `handle_deferred`, the events before it
 /// in the group) already changed: those ops are still in the uncommitted `batch` (written
 /// together, atomically, at the commit), and a read before the commit must see them. Otherwise a message queued earlier in the
@@ -420,8 +468,12 @@ fn read_queue_through<S: Store>(
             page.push((*seq, delivery.clone()));
         }
     }
+    // Stable: the store's entry, then this batch's in order. A seq written again in this batch
+    // (`mark_queue_redelivered`) is the batch's version: keep the last of each seq.
     page.sort_by_key(|(seq, _)| *seq);
+    page.reverse();
     page.dedup_by_key(|(seq, _)| *seq);
+    page.reverse();
     page.truncate(limit);
     Ok(page)
 }

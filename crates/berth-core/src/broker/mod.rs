@@ -98,6 +98,10 @@ pub enum Event {
     /// Takeover, old owner: the new owner (of the claim at `epoch`) stored the session; delete
     /// the copy here. A release for an older claim than the one the copy now moves to is stale.
     Release { client: ClientId, epoch: Epoch },
+    /// Takeover, old owner: the claim at `epoch` asks for the session (before the export is
+    /// read, see [`Broker::export_waits`]). A claim of this node that was overtaken before it
+    /// pulled anything (a dormant claim) makes this node pull the session now and hand it on.
+    ExportWanted { client: ClientId, epoch: Epoch },
     /// A message the server publishes itself (the leader publishing a dead owner's will).
     PublishMessage { message: Box<Message> },
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use berth_codec::{
     DisconnectReasonCode, Packet, PacketId, PubAck, PubAckReasonCode, PubComp, PubRec, PubRel,
-    PubRelReasonCode, Publish, PublishProperties, QoS,
+    PubRelReasonCode, Publish, QoS,
 };
 
 use super::Broker;
@@ -85,24 +85,7 @@ impl<S: Store> Broker<S> {
             session.incoming_qos2.insert(id);
         }
 
-        let properties = publish.properties;
-        let message = Message {
-            topic,
-            payload: publish.payload,
-            qos: publish.qos,
-            retain: publish.retain,
-            expires_at: properties
-                .message_expiry_interval
-                .map(|secs| now.plus_secs(secs)),
-            properties: PublishProperties {
-                payload_format_indicator: properties.payload_format_indicator,
-                content_type: properties.content_type,
-                response_topic: properties.response_topic,
-                correlation_data: properties.correlation_data,
-                user_properties: properties.user_properties,
-                ..Default::default()
-            },
-        };
+        let message = Message::published(&publish, topic, now);
         if message.retain {
             self.set_retained(&message);
         }

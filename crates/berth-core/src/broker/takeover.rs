@@ -162,10 +162,22 @@ impl<S: Store> Broker<S> {
             }
             moving_on = true;
         }
+        let mut export = export;
         if !moving_on {
+            // A newer claim of this node applied while this import ran (a second CONNECT here)
+            // is the session's epoch from now on: a connection still holding the older grant
+            // is stale (`superseded`), and what this node records must match the registry.
+            let newest_here = self
+                .cluster
+                .as_ref()
+                .and_then(|c| c.remote.get(client))
+                .filter(|r| Some(r.owner) == node)
+                .map(|r| r.epoch);
+            if let Some(epoch) = newest_here {
+                export.record.epoch = export.record.epoch.max(epoch);
+            }
             self.forget_remote(client);
         }
-        let mut export = export;
         // Subscriptions arriving with a session obey this node's rules too.
         export
             .subscriptions
@@ -246,6 +258,7 @@ impl<S: Store> Broker<S> {
     /// queue, and its queue pages follow them (`on_import_queue`). Nothing of either is dropped.
     fn merge_import(&mut self, client: &ClientId, export: SessionExport) {
         let unacknowledged = export.unacknowledged();
+        self.mark_queue_redelivered(client);
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };

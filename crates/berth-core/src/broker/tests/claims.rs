@@ -6,7 +6,7 @@
 use super::stranded::{claim, node};
 use super::*;
 use crate::cluster::{ClusterEvent, SessionExport};
-use crate::ids::Epoch;
+use crate::ids::{Epoch, NodeId};
 
 fn import_begin() -> Event {
     Event::ImportBegin {
@@ -164,7 +164,7 @@ fn a_claim_whose_connect_was_refused_is_taken_over_without_a_connection() {
     });
     assert_eq!(
         adopt,
-        Some((Some(1), Epoch(2))),
+        Some((Some(NodeId(1)), Epoch(2))),
         "node 2 pulls from node 1 alone"
     );
     b.event(import_begin());
@@ -227,7 +227,7 @@ fn state_pulled_for_a_claim_overtaken_before_its_pull_began_is_kept_for_the_new_
     b.event(import_done());
     assert_eq!(
         b.broker.moving_sessions(),
-        vec![(client("x"), 3, Epoch(3))],
+        vec![(client("x"), NodeId(3), Epoch(3))],
         "what node 2 got is a copy for node 3, not dropped"
     );
     let (export, page) = pull(&mut b, 3);
@@ -274,7 +274,7 @@ fn a_publishers_export_waits_for_its_qos2_publish_still_out() {
     let mut h = node(1);
     h.event(Event::Cluster(ClusterEvent::Subscribed {
         client: client("far"),
-        owner: 2,
+        owner: NodeId(2),
         subscriptions: vec![(filter("t"), super::stranded::record())],
     }));
     let publisher = h.connect_ok(v5("p", false, Some(600)));
@@ -294,7 +294,7 @@ fn a_publishers_export_waits_for_its_qos2_publish_still_out() {
     h.event(Event::ForwardDone {
         token,
         delivered: true,
-        node: 2,
+        node: NodeId(2),
     });
     assert!(!h.broker.export_waits(&client("p")));
 }
@@ -313,4 +313,104 @@ fn a_snapshot_during_an_import_keeps_the_routes_that_wait_for_it() {
         out.to(publisher).is_empty(),
         "the message waits for the backlog; a PUBACK now would mean it matched nobody"
     );
+}
+
+#[test]
+fn a_replayed_claim_overtaken_before_it_pulled_hands_the_session_on_when_the_new_owner_asks() {
+    // Node 2 claimed x from node 1 (epoch 2) and crashed before pulling; node 3 claims x
+    // (epoch 3) while node 2 restarts, and pulls from node 2, as the registry says.
+    let mut a = holder();
+    a.event(claim(2, 2));
+    a.event(claim(3, 3));
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    b.event(claim(3, 3));
+    let out = b.tick_after(11);
+    assert!(
+        !out.actions
+            .iter()
+            .any(|a| matches!(a, Action::Adopt { .. })),
+        "nothing is pulled for a replayed claim unless the claim that overtook it asks"
+    );
+    assert!(!b.broker.export_waits(&client("x")));
+
+    let out = b.event(Event::ExportWanted {
+        client: client("x"),
+        epoch: Epoch(3),
+    });
+    let adopt = out.actions.iter().find_map(|a| match a {
+        Action::Adopt { from, epoch, .. } => Some((*from, *epoch)),
+        _ => None,
+    });
+    assert_eq!(
+        adopt,
+        Some((Some(NodeId(1)), Epoch(2))),
+        "node 2 pulls from node 1 (where the session is) for node 3"
+    );
+    assert!(
+        b.broker.export_waits(&client("x")),
+        "node 3's pull waits for the session to arrive here (else: Session Present 0)"
+    );
+    b.event(import_begin());
+    let (export, page) = pull(&mut a, 2);
+    import(&mut b, export, page);
+    b.event(import_done());
+    assert!(!b.broker.export_waits(&client("x")));
+    assert_eq!(
+        b.broker.moving_sessions(),
+        vec![(client("x"), NodeId(3), Epoch(3))]
+    );
+    let (export, page) = pull(&mut b, 3);
+    assert_eq!(export.subscriptions.len(), 1);
+    let queued: Vec<&[u8]> = page.iter().map(|d| &d.message.payload[..]).collect();
+    assert_eq!(queued, vec![&b"m1"[..], &b"m2"[..]]);
+}
+
+#[test]
+fn a_dormant_claim_is_void_once_this_node_claims_again_or_the_session_ends() {
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    b.event(claim(3, 3));
+    b.event(Event::Cluster(ClusterEvent::Dropped {
+        client: client("x"),
+        epoch: Epoch(3),
+    }));
+    let out = b.event(Event::ExportWanted {
+        client: client("x"),
+        epoch: Epoch(3),
+    });
+    assert!(
+        !out.actions
+            .iter()
+            .any(|a| matches!(a, Action::Adopt { .. })),
+        "the session ended: nothing to pull"
+    );
+    assert!(!b.broker.export_waits(&client("x")));
+}
+
+#[test]
+fn an_import_for_an_older_claim_lands_at_the_newest_claim_of_this_node() {
+    // Two CONNECTs of x on node 2 claimed epochs 2 and 3; the first one's takeover imports.
+    let mut a = holder();
+    a.event(claim(2, 2));
+    a.event(claim(2, 3));
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    b.event(claim(2, 3));
+    b.event(import_begin());
+    let (export, page) = pull(&mut a, 2);
+    import(&mut b, export, page);
+    b.event(import_done());
+    let (stale, out) = b.connect_as(v3("x", false), 2);
+    assert_eq!(
+        out.connack(stale).reason,
+        berth_codec::ConnectReasonCode::ServerUnavailable,
+        "the grant of epoch 2 is older than the session's claim (3): it must not run it"
+    );
+    let (conn, out) = b.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
 }

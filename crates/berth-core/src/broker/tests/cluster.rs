@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use super::*;
 use crate::cluster::{ClusterEvent, Forwarded, SessionExport};
-use crate::ids::Epoch;
+use crate::ids::{Epoch, NodeId};
 use crate::message::Message;
 use crate::store::SubscriptionRecord;
 
 fn node(id: u64) -> Harness {
     let mut h = Harness::new();
-    h.broker.join_cluster(id);
+    h.broker.join_cluster(NodeId(id));
     h
 }
 
@@ -26,7 +26,7 @@ fn record(qos: QoS) -> SubscriptionRecord {
 fn remote_sub(h: &mut Harness, client_id: &str, owner: u64, filter_text: &str) {
     h.event(Event::Cluster(ClusterEvent::Subscribed {
         client: client(client_id),
-        owner,
+        owner: NodeId(owner),
         subscriptions: vec![(filter(filter_text), record(QoS::AtLeastOnce))],
     }));
 }
@@ -42,7 +42,7 @@ pub(super) fn forwards(out: &Out) -> Vec<(u64, Option<u64>, Vec<String>, String)
                 clients,
                 ..
             } => Some((
-                *node,
+                node.0,
                 *token,
                 clients.iter().map(|c| c.as_str().to_string()).collect(),
                 String::from_utf8_lossy(&message.payload).into_owned(),
@@ -94,7 +94,7 @@ fn a_match_on_another_nodes_session_is_forwarded_and_the_puback_waits_for_its_ow
     let out = h.event(Event::ForwardDone {
         token: token.unwrap(),
         delivered: true,
-        node: 2,
+        node: NodeId(2),
     });
     assert_eq!(
         pubacks(&out, publisher),
@@ -115,7 +115,7 @@ fn pubacks_keep_publish_order_when_an_earlier_one_waits_for_another_node() {
     let done = h.event(Event::ForwardDone {
         token,
         delivered: true,
-        node: 2,
+        node: NodeId(2),
     });
     let ids: Vec<u16> = pubacks(&done, publisher)
         .into_iter()
@@ -134,7 +134,7 @@ fn an_unreachable_owner_fails_the_v5_puback_and_closes_a_v3_publisher_unacknowle
     let out = h.event(Event::ForwardDone {
         token,
         delivered: false,
-        node: 2,
+        node: NodeId(2),
     });
     assert_eq!(
         pubacks(&out, v5_pub),
@@ -147,7 +147,7 @@ fn an_unreachable_owner_fails_the_v5_puback_and_closes_a_v3_publisher_unacknowle
     let out = h.event(Event::ForwardDone {
         token,
         delivered: false,
-        node: 2,
+        node: NodeId(2),
     });
     assert!(pubacks(&out, v3_pub).is_empty());
     assert!(out.closed(v3_pub));
@@ -210,7 +210,7 @@ fn a_session_claimed_elsewhere_is_disconnected_with_0x8e_and_routes_to_its_new_o
     h.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
     let out = h.event(Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
-        owner: 2,
+        owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
@@ -235,7 +235,7 @@ fn clean_start_on_another_node_ends_the_local_copy() {
     h.lose(conn);
     h.event(Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
-        owner: 2,
+        owner: NodeId(2),
         epoch: Epoch(2),
         kept: false,
         subscriptions: vec![],
@@ -274,7 +274,7 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
     // The claim by node 2 commits: every node applies it.
     let owner = ClusterEvent::Owner {
         client: client("x"),
-        owner: 2,
+        owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
@@ -354,7 +354,7 @@ fn a_replayed_older_claim_leaves_a_newer_local_session_alone() {
     // The local session is at epoch 1 (its first claim); an older claim elsewhere is replayed.
     let out = h.event(Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
-        owner: 2,
+        owner: NodeId(2),
         epoch: Epoch(1),
         kept: false,
         subscriptions: vec![],
@@ -376,7 +376,7 @@ fn a_will_due_before_catching_up_waits_and_is_dropped_if_the_leader_published_it
         h.subscribe(conn, subscribe(1, "unrelated", QoS::AtLeastOnce));
         // The node dies with the client connected and comes back 10 s later.
         h.restart_after(10);
-        h.broker.join_cluster(1);
+        h.broker.join_cluster(NodeId(1));
         let watcher = h.connect_ok(v3("watcher", true));
         h.subscribe(watcher, subscribe(1, "wills/#", QoS::AtLeastOnce));
         let out = h.tick_after(6);
@@ -421,7 +421,7 @@ fn a_local_publish_during_an_import_waits_for_the_backlog() {
     let mut b = node(2);
     b.event(Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
-        owner: 2,
+        owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
@@ -445,7 +445,7 @@ fn a_local_publish_during_an_import_waits_for_the_backlog() {
     a.publish(p, publish("t", b"old", QoS::AtLeastOnce, 1));
     a.event(Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
-        owner: 2,
+        owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
@@ -494,7 +494,7 @@ fn a_qos2_publish_whose_owner_failed_is_routed_again_when_re_sent() {
     let out = h.event(Event::ForwardDone {
         token,
         delivered: false,
-        node: 2,
+        node: NodeId(2),
     });
     let recs: Vec<_> = out
         .to(publisher)
@@ -522,7 +522,7 @@ fn a_node_declared_down_while_alive_reasserts_its_connected_sessions() {
     let gone = h.connect_ok(v3("off", false));
     h.lose(gone);
 
-    let other = h.event(Event::Cluster(ClusterEvent::NodeDown { node: 2 }));
+    let other = h.event(Event::Cluster(ClusterEvent::NodeDown { node: NodeId(2) }));
     assert!(
         !other
             .actions
@@ -530,7 +530,7 @@ fn a_node_declared_down_while_alive_reasserts_its_connected_sessions() {
             .any(|a| matches!(a, Action::Replicate(_)))
     );
 
-    let out = h.event(Event::Cluster(ClusterEvent::NodeDown { node: 1 }));
+    let out = h.event(Event::Cluster(ClusterEvent::NodeDown { node: NodeId(1) }));
     let reasserted: Vec<_> = out
         .actions
         .iter()
@@ -565,7 +565,7 @@ fn a_qos2_publish_in_doubt_at_a_crash_is_routed_again_when_re_sent() {
     assert!(out.to(publisher).is_empty(), "PUBREC waits for node 2");
 
     h.restart_after(1);
-    h.broker.join_cluster(1);
+    h.broker.join_cluster(NodeId(1));
     remote_sub(&mut h, "far", 2, "t");
     let publisher = h.connect_ok(v3("pub", false));
     first.dup = true;

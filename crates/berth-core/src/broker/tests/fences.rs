@@ -3,19 +3,19 @@
 
 use super::*;
 use crate::cluster::ClusterEvent;
-use crate::ids::Epoch;
+use crate::ids::{Epoch, NodeId};
 use crate::store::SubscriptionRecord;
 
 fn node(id: u64) -> Harness {
     let mut h = Harness::new();
-    h.broker.join_cluster(id);
+    h.broker.join_cluster(NodeId(id));
     h
 }
 
 fn owner(h: &mut Harness, client_id: &str, owner: u64, epoch: u64) -> Out {
     h.event(Event::Cluster(ClusterEvent::Owner {
         client: client(client_id),
-        owner,
+        owner: NodeId(owner),
         epoch: Epoch(epoch),
         kept: true,
         subscriptions: vec![(
@@ -47,7 +47,7 @@ fn done(h: &mut Harness, token: Option<u64>, node: u64) -> Out {
     h.event(Event::ForwardDone {
         token: token.expect("a QoS 1 forward has a token"),
         delivered: true,
-        node,
+        node: NodeId(node),
     })
 }
 

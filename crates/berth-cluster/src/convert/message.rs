@@ -19,7 +19,7 @@ pub struct Invalid {
     pub field: &'static str,
 }
 
-fn invalid(field: &'static str) -> Invalid {
+pub(crate) fn invalid(field: &'static str) -> Invalid {
     Invalid { field }
 }
 

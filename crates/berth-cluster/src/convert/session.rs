@@ -1,0 +1,96 @@
+//! A session's takeover header, and client ids, protobuf ⇄ core.
+
+use berth_codec::MqttString;
+use berth_core::{ClientId, InflightRecord, SessionExpiry, SessionExport, SessionRecord};
+use berth_proto::v1 as pb;
+
+use super::message::{
+    Invalid, delivery_from_pb, delivery_to_pb, protocol_from, subscription_from_pb,
+    subscription_to_pb, will_from_pb, will_to_pb,
+};
+
+/// A client id as the registry spells it; `None` for one that is not a valid MQTT string.
+pub fn client_id(text: &str) -> Option<ClientId> {
+    MqttString::new(text).ok().map(ClientId::new)
+}
+
+pub fn subscriptions_from(
+    subs: &[pb::Subscription],
+) -> Vec<(berth_codec::TopicFilter, berth_core::SubscriptionRecord)> {
+    subs.iter()
+        .filter_map(|s| subscription_from_pb(s).ok())
+        .collect()
+}
+
+pub fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
+    let record = &export.record;
+    pb::SessionHeader {
+        found: true,
+        protocol: u32::from(record.protocol.level()),
+        expiry_interval: record.expiry.as_interval(),
+        subscriptions: export
+            .subscriptions
+            .iter()
+            .map(|(f, r)| subscription_to_pb(f, r))
+            .collect(),
+        inflight: export
+            .inflight
+            .iter()
+            .map(|(id, record)| pb::InflightEntry {
+                packet_id: u32::from(id.get()),
+                order: record.order(),
+                sent: match record {
+                    InflightRecord::Sent { delivery, .. } => Some(delivery_to_pb(delivery)),
+                    InflightRecord::Released { .. } => None,
+                },
+            })
+            .collect(),
+        incoming_qos2: export
+            .incoming_qos2
+            .iter()
+            .map(|id| u32::from(id.get()))
+            .collect(),
+        queued: export.queued,
+        will: record.will.as_ref().map(will_to_pb),
+        will_due_at_ms: record.will_due_at.map(|at| at.0),
+    }
+}
+
+pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionExport, Invalid> {
+    let invalid = |field| Invalid { field };
+    let protocol = protocol_from(header.protocol)?;
+    let mut inflight = Vec::new();
+    for entry in header.inflight {
+        let id = u16::try_from(entry.packet_id)
+            .ok()
+            .and_then(berth_codec::PacketId::new)
+            .ok_or(invalid("packet_id"))?;
+        let record = match entry.sent {
+            Some(delivery) => InflightRecord::Sent {
+                order: entry.order,
+                delivery: delivery_from_pb(delivery)?,
+            },
+            None => InflightRecord::Released { order: entry.order },
+        };
+        inflight.push((id, record));
+    }
+    let will = header.will.map(will_from_pb).transpose()?;
+    Ok(SessionExport {
+        record: SessionRecord {
+            epoch: berth_core::Epoch(epoch),
+            protocol,
+            expiry: SessionExpiry::from_interval(header.expiry_interval),
+            expires_at: None,
+            will,
+            will_due_at: header.will_due_at_ms.map(berth_core::UnixMillis),
+        },
+        subscriptions: subscriptions_from(&header.subscriptions),
+        inflight,
+        incoming_qos2: header
+            .incoming_qos2
+            .iter()
+            .filter_map(|id| u16::try_from(*id).ok().and_then(berth_codec::PacketId::new))
+            .collect(),
+        queued: header.queued,
+    })
+}

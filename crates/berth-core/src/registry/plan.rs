@@ -1,0 +1,116 @@
+//! What a client's packet asks of the registry, decided by core's rules before a node proposes
+//! anything: a connection task in a cluster asks here and builds no command of its own (the
+//! empty-id rule, the expiry clamp, the will as kept, the ACL on SUBSCRIBE, the retained
+//! message are the broker's, and are decided once).
+
+use berth_codec::{Connect, MqttString, Packet};
+
+use super::command::{Claim, Command};
+use crate::config::BrokerConfig;
+use crate::ids::{ClientId, Epoch, NodeId};
+use crate::message::Message;
+use crate::store::{SubscriptionRecord, WillRecord};
+use crate::time::UnixMillis;
+
+/// 3.1.1 §3.1.3.1: an empty client id needs Clean Session = 1, and 3.1 requires an id. MQTT 5
+/// assigns one whatever Clean Start says.
+pub fn empty_id_refused(connect: &Connect) -> bool {
+    !connect.protocol.is_v5()
+        && (!connect.clean_start || connect.protocol == berth_codec::ProtocolVersion::V3_1)
+}
+
+/// What a CONNECT asks of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectPlan {
+    /// Nothing: the broker refuses this CONNECT by its own rules (an empty client id where the
+    /// protocol needs one), with no claim.
+    Alone,
+    /// Claim the session; `assigned`: the client id was assigned here (MQTT 5 tells the client).
+    Claim { claim: Claim, assigned: bool },
+}
+
+/// The claim `connect` makes on `node`. An empty client id is replaced in `connect` by the one
+/// assigned (`sequence` makes it unique on this node; the node id, across the cluster).
+pub fn connect(
+    config: &BrokerConfig,
+    connect: &mut Connect,
+    node: NodeId,
+    now: UnixMillis,
+    sequence: u64,
+) -> ConnectPlan {
+    let mut assigned = false;
+    if connect.client_id.is_empty() {
+        if empty_id_refused(connect) {
+            return ConnectPlan::Alone;
+        }
+        let id = format!("berth-{}-{:x}-{}", node.0, now.0, sequence);
+        let Ok(id) = MqttString::new(&id) else {
+            return ConnectPlan::Alone;
+        };
+        connect.client_id = id;
+        assigned = true;
+    }
+    ConnectPlan::Claim {
+        claim: Claim {
+            client: ClientId::new(connect.client_id.clone()),
+            node,
+            clean_start: connect.clean_start,
+            protocol: connect.protocol,
+            now,
+            expiry: config.session.expiry_of(connect),
+            // The will as core keeps it (its expiry interval counts from publication).
+            will: connect.will.clone().map(WillRecord::of_connect),
+        },
+        assigned,
+    }
+}
+
+/// What `packet` of `client`'s connection at `epoch` changes in the registry, if anything: the
+/// allowed filters of a SUBSCRIBE (a refused one must not reach the registry, whose
+/// subscriptions route on every node and come back at a takeover), an UNSUBSCRIBE, a retained
+/// PUBLISH (set, or cleared by an empty payload).
+pub fn change(
+    config: &BrokerConfig,
+    client: &ClientId,
+    epoch: Epoch,
+    packet: &Packet,
+    now: UnixMillis,
+) -> Option<Command> {
+    match packet {
+        Packet::Subscribe(subscribe) => {
+            let subscription_id = subscribe.properties.subscription_identifier;
+            let subscriptions: Vec<_> = subscribe
+                .subscriptions
+                .iter()
+                .filter(|s| config.may_subscribe(&s.filter))
+                .map(|s| {
+                    let record = SubscriptionRecord {
+                        options: s.options,
+                        subscription_id,
+                    };
+                    (s.filter.clone(), record)
+                })
+                .collect();
+            (!subscriptions.is_empty()).then(|| Command::Subscribe {
+                client: client.clone(),
+                epoch,
+                subscriptions,
+            })
+        }
+        Packet::Unsubscribe(unsubscribe) => Some(Command::Unsubscribe {
+            client: client.clone(),
+            epoch,
+            filters: unsubscribe.filters.clone(),
+        }),
+        // An empty topic names a Topic Alias, which only the broker resolves: such a retained
+        // PUBLISH is retained on this node alone (a known gap, docs/architecture.md §6).
+        Packet::Publish(publish) if publish.retain && !publish.topic.is_empty() => {
+            Some(if publish.payload.is_empty() {
+                Command::ClearRetained(publish.topic.clone())
+            } else {
+                Command::SetRetained(Message::published(publish, publish.topic.clone(), now))
+            })
+        }
+        _ => None,
+    }
+}
