@@ -27,7 +27,7 @@ pub(crate) async fn claim(
     };
     let client = claim.client.clone();
     let expiry = claim.expiry;
-    let proposed = match link.node.propose(&Command::Claim(claim)).await {
+    let proposed = match link.node.propose(&Command::Claim(*claim)).await {
         Ok(proposed) => proposed,
         Err(error) => {
             tracing::warn!(%error, client = client.as_str(), "CONNECT refused: the claim did not commit");

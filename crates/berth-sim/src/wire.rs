@@ -59,7 +59,7 @@ pub(crate) fn claim_command(
         UnixMillis(now_ms),
         0,
     ) {
-        ConnectPlan::Claim { claim, .. } => Some(command_to_pb(&Command::Claim(claim))),
+        ConnectPlan::Claim { claim, .. } => Some(command_to_pb(&Command::Claim(*claim))),
         ConnectPlan::Alone => None,
     }
 }

@@ -122,10 +122,10 @@ impl<S: Store> Broker<S> {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        if !cluster
+        if cluster
             .dormant_claims
             .get(client)
-            .is_some_and(|d| d.epoch < epoch)
+            .is_none_or(|d| d.epoch >= epoch)
         {
             return;
         }

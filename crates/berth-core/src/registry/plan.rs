@@ -26,7 +26,7 @@ pub enum ConnectPlan {
     /// protocol needs one), with no claim.
     Alone,
     /// Claim the session; `assigned`: the client id was assigned here (MQTT 5 tells the client).
-    Claim { claim: Claim, assigned: bool },
+    Claim { claim: Box<Claim>, assigned: bool },
 }
 
 /// The claim `connect` makes on `node`. An empty client id is replaced in `connect` by the one
@@ -51,7 +51,7 @@ pub fn connect(
         assigned = true;
     }
     ConnectPlan::Claim {
-        claim: Claim {
+        claim: Box::new(Claim {
             client: ClientId::new(connect.client_id.clone()),
             node,
             clean_start: connect.clean_start,
@@ -60,7 +60,7 @@ pub fn connect(
             expiry: config.session.expiry_of(connect),
             // The will as core keeps it (its expiry interval counts from publication).
             will: connect.will.clone().map(WillRecord::of_connect),
-        },
+        }),
         assigned,
     }
 }
