@@ -68,6 +68,9 @@ pub struct RemoteSession {
     /// The epoch the session started at (Clean Start, or first connection); later epochs
     /// are takeovers of the same session. 0: unknown (a snapshot from before this was kept).
     pub started: Epoch,
+    /// The node that held the session before `owner` took it over (see
+    /// `registry::SessionEntry::moved_from`).
+    pub moved_from: Option<NodeId>,
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
 }
 

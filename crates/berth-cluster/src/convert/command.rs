@@ -233,6 +233,7 @@ pub fn session_entry_to_pb(client: &ClientId, e: &SessionEntry) -> pb::SessionEn
         owner: e.owner.0,
         epoch: e.epoch.0,
         started_epoch: e.started.0,
+        moved_from: e.moved_from.map(|n| n.0),
         protocol: u32::from(e.protocol.level()),
         // Detached and never expiring: u64::MAX (absent means connected).
         expires_at_ms: e.detached.then(|| e.expires_at.map_or(u64::MAX, |at| at.0)),
@@ -254,6 +255,7 @@ pub fn session_entry_from_pb(s: &pb::SessionEntry) -> Result<(ClientId, SessionE
             owner: NodeId(s.owner),
             epoch: Epoch(s.epoch),
             started: Epoch(s.started_epoch),
+            moved_from: s.moved_from.map(NodeId),
             protocol: protocol_from(s.protocol)?,
             expires_at: s.expires_at_ms.filter(|at| *at != u64::MAX).map(UnixMillis),
             detached: s.expires_at_ms.is_some(),

@@ -44,6 +44,18 @@ impl<S: Store> Broker<S> {
         for session in mine {
             claimed_here.insert(session.client.clone());
             let kept = session.started < session.epoch;
+            let known = self.cluster.as_ref().is_some_and(|c| {
+                c.moving.contains_key(&session.client) || c.remote.contains_key(&session.client)
+            });
+            if kept
+                && !known
+                && let Some(from) = session.moved_from.filter(|from| *from != node)
+            {
+                // Nothing here says where the session was (this node restarted from the
+                // snapshot): the owner before this node's claim, as the entry before it would
+                // have told, so that the import pulls from there.
+                self.add_remote(&session.client, from, None, session.subscriptions.clone());
+            }
             self.on_cluster(now, owner_event(session, kept));
         }
         let known: Vec<ClientId> = self

@@ -40,6 +40,10 @@ pub struct SessionEntry {
     pub epoch: Epoch,
     /// The epoch this session started at (a fresh session); takeovers keep it. 0: unknown.
     pub started: Epoch,
+    /// The node that held the session before `owner` took it over (kept across `owner`'s own
+    /// later claims): where its state is until `owner` has pulled it. A snapshot carries it,
+    /// so that a node that learns its own claim from one knows where to pull from.
+    pub moved_from: Option<NodeId>,
     pub protocol: ProtocolVersion,
     /// Set while no connection holds the session (`None` while detached: never expires).
     pub expires_at: Option<UnixMillis>,
@@ -224,6 +228,7 @@ impl Registry {
                     owner: entry.owner,
                     epoch: entry.epoch,
                     started: entry.started,
+                    moved_from: entry.moved_from,
                     subscriptions: entry.subscription_list(),
                 })
                 .collect(),
@@ -258,6 +263,7 @@ impl Registry {
                         owner: r.node,
                         epoch: r.epoch,
                         started: r.epoch,
+                        moved_from: None,
                         protocol: r.protocol,
                         expires_at: None,
                         detached: false,
@@ -292,10 +298,16 @@ impl Registry {
             Some(e) if kept => (e.subscriptions.clone(), e.started),
             _ => (Subscriptions::default(), previous_epoch.next()),
         };
+        let moved_from = match existing {
+            Some(e) if kept && e.owner != claim.node => Some(e.owner),
+            Some(e) if kept => e.moved_from,
+            _ => None,
+        };
         let entry = SessionEntry {
             owner: claim.node,
             epoch: previous_epoch.next(),
             started,
+            moved_from,
             protocol: claim.protocol,
             expires_at: None,
             detached: false,

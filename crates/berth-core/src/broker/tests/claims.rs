@@ -414,3 +414,41 @@ fn an_import_for_an_older_claim_lands_at_the_newest_claim_of_this_node() {
     assert!(out.connack(conn).session_present);
     assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
 }
+
+#[test]
+fn a_claim_of_this_node_in_the_snapshot_it_restarts_from_pulls_from_the_owner_before() {
+    // Node 2 claimed x from node 1 (epoch 2) and crashed before pulling; it restarts from a
+    // snapshot holding that claim, and the client comes back to node 2 (epoch 3).
+    let mut a = holder();
+    a.event(claim(2, 2));
+    a.event(claim(2, 3));
+    let mut b = node(2);
+    b.event(Event::Cluster(ClusterEvent::Reset {
+        sessions: vec![crate::cluster::RemoteSession {
+            client: client("x"),
+            owner: NodeId(2),
+            epoch: Epoch(2),
+            started: Epoch(1),
+            moved_from: Some(NodeId(1)),
+            subscriptions: vec![(filter("t"), super::stranded::record())],
+        }],
+    }));
+    assert!(
+        b.broker.import_pending(&client("x")),
+        "the session's state is on node 1: a connection here must wait for it"
+    );
+    b.event(claim(2, 3));
+    let (conn, out) = b.connect_as(v3("x", false), 3);
+    assert!(out.to(conn).is_empty(), "no CONNACK before the import");
+    let adopt = out.actions.iter().find_map(|a| match a {
+        Action::Adopt { from, .. } => Some(*from),
+        _ => None,
+    });
+    assert_eq!(adopt, Some(Some(NodeId(1))), "the pull starts, from node 1");
+    b.event(import_begin());
+    let (export, page) = pull(&mut a, 2);
+    import(&mut b, export, page);
+    let out = b.event(import_done());
+    assert!(out.connack(conn).session_present);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
+}

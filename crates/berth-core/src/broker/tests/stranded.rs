@@ -44,6 +44,7 @@ pub(super) fn snapshot(owner: u64, epoch: u64, started: u64) -> Event {
             owner: NodeId(owner),
             epoch: Epoch(epoch),
             started: Epoch(started),
+            moved_from: None,
             subscriptions: vec![(filter("t"), record())],
         }],
     })
@@ -232,6 +233,7 @@ fn a_snapshot_showing_a_fresh_session_since_the_copy_discards_it() {
             owner: NodeId(2),
             epoch: Epoch(3),
             started: Epoch(3),
+            moved_from: None,
             subscriptions: vec![],
         }],
     }));
