@@ -80,6 +80,9 @@ pub struct Forwarded {
     pub message: Arc<Message>,
     pub clients: Vec<ClientId>,
     pub publisher: Option<ClientId>,
+    /// Sent before (its node retried the forward): this node may have stored it already, so
+    /// what it delivers of it goes out with DUP = 1, "might be a re-delivery" (§3.3.1.1).
+    pub retried: bool,
 }
 
 /// What the broker asks the cluster to commit.

@@ -172,9 +172,24 @@ impl ClusterLink {
             .pull(client, from, epoch, claim_log_index, Pull::Takeover)
             .await;
         let imported = match pulled {
-            // The old owner holds nothing: the session ended there (with its connection, or by
-            // expiry) and the registry had not heard yet. The client starts afresh.
-            Ok(found) => found,
+            Ok(true) => true,
+            Ok(false) => {
+                // The old owner holds nothing, but the registry kept the session (that is why
+                // this takeover runs): its state is on its way through another node (claims
+                // that overlapped, each pulling from the one before), which offers it here as a
+                // stranded backlog once it lands. Meanwhile the session goes on with the
+                // registry's subscriptions instead of starting afresh (Session Present 0 and
+                // messages for its subscriptions dropped). In the narrow race where the old
+                // owner had just ended the session and the registry had not heard, the client
+                // gets its subscriptions back rather than a clean session.
+                tracing::info!(client = client.as_str(), from = %from, "takeover: nothing on the old owner; continuing with the registry's subscriptions");
+                self.call(Event::ImportState {
+                    client: client.clone(),
+                    export: Box::new(fallback),
+                })
+                .await;
+                true
+            }
             Err(error) => {
                 // The old owner is unreachable: go on with the replicated subscriptions. The
                 // backlog stays on that node, which offers it here once it is back

@@ -38,6 +38,7 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
         Box::pin(async move {
             let mut messages = Vec::with_capacity(batch.messages.len());
             let mut accepted = 0;
+            let retry = batch.retry;
             for forwarded in batch.messages {
                 let message = forwarded
                     .message
@@ -54,6 +55,7 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
                     message: Arc::new(message),
                     clients,
                     publisher: forwarded.publisher.as_deref().and_then(client_id),
+                    retried: retry,
                 });
             }
             let not_owned = broker

@@ -44,8 +44,8 @@ pub(crate) async fn forward_loop(
         }
         let outcome = send_with_retry(&node, target, &batch).await;
         let delivered = match outcome {
-            Ok(not_owned) => {
-                not_owned.is_empty() || reroute(&node, &broker, &batch, not_owned).await
+            Ok((not_owned, retried)) => {
+                not_owned.is_empty() || reroute(&node, &broker, &batch, not_owned, retried).await
             }
             Err(error) => {
                 tracing::warn!(target = %target, %error, messages = batch.len(), "forwarding failed");
@@ -69,11 +69,12 @@ async fn send_with_retry(
     node: &ClusterNode,
     target: NodeId,
     batch: &[ForwardItem],
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, bool), String> {
     let deadline = batch.iter().map(|i| i.deadline).min();
-    let request = pb::ForwardBatch {
+    let mut request = pb::ForwardBatch {
         from_node: node.id(),
         messages: batch.iter().map(|i| i.message.clone()).collect(),
+        retry: false,
     };
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -88,13 +89,15 @@ async fn send_with_retry(
                 .map_err(|s: Status| s.message().to_string())
         };
         match attempt.await {
-            Ok(not_owned) => return Ok(not_owned),
+            Ok(not_owned) => return Ok((not_owned, request.retry)),
             Err(error) => {
                 if deadline.is_some_and(|d| tokio::time::Instant::now() + backoff > d) {
                     return Err(error);
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
+                // The attempt may have been stored there, its answer lost.
+                request.retry = true;
             }
         }
     }
@@ -107,6 +110,7 @@ async fn reroute(
     broker: &BrokerHandle,
     batch: &[ForwardItem],
     not_owned: Vec<String>,
+    sent_before: bool,
 ) -> bool {
     for attempt in 0..20 {
         let mut pending: HashMap<NodeId, Vec<pb::ForwardedMessage>> = HashMap::new();
@@ -137,7 +141,7 @@ async fn reroute(
         for (owner, messages) in pending {
             if owner.0 == node.id() {
                 // The session moved to this very node meanwhile: hand it to the local broker.
-                if !forward_locally(broker, messages).await {
+                if !forward_locally(broker, messages, sent_before || attempt > 0).await {
                     all_taken = false;
                 }
                 continue;
@@ -149,6 +153,7 @@ async fn reroute(
             let request = pb::ForwardBatch {
                 from_node: node.id(),
                 messages,
+                retry: sent_before || attempt > 0,
             };
             match client.forward(request).await {
                 Ok(reply) if reply.get_ref().not_owned.is_empty() => {}
@@ -165,7 +170,11 @@ async fn reroute(
 }
 
 /// Gives forwarded messages to this node's own broker; true if it owned every client.
-async fn forward_locally(broker: &BrokerHandle, messages: Vec<pb::ForwardedMessage>) -> bool {
+async fn forward_locally(
+    broker: &BrokerHandle,
+    messages: Vec<pb::ForwardedMessage>,
+    retried: bool,
+) -> bool {
     let mut forwarded = Vec::with_capacity(messages.len());
     for m in messages {
         let Some(message) = m.message.and_then(|m| message_from_pb(m).ok()) else {
@@ -175,6 +184,7 @@ async fn forward_locally(broker: &BrokerHandle, messages: Vec<pb::ForwardedMessa
             message: Arc::new(message),
             clients: m.client_ids.iter().filter_map(|c| client_id(c)).collect(),
             publisher: m.publisher.as_deref().and_then(client_id),
+            retried,
         });
     }
     broker

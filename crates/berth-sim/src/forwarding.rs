@@ -26,6 +26,7 @@ impl Sim {
         let items: Vec<FwdItem> = queue.waiting.drain(..take).collect();
         queue.batch = Some(FwdBatch {
             items,
+            attempts: 0,
             backoff: 50,
             stage: FwdStage::Sleeping,
         });
@@ -42,11 +43,13 @@ impl Sim {
             return;
         };
         let messages = batch.items.iter().map(|i| i.msg.clone()).collect();
+        let retry = batch.attempts > 0;
+        batch.attempts += 1;
         let rpc = self.start_rpc(
             n,
             target,
             Purpose::Forward { target },
-            NetBody::Forward(messages),
+            NetBody::Forward(messages, retry),
             Some(FORWARD_ATTEMPT),
         );
         if let Some(batch) = self
@@ -131,6 +134,9 @@ impl Sim {
                 Some((c.clone(), owner.0))
             })
             .collect();
+        // Sent more than once to `target`: an earlier attempt may be stored there (and moved
+        // on with its session), so the re-routed copies count as retries too.
+        let retried = batch.attempts > 1 || attempt > 0;
         let mut pending: BTreeMap<NodeId, Vec<pb::ForwardedMessage>> = BTreeMap::new();
         for item in &batch.items {
             for client in &item.msg.client_ids {
@@ -158,7 +164,7 @@ impl Sim {
         }
         for (owner, messages) in pending {
             if owner == n {
-                let Ok(forwarded) = forwarded_from_pb(&messages) else {
+                let Ok(forwarded) = forwarded_from_pb(&messages, retried) else {
                     self.reroute_reply(n, target, round, false);
                     continue;
                 };
@@ -174,7 +180,8 @@ impl Sim {
                 self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
             } else {
                 let purpose = Purpose::Reroute { target, round };
-                self.start_rpc(n, owner, purpose, NetBody::Forward(messages), None);
+                let body = NetBody::Forward(messages, retried);
+                self.start_rpc(n, owner, purpose, body, None);
             }
         }
     }

@@ -49,7 +49,8 @@ pub(crate) struct NetMsg {
 #[derive(Debug)]
 pub(crate) enum NetBody {
     // Requests.
-    Forward(Vec<pb::ForwardedMessage>),
+    /// A forward batch; `true`: a retry (`ForwardBatch.retry`).
+    Forward(Vec<pb::ForwardedMessage>, bool),
     Takeover {
         client: String,
         epoch: u64,
@@ -78,7 +79,7 @@ pub(crate) enum NetBody {
 /// A short description of a message, for traces.
 fn describe(body: &NetBody) -> String {
     match body {
-        NetBody::Forward(batch) => {
+        NetBody::Forward(batch, _) => {
             let items: Vec<String> = batch
                 .iter()
                 .map(|m| {
@@ -116,7 +117,7 @@ impl NetBody {
     pub fn is_request(&self) -> bool {
         matches!(
             self,
-            NetBody::Forward(_)
+            NetBody::Forward(..)
                 | NetBody::Takeover { .. }
                 | NetBody::Release { .. }
                 | NetBody::Offer { .. }
@@ -130,7 +131,7 @@ impl NetBody {
 
     pub fn name(&self) -> &'static str {
         match self {
-            NetBody::Forward(_) => "Forward",
+            NetBody::Forward(..) => "Forward",
             NetBody::Takeover { .. } => "Takeover",
             NetBody::Release { .. } => "Release",
             NetBody::Offer { .. } => "Offer",

@@ -142,6 +142,8 @@ pub(crate) enum FwdStage {
 #[derive(Debug)]
 pub(crate) struct FwdBatch {
     pub(crate) items: Vec<FwdItem>,
+    /// Attempts sent so far (a later one is a retry: `ForwardBatch.retry`).
+    pub(crate) attempts: u32,
     pub(crate) backoff: Time,
     pub(crate) stage: FwdStage,
 }

@@ -149,9 +149,10 @@ impl Sim {
         );
         match pull.mode {
             PullMode::Takeover { conn, fallback } => {
-                if result.is_err() {
-                    // The old owner is unreachable: the registry's subscriptions; its backlog
-                    // stays there until it offers it (`stranded.rs`).
+                if result != Ok(true) {
+                    // The old owner is unreachable, or holds nothing (the state is in transit
+                    // through another node): the registry's subscriptions; the backlog comes
+                    // later as a stranded copy (`stranded.rs`). As `ClusterLink::take_over`.
                     self.report.fallbacks += 1;
                     self.call(
                         n,
@@ -202,7 +203,7 @@ impl Sim {
     pub(crate) fn serve_request(&mut self, n: NodeId, msg: NetMsg) {
         let NetMsg { from, rpc, body } = msg;
         match body {
-            NetBody::Forward(batch) => match forwarded_from_pb(&batch) {
+            NetBody::Forward(batch, retry) => match forwarded_from_pb(&batch, retry) {
                 Ok(messages) => {
                     let node = self.node_mut(n);
                     node.next_token += 1;

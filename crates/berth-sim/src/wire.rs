@@ -127,6 +127,7 @@ pub(crate) fn forwarded_to_pb(
 /// The owner's side of a forward batch (`BrokerEndpoint::forward`).
 pub(crate) fn forwarded_from_pb(
     batch: &[pb::ForwardedMessage],
+    retried: bool,
 ) -> Result<Vec<berth_core::Forwarded>, String> {
     let mut messages = Vec::with_capacity(batch.len());
     for forwarded in batch {
@@ -143,6 +144,7 @@ pub(crate) fn forwarded_from_pb(
                 .filter_map(|c| client_id(c))
                 .collect(),
             publisher: forwarded.publisher.as_deref().and_then(client_id),
+            retried,
         });
     }
     Ok(messages)

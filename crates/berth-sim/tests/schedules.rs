@@ -122,18 +122,20 @@ fn seeded_schedules_keep_every_promise() {
 }
 
 /// The promises the chaos mix already keeps in every schedule, held there in CI while the rest
-/// (lost sessions, zombies, QoS 2 duplicates, two order seeds) are still open: no acknowledged
-/// message lost, no PUBACK 0x10 for a subscribed session, one connection per client and epoch,
-/// no connection started at a stale epoch, DUP = 1 on every re-delivery.
+/// (zombies, QoS 2 duplicates and packet ids, a few order seeds) are still open: no
+/// acknowledged message lost, no PUBACK 0x10 for a subscribed session, one connection per
+/// client and epoch, no connection started at a stale epoch, DUP = 1 on every re-delivery, no
+/// persistent session lost (Session Present 0).
 #[test]
 fn seeded_chaos_schedules_lose_no_acknowledged_message() {
-    const KEPT: [&str; 6] = [
+    const KEPT: [&str; 7] = [
         "1-lost",
         "2-no-match",
         "3-owner",
         "3-epoch",
         "3-stale-epoch",
         "5-dup",
+        "lost-session",
     ];
     let count = env_u64("BERTH_SIM_SEEDS", 1_000);
     let config = SimConfig::default();

@@ -35,7 +35,8 @@ pub(crate) struct ClusterState {
     pub importing: HashSet<ClientId>,
     /// Of those, the ones whose takeover has started pulling (`ImportBegin`).
     pub import_started: HashMap<ClientId, u32>,
-    pub deferred: Vec<(u64, Vec<Forwarded>)>,
+    /// Forward batches whose messages wait for imports here, in arrival order.
+    pub deferred: Vec<super::forwarding::DeferredForward>,
     /// Messages published here for sessions being imported here: delivered (and their
     /// publishers acknowledged) after the backlog.
     pub deferred_local: Vec<(Option<u64>, Forwarded)>,

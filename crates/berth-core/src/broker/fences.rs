@@ -166,6 +166,7 @@ impl<S: Store> Broker<S> {
             message: held.message,
             clients: vec![client.clone()],
             publisher: held.publisher,
+            retried: false,
         };
         match self.remote_owner(client) {
             Some(owner) if owner == node => {

@@ -23,6 +23,16 @@ pub(crate) struct Waiting {
     qos2: Option<(ClientId, berth_codec::PacketId)>,
 }
 
+/// A forward batch with messages for sessions this node is importing (see `accept_forwarded`).
+#[derive(Debug)]
+pub(crate) struct DeferredForward {
+    pub token: u64,
+    /// What still waits.
+    pub messages: Vec<Forwarded>,
+    /// Clients of the part already handled that this node does not own.
+    pub not_owned: Vec<ClientId>,
+}
+
 impl<S: Store> Broker<S> {
     pub(super) fn note_remote_match(&mut self, owner: NodeId, client: ClientId) {
         if let Some(cluster) = self.cluster.as_mut() {
@@ -55,6 +65,7 @@ impl<S: Store> Broker<S> {
                 message: message.clone(),
                 clients: importing,
                 publisher: publisher.cloned(),
+                retried: false,
             };
             self.defer_local(token, forwarded);
         }
@@ -63,6 +74,7 @@ impl<S: Store> Broker<S> {
                 message: message.clone(),
                 clients,
                 publisher: publisher.cloned(),
+                retried: false,
             };
             self.send_forward(node, token, forwarded);
         }
@@ -255,23 +267,57 @@ impl<S: Store> Broker<S> {
 
     /// Messages other nodes routed to sessions owned here. Acknowledged once stored.
     pub(super) fn on_forwarded(&mut self, now: UnixMillis, token: u64, messages: Vec<Forwarded>) {
-        let waits = self.cluster.as_ref().is_some_and(|c| {
-            messages
+        self.accept_forwarded(
+            now,
+            DeferredForward {
+                token,
+                messages,
+                not_owned: Vec::new(),
+            },
+        );
+    }
+
+    /// Delivers a forward batch to the sessions it names, except those this node is importing:
+    /// their messages wait for the backlog, and the batch's acknowledgement with them. Only
+    /// those wait: a message for another session in the same batch is not held back behind
+    /// them, where newer messages for that session (in later batches) would overtake it.
+    pub(super) fn accept_forwarded(&mut self, now: UnixMillis, batch: DeferredForward) {
+        let DeferredForward {
+            token,
+            messages,
+            mut not_owned,
+        } = batch;
+        let mut waiting = Vec::new();
+        for forwarded in messages {
+            let (later, ready): (Vec<ClientId>, Vec<ClientId>) = forwarded
+                .clients
                 .iter()
-                .any(|m| m.clients.iter().any(|client| c.importing.contains(client)))
-        });
-        if waits {
-            if let Some(cluster) = self.cluster.as_mut() {
-                cluster.deferred.push((token, messages));
+                .cloned()
+                .partition(|client| self.import_pending(client));
+            if !ready.is_empty() {
+                let part = Forwarded {
+                    clients: ready,
+                    ..forwarded.clone()
+                };
+                not_owned.extend(self.deliver_forwarded(now, &part));
             }
-            return;
+            if !later.is_empty() {
+                waiting.push(Forwarded {
+                    clients: later,
+                    ..forwarded
+                });
+            }
         }
-        let mut not_owned = Vec::new();
-        for forwarded in &messages {
-            not_owned.extend(self.deliver_forwarded(now, forwarded));
+        match self.cluster.as_mut() {
+            Some(cluster) if !waiting.is_empty() => cluster.deferred.push(DeferredForward {
+                token,
+                messages: waiting,
+                not_owned,
+            }),
+            _ => self
+                .actions
+                .push(Action::ForwardAccepted { token, not_owned }),
         }
-        self.actions
-            .push(Action::ForwardAccepted { token, not_owned });
     }
 
     /// Delivers a forwarded message to the named local sessions; returns those not owned here.
@@ -286,9 +332,12 @@ impl<S: Store> Broker<S> {
                 not_owned.push(client.clone());
                 continue;
             }
-            if let Some(delivery) =
+            if let Some(mut delivery) =
                 self.delivery_for(client, &forwarded.message, forwarded.publisher.as_ref())
             {
+                // A retried forward may be stored here already (its answer was lost): the
+                // client may get it twice, so it gets DUP = 1 [MQTT-3.3.1-1].
+                delivery.redelivery = forwarded.retried && delivery.qos != QoS::AtMostOnce;
                 self.deliver(now, client, delivery);
             }
         }

@@ -262,7 +262,10 @@ impl<S: Store> Broker<S> {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
-        let record = export.record;
+        let mut record = export.record;
+        // Never back: a second pull for the same claim (an adopted one beside its connection's)
+        // must not undo a newer claim of this node that the first import already took.
+        record.epoch = record.epoch.max(session.epoch);
         session.epoch = record.epoch;
         session.protocol = record.protocol;
         session.expiry = record.expiry;
@@ -423,8 +426,8 @@ impl<S: Store> Broker<S> {
             return;
         };
         let deferred = std::mem::take(&mut cluster.deferred);
-        for (token, messages) in deferred {
-            self.on_forwarded(now, token, messages);
+        for batch in deferred {
+            self.accept_forwarded(now, batch);
         }
         self.release_deferred_local(now);
         self.settle_adopted(now, client);
@@ -482,6 +485,7 @@ impl<S: Store> Broker<S> {
                 message: forwarded.message.clone(),
                 clients,
                 publisher: forwarded.publisher.clone(),
+                retried: false,
             };
             self.send_forward(node, token, onward);
         }

@@ -452,3 +452,32 @@ fn a_claim_of_this_node_in_the_snapshot_it_restarts_from_pulls_from_the_owner_be
     assert!(out.connack(conn).session_present);
     assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
 }
+
+#[test]
+fn a_second_pull_for_the_same_claim_does_not_take_the_session_back_to_an_older_epoch() {
+    // Node 2 claimed x at epochs 2, 3 and 4; two pulls ran for epoch 2 (an adopted one beside
+    // its connection's). The session lands at epoch 4 and stays there.
+    let mut a = holder();
+    a.event(claim(2, 2));
+    a.event(claim(2, 4));
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    b.event(claim(2, 3));
+    b.event(claim(2, 4));
+    b.event(import_begin());
+    b.event(import_begin());
+    for _ in 0..2 {
+        let (export, page) = pull(&mut a, 2);
+        import(&mut b, export, page);
+        b.event(import_done());
+    }
+    let (stale, out) = b.connect_as(v3("x", false), 2);
+    assert_eq!(
+        out.connack(stale).reason,
+        berth_codec::ConnectReasonCode::ServerUnavailable,
+        "the session is at epoch 4: the grant of epoch 2 is stale"
+    );
+    let (conn, out) = b.connect_as(v3("x", false), 4);
+    assert!(out.connack(conn).session_present);
+}

@@ -177,17 +177,20 @@ fn a_forwarded_message_is_delivered_by_the_owners_own_subscriptions_and_acknowle
                 message: message("t/1", b"hello"),
                 clients: vec![client("far")],
                 publisher: None,
+                retried: false,
             },
             Forwarded {
                 // The owner's subscriptions no longer match: nothing is delivered.
                 message: message("other", b"nope"),
                 clients: vec![client("far")],
                 publisher: None,
+                retried: false,
             },
             Forwarded {
                 message: message("t/2", b"lost?"),
                 clients: vec![client("unknown")],
                 publisher: None,
+                retried: false,
             },
         ],
     });
@@ -292,6 +295,7 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
             message: message("t", b"m5"),
             clients: vec![client("x")],
             publisher: None,
+            retried: false,
         }],
     });
     assert!(
@@ -574,5 +578,122 @@ fn a_qos2_publish_in_doubt_at_a_crash_is_routed_again_when_re_sent() {
         forwards(&out).len(),
         1,
         "the re-sent PUBLISH goes to node 2 again"
+    );
+}
+
+/// A forward batch naming a session this node imports and one it runs: only the imported
+/// session's message waits; the other is delivered at once, so that a later batch for it
+/// cannot overtake it (simulator seed 630: a message held behind another session's import was
+/// delivered after newer ones).
+#[test]
+fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
+    let mut b = node(2);
+    let y = b.connect_ok(v3("y", false));
+    b.subscribe(y, subscribe(1, "t", QoS::AtLeastOnce));
+    b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: NodeId(1),
+        epoch: Epoch(1),
+        kept: false,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    }));
+    b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: NodeId(2),
+        epoch: Epoch(2),
+        kept: true,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    }));
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let first = b.event(Event::Forwarded {
+        token: 1,
+        messages: vec![Forwarded {
+            message: message("t", b"m1"),
+            clients: vec![client("x"), client("y")],
+            publisher: None,
+            retried: false,
+        }],
+    });
+    assert_eq!(
+        payloads(&first.publishes(y)),
+        vec!["m1"],
+        "y does not wait for x"
+    );
+    assert!(
+        !first
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ForwardAccepted { .. })),
+        "the batch is acknowledged once x's part is stored too"
+    );
+    let second = b.event(Event::Forwarded {
+        token: 2,
+        messages: vec![Forwarded {
+            message: message("t", b"m2"),
+            clients: vec![client("y")],
+            publisher: None,
+            retried: false,
+        }],
+    });
+    assert_eq!(payloads(&second.publishes(y)), vec!["m2"]);
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(SessionExport {
+            record: crate::store::SessionRecord {
+                epoch: Epoch(2),
+                protocol: berth_codec::ProtocolVersion::V3_1_1,
+                expiry: crate::store::SessionExpiry::After(60),
+                expires_at: None,
+                will: None,
+                will_due_at: None,
+            },
+            subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+            inflight: Vec::new(),
+            incoming_qos2: Vec::new(),
+            queued: 0,
+        }),
+    });
+    let done = b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    assert!(done.actions.iter().any(
+        |a| matches!(a, Action::ForwardAccepted { token: 1, not_owned } if not_owned.is_empty())
+    ));
+    let (conn, out) = b.connect_as(v3("x", false), 2);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["m1"]);
+}
+
+/// A forward its node sent again (no answer to the first attempt) may be stored here already:
+/// what is delivered of it carries DUP = 1, so that a client that got the first attempt knows
+/// this one "might be a re-delivery" [MQTT-3.3.1-1] (simulator seed 739).
+#[test]
+fn a_retried_forward_is_delivered_with_dup_set() {
+    let mut b = node(2);
+    let x = b.connect_ok(v3("x", false));
+    b.subscribe(x, subscribe(1, "t", QoS::AtLeastOnce));
+    let out = b.event(Event::Forwarded {
+        token: 1,
+        messages: vec![Forwarded {
+            message: message("t", b"m1"),
+            clients: vec![client("x")],
+            publisher: None,
+            retried: false,
+        }],
+    });
+    assert!(!out.publishes(x)[0].dup);
+    let out = b.event(Event::Forwarded {
+        token: 2,
+        messages: vec![Forwarded {
+            message: message("t", b"m1"),
+            clients: vec![client("x")],
+            publisher: None,
+            retried: true,
+        }],
+    });
+    assert!(
+        out.publishes(x)[0].dup,
+        "sent again: it might be a re-delivery"
     );
 }

@@ -124,6 +124,7 @@ fn a_held_message_for_a_session_that_moved_here_comes_after_the_backlog() {
             }),
             clients: vec![client("x")],
             publisher: Some(client("pub")),
+            retried: false,
         }],
     });
 

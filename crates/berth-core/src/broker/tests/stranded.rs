@@ -103,6 +103,7 @@ fn forward(b: &mut Harness, token: u64, payload: &'static [u8]) -> Out {
             }),
             clients: vec![client("x")],
             publisher: None,
+            retried: false,
         }],
     })
 }
