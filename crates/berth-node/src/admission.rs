@@ -43,6 +43,7 @@ pub(crate) async fn claim(
         return Err(NoConsensus);
     }
     let epoch = claimed.epoch;
+    let resume_if_absent = claimed.resumes_without_state();
     if claimed.session_present
         && let Some(from) = claimed.previous_owner.filter(|n| *n != link.node_id())
     {
@@ -60,8 +61,15 @@ pub(crate) async fn claim(
             incoming_qos2: Vec::new(),
             queued: 0,
         };
-        link.take_over(&client, from, epoch.0, log_index, fallback)
-            .await;
+        link.take_over(
+            &client,
+            from,
+            epoch.0,
+            log_index,
+            fallback,
+            resume_if_absent,
+        )
+        .await;
     }
     Ok(Some(Grant {
         client,

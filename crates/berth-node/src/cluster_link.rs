@@ -163,6 +163,7 @@ impl ClusterLink {
         epoch: u64,
         claim_log_index: u64,
         fallback: SessionExport,
+        resume_if_absent: bool,
     ) -> bool {
         self.call(Event::ImportBegin {
             client: client.clone(),
@@ -173,15 +174,16 @@ impl ClusterLink {
             .await;
         let imported = match pulled {
             Ok(true) => true,
+            // The old owner holds nothing: the session ended there with its connection, and the
+            // registry had not heard yet. The client starts afresh.
+            Ok(false) if !resume_if_absent => false,
             Ok(false) => {
-                // The old owner holds nothing, but the registry kept the session (that is why
-                // this takeover runs): its state is on its way through another node (claims
-                // that overlapped, each pulling from the one before), which offers it here as a
-                // stranded backlog once it lands. Meanwhile the session goes on with the
-                // registry's subscriptions instead of starting afresh (Session Present 0 and
-                // messages for its subscriptions dropped). In the narrow race where the old
-                // owner had just ended the session and the registry had not heard, the client
-                // gets its subscriptions back rather than a clean session.
+                // The old owner holds nothing, but the registry kept a session that outlives its
+                // connection (`Claimed::resumes_without_state`): its state is on its way through
+                // another node (claims that overlapped, each pulling from the one before), which
+                // offers it here as a stranded backlog once it lands. Meanwhile the session goes
+                // on with the registry's subscriptions instead of starting afresh (Session
+                // Present 0 and messages for its subscriptions dropped).
                 tracing::info!(client = client.as_str(), from = %from, "takeover: nothing on the old owner; continuing with the registry's subscriptions");
                 self.call(Event::ImportState {
                     client: client.clone(),

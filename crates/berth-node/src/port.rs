@@ -64,7 +64,9 @@ impl ClusterPort for RaftPort {
                 // The claim's log index is not known here; the claim was applied here
                 // `UNCLAIMED_WAIT` ago, so the old owner has almost surely applied it too.
                 Some(from) => {
-                    link.take_over(&client, from, epoch.0, 0, fallback).await;
+                    // Nothing there: the claim is withdrawn (`settle_adopted`).
+                    link.take_over(&client, from, epoch.0, 0, fallback, false)
+                        .await;
                 }
                 None => {
                     link.call(Event::ImportBegin {

@@ -213,6 +213,7 @@ impl Sim {
                     PullMode::Takeover {
                         conn: Some(conn),
                         fallback: Box::new(fallback),
+                        resume_if_absent: crate::wire::resumes_without_state(&claimed),
                     },
                 );
             }

@@ -95,6 +95,9 @@ pub(crate) enum PullMode {
     Takeover {
         conn: Option<ConnId>,
         fallback: Box<SessionExport>,
+        /// Go on with `fallback` when the old owner holds nothing
+        /// (`Claimed::resumes_without_state`).
+        resume_if_absent: bool,
     },
     Late,
 }
@@ -525,6 +528,7 @@ impl Sim {
                         let mode = PullMode::Takeover {
                             conn: None,
                             fallback,
+                            resume_if_absent: false,
                         };
                         self.start_pull(n, client, from.0, epoch.0, 0, mode);
                     }

@@ -148,10 +148,14 @@ impl Sim {
             "n{n} pull of {client} from n{} done: {result:?}", pull.from
         );
         match pull.mode {
-            PullMode::Takeover { conn, fallback } => {
-                if result != Ok(true) {
-                    // The old owner is unreachable, or holds nothing (the state is in transit
-                    // through another node): the registry's subscriptions; the backlog comes
+            PullMode::Takeover {
+                conn,
+                fallback,
+                resume_if_absent,
+            } => {
+                if result.is_err() || (result == Ok(false) && resume_if_absent) {
+                    // The old owner is unreachable, or holds nothing of a session in transit
+                    // through another node: the registry's subscriptions; the backlog comes
                     // later as a stranded copy (`stranded.rs`). As `ClusterLink::take_over`.
                     self.report.fallbacks += 1;
                     self.call(

@@ -181,6 +181,7 @@ pub fn outcome_to_pb(outcome: &Outcome) -> pb::CommandResult {
             previous_owner: c.previous_owner.map(|n| n.0),
             previous_epoch: c.previous_epoch.0,
             subscriptions: subscriptions_to_pb(&c.subscriptions),
+            previous_expiry_interval: c.previous_expiry.as_interval(),
         }),
         Outcome::Fenced { current } => Kind::Fenced(pb::Fenced {
             current_epoch: current.0,
@@ -203,6 +204,7 @@ pub fn outcome_from_pb(result: &pb::CommandResult) -> Result<Option<Outcome>, In
             previous_owner: c.previous_owner.map(NodeId),
             previous_epoch: Epoch(c.previous_epoch),
             subscriptions: subscriptions_from_pb(&c.subscriptions)?,
+            previous_expiry: SessionExpiry::from_interval(c.previous_expiry_interval),
         })),
         Kind::Fenced(f) => Some(Outcome::Fenced {
             current: Epoch(f.current_epoch),
@@ -426,6 +428,7 @@ mod tests {
                 previous_owner: Some(NodeId(1)),
                 previous_epoch: Epoch(1),
                 subscriptions: vec![sub("a")],
+                previous_expiry: SessionExpiry::After(3600),
             }),
         ];
         for outcome in outcomes {

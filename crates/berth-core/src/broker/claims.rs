@@ -45,7 +45,24 @@ impl<S: Store> Broker<S> {
         let newer_here = self.sessions.get(client).is_some_and(|s| s.epoch > epoch);
         let moved = cluster.moving.get(client).is_some_and(|(_, e)| *e > epoch);
         let newer_elsewhere = cluster.remote.get(client).is_some_and(|r| r.epoch > epoch);
-        newer_here || moved || newer_elsewhere
+        let newer_claim_here = cluster.newest_claim.get(client).is_some_and(|e| *e > epoch);
+        newer_here || moved || newer_elsewhere || newer_claim_here
+    }
+
+    /// The epoch an import for `client` lands at: at least `epoch` (its claim's), and the
+    /// newest claim of this node applied meanwhile (a second CONNECT here).
+    pub(super) fn landing_epoch(&self, client: &ClientId, epoch: Epoch) -> Epoch {
+        let newest = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.newest_claim.get(client).copied())
+            .unwrap_or_default();
+        let here = self
+            .sessions
+            .get(client)
+            .map(|s| s.epoch)
+            .unwrap_or_default();
+        epoch.max(newest).max(here)
     }
 
     /// Whether a takeover of `client` is pulling its state to this node now (`ImportBegin`).
@@ -145,11 +162,20 @@ impl<S: Store> Broker<S> {
     }
 
     /// A connection (or its takeover) has come for a claim of this node.
-    pub(super) fn claimed_by_connection(&mut self, client: &ClientId) {
-        if let Some(cluster) = self.cluster.as_mut()
-            && cluster.unclaimed.get(client).is_some_and(|u| !u.adopted)
-        {
+    pub(super) fn claimed_by_connection(&mut self, client: &ClientId, epoch: Epoch) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if cluster.unclaimed.get(client).is_some_and(|u| !u.adopted) {
             cluster.unclaimed.remove(client);
+        }
+        if cluster
+            .newest_claim
+            .get(client)
+            .is_some_and(|e| *e <= epoch)
+        {
+            // The session runs at its newest claim: nothing older can land any more.
+            cluster.newest_claim.remove(client);
         }
     }
 

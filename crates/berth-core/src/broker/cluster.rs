@@ -64,6 +64,10 @@ pub(crate) struct ClusterState {
     /// this node): when it asks (`Event::ExportWanted`), this node pulls the session from where
     /// it is and hands it on; if it never asks (history: it pulled long ago), nothing happens.
     pub dormant_claims: HashMap<ClientId, Unclaimed>,
+    /// The newest claim of this node per client, while the session here (if any) is older: an
+    /// import for an earlier claim lands at it, and a connection granted an older epoch is
+    /// stale (`superseded`).
+    pub newest_claim: HashMap<ClientId, Epoch>,
     /// Wills wait until this node has caught up with the cluster's log (see `CaughtUp`).
     pub timers_held: bool,
     /// Wills that came due meanwhile: published at `CaughtUp` unless the leader did it.
@@ -112,11 +116,17 @@ impl<S: Store> Broker<S> {
                 let mut abandoned_import = false;
                 let unpulled =
                     owner != node && self.import_pending(&client) && !self.import_started(&client);
-                if let Some(cluster) = self.cluster.as_mut()
-                    && (owner == node || !kept)
-                {
-                    // A newer claim of this node, or a Clean Start: a dormant claim is void.
-                    cluster.dormant_claims.remove(&client);
+                if let Some(cluster) = self.cluster.as_mut() {
+                    if owner == node || !kept {
+                        // A newer claim of this node, or a Clean Start: a dormant claim is void.
+                        cluster.dormant_claims.remove(&client);
+                    }
+                    if owner == node {
+                        let newest = cluster.newest_claim.entry(client.clone()).or_default();
+                        *newest = (*newest).max(epoch);
+                    } else {
+                        cluster.newest_claim.remove(&client);
+                    }
                 }
                 if unpulled && (!kept || self.timers_held()) {
                     // A claim replayed from the log at start and overtaken since, or a Clean
@@ -270,6 +280,7 @@ impl<S: Store> Broker<S> {
             ClusterEvent::Dropped { client, epoch } => {
                 if let Some(cluster) = self.cluster.as_mut() {
                     cluster.dormant_claims.remove(&client);
+                    cluster.newest_claim.remove(&client);
                 }
                 let moved_to_dropped = self
                     .cluster

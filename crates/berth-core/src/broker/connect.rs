@@ -59,8 +59,8 @@ impl<S: Store> Broker<S> {
             // the newer connection keeps the session; this one is refused and retries.
             return self.refuse(conn, ConnectReasonCode::ServerUnavailable);
         }
-        if granted.is_some() {
-            self.claimed_by_connection(&client);
+        if let Some((epoch, _)) = granted {
+            self.claimed_by_connection(&client, epoch);
         }
 
         let requested = self.config.session.requested_expiry(&connect);

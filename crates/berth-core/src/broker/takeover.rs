@@ -167,15 +167,7 @@ impl<S: Store> Broker<S> {
             // A newer claim of this node applied while this import ran (a second CONNECT here)
             // is the session's epoch from now on: a connection still holding the older grant
             // is stale (`superseded`), and what this node records must match the registry.
-            let newest_here = self
-                .cluster
-                .as_ref()
-                .and_then(|c| c.remote.get(client))
-                .filter(|r| Some(r.owner) == node)
-                .map(|r| r.epoch);
-            if let Some(epoch) = newest_here {
-                export.record.epoch = export.record.epoch.max(epoch);
-            }
+            export.record.epoch = self.landing_epoch(client, export.record.epoch);
             self.forget_remote(client);
         }
         // Subscriptions arriving with a session obey this node's rules too.
@@ -259,13 +251,13 @@ impl<S: Store> Broker<S> {
     fn merge_import(&mut self, client: &ClientId, export: SessionExport) {
         let unacknowledged = export.unacknowledged();
         self.mark_queue_redelivered(client);
-        let Some(session) = self.sessions.get_mut(client) else {
-            return;
-        };
         let mut record = export.record;
         // Never back: a second pull for the same claim (an adopted one beside its connection's)
         // must not undo a newer claim of this node that the first import already took.
-        record.epoch = record.epoch.max(session.epoch);
+        record.epoch = self.landing_epoch(client, record.epoch);
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
         session.epoch = record.epoch;
         session.protocol = record.protocol;
         session.expiry = record.expiry;
@@ -384,7 +376,7 @@ impl<S: Store> Broker<S> {
             cluster.importing.insert(client.clone());
             *cluster.import_started.entry(client.clone()).or_default() += 1;
         }
-        self.claimed_by_connection(client);
+        self.claimed_by_connection(client, crate::ids::Epoch(0));
     }
 
     /// The import is complete: forwarded messages that waited for it are handled now.

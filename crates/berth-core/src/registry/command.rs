@@ -137,4 +137,18 @@ pub struct Claimed {
     pub previous_epoch: Epoch,
     /// The kept session's subscriptions.
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+    /// How long the session outlived its connection before this claim (`After(0)`: it ends with
+    /// it; also when there was none).
+    pub previous_expiry: SessionExpiry,
+}
+
+impl Claimed {
+    /// Whether the takeover goes on with the registry's subscriptions when the old owner holds
+    /// nothing. A kept session that outlives its connection is then in transit through another
+    /// node (claims that overlapped, each pulling from the one before) and arrives later as a
+    /// stranded backlog; one that ends with its connection (expiry 0) has ended there, its end
+    /// not yet in the registry, and the client starts afresh (Session Present 0).
+    pub fn resumes_without_state(&self) -> bool {
+        self.session_present && !self.previous_expiry.is_zero()
+    }
 }

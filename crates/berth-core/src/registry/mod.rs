@@ -291,6 +291,7 @@ impl Registry {
             existing.is_some_and(|e| !e.detached || e.expires_at.is_none_or(|at| at > claim.now));
         let kept = alive && !claim.clean_start;
         let previous_epoch = existing.map_or(Epoch(0), |e| e.epoch);
+        let previous_expiry = existing.map_or(SessionExpiry::After(0), |e| e.expiry);
         let previous_owner = existing
             .filter(|e| kept && e.owner != claim.node)
             .map(|e| e.owner);
@@ -332,6 +333,7 @@ impl Registry {
             previous_owner,
             previous_epoch,
             subscriptions: list,
+            previous_expiry,
         }
     }
 }

@@ -320,3 +320,27 @@ fn reset_names_every_session_with_its_start() {
     );
     assert_eq!(sessions[0].subscriptions, vec![subscription("a")]);
 }
+
+#[test]
+fn a_claim_says_whether_the_session_outlived_its_connection() {
+    let mut r = Registry::default();
+    let mut events = Vec::new();
+    r.apply(&claim("x", 1, false, 0), &mut events);
+    let kept = claimed(r.apply(&claim("x", 2, false, 0), &mut events));
+    assert_eq!(kept.previous_expiry, SessionExpiry::After(60));
+    assert!(
+        kept.resumes_without_state(),
+        "a session that outlives its connection may be in transit: resume it"
+    );
+    let mut ends_with_connection = claim("y", 1, false, 0);
+    if let Command::Claim(c) = &mut ends_with_connection {
+        c.expiry = SessionExpiry::After(0);
+    }
+    r.apply(&ends_with_connection, &mut events);
+    let after = claimed(r.apply(&claim("y", 2, false, 0), &mut events));
+    assert!(after.session_present, "its end is not in the registry yet");
+    assert!(
+        !after.resumes_without_state(),
+        "nothing on its old owner means it ended there: the client starts afresh"
+    );
+}

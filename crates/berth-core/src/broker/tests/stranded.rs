@@ -581,3 +581,26 @@ fn an_older_copys_messages_keep_dup_through_a_restart_after_the_merge() {
         ]
     );
 }
+
+/// Two claims back on the node holding an older copy (epochs 3 and 4, two CONNECTs there): the
+/// merged session lands at epoch 4, so the connection granted epoch 3 is refused instead of
+/// running a session the registry records at 4 (a zombie: simulator seed 87).
+#[test]
+fn a_merge_for_an_older_claim_lands_at_the_newest_claim_of_this_node() {
+    let (mut a, mut b) = older_copy_and_owner_with_m4_in_flight();
+    for epoch in [3, 4] {
+        a.event(claim(1, epoch));
+        b.event(claim(1, epoch));
+    }
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    pull_back(&mut a, &mut b, 3);
+    let (stale, out) = a.connect_as(v3("x", false), 3);
+    assert_eq!(
+        out.connack(stale).reason,
+        berth_codec::ConnectReasonCode::ServerUnavailable
+    );
+    let (conn, out) = a.connect_as(v3("x", false), 4);
+    assert!(out.connack(conn).session_present);
+}
