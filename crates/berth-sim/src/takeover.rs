@@ -270,17 +270,20 @@ impl Sim {
         }
     }
 
-    /// The claim has reached this broker: the session's state, then its queue in pages.
-    pub fn endpoint_export(&mut self, n: NodeId, from: NodeId, rpc: Id) {
-        let node = self.node_mut(n);
-        let Some(at) = node
+    /// Where the pull `rpc` of node `from` waits on node `n`.
+    fn endpoint_wait(&self, n: NodeId, from: NodeId, rpc: Id) -> Option<usize> {
+        self.node(n)
             .endpoint_waits
             .iter()
             .position(|w| w.from == from && w.rpc == rpc)
-        else {
+    }
+
+    /// The claim has reached this broker: the session's state, then its queue in pages.
+    pub fn endpoint_export(&mut self, n: NodeId, from: NodeId, rpc: Id) {
+        let Some(at) = self.endpoint_wait(n, from, rpc) else {
             return;
         };
-        let wait = &node.endpoint_waits[at];
+        let wait = &self.node(n).endpoint_waits[at];
         if wait.import_deadline.is_none() {
             // First look at this pull (`BrokerEndpoint::takeover`): the broker hears who asks.
             let event = Event::ExportWanted {
@@ -290,14 +293,11 @@ impl Sim {
             self.call(n, event);
         }
         let now = self.now;
-        let node = self.node_mut(n);
-        let Some(at) = node
-            .endpoint_waits
-            .iter()
-            .position(|w| w.from == from && w.rpc == rpc)
-        else {
+        // (The call above may have changed the waits.)
+        let Some(at) = self.endpoint_wait(n, from, rpc) else {
             return;
         };
+        let node = self.node_mut(n);
         let pending = node
             .broker
             .as_ref()

@@ -48,6 +48,20 @@ pub(super) fn pull(
     (export, page)
 }
 
+/// `x` runs at epoch `newest` on `h`: a connection granted `stale` is refused (it must not run a
+/// session the registry records at a newer epoch), one granted `newest` finds the session.
+pub(super) fn assert_runs_at(h: &mut Harness, stale: u64, newest: u64) -> (ConnId, Out) {
+    let (old, out) = h.connect_as(v3("x", false), stale);
+    assert_eq!(
+        out.connack(old).reason,
+        berth_codec::ConnectReasonCode::ServerUnavailable,
+        "the grant of epoch {stale} is older than the session's claim ({newest})"
+    );
+    let (conn, out) = h.connect_as(v3("x", false), newest);
+    assert!(out.connack(conn).session_present);
+    (conn, out)
+}
+
 pub(super) fn import(
     into: &mut Harness,
     export: SessionExport,
@@ -404,14 +418,7 @@ fn an_import_for_an_older_claim_lands_at_the_newest_claim_of_this_node() {
     let (export, page) = pull(&mut a, 2);
     import(&mut b, export, page);
     b.event(import_done());
-    let (stale, out) = b.connect_as(v3("x", false), 2);
-    assert_eq!(
-        out.connack(stale).reason,
-        berth_codec::ConnectReasonCode::ServerUnavailable,
-        "the grant of epoch 2 is older than the session's claim (3): it must not run it"
-    );
-    let (conn, out) = b.connect_as(v3("x", false), 3);
-    assert!(out.connack(conn).session_present);
+    let (conn, out) = assert_runs_at(&mut b, 2, 3);
     assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
 }
 
@@ -472,12 +479,5 @@ fn a_second_pull_for_the_same_claim_does_not_take_the_session_back_to_an_older_e
         import(&mut b, export, page);
         b.event(import_done());
     }
-    let (stale, out) = b.connect_as(v3("x", false), 2);
-    assert_eq!(
-        out.connack(stale).reason,
-        berth_codec::ConnectReasonCode::ServerUnavailable,
-        "the session is at epoch 4: the grant of epoch 2 is stale"
-    );
-    let (conn, out) = b.connect_as(v3("x", false), 4);
-    assert!(out.connack(conn).session_present);
+    assert_runs_at(&mut b, 2, 4);
 }
