@@ -3,7 +3,7 @@
 //! `berth_core::Registry`, applied here to the log's protobuf commands through `convert`).
 //!
 //! ```text
-//!  berth-server ── propose(Claim/Subscribe/…) ──▶ ClusterNode ──▶ openraft ──▶ LogStore (RocksDB)
+//!  berth-node ── propose(&Command) ──▶ ClusterNode ──▶ openraft ──▶ LogStore (RocksDB)
 //!        ▲                                                           │
 //!        └──────── ClusterEvent (owner changed, routes…) ◀── StateMachine::apply (Registry)
 //!  peers ──gRPC──▶ service.rs: Raft RPCs → openraft; Forward/Takeover/Release → LocalBroker

@@ -11,6 +11,12 @@
 //!
 //! The broker is the single writer of all session and routing state. Time is injected with
 //! every event as [`UnixMillis`], so unit tests drive expiry and will delays with a fake clock.
+//!
+//! The cluster's replicated registry is here too ([`registry`]): what a packet asks of it
+//! (`registry::plan`), its commands and their pure [`Registry::apply`], which yields the
+//! [`ClusterEvent`]s every node's broker applies. A cluster node (berth-node) proposes only what
+//! `plan` returns, and Raft (berth-cluster) only carries the commands: every protocol rule, also
+//! in a cluster, is decided in this crate.
 
 pub mod broker;
 pub mod cluster;
