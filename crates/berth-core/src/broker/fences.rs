@@ -86,11 +86,17 @@ impl<S: Store> Broker<S> {
         if cluster.fences.contains_key(client) {
             return;
         }
+        // Where this node's messages for `client` went so far: the node its copy here was moving
+        // to, the owner it routed to, or this node itself (its messages wait here for an
+        // import, `defer_local`, when no route names this node: an older copy is here).
+        let here = (self.sessions.contains_key(client) || cluster.importing.contains(client))
+            .then_some(cluster.node);
         let old = cluster
             .moving
             .get(client)
             .map(|(to, _)| *to)
-            .or_else(|| cluster.remote.get(client).map(|r| r.owner));
+            .or_else(|| cluster.remote.get(client).map(|r| r.owner))
+            .or(here);
         let Some(old) = old.filter(|old| *old != new_owner) else {
             return;
         };

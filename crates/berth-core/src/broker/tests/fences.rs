@@ -178,3 +178,39 @@ fn a_move_learnt_from_a_snapshot_fences_like_the_log_entry() {
     let second = forwards(&out);
     assert_eq!((second[0].0, second[0].2.as_str()), (3, "m2"));
 }
+
+/// A node holding an older copy of `x` claims it back (twice) and defers what it publishes for
+/// `x` until the import lands; `x` is then claimed by node 3. A newer message published here must
+/// follow the deferred ones to node 3, not overtake them (no route names this node while the
+/// older copy is here, so the fence is on this node itself: simulator seed 228).
+#[test]
+fn messages_deferred_for_an_import_here_are_not_overtaken_when_the_session_moves_on() {
+    let mut h = node(1);
+    let x = h.connect_ok(v3("x", false));
+    h.subscribe(x, subscribe(1, "t", QoS::AtLeastOnce));
+    h.lose(x);
+    owner(&mut h, "x", 2, 2); // the copy here is older now, moving to node 2
+    owner(&mut h, "x", 1, 3); // claimed back here: the import from node 2 begins
+    h.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    owner(&mut h, "x", 1, 4); // a second CONNECT here
+    let publisher = h.connect_ok(v3("pub", true));
+    let deferred = h.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1));
+    assert!(forwards(&deferred).is_empty(), "m1 waits for the import");
+    owner(&mut h, "x", 3, 5); // claimed by node 3 while the import runs
+    let newer = h.publish(publisher, publish("t", b"m2", QoS::AtLeastOnce, 2));
+    assert!(
+        forwards(&newer).is_empty(),
+        "m2 must not reach node 3 before m1: {:?}",
+        forwards(&newer)
+    );
+    let landed = h.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let order: Vec<(u64, String)> = forwards(&landed)
+        .into_iter()
+        .map(|(node, _, payload)| (node, payload))
+        .collect();
+    assert_eq!(order, vec![(3, "m1".into()), (3, "m2".into())]);
+}
