@@ -400,6 +400,14 @@ fn older_copy_and_owner_with_m4_in_flight() -> (Harness, Harness) {
     (a, b)
 }
 
+/// (payload, DUP) of every PUBLISH `out` sends to `conn`.
+fn dup_flags(out: &Out, conn: ConnId) -> Vec<(String, bool)> {
+    out.publishes(conn)
+        .iter()
+        .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.dup))
+        .collect()
+}
+
 /// Issue 11, the stale-copy loss: node 1 holds an older copy of `x` and claims it back while the
 /// current owner (node 2) does not answer yet. A QoS 1 message published *through node 1* in
 /// that wait must neither be answered 0x10 (No matching subscribers) nor be lost: it waits for
@@ -433,13 +441,8 @@ fn a_publish_through_the_node_taking_back_an_older_copy_waits_for_the_backlog() 
         vec!["m1", "m2", "m3", "m4", "m6"],
         "the older copy, the newer owner's backlog, then what waited"
     );
-    let dup: Vec<(String, bool)> = out
-        .publishes(conn)
-        .iter()
-        .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.dup))
-        .collect();
     assert_eq!(
-        dup,
+        dup_flags(&out, conn),
         vec![
             ("m1".to_string(), true),
             // The older copy's queue: node 2 may have pulled this copy before (a release lost
@@ -566,13 +569,8 @@ fn an_older_copys_messages_keep_dup_through_a_restart_after_the_merge() {
     a.restart_after(1);
     a.broker.join_cluster(NodeId(1));
     let (conn, out) = a.connect_as(v3("x", false), 3);
-    let dup: Vec<(String, bool)> = out
-        .publishes(conn)
-        .iter()
-        .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.dup))
-        .collect();
     assert_eq!(
-        dup,
+        dup_flags(&out, conn),
         vec![
             ("m1".to_string(), true),
             ("m2".to_string(), true),
