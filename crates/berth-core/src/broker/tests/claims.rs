@@ -48,6 +48,13 @@ pub(super) fn pull(
     (export, page)
 }
 
+/// A whole takeover pull: `into` imports `x` from `from` for the claim at `epoch`.
+fn pull_whole(into: &mut Harness, from: &mut Harness, epoch: u64) -> Out {
+    let (export, page) = pull(from, epoch);
+    import(into, export, page);
+    into.event(import_done())
+}
+
 /// `x` runs at epoch `newest` on `h`: a connection granted `stale` is refused (it must not run a
 /// session the registry records at a newer epoch), one granted `newest` finds the session.
 pub(super) fn assert_runs_at(h: &mut Harness, stale: u64, newest: u64) -> (ConnId, Out) {
@@ -120,9 +127,7 @@ fn a_newer_claim_here_waits_for_the_import_of_an_older_one_and_finds_the_session
         "no CONNACK before the session is in"
     );
     // The pull of the first claim still gets the copy (the newer claim is the same node's).
-    let (export, page) = pull(&mut a, 2);
-    import(&mut b, export, page);
-    let out = b.event(import_done());
+    let out = pull_whole(&mut b, &mut a, 2);
     assert!(
         out.connack(newer).session_present,
         "the session arrived: Session Present = 1"
@@ -149,9 +154,7 @@ fn a_node_claimed_away_while_importing_hands_the_imported_session_on() {
         b.broker.import_pending(&client("x")),
         "node 2's export to node 3 must wait for its import"
     );
-    let (export, page) = pull(&mut a, 2);
-    import(&mut b, export, page);
-    b.event(import_done());
+    pull_whole(&mut b, &mut a, 2);
     assert!(!b.broker.import_pending(&client("x")));
     // Node 3 pulls from node 2 and gets the whole backlog.
     c.event(import_begin());
@@ -182,9 +185,7 @@ fn a_claim_whose_connect_was_refused_is_taken_over_without_a_connection() {
         "node 2 pulls from node 1 alone"
     );
     b.event(import_begin());
-    let (export, page) = pull(&mut a, 2);
-    import(&mut b, export, page);
-    let out = b.event(import_done());
+    let out = pull_whole(&mut b, &mut a, 2);
     let detached = out.actions.iter().any(|a| {
         matches!(
             a,
@@ -236,9 +237,7 @@ fn state_pulled_for_a_claim_overtaken_before_its_pull_began_is_kept_for_the_new_
     b.event(claim(2, 2));
     b.event(claim(3, 3));
     b.event(import_begin());
-    let (export, page) = pull(&mut a, 2);
-    import(&mut b, export, page);
-    b.event(import_done());
+    pull_whole(&mut b, &mut a, 2);
     assert_eq!(
         b.broker.moving_sessions(),
         vec![(client("x"), NodeId(3), Epoch(3))],
@@ -367,9 +366,7 @@ fn a_replayed_claim_overtaken_before_it_pulled_hands_the_session_on_when_the_new
         "node 3's pull waits for the session to arrive here (else: Session Present 0)"
     );
     b.event(import_begin());
-    let (export, page) = pull(&mut a, 2);
-    import(&mut b, export, page);
-    b.event(import_done());
+    pull_whole(&mut b, &mut a, 2);
     assert!(!b.broker.export_waits(&client("x")));
     assert_eq!(
         b.broker.moving_sessions(),
@@ -415,9 +412,7 @@ fn an_import_for_an_older_claim_lands_at_the_newest_claim_of_this_node() {
     b.event(claim(2, 2));
     b.event(claim(2, 3));
     b.event(import_begin());
-    let (export, page) = pull(&mut a, 2);
-    import(&mut b, export, page);
-    b.event(import_done());
+    pull_whole(&mut b, &mut a, 2);
     let (conn, out) = assert_runs_at(&mut b, 2, 3);
     assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
 }
@@ -453,9 +448,7 @@ fn a_claim_of_this_node_in_the_snapshot_it_restarts_from_pulls_from_the_owner_be
     });
     assert_eq!(adopt, Some(Some(NodeId(1))), "the pull starts, from node 1");
     b.event(import_begin());
-    let (export, page) = pull(&mut a, 2);
-    import(&mut b, export, page);
-    let out = b.event(import_done());
+    let out = pull_whole(&mut b, &mut a, 2);
     assert!(out.connack(conn).session_present);
     assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
 }
@@ -475,9 +468,7 @@ fn a_second_pull_for_the_same_claim_does_not_take_the_session_back_to_an_older_e
     b.event(import_begin());
     b.event(import_begin());
     for _ in 0..2 {
-        let (export, page) = pull(&mut a, 2);
-        import(&mut b, export, page);
-        b.event(import_done());
+        pull_whole(&mut b, &mut a, 2);
     }
     assert_runs_at(&mut b, 2, 4);
 }
