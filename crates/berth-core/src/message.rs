@@ -28,12 +28,13 @@ impl Message {
     /// The application message of `publish` (its topic resolved to `topic`) as the broker
     /// routes, stores and retains it, received at `now`: the properties that travel with it,
     /// and its Message Expiry Interval as a deadline. The one place this is decided (a cluster
-    /// node's retained PUBLISH goes to the registry in this form).
-    pub fn published(publish: &berth_codec::Publish, topic: TopicName, now: UnixMillis) -> Message {
-        let properties = &publish.properties;
+    /// node's retained PUBLISH goes to the registry in this form). Takes the PUBLISH by value:
+    /// on the publish path its properties move, they are not copied.
+    pub fn published(publish: berth_codec::Publish, topic: TopicName, now: UnixMillis) -> Message {
+        let properties = publish.properties;
         Message {
             topic,
-            payload: publish.payload.clone(),
+            payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
             expires_at: properties
@@ -41,10 +42,10 @@ impl Message {
                 .map(|secs| now.plus_secs(secs)),
             properties: PublishProperties {
                 payload_format_indicator: properties.payload_format_indicator,
-                content_type: properties.content_type.clone(),
-                response_topic: properties.response_topic.clone(),
-                correlation_data: properties.correlation_data.clone(),
-                user_properties: properties.user_properties.clone(),
+                content_type: properties.content_type,
+                response_topic: properties.response_topic,
+                correlation_data: properties.correlation_data,
+                user_properties: properties.user_properties,
                 ..Default::default()
             },
         }

@@ -153,12 +153,5 @@ pub(crate) fn forwarded_from_pb(
 /// Whether a takeover goes on with the registry's subscriptions when the old owner holds
 /// nothing: core's rule (`Claimed::resumes_without_state`), on the claim's answer as it travels.
 pub(crate) fn resumes_without_state(claimed: &pb::ClaimResult) -> bool {
-    let result = pb::CommandResult {
-        kind: Some(pb::command_result::Kind::Claim(claimed.clone())),
-        log_index: 0,
-    };
-    matches!(
-        berth_cluster::convert::outcome_from_pb(&result),
-        Ok(Some(berth_core::Outcome::Claimed(c))) if c.resumes_without_state()
-    )
+    berth_cluster::convert::claimed_from_pb(claimed).is_ok_and(|c| c.resumes_without_state())
 }

@@ -198,18 +198,23 @@ pub fn outcome_from_pb(result: &pb::CommandResult) -> Result<Option<Outcome>, In
     use pb::command_result::Kind;
     Ok(match result.kind.as_ref().ok_or(invalid("result"))? {
         Kind::Applied(_) => Some(Outcome::Applied),
-        Kind::Claim(c) => Some(Outcome::Claimed(Claimed {
-            epoch: Epoch(c.epoch),
-            session_present: c.session_present,
-            previous_owner: c.previous_owner.map(NodeId),
-            previous_epoch: Epoch(c.previous_epoch),
-            subscriptions: subscriptions_from_pb(&c.subscriptions)?,
-            previous_expiry: SessionExpiry::from_interval(c.previous_expiry_interval),
-        })),
+        Kind::Claim(c) => Some(Outcome::Claimed(claimed_from_pb(c)?)),
         Kind::Fenced(f) => Some(Outcome::Fenced {
             current: Epoch(f.current_epoch),
         }),
         Kind::Internal(_) => None,
+    })
+}
+
+/// A claim's answer as it travels.
+pub fn claimed_from_pb(c: &pb::ClaimResult) -> Result<Claimed, Invalid> {
+    Ok(Claimed {
+        epoch: Epoch(c.epoch),
+        session_present: c.session_present,
+        previous_owner: c.previous_owner.map(NodeId),
+        previous_epoch: Epoch(c.previous_epoch),
+        subscriptions: subscriptions_from_pb(&c.subscriptions)?,
+        previous_expiry: SessionExpiry::from_interval(c.previous_expiry_interval),
     })
 }
 

@@ -289,6 +289,11 @@ impl<S: Store> Broker<S> {
         } = batch;
         let mut waiting = Vec::new();
         for forwarded in messages {
+            if !forwarded.clients.iter().any(|c| self.import_pending(c)) {
+                // The usual case: nothing of it waits, and it is delivered as it came.
+                not_owned.extend(self.deliver_forwarded(now, &forwarded));
+                continue;
+            }
             let (later, ready): (Vec<ClientId>, Vec<ClientId>) = forwarded
                 .clients
                 .iter()

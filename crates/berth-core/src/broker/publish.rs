@@ -85,7 +85,8 @@ impl<S: Store> Broker<S> {
             session.incoming_qos2.insert(id);
         }
 
-        let message = Message::published(&publish, topic, now);
+        let (qos, packet_id) = (publish.qos, publish.packet_id);
+        let message = Message::published(publish, topic, now);
         if message.retain {
             self.set_retained(&message);
         }
@@ -95,7 +96,7 @@ impl<S: Store> Broker<S> {
         let matched = self.route(now, Some(client), message.clone());
         let congested = self.route_congested.take().unwrap_or_default();
         // Sessions of other nodes: the acknowledgement waits until their owners stored it.
-        let token = if publish.qos == QoS::AtMostOnce {
+        let token = if qos == QoS::AtMostOnce {
             None
         } else {
             self.new_token()
@@ -104,9 +105,9 @@ impl<S: Store> Broker<S> {
         let waiting_on = token
             .filter(|_| waiting_nodes > 0)
             .map(|t| (t, waiting_nodes));
-        if publish.qos == QoS::ExactlyOnce
+        if qos == QoS::ExactlyOnce
             && waiting_on.is_none()
-            && let Some(id) = publish.packet_id
+            && let Some(id) = packet_id
         {
             self.store_incoming_qos2(client, id);
         }
@@ -120,7 +121,7 @@ impl<S: Store> Broker<S> {
         } else {
             PubAckReasonCode::Success
         };
-        let packet = match (publish.qos, publish.packet_id) {
+        let packet = match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 let mut ack = PubAck::new(id);
                 ack.reason = reason;

@@ -108,7 +108,8 @@ pub fn change(
             Some(if publish.payload.is_empty() {
                 Command::ClearRetained(publish.topic.clone())
             } else {
-                Command::SetRetained(Message::published(publish, publish.topic.clone(), now))
+                let topic = publish.topic.clone();
+                Command::SetRetained(Message::published(publish.clone(), topic, now))
             })
         }
         _ => None,
