@@ -121,6 +121,11 @@ pub struct SessionRecord {
     pub will: Option<WillRecord>,
     /// When the will is due, if the connection ended abnormally and the will still waits.
     pub will_due_at: Option<UnixMillis>,
+    /// The session resumed here without the state of an older copy on a node that could not be
+    /// reached (a takeover's fallback): which of the client's QoS 2 PUBLISHes were received is
+    /// not known until that copy is recovered (`Event::ImportLate`), so a re-sent one waits
+    /// for it rather than be delivered a second time or answered as a duplicate.
+    pub qos2_state_elsewhere: bool,
 }
 
 /// A stored subscription.

@@ -55,6 +55,7 @@ pub(crate) async fn claim(
                 expires_at: None,
                 will: None,
                 will_due_at: None,
+                qos2_state_elsewhere: true,
             },
             subscriptions: claimed.subscriptions,
             inflight: Vec::new(),

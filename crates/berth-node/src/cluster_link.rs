@@ -245,6 +245,7 @@ impl ClusterLink {
         // A late backlog is stored in one piece once it is complete: a stream cut short and
         // pulled again must not append its first part twice.
         let mut late = Vec::new();
+        let mut late_incoming_qos2 = Vec::new();
         while let Some(chunk) = stream
             .message()
             .await
@@ -266,7 +267,10 @@ impl ClusterLink {
                             })
                             .await;
                         }
-                        Pull::Late => late.extend(export.unacknowledged()),
+                        Pull::Late => {
+                            late.extend(export.unacknowledged());
+                            late_incoming_qos2 = export.incoming_qos2;
+                        }
                     }
                 }
                 Some(pb::takeover_chunk::Part::Queued(batch)) => {
@@ -302,6 +306,7 @@ impl ClusterLink {
                 client: client.clone(),
                 epoch: berth_core::Epoch(epoch),
                 page: late,
+                incoming_qos2: late_incoming_qos2,
             })
             .await;
             // The owner checked the session was settled here at `epoch` before pulling; an

@@ -196,6 +196,7 @@ impl Sim {
                         expires_at: None,
                         will: None,
                         will_due_at: None,
+                        qos2_state_elsewhere: true,
                     },
                     subscriptions: subscriptions_from(&claimed.subscriptions),
                     inflight: Vec::new(),

@@ -114,6 +114,8 @@ pub(crate) struct Pull {
     pub(crate) expected: u64,
     pub(crate) received: u64,
     pub(crate) late: Vec<Delivery>,
+    /// The late copy's incoming QoS 2 ids (`Event::ImportLate`).
+    pub(crate) late_incoming_qos2: Vec<berth_codec::PacketId>,
 }
 
 #[derive(Debug)]
@@ -373,7 +375,12 @@ fn describe_event(event: &Event) -> String {
             client,
             epoch,
             page,
-        } => format!("ImportLate {client} e{} ({})", epoch.0, page.len()),
+            incoming_qos2,
+        } => format!(
+            "ImportLate {client} e{} ({}, QoS 2 ids {incoming_qos2:?})",
+            epoch.0,
+            page.len()
+        ),
         Event::Release { client, epoch, .. } => format!("Release {client} e{}", epoch.0),
         _ => String::new(),
     }

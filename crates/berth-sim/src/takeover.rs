@@ -55,6 +55,7 @@ impl Sim {
                 expected: 0,
                 received: 0,
                 late: Vec::new(),
+                late_incoming_qos2: Vec::new(),
             },
         );
     }
@@ -76,6 +77,7 @@ impl Sim {
                     self.call(n, Event::ImportState { client, export });
                 } else {
                     pull.late.extend(export.unacknowledged());
+                    pull.late_incoming_qos2 = export.incoming_qos2.clone();
                 }
             }
             Ok(NetBody::Page(deliveries)) => {
@@ -113,12 +115,14 @@ impl Sim {
                     self.release(n, client, from, epoch, Some(id));
                 } else {
                     let page = std::mem::take(&mut pull.late);
+                    let incoming_qos2 = std::mem::take(&mut pull.late_incoming_qos2);
                     self.call(
                         n,
                         Event::ImportLate {
                             client: client.clone(),
                             epoch: Epoch(epoch),
                             page,
+                            incoming_qos2,
                         },
                     );
                     let accepts = self

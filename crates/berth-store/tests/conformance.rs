@@ -104,6 +104,7 @@ fn garbage_values_are_corrupt_errors() {
             expires_at: None,
             will: None,
             will_due_at: None,
+            qos2_state_elsewhere: false,
         };
         store
             .write(Batch {

@@ -53,6 +53,7 @@ pub fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
         queued: export.queued,
         will: record.will.as_ref().map(will_to_pb),
         will_due_at_ms: record.will_due_at.map(|at| at.0),
+        qos2_state_elsewhere: record.qos2_state_elsewhere,
     }
 }
 
@@ -83,6 +84,7 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
             expires_at: None,
             will,
             will_due_at: header.will_due_at_ms.map(berth_core::UnixMillis),
+            qos2_state_elsewhere: header.qos2_state_elsewhere,
         },
         subscriptions: subscriptions_from(&header.subscriptions),
         inflight,

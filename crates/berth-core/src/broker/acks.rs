@@ -143,6 +143,37 @@ impl<S: Store> Broker<S> {
         self.held.by_conn.entry(conn).or_default().push_back(ack);
     }
 
+    /// A held acknowledgement (`token`, see `hold_qos2`) is decided: `packet` replaces it when
+    /// given, and it goes out when ready — at once, or when `waiting_on` (the forwards of the
+    /// message now routed) ends.
+    pub(super) fn settle_held_ack(
+        &mut self,
+        conn: ConnId,
+        token: u64,
+        packet: Option<Packet>,
+        waiting_on: Option<(u64, usize)>,
+    ) {
+        let qos2 = match &packet {
+            Some(Packet::PubRec(rec)) => self.conns.get(&conn).map(|c| (c.clone(), rec.packet_id)),
+            _ => None,
+        };
+        let wait = waiting_on.and_then(|(token, remaining)| {
+            self.wait_for_nodes(conn, token, remaining, qos2)
+                .then_some(token)
+        });
+        let Some(held) = self.held.by_conn.get_mut(&conn) else {
+            return;
+        };
+        let Some(entry) = held.iter_mut().find(|h| h.token == Some(token)) else {
+            return;
+        };
+        if let Some(packet) = packet {
+            entry.packet = packet;
+        }
+        entry.token = wait;
+        self.flush_acks(conn);
+    }
+
     fn has_congestion_hold(&self, conn: ConnId) -> bool {
         self.held
             .by_conn

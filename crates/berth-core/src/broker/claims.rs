@@ -114,6 +114,7 @@ impl<S: Store> Broker<S> {
                 expires_at: None,
                 will: None,
                 will_due_at: None,
+                qos2_state_elsewhere: unclaimed.from.is_some(),
             },
             subscriptions: unclaimed.subscriptions.clone(),
             inflight: Vec::new(),

@@ -150,6 +150,7 @@ impl<S: Store> Broker<S> {
                     self.unclaimed_due(&client);
                 }
                 if owner != node && self.import_pending(&client) {
+                    self.redo_deferred(now, &client);
                     // Claimed elsewhere while its state is still arriving here (a chained
                     // takeover): the import goes on, and what it brings is a copy moving to the
                     // new owner, which pulls it once complete (`export_session` waits for it).
@@ -595,7 +596,8 @@ pub(super) fn handle_cluster_event<S: Store>(
             client,
             epoch,
             page,
-        } => broker.on_import_late(now, &client, epoch, page),
+            incoming_qos2,
+        } => broker.on_import_late(now, &client, epoch, page, incoming_qos2),
         Event::Release { client, epoch } => broker.on_release(&client, epoch),
         Event::ExportWanted { client, epoch } => broker.on_export_wanted(&client, epoch),
         Event::PublishMessage { message } => broker.on_publish_message(now, *message),

@@ -289,7 +289,7 @@ impl<S: Store> Broker<S> {
         } = batch;
         let mut waiting = Vec::new();
         for forwarded in messages {
-            if !forwarded.clients.iter().any(|c| self.import_pending(c)) {
+            if !forwarded.clients.iter().any(|c| self.import_waits_here(c)) {
                 // The usual case: nothing of it waits, and it is delivered as it came.
                 not_owned.extend(self.deliver_forwarded(now, &forwarded));
                 continue;
@@ -298,7 +298,7 @@ impl<S: Store> Broker<S> {
                 .clients
                 .iter()
                 .cloned()
-                .partition(|client| self.import_pending(client));
+                .partition(|client| self.import_waits_here(client));
             if !ready.is_empty() {
                 let part = Forwarded {
                     clients: ready,
@@ -322,6 +322,33 @@ impl<S: Store> Broker<S> {
             _ => self
                 .actions
                 .push(Action::ForwardAccepted { token, not_owned }),
+        }
+    }
+
+    /// Whether a message forwarded for `client` waits here for its import: only while this
+    /// node owns the session. Claimed elsewhere meanwhile, the import still runs (a chained
+    /// takeover) but what it brings moves on, and the message goes to the new owner — whose own
+    /// import puts it behind the backlog — instead of waiting here for an import that may not
+    /// end soon and then arriving behind newer messages that took the direct way.
+    fn import_waits_here(&self, client: &ClientId) -> bool {
+        self.import_pending(client) && self.remote_owner(client).is_none()
+    }
+
+    /// `client` was claimed by another node: forwards that waited here for its import are
+    /// answered now (`not_owned`, so their senders send them to the new owner).
+    pub(super) fn redo_deferred(&mut self, now: UnixMillis, client: &ClientId) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if !cluster
+            .deferred
+            .iter()
+            .any(|batch| batch.messages.iter().any(|m| m.clients.contains(client)))
+        {
+            return;
+        }
+        for batch in std::mem::take(&mut cluster.deferred) {
+            self.accept_forwarded(now, batch);
         }
     }
 

@@ -29,7 +29,7 @@ mod takeover;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use berth_codec::{DecodeError, DisconnectReasonCode, Packet, TopicName};
+use berth_codec::{DecodeError, DisconnectReasonCode, Packet, PacketId, TopicName};
 
 use crate::cluster::{ClusterEvent, Forwarded, NodeId, QueuePage, Replicate, SessionExport};
 use crate::config::BrokerConfig;
@@ -94,6 +94,9 @@ pub enum Event {
         client: ClientId,
         epoch: Epoch,
         page: QueuePage,
+        /// The recovered copy's incoming QoS 2 ids (PUBLISHes received, PUBREL not yet), for
+        /// a session that resumed without them (`SessionRecord::qos2_state_elsewhere`).
+        incoming_qos2: Vec<PacketId>,
     },
     /// Takeover, old owner: the new owner (of the claim at `epoch`) stored the session; delete
     /// the copy here. A release for an older claim than the one the copy now moves to is stale.
@@ -253,6 +256,7 @@ impl<S: Store> Broker<S> {
         session.will = record.will.map(Box::new);
         session.will_due_at = record.will_due_at;
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
+        session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         session.queue = Queue {
             bounds: stored.queue,
             head: Default::default(),
@@ -466,6 +470,7 @@ fn record_of(session: &Session) -> crate::store::SessionRecord {
         expires_at: session.expires_at,
         will: session.will.as_deref().cloned(),
         will_due_at: session.will_due_at,
+        qos2_state_elsewhere: session.qos2_state_elsewhere,
     }
 }
 

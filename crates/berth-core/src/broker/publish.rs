@@ -69,13 +69,21 @@ impl<S: Store> Broker<S> {
                 }
                 return self.send_ack(now, conn, Packet::PubRec(PubRec::new(id)), None, &[]);
             }
-            if session.incoming_qos2.len() >= usize::from(self.config.limits.receive_maximum) {
+            let held = session.qos2_wait.as_ref().map_or(0, |w| w.held.len());
+            if session.incoming_qos2.len() + held >= usize::from(self.config.limits.receive_maximum)
+            {
                 return self.disconnect_with(
                     now,
                     conn,
                     client,
                     DisconnectReasonCode::ReceiveMaximumExceeded,
                 );
+            }
+            if publish.dup && session.qos2_state_elsewhere {
+                // Re-sent, and its first send may have reached the older copy this session
+                // resumed without: whether it is a duplicate is known once that copy's ids are
+                // here (`recover_qos2_state`).
+                return self.hold_qos2(conn, client, publish, topic);
             }
             // Remembered now (a re-send on this connection is a duplicate), stored below:
             // with the deliveries when every match is here, or when the last other owner has
@@ -85,6 +93,20 @@ impl<S: Store> Broker<S> {
             session.incoming_qos2.insert(id);
         }
 
+        if let Some(routed) = self.route_publish(now, client, publish, topic) {
+            self.send_ack(now, conn, routed.ack, routed.waiting_on, &routed.congested);
+        }
+    }
+
+    /// Routes a client's PUBLISH (its QoS 2 id already remembered) and says how to acknowledge
+    /// it; `None` for QoS 0.
+    fn route_publish(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        publish: Publish,
+        topic: berth_codec::TopicName,
+    ) -> Option<Routed> {
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         let message = Message::published(publish, topic, now);
         if message.retain {
@@ -121,7 +143,7 @@ impl<S: Store> Broker<S> {
         } else {
             PubAckReasonCode::Success
         };
-        let packet = match (qos, packet_id) {
+        let ack = match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => {
                 let mut ack = PubAck::new(id);
                 ack.reason = reason;
@@ -132,9 +154,115 @@ impl<S: Store> Broker<S> {
                 rec.reason = reason;
                 Packet::PubRec(rec)
             }
-            _ => return,
+            _ => return None,
         };
-        self.send_ack(now, conn, packet, waiting_on, &congested);
+        Some(Routed {
+            ack,
+            waiting_on,
+            congested,
+        })
+    }
+
+    /// Holds a re-sent QoS 2 PUBLISH of a session whose older copy's QoS 2 ids are not here
+    /// yet (see `Qos2Wait`): its PUBREC keeps its place in the connection's acknowledgements.
+    fn hold_qos2(
+        &mut self,
+        conn: ConnId,
+        client: &ClientId,
+        mut publish: Publish,
+        topic: berth_codec::TopicName,
+    ) {
+        let Some(id) = publish.packet_id else { return };
+        let Some(token) = self.new_token() else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let wait = session.qos2_wait.get_or_insert_with(Default::default);
+        // Held PUBLISHes of an earlier connection went with it: the client re-sends them.
+        wait.held.retain(|h| h.conn == conn);
+        if wait.held.iter().any(|h| h.publish.packet_id == Some(id)) {
+            // Sent again on the same connection: it waits already, and gets one PUBREC.
+            return;
+        }
+        publish.topic = topic;
+        publish.properties.topic_alias = None;
+        wait.held.push(super::session::HeldQos2 {
+            conn,
+            token,
+            publish,
+        });
+        self.hold_ack(conn, Packet::PubRec(PubRec::new(id)), token);
+    }
+
+    /// The QoS 2 ids of the older copy a session resumed without are here (`ids`, from its
+    /// recovered backlog): they join the session's (less those the client released here since:
+    /// they ended), and the re-sent PUBLISHes that waited are settled — a duplicate of one the
+    /// older copy received is acknowledged alone, any other is routed now.
+    pub(super) fn recover_qos2_state(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        ids: Vec<PacketId>,
+    ) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        if !session.qos2_state_elsewhere {
+            // This session's ids are complete: an older copy's could only be stale (the
+            // client may have released and reused them since).
+            return;
+        }
+        let wait = session.qos2_wait.take().unwrap_or_default();
+        session.qos2_state_elsewhere = false;
+        let stored = session.stored;
+        for id in ids {
+            if !wait.released.contains(&id) && session.incoming_qos2.insert(id) && stored {
+                self.batch.push(Op::PutIncomingQos2 {
+                    client: client.clone(),
+                    packet_id: id,
+                });
+            }
+        }
+        if stored && let Some(session) = self.sessions.get(client) {
+            self.batch.push(Op::PutSession {
+                client: client.clone(),
+                record: super::record_of(session),
+            });
+        }
+        for held in wait.held {
+            self.settle_held_qos2(now, client, held);
+        }
+    }
+
+    fn settle_held_qos2(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        held: super::session::HeldQos2,
+    ) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        if session.conn() != Some(held.conn) {
+            // Its connection ended, and its acknowledgement with it: the client re-sends it.
+            return;
+        }
+        let Some(id) = held.publish.packet_id else {
+            return;
+        };
+        if !session.incoming_qos2.insert(id) {
+            // The older copy received it: a duplicate, acknowledged alone.
+            return self.settle_held_ack(held.conn, held.token, None, None);
+        }
+        let topic = held.publish.topic.clone();
+        match self.route_publish(now, client, held.publish, topic) {
+            Some(routed) => {
+                self.settle_held_ack(held.conn, held.token, Some(routed.ack), routed.waiting_on)
+            }
+            None => self.settle_held_ack(held.conn, held.token, None, None),
+        }
     }
 
     /// Hands `message` to every matching session; returns how many sessions matched.
@@ -283,9 +411,23 @@ impl<S: Store> Broker<S> {
                     packet_id: id,
                 });
             }
+        } else if session.qos2_state_elsewhere {
+            // Likely received by the older copy this session resumed without: the exchange
+            // ends here, and that copy's id must not count as pending when it is recovered.
+            let wait = session.qos2_wait.get_or_insert_with(Default::default);
+            wait.released.insert(id);
         } else {
             comp.reason = PubRelReasonCode::PacketIdentifierNotFound;
         }
         self.send(conn, Packet::PubComp(comp));
     }
+}
+
+/// How to acknowledge a routed PUBLISH (see `Broker::send_ack`).
+struct Routed {
+    ack: Packet,
+    /// The forward token and how many owners it waits for.
+    waiting_on: Option<(u64, usize)>,
+    /// Subscribers whose queues are congested (backpressure).
+    congested: Vec<ClientId>,
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use berth_codec::{PacketId, ProtocolVersion, TopicFilter, TopicName};
+use berth_codec::{PacketId, ProtocolVersion, Publish, TopicFilter, TopicName};
 
 use crate::ids::{ConnId, Epoch, QueueSeq};
 use crate::message::Delivery;
@@ -37,10 +37,39 @@ pub(crate) struct Session {
     /// Whether `inflight` reflects storage (it is read when the session resumes).
     pub inflight_loaded: bool,
     pub incoming_qos2: HashSet<PacketId>,
+    /// `incoming_qos2` may be missing ids that an unrecovered older copy holds
+    /// ([`crate::store::SessionRecord::qos2_state_elsewhere`]).
+    pub qos2_state_elsewhere: bool,
+    /// What waits for the older copy's QoS 2 ids while `qos2_state_elsewhere` (boxed: almost
+    /// every session has none).
+    pub qos2_wait: Option<Box<Qos2Wait>>,
     pub next_packet_id: u16,
     pub next_order: u64,
     /// Boxed for the same reason: only connected sessions have one.
     pub online: Option<Box<Online>>,
+}
+
+/// A session resumed without the QoS 2 state of an unreachable older copy, until that copy's
+/// incoming QoS 2 ids arrive (`Broker::recover_qos2_state`).
+#[derive(Debug, Default)]
+pub(crate) struct Qos2Wait {
+    /// Re-sent PUBLISHes (DUP = 1) whose id is not known here: the older copy may have received
+    /// them (then they are duplicates) or not (then they must be delivered). Neither routed nor
+    /// acknowledged until its ids are here; their PUBREC holds its place among the connection's
+    /// acknowledgements (`token`).
+    pub held: Vec<HeldQos2>,
+    /// Ids the client released (PUBREL) here that this node did not know: the older copy's
+    /// exchange with that id ended, and the id may since carry a new message.
+    pub released: HashSet<PacketId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct HeldQos2 {
+    pub conn: ConnId,
+    /// The held acknowledgement's token in the connection's queue (`HeldAck::token`).
+    pub token: u64,
+    /// Its topic resolved (no alias: the alias table may change meanwhile).
+    pub publish: Publish,
 }
 
 /// The connection a session is attached to, with the limits negotiated in CONNECT/CONNACK.
@@ -104,6 +133,8 @@ impl Session {
             resend: VecDeque::new(),
             inflight_loaded: true,
             incoming_qos2: HashSet::new(),
+            qos2_state_elsewhere: false,
+            qos2_wait: None,
             next_packet_id: 1,
             next_order: 0,
             online: None,

@@ -1,9 +1,9 @@
 //! A session moving between nodes: the old owner exports it (state, then queue pages) and
 //! deletes it on release; the new owner imports it and then lets waiting messages through.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use berth_codec::TopicFilter;
+use berth_codec::{PacketId, TopicFilter};
 
 use super::Broker;
 use super::session::Session;
@@ -185,6 +185,7 @@ impl<S: Store> Broker<S> {
         session.expires_at = record.expires_at;
         session.inflight_loaded = false;
         session.incoming_qos2 = export.incoming_qos2.iter().copied().collect();
+        session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         if session.stored {
             self.batch.push(Op::PutSession {
                 client: client.clone(),
@@ -264,11 +265,51 @@ impl<S: Store> Broker<S> {
         session.will = record.will.clone().map(Box::new);
         session.will_due_at = record.will_due_at;
         session.expires_at = record.expires_at;
+        // The copy here is older than the imported state. If that state is complete, its
+        // incoming QoS 2 ids are the client's (this copy's may have been released and reused
+        // since, and would swallow a new message). If it resumed without an older copy's
+        // state (`qos2_state_elsewhere`), this copy is that state recovered — unless it
+        // resumed without one itself: both count, and the session still waits if neither is
+        // complete. Held re-sends belonged to this copy's connection, which is gone.
+        let missing = record.qos2_state_elsewhere;
+        session.qos2_state_elsewhere = missing && session.qos2_state_elsewhere;
+        if session.qos2_state_elsewhere {
+            if let Some(wait) = session.qos2_wait.as_mut() {
+                wait.held.clear();
+            }
+        } else {
+            session.qos2_wait = None;
+        }
+        let stale_ids: Vec<PacketId> = if missing {
+            Vec::new()
+        } else {
+            let imported: HashSet<PacketId> = export.incoming_qos2.iter().copied().collect();
+            session
+                .incoming_qos2
+                .iter()
+                .copied()
+                .filter(|id| !imported.contains(id))
+                .collect()
+        };
+        for packet_id in &stale_ids {
+            session.incoming_qos2.remove(packet_id);
+        }
         let stored = session.stored;
+        if stored {
+            for packet_id in stale_ids {
+                self.batch.push(Op::DeleteIncomingQos2 {
+                    client: client.clone(),
+                    packet_id,
+                });
+            }
+        }
         if stored {
             self.batch.push(Op::PutSession {
                 client: client.clone(),
-                record,
+                record: crate::store::SessionRecord {
+                    qos2_state_elsewhere: session.qos2_state_elsewhere,
+                    ..record
+                },
             });
         }
         let imported: HashMap<TopicFilter, SubscriptionRecord> =
@@ -347,6 +388,7 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         epoch: crate::ids::Epoch,
         page: QueuePage,
+        incoming_qos2: Vec<berth_codec::PacketId>,
     ) {
         if !self.accepts_late_backlog(client, epoch) {
             return;
@@ -355,6 +397,7 @@ impl<S: Store> Broker<S> {
         for delivery in page {
             self.deliver(now, client, delivery);
         }
+        self.recover_qos2_state(now, client, incoming_qos2);
     }
 
     /// Sessions held here that other nodes have claimed, with their new owner and epoch: a

@@ -113,6 +113,7 @@ pub(crate) fn full_session(epoch: u64) -> SessionRecord {
             delay_secs: 45,
         }),
         will_due_at: Some(UnixMillis(1_800_000_045_000)),
+        qos2_state_elsewhere: true,
     }
 }
 
@@ -125,6 +126,7 @@ pub(crate) fn bare_session(epoch: u64) -> SessionRecord {
         expires_at: None,
         will: None,
         will_due_at: None,
+        qos2_state_elsewhere: false,
     }
 }
 

@@ -55,6 +55,7 @@ fn session() -> SessionRecord {
             delay_secs: 5,
         }),
         will_due_at: None,
+        qos2_state_elsewhere: false,
     }
 }
 

@@ -648,6 +648,7 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
                 expires_at: None,
                 will: None,
                 will_due_at: None,
+                qos2_state_elsewhere: false,
             },
             subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
             inflight: Vec::new(),

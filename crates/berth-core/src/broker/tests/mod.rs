@@ -19,6 +19,7 @@ mod fences;
 mod flow;
 mod limits;
 mod qos;
+mod qos2_recovery;
 mod queue;
 mod restart;
 mod retained;

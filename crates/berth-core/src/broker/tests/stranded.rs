@@ -137,11 +137,13 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
         client: client("x"),
         epoch: Epoch(2),
         page: export.unacknowledged(),
+        incoming_qos2: Vec::new(),
     });
     let rest = b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
         page,
+        incoming_qos2: Vec::new(),
     });
     let mut late = payloads(&first.publishes(conn));
     late.extend(payloads(&rest.publishes(conn)));
@@ -168,12 +170,14 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
         client: client("x"),
         epoch: Epoch(1),
         page: export.unacknowledged(),
+        incoming_qos2: Vec::new(),
     });
     assert!(b.stored_queue("x").is_empty());
     b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
         page: export.unacknowledged(),
+        incoming_qos2: Vec::new(),
     });
     assert_eq!(b.stored_queue("x"), vec!["m1"]);
 }
@@ -477,6 +481,7 @@ fn a_publish_through_the_node_taking_back_an_older_copy_survives_an_unreachable_
             expires_at: None,
             will: None,
             will_due_at: None,
+            qos2_state_elsewhere: false,
         },
         subscriptions: vec![(filter("t"), record())],
         inflight: Vec::new(),
@@ -524,6 +529,7 @@ fn an_imported_session_keeps_only_the_subscriptions_the_rules_allow() {
             expires_at: None,
             will: None,
             will_due_at: None,
+            qos2_state_elsewhere: false,
         },
         subscriptions: vec![(filter("t"), record()), (filter("secret/a"), record())],
         inflight: Vec::new(),

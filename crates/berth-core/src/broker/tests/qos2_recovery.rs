@@ -1,0 +1,148 @@
+//! A session resumed without the state of an older copy it could not reach (a takeover's
+//! fallback) does not know which of its client's QoS 2 PUBLISHes that copy received: a re-sent
+//! one (DUP = 1) with an id it does not know waits, unacknowledged, until the copy's ids are
+//! recovered; then a duplicate is acknowledged alone and any other is delivered. PUBRECs keep
+//! the order of their PUBLISHes throughout.
+
+use super::stranded::node;
+use super::*;
+use crate::cluster::{ClusterEvent, SessionExport};
+use crate::ids::{Epoch, NodeId};
+use crate::store::SessionRecord;
+
+/// Node 2, with `y` subscribed to `t` at QoS 2, takes `pub` over at epoch 2 from node 1
+/// without reaching it; returns the node and the connections of `y` and `pub`.
+fn resumed_without_state() -> (Harness, ConnId, ConnId) {
+    let mut b = node(2);
+    let y = b.connect_ok(v3("y", false));
+    b.subscribe(y, subscribe(1, "t", QoS::ExactlyOnce));
+    b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("pub"),
+        owner: NodeId(2),
+        epoch: Epoch(2),
+        kept: true,
+        subscriptions: Vec::new(),
+    }));
+    b.event(Event::ImportBegin {
+        client: client("pub"),
+    });
+    b.event(Event::ImportState {
+        client: client("pub"),
+        export: Box::new(SessionExport {
+            record: SessionRecord {
+                epoch: Epoch(2),
+                protocol: berth_codec::ProtocolVersion::V3_1_1,
+                expiry: crate::store::SessionExpiry::Never,
+                expires_at: None,
+                will: None,
+                will_due_at: None,
+                qos2_state_elsewhere: true,
+            },
+            subscriptions: Vec::new(),
+            inflight: Vec::new(),
+            incoming_qos2: Vec::new(),
+            queued: 0,
+        }),
+    });
+    b.event(Event::ImportDone {
+        client: client("pub"),
+    });
+    let (publisher, out) = b.connect_as(v3("pub", false), 2);
+    assert!(out.connack(publisher).session_present);
+    (b, y, publisher)
+}
+
+fn resent(payload: &'static [u8], id: u16) -> Publish {
+    Publish {
+        dup: true,
+        ..publish("t", payload, QoS::ExactlyOnce, id)
+    }
+}
+
+fn pubrecs(out: &Out, conn: ConnId) -> Vec<u16> {
+    out.to(conn)
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::PubRec(rec) => Some(rec.packet_id.get()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn recovered(b: &mut Harness, ids: &[u16]) -> Out {
+    b.event(Event::ImportLate {
+        client: client("pub"),
+        epoch: Epoch(2),
+        page: Vec::new(),
+        incoming_qos2: ids.iter().map(|id| pid(*id)).collect(),
+    })
+}
+
+#[test]
+fn re_sent_qos2_publishes_wait_for_the_older_copy_and_only_the_ones_it_lacked_are_delivered() {
+    let (mut b, y, publisher) = resumed_without_state();
+
+    // m1 reached the older copy before the client lost it; m3 never did. Both come again.
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert!(out.to(publisher).is_empty() && out.publishes(y).is_empty());
+    // A first send is new whatever the older copy knows: delivered at once, but its PUBREC
+    // waits behind m1's.
+    let out = b.publish(publisher, publish("t", b"m2", QoS::ExactlyOnce, 8));
+    assert_eq!(payloads(&out.publishes(y)), vec!["m2"]);
+    assert!(pubrecs(&out, publisher).is_empty());
+    let out = b.publish(publisher, resent(b"m3", 9));
+    assert!(out.to(publisher).is_empty() && out.publishes(y).is_empty());
+    // Sent again on the same connection while it waits: still one PUBREC.
+    let out = b.publish(publisher, resent(b"m3", 9));
+    assert!(out.to(publisher).is_empty());
+
+    let out = recovered(&mut b, &[7]);
+    assert_eq!(pubrecs(&out, publisher), vec![7, 8, 9]);
+    assert_eq!(payloads(&out.publishes(y)), vec!["m3"]);
+    // The session knows its client's ids now, also after a restart.
+    let stored = b.stored_session("pub").unwrap();
+    assert!(!stored.record.qos2_state_elsewhere);
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert_eq!(pubrecs(&out, publisher), vec![7]);
+    assert!(out.publishes(y).is_empty());
+}
+
+#[test]
+fn an_id_released_meanwhile_is_not_taken_back_from_the_older_copy() {
+    let (mut b, y, publisher) = resumed_without_state();
+    // The older copy acknowledged m1 (id 5) before it was cut off; the client releases it
+    // here and reuses the id.
+    let out = b.pubrel(publisher, pid(5));
+    match out.only(publisher) {
+        Packet::PubComp(comp) => assert!(!comp.reason.is_error()),
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
+    recovered(&mut b, &[5]);
+    let out = b.publish(publisher, resent(b"m2", 5));
+    assert_eq!(payloads(&out.publishes(y)), vec!["m2"]);
+}
+
+#[test]
+fn the_wait_survives_a_restart_and_held_publishes_go_with_their_connection() {
+    let (mut b, y, publisher) = resumed_without_state();
+    b.publish(publisher, resent(b"m1", 7));
+    b.lose(publisher);
+    b.restart_after(1);
+    b.broker.join_cluster(NodeId(2));
+    assert!(b.stored_session("pub").unwrap().record.qos2_state_elsewhere);
+    let _ = y;
+    let y = b.connect_ok(v3("y", false));
+    let (publisher, out) = b.connect_as(v3("pub", false), 2);
+    assert!(out.connack(publisher).session_present);
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert!(out.to(publisher).is_empty());
+    // The older copy never got m1: it is delivered once, acknowledged once.
+    let out = b.event(Event::ImportLate {
+        client: client("pub"),
+        epoch: Epoch(2),
+        page: Vec::new(),
+        incoming_qos2: Vec::new(),
+    });
+    assert_eq!(pubrecs(&out, publisher), vec![7]);
+    assert_eq!(payloads(&out.publishes(y)), vec!["m1"]);
+}
