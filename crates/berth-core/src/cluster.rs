@@ -112,6 +112,19 @@ pub enum Replicate {
     },
 }
 
+/// Why a session could not be exported for a takeover.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The session is still being imported here (a chained takeover whose import did not end
+    /// within the export's wait, e.g. two nodes pulling from each other). Half of it is not
+    /// handed over: the copy's release would delete what arrives after the export. The puller
+    /// goes on without it; the copy here, once complete, is offered as a stranded backlog.
+    #[error("the session is still arriving here from its previous owner")]
+    StillArriving,
+}
+
 /// A session's state without its queue, as the old owner hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionExport {

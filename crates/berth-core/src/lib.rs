@@ -34,7 +34,7 @@ pub mod time;
 pub mod vec_map;
 
 pub use broker::{Action, Broker, CloseReason, Event};
-pub use cluster::{ClusterEvent, Forwarded, RemoteSession, Replicate, SessionExport};
+pub use cluster::{ClusterEvent, ExportError, Forwarded, RemoteSession, Replicate, SessionExport};
 pub use config::{BrokerConfig, DropPolicy, Limit, ProtocolLimits, QueueConfig, SessionConfig};
 pub use ids::{ClientId, ConnId, Epoch, NodeId, QueueSeq};
 pub use mem_store::MemStore;

@@ -1,7 +1,7 @@
 //! How code outside the server (the cluster implementation of the port) reaches the broker
 //! thread: one method per request, each answered once the broker has handled it.
 
-use berth_core::{ClientId, Epoch, Event, Forwarded, NodeId, QueueSeq, SessionExport, StoreError};
+use berth_core::{ClientId, Epoch, Event, Forwarded, NodeId, QueueSeq, SessionExport};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 
@@ -47,7 +47,7 @@ impl BrokerHandle {
         &self,
         client: ClientId,
         epoch: Epoch,
-    ) -> Option<Result<Option<SessionExport>, StoreError>> {
+    ) -> Option<Result<Option<SessionExport>, berth_core::ExportError>> {
         let (reply, wait) = oneshot::channel();
         let command = Command::Export {
             client,

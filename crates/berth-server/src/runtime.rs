@@ -80,7 +80,7 @@ pub(crate) enum Command {
     Export {
         client: ClientId,
         epoch: berth_core::Epoch,
-        reply: oneshot::Sender<Result<Option<SessionExport>, StoreError>>,
+        reply: oneshot::Sender<Result<Option<SessionExport>, berth_core::ExportError>>,
     },
     /// Takeover, old owner: one page of its queue.
     ExportQueue {

@@ -331,7 +331,11 @@ impl<S: Store> Broker<S> {
     /// import puts it behind the backlog — instead of waiting here for an import that may not
     /// end soon and then arriving behind newer messages that took the direct way.
     fn import_waits_here(&self, client: &ClientId) -> bool {
-        self.import_pending(client) && self.remote_owner(client).is_none()
+        let node = self.cluster.as_ref().map(|c| c.node);
+        self.import_pending(client)
+            && self
+                .remote_owner(client)
+                .is_none_or(|owner| Some(owner) == node)
     }
 
     /// `client` was claimed by another node: forwards that waited here for its import are

@@ -7,7 +7,7 @@ use berth_codec::{PacketId, TopicFilter};
 
 use super::Broker;
 use super::session::Session;
-use crate::cluster::{Forwarded, NodeId, QueuePage, SessionExport};
+use crate::cluster::{ExportError, Forwarded, NodeId, QueuePage, SessionExport};
 use crate::ids::{ClientId, QueueSeq};
 use crate::store::{Op, Store, StoreError, SubscriptionRecord};
 use crate::time::UnixMillis;
@@ -18,9 +18,12 @@ impl<S: Store> Broker<S> {
         &mut self,
         client: &ClientId,
         epoch: crate::ids::Epoch,
-    ) -> Result<Option<SessionExport>, StoreError> {
+    ) -> Result<Option<SessionExport>, ExportError> {
         if !self.claimed_away(client, epoch) {
             return Ok(None);
+        }
+        if self.import_pending(client) {
+            return Err(ExportError::StillArriving);
         }
         let Some(session) = self.sessions.get(client) else {
             return Ok(None);
