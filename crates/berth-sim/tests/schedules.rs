@@ -125,8 +125,8 @@ fn seeded_schedules_keep_every_promise() {
 /// chaos mix: no acknowledged message lost, no PUBACK 0x10 for a subscribed session, one
 /// connection per client and epoch, no connection started at a stale epoch, none left running
 /// at a superseded one, publish order per publisher and epoch, DUP = 1 on every re-delivery, no
-/// persistent session lost (Session Present 0). (Order still fails in 1 of seeds 1,000..5,000:
-/// seed 1918, see the README.)
+/// persistent session lost (Session Present 0). (Order holds in seeds 0..5,000 as of session 5;
+/// see the README.)
 #[test]
 fn seeded_chaos_schedules_lose_no_acknowledged_message() {
     const KEPT: [&str; 9] = [

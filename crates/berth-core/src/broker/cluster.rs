@@ -150,7 +150,6 @@ impl<S: Store> Broker<S> {
                     self.unclaimed_due(&client);
                 }
                 if owner != node && self.import_pending(&client) {
-                    self.redo_deferred(now, &client);
                     // Claimed elsewhere while its state is still arriving here (a chained
                     // takeover): the import goes on, and what it brings is a copy moving to the
                     // new owner, which pulls it once complete (`export_session` waits for it).
@@ -163,6 +162,8 @@ impl<S: Store> Broker<S> {
                             cluster.moving.insert(client.clone(), (owner, epoch));
                         }
                     }
+                    // Forwards that waited here for the import go to the new owner now.
+                    self.redo_deferred(now, &client);
                 }
                 if owner == node {
                     // Where the session's newest state is: the node its copy here was moving

@@ -698,3 +698,61 @@ fn a_retried_forward_is_delivered_with_dup_set() {
         "sent again: it might be a re-delivery"
     );
 }
+
+/// A forward waiting here for a session's import, when another node claims the session: it is
+/// answered at once as not owned here (its sender sends it to the new owner, whose import puts
+/// it behind the backlog), and so is a forward arriving afterwards. Kept waiting, it was
+/// delivered after the import, behind newer messages that took the direct way (simulator seed
+/// 739).
+#[test]
+fn forwards_waiting_for_an_import_go_on_when_the_session_is_claimed_elsewhere() {
+    let mut b = node(2);
+    b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: NodeId(1),
+        epoch: Epoch(1),
+        kept: false,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    }));
+    b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: NodeId(2),
+        epoch: Epoch(2),
+        kept: true,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    }));
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let forward = |token, payload| Event::Forwarded {
+        token,
+        messages: vec![Forwarded {
+            message: message("t", payload),
+            clients: vec![client("x")],
+            publisher: None,
+            retried: false,
+        }],
+    };
+    let accepted = |out: &Out, token: u64| {
+        out.actions.iter().find_map(|a| match a {
+            Action::ForwardAccepted {
+                token: t,
+                not_owned,
+            } if *t == token => Some(not_owned.clone()),
+            _ => None,
+        })
+    };
+    let early = b.event(forward(1, b"m1"));
+    assert_eq!(accepted(&early, 1), None, "waits for the import");
+
+    let moved = b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: NodeId(3),
+        epoch: Epoch(3),
+        kept: true,
+        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
+    }));
+    assert_eq!(accepted(&moved, 1), Some(vec![client("x")]));
+    let late = b.event(forward(2, b"m2"));
+    assert_eq!(accepted(&late, 2), Some(vec![client("x")]));
+}
