@@ -581,15 +581,9 @@ fn a_qos2_publish_in_doubt_at_a_crash_is_routed_again_when_re_sent() {
     );
 }
 
-/// A forward batch naming a session this node imports and one it runs: only the imported
-/// session's message waits; the other is delivered at once, so that a later batch for it
-/// cannot overtake it (simulator seed 630: a message held behind another session's import was
-/// delivered after newer ones).
-#[test]
-fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
-    let mut b = node(2);
-    let y = b.connect_ok(v3("y", false));
-    b.subscribe(y, subscribe(1, "t", QoS::AtLeastOnce));
+/// Session `x` (subscribed to `t`), owned by node 1, is claimed by node 2 (this node), which
+/// starts pulling it.
+fn claim_and_import_x(b: &mut Harness) {
     b.event(Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
         owner: NodeId(1),
@@ -607,6 +601,18 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
     b.event(Event::ImportBegin {
         client: client("x"),
     });
+}
+
+/// A forward batch naming a session this node imports and one it runs: only the imported
+/// session's message waits; the other is delivered at once, so that a later batch for it
+/// cannot overtake it (simulator seed 630: a message held behind another session's import was
+/// delivered after newer ones).
+#[test]
+fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
+    let mut b = node(2);
+    let y = b.connect_ok(v3("y", false));
+    b.subscribe(y, subscribe(1, "t", QoS::AtLeastOnce));
+    claim_and_import_x(&mut b);
     let first = b.event(Event::Forwarded {
         token: 1,
         messages: vec![Forwarded {
@@ -707,23 +713,7 @@ fn a_retried_forward_is_delivered_with_dup_set() {
 #[test]
 fn forwards_waiting_for_an_import_go_on_when_the_session_is_claimed_elsewhere() {
     let mut b = node(2);
-    b.event(Event::Cluster(ClusterEvent::Owner {
-        client: client("x"),
-        owner: NodeId(1),
-        epoch: Epoch(1),
-        kept: false,
-        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
-    }));
-    b.event(Event::Cluster(ClusterEvent::Owner {
-        client: client("x"),
-        owner: NodeId(2),
-        epoch: Epoch(2),
-        kept: true,
-        subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
-    }));
-    b.event(Event::ImportBegin {
-        client: client("x"),
-    });
+    claim_and_import_x(&mut b);
     let forward = |token, payload| Event::Forwarded {
         token,
         messages: vec![Forwarded {
