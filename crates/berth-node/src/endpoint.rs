@@ -85,7 +85,9 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             }
             // A session still arriving here from the node before (a chained takeover) is
             // exported once complete, not answered as absent; one whose QoS 2 PUBLISHes still
-            // wait for other nodes, once their outcome is known (`Broker::export_waits`).
+            // wait for other nodes, once their outcome is known (`Broker::export_waits`). An
+            // import still running when the wait ends refuses the export
+            // (`ExportError::StillArriving`: unavailable, the puller goes on without it).
             let asked = Event::ExportWanted {
                 client: client.clone(),
                 epoch: berth_core::Epoch(request.epoch),

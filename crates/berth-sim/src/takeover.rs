@@ -77,7 +77,7 @@ impl Sim {
                     self.call(n, Event::ImportState { client, export });
                 } else {
                     pull.late.extend(export.unacknowledged());
-                    pull.late_incoming_qos2 = export.incoming_qos2.clone();
+                    pull.late_incoming_qos2 = export.incoming_qos2;
                 }
             }
             Ok(NetBody::Page(deliveries)) => {
@@ -308,7 +308,8 @@ impl Sim {
             .is_some_and(|b| b.export_waits(&node.endpoint_waits[at].client));
         if pending {
             // Still arriving here from the node before, or QoS 2 PUBLISHes of it still out:
-            // exported once settled (`Broker::export_waits`).
+            // exported once settled (`Broker::export_waits`); an import still running at the
+            // deadline refuses the export (`ExportError::StillArriving`).
             let wait = &mut node.endpoint_waits[at];
             let deadline = *wait.import_deadline.get_or_insert(now + IMPORT_WAIT);
             if now < deadline {

@@ -92,17 +92,7 @@ impl<S: Store> Broker<S> {
         waiting_on: Option<(u64, usize)>,
         congested: &[ClientId],
     ) {
-        // A QoS 2 PUBLISH is remembered (by packet id) as received; if an owner then fails to
-        // store it, that memory must go even when this connection is gone by then, or the
-        // re-sent PUBLISH would be answered as a duplicate of a message never stored.
-        let qos2 = match &packet {
-            Packet::PubRec(rec) => self.conns.get(&conn).map(|c| (c.clone(), rec.packet_id)),
-            _ => None,
-        };
-        let token = waiting_on.and_then(|(token, remaining)| {
-            self.wait_for_nodes(conn, token, remaining, qos2)
-                .then_some(token)
-        });
+        let token = self.wait_for_owners(conn, &packet, waiting_on);
         let congested_until = if congested.is_empty() || !self.config.queue.backpressure {
             None
         } else {
@@ -143,6 +133,27 @@ impl<S: Store> Broker<S> {
         self.held.by_conn.entry(conn).or_default().push_back(ack);
     }
 
+    /// Registers the wait of acknowledgement `packet` to `conn` for the owners its message was
+    /// forwarded to (`waiting_on`: token and how many); the token it waits on, if any.
+    fn wait_for_owners(
+        &mut self,
+        conn: ConnId,
+        packet: &Packet,
+        waiting_on: Option<(u64, usize)>,
+    ) -> Option<u64> {
+        // A QoS 2 PUBLISH is remembered (by packet id) as received; if an owner then fails to
+        // store it, that memory must go even when this connection is gone by then, or the
+        // re-sent PUBLISH would be answered as a duplicate of a message never stored.
+        let qos2 = match packet {
+            Packet::PubRec(rec) => self.conns.get(&conn).map(|c| (c.clone(), rec.packet_id)),
+            _ => None,
+        };
+        waiting_on.and_then(|(token, remaining)| {
+            self.wait_for_nodes(conn, token, remaining, qos2)
+                .then_some(token)
+        })
+    }
+
     /// A held acknowledgement (`token`, see `hold_qos2`) is decided: `packet` replaces it when
     /// given, and it goes out when ready — at once, or when `waiting_on` (the forwards of the
     /// message now routed) ends.
@@ -153,14 +164,10 @@ impl<S: Store> Broker<S> {
         packet: Option<Packet>,
         waiting_on: Option<(u64, usize)>,
     ) {
-        let qos2 = match &packet {
-            Some(Packet::PubRec(rec)) => self.conns.get(&conn).map(|c| (c.clone(), rec.packet_id)),
-            _ => None,
+        let wait = match &packet {
+            Some(packet) => self.wait_for_owners(conn, packet, waiting_on),
+            None => None,
         };
-        let wait = waiting_on.and_then(|(token, remaining)| {
-            self.wait_for_nodes(conn, token, remaining, qos2)
-                .then_some(token)
-        });
         let Some(held) = self.held.by_conn.get_mut(&conn) else {
             return;
         };

@@ -283,19 +283,16 @@ impl<S: Store> Broker<S> {
         } else {
             session.qos2_wait = None;
         }
-        let stale_ids: Vec<PacketId> = if missing {
-            Vec::new()
-        } else {
+        let mut stale_ids = Vec::new();
+        if !missing {
             let imported: HashSet<PacketId> = export.incoming_qos2.iter().copied().collect();
-            session
-                .incoming_qos2
-                .iter()
-                .copied()
-                .filter(|id| !imported.contains(id))
-                .collect()
-        };
-        for packet_id in &stale_ids {
-            session.incoming_qos2.remove(packet_id);
+            session.incoming_qos2.retain(|id| {
+                let keep = imported.contains(id);
+                if !keep {
+                    stale_ids.push(*id);
+                }
+                keep
+            });
         }
         let stored = session.stored;
         if stored {
@@ -305,8 +302,6 @@ impl<S: Store> Broker<S> {
                     packet_id,
                 });
             }
-        }
-        if stored {
             self.batch.push(Op::PutSession {
                 client: client.clone(),
                 record: crate::store::SessionRecord {
