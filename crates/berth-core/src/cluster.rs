@@ -134,6 +134,8 @@ pub struct SessionExport {
     pub incoming_qos2: Vec<PacketId>,
     /// Messages in its queue, which the pages that follow must add up to.
     pub queued: u64,
+    /// The identities of the QoS 2 messages it took last, oldest first (`Session::seen`).
+    pub seen: Vec<crate::ids::MessageId>,
 }
 
 impl SessionExport {

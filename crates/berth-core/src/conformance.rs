@@ -42,6 +42,7 @@ const CASES: &[Case] = cases![
     queue::dequeue_moves_bounds,
     queue::inflight_put_overwrite_delete_sorted,
     queue::incoming_qos2_put_delete,
+    queue::seen_put_delete_and_go_with_the_session,
     lifecycle::delete_session_removes_everything,
     lifecycle::delete_session_spares_prefix_clients,
     lifecycle::batch_ops_apply_in_order,

@@ -72,3 +72,13 @@ impl QueueSeq {
         QueueSeq(self.0 + 1)
     }
 }
+
+/// A published QoS 2 message's identity across the cluster: the node that first received it
+/// and a number that node never gives twice. Every copy of the message (a retried or re-routed
+/// forward, an older copy of a session merged or recovered later) carries it, so that a
+/// session takes each message once (`Session::seen`) whichever way it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId {
+    pub origin: NodeId,
+    pub seq: u64,
+}

@@ -36,7 +36,7 @@ pub mod vec_map;
 pub use broker::{Action, Broker, CloseReason, Event};
 pub use cluster::{ClusterEvent, ExportError, Forwarded, RemoteSession, Replicate, SessionExport};
 pub use config::{BrokerConfig, DropPolicy, Limit, ProtocolLimits, QueueConfig, SessionConfig};
-pub use ids::{ClientId, ConnId, Epoch, NodeId, QueueSeq};
+pub use ids::{ClientId, ConnId, Epoch, MessageId, NodeId, QueueSeq};
 pub use mem_store::MemStore;
 pub use message::{Delivery, Message};
 pub use registry::{Command, Outcome, Registry};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_codec::{PacketId, TopicFilter};
 
-use crate::ids::{ClientId, QueueSeq};
+use crate::ids::{ClientId, MessageId, QueueSeq};
 use crate::message::{Delivery, Message};
 use crate::store::{
     Batch, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionRecord, Store,
@@ -19,6 +19,7 @@ struct MemSession {
     queue: BTreeMap<QueueSeq, Delivery>,
     inflight: BTreeMap<PacketId, InflightRecord>,
     incoming_qos2: BTreeMap<PacketId, ()>,
+    seen: BTreeMap<u64, MessageId>,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +83,12 @@ impl MemStore {
             Op::DeleteIncomingQos2 { client, packet_id } => {
                 self.session(&client).incoming_qos2.remove(&packet_id);
             }
+            Op::PutSeen { client, slot, id } => {
+                self.session(&client).seen.insert(slot, id);
+            }
+            Op::DeleteSeen { client, slot } => {
+                self.session(&client).seen.remove(&slot);
+            }
             Op::PutRetained { message } => {
                 self.retained
                     .insert(message.topic.as_str().to_owned(), message);
@@ -121,6 +128,7 @@ impl Store for MemStore {
                         .collect(),
                     queue,
                     incoming_qos2: session.incoming_qos2.keys().copied().collect(),
+                    seen: session.seen.iter().map(|(s, id)| (*s, *id)).collect(),
                 })
             })
             .collect();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use berth_codec::{PublishProperties, QoS, SubscriptionId, TopicName};
 use bytes::Bytes;
 
+use crate::ids::MessageId;
 use crate::time::UnixMillis;
 
 /// A published message, shared (`Arc`) by every session it is routed to.
@@ -22,6 +23,9 @@ pub struct Message {
     pub retain: bool,
     pub properties: PublishProperties,
     pub expires_at: Option<UnixMillis>,
+    /// Its identity in a cluster, for QoS 2 messages (`None` on a single node, and for QoS
+    /// 0/1, retained messages and wills: a duplicate of those is allowed or wanted).
+    pub id: Option<MessageId>,
 }
 
 impl Message {
@@ -48,6 +52,7 @@ impl Message {
                 user_properties: properties.user_properties,
                 ..Default::default()
             },
+            id: None,
         }
     }
 

@@ -15,15 +15,19 @@ pub enum DropReason {
     /// QoS 0 for a connected client that is not reading fast enough (its outbound buffer was
     /// full): dropping is what QoS 0 allows, buffering without bound is not.
     SlowConsumer,
+    /// A second copy of a QoS 2 message the session already took (a retried or re-routed
+    /// forward, an older copy of the session merged): exactly once drops it.
+    Duplicate,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         Self::QueueFull,
         Self::Expired,
         Self::TooLargeForClient,
         Self::Qos0Offline,
         Self::SlowConsumer,
+        Self::Duplicate,
     ];
 
     /// The `reason` label value in metrics.
@@ -34,6 +38,7 @@ impl DropReason {
             Self::TooLargeForClient => "too_large_for_client",
             Self::Qos0Offline => "qos0_offline",
             Self::SlowConsumer => "slow_consumer",
+            Self::Duplicate => "duplicate",
         }
     }
 
@@ -63,7 +68,7 @@ pub struct Stats {
     /// QoS 1/2 acknowledgements held back because the message was queued for a connected
     /// session that is not keeping up (publisher flow control, `queue.backpressure`).
     pub publish_acks_held_total: u64,
-    dropped_total: [u64; 5],
+    dropped_total: [u64; DropReason::ALL.len()],
 }
 
 impl Stats {

@@ -13,7 +13,7 @@ use berth_codec::{
     PacketId, ProtocolVersion, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName,
 };
 
-use crate::ids::{ClientId, Epoch, QueueSeq};
+use crate::ids::{ClientId, Epoch, MessageId, QueueSeq};
 use crate::message::{Delivery, Message};
 use crate::time::UnixMillis;
 
@@ -93,6 +93,7 @@ impl WillRecord {
                     user_properties: will.properties.user_properties,
                     ..Default::default()
                 },
+                id: None,
             },
         }
     }
@@ -173,6 +174,8 @@ pub struct LoadedSession {
     pub queue: QueueBounds,
     /// QoS 2 packet identifiers received and awaiting PUBREL.
     pub incoming_qos2: Vec<PacketId>,
+    /// The identities of the QoS 2 messages it took last (`Op::PutSeen`), by slot.
+    pub seen: Vec<(u64, MessageId)>,
 }
 
 /// Everything the broker rebuilds its memory from at start-up.
@@ -189,7 +192,8 @@ pub enum Op {
         client: ClientId,
         record: SessionRecord,
     },
-    /// Removes the session and everything it owns: subscriptions, queue, in-flight, QoS 2 state.
+    /// Removes the session and everything it owns: subscriptions, queue, in-flight, QoS 2 state
+    /// (received ids and the identities it took).
     DeleteSession {
         client: ClientId,
     },
@@ -227,6 +231,17 @@ pub enum Op {
     DeleteIncomingQos2 {
         client: ClientId,
         packet_id: PacketId,
+    },
+    /// The session took the QoS 2 message `id`; `slot` orders the session's rows (see
+    /// `Session::seen`).
+    PutSeen {
+        client: ClientId,
+        slot: u64,
+        id: MessageId,
+    },
+    DeleteSeen {
+        client: ClientId,
+        slot: u64,
     },
     PutRetained {
         message: Message,

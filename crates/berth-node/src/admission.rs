@@ -61,6 +61,7 @@ pub(crate) async fn claim(
             inflight: Vec::new(),
             incoming_qos2: Vec::new(),
             queued: 0,
+            seen: Vec::new(),
         };
         link.take_over(
             &client,

@@ -246,6 +246,7 @@ impl ClusterLink {
         // pulled again must not append its first part twice.
         let mut late = Vec::new();
         let mut late_incoming_qos2 = Vec::new();
+        let mut late_seen = Vec::new();
         while let Some(chunk) = stream
             .message()
             .await
@@ -270,6 +271,7 @@ impl ClusterLink {
                         Pull::Late => {
                             late.extend(export.unacknowledged());
                             late_incoming_qos2 = export.incoming_qos2;
+                            late_seen = export.seen;
                         }
                     }
                 }
@@ -307,6 +309,7 @@ impl ClusterLink {
                 epoch: berth_core::Epoch(epoch),
                 page: late,
                 incoming_qos2: late_incoming_qos2,
+                seen: late_seen,
             })
             .await;
             // The owner checked the session was settled here at `epoch` before pulling; an

@@ -202,6 +202,7 @@ impl Sim {
                     inflight: Vec::new(),
                     incoming_qos2: Vec::new(),
                     queued: 0,
+                    seen: Vec::new(),
                 };
                 self.report.takeovers += 1;
                 trace!(self, "n{n} takes {client} over from n{from} at e{epoch}");

@@ -116,6 +116,8 @@ pub(crate) struct Pull {
     pub(crate) late: Vec<Delivery>,
     /// The late copy's incoming QoS 2 ids (`Event::ImportLate`).
     pub(crate) late_incoming_qos2: Vec<berth_codec::PacketId>,
+    /// The late copy's QoS 2 message identities (`Event::ImportLate`).
+    pub(crate) late_seen: Vec<berth_core::MessageId>,
 }
 
 #[derive(Debug)]
@@ -376,6 +378,7 @@ fn describe_event(event: &Event) -> String {
             epoch,
             page,
             incoming_qos2,
+            ..
         } => format!(
             "ImportLate {client} e{} ({}, QoS 2 ids {incoming_qos2:?})",
             epoch.0,

@@ -56,6 +56,7 @@ impl Sim {
                 received: 0,
                 late: Vec::new(),
                 late_incoming_qos2: Vec::new(),
+                late_seen: Vec::new(),
             },
         );
     }
@@ -78,6 +79,7 @@ impl Sim {
                 } else {
                     pull.late.extend(export.unacknowledged());
                     pull.late_incoming_qos2 = export.incoming_qos2;
+                    pull.late_seen = export.seen;
                 }
             }
             Ok(NetBody::Page(deliveries)) => {
@@ -116,6 +118,7 @@ impl Sim {
                 } else {
                     let page = std::mem::take(&mut pull.late);
                     let incoming_qos2 = std::mem::take(&mut pull.late_incoming_qos2);
+                    let seen = std::mem::take(&mut pull.late_seen);
                     self.call(
                         n,
                         Event::ImportLate {
@@ -123,6 +126,7 @@ impl Sim {
                             epoch: Epoch(epoch),
                             page,
                             incoming_qos2,
+                            seen,
                         },
                     );
                     let accepts = self

@@ -14,14 +14,16 @@
 //! | `queues`        | `len:u16 client seq:u64`             | `1 DELIVERY`                           |
 //! | `inflight`      | `len:u16 client packet_id:u16`       | `1 kind:u8 order:u64 [DELIVERY]` (1 = Sent with DELIVERY, 2 = Released) |
 //! | `qos2_in`       | `len:u16 client packet_id:u16`       | empty                                  |
+//! | `qos2_seen`     | `len:u16 client slot:u64`            | `1 origin:u64 seq:u64` (a QoS 2 message the session took) |
 //! | `retained`      | `topic`                              | `1 MSG`                                |
 //!
 //! ```text
 //! DELIVERY = size:u64 delivery:u8 MSG      size = Delivery::size(), read alone at start-up;
 //!                                          delivery = QoS (bits 0-1) | RETAIN (bit 2)
 //!                                            | re-delivery (bit 3: sent before, DUP = 1 next)
-//! MSG      = flags:u8 expires_at:u64 own_sub_ids:u32 PUBLISH
-//!            flags bit 0: expires_at present.  PUBLISH: one MQTT 5 PUBLISH packet as
+//! MSG      = flags:u8 expires_at:u64 [origin:u64 seq:u64] own_sub_ids:u32 PUBLISH
+//!            flags bit 0: expires_at present; bit 1: the cluster identity (origin node,
+//!            number) follows.  PUBLISH: one MQTT 5 PUBLISH packet as
 //!            berth-codec encodes it, with the message's own QoS and RETAIN, packet id 1 as a
 //!            placeholder when QoS > 0, the message's properties, then the delivery's
 //!            subscription identifiers appended after the message's own `own_sub_ids` ones.
@@ -40,8 +42,8 @@ use berth_codec::{
     SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 use berth_core::{
-    ClientId, Delivery, Epoch, InflightRecord, Message, QueueSeq, SessionExpiry, SessionRecord,
-    StoreError, SubscriptionRecord, UnixMillis, WillRecord,
+    ClientId, Delivery, Epoch, InflightRecord, Message, MessageId, NodeId, QueueSeq, SessionExpiry,
+    SessionRecord, StoreError, SubscriptionRecord, UnixMillis, WillRecord,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
@@ -57,22 +59,29 @@ pub(crate) enum Cf {
     Queues,
     Inflight,
     Qos2In,
+    Qos2Seen,
     Retained,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 6] = [
+    pub(crate) const ALL: [Cf; 7] = [
         Cf::Sessions,
         Cf::Subscriptions,
         Cf::Queues,
         Cf::Inflight,
         Cf::Qos2In,
+        Cf::Qos2Seen,
         Cf::Retained,
     ];
 
     /// The column families holding rows of one session, beside its record.
-    pub(crate) const SESSION_ROWS: [Cf; 4] =
-        [Cf::Subscriptions, Cf::Queues, Cf::Inflight, Cf::Qos2In];
+    pub(crate) const SESSION_ROWS: [Cf; 5] = [
+        Cf::Subscriptions,
+        Cf::Queues,
+        Cf::Inflight,
+        Cf::Qos2In,
+        Cf::Qos2Seen,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -81,6 +90,7 @@ impl Cf {
             Cf::Queues => "queues",
             Cf::Inflight => "inflight",
             Cf::Qos2In => "qos2_in",
+            Cf::Qos2Seen => "qos2_seen",
             Cf::Retained => "retained",
         }
     }
@@ -128,6 +138,13 @@ pub(crate) fn packet_key(client: &ClientId, packet_id: PacketId) -> Vec<u8> {
     key
 }
 
+/// Key of `qos2_seen` rows.
+pub(crate) fn seen_key(client: &ClientId, slot: u64) -> Vec<u8> {
+    let mut key = client_prefix(client);
+    key.put_u64(slot);
+    key
+}
+
 pub(crate) fn retained_key(topic: &TopicName) -> &[u8] {
     topic.as_str().as_bytes()
 }
@@ -163,6 +180,13 @@ pub(crate) fn seq_from_key(key: &[u8], rest: &[u8]) -> Result<QueueSeq, StoreErr
         .try_into()
         .map_err(|_| corrupt(Cf::Queues, key, "sequence is not 8 bytes"))?;
     Ok(QueueSeq(u64::from_be_bytes(bytes)))
+}
+
+pub(crate) fn slot_from_key(key: &[u8], rest: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = rest
+        .try_into()
+        .map_err(|_| corrupt(Cf::Qos2Seen, key, "slot is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 pub(crate) fn packet_id_from_key(cf: Cf, key: &[u8], rest: &[u8]) -> Result<PacketId, StoreError> {
@@ -235,6 +259,14 @@ pub(crate) fn encode_inflight(record: &InflightRecord) -> Result<BytesMut, Store
     Ok(out)
 }
 
+pub(crate) fn encode_seen(id: MessageId) -> [u8; 17] {
+    let mut out = [0u8; 17];
+    out[0] = FORMAT_V1;
+    out[1..9].copy_from_slice(&id.origin.0.to_be_bytes());
+    out[9..].copy_from_slice(&id.seq.to_be_bytes());
+    out
+}
+
 pub(crate) fn encode_retained(message: &Message) -> Result<BytesMut, StoreError> {
     let mut out = BytesMut::new();
     out.put_u8(FORMAT_V1);
@@ -255,8 +287,12 @@ fn put_message(
     message: &Message,
     extra_ids: &[SubscriptionId],
 ) -> Result<(), StoreError> {
-    out.put_u8(u8::from(message.expires_at.is_some()));
+    out.put_u8(u8::from(message.expires_at.is_some()) | u8::from(message.id.is_some()) << 1);
     out.put_u64(message.expires_at.map_or(0, |at| at.0));
+    if let Some(id) = message.id {
+        out.put_u64(id.origin.0);
+        out.put_u64(id.seq);
+    }
     let own_ids = message.properties.subscription_identifiers.len();
     out.put_u32(u32::try_from(own_ids).unwrap_or(u32::MAX));
     let mut properties = message.properties.clone();
@@ -353,10 +389,17 @@ impl<'a> Reader<'a> {
     /// identifiers that belong to the delivery rather than to the message.
     fn message(&mut self) -> Result<(Message, Vec<SubscriptionId>), StoreError> {
         let flags = self.u8("message flags")?;
-        if flags & !1 != 0 {
+        if flags & !0b11 != 0 {
             return Err(self.corrupt(&format!("unknown message flags {flags:#04x}")));
         }
         let expires_at = self.u64("message expiry")?;
+        let id = if flags & 0b10 != 0 {
+            let origin = NodeId(self.u64("message origin")?);
+            let seq = self.u64("message number")?;
+            Some(MessageId { origin, seq })
+        } else {
+            None
+        };
         let own_ids = self.u32("subscription identifier count")?;
         let mut packet_bytes = BytesMut::from(self.value.get(self.pos..).unwrap_or_default());
         self.pos = self.value.len();
@@ -385,6 +428,7 @@ impl<'a> Reader<'a> {
             retain: publish.retain,
             properties,
             expires_at: (flags & 1 != 0).then_some(UnixMillis(expires_at)),
+            id,
         };
         Ok((message, delivery_ids))
     }
@@ -511,6 +555,14 @@ pub(crate) fn decode_inflight(key: &[u8], value: &[u8]) -> Result<InflightRecord
     };
     r.finish()?;
     Ok(record)
+}
+
+pub(crate) fn decode_seen(key: &[u8], value: &[u8]) -> Result<MessageId, StoreError> {
+    let mut r = Reader::new(Cf::Qos2Seen, key, value)?;
+    let origin = NodeId(r.u64("message origin")?);
+    let seq = r.u64("message number")?;
+    r.finish()?;
+    Ok(MessageId { origin, seq })
 }
 
 pub(crate) fn decode_retained(key: &[u8], value: &[u8]) -> Result<Message, StoreError> {

@@ -224,6 +224,16 @@ impl RocksStore {
             Op::DeleteIncomingQos2 { client, packet_id } => {
                 wb.delete_cf(self.cf(Cf::Qos2In)?, e::packet_key(&client, packet_id));
             }
+            Op::PutSeen { client, slot, id } => {
+                wb.put_cf(
+                    self.cf(Cf::Qos2Seen)?,
+                    e::seen_key(&client, slot),
+                    e::encode_seen(id),
+                );
+            }
+            Op::DeleteSeen { client, slot } => {
+                wb.delete_cf(self.cf(Cf::Qos2Seen)?, e::seen_key(&client, slot));
+            }
             Op::PutRetained { message } => {
                 wb.put_cf(
                     self.cf(Cf::Retained)?,
@@ -278,6 +288,7 @@ impl RocksStore {
                 subscriptions: Vec::new(),
                 queue: QueueBounds::default(),
                 incoming_qos2: Vec::new(),
+                seen: Vec::new(),
             });
             Ok(true)
         })?;
@@ -342,6 +353,18 @@ impl Store for RocksStore {
                 session
                     .incoming_qos2
                     .push(encoding::packet_id_from_key(Cf::Qos2In, key, rest)?);
+                Ok(())
+            },
+        )?;
+        self.attach(
+            Cf::Qos2Seen,
+            &mut sessions,
+            &index,
+            |session, key, rest, value| {
+                let slot = encoding::slot_from_key(key, rest)?;
+                session
+                    .seen
+                    .push((slot, encoding::decode_seen(key, value)?));
                 Ok(())
             },
         )?;

@@ -77,6 +77,7 @@ fn put_raw(path: &Path, cf: &str, key: &[u8], value: &[u8]) {
         "queues",
         "inflight",
         "qos2_in",
+        "qos2_seen",
         "retained",
     ];
     let db = rocksdb::DB::open_cf(&options, path, names).unwrap();

@@ -332,6 +332,7 @@ mod tests {
             retain: false,
             properties: Default::default(),
             expires_at: None,
+            id: None,
         };
         message.properties.message_expiry_interval = Some(30);
         WillRecord {

@@ -9,7 +9,9 @@ use berth_codec::{
     MqttString, PayloadFormat, ProtocolVersion, PublishProperties, QoS, RetainHandling,
     SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, UserProperty,
 };
-use berth_core::{Delivery, Message, SubscriptionRecord, UnixMillis, WillRecord};
+use berth_core::{
+    Delivery, Message, MessageId, NodeId, SubscriptionRecord, UnixMillis, WillRecord,
+};
 use berth_proto::v1 as pb;
 
 /// A field of a peer's message is not valid.
@@ -61,6 +63,21 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
                 value: u.value.as_str().to_string(),
             })
             .collect(),
+        id: m.id.map(message_id_to_pb),
+    }
+}
+
+pub fn message_id_to_pb(id: MessageId) -> pb::MessageId {
+    pb::MessageId {
+        origin: id.origin.0,
+        seq: id.seq,
+    }
+}
+
+pub fn message_id_from_pb(id: pb::MessageId) -> MessageId {
+    MessageId {
+        origin: NodeId(id.origin),
+        seq: id.seq,
     }
 }
 
@@ -104,6 +121,7 @@ pub fn message_from_pb(m: pb::Message) -> Result<Message, Invalid> {
             ..Default::default()
         },
         expires_at: m.expires_at_ms.map(UnixMillis),
+        id: m.id.map(message_id_from_pb),
     })
 }
 
@@ -215,6 +233,7 @@ mod tests {
                 ..Default::default()
             },
             expires_at: Some(UnixMillis(42)),
+            id: None,
         };
         assert_eq!(message_from_pb(message_to_pb(&message)).unwrap(), message);
     }
@@ -247,6 +266,7 @@ mod tests {
                     ..Default::default()
                 },
                 expires_at: None,
+                id: None,
             },
             delay_secs: 5,
         };

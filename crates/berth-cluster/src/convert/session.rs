@@ -5,8 +5,8 @@ use berth_core::{ClientId, InflightRecord, SessionExpiry, SessionExport, Session
 use berth_proto::v1 as pb;
 
 use super::message::{
-    Invalid, delivery_from_pb, delivery_to_pb, protocol_from, subscription_from_pb,
-    subscription_to_pb, will_from_pb, will_to_pb,
+    Invalid, delivery_from_pb, delivery_to_pb, message_id_from_pb, message_id_to_pb, protocol_from,
+    subscription_from_pb, subscription_to_pb, will_from_pb, will_to_pb,
 };
 
 /// A client id as the registry spells it; `None` for one that is not a valid MQTT string.
@@ -54,6 +54,7 @@ pub fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
         will: record.will.as_ref().map(will_to_pb),
         will_due_at_ms: record.will_due_at.map(|at| at.0),
         qos2_state_elsewhere: record.qos2_state_elsewhere,
+        seen: export.seen.iter().copied().map(message_id_to_pb).collect(),
     }
 }
 
@@ -94,5 +95,6 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
             .filter_map(|id| u16::try_from(*id).ok().and_then(berth_codec::PacketId::new))
             .collect(),
         queued: header.queued,
+        seen: header.seen.into_iter().map(message_id_from_pb).collect(),
     })
 }

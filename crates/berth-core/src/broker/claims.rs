@@ -120,6 +120,7 @@ impl<S: Store> Broker<S> {
             inflight: Vec::new(),
             incoming_qos2: Vec::new(),
             queued: 0,
+            seen: Vec::new(),
         };
         self.actions.push(Action::Adopt {
             client: client.clone(),

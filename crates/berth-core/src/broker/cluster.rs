@@ -43,6 +43,11 @@ pub(crate) struct ClusterState {
     /// Publishes waiting for other nodes, by token.
     pub waiting: HashMap<u64, Waiting>,
     pub next_token: u64,
+    /// The last number this node gave a message identity (`identity::new_message_id`).
+    pub last_message_seq: u64,
+    /// Identities an imported session's previous owner had taken, folded into the session
+    /// once its import is done (before, they would swallow the queue pages still arriving).
+    pub import_seen: HashMap<ClientId, Vec<crate::ids::MessageId>>,
     /// Other nodes' sessions matched by the message being routed.
     /// (Ordered by node, so that a run's actions are a function of its inputs.)
     pub route_remote: std::collections::BTreeMap<NodeId, Vec<ClientId>>,
@@ -598,7 +603,8 @@ pub(super) fn handle_cluster_event<S: Store>(
             epoch,
             page,
             incoming_qos2,
-        } => broker.on_import_late(now, &client, epoch, page, incoming_qos2),
+            seen,
+        } => broker.on_import_late(now, &client, epoch, page, incoming_qos2, seen),
         Event::Release { client, epoch } => broker.on_release(&client, epoch),
         Event::ExportWanted { client, epoch } => broker.on_export_wanted(&client, epoch),
         Event::PublishMessage { message } => broker.on_publish_message(now, *message),

@@ -19,6 +19,9 @@ impl<S: Store> Broker<S> {
         if delivery.message.is_expired(now) {
             return self.stats.count_drop(DropReason::Expired);
         }
+        if !self.take_once(client, &delivery) {
+            return;
+        }
         let queue_qos0 = self.config.queue.queue_qos0;
         let Some(session) = self.sessions.get_mut(client) else {
             return;

@@ -20,6 +20,7 @@ mod delivery;
 mod expiry;
 mod fences;
 mod forwarding;
+mod identity;
 mod publish;
 mod session;
 mod snapshot;
@@ -97,6 +98,9 @@ pub enum Event {
         /// The recovered copy's incoming QoS 2 ids (PUBLISHes received, PUBREL not yet), for
         /// a session that resumed without them (`SessionRecord::qos2_state_elsewhere`).
         incoming_qos2: Vec<PacketId>,
+        /// The identities of the QoS 2 messages the recovered copy took
+        /// ([`SessionExport::seen`]).
+        seen: Vec<crate::ids::MessageId>,
     },
     /// Takeover, old owner: the new owner (of the claim at `epoch`) stored the session; delete
     /// the copy here. A release for an older claim than the one the copy now moves to is stale.
@@ -257,6 +261,11 @@ impl<S: Store> Broker<S> {
         session.will_due_at = record.will_due_at;
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
+        if !stored.seen.is_empty() {
+            let mut seen = stored.seen;
+            seen.sort_by_key(|(slot, _)| *slot);
+            session.seen = Some(Box::new(session::Seen { ids: seen.into() }));
+        }
         session.queue = Queue {
             bounds: stored.queue,
             head: Default::default(),

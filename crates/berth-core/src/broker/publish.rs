@@ -108,7 +108,10 @@ impl<S: Store> Broker<S> {
         topic: berth_codec::TopicName,
     ) -> Option<Routed> {
         let (qos, packet_id) = (publish.qos, publish.packet_id);
-        let message = Message::published(publish, topic, now);
+        let mut message = Message::published(publish, topic, now);
+        if qos == QoS::ExactlyOnce {
+            message.id = self.new_message_id(now);
+        }
         if message.retain {
             self.set_retained(&message);
         }
@@ -314,8 +317,11 @@ impl<S: Store> Broker<S> {
             }
             return;
         }
+        // Without its identity: a retained message is sent again to every new subscription,
+        // and each of those is a delivery of its own, not a duplicate.
         let stored = Message {
             retain: true,
+            id: None,
             ..message.clone()
         };
         self.batch.push(Op::PutRetained {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use berth_codec::{PacketId, ProtocolVersion, Publish, TopicFilter, TopicName};
 
-use crate::ids::{ConnId, Epoch, QueueSeq};
+use crate::ids::{ConnId, Epoch, MessageId, QueueSeq};
 use crate::message::Delivery;
 use crate::store::{QueueBounds, SessionExpiry, SubscriptionRecord, WillRecord};
 use crate::time::UnixMillis;
@@ -43,6 +43,9 @@ pub(crate) struct Session {
     /// What waits for the older copy's QoS 2 ids while `qos2_state_elsewhere` (boxed: almost
     /// every session has none).
     pub qos2_wait: Option<Box<Qos2Wait>>,
+    /// The QoS 2 messages (by cluster identity) this session took last, so that a second copy
+    /// is dropped (boxed: only sessions that receive QoS 2 messages in a cluster have one).
+    pub seen: Option<Box<Seen>>,
     pub next_packet_id: u16,
     pub next_order: u64,
     /// Boxed for the same reason: only connected sessions have one.
@@ -70,6 +73,54 @@ pub(crate) struct HeldQos2 {
     pub token: u64,
     /// Its topic resolved (no alias: the alias table may change meanwhile).
     pub publish: Publish,
+}
+
+/// How many QoS 2 message identities a session remembers. A copy of a message arrives late
+/// when a forward is retried or re-routed (seconds), or when an older copy of the session comes
+/// back from a node that was cut off; this many QoS 2 messages taken since then are covered.
+pub(crate) const SEEN_WINDOW: usize = 256;
+
+/// The identities of the QoS 2 messages a session took last, oldest first, each with the
+/// slot its stored row has (`Op::PutSeen`): slots grow at the back and shrink at the front,
+/// so that older identities folded in from an imported copy go before the ones taken here.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub ids: VecDeque<(u64, MessageId)>,
+}
+
+impl Seen {
+    /// Slots start in the middle of the range, so that both ends have room.
+    const FIRST_SLOT: u64 = 1 << 63;
+
+    pub fn contains(&self, id: MessageId) -> bool {
+        self.ids.iter().any(|(_, seen)| *seen == id)
+    }
+
+    /// Records `id` as the newest; returns its slot and the slot of the identity it pushed
+    /// out of the window, if any.
+    pub fn push_newest(&mut self, id: MessageId) -> (u64, Option<u64>) {
+        let slot = self.ids.back().map_or(Self::FIRST_SLOT, |(s, _)| s + 1);
+        self.ids.push_back((slot, id));
+        let evicted = (self.ids.len() > SEEN_WINDOW)
+            .then(|| self.ids.pop_front().map(|(s, _)| s))
+            .flatten();
+        (slot, evicted)
+    }
+
+    /// Records `id` as older than every identity here, if the window has room for it.
+    pub fn push_oldest(&mut self, id: MessageId) -> Option<u64> {
+        if self.ids.len() >= SEEN_WINDOW {
+            return None;
+        }
+        let slot = self.ids.front().map_or(Self::FIRST_SLOT, |(s, _)| s - 1);
+        self.ids.push_front((slot, id));
+        Some(slot)
+    }
+
+    /// Oldest first.
+    pub fn ids(&self) -> impl Iterator<Item = MessageId> + '_ {
+        self.ids.iter().map(|(_, id)| *id)
+    }
 }
 
 /// The connection a session is attached to, with the limits negotiated in CONNECT/CONNACK.
@@ -135,6 +186,7 @@ impl Session {
             incoming_qos2: HashSet::new(),
             qos2_state_elsewhere: false,
             qos2_wait: None,
+            seen: None,
             next_packet_id: 1,
             next_order: 0,
             online: None,

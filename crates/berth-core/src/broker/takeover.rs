@@ -54,6 +54,7 @@ impl<S: Store> Broker<S> {
                     .collect()
             },
             queued: session.queue.bounds.count,
+            seen: self.seen_ids(client),
         }))
     }
 
@@ -214,6 +215,14 @@ impl<S: Store> Broker<S> {
                 });
             }
         }
+        let sent: Vec<crate::message::Delivery> = export
+            .inflight
+            .iter()
+            .filter_map(|(_, record)| match record {
+                crate::store::InflightRecord::Sent { delivery, .. } => Some(delivery.clone()),
+                crate::store::InflightRecord::Released { .. } => None,
+            })
+            .collect();
         for (packet_id, record) in export.inflight {
             session.next_order = session.next_order.max(record.order() + 1);
             if session.stored {
@@ -244,7 +253,27 @@ impl<S: Store> Broker<S> {
             }
         }
         self.sessions.insert(client.clone(), session);
+        // Its window keeps the packet ids it had: each message there is taken now, and what
+        // the previous owner took before joins once the queue pages are in.
+        for delivery in &sent {
+            self.take_once(client, delivery);
+        }
+        self.defer_seen(client, export.seen);
         let _ = now;
+    }
+
+    /// Keeps the identities a session's previous owner took until its import is done (see
+    /// `ClusterState::import_seen`).
+    fn defer_seen(&mut self, client: &ClientId, seen: Vec<crate::ids::MessageId>) {
+        if let Some(cluster) = self.cluster.as_mut()
+            && !seen.is_empty()
+        {
+            cluster
+                .import_seen
+                .entry(client.clone())
+                .or_default()
+                .extend(seen);
+        }
     }
 
     /// This node still held an older copy of the session it takes over now (it could not be
@@ -252,9 +281,10 @@ impl<S: Store> Broker<S> {
     /// pulled). The copy is the oldest part of the session, the imported state the newest: the
     /// imported record and subscriptions win, its unacknowledged messages go behind the local
     /// queue, and its queue pages follow them (`on_import_queue`). Nothing of either is dropped.
-    fn merge_import(&mut self, client: &ClientId, export: SessionExport) {
+    fn merge_import(&mut self, client: &ClientId, mut export: SessionExport) {
         let unacknowledged = export.unacknowledged();
         self.mark_queue_redelivered(client);
+        self.defer_seen(client, std::mem::take(&mut export.seen));
         let mut record = export.record;
         // Never back: a second pull for the same claim (an adopted one beside its connection's)
         // must not undo a newer claim of this node that the first import already took.
@@ -347,8 +377,12 @@ impl<S: Store> Broker<S> {
                 });
             }
         }
+        // A message both copies hold (this one was pulled before, its release lost) goes to
+        // the client once.
         for delivery in unacknowledged {
-            self.enqueue(client, delivery);
+            if self.take_once(client, &delivery) {
+                self.enqueue(client, delivery);
+            }
         }
     }
 
@@ -362,7 +396,9 @@ impl<S: Store> Broker<S> {
                 self.stats.count_drop(crate::stats::DropReason::Expired);
                 continue;
             }
-            self.enqueue(client, delivery);
+            if self.take_once(client, &delivery) {
+                self.enqueue(client, delivery);
+            }
         }
     }
 
@@ -387,14 +423,18 @@ impl<S: Store> Broker<S> {
         epoch: crate::ids::Epoch,
         page: QueuePage,
         incoming_qos2: Vec<berth_codec::PacketId>,
+        seen: Vec<crate::ids::MessageId>,
     ) {
         if !self.accepts_late_backlog(client, epoch) {
             return;
         }
         self.stats.stranded_recovered_total += page.len() as u64;
+        // What the session took here since is compared first (a copy that came both ways is
+        // dropped), then what the late copy took joins, for copies still on their way.
         for delivery in page {
             self.deliver(now, client, delivery);
         }
+        self.fold_seen(client, seen);
         self.recover_qos2_state(now, client, incoming_qos2);
     }
 
@@ -436,6 +476,12 @@ impl<S: Store> Broker<S> {
         if !cluster.importing.remove(client) {
             return;
         }
+        if let Some(seen) = cluster.import_seen.remove(client) {
+            self.fold_seen(client, seen);
+        }
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
         let node = cluster.node;
         if !self.sessions.contains_key(client) {
             // Claimed elsewhere meanwhile, and nothing arrived: nothing to hand over.

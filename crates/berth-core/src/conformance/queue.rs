@@ -244,3 +244,76 @@ pub(super) fn incoming_qos2_put_delete(store: &mut dyn Store) {
     );
     assert_eq!(qos2(store), vec![pid(1), pid(65_535)]);
 }
+
+pub(super) fn seen_put_delete_and_go_with_the_session(store: &mut dyn Store) {
+    use crate::ids::{MessageId, NodeId};
+    let who = client("s");
+    let id = |seq| MessageId {
+        origin: NodeId(7),
+        seq,
+    };
+    write(
+        store,
+        vec![
+            Op::PutSession {
+                client: who.clone(),
+                record: bare_session(1),
+            },
+            Op::PutSeen {
+                client: who.clone(),
+                slot: 1 << 63,
+                id: id(10),
+            },
+            Op::PutSeen {
+                client: who.clone(),
+                slot: (1 << 63) - 1,
+                id: id(u64::MAX),
+            },
+            Op::PutSeen {
+                client: who.clone(),
+                slot: (1 << 63) + 256,
+                id: id(11),
+            },
+        ],
+    );
+    let seen = |store: &mut dyn Store| {
+        let mut rows = load(store)
+            .session(&who)
+            .map(|s| s.seen.clone())
+            .unwrap_or_default();
+        rows.sort();
+        rows
+    };
+    assert_eq!(
+        seen(store),
+        vec![
+            ((1 << 63) - 1, id(u64::MAX)),
+            (1 << 63, id(10)),
+            ((1 << 63) + 256, id(11)),
+        ]
+    );
+    write(
+        store,
+        vec![Op::DeleteSeen {
+            client: who.clone(),
+            slot: 1 << 63,
+        }],
+    );
+    assert_eq!(
+        seen(store),
+        vec![((1 << 63) - 1, id(u64::MAX)), ((1 << 63) + 256, id(11))]
+    );
+    write(
+        store,
+        vec![
+            Op::DeleteSession {
+                client: who.clone(),
+            },
+            Op::PutSession {
+                client: who.clone(),
+                record: bare_session(2),
+            },
+        ],
+    );
+    assert!(seen(store).is_empty(), "a session's identities end with it");
+}

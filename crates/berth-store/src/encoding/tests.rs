@@ -28,6 +28,7 @@ fn message() -> Message {
             ..Default::default()
         },
         expires_at: Some(UnixMillis(42)),
+        id: None,
     }
 }
 

@@ -70,6 +70,7 @@ fn message(topic_name: &str, payload: &'static [u8]) -> Arc<Message> {
         retain: false,
         properties: PublishProperties::default(),
         expires_at: None,
+        id: None,
     })
 }
 
@@ -660,6 +661,7 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
             inflight: Vec::new(),
             incoming_qos2: Vec::new(),
             queued: 0,
+            seen: Vec::new(),
         }),
     });
     let done = b.event(Event::ImportDone {

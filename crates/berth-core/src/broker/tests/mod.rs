@@ -17,6 +17,7 @@ mod cluster;
 mod connect;
 mod fences;
 mod flow;
+mod identity;
 mod limits;
 mod qos;
 mod qos2_recovery;

@@ -42,6 +42,7 @@ fn resumed_without_state() -> (Harness, ConnId, ConnId) {
             inflight: Vec::new(),
             incoming_qos2: Vec::new(),
             queued: 0,
+            seen: Vec::new(),
         }),
     });
     b.event(Event::ImportDone {
@@ -75,6 +76,7 @@ fn recovered(b: &mut Harness, ids: &[u16]) -> Out {
         epoch: Epoch(2),
         page: Vec::new(),
         incoming_qos2: ids.iter().map(|id| pid(*id)).collect(),
+        seen: Vec::new(),
     })
 }
 
@@ -142,6 +144,7 @@ fn the_wait_survives_a_restart_and_held_publishes_go_with_their_connection() {
         epoch: Epoch(2),
         page: Vec::new(),
         incoming_qos2: Vec::new(),
+        seen: Vec::new(),
     });
     assert_eq!(pubrecs(&out, publisher), vec![7]);
     assert_eq!(payloads(&out.publishes(y)), vec!["m1"]);

@@ -100,6 +100,7 @@ fn forward(b: &mut Harness, token: u64, payload: &'static [u8]) -> Out {
                 retain: false,
                 properties: PublishProperties::default(),
                 expires_at: None,
+                id: None,
             }),
             clients: vec![client("x")],
             publisher: None,
@@ -138,12 +139,14 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
         epoch: Epoch(2),
         page: export.unacknowledged(),
         incoming_qos2: Vec::new(),
+        seen: Vec::new(),
     });
     let rest = b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
         page,
         incoming_qos2: Vec::new(),
+        seen: Vec::new(),
     });
     let mut late = payloads(&first.publishes(conn));
     late.extend(payloads(&rest.publishes(conn)));
@@ -171,6 +174,7 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
         epoch: Epoch(1),
         page: export.unacknowledged(),
         incoming_qos2: Vec::new(),
+        seen: Vec::new(),
     });
     assert!(b.stored_queue("x").is_empty());
     b.event(Event::ImportLate {
@@ -178,6 +182,7 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
         epoch: Epoch(2),
         page: export.unacknowledged(),
         incoming_qos2: Vec::new(),
+        seen: Vec::new(),
     });
     assert_eq!(b.stored_queue("x"), vec!["m1"]);
 }
@@ -487,6 +492,7 @@ fn a_publish_through_the_node_taking_back_an_older_copy_survives_an_unreachable_
         inflight: Vec::new(),
         incoming_qos2: Vec::new(),
         queued: 0,
+        seen: Vec::new(),
     };
     a.event(Event::ImportState {
         client: client("x"),
@@ -535,6 +541,7 @@ fn an_imported_session_keeps_only_the_subscriptions_the_rules_allow() {
         inflight: Vec::new(),
         incoming_qos2: Vec::new(),
         queued: 0,
+        seen: Vec::new(),
     };
     h.event(Event::ImportState {
         client: client("x"),

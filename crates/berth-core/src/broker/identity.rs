@@ -1,0 +1,109 @@
+//! Exactly once across nodes: a QoS 2 message gets an identity where it is first received
+//! ([`MessageId`]), and a session takes each identity once, however many copies reach it — a
+//! forward retried or re-routed after its answer was lost, the queue of an older copy of the
+//! session merged at a takeover back or recovered as a stranded backlog, one backlog pulled
+//! twice. Without it the packet id was the only name a QoS 2 message had, and a second copy
+//! went to the client under a new packet id: delivered twice.
+//!
+//! Only deliveries at QoS 2 are checked and remembered: QoS 0/1 promise no more than at least
+//! once, and remembering them would cost a write per message on the hot path.
+
+use berth_codec::QoS;
+
+use super::Broker;
+use super::session::Seen;
+use crate::ids::{ClientId, MessageId};
+use crate::message::Delivery;
+use crate::stats::DropReason;
+use crate::store::{Op, Store};
+use crate::time::UnixMillis;
+
+impl<S: Store> Broker<S> {
+    /// A new identity for a QoS 2 message received here; `None` on a single node. Numbers
+    /// start from the clock (1,024 per millisecond) and never go back while the node runs, so
+    /// a restarted node does not hand out a number it gave before.
+    pub(super) fn new_message_id(&mut self, now: UnixMillis) -> Option<MessageId> {
+        let cluster = self.cluster.as_mut()?;
+        let seq = (now.0 << 10).max(cluster.last_message_seq + 1);
+        cluster.last_message_seq = seq;
+        Some(MessageId {
+            origin: cluster.node,
+            seq,
+        })
+    }
+
+    /// Whether `client`'s session takes `delivery`: false for a second copy of a QoS 2 message
+    /// it took before (counted as a `duplicate` drop). A message it takes is remembered.
+    pub(super) fn take_once(&mut self, client: &ClientId, delivery: &Delivery) -> bool {
+        let Some(id) = delivery
+            .message
+            .id
+            .filter(|_| delivery.qos == QoS::ExactlyOnce)
+        else {
+            return true;
+        };
+        let Some(session) = self.sessions.get_mut(client) else {
+            return true;
+        };
+        if session.seen.as_ref().is_some_and(|seen| seen.contains(id)) {
+            self.stats.count_drop(DropReason::Duplicate);
+            return false;
+        }
+        let stored = session.stored;
+        let (slot, evicted) = session
+            .seen
+            .get_or_insert_with(Default::default)
+            .push_newest(id);
+        if stored {
+            if let Some(slot) = evicted {
+                self.batch.push(Op::DeleteSeen {
+                    client: client.clone(),
+                    slot,
+                });
+            }
+            self.batch.push(Op::PutSeen {
+                client: client.clone(),
+                slot,
+                id,
+            });
+        }
+        true
+    }
+
+    /// Identities an older copy of the session took (`ids`, oldest first) join what it took
+    /// here, as older ones, while the window has room: their messages were delivered or are
+    /// queued on that copy, and a copy arriving later is a duplicate.
+    pub(super) fn fold_seen(&mut self, client: &ClientId, ids: Vec<MessageId>) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let stored = session.stored;
+        let seen = session.seen.get_or_insert_with(Default::default);
+        for id in ids.into_iter().rev() {
+            if seen.contains(id) {
+                continue;
+            }
+            let Some(slot) = seen.push_oldest(id) else {
+                break;
+            };
+            if stored {
+                self.batch.push(Op::PutSeen {
+                    client: client.clone(),
+                    slot,
+                    id,
+                });
+            }
+        }
+        if session.seen.as_ref().is_some_and(|s| s.ids.is_empty()) {
+            session.seen = None;
+        }
+    }
+
+    /// The identities `client`'s session took, oldest first (for its export).
+    pub(super) fn seen_ids(&self, client: &ClientId) -> Vec<crate::ids::MessageId> {
+        self.sessions
+            .get(client)
+            .and_then(|s| s.seen.as_deref())
+            .map_or_else(Vec::new, |seen: &Seen| seen.ids().collect())
+    }
+}

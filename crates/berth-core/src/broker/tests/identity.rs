@@ -1,0 +1,187 @@
+//! Exactly once across nodes: a QoS 2 message published on a cluster node carries an identity,
+//! and a session takes each identity once — a forward retried after its answer was lost, a
+//! message re-routed to a session that also gets it back with a stranded copy, a restart in
+//! between.
+
+use std::sync::Arc;
+
+use super::stranded::node;
+use super::*;
+use crate::cluster::{ClusterEvent, Forwarded, SessionExport};
+use crate::ids::{Epoch, MessageId, NodeId};
+use crate::message::Message;
+use crate::stats::DropReason;
+use crate::store::SubscriptionRecord;
+
+fn qos2_message(payload: &'static [u8], seq: u64) -> Arc<Message> {
+    Arc::new(Message {
+        topic: topic("t"),
+        payload: Bytes::from_static(payload),
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        properties: PublishProperties::default(),
+        expires_at: None,
+        id: Some(MessageId {
+            origin: NodeId(1),
+            seq,
+        }),
+    })
+}
+
+fn forward(h: &mut Harness, token: u64, message: &Arc<Message>, retried: bool) -> Out {
+    h.event(Event::Forwarded {
+        token,
+        messages: vec![Forwarded {
+            message: message.clone(),
+            clients: vec![client("x")],
+            publisher: None,
+            retried,
+        }],
+    })
+}
+
+/// Node 2 owns `x`, subscribed to `t` at QoS 2, connected.
+fn owner_with_subscriber() -> (Harness, ConnId) {
+    let mut b = node(2);
+    let conn = b.connect_ok(v5("x", false, Some(600)));
+    b.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
+    (b, conn)
+}
+
+#[test]
+fn a_qos2_message_published_on_a_cluster_node_carries_an_identity_and_a_qos1_one_does_not() {
+    let mut a = node(1);
+    a.event(Event::Cluster(ClusterEvent::Subscribed {
+        client: client("far"),
+        owner: NodeId(2),
+        subscriptions: vec![(
+            filter("t"),
+            SubscriptionRecord {
+                options: SubscriptionOptions::new(QoS::ExactlyOnce),
+                subscription_id: None,
+            },
+        )],
+    }));
+    let publisher = a.connect_ok(v5("pub", true, None));
+    let ids = |out: &Out| -> Vec<Option<MessageId>> {
+        out.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Forward { message, .. } => Some(message.id),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = ids(&a.publish(publisher, publish("t", b"1", QoS::ExactlyOnce, 1)));
+    let second = ids(&a.publish(publisher, publish("t", b"2", QoS::ExactlyOnce, 2)));
+    let qos1 = ids(&a.publish(publisher, publish("t", b"3", QoS::AtLeastOnce, 3)));
+    let (Some(first), Some(second)) = (first[0], second[0]) else {
+        panic!("QoS 2 forwards carry identities: {first:?} {second:?}");
+    };
+    assert_eq!(first.origin, NodeId(1));
+    assert!(second.seq > first.seq, "never the same number twice");
+    assert_eq!(qos1, vec![None]);
+}
+
+#[test]
+fn a_retried_forward_of_a_qos2_message_reaches_the_session_once() {
+    let (mut b, conn) = owner_with_subscriber();
+    let m = qos2_message(b"m1", 10);
+    let first = forward(&mut b, 1, &m, false);
+    assert_eq!(payloads(&first.publishes(conn)), vec!["m1"]);
+    // Its answer was lost; the publisher's node sends it again (or to the session's next
+    // owner, which is this node again).
+    let again = forward(&mut b, 2, &m, true);
+    assert!(again.publishes(conn).is_empty(), "not delivered twice");
+    assert!(
+        again
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::ForwardAccepted { token: 2, .. })),
+        "the retry is acknowledged: the message is stored here"
+    );
+    assert_eq!(b.broker.stats().dropped_total(DropReason::Duplicate), 1);
+    // Another message, and the same message at QoS 1 (no identity), go through.
+    let other = forward(&mut b, 3, &qos2_message(b"m2", 11), false);
+    assert_eq!(payloads(&other.publishes(conn)), vec!["m2"]);
+}
+
+#[test]
+fn a_session_remembers_what_it_took_across_a_restart() {
+    let (mut b, conn) = owner_with_subscriber();
+    let m = qos2_message(b"m1", 10);
+    forward(&mut b, 1, &m, false);
+    b.lose(conn);
+    b.restart_after(1);
+    b.broker.join_cluster(NodeId(2));
+    let (conn, _) = b.connect(v5("x", false, Some(600)));
+    let again = forward(&mut b, 2, &m, true);
+    assert!(again.publishes(conn).is_empty());
+    assert_eq!(b.stored_queue("x"), Vec::<String>::new());
+}
+
+#[test]
+fn a_stranded_copy_holding_a_message_the_session_got_by_another_way_does_not_deliver_it_again() {
+    // Node 1 holds x offline with a QoS 2 message queued; x moves to node 2 while node 1 is
+    // cut off, and the publisher's node re-routes the same message there.
+    let mut a = node(1);
+    let old = a.connect_ok(v5("x", false, Some(600)));
+    a.subscribe(old, subscribe(1, "t", QoS::ExactlyOnce));
+    a.lose(old);
+    let publisher = a.connect_ok(v5("pub", true, None));
+    a.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
+    let claim = || {
+        Event::Cluster(ClusterEvent::Owner {
+            client: client("x"),
+            owner: NodeId(2),
+            epoch: Epoch(2),
+            kept: true,
+            subscriptions: vec![(
+                filter("t"),
+                SubscriptionRecord {
+                    options: SubscriptionOptions::new(QoS::ExactlyOnce),
+                    subscription_id: None,
+                },
+            )],
+        })
+    };
+    a.event(claim());
+    let mut b = node(2);
+    b.event(claim());
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let full: SessionExport = a
+        .broker
+        .export_session(&client("x"), Epoch(2))
+        .unwrap()
+        .unwrap();
+    let mut fallback = full.clone();
+    fallback.inflight.clear();
+    fallback.queued = 0;
+    fallback.seen.clear();
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(fallback),
+    });
+    b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let (conn, out) = b.connect_as(v5("x", false, Some(600)), 2);
+    assert!(out.connack(conn).session_present);
+    let (page, _) = a.broker.export_queue(&client("x"), None, 10).unwrap();
+    assert_eq!(page.len(), 1);
+    let rerouted = forward(&mut b, 1, &page[0].message, true);
+    assert_eq!(payloads(&rerouted.publishes(conn)), vec!["m1"]);
+
+    // Node 1 is back: its copy arrives as a late backlog.
+    let late = b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(2),
+        page,
+        incoming_qos2: Vec::new(),
+        seen: full.seen,
+    });
+    assert!(late.publishes(conn).is_empty(), "m1 reached x once");
+    assert_eq!(b.broker.stats().dropped_total(DropReason::Duplicate), 1);
+}
