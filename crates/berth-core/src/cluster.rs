@@ -136,6 +136,9 @@ pub struct SessionExport {
     pub queued: u64,
     /// The identities of the QoS 2 messages it took last, oldest first (`Session::seen`).
     pub seen: Vec<crate::ids::MessageId>,
+    /// The client's QoS 2 PUBLISHes not known to be stored everywhere, with the identity they
+    /// were routed under: a re-send is routed again under it (`Session::qos2_retry`).
+    pub qos2_retry: Vec<(PacketId, crate::ids::MessageId)>,
 }
 
 impl SessionExport {

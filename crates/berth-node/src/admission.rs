@@ -62,6 +62,7 @@ pub(crate) async fn claim(
             incoming_qos2: Vec::new(),
             queued: 0,
             seen: Vec::new(),
+            qos2_retry: Vec::new(),
         };
         link.take_over(
             &client,

@@ -203,6 +203,7 @@ impl Sim {
                     incoming_qos2: Vec::new(),
                     queued: 0,
                     seen: Vec::new(),
+                    qos2_retry: Vec::new(),
                 };
                 self.report.takeovers += 1;
                 trace!(self, "n{n} takes {client} over from n{from} at e{epoch}");

@@ -459,6 +459,12 @@ impl Sim {
         if let Event::ImportLate { client, page, .. } = &event {
             self.ledger.note_late_page(client, page);
         }
+        if let Event::ImportState { client, .. } = &event
+            && let Some(Ok(backlog)) = self.node(n).broker.as_ref().map(|b| b.held_backlog(client))
+        {
+            // An older copy still here is merged behind the imported window: late.
+            self.ledger.note_late_page(client, &backlog);
+        }
         if self.tracing() {
             let line = describe_event(&event);
             if !line.is_empty() {

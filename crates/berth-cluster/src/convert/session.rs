@@ -55,6 +55,14 @@ pub fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
         will_due_at_ms: record.will_due_at.map(|at| at.0),
         qos2_state_elsewhere: record.qos2_state_elsewhere,
         seen: export.seen.iter().copied().map(message_id_to_pb).collect(),
+        qos2_retry: export
+            .qos2_retry
+            .iter()
+            .map(|(packet_id, id)| pb::Qos2Retry {
+                packet_id: u32::from(packet_id.get()),
+                id: Some(message_id_to_pb(*id)),
+            })
+            .collect(),
     }
 }
 
@@ -96,5 +104,71 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
             .collect(),
         queued: header.queued,
         seen: header.seen.into_iter().map(message_id_from_pb).collect(),
+        qos2_retry: header
+            .qos2_retry
+            .into_iter()
+            .filter_map(|retry| {
+                let packet_id = u16::try_from(retry.packet_id)
+                    .ok()
+                    .and_then(berth_codec::PacketId::new)?;
+                Some((packet_id, message_id_from_pb(retry.id?)))
+            })
+            .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use berth_codec::{PacketId, ProtocolVersion, PublishProperties, QoS, TopicName};
+    use berth_core::{Delivery, Epoch, Message, MessageId, NodeId};
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[test]
+    fn a_session_export_round_trips_with_its_qos2_state() {
+        let id = |n| PacketId::new(n).unwrap();
+        let message_id = |seq| MessageId {
+            origin: NodeId(3),
+            seq,
+        };
+        let delivery = Delivery {
+            message: Arc::new(Message {
+                topic: TopicName::parse("t").unwrap(),
+                payload: Bytes::from_static(b"m"),
+                qos: QoS::ExactlyOnce,
+                retain: false,
+                properties: PublishProperties::default(),
+                expires_at: None,
+                id: Some(message_id(7)),
+            }),
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+            redelivery: false,
+        };
+        let export = SessionExport {
+            record: SessionRecord {
+                epoch: Epoch(4),
+                protocol: ProtocolVersion::V5,
+                expiry: SessionExpiry::from_interval(600),
+                expires_at: None,
+                will: None,
+                will_due_at: None,
+                qos2_state_elsewhere: true,
+            },
+            subscriptions: Vec::new(),
+            inflight: vec![
+                (id(1), InflightRecord::Sent { order: 0, delivery }),
+                (id(2), InflightRecord::Released { order: 1 }),
+            ],
+            incoming_qos2: vec![id(5)],
+            queued: 12,
+            seen: vec![message_id(6), message_id(7)],
+            qos2_retry: vec![(id(9), message_id(8))],
+        };
+        assert_eq!(export_from_pb(export_to_pb(&export), 4).unwrap(), export);
+    }
 }

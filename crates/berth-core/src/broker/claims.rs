@@ -121,6 +121,7 @@ impl<S: Store> Broker<S> {
             incoming_qos2: Vec::new(),
             queued: 0,
             seen: Vec::new(),
+            qos2_retry: Vec::new(),
         };
         self.actions.push(Action::Adopt {
             client: client.clone(),

@@ -443,7 +443,7 @@ impl<S: Store> Broker<S> {
 /// together, atomically, at the commit), and a read before the commit must see them. Otherwise a message queued earlier in the
 /// same event (say, a will routed to the very session that a CONNECT is resuming) is missing
 /// from the page, the queue looks empty while `bounds.count` says otherwise, and it stalls.
-fn read_queue_through<S: Store>(
+pub(super) fn read_queue_through<S: Store>(
     store: &S,
     batch: &Batch,
     client: &ClientId,
@@ -483,7 +483,7 @@ fn read_queue_through<S: Store>(
 
 /// `Store::read_inflight`, plus the in-flight changes of this event still in `batch` (see
 /// [`read_queue_through`]), sorted by send order.
-fn read_inflight_through<S: Store>(
+pub(super) fn read_inflight_through<S: Store>(
     store: &S,
     batch: &Batch,
     client: &ClientId,

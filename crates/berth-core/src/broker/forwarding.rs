@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use berth_codec::{Packet, PubAckReasonCode, QoS};
+use berth_codec::{Packet, PubAckReasonCode, Publish, QoS};
 
 use super::{Action, Broker};
 use crate::cluster::{Forwarded, NodeId};
-use crate::ids::{ClientId, ConnId};
+use crate::ids::{ClientId, ConnId, MessageId};
 use crate::index::Match;
 use crate::message::{Delivery, Message};
 use crate::store::{Op, Store};
@@ -21,6 +21,8 @@ pub(crate) struct Waiting {
     failed: bool,
     /// The publisher and packet id of a QoS 2 PUBLISH (see `send_ack`).
     qos2: Option<(ClientId, berth_codec::PacketId)>,
+    /// The identity it was routed under (`name_wait`).
+    message_id: Option<MessageId>,
 }
 
 /// A forward batch with messages for sessions this node is importing (see `accept_forwarded`).
@@ -133,6 +135,7 @@ impl<S: Store> Broker<S> {
                 remaining,
                 failed: false,
                 qos2,
+                message_id: None,
             },
         );
         true
@@ -172,12 +175,17 @@ impl<S: Store> Broker<S> {
         let conn = waiting.conn;
         let failed = waiting.failed;
         let qos2 = waiting.qos2.take();
+        let message_id = waiting.message_id;
         cluster.waiting.remove(&token);
         if let Some((client, packet_id)) = qos2 {
             if failed {
                 // Not stored everywhere: a re-sent PUBLISH must be routed again, on this
-                // connection or a later one.
+                // connection or a later one — under the same identity (some owners may have
+                // stored it).
                 self.forget_incoming_qos2(&client, packet_id);
+                if let Some(id) = message_id {
+                    self.keep_for_retry(&client, packet_id, id);
+                }
             } else {
                 // Stored everywhere: from now on a re-send is a duplicate, also after a restart.
                 self.store_incoming_qos2(&client, packet_id);
@@ -220,6 +228,67 @@ impl<S: Store> Broker<S> {
                 .map(|(_, id)| *id)
                 .collect()
         })
+    }
+
+    /// The QoS 2 PUBLISHes of `client` still waiting for other nodes, with the identity they
+    /// were routed under (exported with the session: a re-send elsewhere reuses it).
+    pub(super) fn qos2_in_doubt_ids(
+        &self,
+        client: &ClientId,
+    ) -> Vec<(berth_codec::PacketId, MessageId)> {
+        self.cluster.as_ref().map_or_else(Vec::new, |c| {
+            c.waiting
+                .values()
+                .filter_map(|w| match (&w.qos2, w.message_id) {
+                    (Some((c, packet_id)), Some(id)) if c == client => Some((*packet_id, id)),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// Notes the identity a QoS 2 PUBLISH was routed under on the wait for its owners
+    /// (`waiting_on`, registered by `send_ack`).
+    pub(super) fn name_wait(&mut self, waiting_on: Option<(u64, usize)>, id: Option<MessageId>) {
+        let (Some((token, _)), Some(id), Some(cluster)) = (waiting_on, id, self.cluster.as_mut())
+        else {
+            return;
+        };
+        if let Some(waiting) = cluster.waiting.get_mut(&token) {
+            waiting.message_id = Some(id);
+        }
+    }
+
+    /// A QoS 2 PUBLISH `packet_id` of `client` was routed under `id` and not stored everywhere.
+    pub(super) fn keep_for_retry(
+        &mut self,
+        client: &ClientId,
+        packet_id: berth_codec::PacketId,
+        id: MessageId,
+    ) {
+        if let Some(session) = self.sessions.get_mut(client) {
+            session
+                .qos2_retry
+                .get_or_insert_with(Default::default)
+                .insert(packet_id, id);
+        }
+    }
+
+    /// The identity a PUBLISH re-sends a message under, if its first routing was in doubt: a
+    /// re-send (DUP = 1) of a kept packet id. Any PUBLISH with that id ends the entry: one
+    /// without DUP is a new message (the client gave the id up after a failure PUBREC).
+    pub(super) fn retry_identity(
+        &mut self,
+        client: &ClientId,
+        publish: &Publish,
+    ) -> Option<MessageId> {
+        let session = self.sessions.get_mut(client)?;
+        let retry = session.qos2_retry.as_mut()?;
+        let id = retry.remove(&publish.packet_id?);
+        if retry.is_empty() {
+            session.qos2_retry = None;
+        }
+        id.filter(|_| publish.dup)
     }
 
     /// A QoS 2 PUBLISH re-sent (on a new connection) while the first one still waits for other

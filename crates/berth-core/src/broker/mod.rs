@@ -21,6 +21,7 @@ mod expiry;
 mod fences;
 mod forwarding;
 mod identity;
+mod merge;
 mod publish;
 mod session;
 mod snapshot;

@@ -93,8 +93,10 @@ impl<S: Store> Broker<S> {
             session.incoming_qos2.insert(id);
         }
 
-        if let Some(routed) = self.route_publish(now, client, publish, topic) {
+        let retry = self.retry_identity(client, &publish);
+        if let Some(routed) = self.route_publish(now, client, publish, topic, retry) {
             self.send_ack(now, conn, routed.ack, routed.waiting_on, &routed.congested);
+            self.name_wait(routed.waiting_on, routed.message_id);
         }
     }
 
@@ -106,12 +108,14 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         publish: Publish,
         topic: berth_codec::TopicName,
+        retry: Option<crate::ids::MessageId>,
     ) -> Option<Routed> {
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         let mut message = Message::published(publish, topic, now);
         if qos == QoS::ExactlyOnce {
-            message.id = self.new_message_id(now);
+            message.id = retry.or_else(|| self.new_message_id(now));
         }
+        let message_id = message.id;
         if message.retain {
             self.set_retained(&message);
         }
@@ -163,6 +167,7 @@ impl<S: Store> Broker<S> {
             ack,
             waiting_on,
             congested,
+            message_id,
         })
     }
 
@@ -260,9 +265,11 @@ impl<S: Store> Broker<S> {
             return self.settle_held_ack(held.conn, held.token, None, None);
         }
         let topic = held.publish.topic.clone();
-        match self.route_publish(now, client, held.publish, topic) {
+        let retry = self.retry_identity(client, &held.publish);
+        match self.route_publish(now, client, held.publish, topic, retry) {
             Some(routed) => {
-                self.settle_held_ack(held.conn, held.token, Some(routed.ack), routed.waiting_on)
+                self.settle_held_ack(held.conn, held.token, Some(routed.ack), routed.waiting_on);
+                self.name_wait(routed.waiting_on, routed.message_id);
             }
             None => self.settle_held_ack(held.conn, held.token, None, None),
         }
@@ -436,4 +443,6 @@ struct Routed {
     waiting_on: Option<(u64, usize)>,
     /// Subscribers whose queues are congested (backpressure).
     congested: Vec<ClientId>,
+    /// The identity a QoS 2 message was routed under.
+    message_id: Option<crate::ids::MessageId>,
 }

@@ -46,6 +46,11 @@ pub(crate) struct Session {
     /// The QoS 2 messages (by cluster identity) this session took last, so that a second copy
     /// is dropped (boxed: only sessions that receive QoS 2 messages in a cluster have one).
     pub seen: Option<Box<Seen>>,
+    /// QoS 2 PUBLISHes of the client whose routing did not end stored everywhere (an owner did
+    /// not confirm in time), by packet id, with the identity they were routed under: the
+    /// client's re-send (DUP = 1) is routed again under that identity, so that an owner that
+    /// did store the first copy drops the second (boxed: almost every session has none).
+    pub qos2_retry: Option<Box<std::collections::HashMap<PacketId, MessageId>>>,
     pub next_packet_id: u16,
     pub next_order: u64,
     /// Boxed for the same reason: only connected sessions have one.
@@ -187,6 +192,7 @@ impl Session {
             qos2_state_elsewhere: false,
             qos2_wait: None,
             seen: None,
+            qos2_retry: None,
             next_packet_id: 1,
             next_order: 0,
             online: None,

@@ -1,15 +1,15 @@
 //! A session moving between nodes: the old owner exports it (state, then queue pages) and
 //! deletes it on release; the new owner imports it and then lets waiting messages through.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
-use berth_codec::{PacketId, TopicFilter};
+use berth_codec::TopicFilter;
 
 use super::Broker;
 use super::session::Session;
 use crate::cluster::{ExportError, Forwarded, NodeId, QueuePage, SessionExport};
 use crate::ids::{ClientId, QueueSeq};
-use crate::store::{Op, Store, StoreError, SubscriptionRecord};
+use crate::store::{Op, Store, StoreError};
 use crate::time::UnixMillis;
 
 impl<S: Store> Broker<S> {
@@ -55,6 +55,17 @@ impl<S: Store> Broker<S> {
             },
             queued: session.queue.bounds.count,
             seen: self.seen_ids(client),
+            qos2_retry: {
+                let mut retry = self.qos2_in_doubt_ids(client);
+                retry.extend(
+                    session
+                        .qos2_retry
+                        .iter()
+                        .flat_map(|r| r.iter())
+                        .map(|(p, id)| (*p, *id)),
+                );
+                retry
+            },
         }))
     }
 
@@ -190,6 +201,9 @@ impl<S: Store> Broker<S> {
         session.inflight_loaded = false;
         session.incoming_qos2 = export.incoming_qos2.iter().copied().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
+        if !export.qos2_retry.is_empty() {
+            session.qos2_retry = Some(Box::new(export.qos2_retry.iter().copied().collect()));
+        }
         if session.stored {
             self.batch.push(Op::PutSession {
                 client: client.clone(),
@@ -264,7 +278,7 @@ impl<S: Store> Broker<S> {
 
     /// Keeps the identities a session's previous owner took until its import is done (see
     /// `ClusterState::import_seen`).
-    fn defer_seen(&mut self, client: &ClientId, seen: Vec<crate::ids::MessageId>) {
+    pub(super) fn defer_seen(&mut self, client: &ClientId, seen: Vec<crate::ids::MessageId>) {
         if let Some(cluster) = self.cluster.as_mut()
             && !seen.is_empty()
         {
@@ -273,116 +287,6 @@ impl<S: Store> Broker<S> {
                 .entry(client.clone())
                 .or_default()
                 .extend(seen);
-        }
-    }
-
-    /// This node still held an older copy of the session it takes over now (it could not be
-    /// reached when the session moved away, and the client came back here before the copy was
-    /// pulled). The copy is the oldest part of the session, the imported state the newest: the
-    /// imported record and subscriptions win, its unacknowledged messages go behind the local
-    /// queue, and its queue pages follow them (`on_import_queue`). Nothing of either is dropped.
-    fn merge_import(&mut self, client: &ClientId, mut export: SessionExport) {
-        let unacknowledged = export.unacknowledged();
-        self.mark_queue_redelivered(client);
-        self.defer_seen(client, std::mem::take(&mut export.seen));
-        let mut record = export.record;
-        // Never back: a second pull for the same claim (an adopted one beside its connection's)
-        // must not undo a newer claim of this node that the first import already took.
-        record.epoch = self.landing_epoch(client, record.epoch);
-        let Some(session) = self.sessions.get_mut(client) else {
-            return;
-        };
-        session.epoch = record.epoch;
-        session.protocol = record.protocol;
-        session.expiry = record.expiry;
-        session.will = record.will.clone().map(Box::new);
-        session.will_due_at = record.will_due_at;
-        session.expires_at = record.expires_at;
-        // The copy here is older than the imported state. If that state is complete, its
-        // incoming QoS 2 ids are the client's (this copy's may have been released and reused
-        // since, and would swallow a new message). If it resumed without an older copy's
-        // state (`qos2_state_elsewhere`), this copy is that state recovered — unless it
-        // resumed without one itself: both count, and the session still waits if neither is
-        // complete. Held re-sends belonged to this copy's connection, which is gone.
-        let missing = record.qos2_state_elsewhere;
-        session.qos2_state_elsewhere = missing && session.qos2_state_elsewhere;
-        if session.qos2_state_elsewhere {
-            if let Some(wait) = session.qos2_wait.as_mut() {
-                wait.held.clear();
-            }
-        } else {
-            session.qos2_wait = None;
-        }
-        let mut stale_ids = Vec::new();
-        if !missing {
-            let imported: HashSet<PacketId> = export.incoming_qos2.iter().copied().collect();
-            session.incoming_qos2.retain(|id| {
-                let keep = imported.contains(id);
-                if !keep {
-                    stale_ids.push(*id);
-                }
-                keep
-            });
-        }
-        let stored = session.stored;
-        if stored {
-            for packet_id in stale_ids {
-                self.batch.push(Op::DeleteIncomingQos2 {
-                    client: client.clone(),
-                    packet_id,
-                });
-            }
-            self.batch.push(Op::PutSession {
-                client: client.clone(),
-                record: crate::store::SessionRecord {
-                    qos2_state_elsewhere: session.qos2_state_elsewhere,
-                    ..record
-                },
-            });
-        }
-        let imported: HashMap<TopicFilter, SubscriptionRecord> =
-            export.subscriptions.into_iter().collect();
-        let gone: Vec<TopicFilter> = session
-            .subscriptions
-            .keys()
-            .filter(|f| !imported.contains_key(*f))
-            .cloned()
-            .collect();
-        for filter in gone {
-            session.subscriptions.remove(&filter);
-            self.index.remove(client, &filter);
-            if stored {
-                self.batch.push(Op::DeleteSubscription {
-                    client: client.clone(),
-                    filter,
-                });
-            }
-        }
-        for (filter, sub) in imported {
-            self.index.insert(client, &filter, sub.clone());
-            if stored {
-                self.batch.push(Op::PutSubscription {
-                    client: client.clone(),
-                    filter: filter.clone(),
-                    record: sub.clone(),
-                });
-            }
-            session.subscriptions.insert(filter, sub);
-        }
-        for packet_id in export.incoming_qos2 {
-            if session.incoming_qos2.insert(packet_id) && stored {
-                self.batch.push(Op::PutIncomingQos2 {
-                    client: client.clone(),
-                    packet_id,
-                });
-            }
-        }
-        // A message both copies hold (this one was pulled before, its release lost) goes to
-        // the client once.
-        for delivery in unacknowledged {
-            if self.take_once(client, &delivery) {
-                self.enqueue(client, delivery);
-            }
         }
     }
 

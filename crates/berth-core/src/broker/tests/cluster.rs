@@ -662,6 +662,7 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
             incoming_qos2: Vec::new(),
             queued: 0,
             seen: Vec::new(),
+            qos2_retry: Vec::new(),
         }),
     });
     let done = b.event(Event::ImportDone {

@@ -185,3 +185,120 @@ fn a_stranded_copy_holding_a_message_the_session_got_by_another_way_does_not_del
     assert!(late.publishes(conn).is_empty(), "m1 reached x once");
     assert_eq!(b.broker.stats().dropped_total(DropReason::Duplicate), 1);
 }
+
+/// A subscriber on node 2, as node `h` learns it from the registry.
+fn far_subscriber(h: &mut Harness) {
+    h.event(Event::Cluster(ClusterEvent::Subscribed {
+        client: client("far"),
+        owner: NodeId(2),
+        subscriptions: vec![(
+            filter("t"),
+            SubscriptionRecord {
+                options: SubscriptionOptions::new(QoS::ExactlyOnce),
+                subscription_id: None,
+            },
+        )],
+    }));
+}
+
+/// The token and identity of the one forward in `out`.
+fn forward_of(out: &Out) -> (u64, Option<MessageId>) {
+    let forwards: Vec<(u64, Option<MessageId>)> = out
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Forward { token, message, .. } => Some(((*token)?, message.id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forwards.len(), 1, "one forward: {:#?}", out.actions);
+    forwards[0]
+}
+
+fn resent(payload: &'static [u8], id: u16) -> berth_codec::Publish {
+    let mut again = publish("t", payload, QoS::ExactlyOnce, id);
+    again.dup = true;
+    again
+}
+
+/// The publisher's node did not hear back from the owner (which may have stored the message or
+/// not): the 3.1.1 publisher is closed unacknowledged and sends the PUBLISH again (DUP = 1).
+/// The re-send goes under the first identity, so that an owner that did store it drops the
+/// copy; a PUBLISH without DUP under that packet id later is a new message.
+#[test]
+fn a_qos2_publish_resent_after_an_unconfirmed_forward_keeps_its_identity() {
+    let mut a = node(1);
+    far_subscriber(&mut a);
+    let publisher = a.connect_ok(v3("pub", false));
+    let (token, first) =
+        forward_of(&a.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1)));
+    assert!(first.is_some());
+    let out = a.event(Event::ForwardDone {
+        token,
+        delivered: false,
+        node: NodeId(2),
+    });
+    assert!(out.closed(publisher), "3.1.1 has no failure PUBREC");
+
+    let publisher = a.connect_ok(v3("pub", false));
+    let (token, second) = forward_of(&a.publish(publisher, resent(b"m1", 1)));
+    assert_eq!(second, first, "the same message, under the same identity");
+    let done = a.event(Event::ForwardDone {
+        token,
+        delivered: true,
+        node: NodeId(2),
+    });
+    assert!(matches!(done.only(publisher), Packet::PubRec(_)));
+    a.pubrel(publisher, pid(1));
+
+    let (_, third) = forward_of(&a.publish(publisher, publish("t", b"m2", QoS::ExactlyOnce, 1)));
+    assert_ne!(third, first, "a new message under a reused packet id");
+}
+
+/// The same, with the publisher's session moving to node 3 while the forward is in doubt: the
+/// identity goes with the session, and the re-send there is routed under it.
+#[test]
+fn the_identity_of_a_qos2_publish_in_doubt_moves_with_the_publishers_session() {
+    let mut a = node(1);
+    far_subscriber(&mut a);
+    let publisher = a.connect_ok(v3("pub", false));
+    let (_, first) = forward_of(&a.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1)));
+    a.lose(publisher);
+
+    let claim = || {
+        Event::Cluster(ClusterEvent::Owner {
+            client: client("pub"),
+            owner: NodeId(3),
+            epoch: Epoch(2),
+            kept: true,
+            subscriptions: vec![],
+        })
+    };
+    a.event(claim());
+    let mut c = node(3);
+    far_subscriber(&mut c);
+    c.event(claim());
+    c.event(Event::ImportBegin {
+        client: client("pub"),
+    });
+    let export = a
+        .broker
+        .export_session(&client("pub"), Epoch(2))
+        .unwrap()
+        .unwrap();
+    assert!(
+        export.incoming_qos2.is_empty(),
+        "not known to be stored everywhere: a re-send is routed again"
+    );
+    assert_eq!(export.qos2_retry.len(), 1);
+    c.event(Event::ImportState {
+        client: client("pub"),
+        export: Box::new(export),
+    });
+    c.event(Event::ImportDone {
+        client: client("pub"),
+    });
+    let (conn, _) = c.connect_as(v3("pub", false), 2);
+    let (_, second) = forward_of(&c.publish(conn, resent(b"m1", 1)));
+    assert_eq!(second, first);
+}

@@ -43,6 +43,7 @@ fn resumed_without_state() -> (Harness, ConnId, ConnId) {
             incoming_qos2: Vec::new(),
             queued: 0,
             seen: Vec::new(),
+            qos2_retry: Vec::new(),
         }),
     });
     b.event(Event::ImportDone {

@@ -324,7 +324,7 @@ fn taking_a_session_back_to_a_node_holding_an_older_copy_merges_both() {
     let mut b = owner_without_backlog(&mut a);
     let (conn, _) = b.connect_as(v3("x", false), 2);
     b.subscribe(conn, subscribe(2, "u", QoS::AtLeastOnce));
-    let _ = forward(&mut b, 1, b"m4"); // in flight on node 2
+    let m4_id = forward(&mut b, 1, b"m4").publish(conn).packet_id; // in flight on node 2
     b.lose(conn);
     let _ = forward(&mut b, 2, b"m5"); // queued on node 2
 
@@ -337,11 +337,17 @@ fn taking_a_session_back_to_a_node_holding_an_older_copy_merges_both() {
     pull_back(&mut a, &mut b, 3);
     let (conn, out) = a.connect_as(v3("x", false), 3);
     assert!(out.connack(conn).session_present);
+    let sent = out.publishes(conn);
     assert_eq!(
-        payloads(&out.publishes(conn)),
-        vec!["m1", "m2", "m3", "m4", "m5"],
-        "the older copy's messages, then the newer owner's"
+        payloads(&sent),
+        vec!["m4", "m1", "m2", "m3", "m5"],
+        "the newer owner's window, the older copy's messages (late), the newer owner's queue"
     );
+    // The client holds m4 under the id node 2 sent it with; node 1 had sent m1 under the same
+    // id on its older connection. m4 keeps it, m1 gets another: a QoS 2 message re-sent
+    // under a new id would reach the client's application twice.
+    assert_eq!(sent[0].packet_id, m4_id);
+    assert_ne!(sent[1].packet_id, m4_id);
     let subs: Vec<String> = a
         .stored_session("x")
         .unwrap()
@@ -447,18 +453,18 @@ fn a_publish_through_the_node_taking_back_an_older_copy_waits_for_the_backlog() 
     assert!(out.connack(conn).session_present);
     assert_eq!(
         payloads(&out.publishes(conn)),
-        vec!["m1", "m2", "m3", "m4", "m6"],
-        "the older copy, the newer owner's backlog, then what waited"
+        vec!["m4", "m1", "m2", "m3", "m6"],
+        "the newer owner's window, the older copy (late), then what waited"
     );
     assert_eq!(
         dup_flags(&out, conn),
         vec![
+            ("m4".to_string(), true),
             ("m1".to_string(), true),
             // The older copy's queue: node 2 may have pulled this copy before (a release lost
             // in a crash here) and delivered it, so each "might be a re-delivery".
             ("m2".to_string(), true),
             ("m3".to_string(), true),
-            ("m4".to_string(), true),
             ("m6".to_string(), false),
         ],
         "sent before and unacknowledged (m1 here, m4 on node 2), or queued in the older copy: DUP = 1 [MQTT-3.3.1-1]"
@@ -493,6 +499,7 @@ fn a_publish_through_the_node_taking_back_an_older_copy_survives_an_unreachable_
         incoming_qos2: Vec::new(),
         queued: 0,
         seen: Vec::new(),
+        qos2_retry: Vec::new(),
     };
     a.event(Event::ImportState {
         client: client("x"),
@@ -542,6 +549,7 @@ fn an_imported_session_keeps_only_the_subscriptions_the_rules_allow() {
         incoming_qos2: Vec::new(),
         queued: 0,
         seen: Vec::new(),
+        qos2_retry: Vec::new(),
     };
     h.event(Event::ImportState {
         client: client("x"),
@@ -585,10 +593,10 @@ fn an_older_copys_messages_keep_dup_through_a_restart_after_the_merge() {
     assert_eq!(
         dup_flags(&out, conn),
         vec![
+            ("m4".to_string(), true),
             ("m1".to_string(), true),
             ("m2".to_string(), true),
             ("m3".to_string(), true),
-            ("m4".to_string(), true),
         ]
     );
 }

@@ -1,0 +1,318 @@
+//! A takeover that finds an older copy of the session still here: the copy and the imported
+//! state become one session, without losing either's messages or confusing the client's packet
+//! ids.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use berth_codec::{PacketId, QoS, TopicFilter};
+
+use super::Broker;
+use super::session::Outgoing;
+use crate::cluster::SessionExport;
+use crate::ids::{ClientId, MessageId};
+use crate::message::Delivery;
+use crate::store::{InflightRecord, Op, Store, SubscriptionRecord};
+
+impl<S: Store> Broker<S> {
+    /// This node still held an older copy of the session it takes over now (it could not be
+    /// reached when the session moved away, and the client came back here before the copy was
+    /// pulled). The copy is the oldest part of the session, the imported state the newest: the
+    /// imported record, subscriptions and in-flight window win (`merge_inflight`), this copy's
+    /// queue and unacknowledged messages follow that window — late, like a stranded backlog
+    /// recovered — and the imported queue pages follow them (`on_import_queue`). Nothing of
+    /// either is dropped, except a second copy of a QoS 2 message the session took.
+    pub(super) fn merge_import(&mut self, client: &ClientId, mut export: SessionExport) {
+        let imported_inflight = std::mem::take(&mut export.inflight);
+        for (packet_id, id) in std::mem::take(&mut export.qos2_retry) {
+            self.keep_for_retry(client, packet_id, id);
+        }
+        let imported_seen = export.seen.clone();
+        self.mark_queue_redelivered(client);
+        self.defer_seen(client, std::mem::take(&mut export.seen));
+        let mut record = export.record;
+        // Never back: a second pull for the same claim (an adopted one beside its connection's)
+        // must not undo a newer claim of this node that the first import already took.
+        record.epoch = self.landing_epoch(client, record.epoch);
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        session.epoch = record.epoch;
+        session.protocol = record.protocol;
+        session.expiry = record.expiry;
+        session.will = record.will.clone().map(Box::new);
+        session.will_due_at = record.will_due_at;
+        session.expires_at = record.expires_at;
+        // The copy here is older than the imported state. If that state is complete, its
+        // incoming QoS 2 ids are the client's (this copy's may have been released and reused
+        // since, and would swallow a new message). If it resumed without an older copy's
+        // state (`qos2_state_elsewhere`), this copy is that state recovered — unless it
+        // resumed without one itself: both count, and the session still waits if neither is
+        // complete. Held re-sends belonged to this copy's connection, which is gone.
+        let missing = record.qos2_state_elsewhere;
+        session.qos2_state_elsewhere = missing && session.qos2_state_elsewhere;
+        if session.qos2_state_elsewhere {
+            if let Some(wait) = session.qos2_wait.as_mut() {
+                wait.held.clear();
+            }
+        } else {
+            session.qos2_wait = None;
+        }
+        let mut stale_ids = Vec::new();
+        if !missing {
+            let imported: HashSet<PacketId> = export.incoming_qos2.iter().copied().collect();
+            session.incoming_qos2.retain(|id| {
+                let keep = imported.contains(id);
+                if !keep {
+                    stale_ids.push(*id);
+                }
+                keep
+            });
+        }
+        let stored = session.stored;
+        if stored {
+            for packet_id in stale_ids {
+                self.batch.push(Op::DeleteIncomingQos2 {
+                    client: client.clone(),
+                    packet_id,
+                });
+            }
+            self.batch.push(Op::PutSession {
+                client: client.clone(),
+                record: crate::store::SessionRecord {
+                    qos2_state_elsewhere: session.qos2_state_elsewhere,
+                    ..record
+                },
+            });
+        }
+        let imported: HashMap<TopicFilter, SubscriptionRecord> =
+            export.subscriptions.into_iter().collect();
+        let gone: Vec<TopicFilter> = session
+            .subscriptions
+            .keys()
+            .filter(|f| !imported.contains_key(*f))
+            .cloned()
+            .collect();
+        for filter in gone {
+            session.subscriptions.remove(&filter);
+            self.index.remove(client, &filter);
+            if stored {
+                self.batch.push(Op::DeleteSubscription {
+                    client: client.clone(),
+                    filter,
+                });
+            }
+        }
+        for (filter, sub) in imported {
+            self.index.insert(client, &filter, sub.clone());
+            if stored {
+                self.batch.push(Op::PutSubscription {
+                    client: client.clone(),
+                    filter: filter.clone(),
+                    record: sub.clone(),
+                });
+            }
+            session.subscriptions.insert(filter, sub);
+        }
+        for packet_id in export.incoming_qos2 {
+            if session.incoming_qos2.insert(packet_id) && stored {
+                self.batch.push(Op::PutIncomingQos2 {
+                    client: client.clone(),
+                    packet_id,
+                });
+            }
+        }
+        self.merge_inflight(client, imported_inflight, &imported_seen);
+    }
+
+    /// The in-flight windows of a merge. The imported one is what the client holds now: its
+    /// packet ids name those messages on the client's side (a QoS 2 message it received under
+    /// one id and gets again under another reaches its application twice), so it keeps its ids
+    /// and is re-sent first. This copy's window is older: its unacknowledged messages follow
+    /// (DUP = 1), each under its own id unless the imported window uses it, then this copy's
+    /// queue — late, as a stranded backlog recovered is. Of its PUBRELs only
+    /// those whose id the imported window does not use are kept (they end an exchange the
+    /// client may still hold).
+    fn merge_inflight(
+        &mut self,
+        client: &ClientId,
+        imported: Vec<(PacketId, InflightRecord)>,
+        imported_seen: &[MessageId],
+    ) {
+        let Some(session) = self.sessions.get(client) else {
+            return;
+        };
+        let local = if session.inflight_loaded {
+            session
+                .inflight
+                .iter()
+                .map(|(id, outgoing)| match outgoing {
+                    Outgoing::Sent { order, delivery } => (
+                        *id,
+                        InflightRecord::Sent {
+                            order: *order,
+                            delivery: delivery.clone(),
+                        },
+                    ),
+                    Outgoing::Released => (*id, InflightRecord::Released { order: 0 }),
+                })
+                .collect()
+        } else {
+            match super::delivery::read_inflight_through(&self.store, &self.batch, client) {
+                Ok(window) => window,
+                Err(error) => {
+                    self.fault = Some(error);
+                    return;
+                }
+            }
+        };
+        let stored = session.stored;
+        let imported_ids: HashSet<PacketId> = imported.iter().map(|(id, _)| *id).collect();
+        // A message both copies hold (this one was pulled before, its release lost) goes to
+        // the client once.
+        let mut taken: HashSet<MessageId> = imported_seen.iter().copied().collect();
+        taken.extend(imported.iter().filter_map(|(_, record)| match record {
+            InflightRecord::Sent { delivery, .. } => delivery.message.id,
+            InflightRecord::Released { .. } => None,
+        }));
+        let mut window: VecDeque<(PacketId, Outgoing)> = VecDeque::new();
+        let mut older = Vec::new();
+        for (id, record) in local {
+            if stored && !imported_ids.contains(&id) {
+                self.batch.push(Op::DeleteInflight {
+                    client: client.clone(),
+                    packet_id: id,
+                });
+            }
+            match record {
+                InflightRecord::Released { .. } if !imported_ids.contains(&id) => {
+                    window.push_back((id, Outgoing::Released));
+                }
+                InflightRecord::Sent { delivery, .. }
+                    if !delivery.message.id.is_some_and(|m| taken.contains(&m)) =>
+                {
+                    older.push((
+                        id,
+                        Delivery {
+                            redelivery: delivery.qos != QoS::AtMostOnce,
+                            ..delivery
+                        },
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let mut imported = imported;
+        imported.sort_by_key(|(_, record)| record.order());
+        for (id, record) in imported {
+            window.push_back(match record {
+                InflightRecord::Sent { delivery, .. } => {
+                    (id, Outgoing::Sent { order: 0, delivery })
+                }
+                InflightRecord::Released { .. } => (id, Outgoing::Released),
+            });
+        }
+        self.stats.stranded_recovered_total += older.len() as u64;
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        session.inflight = window;
+        let mut no_id = Vec::new();
+        for (id, delivery) in older {
+            // The client may still hold the message under its old id (received, PUBREL not yet
+            // come): re-sent under it, a QoS 2 message is recognised as a duplicate there.
+            if !session.inflight.iter().any(|(used, _)| *used == id) {
+                session
+                    .inflight
+                    .push_back((id, Outgoing::Sent { order: 0, delivery }));
+                continue;
+            }
+            match session.allocate_packet_id() {
+                Some(id) => session
+                    .inflight
+                    .push_back((id, Outgoing::Sent { order: 0, delivery })),
+                // Every id in use (65,535 in flight): queued instead, behind this copy's queue.
+                None => no_id.push(delivery),
+            }
+        }
+        // One send order over the merged window, written down (a restart re-sends it so).
+        for (order, (_, outgoing)) in session.inflight.iter_mut().enumerate() {
+            if let Outgoing::Sent { order: o, .. } = outgoing {
+                *o = order as u64;
+            }
+        }
+        session.next_order = session.inflight.len() as u64;
+        session.inflight_loaded = true;
+        session.resend.clear();
+        if stored {
+            for (order, (packet_id, outgoing)) in session.inflight.iter().enumerate() {
+                let record = match outgoing {
+                    Outgoing::Sent { delivery, .. } => InflightRecord::Sent {
+                        order: order as u64,
+                        delivery: delivery.clone(),
+                    },
+                    Outgoing::Released => InflightRecord::Released {
+                        order: order as u64,
+                    },
+                };
+                self.batch.push(Op::PutInflight {
+                    client: client.clone(),
+                    packet_id: *packet_id,
+                    record,
+                });
+            }
+        }
+        for delivery in no_id {
+            self.enqueue(client, delivery);
+        }
+    }
+
+    /// What the copy of `client` held here has in flight and queued, in order: for a harness
+    /// that checks delivery order, since a merge (`merge_import`) delivers it after the imported
+    /// window, late.
+    pub fn held_backlog(
+        &self,
+        client: &ClientId,
+    ) -> Result<crate::cluster::QueuePage, crate::store::StoreError> {
+        const PAGE: usize = 256;
+        let Some(session) = self.sessions.get(client) else {
+            return Ok(Vec::new());
+        };
+        let mut backlog: Vec<Delivery> = if session.inflight_loaded {
+            session
+                .inflight
+                .iter()
+                .filter_map(|(_, outgoing)| match outgoing {
+                    Outgoing::Sent { delivery, .. } => Some(delivery.clone()),
+                    Outgoing::Released => None,
+                })
+                .collect()
+        } else {
+            super::delivery::read_inflight_through(&self.store, &self.batch, client)?
+                .into_iter()
+                .filter_map(|(_, record)| match record {
+                    InflightRecord::Sent { delivery, .. } => Some(delivery),
+                    InflightRecord::Released { .. } => None,
+                })
+                .collect()
+        };
+        if !session.stored {
+            backlog.extend(session.queue.head.iter().map(|(_, d)| d.clone()));
+            return Ok(backlog);
+        }
+        let mut from = session.queue.bounds.first;
+        loop {
+            let page =
+                super::delivery::read_queue_through(&self.store, &self.batch, client, from, PAGE)?;
+            let full = page.len() == PAGE;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                break;
+            };
+            backlog.extend(page.into_iter().map(|(_, d)| d));
+            if !full {
+                break;
+            }
+            from = last.next();
+        }
+        Ok(backlog)
+    }
+}
