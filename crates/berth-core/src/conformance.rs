@@ -43,6 +43,7 @@ const CASES: &[Case] = cases![
     queue::inflight_put_overwrite_delete_sorted,
     queue::incoming_qos2_put_delete,
     queue::seen_put_delete_and_go_with_the_session,
+    queue::qos2_retry_shares_the_received_row,
     lifecycle::delete_session_removes_everything,
     lifecycle::delete_session_spares_prefix_clients,
     lifecycle::batch_ops_apply_in_order,

@@ -18,7 +18,8 @@ struct MemSession {
     subscriptions: BTreeMap<TopicFilter, SubscriptionRecord>,
     queue: BTreeMap<QueueSeq, Delivery>,
     inflight: BTreeMap<PacketId, InflightRecord>,
-    incoming_qos2: BTreeMap<PacketId, ()>,
+    /// `None`: received; `Some`: routed under that identity, in doubt (`Op::PutQos2Retry`).
+    incoming_qos2: BTreeMap<PacketId, Option<MessageId>>,
     seen: BTreeMap<u64, MessageId>,
 }
 
@@ -78,7 +79,16 @@ impl MemStore {
                 self.session(&client).inflight.remove(&packet_id);
             }
             Op::PutIncomingQos2 { client, packet_id } => {
-                self.session(&client).incoming_qos2.insert(packet_id, ());
+                self.session(&client).incoming_qos2.insert(packet_id, None);
+            }
+            Op::PutQos2Retry {
+                client,
+                packet_id,
+                id,
+            } => {
+                self.session(&client)
+                    .incoming_qos2
+                    .insert(packet_id, Some(id));
             }
             Op::DeleteIncomingQos2 { client, packet_id } => {
                 self.session(&client).incoming_qos2.remove(&packet_id);
@@ -127,7 +137,17 @@ impl Store for MemStore {
                         .map(|(filter, record)| (filter.clone(), record.clone()))
                         .collect(),
                     queue,
-                    incoming_qos2: session.incoming_qos2.keys().copied().collect(),
+                    incoming_qos2: session
+                        .incoming_qos2
+                        .iter()
+                        .filter(|(_, retry)| retry.is_none())
+                        .map(|(id, _)| *id)
+                        .collect(),
+                    qos2_retry: session
+                        .incoming_qos2
+                        .iter()
+                        .filter_map(|(packet_id, retry)| Some((*packet_id, (*retry)?)))
+                        .collect(),
                     seen: session.seen.iter().map(|(s, id)| (*s, *id)).collect(),
                 })
             })

@@ -174,6 +174,9 @@ pub struct LoadedSession {
     pub queue: QueueBounds,
     /// QoS 2 packet identifiers received and awaiting PUBREL.
     pub incoming_qos2: Vec<PacketId>,
+    /// QoS 2 PUBLISHes routed but not known to be stored by every owner, with the identity they
+    /// were routed under (`Op::PutQos2Retry`).
+    pub qos2_retry: Vec<(PacketId, MessageId)>,
     /// The identities of the QoS 2 messages it took last (`Op::PutSeen`), by slot.
     pub seen: Vec<(u64, MessageId)>,
 }
@@ -227,6 +230,14 @@ pub enum Op {
     PutIncomingQos2 {
         client: ClientId,
         packet_id: PacketId,
+    },
+    /// The QoS 2 PUBLISH `packet_id` was routed under `id` and is not yet known to be stored
+    /// by every owner: a re-send is routed again under `id`. It shares its row with
+    /// `PutIncomingQos2` (a later one replaces it; `DeleteIncomingQos2` deletes either).
+    PutQos2Retry {
+        client: ClientId,
+        packet_id: PacketId,
+        id: MessageId,
     },
     DeleteIncomingQos2 {
         client: ClientId,

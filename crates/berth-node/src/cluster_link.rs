@@ -247,6 +247,7 @@ impl ClusterLink {
         let mut late = Vec::new();
         let mut late_incoming_qos2 = Vec::new();
         let mut late_seen = Vec::new();
+        let mut late_retry = Vec::new();
         while let Some(chunk) = stream
             .message()
             .await
@@ -272,6 +273,7 @@ impl ClusterLink {
                             late.extend(export.unacknowledged());
                             late_incoming_qos2 = export.incoming_qos2;
                             late_seen = export.seen;
+                            late_retry = export.qos2_retry;
                         }
                     }
                 }
@@ -310,6 +312,7 @@ impl ClusterLink {
                 page: late,
                 incoming_qos2: late_incoming_qos2,
                 seen: late_seen,
+                qos2_retry: late_retry,
             })
             .await;
             // The owner checked the session was settled here at `epoch` before pulling; an

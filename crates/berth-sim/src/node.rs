@@ -118,6 +118,8 @@ pub(crate) struct Pull {
     pub(crate) late_incoming_qos2: Vec<berth_codec::PacketId>,
     /// The late copy's QoS 2 message identities (`Event::ImportLate`).
     pub(crate) late_seen: Vec<berth_core::MessageId>,
+    /// And its QoS 2 PUBLISHes in doubt (`SessionExport::qos2_retry`).
+    pub(crate) late_retry: Vec<(berth_codec::PacketId, berth_core::MessageId)>,
 }
 
 #[derive(Debug)]

@@ -57,6 +57,7 @@ impl Sim {
                 late: Vec::new(),
                 late_incoming_qos2: Vec::new(),
                 late_seen: Vec::new(),
+                late_retry: Vec::new(),
             },
         );
     }
@@ -80,6 +81,7 @@ impl Sim {
                     pull.late.extend(export.unacknowledged());
                     pull.late_incoming_qos2 = export.incoming_qos2;
                     pull.late_seen = export.seen;
+                    pull.late_retry = export.qos2_retry;
                 }
             }
             Ok(NetBody::Page(deliveries)) => {
@@ -119,6 +121,7 @@ impl Sim {
                     let page = std::mem::take(&mut pull.late);
                     let incoming_qos2 = std::mem::take(&mut pull.late_incoming_qos2);
                     let seen = std::mem::take(&mut pull.late_seen);
+                    let qos2_retry = std::mem::take(&mut pull.late_retry);
                     self.call(
                         n,
                         Event::ImportLate {
@@ -127,6 +130,7 @@ impl Sim {
                             page,
                             incoming_qos2,
                             seen,
+                            qos2_retry,
                         },
                     );
                     let accepts = self

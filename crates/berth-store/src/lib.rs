@@ -221,6 +221,17 @@ impl RocksStore {
             Op::PutIncomingQos2 { client, packet_id } => {
                 wb.put_cf(self.cf(Cf::Qos2In)?, e::packet_key(&client, packet_id), b"");
             }
+            Op::PutQos2Retry {
+                client,
+                packet_id,
+                id,
+            } => {
+                wb.put_cf(
+                    self.cf(Cf::Qos2In)?,
+                    e::packet_key(&client, packet_id),
+                    e::encode_seen(id),
+                );
+            }
             Op::DeleteIncomingQos2 { client, packet_id } => {
                 wb.delete_cf(self.cf(Cf::Qos2In)?, e::packet_key(&client, packet_id));
             }
@@ -288,6 +299,7 @@ impl RocksStore {
                 subscriptions: Vec::new(),
                 queue: QueueBounds::default(),
                 incoming_qos2: Vec::new(),
+                qos2_retry: Vec::new(),
                 seen: Vec::new(),
             });
             Ok(true)
@@ -349,10 +361,15 @@ impl Store for RocksStore {
             Cf::Qos2In,
             &mut sessions,
             &index,
-            |session, key, rest, _| {
-                session
-                    .incoming_qos2
-                    .push(encoding::packet_id_from_key(Cf::Qos2In, key, rest)?);
+            |session, key, rest, value| {
+                let packet_id = encoding::packet_id_from_key(Cf::Qos2In, key, rest)?;
+                // Empty: received. An identity: routed under it, in doubt (`PutQos2Retry`).
+                if value.is_empty() {
+                    session.incoming_qos2.push(packet_id);
+                } else {
+                    let id = encoding::decode_seen(key, value)?;
+                    session.qos2_retry.push((packet_id, id));
+                }
                 Ok(())
             },
         )?;

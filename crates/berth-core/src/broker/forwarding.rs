@@ -182,9 +182,10 @@ impl<S: Store> Broker<S> {
                 // Not stored everywhere: a re-sent PUBLISH must be routed again, on this
                 // connection or a later one — under the same identity (some owners may have
                 // stored it).
-                self.forget_incoming_qos2(&client, packet_id);
-                if let Some(id) = message_id {
-                    self.keep_for_retry(&client, packet_id, id);
+                match message_id {
+                    // Its row says so already (`store_qos2_retry`).
+                    Some(id) => self.keep_for_retry(&client, packet_id, id),
+                    None => self.forget_incoming_qos2(&client, packet_id),
                 }
             } else {
                 // Stored everywhere: from now on a re-send is a duplicate, also after a restart.
@@ -266,11 +267,31 @@ impl<S: Store> Broker<S> {
         packet_id: berth_codec::PacketId,
         id: MessageId,
     ) {
-        if let Some(session) = self.sessions.get_mut(client) {
-            session
-                .qos2_retry
-                .get_or_insert_with(Default::default)
-                .insert(packet_id, id);
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        session.incoming_qos2.remove(&packet_id);
+        session
+            .qos2_retry
+            .get_or_insert_with(Default::default)
+            .insert(packet_id, id);
+        self.store_qos2_retry(client, packet_id, id);
+    }
+
+    /// Writes down that the QoS 2 PUBLISH `packet_id` of `client` was routed under `id`, not
+    /// yet stored everywhere (in the row its receipt takes later, `store_incoming_qos2`).
+    pub(super) fn store_qos2_retry(
+        &mut self,
+        client: &ClientId,
+        packet_id: berth_codec::PacketId,
+        id: MessageId,
+    ) {
+        if self.sessions.get(client).is_some_and(|s| s.stored) {
+            self.batch.push(Op::PutQos2Retry {
+                client: client.clone(),
+                packet_id,
+                id,
+            });
         }
     }
 

@@ -102,6 +102,8 @@ pub enum Event {
         /// The identities of the QoS 2 messages the recovered copy took
         /// ([`SessionExport::seen`]).
         seen: Vec<crate::ids::MessageId>,
+        /// The recovered copy's QoS 2 PUBLISHes in doubt ([`SessionExport::qos2_retry`]).
+        qos2_retry: Vec<(PacketId, crate::ids::MessageId)>,
     },
     /// Takeover, old owner: the new owner (of the claim at `epoch`) stored the session; delete
     /// the copy here. A release for an older claim than the one the copy now moves to is stale.
@@ -262,6 +264,9 @@ impl<S: Store> Broker<S> {
         session.will_due_at = record.will_due_at;
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
+        if !stored.qos2_retry.is_empty() {
+            session.qos2_retry = Some(Box::new(stored.qos2_retry.into_iter().collect()));
+        }
         if !stored.seen.is_empty() {
             let mut seen = stored.seen;
             seen.sort_by_key(|(slot, _)| *slot);

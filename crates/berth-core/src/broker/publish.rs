@@ -135,10 +135,15 @@ impl<S: Store> Broker<S> {
             .filter(|_| waiting_nodes > 0)
             .map(|t| (t, waiting_nodes));
         if qos == QoS::ExactlyOnce
-            && waiting_on.is_none()
             && let Some(id) = packet_id
         {
-            self.store_incoming_qos2(client, id);
+            match (waiting_on, message_id) {
+                (None, _) => self.store_incoming_qos2(client, id),
+                // Written down with its identity until every owner stored it: a re-send after
+                // a crash here is routed again under it (`Session::qos2_retry`).
+                (Some(_), Some(message_id)) => self.store_qos2_retry(client, id, message_id),
+                (Some(_), None) => {}
+            }
         }
 
         // A PUBACK is a promise that the message is queued for every matching session; when a
@@ -213,6 +218,7 @@ impl<S: Store> Broker<S> {
         now: UnixMillis,
         client: &ClientId,
         ids: Vec<PacketId>,
+        retry: Vec<(PacketId, crate::ids::MessageId)>,
     ) {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
@@ -238,6 +244,19 @@ impl<S: Store> Broker<S> {
                 client: client.clone(),
                 record: super::record_of(session),
             });
+        }
+        // Its PUBLISHes in doubt: a re-send that waited goes under the same identity.
+        for (packet_id, id) in retry {
+            let known = self.sessions.get(client).is_none_or(|s| {
+                s.incoming_qos2.contains(&packet_id)
+                    || wait.released.contains(&packet_id)
+                    || s.qos2_retry
+                        .as_ref()
+                        .is_some_and(|r| r.contains_key(&packet_id))
+            });
+            if !known {
+                self.keep_for_retry(client, packet_id, id);
+            }
         }
         for held in wait.held {
             self.settle_held_qos2(now, client, held);

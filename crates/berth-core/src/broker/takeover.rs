@@ -203,6 +203,15 @@ impl<S: Store> Broker<S> {
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         if !export.qos2_retry.is_empty() {
             session.qos2_retry = Some(Box::new(export.qos2_retry.iter().copied().collect()));
+            if session.stored {
+                for (packet_id, id) in &export.qos2_retry {
+                    self.batch.push(Op::PutQos2Retry {
+                        client: client.clone(),
+                        packet_id: *packet_id,
+                        id: *id,
+                    });
+                }
+            }
         }
         if session.stored {
             self.batch.push(Op::PutSession {
@@ -328,6 +337,7 @@ impl<S: Store> Broker<S> {
         page: QueuePage,
         incoming_qos2: Vec<berth_codec::PacketId>,
         seen: Vec<crate::ids::MessageId>,
+        qos2_retry: Vec<(berth_codec::PacketId, crate::ids::MessageId)>,
     ) {
         if !self.accepts_late_backlog(client, epoch) {
             return;
@@ -339,7 +349,7 @@ impl<S: Store> Broker<S> {
             self.deliver(now, client, delivery);
         }
         self.fold_seen(client, seen);
-        self.recover_qos2_state(now, client, incoming_qos2);
+        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry);
     }
 
     /// Sessions held here that other nodes have claimed, with their new owner and epoch: a

@@ -245,6 +245,76 @@ pub(super) fn incoming_qos2_put_delete(store: &mut dyn Store) {
     assert_eq!(qos2(store), vec![pid(1), pid(65_535)]);
 }
 
+pub(super) fn qos2_retry_shares_the_received_row(store: &mut dyn Store) {
+    use crate::ids::{MessageId, NodeId};
+    let who = client("q");
+    let id = |seq| MessageId {
+        origin: NodeId(9),
+        seq,
+    };
+    write(
+        store,
+        vec![
+            Op::PutSession {
+                client: who.clone(),
+                record: bare_session(1),
+            },
+            Op::PutQos2Retry {
+                client: who.clone(),
+                packet_id: pid(4),
+                id: id(40),
+            },
+            Op::PutQos2Retry {
+                client: who.clone(),
+                packet_id: pid(5),
+                id: id(u64::MAX),
+            },
+            Op::PutIncomingQos2 {
+                client: who.clone(),
+                packet_id: pid(6),
+            },
+        ],
+    );
+    let state = |store: &mut dyn Store| {
+        let loaded = load(store);
+        let session = loaded.session(&who).expect("loads");
+        (session.incoming_qos2.clone(), session.qos2_retry.clone())
+    };
+    assert_eq!(
+        state(store),
+        (vec![pid(6)], vec![(pid(4), id(40)), (pid(5), id(u64::MAX))])
+    );
+    // Stored everywhere after all: the same row says "received".
+    write(
+        store,
+        vec![
+            Op::PutIncomingQos2 {
+                client: who.clone(),
+                packet_id: pid(4),
+            },
+            Op::DeleteIncomingQos2 {
+                client: who.clone(),
+                packet_id: pid(5),
+            },
+        ],
+    );
+    assert_eq!(state(store), (vec![pid(4), pid(6)], vec![]));
+    write(
+        store,
+        vec![
+            Op::PutQos2Retry {
+                client: who.clone(),
+                packet_id: pid(7),
+                id: id(1),
+            },
+            Op::DeleteSession {
+                client: who.clone(),
+            },
+        ],
+    );
+    assert!(load(store).session(&who).is_none());
+}
+
 pub(super) fn seen_put_delete_and_go_with_the_session(store: &mut dyn Store) {
     use crate::ids::{MessageId, NodeId};
     let who = client("s");

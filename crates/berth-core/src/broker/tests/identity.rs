@@ -181,6 +181,7 @@ fn a_stranded_copy_holding_a_message_the_session_got_by_another_way_does_not_del
         page,
         incoming_qos2: Vec::new(),
         seen: full.seen,
+        qos2_retry: Vec::new(),
     });
     assert!(late.publishes(conn).is_empty(), "m1 reached x once");
     assert_eq!(b.broker.stats().dropped_total(DropReason::Duplicate), 1);
@@ -300,5 +301,22 @@ fn the_identity_of_a_qos2_publish_in_doubt_moves_with_the_publishers_session() {
     });
     let (conn, _) = c.connect_as(v3("pub", false), 2);
     let (_, second) = forward_of(&c.publish(conn, resent(b"m1", 1)));
+    assert_eq!(second, first);
+}
+
+/// The publisher's node restarts while the forward is in doubt: the identity was written down
+/// with the packet id, and the re-send after the restart is routed under it.
+#[test]
+fn the_identity_of_a_qos2_publish_in_doubt_survives_a_restart() {
+    let mut a = node(1);
+    far_subscriber(&mut a);
+    let publisher = a.connect_ok(v3("pub", false));
+    let (_, first) = forward_of(&a.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1)));
+    a.restart_after(1);
+    a.broker.join_cluster(NodeId(1));
+    far_subscriber(&mut a);
+    let (publisher, out) = a.connect(v3("pub", false));
+    assert!(out.connack(publisher).session_present);
+    let (_, second) = forward_of(&a.publish(publisher, resent(b"m1", 1)));
     assert_eq!(second, first);
 }

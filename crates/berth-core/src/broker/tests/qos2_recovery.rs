@@ -78,6 +78,7 @@ fn recovered(b: &mut Harness, ids: &[u16]) -> Out {
         page: Vec::new(),
         incoming_qos2: ids.iter().map(|id| pid(*id)).collect(),
         seen: Vec::new(),
+        qos2_retry: Vec::new(),
     })
 }
 
@@ -146,6 +147,7 @@ fn the_wait_survives_a_restart_and_held_publishes_go_with_their_connection() {
         page: Vec::new(),
         incoming_qos2: Vec::new(),
         seen: Vec::new(),
+        qos2_retry: Vec::new(),
     });
     assert_eq!(pubrecs(&out, publisher), vec![7]);
     assert_eq!(payloads(&out.publishes(y)), vec!["m1"]);

@@ -140,6 +140,7 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
         page: export.unacknowledged(),
         incoming_qos2: Vec::new(),
         seen: Vec::new(),
+        qos2_retry: Vec::new(),
     });
     let rest = b.event(Event::ImportLate {
         client: client("x"),
@@ -147,6 +148,7 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
         page,
         incoming_qos2: Vec::new(),
         seen: Vec::new(),
+        qos2_retry: Vec::new(),
     });
     let mut late = payloads(&first.publishes(conn));
     late.extend(payloads(&rest.publishes(conn)));
@@ -175,6 +177,7 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
         page: export.unacknowledged(),
         incoming_qos2: Vec::new(),
         seen: Vec::new(),
+        qos2_retry: Vec::new(),
     });
     assert!(b.stored_queue("x").is_empty());
     b.event(Event::ImportLate {
@@ -183,6 +186,7 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
         page: export.unacknowledged(),
         incoming_qos2: Vec::new(),
         seen: Vec::new(),
+        qos2_retry: Vec::new(),
     });
     assert_eq!(b.stored_queue("x"), vec!["m1"]);
 }
