@@ -248,6 +248,7 @@ impl ClusterLink {
         let mut late_incoming_qos2 = Vec::new();
         let mut late_seen = Vec::new();
         let mut late_retry = Vec::new();
+        let mut late_inflight = Vec::new();
         while let Some(chunk) = stream
             .message()
             .await
@@ -270,7 +271,7 @@ impl ClusterLink {
                             .await;
                         }
                         Pull::Late => {
-                            late.extend(export.unacknowledged());
+                            late_inflight = export.inflight;
                             late_incoming_qos2 = export.incoming_qos2;
                             late_seen = export.seen;
                             late_retry = export.qos2_retry;
@@ -309,6 +310,7 @@ impl ClusterLink {
             self.call(Event::ImportLate {
                 client: client.clone(),
                 epoch: berth_core::Epoch(epoch),
+                inflight: late_inflight,
                 page: late,
                 incoming_qos2: late_incoming_qos2,
                 seen: late_seen,

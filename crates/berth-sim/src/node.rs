@@ -120,6 +120,8 @@ pub(crate) struct Pull {
     pub(crate) late_seen: Vec<berth_core::MessageId>,
     /// And its QoS 2 PUBLISHes in doubt (`SessionExport::qos2_retry`).
     pub(crate) late_retry: Vec<(berth_codec::PacketId, berth_core::MessageId)>,
+    /// And its in-flight window (`Event::ImportLate::inflight`).
+    pub(crate) late_inflight: Vec<(berth_codec::PacketId, berth_core::InflightRecord)>,
 }
 
 #[derive(Debug)]
@@ -458,7 +460,21 @@ impl Sim {
     /// Hands `event` to node `n`'s broker and executes the actions it produced.
     pub fn call(&mut self, n: NodeId, event: Event) {
         let now = self.unix();
-        if let Event::ImportLate { client, page, .. } = &event {
+        if let Event::ImportLate {
+            client,
+            page,
+            inflight,
+            ..
+        } = &event
+        {
+            let sent: Vec<Delivery> = inflight
+                .iter()
+                .filter_map(|(_, record)| match record {
+                    berth_core::InflightRecord::Sent { delivery, .. } => Some(delivery.clone()),
+                    berth_core::InflightRecord::Released { .. } => None,
+                })
+                .collect();
+            self.ledger.note_late_page(client, &sent);
             self.ledger.note_late_page(client, page);
         }
         if let Event::ImportState { client, .. } = &event

@@ -58,6 +58,7 @@ impl Sim {
                 late_incoming_qos2: Vec::new(),
                 late_seen: Vec::new(),
                 late_retry: Vec::new(),
+                late_inflight: Vec::new(),
             },
         );
     }
@@ -78,7 +79,7 @@ impl Sim {
                 if takeover {
                     self.call(n, Event::ImportState { client, export });
                 } else {
-                    pull.late.extend(export.unacknowledged());
+                    pull.late_inflight = export.inflight;
                     pull.late_incoming_qos2 = export.incoming_qos2;
                     pull.late_seen = export.seen;
                     pull.late_retry = export.qos2_retry;
@@ -122,11 +123,13 @@ impl Sim {
                     let incoming_qos2 = std::mem::take(&mut pull.late_incoming_qos2);
                     let seen = std::mem::take(&mut pull.late_seen);
                     let qos2_retry = std::mem::take(&mut pull.late_retry);
+                    let inflight = std::mem::take(&mut pull.late_inflight);
                     self.call(
                         n,
                         Event::ImportLate {
                             client: client.clone(),
                             epoch: Epoch(epoch),
+                            inflight,
                             page,
                             incoming_qos2,
                             seen,

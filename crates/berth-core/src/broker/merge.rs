@@ -315,4 +315,106 @@ impl<S: Store> Broker<S> {
         }
         Ok(backlog)
     }
+
+    /// The in-flight window of an older copy recovered late (`Event::ImportLate`), oldest
+    /// first. Each unacknowledged message the session has not taken joins its window under its
+    /// own packet id where the session does not use that id — the client may still hold it
+    /// (received, PUBREL not yet come), and then recognises a QoS 2 message as a duplicate —
+    /// and is delivered under a new id otherwise. A PUBREL whose id is free is sent again: it
+    /// ends an exchange the client may still hold.
+    pub(super) fn join_late_window(
+        &mut self,
+        now: crate::time::UnixMillis,
+        client: &ClientId,
+        mut late: Vec<(PacketId, InflightRecord)>,
+    ) {
+        if late.is_empty() {
+            return;
+        }
+        late.sort_by_key(|(_, record)| record.order());
+        let Some(session) = self.sessions.get(client) else {
+            return;
+        };
+        let mut used: HashSet<PacketId> = if session.inflight_loaded {
+            session.inflight.iter().map(|(id, _)| *id).collect()
+        } else {
+            match super::delivery::read_inflight_through(&self.store, &self.batch, client) {
+                Ok(window) => window.into_iter().map(|(id, _)| id).collect(),
+                Err(error) => {
+                    self.fault = Some(error);
+                    return;
+                }
+            }
+        };
+        for (id, record) in late {
+            let outgoing = match record {
+                InflightRecord::Sent { delivery, .. } => {
+                    let delivery = Delivery {
+                        redelivery: delivery.qos != QoS::AtMostOnce,
+                        ..delivery
+                    };
+                    if used.contains(&id)
+                        || delivery.qos == QoS::AtMostOnce
+                        || delivery.message.is_expired(now)
+                    {
+                        self.deliver(now, client, delivery);
+                        continue;
+                    }
+                    if !self.take_once(client, &delivery) {
+                        continue;
+                    }
+                    Outgoing::Sent { order: 0, delivery }
+                }
+                InflightRecord::Released { .. } if !used.contains(&id) => Outgoing::Released,
+                InflightRecord::Released { .. } => continue,
+            };
+            used.insert(id);
+            self.join_window(client, id, outgoing);
+        }
+        if self
+            .sessions
+            .get(client)
+            .is_some_and(|s| s.online.is_some())
+        {
+            self.pump(now, client);
+        }
+    }
+
+    /// Adds `outgoing` under `id` at the end of `client`'s in-flight window (stored, and
+    /// re-sent on this connection as the send window allows, or on the next one).
+    fn join_window(&mut self, client: &ClientId, id: PacketId, outgoing: Outgoing) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let order = session.take_order();
+        let (outgoing, record) = match outgoing {
+            Outgoing::Sent { delivery, .. } => (
+                Outgoing::Sent {
+                    order,
+                    delivery: delivery.clone(),
+                },
+                InflightRecord::Sent { order, delivery },
+            ),
+            Outgoing::Released => (Outgoing::Released, InflightRecord::Released { order }),
+        };
+        let conn = session.conn();
+        if session.inflight_loaded {
+            if let (Some(conn), Outgoing::Released) = (conn, &outgoing) {
+                self.actions.push(super::Action::Send {
+                    conn,
+                    packet: berth_codec::Packet::PubRel(berth_codec::PubRel::new(id)),
+                });
+            } else if conn.is_some() {
+                session.resend.push_back(id);
+            }
+            session.inflight.push_back((id, outgoing));
+        }
+        if session.stored {
+            self.batch.push(Op::PutInflight {
+                client: client.clone(),
+                packet_id: id,
+                record,
+            });
+        }
+    }
 }

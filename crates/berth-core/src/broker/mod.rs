@@ -95,6 +95,10 @@ pub enum Event {
     ImportLate {
         client: ClientId,
         epoch: Epoch,
+        /// The recovered copy's in-flight window ([`SessionExport::inflight`]): what it sent
+        /// and had not had acknowledged, under the packet ids the client may still hold.
+        inflight: Vec<(PacketId, crate::store::InflightRecord)>,
+        /// Its queue, in order.
         page: QueuePage,
         /// The recovered copy's incoming QoS 2 ids (PUBLISHes received, PUBREL not yet), for
         /// a session that resumed without them (`SessionRecord::qos2_state_elsewhere`).

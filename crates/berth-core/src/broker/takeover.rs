@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_codec::TopicFilter;
+use berth_codec::{PacketId, TopicFilter};
 
 use super::Broker;
 use super::session::Session;
@@ -334,17 +334,22 @@ impl<S: Store> Broker<S> {
         now: UnixMillis,
         client: &ClientId,
         epoch: crate::ids::Epoch,
-        page: QueuePage,
-        incoming_qos2: Vec<berth_codec::PacketId>,
-        seen: Vec<crate::ids::MessageId>,
-        qos2_retry: Vec<(berth_codec::PacketId, crate::ids::MessageId)>,
+        late: LateCopy,
     ) {
         if !self.accepts_late_backlog(client, epoch) {
             return;
         }
-        self.stats.stranded_recovered_total += page.len() as u64;
+        let LateCopy {
+            inflight,
+            page,
+            incoming_qos2,
+            seen,
+            qos2_retry,
+        } = late;
+        self.stats.stranded_recovered_total += (inflight.len() + page.len()) as u64;
         // What the session took here since is compared first (a copy that came both ways is
         // dropped), then what the late copy took joins, for copies still on their way.
+        self.join_late_window(now, client, inflight);
         for delivery in page {
             self.deliver(now, client, delivery);
         }
@@ -488,4 +493,13 @@ impl<S: Store> Broker<S> {
             self.on_forward_done(now, token, !unowned, here);
         }
     }
+}
+
+/// A copy of a session recovered late from a node that was away (`Event::ImportLate`).
+pub(super) struct LateCopy {
+    pub inflight: Vec<(PacketId, crate::store::InflightRecord)>,
+    pub page: QueuePage,
+    pub incoming_qos2: Vec<PacketId>,
+    pub seen: Vec<crate::ids::MessageId>,
+    pub qos2_retry: Vec<(PacketId, crate::ids::MessageId)>,
 }

@@ -176,6 +176,7 @@ fn a_stranded_copy_holding_a_message_the_session_got_by_another_way_does_not_del
 
     // Node 1 is back: its copy arrives as a late backlog.
     let late = b.event(Event::ImportLate {
+        inflight: Vec::new(),
         client: client("x"),
         epoch: Epoch(2),
         page,

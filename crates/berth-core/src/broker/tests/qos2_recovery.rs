@@ -73,6 +73,7 @@ fn pubrecs(out: &Out, conn: ConnId) -> Vec<u16> {
 
 fn recovered(b: &mut Harness, ids: &[u16]) -> Out {
     b.event(Event::ImportLate {
+        inflight: Vec::new(),
         client: client("pub"),
         epoch: Epoch(2),
         page: Vec::new(),
@@ -142,6 +143,7 @@ fn the_wait_survives_a_restart_and_held_publishes_go_with_their_connection() {
     assert!(out.to(publisher).is_empty());
     // The older copy never got m1: it is delivered once, acknowledged once.
     let out = b.event(Event::ImportLate {
+        inflight: Vec::new(),
         client: client("pub"),
         epoch: Epoch(2),
         page: Vec::new(),

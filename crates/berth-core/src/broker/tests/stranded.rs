@@ -134,15 +134,8 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
         .unwrap();
     let (page, next) = a.broker.export_queue(&client("x"), None, 10).unwrap();
     assert_eq!(next, None);
-    let first = b.event(Event::ImportLate {
-        client: client("x"),
-        epoch: Epoch(2),
-        page: export.unacknowledged(),
-        incoming_qos2: Vec::new(),
-        seen: Vec::new(),
-        qos2_retry: Vec::new(),
-    });
-    let rest = b.event(Event::ImportLate {
+    let late = b.event(Event::ImportLate {
+        inflight: export.inflight,
         client: client("x"),
         epoch: Epoch(2),
         page,
@@ -150,9 +143,11 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
         seen: Vec::new(),
         qos2_retry: Vec::new(),
     });
-    let mut late = payloads(&first.publishes(conn));
-    late.extend(payloads(&rest.publishes(conn)));
-    assert_eq!(late, vec!["m1", "m2", "m3"]);
+    let sent = late.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["m1", "m2", "m3"]);
+    // m1 went out on node 1 under id 1, which m4 holds here now: it gets another.
+    assert!(sent[0].dup);
+    assert_ne!(sent[0].packet_id, Some(pid(1)));
 
     a.event(Event::Release {
         client: client("x"),
@@ -172,6 +167,7 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
         .unwrap()
         .unwrap();
     b.event(Event::ImportLate {
+        inflight: Vec::new(),
         client: client("x"),
         epoch: Epoch(1),
         page: export.unacknowledged(),
@@ -181,6 +177,7 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
     });
     assert!(b.stored_queue("x").is_empty());
     b.event(Event::ImportLate {
+        inflight: Vec::new(),
         client: client("x"),
         epoch: Epoch(2),
         page: export.unacknowledged(),
@@ -666,4 +663,45 @@ fn a_session_still_being_imported_is_not_exported() {
         .unwrap()
         .unwrap();
     assert_eq!(export.queued + export.inflight.len() as u64, 3);
+}
+
+/// A late copy's unacknowledged message goes out under the packet id it had there when the
+/// session does not use that id here: the client may still hold it (a QoS 2 message received
+/// there, PUBREL not yet come), and recognises the message as the one it has.
+#[test]
+fn a_late_copys_unacknowledged_message_keeps_its_packet_id_where_it_is_free() {
+    let mut a = holder_with_backlog();
+    let mut b = owner_without_backlog(&mut a);
+    let (conn, _) = b.connect_as(v3("x", false), 2);
+    let m4 = forward(&mut b, 1, b"m4").publish(conn);
+    assert_eq!(m4.packet_id, Some(pid(1)));
+    b.puback(conn, pid(1));
+    let export = a
+        .broker
+        .export_session(&client("x"), Epoch(2))
+        .unwrap()
+        .unwrap();
+    let (page, _) = a.broker.export_queue(&client("x"), None, 10).unwrap();
+    let late = b.event(Event::ImportLate {
+        inflight: export.inflight,
+        client: client("x"),
+        epoch: Epoch(2),
+        page,
+        incoming_qos2: Vec::new(),
+        seen: Vec::new(),
+        qos2_retry: Vec::new(),
+    });
+    let sent = late.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["m1", "m2", "m3"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(pid(1)), true));
+    assert!(sent[1..].iter().all(|p| p.packet_id != Some(pid(1))));
+    // Acknowledged under that id, it is gone for good.
+    b.puback(conn, pid(1));
+    assert_eq!(
+        b.stored_inflight("x"),
+        sent[1..]
+            .iter()
+            .map(|p| p.packet_id.unwrap().get())
+            .collect::<Vec<_>>()
+    );
 }
