@@ -245,10 +245,7 @@ impl ClusterLink {
         // A late backlog is stored in one piece once it is complete: a stream cut short and
         // pulled again must not append its first part twice.
         let mut late = Vec::new();
-        let mut late_incoming_qos2 = Vec::new();
-        let mut late_seen = Vec::new();
-        let mut late_retry = Vec::new();
-        let mut late_inflight = Vec::new();
+        let mut late_export = None;
         while let Some(chunk) = stream
             .message()
             .await
@@ -271,10 +268,7 @@ impl ClusterLink {
                             .await;
                         }
                         Pull::Late => {
-                            late_inflight = export.inflight;
-                            late_incoming_qos2 = export.incoming_qos2;
-                            late_seen = export.seen;
-                            late_retry = export.qos2_retry;
+                            late_export = Some(Box::new(export));
                         }
                     }
                 }
@@ -306,15 +300,15 @@ impl ClusterLink {
                 "takeover stream ended after {received} of {expected} queued messages"
             ));
         }
-        if found && mode == Pull::Late {
+        if found
+            && mode == Pull::Late
+            && let Some(export) = late_export
+        {
             self.call(Event::ImportLate {
                 client: client.clone(),
                 epoch: berth_core::Epoch(epoch),
-                inflight: late_inflight,
+                export,
                 page: late,
-                incoming_qos2: late_incoming_qos2,
-                seen: late_seen,
-                qos2_retry: late_retry,
             })
             .await;
             // The owner checked the session was settled here at `epoch` before pulling; an

@@ -114,14 +114,8 @@ pub(crate) struct Pull {
     pub(crate) expected: u64,
     pub(crate) received: u64,
     pub(crate) late: Vec<Delivery>,
-    /// The late copy's incoming QoS 2 ids (`Event::ImportLate`).
-    pub(crate) late_incoming_qos2: Vec<berth_codec::PacketId>,
-    /// The late copy's QoS 2 message identities (`Event::ImportLate`).
-    pub(crate) late_seen: Vec<berth_core::MessageId>,
-    /// And its QoS 2 PUBLISHes in doubt (`SessionExport::qos2_retry`).
-    pub(crate) late_retry: Vec<(berth_codec::PacketId, berth_core::MessageId)>,
-    /// And its in-flight window (`Event::ImportLate::inflight`).
-    pub(crate) late_inflight: Vec<(berth_codec::PacketId, berth_core::InflightRecord)>,
+    /// The late copy's state (`Event::ImportLate::export`), from its header.
+    pub(crate) late_export: Option<Box<berth_core::SessionExport>>,
 }
 
 #[derive(Debug)]
@@ -354,8 +348,14 @@ fn describe_event(event: &Event) -> String {
                 .iter()
                 .map(|m| {
                     let clients: Vec<&str> = m.clients.iter().map(|c| c.as_str()).collect();
+                    // A QoS 2 message's cluster identity as origin.seq, to follow its copies.
+                    let id = m
+                        .message
+                        .id
+                        .map(|id| format!(" #{}.{}", id.origin.0, id.seq))
+                        .unwrap_or_default();
                     format!(
-                        "{}->{}",
+                        "{}{id}->{}",
                         String::from_utf8_lossy(&m.message.payload),
                         clients.join("+")
                     )
@@ -381,12 +381,18 @@ fn describe_event(event: &Event) -> String {
             client,
             epoch,
             page,
-            incoming_qos2,
-            ..
+            export,
         } => format!(
-            "ImportLate {client} e{} ({}, QoS 2 ids {incoming_qos2:?})",
+            "ImportLate {client} e{} ({} in flight, {} queued, QoS 2 ids {:?}{})",
             epoch.0,
-            page.len()
+            export.inflight.len(),
+            page.len(),
+            export.incoming_qos2,
+            if export.record.qos2_state_elsewhere {
+                ", itself without an older copy's QoS 2 state"
+            } else {
+                ""
+            }
         ),
         Event::Release { client, epoch, .. } => format!("Release {client} e{}", epoch.0),
         _ => String::new(),
@@ -463,11 +469,12 @@ impl Sim {
         if let Event::ImportLate {
             client,
             page,
-            inflight,
+            export,
             ..
         } = &event
         {
-            let sent: Vec<Delivery> = inflight
+            let sent: Vec<Delivery> = export
+                .inflight
                 .iter()
                 .filter_map(|(_, record)| match record {
                     berth_core::InflightRecord::Sent { delivery, .. } => Some(delivery.clone()),

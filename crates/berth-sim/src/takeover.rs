@@ -55,10 +55,7 @@ impl Sim {
                 expected: 0,
                 received: 0,
                 late: Vec::new(),
-                late_incoming_qos2: Vec::new(),
-                late_seen: Vec::new(),
-                late_retry: Vec::new(),
-                late_inflight: Vec::new(),
+                late_export: None,
             },
         );
     }
@@ -79,10 +76,7 @@ impl Sim {
                 if takeover {
                     self.call(n, Event::ImportState { client, export });
                 } else {
-                    pull.late_inflight = export.inflight;
-                    pull.late_incoming_qos2 = export.incoming_qos2;
-                    pull.late_seen = export.seen;
-                    pull.late_retry = export.qos2_retry;
+                    pull.late_export = Some(export);
                 }
             }
             Ok(NetBody::Page(deliveries)) => {
@@ -120,22 +114,17 @@ impl Sim {
                     self.release(n, client, from, epoch, Some(id));
                 } else {
                     let page = std::mem::take(&mut pull.late);
-                    let incoming_qos2 = std::mem::take(&mut pull.late_incoming_qos2);
-                    let seen = std::mem::take(&mut pull.late_seen);
-                    let qos2_retry = std::mem::take(&mut pull.late_retry);
-                    let inflight = std::mem::take(&mut pull.late_inflight);
-                    self.call(
-                        n,
-                        Event::ImportLate {
-                            client: client.clone(),
-                            epoch: Epoch(epoch),
-                            inflight,
-                            page,
-                            incoming_qos2,
-                            seen,
-                            qos2_retry,
-                        },
-                    );
+                    if let Some(export) = pull.late_export.take() {
+                        self.call(
+                            n,
+                            Event::ImportLate {
+                                client: client.clone(),
+                                epoch: Epoch(epoch),
+                                export,
+                                page,
+                            },
+                        );
+                    }
                     let accepts = self
                         .node(n)
                         .broker

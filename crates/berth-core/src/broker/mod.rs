@@ -31,7 +31,7 @@ mod takeover;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use berth_codec::{DecodeError, DisconnectReasonCode, Packet, PacketId, TopicName};
+use berth_codec::{DecodeError, DisconnectReasonCode, Packet, TopicName};
 
 use crate::cluster::{ClusterEvent, Forwarded, NodeId, QueuePage, Replicate, SessionExport};
 use crate::config::BrokerConfig;
@@ -95,19 +95,12 @@ pub enum Event {
     ImportLate {
         client: ClientId,
         epoch: Epoch,
-        /// The recovered copy's in-flight window ([`SessionExport::inflight`]): what it sent
-        /// and had not had acknowledged, under the packet ids the client may still hold.
-        inflight: Vec<(PacketId, crate::store::InflightRecord)>,
+        /// The recovered copy's state: its in-flight window (under the packet ids the client
+        /// may still hold), its incoming QoS 2 ids and those in doubt, the identities it took,
+        /// and whether it resumed without an older copy's QoS 2 state itself.
+        export: Box<SessionExport>,
         /// Its queue, in order.
         page: QueuePage,
-        /// The recovered copy's incoming QoS 2 ids (PUBLISHes received, PUBREL not yet), for
-        /// a session that resumed without them (`SessionRecord::qos2_state_elsewhere`).
-        incoming_qos2: Vec<PacketId>,
-        /// The identities of the QoS 2 messages the recovered copy took
-        /// ([`SessionExport::seen`]).
-        seen: Vec<crate::ids::MessageId>,
-        /// The recovered copy's QoS 2 PUBLISHes in doubt ([`SessionExport::qos2_retry`]).
-        qos2_retry: Vec<(PacketId, crate::ids::MessageId)>,
     },
     /// Takeover, old owner: the new owner (of the claim at `epoch`) stored the session; delete
     /// the copy here. A release for an older claim than the one the copy now moves to is stale.

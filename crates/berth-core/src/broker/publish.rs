@@ -219,6 +219,7 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         ids: Vec<PacketId>,
         retry: Vec<(PacketId, crate::ids::MessageId)>,
+        still_missing: bool,
     ) {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
@@ -228,8 +229,10 @@ impl<S: Store> Broker<S> {
             // client may have released and reused them since).
             return;
         }
-        let wait = session.qos2_wait.take().unwrap_or_default();
-        session.qos2_state_elsewhere = false;
+        let mut wait = session.qos2_wait.take().unwrap_or_default();
+        // A copy that resumed without an older copy's state itself does not complete this
+        // session's: the re-sends its ids do not settle keep waiting (simulator seed 152).
+        session.qos2_state_elsewhere = still_missing;
         let stored = session.stored;
         for id in ids {
             if !wait.released.contains(&id) && session.incoming_qos2.insert(id) && stored {
@@ -258,7 +261,23 @@ impl<S: Store> Broker<S> {
                 self.keep_for_retry(client, packet_id, id);
             }
         }
-        for held in wait.held {
+        let mut held = std::mem::take(&mut wait.held);
+        if still_missing {
+            let known: Vec<PacketId> = self
+                .sessions
+                .get(client)
+                .map(|s| s.incoming_qos2.iter().copied().collect())
+                .unwrap_or_default();
+            let waiting;
+            (held, waiting) = held
+                .into_iter()
+                .partition(|h| h.publish.packet_id.is_some_and(|id| known.contains(&id)));
+            wait.held = waiting;
+            if let Some(session) = self.sessions.get_mut(client) {
+                session.qos2_wait = Some(wait);
+            }
+        }
+        for held in held {
             self.settle_held_qos2(now, client, held);
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_codec::{PacketId, TopicFilter};
+use berth_codec::TopicFilter;
 
 use super::Broker;
 use super::session::Session;
@@ -334,18 +334,20 @@ impl<S: Store> Broker<S> {
         now: UnixMillis,
         client: &ClientId,
         epoch: crate::ids::Epoch,
-        late: LateCopy,
+        export: SessionExport,
+        page: QueuePage,
     ) {
         if !self.accepts_late_backlog(client, epoch) {
             return;
         }
-        let LateCopy {
+        let SessionExport {
+            record,
             inflight,
-            page,
             incoming_qos2,
             seen,
             qos2_retry,
-        } = late;
+            ..
+        } = export;
         self.stats.stranded_recovered_total += (inflight.len() + page.len()) as u64;
         // What the session took here since is compared first (a copy that came both ways is
         // dropped), then what the late copy took joins, for copies still on their way.
@@ -354,7 +356,13 @@ impl<S: Store> Broker<S> {
             self.deliver(now, client, delivery);
         }
         self.fold_seen(client, seen);
-        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry);
+        self.recover_qos2_state(
+            now,
+            client,
+            incoming_qos2,
+            qos2_retry,
+            record.qos2_state_elsewhere,
+        );
     }
 
     /// Sessions held here that other nodes have claimed, with their new owner and epoch: a
@@ -493,13 +501,4 @@ impl<S: Store> Broker<S> {
             self.on_forward_done(now, token, !unowned, here);
         }
     }
-}
-
-/// A copy of a session recovered late from a node that was away (`Event::ImportLate`).
-pub(super) struct LateCopy {
-    pub inflight: Vec<(PacketId, crate::store::InflightRecord)>,
-    pub page: QueuePage,
-    pub incoming_qos2: Vec<PacketId>,
-    pub seen: Vec<crate::ids::MessageId>,
-    pub qos2_retry: Vec<(PacketId, crate::ids::MessageId)>,
 }

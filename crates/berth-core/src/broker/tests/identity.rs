@@ -176,13 +176,10 @@ fn a_stranded_copy_holding_a_message_the_session_got_by_another_way_does_not_del
 
     // Node 1 is back: its copy arrives as a late backlog.
     let late = b.event(Event::ImportLate {
-        inflight: Vec::new(),
         client: client("x"),
         epoch: Epoch(2),
-        page,
-        incoming_qos2: Vec::new(),
-        seen: full.seen,
-        qos2_retry: Vec::new(),
+        export: late_copy(Vec::new(), Vec::new(), full.seen),
+        page: page,
     });
     assert!(late.publishes(conn).is_empty(), "m1 reached x once");
     assert_eq!(b.broker.stats().dropped_total(DropReason::Duplicate), 1);

@@ -469,3 +469,28 @@ pub(super) fn v5_limits(
     connect.properties.topic_alias_maximum = topic_alias_maximum;
     connect
 }
+
+/// The state of a copy recovered late (`Event::ImportLate`), with what a test gives of it.
+pub(super) fn late_copy(
+    inflight: Vec<(PacketId, crate::store::InflightRecord)>,
+    incoming_qos2: Vec<PacketId>,
+    seen: Vec<crate::ids::MessageId>,
+) -> Box<crate::cluster::SessionExport> {
+    Box::new(crate::cluster::SessionExport {
+        record: crate::store::SessionRecord {
+            epoch: crate::ids::Epoch(1),
+            protocol: ProtocolVersion::V3_1_1,
+            expiry: crate::store::SessionExpiry::Never,
+            expires_at: None,
+            will: None,
+            will_due_at: None,
+            qos2_state_elsewhere: false,
+        },
+        subscriptions: Vec::new(),
+        inflight,
+        incoming_qos2,
+        queued: 0,
+        seen,
+        qos2_retry: Vec::new(),
+    })
+}

@@ -73,13 +73,14 @@ fn pubrecs(out: &Out, conn: ConnId) -> Vec<u16> {
 
 fn recovered(b: &mut Harness, ids: &[u16]) -> Out {
     b.event(Event::ImportLate {
-        inflight: Vec::new(),
         client: client("pub"),
         epoch: Epoch(2),
+        export: late_copy(
+            Vec::new(),
+            ids.iter().map(|id| pid(*id)).collect(),
+            Vec::new(),
+        ),
         page: Vec::new(),
-        incoming_qos2: ids.iter().map(|id| pid(*id)).collect(),
-        seen: Vec::new(),
-        qos2_retry: Vec::new(),
     })
 }
 
@@ -143,13 +144,10 @@ fn the_wait_survives_a_restart_and_held_publishes_go_with_their_connection() {
     assert!(out.to(publisher).is_empty());
     // The older copy never got m1: it is delivered once, acknowledged once.
     let out = b.event(Event::ImportLate {
-        inflight: Vec::new(),
         client: client("pub"),
         epoch: Epoch(2),
+        export: late_copy(Vec::new(), Vec::new(), Vec::new()),
         page: Vec::new(),
-        incoming_qos2: Vec::new(),
-        seen: Vec::new(),
-        qos2_retry: Vec::new(),
     });
     assert_eq!(pubrecs(&out, publisher), vec![7]);
     assert_eq!(payloads(&out.publishes(y)), vec!["m1"]);

@@ -135,13 +135,10 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
     let (page, next) = a.broker.export_queue(&client("x"), None, 10).unwrap();
     assert_eq!(next, None);
     let late = b.event(Event::ImportLate {
-        inflight: export.inflight,
         client: client("x"),
         epoch: Epoch(2),
-        page,
-        incoming_qos2: Vec::new(),
-        seen: Vec::new(),
-        qos2_retry: Vec::new(),
+        export: late_copy(export.inflight, Vec::new(), Vec::new()),
+        page: page,
     });
     let sent = late.publishes(conn);
     assert_eq!(payloads(&sent), vec!["m1", "m2", "m3"]);
@@ -167,23 +164,17 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
         .unwrap()
         .unwrap();
     b.event(Event::ImportLate {
-        inflight: Vec::new(),
         client: client("x"),
         epoch: Epoch(1),
+        export: late_copy(Vec::new(), Vec::new(), Vec::new()),
         page: export.unacknowledged(),
-        incoming_qos2: Vec::new(),
-        seen: Vec::new(),
-        qos2_retry: Vec::new(),
     });
     assert!(b.stored_queue("x").is_empty());
     b.event(Event::ImportLate {
-        inflight: Vec::new(),
         client: client("x"),
         epoch: Epoch(2),
+        export: late_copy(Vec::new(), Vec::new(), Vec::new()),
         page: export.unacknowledged(),
-        incoming_qos2: Vec::new(),
-        seen: Vec::new(),
-        qos2_retry: Vec::new(),
     });
     assert_eq!(b.stored_queue("x"), vec!["m1"]);
 }
@@ -683,13 +674,10 @@ fn a_late_copys_unacknowledged_message_keeps_its_packet_id_where_it_is_free() {
         .unwrap();
     let (page, _) = a.broker.export_queue(&client("x"), None, 10).unwrap();
     let late = b.event(Event::ImportLate {
-        inflight: export.inflight,
         client: client("x"),
         epoch: Epoch(2),
-        page,
-        incoming_qos2: Vec::new(),
-        seen: Vec::new(),
-        qos2_retry: Vec::new(),
+        export: late_copy(export.inflight, Vec::new(), Vec::new()),
+        page: page,
     });
     let sent = late.publishes(conn);
     assert_eq!(payloads(&sent), vec!["m1", "m2", "m3"]);
