@@ -152,3 +152,39 @@ fn the_wait_survives_a_restart_and_held_publishes_go_with_their_connection() {
     assert_eq!(pubrecs(&out, publisher), vec![7]);
     assert_eq!(payloads(&out.publishes(y)), vec!["m1"]);
 }
+
+/// Two copies were out of reach: the first one back had itself resumed without the other's
+/// state, so it settles only what it knows; a re-send it does not know waits for the second.
+#[test]
+fn a_late_copy_that_itself_lacked_state_settles_only_what_it_knows() {
+    let (mut b, y, publisher) = resumed_without_state();
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert!(out.to(publisher).is_empty());
+    let out = b.publish(publisher, resent(b"m2", 8));
+    assert!(out.to(publisher).is_empty());
+
+    let mut first = late_copy(Vec::new(), vec![pid(7)], Vec::new());
+    first.record.qos2_state_elsewhere = true;
+    let out = b.event(Event::ImportLate {
+        client: client("pub"),
+        epoch: Epoch(2),
+        export: first,
+        page: Vec::new(),
+    });
+    assert_eq!(
+        pubrecs(&out, publisher),
+        vec![7],
+        "m1 is a duplicate, acknowledged alone"
+    );
+    assert!(
+        out.publishes(y).is_empty(),
+        "m2 still waits: the other copy may have it"
+    );
+
+    let out = recovered(&mut b, &[8]);
+    assert_eq!(pubrecs(&out, publisher), vec![8]);
+    assert!(
+        out.publishes(y).is_empty(),
+        "m2 was received by the second copy"
+    );
+}
