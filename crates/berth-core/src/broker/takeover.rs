@@ -400,10 +400,13 @@ impl<S: Store> Broker<S> {
             }
             cluster.import_started.remove(client);
         }
+        // Taken in any case: an import abandoned meanwhile (a Clean Start elsewhere) leaves
+        // nothing to fold them into, and they must not stay behind.
+        let seen = cluster.import_seen.remove(client);
         if !cluster.importing.remove(client) {
             return;
         }
-        if let Some(seen) = cluster.import_seen.remove(client) {
+        if let Some(seen) = seen {
             self.fold_seen(client, seen);
         }
         let Some(cluster) = self.cluster.as_mut() else {
