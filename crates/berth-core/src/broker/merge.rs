@@ -188,8 +188,11 @@ impl<S: Store> Broker<S> {
                     window.push_back((id, Outgoing::Released));
                 }
                 InflightRecord::Sent { delivery, .. }
-                    if !delivery.message.id.is_some_and(|m| taken.contains(&m)) =>
+                    if delivery.message.id.is_some_and(|m| taken.contains(&m)) =>
                 {
+                    self.stats.count_drop(crate::stats::DropReason::Duplicate);
+                }
+                InflightRecord::Sent { delivery, .. } => {
                     older.push((
                         id,
                         Delivery {

@@ -50,6 +50,8 @@ pub(crate) struct Session {
     /// not confirm in time), by packet id, with the identity they were routed under: the
     /// client's re-send (DUP = 1) is routed again under that identity, so that an owner that
     /// did store the first copy drops the second (boxed: almost every session has none).
+    // Boxed on purpose: 8 bytes per session instead of a map's 48 (see `Session`'s comment).
+    #[allow(clippy::box_collection)]
     pub qos2_retry: Option<Box<std::collections::HashMap<PacketId, MessageId>>>,
     pub next_packet_id: u16,
     pub next_order: u64,

@@ -51,17 +51,7 @@ fn owner_with_subscriber() -> (Harness, ConnId) {
 #[test]
 fn a_qos2_message_published_on_a_cluster_node_carries_an_identity_and_a_qos1_one_does_not() {
     let mut a = node(1);
-    a.event(Event::Cluster(ClusterEvent::Subscribed {
-        client: client("far"),
-        owner: NodeId(2),
-        subscriptions: vec![(
-            filter("t"),
-            SubscriptionRecord {
-                options: SubscriptionOptions::new(QoS::ExactlyOnce),
-                subscription_id: None,
-            },
-        )],
-    }));
+    far_subscriber(&mut a);
     let publisher = a.connect_ok(v5("pub", true, None));
     let ids = |out: &Out| -> Vec<Option<MessageId>> {
         out.actions
@@ -179,7 +169,7 @@ fn a_stranded_copy_holding_a_message_the_session_got_by_another_way_does_not_del
         client: client("x"),
         epoch: Epoch(2),
         export: late_copy(Vec::new(), Vec::new(), full.seen),
-        page: page,
+        page,
     });
     assert!(late.publishes(conn).is_empty(), "m1 reached x once");
     assert_eq!(b.broker.stats().dropped_total(DropReason::Duplicate), 1);

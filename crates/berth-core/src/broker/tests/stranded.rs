@@ -138,7 +138,7 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
         client: client("x"),
         epoch: Epoch(2),
         export: late_copy(export.inflight, Vec::new(), Vec::new()),
-        page: page,
+        page,
     });
     let sent = late.publishes(conn);
     assert_eq!(payloads(&sent), vec!["m1", "m2", "m3"]);
@@ -677,7 +677,7 @@ fn a_late_copys_unacknowledged_message_keeps_its_packet_id_where_it_is_free() {
         client: client("x"),
         epoch: Epoch(2),
         export: late_copy(export.inflight, Vec::new(), Vec::new()),
-        page: page,
+        page,
     });
     let sent = late.publishes(conn);
     assert_eq!(payloads(&sent), vec!["m1", "m2", "m3"]);
