@@ -259,7 +259,8 @@ pub(crate) fn encode_inflight(record: &InflightRecord) -> Result<BytesMut, Store
     Ok(out)
 }
 
-pub(crate) fn encode_seen(id: MessageId) -> [u8; 17] {
+/// A QoS 2 message identity as a row value (`qos2_seen`, and an in-doubt `qos2_in` row).
+pub(crate) fn encode_message_id(id: MessageId) -> [u8; 17] {
     let mut out = [0u8; 17];
     out[0] = FORMAT_V1;
     out[1..9].copy_from_slice(&id.origin.0.to_be_bytes());
@@ -557,8 +558,8 @@ pub(crate) fn decode_inflight(key: &[u8], value: &[u8]) -> Result<InflightRecord
     Ok(record)
 }
 
-pub(crate) fn decode_seen(key: &[u8], value: &[u8]) -> Result<MessageId, StoreError> {
-    let mut r = Reader::new(Cf::Qos2Seen, key, value)?;
+pub(crate) fn decode_message_id(cf: Cf, key: &[u8], value: &[u8]) -> Result<MessageId, StoreError> {
+    let mut r = Reader::new(cf, key, value)?;
     let origin = NodeId(r.u64("message origin")?);
     let seq = r.u64("message number")?;
     r.finish()?;

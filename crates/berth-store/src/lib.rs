@@ -229,7 +229,7 @@ impl RocksStore {
                 wb.put_cf(
                     self.cf(Cf::Qos2In)?,
                     e::packet_key(&client, packet_id),
-                    e::encode_seen(id),
+                    e::encode_message_id(id),
                 );
             }
             Op::DeleteIncomingQos2 { client, packet_id } => {
@@ -239,7 +239,7 @@ impl RocksStore {
                 wb.put_cf(
                     self.cf(Cf::Qos2Seen)?,
                     e::seen_key(&client, slot),
-                    e::encode_seen(id),
+                    e::encode_message_id(id),
                 );
             }
             Op::DeleteSeen { client, slot } => {
@@ -367,7 +367,7 @@ impl Store for RocksStore {
                 if value.is_empty() {
                     session.incoming_qos2.push(packet_id);
                 } else {
-                    let id = encoding::decode_seen(key, value)?;
+                    let id = encoding::decode_message_id(Cf::Qos2In, key, value)?;
                     session.qos2_retry.push((packet_id, id));
                 }
                 Ok(())
@@ -381,7 +381,7 @@ impl Store for RocksStore {
                 let slot = encoding::slot_from_key(key, rest)?;
                 session
                     .seen
-                    .push((slot, encoding::decode_seen(key, value)?));
+                    .push((slot, encoding::decode_message_id(Cf::Qos2Seen, key, value)?));
                 Ok(())
             },
         )?;

@@ -231,21 +231,28 @@ impl<S: Store> Broker<S> {
         })
     }
 
-    /// The QoS 2 PUBLISHes of `client` still waiting for other nodes, with the identity they
-    /// were routed under (exported with the session: a re-send elsewhere reuses it).
-    pub(super) fn qos2_in_doubt_ids(
+    /// The QoS 2 PUBLISHes of `client` not known to be stored everywhere — still waiting for
+    /// other nodes, or kept after a failed wait — with the identity they were routed under
+    /// (exported with the session: a re-send elsewhere reuses it).
+    pub(super) fn qos2_retry_ids(
         &self,
         client: &ClientId,
     ) -> Vec<(berth_codec::PacketId, MessageId)> {
-        self.cluster.as_ref().map_or_else(Vec::new, |c| {
+        let waiting = self.cluster.iter().flat_map(|c| {
             c.waiting
                 .values()
                 .filter_map(|w| match (&w.qos2, w.message_id) {
                     (Some((c, packet_id)), Some(id)) if c == client => Some((*packet_id, id)),
                     _ => None,
                 })
-                .collect()
-        })
+        });
+        let kept = self
+            .sessions
+            .get(client)
+            .and_then(|s| s.qos2_retry.as_deref())
+            .into_iter()
+            .flat_map(|r| r.iter().map(|(p, id)| (*p, *id)));
+        waiting.chain(kept).collect()
     }
 
     /// Notes the identity a QoS 2 PUBLISH was routed under on the wait for its owners

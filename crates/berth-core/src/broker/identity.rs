@@ -35,13 +35,14 @@ impl<S: Store> Broker<S> {
     /// Whether `client`'s session takes `delivery`: false for a second copy of a QoS 2 message
     /// it took before (counted as a `duplicate` drop). A message it takes is remembered.
     pub(super) fn take_once(&mut self, client: &ClientId, delivery: &Delivery) -> bool {
-        let Some(id) = delivery
-            .message
-            .id
-            .filter(|_| delivery.qos == QoS::ExactlyOnce)
-        else {
-            return true;
-        };
+        match qos2_identity(delivery) {
+            Some(id) => self.take_id(client, id),
+            None => true,
+        }
+    }
+
+    /// Whether `client`'s session takes the QoS 2 message `id` (see `take_once`).
+    pub(super) fn take_id(&mut self, client: &ClientId, id: MessageId) -> bool {
         let Some(session) = self.sessions.get_mut(client) else {
             return true;
         };
@@ -106,4 +107,12 @@ impl<S: Store> Broker<S> {
             .and_then(|s| s.seen.as_deref())
             .map_or_else(Vec::new, |seen: &Seen| seen.ids().collect())
     }
+}
+
+/// The identity by which a session takes `delivery` once: its message's, at QoS 2 only.
+pub(super) fn qos2_identity(delivery: &Delivery) -> Option<MessageId> {
+    delivery
+        .message
+        .id
+        .filter(|_| delivery.qos == QoS::ExactlyOnce)
 }

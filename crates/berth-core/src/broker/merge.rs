@@ -138,32 +138,15 @@ impl<S: Store> Broker<S> {
         imported: Vec<(PacketId, InflightRecord)>,
         imported_seen: &[MessageId],
     ) {
+        let local = match self.window_records(client) {
+            Ok(window) => window,
+            Err(error) => {
+                self.fault = Some(error);
+                return;
+            }
+        };
         let Some(session) = self.sessions.get(client) else {
             return;
-        };
-        let local = if session.inflight_loaded {
-            session
-                .inflight
-                .iter()
-                .map(|(id, outgoing)| match outgoing {
-                    Outgoing::Sent { order, delivery } => (
-                        *id,
-                        InflightRecord::Sent {
-                            order: *order,
-                            delivery: delivery.clone(),
-                        },
-                    ),
-                    Outgoing::Released => (*id, InflightRecord::Released { order: 0 }),
-                })
-                .collect()
-        } else {
-            match super::delivery::read_inflight_through(&self.store, &self.batch, client) {
-                Ok(window) => window,
-                Err(error) => {
-                    self.fault = Some(error);
-                    return;
-                }
-            }
         };
         let stored = session.stored;
         let imported_ids: HashSet<PacketId> = imported.iter().map(|(id, _)| *id).collect();
@@ -280,24 +263,14 @@ impl<S: Store> Broker<S> {
         let Some(session) = self.sessions.get(client) else {
             return Ok(Vec::new());
         };
-        let mut backlog: Vec<Delivery> = if session.inflight_loaded {
-            session
-                .inflight
-                .iter()
-                .filter_map(|(_, outgoing)| match outgoing {
-                    Outgoing::Sent { delivery, .. } => Some(delivery.clone()),
-                    Outgoing::Released => None,
-                })
-                .collect()
-        } else {
-            super::delivery::read_inflight_through(&self.store, &self.batch, client)?
-                .into_iter()
-                .filter_map(|(_, record)| match record {
-                    InflightRecord::Sent { delivery, .. } => Some(delivery),
-                    InflightRecord::Released { .. } => None,
-                })
-                .collect()
-        };
+        let mut backlog: Vec<Delivery> = self
+            .window_records(client)?
+            .into_iter()
+            .filter_map(|(_, record)| match record {
+                InflightRecord::Sent { delivery, .. } => Some(delivery),
+                InflightRecord::Released { .. } => None,
+            })
+            .collect();
         if !session.stored {
             backlog.extend(session.queue.head.iter().map(|(_, d)| d.clone()));
             return Ok(backlog);
@@ -335,18 +308,11 @@ impl<S: Store> Broker<S> {
             return;
         }
         late.sort_by_key(|(_, record)| record.order());
-        let Some(session) = self.sessions.get(client) else {
-            return;
-        };
-        let mut used: HashSet<PacketId> = if session.inflight_loaded {
-            session.inflight.iter().map(|(id, _)| *id).collect()
-        } else {
-            match super::delivery::read_inflight_through(&self.store, &self.batch, client) {
-                Ok(window) => window.into_iter().map(|(id, _)| id).collect(),
-                Err(error) => {
-                    self.fault = Some(error);
-                    return;
-                }
+        let mut used: HashSet<PacketId> = match self.window_records(client) {
+            Ok(window) => window.into_iter().map(|(id, _)| id).collect(),
+            Err(error) => {
+                self.fault = Some(error);
+                return;
             }
         };
         for (id, record) in late {
@@ -419,5 +385,33 @@ impl<S: Store> Broker<S> {
                 record,
             });
         }
+    }
+
+    /// `client`'s in-flight window as records, in send order: from memory when it is loaded
+    /// there, else from the store (with this event's uncommitted changes).
+    fn window_records(
+        &self,
+        client: &ClientId,
+    ) -> Result<Vec<(PacketId, InflightRecord)>, crate::store::StoreError> {
+        let Some(session) = self.sessions.get(client) else {
+            return Ok(Vec::new());
+        };
+        if !session.inflight_loaded {
+            return super::delivery::read_inflight_through(&self.store, &self.batch, client);
+        }
+        Ok(session
+            .inflight
+            .iter()
+            .map(|(id, outgoing)| match outgoing {
+                Outgoing::Sent { order, delivery } => (
+                    *id,
+                    InflightRecord::Sent {
+                        order: *order,
+                        delivery: delivery.clone(),
+                    },
+                ),
+                Outgoing::Released => (*id, InflightRecord::Released { order: 0 }),
+            })
+            .collect())
     }
 }

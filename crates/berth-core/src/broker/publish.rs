@@ -263,15 +263,15 @@ impl<S: Store> Broker<S> {
         }
         let mut held = std::mem::take(&mut wait.held);
         if still_missing {
-            let known: Vec<PacketId> = self
-                .sessions
-                .get(client)
-                .map(|s| s.incoming_qos2.iter().copied().collect())
-                .unwrap_or_default();
+            let known = |id: &PacketId| {
+                self.sessions
+                    .get(client)
+                    .is_some_and(|s| s.incoming_qos2.contains(id))
+            };
             let waiting;
             (held, waiting) = held
                 .into_iter()
-                .partition(|h| h.publish.packet_id.is_some_and(|id| known.contains(&id)));
+                .partition(|h| h.publish.packet_id.as_ref().is_some_and(known));
             wait.held = waiting;
             if let Some(session) = self.sessions.get_mut(client) {
                 session.qos2_wait = Some(wait);

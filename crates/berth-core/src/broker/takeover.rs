@@ -55,17 +55,7 @@ impl<S: Store> Broker<S> {
             },
             queued: session.queue.bounds.count,
             seen: self.seen_ids(client),
-            qos2_retry: {
-                let mut retry = self.qos2_in_doubt_ids(client);
-                retry.extend(
-                    session
-                        .qos2_retry
-                        .iter()
-                        .flat_map(|r| r.iter())
-                        .map(|(p, id)| (*p, *id)),
-                );
-                retry
-            },
+            qos2_retry: self.qos2_retry_ids(client),
         }))
     }
 
@@ -238,11 +228,13 @@ impl<S: Store> Broker<S> {
                 });
             }
         }
-        let sent: Vec<crate::message::Delivery> = export
+        let sent: Vec<crate::ids::MessageId> = export
             .inflight
             .iter()
             .filter_map(|(_, record)| match record {
-                crate::store::InflightRecord::Sent { delivery, .. } => Some(delivery.clone()),
+                crate::store::InflightRecord::Sent { delivery, .. } => {
+                    super::identity::qos2_identity(delivery)
+                }
                 crate::store::InflightRecord::Released { .. } => None,
             })
             .collect();
@@ -278,8 +270,8 @@ impl<S: Store> Broker<S> {
         self.sessions.insert(client.clone(), session);
         // Its window keeps the packet ids it had: each message there is taken now, and what
         // the previous owner took before joins once the queue pages are in.
-        for delivery in &sent {
-            self.take_once(client, delivery);
+        for id in sent {
+            self.take_id(client, id);
         }
         self.defer_seen(client, export.seen);
         let _ = now;
