@@ -144,12 +144,32 @@ impl Default for ProtocolLimits {
     }
 }
 
+/// How much a cluster node keeps for other nodes' sessions while their owner cannot be
+/// reached (hinted handoff). Entries are kept in memory too (they are sent from there), so the
+/// node-wide limit bounds that memory as well as the disk. A full handoff applies the queue's
+/// drop policy (`queue.drop_policy`), counted as `handoff_full`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffLimits {
+    pub max_per_session: Limit,
+    pub max_total: Limit,
+}
+
+impl Default for HandoffLimits {
+    fn default() -> Self {
+        HandoffLimits {
+            max_per_session: Limit::AtMost(10_000),
+            max_total: Limit::AtMost(200_000),
+        }
+    }
+}
+
 /// Everything the broker core is configured with.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BrokerConfig {
     pub session: SessionConfig,
     pub queue: QueueConfig,
     pub limits: ProtocolLimits,
+    pub handoff: HandoffLimits,
     /// Filters that SUBSCRIBE refuses (the seed of ACLs): a requested filter equal to one of
     /// these, or matched by one of them when treated as a topic, is refused.
     pub denied_filters: Vec<TopicFilter>,

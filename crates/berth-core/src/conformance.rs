@@ -37,6 +37,7 @@ const CASES: &[Case] = cases![
     records::put_session_overwrites,
     records::subscriptions_put_overwrite_delete,
     records::retained_put_replace_delete,
+    records::handoff_put_delete_in_seq_order_apart_from_sessions,
     queue::queue_reads_in_order_and_pages,
     queue::queue_orders_sequences_numerically,
     queue::dequeue_moves_bounds,

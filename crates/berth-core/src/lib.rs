@@ -35,14 +35,16 @@ pub mod vec_map;
 
 pub use broker::{Action, Broker, CloseReason, Event};
 pub use cluster::{ClusterEvent, ExportError, Forwarded, RemoteSession, Replicate, SessionExport};
-pub use config::{BrokerConfig, DropPolicy, Limit, ProtocolLimits, QueueConfig, SessionConfig};
+pub use config::{
+    BrokerConfig, DropPolicy, HandoffLimits, Limit, ProtocolLimits, QueueConfig, SessionConfig,
+};
 pub use ids::{ClientId, ConnId, Epoch, MessageId, NodeId, QueueSeq};
 pub use mem_store::MemStore;
 pub use message::{Delivery, Message};
 pub use registry::{Command, Outcome, Registry};
 pub use stats::{DropReason, Stats};
 pub use store::{
-    Batch, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionExpiry, SessionRecord,
-    Store, StoreError, SubscriptionRecord, WillRecord,
+    Batch, HandoffRecord, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionExpiry,
+    SessionRecord, Store, StoreError, SubscriptionRecord, WillRecord,
 };
 pub use time::UnixMillis;

@@ -8,8 +8,8 @@ use berth_codec::{PacketId, TopicFilter};
 use crate::ids::{ClientId, MessageId, QueueSeq};
 use crate::message::{Delivery, Message};
 use crate::store::{
-    Batch, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionRecord, Store,
-    StoreError, SubscriptionRecord,
+    Batch, HandoffRecord, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionRecord,
+    Store, StoreError, SubscriptionRecord,
 };
 
 #[derive(Debug, Default)]
@@ -27,6 +27,7 @@ struct MemSession {
 pub struct MemStore {
     sessions: BTreeMap<ClientId, MemSession>,
     retained: BTreeMap<String, Message>,
+    handoff: BTreeMap<u64, HandoffRecord>,
     /// Counts `sync` calls, so tests can check group commit.
     pub syncs: u64,
     /// Counts `write` calls.
@@ -106,6 +107,12 @@ impl MemStore {
             Op::DeleteRetained { topic } => {
                 self.retained.remove(topic.as_str());
             }
+            Op::PutHandoff { record } => {
+                self.handoff.insert(record.seq, record);
+            }
+            Op::DeleteHandoff { seq, .. } => {
+                self.handoff.remove(&seq);
+            }
         }
     }
 }
@@ -155,6 +162,7 @@ impl Store for MemStore {
         Ok(Loaded {
             sessions,
             retained: self.retained.values().cloned().collect(),
+            handoff: self.handoff.values().cloned().collect(),
         })
     }
 

@@ -18,16 +18,20 @@ pub enum DropReason {
     /// A second copy of a QoS 2 message the session already took (a retried or re-routed
     /// forward, an older copy of the session merged): exactly once drops it.
     Duplicate,
+    /// Kept for a session whose owner could not be reached while this node's handoff for it
+    /// (or for all sessions) was at its limit.
+    HandoffFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         Self::QueueFull,
         Self::Expired,
         Self::TooLargeForClient,
         Self::Qos0Offline,
         Self::SlowConsumer,
         Self::Duplicate,
+        Self::HandoffFull,
     ];
 
     /// The `reason` label value in metrics.
@@ -39,6 +43,7 @@ impl DropReason {
             Self::Qos0Offline => "qos0_offline",
             Self::SlowConsumer => "slow_consumer",
             Self::Duplicate => "duplicate",
+            Self::HandoffFull => "handoff_full",
         }
     }
 
@@ -68,6 +73,11 @@ pub struct Stats {
     /// QoS 1/2 acknowledgements held back because the message was queued for a connected
     /// session that is not keeping up (publisher flow control, `queue.backpressure`).
     pub publish_acks_held_total: u64,
+    /// Messages kept here for other nodes' sessions whose owner could not be reached (hinted
+    /// handoff), not yet delivered.
+    pub handoff_messages: u64,
+    /// Handoff entries delivered to their session's owner.
+    pub handoff_delivered_total: u64,
     dropped_total: [u64; DropReason::ALL.len()],
 }
 

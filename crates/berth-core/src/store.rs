@@ -181,11 +181,29 @@ pub struct LoadedSession {
     pub seen: Vec<(u64, MessageId)>,
 }
 
+/// A message kept for another node's session while that node could not be reached (hinted
+/// handoff, `broker/handoff.rs`): delivered to the session's owner once it can be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffRecord {
+    /// Orders every handoff entry of this node (one sequence for all sessions).
+    pub seq: u64,
+    /// The session it is for.
+    pub client: ClientId,
+    pub message: Message,
+    /// The client that published it, for No Local.
+    pub publisher: Option<ClientId>,
+    /// It may have reached the owner already (its forward went unanswered): it goes out with
+    /// DUP = 1.
+    pub retried: bool,
+}
+
 /// Everything the broker rebuilds its memory from at start-up.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub sessions: Vec<LoadedSession>,
     pub retained: Vec<Message>,
+    /// Hinted-handoff entries, in `seq` order.
+    pub handoff: Vec<HandoffRecord>,
 }
 
 /// One change; a [`Batch`] applies a list of them atomically.
@@ -256,6 +274,15 @@ pub enum Op {
     },
     PutRetained {
         message: Message,
+    },
+    /// Keeps a message for another node's session (hinted handoff).
+    PutHandoff {
+        record: HandoffRecord,
+    },
+    /// The handoff entry `seq` of `client` reached the session's owner (or the session ended).
+    DeleteHandoff {
+        client: ClientId,
+        seq: u64,
     },
     DeleteRetained {
         topic: TopicName,

@@ -17,17 +17,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_cluster::convert::{delivery_from_pb, export_from_pb, message_to_pb};
+use berth_cluster::convert::{delivery_from_pb, export_from_pb};
 use berth_cluster::{ClusterNode, pb};
 use berth_core::{
-    ClientId, ClusterEvent, Command, Event, Message, NodeId, Replicate, SessionExport,
+    ClientId, ClusterEvent, Command, Event, Forwarded, NodeId, Replicate, SessionExport,
 };
 use berth_server::BrokerHandle;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 
-use crate::forwarding::{FORWARD_DEADLINE, ForwardItem, forward_loop};
+use crate::forwarding::{FORWARD_DEADLINE, ForwardCommand, ForwardItem, forward_loop};
 
 /// Shared by the broker thread (dispatch), connections and the cluster service.
 #[derive(Debug)]
@@ -35,7 +35,10 @@ pub struct ClusterLink {
     pub(crate) node: ClusterNode,
     pub(crate) broker: BrokerHandle,
     runtime: Handle,
-    queues: Mutex<HashMap<NodeId, UnboundedSender<ForwardItem>>>,
+    queues: Mutex<HashMap<NodeId, UnboundedSender<ForwardCommand>>>,
+    /// How long a node may leave a forward and a probe unanswered before what goes to it is
+    /// kept here instead (hinted handoff).
+    handoff_after: Duration,
     /// The last log index whose registry changes the broker thread has been handed.
     broker_applied: watch::Receiver<u64>,
     /// The broker's rules, for the steps taken before a packet reaches the broker.
@@ -53,6 +56,7 @@ impl ClusterLink {
         events: UnboundedReceiver<(u64, Vec<ClusterEvent>)>,
         broker: BrokerHandle,
         rules: berth_core::BrokerConfig,
+        handoff_after: Duration,
     ) -> Arc<ClusterLink> {
         let (applied_tx, applied_rx) = watch::channel(0);
         let link = Arc::new(ClusterLink {
@@ -60,6 +64,7 @@ impl ClusterLink {
             broker,
             runtime: Handle::current(),
             queues: Mutex::new(HashMap::new()),
+            handoff_after,
             broker_applied: applied_rx,
             rules,
             late_pulls: Mutex::new(HashSet::new()),
@@ -90,24 +95,22 @@ impl ClusterLink {
         .is_ok_and(|r| r.is_ok())
     }
 
-    /// From the broker thread: queue `message` for `node`.
-    pub(crate) fn forward(
-        &self,
-        node: NodeId,
-        token: Option<u64>,
-        message: Arc<Message>,
-        clients: Vec<ClientId>,
-        publisher: Option<ClientId>,
-    ) {
+    /// From the broker thread: queue `forwarded` for `node`.
+    pub(crate) fn forward(&self, node: NodeId, token: Option<u64>, forwarded: Forwarded) {
         let item = ForwardItem {
             token,
-            message: pb::ForwardedMessage {
-                message: Some(message_to_pb(&message)),
-                client_ids: clients.iter().map(|c| c.as_str().to_string()).collect(),
-                publisher: publisher.map(|p| p.as_str().to_string()),
-            },
+            forwarded,
             deadline: tokio::time::Instant::now() + FORWARD_DEADLINE,
         };
+        self.forward_queue(node, ForwardCommand::Item(item));
+    }
+
+    /// From the broker thread: forwards to `node` go out again (`Action::ForwardResume`).
+    pub(crate) fn resume_forwards(&self, node: NodeId) {
+        self.forward_queue(node, ForwardCommand::Resume);
+    }
+
+    fn forward_queue(&self, node: NodeId, command: ForwardCommand) {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         let queue = queues.entry(node).or_insert_with(|| {
             let (tx, rx) = unbounded_channel();
@@ -117,10 +120,11 @@ impl ClusterLink {
                 self.broker.clone(),
                 node,
                 rx,
+                self.handoff_after,
             ));
             tx
         });
-        let _ = queue.send(item);
+        let _ = queue.send(command);
     }
 
     /// From the broker thread: record a session change in the registry (best effort: a fenced or failed one is

@@ -55,7 +55,7 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
                     message: Arc::new(message),
                     clients,
                     publisher: forwarded.publisher.as_deref().and_then(client_id),
-                    retried: retry,
+                    retried: retry || forwarded.retried,
                 });
             }
             let not_owned = broker

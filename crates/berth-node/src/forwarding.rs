@@ -1,11 +1,21 @@
 //! Forwarding to other nodes: one ordered queue per node, batched RPCs retried until a
-//! deadline, and re-routing of clients a node no longer owns.
+//! deadline, re-routing of clients a node no longer owns, and the hinted handoff's side here:
+//! a node that answers neither a forward nor a probe within the handoff bound gets nothing
+//! more until a probe answers — what was and what comes for it goes back to the broker
+//! (`Event::HandOff`), which keeps it and acknowledges its publishers.
+//!
+//! ```text
+//!  normal:    batch ─Forward RPC─▶ answer ─▶ ForwardDone        (no answer within the bound:
+//!             probe; no answer either ─▶ HandOff(batch + queue) ─▶ returning)
+//!  returning: every item ─▶ HandOff;  probe every PROBE_EVERY ─answer─▶ NodeReachable
+//!             ─broker: Action::ForwardResume─▶ Resume in this queue ─▶ normal
+//! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_cluster::convert::message_from_pb;
+use berth_cluster::convert::{message_from_pb, message_to_pb};
 use berth_cluster::{ClusterNode, pb};
 use berth_core::{Event, Forwarded, NodeId};
 use berth_server::BrokerHandle;
@@ -18,31 +28,73 @@ use berth_cluster::convert::client_id;
 pub(crate) const FORWARD_BATCH: usize = 512;
 /// How long a forward is retried (peer down, election) before the publisher is told it failed.
 pub(crate) const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
+/// How often a node that could not be reached is probed.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// One message on its way to one node.
 #[derive(Debug)]
 pub(crate) struct ForwardItem {
     pub(crate) token: Option<u64>,
-    pub(crate) message: pb::ForwardedMessage,
+    pub(crate) forwarded: Forwarded,
     pub(crate) deadline: tokio::time::Instant,
 }
 
-/// One node's forward queue: batches in order, retries until the deadline, reports outcomes.
+/// What the broker thread puts in a node's forward queue.
+#[derive(Debug)]
+pub(crate) enum ForwardCommand {
+    Item(ForwardItem),
+    /// `Action::ForwardResume`: the broker counts the node reachable again.
+    Resume,
+}
+
+/// One node's forward queue: batches in order, retries until the deadline, reports outcomes;
+/// hands everything back while the node cannot be reached (module docs).
 pub(crate) async fn forward_loop(
     node: ClusterNode,
     broker: BrokerHandle,
     target: NodeId,
-    mut queue: UnboundedReceiver<ForwardItem>,
+    mut queue: UnboundedReceiver<ForwardCommand>,
+    handoff_after: Duration,
 ) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < FORWARD_BATCH {
-            match queue.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
+    let mut returning = false;
+    loop {
+        if returning {
+            tokio::select! {
+                command = queue.recv() => match command {
+                    None => return,
+                    Some(ForwardCommand::Resume) => returning = false,
+                    Some(ForwardCommand::Item(item)) => {
+                        let (items, resumed) = take_queued(&mut queue, vec![item], usize::MAX);
+                        hand_back(&broker, target, items).await;
+                        returning = !resumed;
+                    }
+                },
+                () = tokio::time::sleep(PROBE_EVERY) => {
+                    if probe(&node, target, handoff_after).await {
+                        tracing::info!(target = %target, "node reachable again: forwarding resumes");
+                        let _ = broker.notify(Event::NodeReachable { node: target }).await;
+                    }
+                }
             }
+            continue;
         }
-        let outcome = send_with_retry(&node, target, &batch).await;
+        let first = match queue.recv().await {
+            None => return,
+            // A resume for a node never handed back (or handed back and resumed already).
+            Some(ForwardCommand::Resume) => continue,
+            Some(ForwardCommand::Item(item)) => item,
+        };
+        let (batch, _) = take_queued(&mut queue, vec![first], FORWARD_BATCH);
+        let outcome = match send_watched(&node, target, &batch, handoff_after).await {
+            Some(outcome) => outcome,
+            None => {
+                tracing::warn!(target = %target, bound = ?handoff_after, "node unreachable: handing its messages back to be kept here");
+                let (items, resumed) = take_queued(&mut queue, batch, usize::MAX);
+                hand_back(&broker, target, items).await;
+                returning = !resumed;
+                continue;
+            }
+        };
         let delivered = match outcome {
             Ok((not_owned, retried)) => {
                 not_owned.is_empty() || reroute(&node, &broker, &batch, not_owned, retried).await
@@ -65,6 +117,90 @@ pub(crate) async fn forward_loop(
     }
 }
 
+/// `items` and what waits behind them in `queue`, up to `limit` items; whether a `Resume`
+/// was among them (what follows it is left in the queue).
+fn take_queued(
+    queue: &mut UnboundedReceiver<ForwardCommand>,
+    mut items: Vec<ForwardItem>,
+    limit: usize,
+) -> (Vec<ForwardItem>, bool) {
+    while items.len() < limit {
+        match queue.try_recv() {
+            Ok(ForwardCommand::Item(item)) => items.push(item),
+            Ok(ForwardCommand::Resume) => return (items, true),
+            Err(_) => break,
+        }
+    }
+    (items, false)
+}
+
+/// The broker keeps `items` for their sessions (`Event::HandOff`).
+async fn hand_back(broker: &BrokerHandle, target: NodeId, items: Vec<ForwardItem>) {
+    let items = items
+        .into_iter()
+        .map(|item| (item.token, item.forwarded))
+        .collect();
+    let _ = broker
+        .notify(Event::HandOff {
+            node: target,
+            items,
+        })
+        .await;
+}
+
+/// Whether `target` answers an empty forward within `bound` (its broker thread included).
+async fn probe(node: &ClusterNode, target: NodeId, bound: Duration) -> bool {
+    let Ok(mut client) = node.client(target.0) else {
+        return false;
+    };
+    let mut request = tonic::Request::new(pb::ForwardBatch {
+        from_node: node.id(),
+        messages: Vec::new(),
+        retry: false,
+    });
+    request.set_timeout(bound);
+    tokio::time::timeout(bound, client.forward(request))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+/// Sends `batch` (`send_with_retry`), watching that `target` answers: `None` when neither the
+/// forward nor a probe is answered within `bound` (the forward is abandoned; it may have
+/// arrived). A node that answers probes is waited for up to the forward's deadline (it may be
+/// holding the forward back for an import).
+async fn send_watched(
+    node: &ClusterNode,
+    target: NodeId,
+    batch: &[ForwardItem],
+    bound: Duration,
+) -> Option<Result<(Vec<String>, bool), String>> {
+    let send = send_with_retry(node, target, batch);
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            outcome = &mut send => return Some(outcome),
+            () = tokio::time::sleep(bound) => {
+                if !probe(node, target, bound).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn to_pb(forwarded: &Forwarded) -> pb::ForwardedMessage {
+    pb::ForwardedMessage {
+        message: Some(message_to_pb(&forwarded.message)),
+        client_ids: forwarded
+            .clients
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+        publisher: forwarded.publisher.as_ref().map(|p| p.as_str().to_string()),
+        retried: forwarded.retried,
+    }
+}
+
 async fn send_with_retry(
     node: &ClusterNode,
     target: NodeId,
@@ -73,7 +209,7 @@ async fn send_with_retry(
     let deadline = batch.iter().map(|i| i.deadline).min();
     let mut request = pb::ForwardBatch {
         from_node: node.id(),
-        messages: batch.iter().map(|i| i.message.clone()).collect(),
+        messages: batch.iter().map(|i| to_pb(&i.forwarded)).collect(),
         retry: false,
     };
     let mut backoff = Duration::from_millis(50);
@@ -125,14 +261,16 @@ async fn reroute(
             Err(_) => return false,
         };
         for item in batch {
-            for client in &item.message.client_ids {
+            for client in &item.forwarded.clients {
+                let client = client.as_str().to_string();
+                let client = &client;
                 let Some(owner) = owners.get(client) else {
                     continue;
                 };
                 if !not_owned.contains(client) {
                     continue;
                 }
-                let mut message = item.message.clone();
+                let mut message = to_pb(&item.forwarded);
                 message.client_ids = vec![client.clone()];
                 pending.entry(*owner).or_default().push(message);
             }
@@ -184,7 +322,7 @@ async fn forward_locally(
             message: Arc::new(message),
             clients: m.client_ids.iter().filter_map(|c| client_id(c)).collect(),
             publisher: m.publisher.as_deref().and_then(client_id),
-            retried,
+            retried: retried || m.retried,
         });
     }
     broker

@@ -34,14 +34,22 @@ pub struct ClusterParts {
     pub node: berth_cluster::ClusterNode,
     pub events: tokio::sync::mpsc::UnboundedReceiver<(u64, Vec<berth_core::ClusterEvent>)>,
     pub slot: berth_cluster::BrokerSlot,
+    /// How long a node may leave a forward and a probe unanswered before messages for its
+    /// sessions are kept here instead (hinted handoff, `cluster.handoff_after`).
+    pub handoff_after: std::time::Duration,
 }
 
 /// The port for `berth_server::serve_node`: once the broker thread can be reached, the link
 /// starts (registry events flow to the broker) and the gRPC service gets its endpoint.
 pub fn port(parts: ClusterParts, rules: BrokerConfig) -> StartCluster {
     Box::new(move |broker: BrokerHandle| {
-        let link =
-            cluster_link::ClusterLink::start(parts.node, parts.events, broker.clone(), rules);
+        let link = cluster_link::ClusterLink::start(
+            parts.node,
+            parts.events,
+            broker.clone(),
+            rules,
+            parts.handoff_after,
+        );
         // Started here rather than by the link, which stranded.rs builds on (no import circle).
         tokio::spawn(stranded::offer_stranded_copies(link.clone()));
         let endpoint: Arc<dyn berth_cluster::LocalBroker> = Arc::new(BrokerEndpoint {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use berth_codec::{Connect, Packet};
-use berth_core::{ClientId, Epoch, Event, Message, NodeId, Replicate, SessionExport, UnixMillis};
+use berth_core::{ClientId, Epoch, Event, Forwarded, NodeId, Replicate, SessionExport, UnixMillis};
 use berth_server::{ClusterPort, Grant, NoConsensus, PortFuture};
 
 use crate::admission;
@@ -36,15 +36,12 @@ impl ClusterPort for RaftPort {
         Box::pin(admission::commit(&self.0, grant, packet, now))
     }
 
-    fn forward(
-        &self,
-        node: NodeId,
-        token: Option<u64>,
-        message: Arc<Message>,
-        clients: Vec<ClientId>,
-        publisher: Option<ClientId>,
-    ) {
-        self.0.forward(node, token, message, clients, publisher);
+    fn forward(&self, node: NodeId, token: Option<u64>, forwarded: Forwarded) {
+        self.0.forward(node, token, forwarded);
+    }
+
+    fn resume_forwards(&self, node: NodeId) {
+        self.0.resume_forwards(node);
     }
 
     fn record(&self, change: Replicate) {

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use berth_codec::{Connect, Packet};
-use berth_core::{ClientId, Epoch, Message, NodeId, Replicate, SessionExport, UnixMillis};
+use berth_core::{ClientId, Epoch, Forwarded, NodeId, Replicate, SessionExport, UnixMillis};
 
 use crate::broker_handle::BrokerHandle;
 
@@ -53,16 +53,13 @@ pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
         now: UnixMillis,
     ) -> PortFuture<'a, Result<(), Packet>>;
 
-    /// Executes `Action::Forward`: hands `message` to `node` for its sessions `clients`; with a
-    /// token, the outcome comes back to the broker as `Event::ForwardDone`.
-    fn forward(
-        &self,
-        node: NodeId,
-        token: Option<u64>,
-        message: Arc<Message>,
-        clients: Vec<ClientId>,
-        publisher: Option<ClientId>,
-    );
+    /// Executes `Action::Forward`: hands `forwarded` to `node` for its sessions; with a token,
+    /// the outcome comes back to the broker as `Event::ForwardDone` (or `Event::HandOff` when
+    /// `node` cannot be reached within the handoff bound).
+    fn forward(&self, node: NodeId, token: Option<u64>, forwarded: Forwarded);
+
+    /// Executes `Action::ForwardResume`: forwards to `node` go out again after a `HandOff`.
+    fn resume_forwards(&self, node: NodeId);
 
     /// Executes `Action::Replicate`: records a session change in the registry.
     fn record(&self, change: Replicate);
@@ -112,15 +109,9 @@ impl ClusterPort for SingleNode {
     }
 
     // A broker that is not a cluster node emits neither action.
-    fn forward(
-        &self,
-        _node: NodeId,
-        _token: Option<u64>,
-        _message: Arc<Message>,
-        _clients: Vec<ClientId>,
-        _publisher: Option<ClientId>,
-    ) {
-    }
+    fn forward(&self, _node: NodeId, _token: Option<u64>, _forwarded: Forwarded) {}
+
+    fn resume_forwards(&self, _node: NodeId) {}
 
     fn record(&self, _change: Replicate) {}
 

@@ -38,6 +38,8 @@ pub struct Metrics {
     protocol_errors_total: IntCounter,
     stranded_messages: IntGauge,
     stranded_recovered_total: IntCounter,
+    handoff_messages: IntGauge,
+    handoff_delivered_total: IntCounter,
     publish_acks_held_total: IntCounter,
     messages_dropped_total: IntCounterVec,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
@@ -108,6 +110,15 @@ impl Metrics {
             "Messages of such stranded backlogs recovered from another node into sessions owned here.",
         )?;
 
+        let handoff_messages = gauge(
+            "berth_handoff_messages",
+            "Messages kept here for other nodes' sessions whose owner could not be reached (hinted handoff), not yet delivered.",
+        )?;
+        let handoff_delivered_total = counter(
+            "berth_handoff_delivered_total",
+            "Hinted-handoff messages delivered to their session's owner.",
+        )?;
+
         let publish_acks_held_total = counter(
             "berth_publish_acks_held_total",
             "QoS 1/2 acknowledgements held back because the message was queued for a connected subscriber that is not keeping up (publisher flow control).",
@@ -147,6 +158,8 @@ impl Metrics {
             protocol_errors_total,
             stranded_messages,
             stranded_recovered_total,
+            handoff_messages,
+            handoff_delivered_total,
             publish_acks_held_total,
             messages_dropped_total,
             last: Mutex::new(Stats::default()),
@@ -163,6 +176,12 @@ impl Metrics {
         set(&self.queued_messages, stats.queued_messages);
         set(&self.retained_messages, stats.retained_messages);
         set(&self.stranded_messages, stats.stranded_messages);
+        set(&self.handoff_messages, stats.handoff_messages);
+        advance(
+            &self.handoff_delivered_total,
+            last.handoff_delivered_total,
+            stats.handoff_delivered_total,
+        );
         advance(
             &self.stranded_recovered_total,
             last.stranded_recovered_total,

@@ -377,9 +377,17 @@ fn dispatch(
                 message,
                 clients,
                 publisher,
+                retried,
             } => {
-                cluster.forward(node, token, message, clients, publisher);
+                let forwarded = berth_core::Forwarded {
+                    message,
+                    clients,
+                    publisher,
+                    retried,
+                };
+                cluster.forward(node, token, forwarded);
             }
+            Action::ForwardResume { node } => cluster.resume_forwards(node),
             Action::Replicate(change) => {
                 cluster.record(change);
             }

@@ -94,6 +94,9 @@ pub struct Report {
     pub events: u64,
     pub sim_ms: u64,
     pub violations: Vec<Violation>,
+    /// Simulated milliseconds from a QoS 1/2 PUBLISH's first send to its acknowledgement,
+    /// for every acknowledgement (re-sends after a reconnect included).
+    pub ack_ms: Vec<u64>,
     /// Things worth knowing that are not failures (a run that did not settle, ...).
     pub notes: Vec<String>,
     /// The run's trace, when asked for.
@@ -247,6 +250,7 @@ impl Ledger {
             return;
         }
         msg.ack = Some((reason, now));
+        report.ack_ms.push(now.saturating_sub(msg.sent.at));
         if reason == 0x10 && msg.sent.v5 && msg.sent.subscribed {
             report.violate(
                 "2-no-match",

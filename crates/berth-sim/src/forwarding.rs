@@ -1,7 +1,10 @@
 //! Forwarding (`forwarding.rs` of `berth-node`): one ordered queue per target node, batches of
 //! up to 512 retried with backoff (5 s per attempt) until the 10 s deadline, clients the target
 //! no longer owns re-routed to the owners this node's registry names (20 rounds), and the
-//! outcome reported to the broker as `ForwardDone`.
+//! outcome reported to the broker as `ForwardDone`; a target that answers neither a batch nor a
+//! probe within the handoff bound gets its batch and queue handed back (`HandOff`), and so
+//! does everything after, until a probe answers (`NodeReachable`) and the broker resumes the
+//! queue (`ForwardResume`).
 
 use std::collections::BTreeMap;
 
@@ -22,15 +25,140 @@ impl Sim {
         if queue.batch.is_some() || queue.waiting.is_empty() {
             return;
         }
+        if queue.returning {
+            let items: Vec<FwdItem> = queue.waiting.drain(..).collect();
+            self.hand_back(n, target, items);
+            return;
+        }
         let take = queue.waiting.len().min(FORWARD_BATCH);
         let items: Vec<FwdItem> = queue.waiting.drain(..take).collect();
-        queue.batch = Some(FwdBatch {
-            items,
-            attempts: 0,
-            backoff: 50,
-            stage: FwdStage::Sleeping,
-        });
+        let id = self.id();
+        if let Some(queue) = self.node_mut(n).fwd.get_mut(&target) {
+            queue.batch = Some(FwdBatch {
+                id,
+                items,
+                attempts: 0,
+                backoff: 50,
+                stage: FwdStage::Sleeping,
+            });
+        }
+        if let Some(bound) = self.cfg.handoff_after {
+            self.at_node(
+                n,
+                bound,
+                NodeEv::Timer(Timer::ForwardWatch { target, batch: id }),
+            );
+        }
         self.forward_attempt(n, target);
+    }
+
+    /// `send_watched`: the batch `batch` is still unanswered after the bound; probe.
+    pub(crate) fn forward_watch(&mut self, n: NodeId, target: NodeId, batch: Id) {
+        let watched = self
+            .node(n)
+            .fwd
+            .get(&target)
+            .and_then(|q| q.batch.as_ref())
+            .is_some_and(|b| {
+                b.id == batch && matches!(b.stage, FwdStage::Sending { .. } | FwdStage::Sleeping)
+            });
+        if watched {
+            let purpose = Purpose::Probe {
+                target,
+                batch: Some(batch),
+            };
+            let body = NetBody::Forward(Vec::new(), false);
+            self.start_rpc(n, target, purpose, body, self.cfg.handoff_after);
+        }
+    }
+
+    /// A probe's outcome: for a batch's watch (unanswered: hand everything back), or for a
+    /// handed-back queue (answered: tell the broker).
+    pub(crate) fn probe_reply(
+        &mut self,
+        n: NodeId,
+        target: NodeId,
+        batch: Option<Id>,
+        answered: bool,
+    ) {
+        let Some(queue) = self.node(n).fwd.get(&target) else {
+            return;
+        };
+        let Some(id) = batch else {
+            if answered && queue.returning {
+                trace!(self, "n{n}: n{target} reachable again");
+                let event = Event::NodeReachable {
+                    node: berth_core::NodeId(target),
+                };
+                self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
+            }
+            return;
+        };
+        let current = queue.batch.as_ref().is_some_and(|b| {
+            b.id == id && matches!(b.stage, FwdStage::Sending { .. } | FwdStage::Sleeping)
+        });
+        if !current {
+            return;
+        }
+        if answered {
+            // Alive, only slow (an import holds the forward back): keep waiting.
+            let bound = self.cfg.handoff_after.unwrap_or(100);
+            self.at_node(
+                n,
+                bound,
+                NodeEv::Timer(Timer::ForwardWatch { target, batch: id }),
+            );
+            return;
+        }
+        trace!(
+            self,
+            "n{n}: n{target} unreachable, handing its forwards back"
+        );
+        let Some(queue) = self.node_mut(n).fwd.get_mut(&target) else {
+            return;
+        };
+        let Some(batch) = queue.batch.take() else {
+            return;
+        };
+        queue.returning = true;
+        let mut items = batch.items;
+        items.extend(queue.waiting.drain(..));
+        self.hand_back(n, target, items);
+        self.at_node(n, PROBE_EVERY, NodeEv::Timer(Timer::ProbeTick { target }));
+    }
+
+    /// `Event::HandOff` of `items`, in order.
+    fn hand_back(&mut self, n: NodeId, target: NodeId, items: Vec<FwdItem>) {
+        if items.is_empty() {
+            return;
+        }
+        let event = Event::HandOff {
+            node: berth_core::NodeId(target),
+            items: items.into_iter().map(|i| (i.token, i.forwarded)).collect(),
+        };
+        self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
+    }
+
+    /// A handed-back queue probes its target now and then.
+    pub(crate) fn probe_tick(&mut self, n: NodeId, target: NodeId) {
+        if !self.node(n).fwd.get(&target).is_some_and(|q| q.returning) {
+            return;
+        }
+        let purpose = Purpose::Probe {
+            target,
+            batch: None,
+        };
+        let body = NetBody::Forward(Vec::new(), false);
+        self.start_rpc(n, target, purpose, body, self.cfg.handoff_after);
+        self.at_node(n, PROBE_EVERY, NodeEv::Timer(Timer::ProbeTick { target }));
+    }
+
+    /// `Action::ForwardResume`: the queue sends again.
+    pub(crate) fn forward_resume(&mut self, n: NodeId, target: NodeId) {
+        if let Some(queue) = self.node_mut(n).fwd.get_mut(&target) {
+            queue.returning = false;
+        }
+        self.forward_kick(n, target);
     }
 
     pub(crate) fn forward_attempt(&mut self, n: NodeId, target: NodeId) {

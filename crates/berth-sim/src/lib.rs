@@ -82,6 +82,9 @@ pub struct SimConfig {
     pub snapshot_prob: f64,
     /// Share of QoS 2 publishes.
     pub qos2_share: f64,
+    /// `cluster.handoff_after`: how long a forward and a probe may go unanswered before the
+    /// forwards are handed back to the broker (hinted handoff; `None`: never, as before it).
+    pub handoff_after: Option<u64>,
     /// Record a human-readable trace of the run.
     pub trace: bool,
 }
@@ -103,6 +106,7 @@ impl Default for SimConfig {
             ack_prob: 0.85,
             snapshot_prob: 0.3,
             qos2_share: 0.25,
+            handoff_after: Some(100),
             trace: false,
         }
     }

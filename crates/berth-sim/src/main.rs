@@ -58,6 +58,7 @@ fn parse() -> Result<Args, String> {
                 args.config.stale_copy_prob = 0.0;
             }
             "--no-bounces" => args.config.bounces = false,
+            "--no-handoff" => args.config.handoff_after = None,
             "--scenario" => {
                 let v = value("--scenario")?;
                 let steps = args.config.steps;
@@ -76,7 +77,7 @@ fn parse() -> Result<Args, String> {
             "--trace" => args.trace = true,
             "--verbose" | "-v" => args.verbose = true,
             "--help" | "-h" => {
-                return Err("usage: berth-sim [--seeds A..B | --seed N] [--trace] [--verbose] [--scenario chaos|stale-copy|calm] [--steps N] [--stale-copy P] [--no-nemesis] [--no-bounces]".into());
+                return Err("usage: berth-sim [--seeds A..B | --seed N] [--trace] [--verbose] [--scenario chaos|stale-copy|calm] [--steps N] [--stale-copy P] [--no-nemesis] [--no-bounces] [--no-handoff]".into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
@@ -129,6 +130,7 @@ fn main() -> ExitCode {
         total.crashes += report.crashes;
         total.partitions += report.partitions;
         total.stale_copy_scripts += report.stale_copy_scripts;
+        total.ack_ms.extend(&report.ack_ms);
     }
     println!(
         "{count} seeds in {:.1}s: {} failed | published {} acked {} delivered {} lost {} duplicates {} late {} (stranded {}, resent {}) takeovers {} pauses {} crashes {} partitions {} stale-copy scripts {}",
@@ -147,6 +149,24 @@ fn main() -> ExitCode {
         total.crashes,
         total.partitions,
         total.stale_copy_scripts,
+    );
+    total.ack_ms.sort_unstable();
+    let at = |q: f64| {
+        let n = total.ack_ms.len();
+        if n == 0 {
+            return 0;
+        }
+        total.ack_ms[((n as f64 * q) as usize).min(n - 1)]
+    };
+    println!(
+        "acknowledgement after first send, simulated ms: p50 {} p90 {} p99 {} p99.9 {} max {} | over 1 s: {} of {}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999),
+        total.ack_ms.last().copied().unwrap_or(0),
+        total.ack_ms.iter().filter(|ms| **ms > 1_000).count(),
+        total.ack_ms.len(),
     );
     if failed.is_empty() {
         ExitCode::SUCCESS

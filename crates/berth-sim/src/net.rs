@@ -153,6 +153,12 @@ pub(crate) enum Purpose {
     Forward {
         target: NodeId,
     },
+    /// An empty forward: does `target` answer? For the watch of `batch`, or (`None`) while
+    /// its queue is handed back.
+    Probe {
+        target: NodeId,
+        batch: Option<Id>,
+    },
     /// One owner's part of a re-route round of `target`'s batch.
     Reroute {
         target: NodeId,

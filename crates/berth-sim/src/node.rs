@@ -40,6 +40,8 @@ use crate::wire::{forwarded_to_pb, over_socket, replicate_client, replicate_comm
 pub(crate) const FORWARD_BATCH: usize = 512;
 pub(crate) const FORWARD_DEADLINE: Time = 10_000;
 pub(crate) const FORWARD_ATTEMPT: Time = 5_000;
+/// `forwarding.rs`: how often a node handed back is probed.
+pub(crate) const PROBE_EVERY: Time = 250;
 /// `cluster_link.rs`: `broker_caught_up`'s bound, `TAKEOVER_HEADER_WAIT`, the pull's timeout.
 pub(crate) const CAUGHT_UP_WAIT: Time = 10_000;
 pub(crate) const TAKEOVER_HEADER_WAIT: Time = 20_000;
@@ -122,6 +124,8 @@ pub(crate) struct Pull {
 pub(crate) struct FwdItem {
     pub(crate) token: Option<u64>,
     pub(crate) msg: pb::ForwardedMessage,
+    /// The broker's form, handed back to it if the target cannot be reached (`HandOff`).
+    pub(crate) forwarded: berth_core::Forwarded,
     pub(crate) deadline: Time,
 }
 
@@ -146,6 +150,8 @@ pub(crate) enum FwdStage {
 
 #[derive(Debug)]
 pub(crate) struct FwdBatch {
+    /// Names the batch for its watch (`Timer::ForwardWatch`).
+    pub(crate) id: Id,
     pub(crate) items: Vec<FwdItem>,
     /// Attempts sent so far (a later one is a retry: `ForwardBatch.retry`).
     pub(crate) attempts: u32,
@@ -157,6 +163,9 @@ pub(crate) struct FwdBatch {
 pub(crate) struct FwdQueue {
     pub(crate) waiting: VecDeque<FwdItem>,
     pub(crate) batch: Option<FwdBatch>,
+    /// The target answered neither the batch nor a probe: everything goes back to the broker
+    /// (`HandOff`) until it resumes the queue (`ForwardResume`).
+    pub(crate) returning: bool,
 }
 
 /// Who waits for the broker's `ForwardAccepted` of a server token.
@@ -259,7 +268,14 @@ impl Node {
     }
 
     /// Whether anything of the cluster machinery is still under way here.
-    pub fn busy(&self) -> Option<String> {
+    pub fn busy(&mut self) -> Option<String> {
+        let kept = self
+            .broker
+            .as_mut()
+            .map_or(0, |b| b.stats().handoff_messages);
+        if kept > 0 {
+            return Some(format!("n{}: {kept} handoff entries", self.id));
+        }
         if !self.claims.is_empty() {
             return Some(format!("n{}: {} claims", self.id, self.claims.len()));
         }
@@ -307,7 +323,9 @@ fn canonical(actions: &mut [Action]) {
     pub(crate) fn key(action: &Action) -> (u8, u64, String) {
         match action {
             Action::Send { conn, .. } | Action::Close { conn } => (0, conn.0, String::new()),
-            Action::Forward { node, .. } => (1, node.0, String::new()),
+            Action::Forward { node, .. } | Action::ForwardResume { node } => {
+                (1, node.0, String::new())
+            }
             Action::ForwardAccepted { token, .. } => (2, *token, String::new()),
             Action::Replicate(change) => (3, 0, replicate_client(change).to_string()),
             Action::Adopt { client, .. } => (4, 0, client.as_str().to_string()),
@@ -446,6 +464,8 @@ impl Sim {
                     self.endpoint_export(n, from, rpc)
                 }
                 Timer::ForwardRetry { target } => self.forward_retry(n, target),
+                Timer::ForwardWatch { target, batch } => self.forward_watch(n, target, batch),
+                Timer::ProbeTick { target } => self.probe_tick(n, target),
                 Timer::RerouteRetry { target } => self.reroute_retry(n, target),
                 Timer::PullHeader { rpc } => {
                     let waiting = self
@@ -530,18 +550,28 @@ impl Sim {
                 message,
                 clients,
                 publisher,
+                retried,
             } => {
                 let target = target.0;
-                let msg = forwarded_to_pb(&message, &clients, publisher.as_ref());
+                let mut msg = forwarded_to_pb(&message, &clients, publisher.as_ref());
+                msg.retried = retried;
                 let deadline = self.now + FORWARD_DEADLINE;
+                let forwarded = berth_core::Forwarded {
+                    message,
+                    clients,
+                    publisher,
+                    retried,
+                };
                 let queue = self.node_mut(n).fwd.entry(target).or_default();
                 queue.waiting.push_back(FwdItem {
                     token,
                     msg,
+                    forwarded,
                     deadline,
                 });
                 self.forward_kick(n, target);
             }
+            Action::ForwardResume { node: target } => self.forward_resume(n, target.0),
             Action::ForwardAccepted { token, not_owned } => {
                 match self.node_mut(n).fwd_replies.remove(&token) {
                     Some(ReplyTo::Remote { from, rpc }) => {
@@ -630,6 +660,7 @@ impl Sim {
     ) {
         match purpose {
             Purpose::Forward { target } => self.forward_reply(n, target, rpc, result),
+            Purpose::Probe { target, batch } => self.probe_reply(n, target, batch, result.is_ok()),
             Purpose::Reroute { target, round } => {
                 let taken =
                     matches!(&result, Ok(NetBody::ForwardAck(not_owned)) if not_owned.is_empty());

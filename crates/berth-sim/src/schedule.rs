@@ -419,7 +419,7 @@ impl Sim {
     pub fn quiesce(&mut self) {
         let waiting = self
             .clients_settled()
-            .or_else(|| self.nodes.iter().find_map(|n| n.busy()))
+            .or_else(|| self.nodes.iter_mut().find_map(|n| n.busy()))
             .or_else(|| {
                 self.nodes.iter().find_map(|n| {
                     let moving = n.broker.as_ref().map_or(0, |b| b.moving_sessions().len());

@@ -125,6 +125,10 @@ pub(crate) enum Timer {
     ForwardRetry { target: NodeId },
     /// A forward queue's pause between re-route rounds.
     RerouteRetry { target: NodeId },
+    /// The handoff bound of a batch: still unanswered, the target is probed.
+    ForwardWatch { target: NodeId, batch: Id },
+    /// A handed-back target is probed again.
+    ProbeTick { target: NodeId },
 }
 
 // Packets travel inline: a simulator has no reason to box its messages.

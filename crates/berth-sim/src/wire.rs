@@ -121,6 +121,7 @@ pub(crate) fn forwarded_to_pb(
         message: Some(message_to_pb(message)),
         client_ids: clients.iter().map(|c| c.as_str().to_string()).collect(),
         publisher: publisher.map(|p| p.as_str().to_string()),
+        retried: false,
     }
 }
 
@@ -144,7 +145,7 @@ pub(crate) fn forwarded_from_pb(
                 .filter_map(|c| client_id(c))
                 .collect(),
             publisher: forwarded.publisher.as_deref().and_then(client_id),
-            retried,
+            retried: retried || forwarded.retried,
         });
     }
     Ok(messages)

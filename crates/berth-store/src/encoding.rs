@@ -42,8 +42,8 @@ use berth_codec::{
     SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 use berth_core::{
-    ClientId, Delivery, Epoch, InflightRecord, Message, MessageId, NodeId, QueueSeq, SessionExpiry,
-    SessionRecord, StoreError, SubscriptionRecord, UnixMillis, WillRecord,
+    ClientId, Delivery, Epoch, HandoffRecord, InflightRecord, Message, MessageId, NodeId, QueueSeq,
+    SessionExpiry, SessionRecord, StoreError, SubscriptionRecord, UnixMillis, WillRecord,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
@@ -61,10 +61,11 @@ pub(crate) enum Cf {
     Qos2In,
     Qos2Seen,
     Retained,
+    Handoff,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 7] = [
+    pub(crate) const ALL: [Cf; 8] = [
         Cf::Sessions,
         Cf::Subscriptions,
         Cf::Queues,
@@ -72,6 +73,7 @@ impl Cf {
         Cf::Qos2In,
         Cf::Qos2Seen,
         Cf::Retained,
+        Cf::Handoff,
     ];
 
     /// The column families holding rows of one session, beside its record.
@@ -92,6 +94,7 @@ impl Cf {
             Cf::Qos2In => "qos2_in",
             Cf::Qos2Seen => "qos2_seen",
             Cf::Retained => "retained",
+            Cf::Handoff => "handoff",
         }
     }
 }
@@ -143,6 +146,12 @@ pub(crate) fn seen_key(client: &ClientId, slot: u64) -> Vec<u8> {
     let mut key = client_prefix(client);
     key.put_u64(slot);
     key
+}
+
+/// `seq:u64`: handoff entries of every session in the order this node kept them (not under the
+/// client's prefix: a copy of the same client's session here is deleted on its own).
+pub(crate) fn handoff_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
 }
 
 pub(crate) fn retained_key(topic: &TopicName) -> &[u8] {
@@ -275,6 +284,19 @@ pub(crate) fn encode_retained(message: &Message) -> Result<BytesMut, StoreError>
     Ok(out)
 }
 
+/// `V1 flags:u8 (bit 0 retried, bit 1 publisher) len:u16 client [len:u16 publisher] MSG`.
+pub(crate) fn encode_handoff(record: &HandoffRecord) -> Result<BytesMut, StoreError> {
+    let mut out = BytesMut::new();
+    out.put_u8(FORMAT_V1);
+    out.put_u8(u8::from(record.retried) | u8::from(record.publisher.is_some()) << 1);
+    out.put_slice(&client_prefix(&record.client));
+    if let Some(publisher) = &record.publisher {
+        out.put_slice(&client_prefix(publisher));
+    }
+    put_message(&mut out, &record.message, &[])?;
+    Ok(out)
+}
+
 fn put_delivery(out: &mut BytesMut, delivery: &Delivery) -> Result<(), StoreError> {
     out.put_u64(delivery.size());
     out.put_u8(
@@ -372,6 +394,19 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self, what: &str) -> Result<u64, StoreError> {
         self.take(what).map(u64::from_be_bytes)
+    }
+
+    /// `len:u16 bytes`, a client id.
+    fn client(&mut self, what: &str) -> Result<ClientId, StoreError> {
+        let len = usize::from(u16::from_be_bytes(self.take(what)?));
+        let bytes = self
+            .value
+            .get(self.pos..self.pos + len)
+            .ok_or_else(|| self.corrupt(&format!("value ends inside {what}")))?;
+        self.pos += len;
+        MqttString::from_bytes(Bytes::copy_from_slice(bytes))
+            .map(ClientId::new)
+            .map_err(|e| self.corrupt(&format!("{what}: {e}")))
     }
 
     fn qos(&mut self, byte: u8, what: &str) -> Result<QoS, StoreError> {
@@ -566,6 +601,34 @@ pub(crate) fn decode_message_id(cf: Cf, key: &[u8], value: &[u8]) -> Result<Mess
     Ok(MessageId { origin, seq })
 }
 
+pub(crate) fn decode_handoff(key: &[u8], value: &[u8]) -> Result<HandoffRecord, StoreError> {
+    let seq = <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt(Cf::Handoff, key, "key is not a sequence number"))?;
+    let mut r = Reader::new(Cf::Handoff, key, value)?;
+    let flags = r.u8("handoff flags")?;
+    if flags & !0b11 != 0 {
+        return Err(r.corrupt(&format!("unknown handoff flags {flags:#04x}")));
+    }
+    let client = r.client("handoff client")?;
+    let publisher = if flags & 0b10 != 0 {
+        Some(r.client("handoff publisher")?)
+    } else {
+        None
+    };
+    let (message, extra_ids) = r.message()?;
+    if !extra_ids.is_empty() {
+        return Err(r.corrupt("handoff message carries delivery subscription identifiers"));
+    }
+    Ok(HandoffRecord {
+        seq,
+        client,
+        message,
+        publisher,
+        retried: flags & 1 != 0,
+    })
+}
+
 pub(crate) fn decode_retained(key: &[u8], value: &[u8]) -> Result<Message, StoreError> {
     let mut r = Reader::new(Cf::Retained, key, value)?;
     let (message, extra_ids) = r.message()?;
@@ -595,6 +658,12 @@ pub(crate) fn corrupt(cf: Cf, key: &[u8], message: &str) -> StoreError {
 fn describe_key(cf: Cf, key: &[u8]) -> String {
     if cf == Cf::Retained {
         return format!("{}/{:?}", cf.name(), String::from_utf8_lossy(key));
+    }
+    if cf == Cf::Handoff {
+        return match <[u8; 8]>::try_from(key) {
+            Ok(seq) => format!("{}/{}", cf.name(), u64::from_be_bytes(seq)),
+            Err(_) => format!("{}/0x{}", cf.name(), hex(key)),
+        };
     }
     let Some((prefix, rest)) = try_split_prefix(key) else {
         return format!("{}/0x{}", cf.name(), hex(key));

@@ -255,6 +255,16 @@ impl RocksStore {
             Op::DeleteRetained { topic } => {
                 wb.delete_cf(self.cf(Cf::Retained)?, e::retained_key(&topic))
             }
+            Op::PutHandoff { record } => {
+                wb.put_cf(
+                    self.cf(Cf::Handoff)?,
+                    e::handoff_key(record.seq),
+                    e::encode_handoff(&record)?,
+                );
+            }
+            Op::DeleteHandoff { seq, .. } => {
+                wb.delete_cf(self.cf(Cf::Handoff)?, e::handoff_key(seq))
+            }
         }
         Ok(())
     }
@@ -390,7 +400,16 @@ impl Store for RocksStore {
             retained.push(encoding::decode_retained(key, value)?);
             Ok(true)
         })?;
-        Ok(Loaded { sessions, retained })
+        let mut handoff = Vec::new();
+        self.scan(Cf::Handoff, &[], &[], |key, value| {
+            handoff.push(encoding::decode_handoff(key, value)?);
+            Ok(true)
+        })?;
+        Ok(Loaded {
+            sessions,
+            retained,
+            handoff,
+        })
     }
 
     fn write(&mut self, batch: Batch) -> Result<(), StoreError> {

@@ -79,6 +79,7 @@ fn put_raw(path: &Path, cf: &str, key: &[u8], value: &[u8]) {
         "qos2_in",
         "qos2_seen",
         "retained",
+        "handoff",
     ];
     let db = rocksdb::DB::open_cf(&options, path, names).unwrap();
     db.put_cf(db.cf_handle(cf).unwrap(), key, value).unwrap();
@@ -151,6 +152,17 @@ fn garbage_values_are_corrupt_errors() {
 
     put_raw(dir.path(), "sessions", &key("dev", b""), &[1, 2, 3]);
     assert_corrupt(open(dir.path()).load(), "sessions/\"dev\"");
+
+    // A handoff entry whose client id runs past the value's end.
+    let dir = TempDir::new().unwrap();
+    drop(open(dir.path()));
+    put_raw(
+        dir.path(),
+        "handoff",
+        &5u64.to_be_bytes(),
+        &[1, 0, 0, 9, b'x'],
+    );
+    assert_corrupt(open(dir.path()).load(), "handoff/5");
 }
 
 #[test]
@@ -165,4 +177,10 @@ fn garbage_keys_are_corrupt_errors() {
     drop(open(dir.path()));
     put_raw(dir.path(), "retained", b"topic/x", b"\x01\x00");
     assert_corrupt(open(dir.path()).load(), "retained/\"topic/x\"");
+
+    // A handoff key that is not a sequence number.
+    let dir = TempDir::new().unwrap();
+    drop(open(dir.path()));
+    put_raw(dir.path(), "handoff", &[1, 2, 3], &[1]);
+    assert_corrupt(open(dir.path()).load(), "handoff/0x010203");
 }

@@ -71,10 +71,13 @@ pub enum Key {
     ClusterPeers,
     ClusterJoin,
     ClusterCommitTimeout,
+    ClusterHandoffAfter,
+    ClusterHandoffMaxPerSession,
+    ClusterHandoffMaxTotal,
 }
 
 impl Key {
-    pub const ALL: [Key; 24] = [
+    pub const ALL: [Key; 27] = [
         Key::Listen,
         Key::Http,
         Key::DataDir,
@@ -99,6 +102,9 @@ impl Key {
         Key::ClusterPeers,
         Key::ClusterJoin,
         Key::ClusterCommitTimeout,
+        Key::ClusterHandoffAfter,
+        Key::ClusterHandoffMaxPerSession,
+        Key::ClusterHandoffMaxTotal,
     ];
 
     /// The dotted name: `section.key`, or `key` at the top level of the file.
@@ -128,6 +134,9 @@ impl Key {
             Key::ClusterPeers => "cluster.peers",
             Key::ClusterJoin => "cluster.join",
             Key::ClusterCommitTimeout => "cluster.commit_timeout",
+            Key::ClusterHandoffAfter => "cluster.handoff_after",
+            Key::ClusterHandoffMaxPerSession => "cluster.handoff_max_per_session",
+            Key::ClusterHandoffMaxTotal => "cluster.handoff_max_total",
         }
     }
 
@@ -157,6 +166,9 @@ impl Key {
             Key::ClusterPeers => "BERTH_CLUSTER_PEERS",
             Key::ClusterJoin => "BERTH_CLUSTER_JOIN",
             Key::ClusterCommitTimeout => "BERTH_CLUSTER_COMMIT_TIMEOUT",
+            Key::ClusterHandoffAfter => "BERTH_CLUSTER_HANDOFF_AFTER",
+            Key::ClusterHandoffMaxPerSession => "BERTH_CLUSTER_HANDOFF_MAX_PER_SESSION",
+            Key::ClusterHandoffMaxTotal => "BERTH_CLUSTER_HANDOFF_MAX_TOTAL",
         }
     }
 }
@@ -191,6 +203,9 @@ pub struct ClusterSettings {
     pub join: Option<String>,
     /// How long CONNECT, SUBSCRIBE and takeover wait for consensus before failing.
     pub commit_timeout_secs: u32,
+    /// How long a node may leave a forward and a probe unanswered before the messages for
+    /// its sessions are kept on the publisher's node instead (hinted handoff).
+    pub handoff_after_ms: u32,
 }
 
 impl Default for ClusterSettings {
@@ -202,6 +217,7 @@ impl Default for ClusterSettings {
             peers: Vec::new(),
             join: None,
             commit_timeout_secs: 5,
+            handoff_after_ms: 100,
         }
     }
 }
@@ -261,6 +277,9 @@ pub struct Overrides {
     pub peers: Option<Vec<(u64, String)>>,
     pub join: Option<Option<String>>,
     pub commit_timeout_secs: Option<u32>,
+    pub handoff_after_ms: Option<u32>,
+    pub handoff_max_per_session: Option<Limit>,
+    pub handoff_max_total: Option<Limit>,
 }
 
 /// Reads one source key by key: `get` finds a key's raw value, `origin` names it in errors.
@@ -318,6 +337,10 @@ impl Overrides {
             peers: reader.field(Key::ClusterPeers, value::peers)?,
             join: reader.field(Key::ClusterJoin, value::optional_host_port)?,
             commit_timeout_secs: reader.field(Key::ClusterCommitTimeout, value::timeout_secs)?,
+            handoff_after_ms: reader.field(Key::ClusterHandoffAfter, value::millis)?,
+            handoff_max_per_session: reader
+                .field(Key::ClusterHandoffMaxPerSession, value::count_limit)?,
+            handoff_max_total: reader.field(Key::ClusterHandoffMaxTotal, value::count_limit)?,
         })
     }
 }
@@ -360,6 +383,9 @@ impl Config {
             peers,
             join,
             commit_timeout_secs,
+            handoff_after_ms,
+            handoff_max_per_session,
+            handoff_max_total,
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
@@ -383,6 +409,8 @@ impl Config {
         set(&mut broker.limits.topic_alias_maximum, topic_alias_maximum);
         set(&mut broker.limits.max_keep_alive, max_keep_alive);
         set(&mut broker.denied_filters, denied_filters);
+        set(&mut broker.handoff.max_per_session, handoff_max_per_session);
+        set(&mut broker.handoff.max_total, handoff_max_total);
         let cluster = &mut self.cluster;
         set(&mut cluster.node_id, node_id);
         set(&mut cluster.listen, cluster_listen);
@@ -390,6 +418,7 @@ impl Config {
         set(&mut cluster.peers, peers);
         set(&mut cluster.join, join);
         set(&mut cluster.commit_timeout_secs, commit_timeout_secs);
+        set(&mut cluster.handoff_after_ms, handoff_after_ms);
     }
 
     /// Rules between keys; single values were checked where they entered.

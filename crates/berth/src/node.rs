@@ -74,6 +74,9 @@ pub async fn start_cluster(
                 node: node.clone(),
                 events,
                 slot,
+                handoff_after: std::time::Duration::from_millis(u64::from(
+                    settings.handoff_after_ms,
+                )),
             },
             config.broker.clone(),
         ),

@@ -118,6 +118,10 @@ impl<S: Store> Broker<S> {
                     return;
                 }
                 self.fence_on_move(&client, owner);
+                if !kept {
+                    // Started afresh: what was kept here for the old session is void.
+                    self.discard_handoff(&client);
+                }
                 let mut abandoned_import = false;
                 let unpulled =
                     owner != node && self.import_pending(&client) && !self.import_started(&client);
@@ -300,6 +304,7 @@ impl<S: Store> Broker<S> {
                     self.discard_moving_copy(&client);
                 }
                 self.forget_remote(&client);
+                self.discard_handoff(&client);
                 let stale = self
                     .sessions
                     .get(&client)
@@ -346,6 +351,8 @@ impl<S: Store> Broker<S> {
                 for (client, epoch, will) in parked {
                     self.publish_parked_will(now, &client, epoch, will);
                 }
+                // Handoff entries found at start: their owners are known now.
+                self.pump_handoff(now);
             }
             ClusterEvent::Retained { message } => self.set_retained_public(&message),
             ClusterEvent::Reset { sessions } => self.on_reset(now, sessions),
@@ -593,7 +600,13 @@ pub(super) fn handle_cluster_event<S: Store>(
             token,
             delivered,
             node,
-        } => broker.on_forward_done(now, token, delivered, Some(node)),
+        } => {
+            if !broker.on_handoff_forward_done(now, token, delivered) {
+                broker.on_forward_done(now, token, delivered, Some(node));
+            }
+        }
+        Event::HandOff { node, items } => broker.on_hand_off(now, node, items),
+        Event::NodeReachable { node } => broker.on_node_reachable(now, node),
         Event::ImportState { client, export } => broker.on_import_state(now, &client, *export),
         Event::ImportQueue { client, page } => broker.on_import_queue(now, &client, page),
         Event::ImportBegin { client } => broker.on_import_begin(&client),

@@ -179,7 +179,13 @@ impl<S: Store> Broker<S> {
                 // Being imported here: it waits for the backlog with the others.
                 self.defer_local(held.token, forwarded);
             }
-            Some(owner) => self.send_forward(owner, held.token, forwarded),
+            Some(owner) => {
+                let waits = self.forward_or_hand_off(owner, held.token, forwarded);
+                if !waits && let Some(token) = held.token {
+                    // Kept here for an owner that cannot be reached: that is the answer.
+                    self.on_forward_done(now, token, true, None);
+                }
+            }
             None => {
                 self.deliver_forwarded(now, &forwarded);
                 if let Some(token) = held.token {

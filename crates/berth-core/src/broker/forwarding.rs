@@ -57,11 +57,12 @@ impl<S: Store> Broker<S> {
         // `route` already set fenced sessions apart from the owners' groups.
         let fenced = std::mem::take(&mut cluster.route_fenced);
         let node = cluster.node;
-        let mut waits = groups.len();
+        let mut waits = 0;
         for client in fenced {
             waits += usize::from(self.hold_fenced(&client, token, message, publisher));
         }
         if let Some(importing) = groups.remove(&node) {
+            waits += 1;
             // Sessions this node is importing: they wait here, like forwards from elsewhere.
             let forwarded = Forwarded {
                 message: message.clone(),
@@ -78,7 +79,7 @@ impl<S: Store> Broker<S> {
                 publisher: publisher.cloned(),
                 retried: false,
             };
-            self.send_forward(node, token, forwarded);
+            waits += usize::from(self.forward_or_hand_off(node, token, forwarded));
         }
         waits
     }
@@ -94,6 +95,7 @@ impl<S: Store> Broker<S> {
             message: forwarded.message,
             clients: forwarded.clients,
             publisher: forwarded.publisher,
+            retried: forwarded.retried,
         });
     }
 

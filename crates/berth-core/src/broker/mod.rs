@@ -20,6 +20,7 @@ mod delivery;
 mod expiry;
 mod fences;
 mod forwarding;
+mod handoff;
 mod identity;
 mod merge;
 mod publish;
@@ -79,6 +80,16 @@ pub enum Event {
         delivered: bool,
         node: NodeId,
     },
+    /// `node` did not answer a forward nor a probe within the handoff bound: what was on its
+    /// way there (with the forward tokens, in order) is kept here for its sessions, and what
+    /// would go there is kept too until `NodeReachable` (hinted handoff, `broker/handoff.rs`).
+    HandOff {
+        node: NodeId,
+        items: Vec<(Option<u64>, Forwarded)>,
+    },
+    /// A probe of `node` answered after a `HandOff`: forwards go there again
+    /// (`Action::ForwardResume`), and so do the entries kept for its sessions.
+    NodeReachable { node: NodeId },
     /// Takeover, new owner: the pull from the old owner starts.
     ImportBegin { client: ClientId },
     /// Takeover, new owner: the session's state from its old owner.
@@ -148,6 +159,15 @@ pub enum Action {
         message: Arc<Message>,
         clients: Vec<ClientId>,
         publisher: Option<ClientId>,
+        /// It may have reached `node` before (a handoff entry whose first forward went
+        /// unanswered): delivered with DUP = 1.
+        retried: bool,
+    },
+    /// Forwards to `node` go out again after a `HandOff`: every `Forward` before this one was
+    /// made while `node` counted as reachable and must come back as a `HandOff` if it has not
+    /// left yet (so that nothing overtakes what was kept here).
+    ForwardResume {
+        node: NodeId,
     },
     /// The forwarded messages of `token` are stored; `not_owned` were not for this node.
     ForwardAccepted {
@@ -209,6 +229,8 @@ pub struct Broker<S: Store> {
     held: acks::HeldAcks,
     /// Set when the broker runs as a cluster node.
     cluster: Option<Box<cluster::ClusterState>>,
+    /// Messages kept for other nodes' sessions whose owner could not be reached.
+    handoff: handoff::Handoff,
 }
 
 impl<S: Store> Broker<S> {
@@ -237,6 +259,7 @@ impl<S: Store> Broker<S> {
             route_congested: None,
             held: acks::HeldAcks::default(),
             cluster: None,
+            handoff: handoff::Handoff::restore(loaded.handoff),
         };
         for message in loaded.retained {
             broker
@@ -371,7 +394,12 @@ impl<S: Store> Broker<S> {
             }
             Event::Packet { conn, packet } => self.on_packet(now, conn, packet),
             Event::Closed { conn, reason } => self.on_closed(now, conn, reason),
-            Event::Tick => self.on_tick(now),
+            Event::Tick => {
+                self.on_tick(now);
+                if self.handoff.pump_due(now) {
+                    self.pump_handoff(now);
+                }
+            }
             event => cluster::handle_cluster_event(self, now, event),
         }
     }
@@ -383,7 +411,11 @@ impl<S: Store> Broker<S> {
 
     /// When the next will or session expiry is due, for the server's timer.
     pub fn next_deadline(&self) -> Option<UnixMillis> {
-        self.timers.first().map(|(at, _)| *at)
+        let timer = self.timers.first().map(|(at, _)| *at);
+        match (timer, self.handoff.next_pump()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn stats(&mut self) -> &Stats {
@@ -410,6 +442,7 @@ impl<S: Store> Broker<S> {
         self.stats.sessions = self.sessions.len() as u64;
         self.stats.queued_messages = self.sessions.values().map(|s| s.queue.bounds.count).sum();
         self.stats.retained_messages = self.retained.len() as u64;
+        self.stats.handoff_messages = self.handoff.total();
         self.stats.stranded_messages = self.cluster.as_ref().map_or(0, |c| {
             c.moving
                 .keys()

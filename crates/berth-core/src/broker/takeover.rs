@@ -471,16 +471,7 @@ impl<S: Store> Broker<S> {
                 _ => unowned = true,
             }
         }
-        if let Some(token) = token
-            && let Some(waiting) = self
-                .cluster
-                .as_mut()
-                .and_then(|c| c.waiting.get_mut(&token))
-        {
-            // One acknowledgement was expected from this node's own group; one now comes from
-            // each owner instead.
-            waiting.remaining += owners.len();
-        }
+        let mut sent = 0;
         for (node, clients) in owners {
             let onward = Forwarded {
                 message: forwarded.message.clone(),
@@ -488,7 +479,17 @@ impl<S: Store> Broker<S> {
                 publisher: forwarded.publisher.clone(),
                 retried: false,
             };
-            self.send_forward(node, token, onward);
+            sent += usize::from(self.forward_or_hand_off(node, token, onward));
+        }
+        if let Some(token) = token
+            && let Some(waiting) = self
+                .cluster
+                .as_mut()
+                .and_then(|c| c.waiting.get_mut(&token))
+        {
+            // One acknowledgement was expected from this node's own group; one now comes from
+            // each owner it was forwarded to instead (none from those it is kept here for).
+            waiting.remaining += sent;
         }
         if let Some(token) = token {
             // The wait for this node's own group (`defer_local`) ends.

@@ -182,6 +182,8 @@ pub(crate) fn inflight(store: &dyn Store, client: &ClientId) -> Vec<(PacketId, I
 pub(crate) struct Snapshot {
     pub sessions: Vec<LoadedSession>,
     pub retained: Vec<Message>,
+    /// In `seq` order, as every store must load them.
+    pub handoff: Vec<crate::store::HandoffRecord>,
 }
 
 impl Snapshot {
@@ -203,7 +205,11 @@ pub(crate) fn normalize(loaded: Loaded) -> Snapshot {
     sessions.sort_by(|a, b| a.client.as_str().cmp(b.client.as_str()));
     let mut retained = loaded.retained;
     retained.sort_by(|a, b| a.topic.as_str().cmp(b.topic.as_str()));
-    Snapshot { sessions, retained }
+    Snapshot {
+        sessions,
+        retained,
+        handoff: loaded.handoff,
+    }
 }
 
 pub(crate) fn load(store: &mut dyn Store) -> Snapshot {

@@ -3,6 +3,7 @@
 use berth_codec::{ProtocolVersion, QoS};
 
 use super::fixtures::*;
+use crate::message::Message;
 use crate::store::{Batch, Op, SessionExpiry, Store};
 
 pub(super) fn empty_store_loads_nothing(store: &mut dyn Store) {
@@ -209,4 +210,59 @@ pub(super) fn retained_put_replace_delete(store: &mut dyn Store) {
         }],
     );
     assert!(load(store).retained.is_empty());
+}
+
+/// Hinted-handoff entries: loaded in `seq` order (numeric), every field exact, apart from the
+/// rows of a session of the same client (deleting that session leaves them).
+pub(super) fn handoff_put_delete_in_seq_order_apart_from_sessions(store: &mut dyn Store) {
+    use crate::store::HandoffRecord;
+    let entry =
+        |seq: u64, who: &str, message: Message, publisher: Option<&str>, retried| HandoffRecord {
+            seq,
+            client: client(who),
+            message,
+            publisher: publisher.map(client),
+            retried,
+        };
+    let mut with_id = rich("t/rich", QoS::ExactlyOnce, false);
+    with_id.id = Some(crate::ids::MessageId {
+        origin: crate::ids::NodeId(3),
+        seq: 77,
+    });
+    let entries = vec![
+        entry(2, "a", plain("t/a", b"one"), None, false),
+        entry(10, "客户端", with_id, Some("pub"), true),
+        entry(300, "a", plain("t/a", b""), Some("a"), false),
+    ];
+    write(
+        store,
+        entries
+            .iter()
+            .rev()
+            .map(|record| Op::PutHandoff {
+                record: record.clone(),
+            })
+            .chain([Op::PutSession {
+                client: client("a"),
+                record: bare_session(1),
+            }])
+            .collect(),
+    );
+    assert_eq!(load(store).handoff, entries);
+    write(
+        store,
+        vec![
+            Op::DeleteSession {
+                client: client("a"),
+            },
+            Op::DeleteHandoff {
+                client: client("客户端"),
+                seq: 10,
+            },
+        ],
+    );
+    assert_eq!(
+        load(store).handoff,
+        vec![entries[0].clone(), entries[2].clone()]
+    );
 }

@@ -57,6 +57,15 @@ fn everything_survives_reopen<S: Store>(open: &mut dyn FnMut() -> S) {
                 Op::PutRetained {
                     message: plain("retained/plain", b""),
                 },
+                Op::PutHandoff {
+                    record: crate::store::HandoffRecord {
+                        seq: 7,
+                        client: clients[2].clone(),
+                        message: rich("handoff/rich", QoS::AtLeastOnce, false),
+                        publisher: Some(clients[0].clone()),
+                        retried: true,
+                    },
+                },
                 Op::Enqueue {
                     client: clients[2].clone(),
                     seq: QueueSeq(3),

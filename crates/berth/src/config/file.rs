@@ -39,6 +39,9 @@ struct Cluster {
     peers: Option<toml::Value>,
     join: Option<toml::Value>,
     commit_timeout: Option<toml::Value>,
+    handoff_after: Option<toml::Value>,
+    handoff_max_per_session: Option<toml::Value>,
+    handoff_max_total: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +110,9 @@ impl FileConfig {
             Key::ClusterPeers => self.cluster.peers.as_ref(),
             Key::ClusterJoin => self.cluster.join.as_ref(),
             Key::ClusterCommitTimeout => self.cluster.commit_timeout.as_ref(),
+            Key::ClusterHandoffAfter => self.cluster.handoff_after.as_ref(),
+            Key::ClusterHandoffMaxPerSession => self.cluster.handoff_max_per_session.as_ref(),
+            Key::ClusterHandoffMaxTotal => self.cluster.handoff_max_total.as_ref(),
         }
     }
 }

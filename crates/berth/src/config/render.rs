@@ -102,6 +102,18 @@ impl Config {
                         "commit_timeout",
                         string(&format!("{}s", cluster.commit_timeout_secs)),
                     ),
+                    (
+                        "handoff_after",
+                        string(&super::value::format_millis(cluster.handoff_after_ms)),
+                    ),
+                    (
+                        "handoff_max_per_session",
+                        super::value::format_limit(broker.handoff.max_per_session, false),
+                    ),
+                    (
+                        "handoff_max_total",
+                        super::value::format_limit(broker.handoff.max_total, false),
+                    ),
                 ],
             ),
         ];

@@ -439,6 +439,36 @@ pub fn timeout_secs(input: Input<'_>) -> Result<u32, Problem> {
 }
 
 /// `peers` written back as the file spells them.
+/// A short duration: `"100ms"` or `"2s"`, from 1 ms to 60 s.
+pub fn millis(input: Input<'_>) -> Result<u32, Problem> {
+    let text = input
+        .text()
+        .ok_or_else(|| input.wrong_type("a duration such as \"100ms\""))?;
+    let bad = || Problem::BadDuration {
+        value: text.to_owned(),
+    };
+    let (number, unit) = split_number(text);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "ms" => number,
+        "s" => number.checked_mul(1_000).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    match u32::try_from(ms) {
+        Ok(ms) if (1..=60_000).contains(&ms) => Ok(ms),
+        _ => Err(Problem::OutOfRange {
+            value: text.to_owned(),
+            min: 1,
+            max: 60_000,
+        }),
+    }
+}
+
+/// `100` → `"100ms"`.
+pub fn format_millis(ms: u32) -> String {
+    format!("{ms}ms")
+}
+
 pub fn format_peers(peers: &[(u64, String)]) -> toml::Value {
     toml::Value::Array(
         peers

@@ -17,6 +17,7 @@ mod cluster;
 mod connect;
 mod fences;
 mod flow;
+mod handoff;
 mod identity;
 mod limits;
 mod qos;
@@ -264,6 +265,7 @@ impl Out {
         !self.actions.iter().any(|action| match action {
             Action::Send { conn: c, .. } | Action::Close { conn: c } => *c == conn,
             Action::Forward { .. }
+            | Action::ForwardResume { .. }
             | Action::ForwardAccepted { .. }
             | Action::Replicate(_)
             | Action::Adopt { .. } => false,
