@@ -187,8 +187,10 @@ pub struct LoadedSession {
 pub struct HandoffRecord {
     /// Orders every handoff entry of this node (one sequence for all sessions).
     pub seq: u64,
-    /// The session it is for.
+    /// The session it is for, at the newest epoch the keeping node knew of (a Clean Start or
+    /// an end at a later epoch voids it; one replayed from an older log entry does not).
     pub client: ClientId,
+    pub epoch: Epoch,
     pub message: Message,
     /// The client that published it, for No Local.
     pub publisher: Option<ClientId>,

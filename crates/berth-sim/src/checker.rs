@@ -77,6 +77,9 @@ pub struct Report {
     pub late_stranded: u64,
     /// Late because the publisher sent them again.
     pub late_resent: u64,
+    /// Late because a node kept them while their owner could not be reached, and the session
+    /// or the publisher moved meanwhile.
+    pub late_handoff: u64,
     /// Persistent sessions a client found gone (CONNACK Session Present 0).
     pub lost_sessions: u64,
     pub takeovers: u64,
@@ -133,7 +136,7 @@ impl Report {
     /// One line of counts.
     pub fn summary(&self) -> String {
         format!(
-            "seed {}: published {} acked {} (0x10 {}, refused {}) delivered {} lost {} lost-sessions {} duplicates {} redelivered {} late {} (stranded {}, resent {}) takeovers {} (fallback {}) stranded-recovered {} | pauses {} crashes {} partitions {} declared-down {} snapshots {} stale-copy {} | {} events, {:.1}s simulated | {} violations",
+            "seed {}: published {} acked {} (0x10 {}, refused {}) delivered {} lost {} lost-sessions {} duplicates {} redelivered {} late {} (stranded {}, resent {}, handoff {}) takeovers {} (fallback {}) stranded-recovered {} | pauses {} crashes {} partitions {} declared-down {} snapshots {} stale-copy {} | {} events, {:.1}s simulated | {} violations",
             self.seed,
             self.published,
             self.acked,
@@ -144,9 +147,10 @@ impl Report {
             self.lost_sessions,
             self.duplicates,
             self.redeliveries,
-            self.late_stranded + self.late_resent,
+            self.late_stranded + self.late_resent + self.late_handoff,
             self.late_stranded,
             self.late_resent,
+            self.late_handoff,
             self.takeovers,
             self.fallbacks,
             self.stranded_recovered,
@@ -214,6 +218,10 @@ pub(crate) struct Ledger {
     msgs: BTreeMap<MsgKey, MsgInfo>,
     /// Messages that came with a stranded backlog, per client.
     late: BTreeSet<(String, MsgKey)>,
+    /// Messages a node kept for the client while its owner could not be reached (hinted
+    /// handoff): they follow the session or arrive after what the publisher sent on another
+    /// node meanwhile.
+    handed_off: BTreeSet<(String, MsgKey)>,
     /// Highest sequence received per (device, epoch, publisher).
     order: BTreeMap<(usize, u64, usize), u64>,
     /// Who ran each (client, epoch).
@@ -265,6 +273,13 @@ impl Ledger {
                     msg.sent.tag()
                 ),
             );
+        }
+    }
+
+    /// `message` was kept for `client` by a node that could not reach its owner.
+    pub fn note_handed_off(&mut self, client: &ClientId, message: &berth_core::Message) {
+        if let Some(key) = parse_key(&message.payload) {
+            self.handed_off.insert((client.as_str().to_string(), key));
         }
     }
 
@@ -386,13 +401,15 @@ impl Ledger {
             let stranded = self.late.contains(&(r.device_id.clone(), r.key));
             if stranded {
                 report.late_stranded += 1;
+            } else if self.handed_off.contains(&(r.device_id.clone(), r.key)) {
+                report.late_handoff += 1;
             } else if msg.transmissions > 1 {
                 report.late_resent += 1;
             } else {
                 report.violate(
                     "4-order",
                     format!(
-                        "{} got {name} after p{publisher}:{} within epoch {} (conn {}), sent once and not from a stranded backlog",
+                        "{} got {name} after p{publisher}:{} within epoch {} (conn {}), sent once and not from a stranded backlog or a handoff",
                         r.device_id, *last, r.epoch, r.conn.0
                     ),
                 );

@@ -125,6 +125,7 @@ fn main() -> ExitCode {
         total.duplicates += report.duplicates;
         total.late_stranded += report.late_stranded;
         total.late_resent += report.late_resent;
+        total.late_handoff += report.late_handoff;
         total.takeovers += report.takeovers;
         total.pauses += report.pauses;
         total.crashes += report.crashes;
@@ -133,7 +134,7 @@ fn main() -> ExitCode {
         total.ack_ms.extend(&report.ack_ms);
     }
     println!(
-        "{count} seeds in {:.1}s: {} failed | published {} acked {} delivered {} lost {} duplicates {} late {} (stranded {}, resent {}) takeovers {} pauses {} crashes {} partitions {} stale-copy scripts {}",
+        "{count} seeds in {:.1}s: {} failed | published {} acked {} delivered {} lost {} duplicates {} late {} (stranded {}, resent {}, handoff {}) takeovers {} pauses {} crashes {} partitions {} stale-copy scripts {}",
         started.elapsed().as_secs_f64(),
         failed.len(),
         total.published,
@@ -141,9 +142,10 @@ fn main() -> ExitCode {
         total.delivered,
         total.lost,
         total.duplicates,
-        total.late_stranded + total.late_resent,
+        total.late_stranded + total.late_resent + total.late_handoff,
         total.late_stranded,
         total.late_resent,
+        total.late_handoff,
         total.takeovers,
         total.pauses,
         total.crashes,

@@ -521,6 +521,9 @@ impl Sim {
         };
         let result = broker.handle(now, event);
         let mut actions = broker.take_actions();
+        for (client, message) in broker.handoff_entries() {
+            self.ledger.note_handed_off(&client, &message);
+        }
         if let Err(error) = result {
             self.report
                 .violate("store", format!("n{n}: the broker's store failed: {error}"));

@@ -284,11 +284,13 @@ pub(crate) fn encode_retained(message: &Message) -> Result<BytesMut, StoreError>
     Ok(out)
 }
 
-/// `V1 flags:u8 (bit 0 retried, bit 1 publisher) len:u16 client [len:u16 publisher] MSG`.
+/// `V1 flags:u8 (bit 0 retried, bit 1 publisher) epoch:u64 len:u16 client [len:u16 publisher]
+/// MSG`.
 pub(crate) fn encode_handoff(record: &HandoffRecord) -> Result<BytesMut, StoreError> {
     let mut out = BytesMut::new();
     out.put_u8(FORMAT_V1);
     out.put_u8(u8::from(record.retried) | u8::from(record.publisher.is_some()) << 1);
+    out.put_u64(record.epoch.0);
     out.put_slice(&client_prefix(&record.client));
     if let Some(publisher) = &record.publisher {
         out.put_slice(&client_prefix(publisher));
@@ -610,6 +612,7 @@ pub(crate) fn decode_handoff(key: &[u8], value: &[u8]) -> Result<HandoffRecord, 
     if flags & !0b11 != 0 {
         return Err(r.corrupt(&format!("unknown handoff flags {flags:#04x}")));
     }
+    let epoch = Epoch(r.u64("handoff epoch")?);
     let client = r.client("handoff client")?;
     let publisher = if flags & 0b10 != 0 {
         Some(r.client("handoff publisher")?)
@@ -623,6 +626,7 @@ pub(crate) fn decode_handoff(key: &[u8], value: &[u8]) -> Result<HandoffRecord, 
     Ok(HandoffRecord {
         seq,
         client,
+        epoch,
         message,
         publisher,
         retried: flags & 1 != 0,

@@ -120,7 +120,7 @@ impl<S: Store> Broker<S> {
                 self.fence_on_move(&client, owner);
                 if !kept {
                     // Started afresh: what was kept here for the old session is void.
-                    self.discard_handoff(&client);
+                    self.discard_handoff_before(&client, epoch);
                 }
                 let mut abandoned_import = false;
                 let unpulled =
@@ -304,7 +304,7 @@ impl<S: Store> Broker<S> {
                     self.discard_moving_copy(&client);
                 }
                 self.forget_remote(&client);
-                self.discard_handoff(&client);
+                self.discard_handoff_upto(&client, epoch);
                 let stale = self
                     .sessions
                     .get(&client)

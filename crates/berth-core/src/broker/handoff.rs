@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::{Action, Broker};
 use crate::cluster::{Forwarded, NodeId};
 use crate::config::DropPolicy;
-use crate::ids::ClientId;
+use crate::ids::{ClientId, Epoch};
 use crate::message::Message;
 use crate::stats::DropReason;
 use crate::store::{HandoffRecord, Op, Store};
@@ -61,6 +61,8 @@ struct HandoffQueue {
 #[derive(Debug)]
 struct Entry {
     seq: u64,
+    /// The session's epoch as this node knew it (`HandoffRecord::epoch`).
+    epoch: Epoch,
     message: Arc<Message>,
     publisher: Option<ClientId>,
     retried: bool,
@@ -80,6 +82,7 @@ impl Handoff {
                 .entries
                 .push_back(Entry {
                     seq: record.seq,
+                    epoch: record.epoch,
                     message: Arc::new(record.message),
                     publisher: record.publisher,
                     retried: record.retried,
@@ -114,6 +117,20 @@ impl Handoff {
 }
 
 impl<S: Store> Broker<S> {
+    /// The messages kept here for other nodes' sessions, per session in order (for an
+    /// operator's view, and the simulator's checker).
+    pub fn handoff_entries(&self) -> Vec<(ClientId, Arc<Message>)> {
+        self.handoff
+            .queues
+            .iter()
+            .flat_map(|(client, q)| {
+                q.entries
+                    .iter()
+                    .map(|e| (client.clone(), e.message.clone()))
+            })
+            .collect()
+    }
+
     /// Keeps `message` for `client` (its owner cannot be reached, or older entries wait);
     /// false when the handoff is full and the drop policy refuses it.
     pub(super) fn hand_off(
@@ -157,10 +174,12 @@ impl<S: Store> Broker<S> {
         let seq = self.handoff.next_seq;
         self.handoff.next_seq += 1;
         self.handoff.total += 1;
+        let epoch = self.known_epoch(client);
         self.batch.push(Op::PutHandoff {
             record: HandoffRecord {
                 seq,
                 client: client.clone(),
+                epoch,
                 message: (**message).clone(),
                 publisher: publisher.cloned(),
                 retried,
@@ -173,6 +192,7 @@ impl<S: Store> Broker<S> {
             .entries
             .push_back(Entry {
                 seq,
+                epoch,
                 message: message.clone(),
                 publisher: publisher.cloned(),
                 retried,
@@ -323,6 +343,19 @@ impl<S: Store> Broker<S> {
         }
     }
 
+    /// `client`'s import here is done: its entries go on now (delivered here if it stays),
+    /// not at the next tick, after newer messages that waited for the import.
+    pub(super) fn hand_over_kept(&mut self, now: UnixMillis, client: &ClientId) {
+        if self
+            .handoff
+            .queues
+            .get(client)
+            .is_some_and(|q| q.sending == 0)
+        {
+            self.send_handoff_round(now, client);
+        }
+    }
+
     /// The next entries of `client` go to the node that owns it now.
     fn send_handoff_round(&mut self, now: UnixMillis, client: &ClientId) {
         if self.is_fenced(client) {
@@ -387,18 +420,59 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    /// `client`'s session ended (or started afresh): what was kept for it goes.
-    pub(super) fn discard_handoff(&mut self, client: &ClientId) {
-        let Some(queue) = self.handoff.queues.remove(client) else {
+    /// `client`'s session ended at `epoch` (`Dropped`): what was kept for it up to that
+    /// epoch goes (a replayed old end leaves what was kept for a later session).
+    pub(super) fn discard_handoff_upto(&mut self, client: &ClientId, epoch: Epoch) {
+        self.discard_handoff_where(client, |e| e <= epoch);
+    }
+
+    /// `client` started afresh at `epoch` (a Clean Start claim): what was kept for an older
+    /// session goes.
+    pub(super) fn discard_handoff_before(&mut self, client: &ClientId, epoch: Epoch) {
+        self.discard_handoff_where(client, |e| e < epoch);
+    }
+
+    /// The session `client` is gone: all that was kept for it goes.
+    fn discard_handoff(&mut self, client: &ClientId) {
+        self.discard_handoff_where(client, |_| true);
+    }
+
+    fn discard_handoff_where(&mut self, client: &ClientId, void: impl Fn(Epoch) -> bool) {
+        let Some(queue) = self.handoff.queues.get_mut(client) else {
             return;
         };
-        for entry in queue.entries {
+        let mut kept = VecDeque::with_capacity(queue.entries.len());
+        let mut gone = Vec::new();
+        for (at, entry) in queue.entries.drain(..).enumerate() {
+            // An entry out to an owner stays until its round ends.
+            if at >= queue.sending && void(entry.epoch) {
+                gone.push(entry.seq);
+            } else {
+                kept.push_back(entry);
+            }
+        }
+        queue.entries = kept;
+        if queue.entries.is_empty() {
+            self.handoff.queues.remove(client);
+        }
+        for seq in gone {
             self.handoff.total -= 1;
             self.batch.push(Op::DeleteHandoff {
                 client: client.clone(),
-                seq: entry.seq,
+                seq,
             });
         }
+    }
+
+    /// The newest epoch of `client`'s session this node knows.
+    fn known_epoch(&self, client: &ClientId) -> Epoch {
+        let remote = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.remote.get(client))
+            .map(|r| r.epoch);
+        let local = self.sessions.get(client).map(|s| s.epoch);
+        remote.max(local).unwrap_or_default()
     }
 }
 

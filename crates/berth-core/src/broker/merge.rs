@@ -315,6 +315,9 @@ impl<S: Store> Broker<S> {
                 return;
             }
         };
+        // Messages whose packet id the session uses go out under new ids — after the others
+        // joined, so that a new id is never one a later late entry still brings.
+        let mut displaced = Vec::new();
         for (id, record) in late {
             let outgoing = match record {
                 InflightRecord::Sent { delivery, .. } => {
@@ -326,7 +329,7 @@ impl<S: Store> Broker<S> {
                         || delivery.qos == QoS::AtMostOnce
                         || delivery.message.is_expired(now)
                     {
-                        self.deliver(now, client, delivery);
+                        displaced.push(delivery);
                         continue;
                     }
                     if !self.take_once(client, &delivery) {
@@ -339,6 +342,9 @@ impl<S: Store> Broker<S> {
             };
             used.insert(id);
             self.join_window(client, id, outgoing);
+        }
+        for delivery in displaced {
+            self.deliver(now, client, delivery);
         }
         if self
             .sessions

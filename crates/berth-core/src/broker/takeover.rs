@@ -423,6 +423,9 @@ impl<S: Store> Broker<S> {
                 self.index.insert(client, &filter, record);
             }
         }
+        // What this node kept for the session while its owner could not be reached follows
+        // its backlog, ahead of what waited for the import (newer).
+        self.hand_over_kept(now, client);
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };

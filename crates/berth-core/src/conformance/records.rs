@@ -220,6 +220,7 @@ pub(super) fn handoff_put_delete_in_seq_order_apart_from_sessions(store: &mut dy
         |seq: u64, who: &str, message: Message, publisher: Option<&str>, retried| HandoffRecord {
             seq,
             client: client(who),
+            epoch: crate::ids::Epoch(seq + 1),
             message,
             publisher: publisher.map(client),
             retried,

@@ -61,6 +61,7 @@ fn everything_survives_reopen<S: Store>(open: &mut dyn FnMut() -> S) {
                     record: crate::store::HandoffRecord {
                         seq: 7,
                         client: clients[2].clone(),
+                        epoch: crate::ids::Epoch(4),
                         message: rich("handoff/rich", QoS::AtLeastOnce, false),
                         publisher: Some(clients[0].clone()),
                         retried: true,

@@ -693,3 +693,62 @@ fn a_late_copys_unacknowledged_message_keeps_its_packet_id_where_it_is_free() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_late_message_moved_to_a_new_packet_id_never_takes_one_another_late_message_keeps() {
+    let mut a = holder_with_backlog();
+    let mut b = owner_without_backlog(&mut a);
+    let (conn, _) = b.connect_as(v3("x", false), 2);
+    // m4 holds id 1 here; the late copy brings m1 under id 1 (taken) and m2 under id 2 (free).
+    forward(&mut b, 1, b"m4");
+    let sent = |order: u64, payload: &'static [u8]| crate::store::InflightRecord::Sent {
+        order,
+        delivery: crate::message::Delivery {
+            message: Arc::new(Message {
+                topic: topic("t"),
+                payload: Bytes::from_static(payload),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: PublishProperties::default(),
+                expires_at: None,
+                id: None,
+            }),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+            redelivery: false,
+        },
+    };
+    let late = b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(2),
+        export: late_copy(
+            vec![(pid(1), sent(1, b"m1")), (pid(2), sent(2, b"m2"))],
+            Vec::new(),
+            Vec::new(),
+        ),
+        page: Vec::new(),
+    });
+    let ids: Vec<(String, Option<u16>)> = late
+        .publishes(conn)
+        .iter()
+        .map(|p| {
+            (
+                String::from_utf8_lossy(&p.payload).into_owned(),
+                p.packet_id.map(|id| id.get()),
+            )
+        })
+        .collect();
+    assert!(
+        ids.contains(&("m2".into(), Some(2))),
+        "m2 keeps the id the device may hold: {ids:?}"
+    );
+    let mut window = b.stored_inflight("x");
+    window.sort_unstable();
+    window.dedup();
+    assert_eq!(
+        window.len(),
+        3,
+        "m4, m2 and m1 each under an id of their own: {ids:?}"
+    );
+}
