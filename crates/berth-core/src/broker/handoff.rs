@@ -302,6 +302,22 @@ impl<S: Store> Broker<S> {
         queue.sending = queue.sending.saturating_sub(1);
         if !stored {
             queue.failed = true;
+            // Unanswered, not refused: it may have arrived and been delivered; it goes again
+            // with DUP = 1 (written down, for a restart too).
+            if let Some(entry) = queue.entries.iter_mut().find(|e| e.seq == seq)
+                && !entry.retried
+            {
+                entry.retried = true;
+                let record = HandoffRecord {
+                    seq,
+                    client: client.clone(),
+                    epoch: entry.epoch,
+                    message: (*entry.message).clone(),
+                    publisher: entry.publisher.clone(),
+                    retried: true,
+                };
+                self.batch.push(Op::PutHandoff { record });
+            }
             return true;
         }
         if let Some(at) = queue.entries.iter().position(|e| e.seq == seq) {

@@ -314,3 +314,51 @@ fn a_full_handoff_refuses_with_quota_exceeded_under_drop_newest() {
         1
     );
 }
+
+#[test]
+fn an_entry_whose_forward_went_unanswered_goes_again_with_dup() {
+    let (mut h, publisher) = owner_unreachable();
+    h.publish(publisher, publish("t/2", b"m2", QoS::AtLeastOnce, 2));
+    let out = h.event(Event::NodeReachable { node: NodeId(2) });
+    // The round reaches node 2, which stores m2 and stops answering before it says so.
+    let items = out
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Forward {
+                token,
+                message,
+                clients,
+                publisher,
+                retried,
+                ..
+            } => Some((
+                *token,
+                Forwarded {
+                    message: Arc::clone(message),
+                    clients: clients.clone(),
+                    publisher: publisher.clone(),
+                    retried: *retried,
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    h.event(Event::HandOff {
+        node: NodeId(2),
+        items,
+    });
+    assert_eq!(
+        kept(&mut h),
+        vec![
+            ("far".into(), "m1".into(), true),
+            ("far".into(), "m2".into(), true)
+        ],
+        "both stay, and both may have arrived"
+    );
+    let out = h.event(Event::NodeReachable { node: NodeId(2) });
+    assert_eq!(
+        retried_flags(&out),
+        vec![(2, "m1".into(), true), (2, "m2".into(), true)]
+    );
+}
