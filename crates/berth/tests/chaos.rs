@@ -302,6 +302,7 @@ fn print_report(shared: &Shared, lb: &HaProxy) -> support::chaos::checker::Repor
         println!("chaos: {what}: {n}");
     }
     println!("\n{}", report.table());
+    println!("{}", records.slow_acks(Duration::from_millis(100)));
     let routes = lb.routes();
     if !report.lost.is_empty() {
         println!("{}", records.explain_lost(&report.lost, &routes, 30));

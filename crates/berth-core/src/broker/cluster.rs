@@ -15,7 +15,7 @@ use berth_codec::{DisconnectReasonCode, Packet, TopicFilter};
 use super::claims::{Parked, UNCLAIMED_WAIT_MS, Unclaimed};
 use super::forwarding::Waiting;
 use super::{Action, Broker, Event};
-use crate::cluster::{ClusterEvent, Forwarded, NodeId, Replicate};
+use crate::cluster::{ClusterEvent, NodeId, Replicate};
 use crate::ids::{ClientId, Epoch};
 
 use crate::message::Message;
@@ -35,11 +35,6 @@ pub(crate) struct ClusterState {
     pub importing: HashSet<ClientId>,
     /// Of those, the ones whose takeover has started pulling (`ImportBegin`).
     pub import_started: HashMap<ClientId, u32>,
-    /// Forward batches whose messages wait for imports here, in arrival order.
-    pub deferred: Vec<super::forwarding::DeferredForward>,
-    /// Messages published here for sessions being imported here: delivered (and their
-    /// publishers acknowledged) after the backlog.
-    pub deferred_local: Vec<(Option<u64>, Forwarded)>,
     /// Publishes waiting for other nodes, by token.
     pub waiting: HashMap<u64, Waiting>,
     pub next_token: u64,
@@ -171,8 +166,8 @@ impl<S: Store> Broker<S> {
                             cluster.moving.insert(client.clone(), (owner, epoch));
                         }
                     }
-                    // Forwards that waited here for the import go to the new owner now.
-                    self.redo_deferred(now, &client);
+                    // What was kept here for it stays until the import is done, and then
+                    // moves on with the copy (`hand_over_kept`).
                 }
                 if owner == node {
                     // Where the session's newest state is: the node its copy here was moving
@@ -262,7 +257,8 @@ impl<S: Store> Broker<S> {
                     remote.started = if kept { started } else { epoch };
                 }
                 if abandoned_import {
-                    self.release_deferred_local(now);
+                    // What was kept here for it goes to the new owner.
+                    self.abandon_kept(now, &client);
                 }
             }
             ClusterEvent::Subscribed {

@@ -9,8 +9,7 @@
 //! it from then on waits here, in order, until every forward sent to the old owner before the
 //! move has ended (stored, re-routed and stored, or failed), and then goes to whoever owns the
 //! session at that moment. The publisher's acknowledgement waits with it, as it would for an
-//! owner. Messages this node holds for a session it is importing (`deferred_local`) count as
-//! forwards to this node.
+//! owner (bounded: a forward its node does not answer is kept here, `handoff`, and so ends).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -87,16 +86,13 @@ impl<S: Store> Broker<S> {
             return;
         }
         // Where this node's messages for `client` went so far: the node its copy here was moving
-        // to, the owner it routed to, or this node itself (its messages wait here for an
-        // import, `defer_local`, when no route names this node: an older copy is here).
-        let here = (self.sessions.contains_key(client) || cluster.importing.contains(client))
-            .then_some(cluster.node);
+        // to, or the owner it routed to. (What this node keeps for a session it imports is in
+        // its handoff, not in flight: newer messages from here queue behind it there.)
         let old = cluster
             .moving
             .get(client)
             .map(|(to, _)| *to)
-            .or_else(|| cluster.remote.get(client).map(|r| r.owner))
-            .or(here);
+            .or_else(|| cluster.remote.get(client).map(|r| r.owner));
         let Some(old) = old.filter(|old| *old != new_owner) else {
             return;
         };
@@ -176,8 +172,12 @@ impl<S: Store> Broker<S> {
         };
         match self.remote_owner(client) {
             Some(owner) if owner == node => {
-                // Being imported here: it waits for the backlog with the others.
-                self.defer_local(held.token, forwarded);
+                // Being imported here: kept for after the backlog, with the others.
+                let publisher = forwarded.publisher.as_ref();
+                self.keep_for_import(client, &forwarded.message, publisher, false);
+                if let Some(token) = held.token {
+                    self.on_forward_done(now, token, true, None);
+                }
             }
             Some(owner) => {
                 let waits = self.forward_or_hand_off(owner, held.token, forwarded);

@@ -25,16 +25,6 @@ pub(crate) struct Waiting {
     message_id: Option<MessageId>,
 }
 
-/// A forward batch with messages for sessions this node is importing (see `accept_forwarded`).
-#[derive(Debug)]
-pub(crate) struct DeferredForward {
-    pub token: u64,
-    /// What still waits.
-    pub messages: Vec<Forwarded>,
-    /// Clients of the part already handled that this node does not own.
-    pub not_owned: Vec<ClientId>,
-}
-
 impl<S: Store> Broker<S> {
     pub(super) fn note_remote_match(&mut self, owner: NodeId, client: ClientId) {
         if let Some(cluster) = self.cluster.as_mut() {
@@ -62,15 +52,12 @@ impl<S: Store> Broker<S> {
             waits += usize::from(self.hold_fenced(&client, token, message, publisher));
         }
         if let Some(importing) = groups.remove(&node) {
-            waits += 1;
-            // Sessions this node is importing: they wait here, like forwards from elsewhere.
-            let forwarded = Forwarded {
-                message: message.clone(),
-                clients: importing,
-                publisher: publisher.cloned(),
-                retried: false,
-            };
-            self.defer_local(token, forwarded);
+            // Sessions this node is importing: kept here (durably) and delivered after their
+            // backlog, like forwards from elsewhere; the publisher does not wait for the
+            // import (its old owner may be unreachable for a while).
+            for client in importing {
+                self.keep_for_import(&client, message, publisher, false);
+            }
         }
         for (node, clients) in groups {
             let forwarded = Forwarded {
@@ -97,19 +84,6 @@ impl<S: Store> Broker<S> {
             publisher: forwarded.publisher,
             retried: forwarded.retried,
         });
-    }
-
-    /// Holds `forwarded` for sessions this node is importing until their backlog is in
-    /// (`on_import_done`); tracked like a forward to this node.
-    pub(super) fn defer_local(&mut self, token: Option<u64>, forwarded: Forwarded) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        if let Some(token) = token {
-            let node = cluster.node;
-            cluster.in_flight.sent(node, token);
-        }
-        cluster.deferred_local.push((token, forwarded));
     }
 
     pub(super) fn new_token(&mut self) -> Option<u64> {
@@ -364,32 +338,16 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    /// Messages other nodes routed to sessions owned here. Acknowledged once stored.
+    /// Messages other nodes routed to sessions owned here, acknowledged once stored: each
+    /// delivered to the sessions it names, except those arriving here (an import) or with
+    /// messages kept here before them: for those it is kept (durably, `keep_for_import`) and
+    /// delivered after their backlog and those messages. The sender does not wait for an
+    /// import, whose old owner may be away for a while.
     pub(super) fn on_forwarded(&mut self, now: UnixMillis, token: u64, messages: Vec<Forwarded>) {
-        self.accept_forwarded(
-            now,
-            DeferredForward {
-                token,
-                messages,
-                not_owned: Vec::new(),
-            },
-        );
-    }
-
-    /// Delivers a forward batch to the sessions it names, except those this node is importing:
-    /// their messages wait for the backlog, and the batch's acknowledgement with them. Only
-    /// those wait: a message for another session in the same batch is not held back behind
-    /// them, where newer messages for that session (in later batches) would overtake it.
-    pub(super) fn accept_forwarded(&mut self, now: UnixMillis, batch: DeferredForward) {
-        let DeferredForward {
-            token,
-            messages,
-            mut not_owned,
-        } = batch;
-        let mut waiting = Vec::new();
+        let mut not_owned = Vec::new();
         for forwarded in messages {
-            if !forwarded.clients.iter().any(|c| self.import_waits_here(c)) {
-                // The usual case: nothing of it waits, and it is delivered as it came.
+            if !forwarded.clients.iter().any(|c| self.kept_first(c)) {
+                // The usual case: delivered as it came.
                 not_owned.extend(self.deliver_forwarded(now, &forwarded));
                 continue;
             }
@@ -397,7 +355,7 @@ impl<S: Store> Broker<S> {
                 .clients
                 .iter()
                 .cloned()
-                .partition(|client| self.import_waits_here(client));
+                .partition(|client| self.kept_first(client));
             if !ready.is_empty() {
                 let part = Forwarded {
                     clients: ready,
@@ -405,54 +363,34 @@ impl<S: Store> Broker<S> {
                 };
                 not_owned.extend(self.deliver_forwarded(now, &part));
             }
-            if !later.is_empty() {
-                waiting.push(Forwarded {
-                    clients: later,
-                    ..forwarded
-                });
+            for client in &later {
+                let publisher = forwarded.publisher.as_ref();
+                self.keep_for_import(client, &forwarded.message, publisher, forwarded.retried);
             }
         }
-        match self.cluster.as_mut() {
-            Some(cluster) if !waiting.is_empty() => cluster.deferred.push(DeferredForward {
-                token,
-                messages: waiting,
-                not_owned,
-            }),
-            _ => self
-                .actions
-                .push(Action::ForwardAccepted { token, not_owned }),
-        }
+        self.actions
+            .push(Action::ForwardAccepted { token, not_owned });
+    }
+
+    /// Whether a message forwarded for `client` is kept here for later: the session is
+    /// arriving here (`import_waits_here`), or runs here with messages kept before it.
+    fn kept_first(&self, client: &ClientId) -> bool {
+        self.import_waits_here(client)
+            || (self.handoff.holds(client)
+                && self.remote_owner(client).is_none()
+                && self.sessions.contains_key(client))
     }
 
     /// Whether a message forwarded for `client` waits here for its import: only while this
     /// node owns the session. Claimed elsewhere meanwhile, the import still runs (a chained
-    /// takeover) but what it brings moves on, and the message goes to the new owner — whose own
-    /// import puts it behind the backlog — instead of waiting here for an import that may not
-    /// end soon and then arriving behind newer messages that took the direct way.
+    /// takeover) but what it brings moves on, and the message is answered "not owned": its
+    /// sender sends it to the new owner, whose own import puts it behind the backlog.
     fn import_waits_here(&self, client: &ClientId) -> bool {
         let node = self.cluster.as_ref().map(|c| c.node);
         self.import_pending(client)
             && self
                 .remote_owner(client)
                 .is_none_or(|owner| Some(owner) == node)
-    }
-
-    /// `client` was claimed by another node: forwards that waited here for its import are
-    /// answered now (`not_owned`, so their senders send them to the new owner).
-    pub(super) fn redo_deferred(&mut self, now: UnixMillis, client: &ClientId) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        if !cluster
-            .deferred
-            .iter()
-            .any(|batch| batch.messages.iter().any(|m| m.clients.contains(client)))
-        {
-            return;
-        }
-        for batch in std::mem::take(&mut cluster.deferred) {
-            self.accept_forwarded(now, batch);
-        }
     }
 
     /// Delivers a forwarded message to the named local sessions; returns those not owned here.
@@ -480,7 +418,7 @@ impl<S: Store> Broker<S> {
     }
 
     /// What `client` gets of `message` by its own subscriptions (merged as the index does).
-    fn delivery_for(
+    pub(super) fn delivery_for(
         &self,
         client: &ClientId,
         message: &Arc<Message>,

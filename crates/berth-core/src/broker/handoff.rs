@@ -108,6 +108,11 @@ impl Handoff {
         self.next_pump().is_some_and(|at| at <= now)
     }
 
+    /// Whether messages are kept here for `client` (newer ones queue behind them).
+    pub fn holds(&self, client: &ClientId) -> bool {
+        !self.queues.is_empty() && self.queues.contains_key(client)
+    }
+
     /// Whether a match on `client`, owned by `owner`, is kept here instead of forwarded: its
     /// owner cannot be reached, or older entries for it wait here.
     pub fn takes(&self, owner: NodeId, client: &ClientId) -> bool {
@@ -117,8 +122,8 @@ impl Handoff {
 }
 
 impl<S: Store> Broker<S> {
-    /// The messages kept here for other nodes' sessions, per session in order (for an
-    /// operator's view, and the simulator's checker).
+    /// The messages kept here for sessions, per session in order (for an operator's view,
+    /// and the simulator's checker).
     pub fn handoff_entries(&self) -> Vec<(ClientId, Arc<Message>)> {
         self.handoff
             .queues
@@ -129,6 +134,20 @@ impl<S: Store> Broker<S> {
                     .map(|e| (client.clone(), e.message.clone()))
             })
             .collect()
+    }
+
+    /// Keeps `message` for `client`, a session this node is importing (or that has entries
+    /// kept here): delivered after its backlog (`hand_over_kept` at the import's end).
+    pub(super) fn keep_for_import(
+        &mut self,
+        client: &ClientId,
+        message: &Arc<Message>,
+        publisher: Option<&ClientId>,
+        retried: bool,
+    ) {
+        if !self.hand_off(client, message, publisher, retried) {
+            self.route_quota_drops += 1;
+        }
     }
 
     /// Keeps `message` for `client` (its owner cannot be reached, or older entries wait);
@@ -360,13 +379,53 @@ impl<S: Store> Broker<S> {
     }
 
     /// `client`'s import here is done: its entries go on now (delivered here if it stays),
-    /// not at the next tick, after newer messages that waited for the import.
+    /// not at the next tick, after newer messages that waited for the import. Only at the end
+    /// of an import may they join a copy claimed away (`abandon_kept` otherwise).
     pub(super) fn hand_over_kept(&mut self, now: UnixMillis, client: &ClientId) {
-        if self
+        if !self
             .handoff
             .queues
             .get(client)
             .is_some_and(|q| q.sending == 0)
+        {
+            return;
+        }
+        if self.is_moving(client) && self.sessions.contains_key(client) {
+            // Claimed by another node while it arrived here: the entries join the copy's
+            // queue, behind its backlog, and go with it to the new owner (whose own kept
+            // messages, newer, follow that backlog there). The copy is not exported before
+            // this (the export waits for the import).
+            let Some(queue) = self.handoff.queues.remove(client) else {
+                return;
+            };
+            for entry in queue.entries {
+                self.handoff.total -= 1;
+                self.batch.push(Op::DeleteHandoff {
+                    client: client.clone(),
+                    seq: entry.seq,
+                });
+                let publisher = entry.publisher.as_ref();
+                if let Some(mut delivery) = self.delivery_for(client, &entry.message, publisher) {
+                    delivery.redelivery =
+                        entry.retried && delivery.qos != berth_codec::QoS::AtMostOnce;
+                    self.deliver(now, client, delivery);
+                }
+            }
+            return;
+        }
+        self.send_handoff_round(now, client);
+    }
+
+    /// `client`'s import here was abandoned (its claim overtaken before it pulled): what was
+    /// kept for it goes to the session's owner, not into a copy here.
+    pub(super) fn abandon_kept(&mut self, now: UnixMillis, client: &ClientId) {
+        // While the log is replayed at start, owners are history: the pump decides later.
+        if !self.timers_held()
+            && self
+                .handoff
+                .queues
+                .get(client)
+                .is_some_and(|q| q.sending == 0)
         {
             self.send_handoff_round(now, client);
         }
@@ -374,8 +433,10 @@ impl<S: Store> Broker<S> {
 
     /// The next entries of `client` go to the node that owns it now.
     fn send_handoff_round(&mut self, now: UnixMillis, client: &ClientId) {
-        if self.is_fenced(client) {
-            // Forwards to its old owner are still out: the entries follow them.
+        if self.is_fenced(client) || self.import_pending(client) {
+            // Forwards to its old owner are still out, or its state is still arriving here
+            // (also when another node claimed it since: the copy here takes them along, see
+            // `hand_over_kept`): the entries follow.
             return;
         }
         let Some(node) = self.cluster.as_ref().map(|c| c.node) else {

@@ -336,6 +336,12 @@ impl<S: Store> Broker<S> {
                 self.note_remote_match(owner, client);
                 continue;
             }
+            if self.handoff.holds(&client) {
+                // Messages kept for it here are not delivered yet (a fence still holds them):
+                // this one follows them.
+                self.keep_for_import(&client, &message, publisher, false);
+                continue;
+            }
             let delivery = Delivery {
                 message: message.clone(),
                 qos: message.qos.min(matched.qos),

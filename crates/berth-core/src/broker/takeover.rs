@@ -1,13 +1,11 @@
 //! A session moving between nodes: the old owner exports it (state, then queue pages) and
 //! deletes it on release; the new owner imports it and then lets waiting messages through.
 
-use std::collections::BTreeMap;
-
 use berth_codec::TopicFilter;
 
 use super::Broker;
 use super::session::Session;
-use crate::cluster::{ExportError, Forwarded, NodeId, QueuePage, SessionExport};
+use crate::cluster::{ExportError, QueuePage, SessionExport};
 use crate::ids::{ClientId, QueueSeq};
 use crate::store::{Op, Store, StoreError};
 use crate::time::UnixMillis;
@@ -426,78 +424,7 @@ impl<S: Store> Broker<S> {
         // What this node kept for the session while its owner could not be reached follows
         // its backlog, ahead of what waited for the import (newer).
         self.hand_over_kept(now, client);
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        let deferred = std::mem::take(&mut cluster.deferred);
-        for batch in deferred {
-            self.accept_forwarded(now, batch);
-        }
-        self.release_deferred_local(now);
         self.settle_adopted(now, client);
         self.unpark(now);
-    }
-
-    /// Messages published here that waited for imports no longer running: delivered here, or
-    /// sent on to the sessions' owners.
-    pub(super) fn release_deferred_local(&mut self, now: UnixMillis) {
-        let Some(cluster) = self.cluster.as_mut() else {
-            return;
-        };
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut cluster.deferred_local)
-            .into_iter()
-            .partition(|(_, f)| !f.clients.iter().any(|c| cluster.importing.contains(c)));
-        cluster.deferred_local = waiting;
-        for (token, forwarded) in ready {
-            let not_owned = self.deliver_forwarded(now, &forwarded);
-            self.route_on(now, token, &forwarded, not_owned);
-        }
-    }
-
-    /// A message published here that waited for an import, for sessions that were claimed by
-    /// other nodes meanwhile: it goes to their owners now, and its publisher's acknowledgement
-    /// (`token`) waits for them as it waited for the import.
-    fn route_on(
-        &mut self,
-        now: UnixMillis,
-        token: Option<u64>,
-        forwarded: &Forwarded,
-        not_owned: Vec<ClientId>,
-    ) {
-        let mut owners: BTreeMap<NodeId, Vec<ClientId>> = BTreeMap::new();
-        let mut unowned = false;
-        for client in not_owned {
-            match self.remote_owner(&client) {
-                Some(owner) if Some(owner) != self.cluster.as_ref().map(|c| c.node) => {
-                    owners.entry(owner).or_default().push(client);
-                }
-                _ => unowned = true,
-            }
-        }
-        let mut sent = 0;
-        for (node, clients) in owners {
-            let onward = Forwarded {
-                message: forwarded.message.clone(),
-                clients,
-                publisher: forwarded.publisher.clone(),
-                retried: false,
-            };
-            sent += usize::from(self.forward_or_hand_off(node, token, onward));
-        }
-        if let Some(token) = token
-            && let Some(waiting) = self
-                .cluster
-                .as_mut()
-                .and_then(|c| c.waiting.get_mut(&token))
-        {
-            // One acknowledgement was expected from this node's own group; one now comes from
-            // each owner it was forwarded to instead (none from those it is kept here for).
-            waiting.remaining += sent;
-        }
-        if let Some(token) = token {
-            // The wait for this node's own group (`defer_local`) ends.
-            let here = self.cluster.as_ref().map(|c| c.node);
-            self.on_forward_done(now, token, !unowned, here);
-        }
     }
 }

@@ -3,6 +3,7 @@
 //! runs, a node claimed away while its own import runs (chained takeover), and a claim whose
 //! CONNECT was refused before it committed (adopted without a connection).
 
+use super::cluster::pubacks;
 use super::stranded::{claim, node};
 use super::*;
 use crate::cluster::{ClusterEvent, SessionExport};
@@ -322,10 +323,12 @@ fn a_snapshot_during_an_import_keeps_the_routes_that_wait_for_it() {
     b.event(super::stranded::snapshot(2, 2, 1));
     let publisher = b.connect_ok(v3("pub", true));
     let out = b.publish(publisher, publish("t", b"m", QoS::AtLeastOnce, 1));
-    assert!(
-        out.to(publisher).is_empty(),
-        "the message waits for the backlog; a PUBACK now would mean it matched nobody"
+    assert_eq!(
+        pubacks(&out, publisher),
+        vec![(1, berth_codec::PubAckReasonCode::Success)],
+        "kept for after the backlog: Success, not 0x10 (it matched the session's route)"
     );
+    assert_eq!(b.broker.stats().handoff_messages, 1);
 }
 
 #[test]

@@ -289,7 +289,8 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
         client: client("x"),
     });
 
-    // A forward reaching B before the import ends waits, unacknowledged.
+    // A forward reaching B before the import ends is kept there for after the backlog, and
+    // acknowledged at once (its sender does not wait for the old owner).
     let early = b.event(Event::Forwarded {
         token: 1,
         messages: vec![Forwarded {
@@ -299,12 +300,9 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
             retried: false,
         }],
     });
-    assert!(
-        !early
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::ForwardAccepted { .. }))
-    );
+    assert!(early.actions.iter().any(
+        |a| matches!(a, Action::ForwardAccepted { token: 1, not_owned } if not_owned.is_empty())
+    ));
 
     let export: SessionExport = a
         .broker
@@ -329,12 +327,9 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
         client: client("x"),
         page: rest,
     });
-    let done = b.event(Event::ImportDone {
+    b.event(Event::ImportDone {
         client: client("x"),
     });
-    assert!(done.actions.iter().any(
-        |a| matches!(a, Action::ForwardAccepted { token: 1, not_owned } if not_owned.is_empty())
-    ));
     a.event(Event::Release {
         client: client("x"),
         epoch: Epoch(2),
@@ -420,7 +415,7 @@ fn an_expired_session_is_gone_at_connect_even_before_catching_up() {
 }
 
 /// On the new owner, a message published locally while the session is still being imported
-/// waits: it is queued after the backlog, and its PUBACK leaves only then.
+/// is kept (durably) and queued after the backlog; its publisher does not wait for the import.
 #[test]
 fn a_local_publish_during_an_import_waits_for_the_backlog() {
     let mut b = node(2);
@@ -437,10 +432,12 @@ fn a_local_publish_during_an_import_waits_for_the_backlog() {
     });
     let publisher = b.connect_ok(v3("pub", true));
     let out = b.publish(publisher, publish("t", b"new", QoS::AtLeastOnce, 1));
-    assert!(
-        pubacks(&out, publisher).is_empty(),
-        "held until the backlog is in"
+    assert_eq!(
+        pubacks(&out, publisher),
+        vec![(1, berth_codec::PubAckReasonCode::Success)],
+        "kept here: acknowledged without waiting for the old owner"
     );
+    assert_eq!(b.loaded().handoff.len(), 1, "kept on disk");
 
     let mut a = node(1);
     let conn = a.connect_ok(v3("x", false));
@@ -477,13 +474,10 @@ fn a_local_publish_during_an_import_waits_for_the_backlog() {
         client: client("x"),
         page,
     });
-    let done = b.event(Event::ImportDone {
+    b.event(Event::ImportDone {
         client: client("x"),
     });
-    assert_eq!(
-        pubacks(&done, publisher),
-        vec![(1, berth_codec::PubAckReasonCode::Success)]
-    );
+    assert!(b.loaded().handoff.is_empty(), "in the session's queue now");
     let (x, out) = b.connect(v3("x", false));
     assert!(out.connack(x).session_present);
     assert_eq!(payloads(&out.publishes(x)), vec!["old", "new"]);
@@ -605,9 +599,9 @@ fn claim_and_import_x(b: &mut Harness) {
 }
 
 /// A forward batch naming a session this node imports and one it runs: only the imported
-/// session's message waits; the other is delivered at once, so that a later batch for it
-/// cannot overtake it (simulator seed 630: a message held behind another session's import was
-/// delivered after newer ones).
+/// session's message is kept for later; the other is delivered at once, so that a later batch
+/// for it cannot overtake it (simulator seed 630: a message held behind another session's
+/// import was delivered after newer ones). The batch is acknowledged at once.
 #[test]
 fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
     let mut b = node(2);
@@ -629,11 +623,10 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
         "y does not wait for x"
     );
     assert!(
-        !first
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::ForwardAccepted { .. })),
-        "the batch is acknowledged once x's part is stored too"
+        first.actions.iter().any(
+            |a| matches!(a, Action::ForwardAccepted { token: 1, not_owned } if not_owned.is_empty())
+        ),
+        "x's part is kept here (durably): the batch is stored"
     );
     let second = b.event(Event::Forwarded {
         token: 2,
@@ -665,12 +658,9 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
             qos2_retry: Vec::new(),
         }),
     });
-    let done = b.event(Event::ImportDone {
+    b.event(Event::ImportDone {
         client: client("x"),
     });
-    assert!(done.actions.iter().any(
-        |a| matches!(a, Action::ForwardAccepted { token: 1, not_owned } if not_owned.is_empty())
-    ));
     let (conn, out) = b.connect_as(v3("x", false), 2);
     assert_eq!(payloads(&out.publishes(conn)), vec!["m1"]);
 }
@@ -708,13 +698,14 @@ fn a_retried_forward_is_delivered_with_dup_set() {
     );
 }
 
-/// A forward waiting here for a session's import, when another node claims the session: it is
-/// answered at once as not owned here (its sender sends it to the new owner, whose import puts
-/// it behind the backlog), and so is a forward arriving afterwards. Kept waiting, it was
-/// delivered after the import, behind newer messages that took the direct way (simulator seed
-/// 739).
+/// A forward kept here for a session's import, when another node claims the session: it stays
+/// until the import is done and then joins the copy's queue, behind the backlog, and goes with
+/// the copy to the new owner (whose own kept messages, newer, follow that backlog there). A
+/// forward arriving after the claim is answered "not owned" (its sender sends it to the new
+/// owner). Sent on by itself, the kept one arrived behind newer messages that took the direct
+/// way (simulator seeds 739, 14).
 #[test]
-fn forwards_waiting_for_an_import_go_on_when_the_session_is_claimed_elsewhere() {
+fn a_forward_kept_for_an_import_moves_on_with_the_copy_when_the_session_is_claimed_elsewhere() {
     let mut b = node(2);
     claim_and_import_x(&mut b);
     let forward = |token, payload| Event::Forwarded {
@@ -736,7 +727,11 @@ fn forwards_waiting_for_an_import_go_on_when_the_session_is_claimed_elsewhere() 
         })
     };
     let early = b.event(forward(1, b"m1"));
-    assert_eq!(accepted(&early, 1), None, "waits for the import");
+    assert_eq!(
+        accepted(&early, 1),
+        Some(vec![]),
+        "kept here for the import"
+    );
 
     let moved = b.event(Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
@@ -745,7 +740,21 @@ fn forwards_waiting_for_an_import_go_on_when_the_session_is_claimed_elsewhere() 
         kept: true,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     }));
-    assert_eq!(accepted(&moved, 1), Some(vec![client("x")]));
+    assert!(forwards(&moved).is_empty(), "m1 waits for the backlog here");
     let late = b.event(forward(2, b"m2"));
     assert_eq!(accepted(&late, 2), Some(vec![client("x")]));
+
+    let mut state = super::late_copy(Vec::new(), Vec::new(), Vec::new());
+    state.record.epoch = Epoch(2);
+    state.subscriptions = vec![(filter("t"), record(QoS::AtLeastOnce))];
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: state,
+    });
+    let done = b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    assert!(forwards(&done).is_empty(), "not sent on by itself");
+    assert_eq!(b.stored_queue("x"), vec!["m1"], "in the copy that moves on");
+    assert!(b.loaded().handoff.is_empty());
 }

@@ -443,6 +443,32 @@ impl Records {
     }
 }
 
+impl Records {
+    /// When the slow acknowledgements (over `threshold`) were first sent, by whole second of
+    /// the run: to lay beside the nemesis' timeline.
+    pub fn slow_acks(&self, threshold: Duration) -> String {
+        let mut by_second: std::collections::BTreeMap<u64, (usize, Duration)> = Default::default();
+        for m in self.messages.iter().flatten() {
+            if let (Some(sent), Some(acked)) = (m.first_sent, m.acked_at)
+                && acked.saturating_sub(sent) > threshold
+            {
+                let slot = by_second.entry(sent.as_secs()).or_default();
+                slot.0 += 1;
+                slot.1 = slot.1.max(acked - sent);
+            }
+        }
+        let total: usize = by_second.values().map(|(n, _)| n).sum();
+        let seconds: Vec<String> = by_second
+            .iter()
+            .map(|(s, (n, max))| format!("{s}s:{n} (max {:.1}s)", max.as_secs_f64()))
+            .collect();
+        format!(
+            "chaos: {total} PUBACKs slower than {threshold:?}, by second first sent: {}",
+            seconds.join(", ")
+        )
+    }
+}
+
 impl Report {
     pub fn table(&self) -> String {
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
