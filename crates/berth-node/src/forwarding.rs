@@ -5,8 +5,8 @@
 //! (`Event::HandOff`), which keeps it and acknowledges its publishers.
 //!
 //! ```text
-//!  normal:    batch ─Forward RPC─▶ answer ─▶ ForwardDone        (no answer within the bound:
-//!             probe; no answer either ─▶ HandOff(batch + queue) ─▶ returning)
+//!  normal:    batch ─Forward RPC─▶ answer ─▶ ForwardDone   (no answer within half the bound:
+//!             probe; no answer in the other half ─▶ HandOff(batch + queue) ─▶ returning)
 //!  returning: every item ─▶ HandOff;  probe every PROBE_EVERY ─answer─▶ NodeReachable
 //!             ─broker: Action::ForwardResume─▶ Resume in this queue ─▶ normal
 //! ```
@@ -164,10 +164,10 @@ async fn probe(node: &ClusterNode, target: NodeId, bound: Duration) -> bool {
         .is_ok_and(|r| r.is_ok())
 }
 
-/// Sends `batch` (`send_with_retry`), watching that `target` answers: `None` when neither the
-/// forward nor a probe is answered within `bound` (the forward is abandoned; it may have
-/// arrived). A node that answers probes is waited for up to the forward's deadline (it may be
-/// holding the forward back for an import).
+/// Sends `batch` (`send_with_retry`), watching that `target` answers: `None` when the forward
+/// is not answered within half of `bound` and a probe then not within the other half (the
+/// forward is abandoned; it may have arrived). A node that answers probes is waited for up to
+/// the forward's deadline (its broker thread is busy, not gone).
 async fn send_watched(
     node: &ClusterNode,
     target: NodeId,
@@ -176,11 +176,12 @@ async fn send_watched(
 ) -> Option<Result<(Vec<String>, bool), String>> {
     let send = send_with_retry(node, target, batch);
     tokio::pin!(send);
+    let half = bound / 2;
     loop {
         tokio::select! {
             outcome = &mut send => return Some(outcome),
-            () = tokio::time::sleep(bound) => {
-                if !probe(node, target, bound).await {
+            () = tokio::time::sleep(half) => {
+                if !probe(node, target, half).await {
                     return None;
                 }
             }

@@ -45,7 +45,7 @@ impl Sim {
         if let Some(bound) = self.cfg.handoff_after {
             self.at_node(
                 n,
-                bound,
+                bound / 2,
                 NodeEv::Timer(Timer::ForwardWatch { target, batch: id }),
             );
         }
@@ -68,7 +68,8 @@ impl Sim {
                 batch: Some(batch),
             };
             let body = NetBody::Forward(Vec::new(), false);
-            self.start_rpc(n, target, purpose, body, self.cfg.handoff_after);
+            let half = self.cfg.handoff_after.map(|b| b / 2);
+            self.start_rpc(n, target, purpose, body, half);
         }
     }
 
@@ -102,10 +103,10 @@ impl Sim {
         }
         if answered {
             // Alive, only slow (an import holds the forward back): keep waiting.
-            let bound = self.cfg.handoff_after.unwrap_or(100);
+            let half = self.cfg.handoff_after.unwrap_or(100) / 2;
             self.at_node(
                 n,
-                bound,
+                half,
                 NodeEv::Timer(Timer::ForwardWatch { target, batch: id }),
             );
             return;
