@@ -58,11 +58,21 @@ impl ClusterPort for RaftPort {
                 "a claim of this node committed after its CONNECT was refused: taking the session over without a connection"
             );
             match from {
-                // The claim's log index is not known here; the claim was applied here
-                // `UNCLAIMED_WAIT` ago, so the old owner has almost surely applied it too.
+                // The claim is applied here, so its log index is at most this node's applied
+                // index: the old owner answers only once it has applied that far (else it
+                // would not know the claim, answer "nothing here", and the claim would be
+                // withdrawn, ending the session: a chaos run's lost session, where a claim
+                // refused for want of quorum committed late and was adopted at once).
                 Some(from) => {
+                    let applied = link
+                        .node
+                        .state()
+                        .read()
+                        .ok()
+                        .and_then(|s| s.last_applied.map(|id| id.index))
+                        .unwrap_or(0);
                     // Nothing there: the claim is withdrawn (`settle_adopted`).
-                    link.take_over(&client, from, epoch.0, 0, fallback, false)
+                    link.take_over(&client, from, epoch.0, applied, fallback, false)
                         .await;
                 }
                 None => {

@@ -604,7 +604,9 @@ impl Sim {
                             fallback,
                             resume_if_absent: false,
                         };
-                        self.start_pull(n, client, from.0, epoch.0, 0, mode);
+                        // The claim is applied here: the old owner waits until it is there too.
+                        let applied = self.node(n).applied;
+                        self.start_pull(n, client, from.0, epoch.0, applied, mode);
                     }
                     None => {
                         self.call(

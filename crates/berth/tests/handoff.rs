@@ -103,8 +103,14 @@ async fn a_dead_owner_does_not_stall_publishers_and_gets_everything_in_order_whe
     );
 
     cluster.restart(3);
+    device_gets_everything(&cluster, 3).await;
+}
+
+/// The device resumes its session through `node` (Session Present 1) and gets every message,
+/// in publish order.
+async fn device_gets_everything(cluster: &Cluster, node: u64) -> TestClient {
     let (mut device, connack) = connect_waiting(
-        cluster.mqtt(3),
+        cluster.mqtt(node),
         connect_packet(ProtocolVersion::V3_1_1, "truck-7", false),
         Duration::from_secs(30),
     )
@@ -119,6 +125,7 @@ async fn a_dead_owner_does_not_stall_publishers_and_gets_everything_in_order_whe
         names("cmd", MESSAGES),
         "every message, in publish order"
     );
+    device
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,23 +143,8 @@ async fn a_session_that_moved_while_its_owner_was_dead_gets_the_kept_messages_th
     );
 
     // The device comes back through node 1 while node 3 is still dead: the takeover goes on
-    // without node 3 (after its wait), and the kept messages follow the session there.
-    let (mut device, connack) = connect_waiting(
-        cluster.mqtt(1),
-        connect_packet(ProtocolVersion::V3_1_1, "truck-7", false),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(
-        matches!(&connack, Packet::ConnAck(c) if c.session_present),
-        "{connack:?}"
-    );
-    let got = receive_all(&mut device, MESSAGES).await;
-    assert_eq!(
-        got,
-        names("cmd", MESSAGES),
-        "every message, in publish order"
-    );
+    // without node 3, and the kept messages follow the session there.
+    let mut device = device_gets_everything(&cluster, 1).await;
 
     // The old owner's return changes nothing for the device.
     cluster.restart(3);

@@ -62,7 +62,7 @@ pub(super) fn pubacks(out: &Out, conn: ConnId) -> Vec<(u16, berth_codec::PubAckR
         .collect()
 }
 
-fn message(topic_name: &str, payload: &'static [u8]) -> Arc<Message> {
+pub(super) fn message(topic_name: &str, payload: &'static [u8]) -> Arc<Message> {
     Arc::new(Message {
         topic: topic(topic_name),
         payload: Bytes::from_static(payload),

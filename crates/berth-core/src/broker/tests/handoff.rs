@@ -41,11 +41,10 @@ fn owner_unreachable() -> (Harness, ConnId) {
     far_subscriber(&mut h, "far", 2);
     let publisher = h.connect_ok(v3("pub", false));
     let out = h.publish(publisher, publish("t/1", b"m1", QoS::AtLeastOnce, 1));
-    let (_, token, _, _) = forwards(&out)[0].clone();
     assert!(pubacks(&out, publisher).is_empty(), "waits for the owner");
     let out = h.event(Event::HandOff {
         node: NodeId(2),
-        items: vec![(token, forwarded(&out))],
+        items: handed_back(&out),
     });
     assert_eq!(
         pubacks(&out, publisher),
@@ -55,26 +54,30 @@ fn owner_unreachable() -> (Harness, ConnId) {
     (h, publisher)
 }
 
-/// The one forward in `out`, as the forward queue hands it back.
-fn forwarded(out: &Out) -> Forwarded {
+/// The forwards in `out` with their tokens, as the forward queue hands them back.
+fn handed_back(out: &Out) -> Vec<(Option<u64>, Forwarded)> {
     out.actions
         .iter()
-        .find_map(|a| match a {
+        .filter_map(|a| match a {
             Action::Forward {
+                token,
                 message,
                 clients,
                 publisher,
                 retried,
                 ..
-            } => Some(Forwarded {
-                message: Arc::clone(message),
-                clients: clients.clone(),
-                publisher: publisher.clone(),
-                retried: *retried,
-            }),
+            } => Some((
+                *token,
+                Forwarded {
+                    message: Arc::clone(message),
+                    clients: clients.clone(),
+                    publisher: publisher.clone(),
+                    retried: *retried,
+                },
+            )),
             _ => None,
         })
-        .expect("a forward")
+        .collect()
 }
 
 fn kept(h: &mut Harness) -> Vec<(String, String, bool)> {
@@ -296,10 +299,9 @@ fn a_full_handoff_refuses_with_quota_exceeded_under_drop_newest() {
     far_subscriber(&mut h, "far", 2);
     let publisher = h.connect_ok(v5("pub", true, None));
     let out = h.publish(publisher, publish("t/1", b"m1", QoS::AtLeastOnce, 1));
-    let token = forwards(&out)[0].1;
     h.event(Event::HandOff {
         node: NodeId(2),
-        items: vec![(token, forwarded(&out))],
+        items: handed_back(&out),
     });
     let out = h.publish(publisher, publish("t/2", b"m2", QoS::AtLeastOnce, 2));
     assert_eq!(
@@ -321,32 +323,9 @@ fn an_entry_whose_forward_went_unanswered_goes_again_with_dup() {
     h.publish(publisher, publish("t/2", b"m2", QoS::AtLeastOnce, 2));
     let out = h.event(Event::NodeReachable { node: NodeId(2) });
     // The round reaches node 2, which stores m2 and stops answering before it says so.
-    let items = out
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Forward {
-                token,
-                message,
-                clients,
-                publisher,
-                retried,
-                ..
-            } => Some((
-                *token,
-                Forwarded {
-                    message: Arc::clone(message),
-                    clients: clients.clone(),
-                    publisher: publisher.clone(),
-                    retried: *retried,
-                },
-            )),
-            _ => None,
-        })
-        .collect();
     h.event(Event::HandOff {
         node: NodeId(2),
-        items,
+        items: handed_back(&out),
     });
     assert_eq!(
         kept(&mut h),

@@ -5,9 +5,7 @@
 use super::*;
 use crate::cluster::{ClusterEvent, Forwarded, RemoteSession, SessionExport};
 use crate::ids::{Epoch, NodeId};
-use crate::message::Message;
 use crate::store::SubscriptionRecord;
-use std::sync::Arc;
 
 /// A broker that is node `id` of a cluster.
 pub(super) fn node(id: u64) -> Harness {
@@ -93,15 +91,7 @@ fn forward(b: &mut Harness, token: u64, payload: &'static [u8]) -> Out {
     b.event(Event::Forwarded {
         token,
         messages: vec![Forwarded {
-            message: Arc::new(Message {
-                topic: topic("t"),
-                payload: Bytes::from_static(payload),
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                properties: PublishProperties::default(),
-                expires_at: None,
-                id: None,
-            }),
+            message: super::cluster::message("t", payload),
             clients: vec![client("x")],
             publisher: None,
             retried: false,
@@ -702,15 +692,7 @@ fn a_late_message_moved_to_a_new_packet_id_never_takes_one_another_late_message_
     let sent = |order: u64, payload: &'static [u8]| crate::store::InflightRecord::Sent {
         order,
         delivery: crate::message::Delivery {
-            message: Arc::new(Message {
-                topic: topic("t"),
-                payload: Bytes::from_static(payload),
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                properties: PublishProperties::default(),
-                expires_at: None,
-                id: None,
-            }),
+            message: super::cluster::message("t", payload),
             qos: QoS::AtLeastOnce,
             retain: false,
             subscription_ids: Vec::new(),
