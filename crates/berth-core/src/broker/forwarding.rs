@@ -364,8 +364,11 @@ impl<S: Store> Broker<S> {
                 not_owned.extend(self.deliver_forwarded(now, &part));
             }
             for client in &later {
+                // Marked as possibly sent before: if this answer is lost, the sender keeps a
+                // copy too, which may reach the session first by another way (a chaos run's
+                // second delivery with DUP = 0).
                 let publisher = forwarded.publisher.as_ref();
-                self.keep_for_import(client, &forwarded.message, publisher, forwarded.retried);
+                self.keep_for_import(client, &forwarded.message, publisher, true);
             }
         }
         self.actions

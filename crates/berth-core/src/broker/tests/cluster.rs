@@ -343,6 +343,10 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
     assert!(out.connack(conn).session_present);
     let got = out.publishes(conn);
     assert_eq!(payloads(&got), vec!["m1", "m2", "m3", "m4", "m5"]);
+    assert!(
+        got[4].dup,
+        "m5 was kept for the import: had its answer been lost, its sender would have kept a copy too"
+    );
     assert!(got[0].dup, "the in-flight message is re-sent with DUP");
 }
 
