@@ -57,6 +57,10 @@ pub(crate) async fn forward_loop(
     handoff_after: Duration,
 ) {
     let mut returning = false;
+    // An interval, not a sleep renewed each turn: items handed back one after another must not
+    // keep the probe from ever running.
+    let mut probe_tick = tokio::time::interval(PROBE_EVERY);
+    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if returning {
             tokio::select! {
@@ -69,7 +73,7 @@ pub(crate) async fn forward_loop(
                         returning = !resumed;
                     }
                 },
-                () = tokio::time::sleep(PROBE_EVERY) => {
+                _ = probe_tick.tick() => {
                     if probe(&node, target, handoff_after).await {
                         tracing::info!(target = %target, "node reachable again: forwarding resumes");
                         let _ = broker.notify(Event::NodeReachable { node: target }).await;

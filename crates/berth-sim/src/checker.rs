@@ -19,6 +19,11 @@
 //! 6. `6-qos2`: a QoS 2 message (QoS 2 subscription) reaches the application once; `6-qos2-id`:
 //!    a packet id still held for QoS 2 is not reused for another message.
 //!
+//! 7. `7-ack-wait`: a PUBLISH acknowledged on the connection it was first sent on, through a
+//!    node that stayed up all the while, and not queued behind an older one, waited no longer
+//!    than the handoff bound plus the flow control's longest hold and the network (issue 15:
+//!    an owner that cannot be reached does not hold publishers).
+//!
 //! Also `lost-session`: a client with a persistent session is never told Session Present 0 (it
 //! would discard its state; its subscription is gone).
 

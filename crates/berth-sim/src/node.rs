@@ -196,6 +196,9 @@ pub(crate) struct Node {
     pub status: Status,
     /// Bumped at every crash: events of an earlier incarnation are void.
     pub inc: u64,
+    /// When it was last paused, resumed, crashed or restarted (the check `7-ack-wait` only
+    /// judges waits on a node that stayed up throughout).
+    pub steady_since: Time,
     pub broker: Option<Broker<MemStore>>,
     /// The store while the node is down.
     pub store: Option<MemStore>,
@@ -244,6 +247,7 @@ impl Node {
             id,
             status: Status::Up,
             inc: 0,
+            steady_since: 0,
             broker: None,
             store: None,
             registry: Registry::default(),
@@ -720,6 +724,7 @@ impl Sim {
         for conn in lost {
             self.client_lost(conn);
         }
+        let now_ms = self.now;
         let node = self.node_mut(n);
         let store = node
             .broker
@@ -730,6 +735,7 @@ impl Sim {
         *node = Node {
             status: Status::Crashed,
             inc: inc + 1,
+            steady_since: now_ms,
             broker: None,
             store,
             applied_at_crash: applied,
@@ -757,6 +763,7 @@ impl Sim {
             }
         }
         self.node_mut(n).status = Status::Up;
+        self.node_mut(n).steady_since = self.now;
         self.rebuild_registry(n);
         let delay = self.rng.range(1, 500);
         self.at_node(n, delay, NodeEv::Wake);
@@ -770,6 +777,7 @@ impl Sim {
         self.report.pauses += 1;
         trace!(self, "NEMESIS pause n{n} for {} ms", until - self.now);
         self.node_mut(n).status = Status::Paused { until };
+        self.node_mut(n).steady_since = self.now;
         let inc = self.node(n).inc;
         let conns: Vec<(ConnId, crate::client::Who)> = self
             .conns
@@ -794,8 +802,10 @@ impl Sim {
             return;
         }
         trace!(self, "NEMESIS resume n{n}");
+        let now = self.now;
         let node = self.node_mut(n);
         node.status = Status::Up;
+        node.steady_since = now;
         let inc = node.inc;
         let held = std::mem::take(&mut node.held);
         for ev in held {

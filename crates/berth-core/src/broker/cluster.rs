@@ -592,14 +592,13 @@ pub(super) fn handle_cluster_event<S: Store>(
     match event {
         Event::Cluster(change) => broker.on_cluster(now, change),
         Event::Forwarded { token, messages } => broker.on_forwarded(now, token, messages),
+        // A handoff entry's forward is settled by the guard itself (`handoff.rs`).
         Event::ForwardDone {
             token,
             delivered,
             node,
-        } => {
-            if !broker.on_handoff_forward_done(now, token, delivered) {
-                broker.on_forward_done(now, token, delivered, Some(node));
-            }
+        } if !broker.on_handoff_forward_done(now, token, delivered) => {
+            broker.on_forward_done(now, token, delivered, Some(node));
         }
         Event::HandOff { node, items } => broker.on_hand_off(now, node, items),
         Event::NodeReachable { node } => broker.on_node_reachable(now, node),

@@ -12,6 +12,12 @@
 //!    entry is deleted once that owner stored it; a session owned here by then gets them here
 //! ```
 //!
+//! The same entries hold what arrives for a session this node is importing (published here,
+//! forwarded, or released by a fence): kept and acknowledged at once, delivered behind the
+//! backlog when the import ends, or joined to the copy's queue if the session was claimed away
+//! meanwhile (`keep_for_import`, `hand_over_kept`) — publishers do not wait for an old owner
+//! that may be away for seconds.
+//!
 //! A session that ends (or starts afresh) takes its entries with it. Order: per publisher, the
 //! entries keep their order and follow what reached the owner before; a session that moved
 //! meanwhile gets them after what its new owner received since (late, like a stranded backlog).
@@ -382,11 +388,11 @@ impl<S: Store> Broker<S> {
     /// not at the next tick, after newer messages that waited for the import. Only at the end
     /// of an import may they join a copy claimed away (`abandon_kept` otherwise).
     pub(super) fn hand_over_kept(&mut self, now: UnixMillis, client: &ClientId) {
-        if !self
+        if self
             .handoff
             .queues
             .get(client)
-            .is_some_and(|q| q.sending == 0)
+            .is_none_or(|q| q.sending > 0)
         {
             return;
         }
