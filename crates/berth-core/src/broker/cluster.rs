@@ -420,6 +420,17 @@ impl<S: Store> Broker<S> {
         }
     }
 
+    /// Removes the routes the registry gave `client` (its remote filters) from the index,
+    /// keeping what this node knows of its owner and epoch.
+    pub(super) fn drop_registry_routes(&mut self, client: &ClientId) {
+        let Some(remote) = self.cluster.as_mut().and_then(|c| c.remote.get_mut(client)) else {
+            return;
+        };
+        for filter in std::mem::take(&mut remote.filters) {
+            self.index.remove(client, &filter);
+        }
+    }
+
     pub(super) fn forget_remote(&mut self, client: &ClientId) {
         let Some(remote) = self.cluster.as_mut().and_then(|c| c.remote.remove(client)) else {
             return;

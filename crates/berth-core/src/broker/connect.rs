@@ -91,6 +91,12 @@ impl<S: Store> Broker<S> {
             self.end_session(now, &client);
         }
         let session_present = self.sessions.contains_key(&client);
+        if !session_present {
+            // A session started afresh here owns no route the registry still had for an older
+            // one (whose end had not committed before this claim: a flaky end-to-end test
+            // delivered the old subscription's messages to the new session).
+            self.drop_registry_routes(&client);
+        }
         let session = self
             .sessions
             .entry(client.clone())
