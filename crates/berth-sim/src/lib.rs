@@ -35,6 +35,7 @@ macro_rules! trace {
 /// A simulated node, numbered from 1 (core's `berth_core::NodeId` holds the same number).
 pub(crate) type NodeId = u64;
 
+mod ack_wait;
 mod admission;
 mod checker;
 mod client;
@@ -43,6 +44,7 @@ mod leader;
 mod net;
 mod node;
 mod raft;
+mod replay;
 mod rng;
 mod schedule;
 mod sim;

@@ -34,7 +34,7 @@ use berth_core::{
 use crate::net::{NetBody, Purpose};
 use crate::raft::{Proposal, ProposalFor};
 use crate::sim::{Ev, FromClient, Id, NodeEv, Sim, Time, Timer, ToClient};
-use crate::wire::{forwarded_to_pb, over_socket, replicate_client, replicate_command};
+use crate::wire::{forwarded_to_pb, over_socket, replicate_command};
 
 /// `forwarding.rs`: messages per Forward RPC, the deadline of a forward, attempt timeout.
 pub(crate) const FORWARD_BATCH: usize = 512;
@@ -320,107 +320,6 @@ impl Node {
     }
 }
 
-/// The broker's actions in a canonical order: per destination (connection, node, token,
-/// client) their own order is kept; across destinations the order may follow the broker's
-/// internal hash maps, so it is fixed here for the run to replay exactly.
-fn canonical(actions: &mut [Action]) {
-    pub(crate) fn key(action: &Action) -> (u8, u64, String) {
-        match action {
-            Action::Send { conn, .. } | Action::Close { conn } => (0, conn.0, String::new()),
-            Action::Forward { node, .. } | Action::ForwardResume { node } => {
-                (1, node.0, String::new())
-            }
-            Action::ForwardAccepted { token, .. } => (2, *token, String::new()),
-            Action::Replicate(change) => (3, 0, replicate_client(change).to_string()),
-            Action::Adopt { client, .. } => (4, 0, client.as_str().to_string()),
-        }
-    }
-    actions.sort_by_key(key);
-    for action in actions.iter_mut() {
-        if let Action::Forward { clients, .. } = action {
-            clients.sort();
-        }
-        if let Action::ForwardAccepted { not_owned, .. } = action {
-            not_owned.sort();
-        }
-    }
-}
-
-/// A short description of a broker event, for traces (client packets are traced elsewhere).
-fn describe_event(event: &Event) -> String {
-    use berth_core::ClusterEvent;
-    match event {
-        Event::Cluster(ClusterEvent::Owner {
-            client,
-            owner,
-            epoch,
-            kept,
-            ..
-        }) => format!("Owner {client} n{owner} e{} kept={kept}", epoch.0),
-        Event::Cluster(ClusterEvent::Reset { sessions }) => {
-            format!("Reset ({} sessions)", sessions.len())
-        }
-        Event::Cluster(ClusterEvent::Dropped { client, epoch }) => {
-            format!("Dropped {client} e{}", epoch.0)
-        }
-        Event::Cluster(ClusterEvent::CaughtUp) => "CaughtUp".into(),
-        Event::Cluster(_) => String::new(),
-        Event::Forwarded { token, messages } => {
-            let items: Vec<String> = messages
-                .iter()
-                .map(|m| {
-                    let clients: Vec<&str> = m.clients.iter().map(|c| c.as_str()).collect();
-                    // A QoS 2 message's cluster identity as origin.seq, to follow its copies.
-                    let id = m
-                        .message
-                        .id
-                        .map(|id| format!(" #{}.{}", id.origin.0, id.seq))
-                        .unwrap_or_default();
-                    format!(
-                        "{}{id}->{}",
-                        String::from_utf8_lossy(&m.message.payload),
-                        clients.join("+")
-                    )
-                })
-                .collect();
-            format!("Forwarded t{token} [{}]", items.join(", "))
-        }
-        Event::ForwardDone {
-            token, delivered, ..
-        } => {
-            format!("ForwardDone t{token} delivered={delivered}")
-        }
-        Event::ImportBegin { client } => format!("ImportBegin {client}"),
-        Event::ImportState { client, export } => format!(
-            "ImportState {client} e{} ({} subscriptions, {} in flight)",
-            export.record.epoch.0,
-            export.subscriptions.len(),
-            export.inflight.len()
-        ),
-        Event::ImportQueue { client, page } => format!("ImportQueue {client} ({})", page.len()),
-        Event::ImportDone { client } => format!("ImportDone {client}"),
-        Event::ImportLate {
-            client,
-            epoch,
-            page,
-            export,
-        } => format!(
-            "ImportLate {client} e{} ({} in flight, {} queued, QoS 2 ids {:?}{})",
-            epoch.0,
-            export.inflight.len(),
-            page.len(),
-            export.incoming_qos2,
-            if export.record.qos2_state_elsewhere {
-                ", itself without an older copy's QoS 2 state"
-            } else {
-                ""
-            }
-        ),
-        Event::Release { client, epoch, .. } => format!("Release {client} e{}", epoch.0),
-        _ => String::new(),
-    }
-}
-
 impl Sim {
     pub fn handle_node(&mut self, n: NodeId, ev: NodeEv) {
         match ev {
@@ -515,7 +414,7 @@ impl Sim {
             self.ledger.note_late_page(client, &backlog);
         }
         if self.tracing() {
-            let line = describe_event(&event);
+            let line = crate::replay::describe_event(&event);
             if !line.is_empty() {
                 trace!(self, "n{n} broker <- {line}");
             }
@@ -532,7 +431,7 @@ impl Sim {
             self.report
                 .violate("store", format!("n{n}: the broker's store failed: {error}"));
         }
-        canonical(&mut actions);
+        crate::replay::canonical(&mut actions);
         for action in actions {
             self.act(n, action);
         }
