@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!  normal:    batch ─Forward RPC─▶ answer ─▶ ForwardDone   (no answer within half the bound:
-//!             probe; no answer in the other half ─▶ HandOff(batch + queue) ─▶ returning)
+//!             probe; no answer in the other half ─▶ HandOff(batch + queue) ─▶ returning;
+//!             probes answered but not the batch for 500 ms ─▶ the batch again, as a retry)
 //!  returning: every item ─▶ HandOff;  probe every PROBE_EVERY ─answer─▶ NodeReachable
 //!             ─broker: Action::ForwardResume─▶ Resume in this queue ─▶ normal
 //! ```
@@ -28,6 +29,10 @@ use berth_cluster::convert::client_id;
 pub(crate) const FORWARD_BATCH: usize = 512;
 /// How long a forward is retried (peer down, election) before the publisher is told it failed.
 pub(crate) const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
+/// One Forward RPC's timeout.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a batch may go unanswered by a node that answers probes before it is sent again.
+const RESEND_UNANSWERED: Duration = Duration::from_millis(500);
 /// How often a node that could not be reached is probed.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
@@ -170,23 +175,34 @@ async fn probe(node: &ClusterNode, target: NodeId, bound: Duration) -> bool {
 
 /// Sends `batch` (`send_with_retry`), watching that `target` answers: `None` when the forward
 /// is not answered within half of `bound` and a probe then not within the other half (the
-/// forward is abandoned; it may have arrived). A node that answers probes is waited for up to
-/// the forward's deadline (its broker thread is busy, not gone).
+/// forward is abandoned; it may have arrived). A node that answers probes but not the batch
+/// for `RESEND_UNANSWERED` (doubling each time) gets the batch again, marked as a retry: its
+/// broker answers a forward at once (messages for a session still arriving are kept there), so
+/// the request or its answer went down with a connection; waiting for the attempt's own 5 s
+/// timeout would hold the batch's publishers that long (simulator seed 202, `7-ack-wait`).
 async fn send_watched(
     node: &ClusterNode,
     target: NodeId,
     batch: &[ForwardItem],
     bound: Duration,
 ) -> Option<Result<(Vec<String>, bool), String>> {
-    let send = send_with_retry(node, target, batch);
+    let send = send_with_retry(node, target, batch, false);
     tokio::pin!(send);
     let half = bound / 2;
+    let mut sent_at = tokio::time::Instant::now();
+    let mut resend_after = RESEND_UNANSWERED;
     loop {
         tokio::select! {
             outcome = &mut send => return Some(outcome),
             () = tokio::time::sleep(half) => {
                 if !probe(node, target, half).await {
                     return None;
+                }
+                if sent_at.elapsed() >= resend_after {
+                    tracing::debug!(target = %target, messages = batch.len(), "forward unanswered by a node that answers probes: sending it again");
+                    send.set(send_with_retry(node, target, batch, true));
+                    sent_at = tokio::time::Instant::now();
+                    resend_after = (resend_after * 2).min(ATTEMPT_TIMEOUT);
                 }
             }
         }
@@ -206,23 +222,26 @@ fn to_pb(forwarded: &Forwarded) -> pb::ForwardedMessage {
     }
 }
 
+/// Sends `batch` until answered or its first item's deadline; `retry` when an earlier attempt
+/// may have been stored there.
 async fn send_with_retry(
     node: &ClusterNode,
     target: NodeId,
     batch: &[ForwardItem],
+    retry: bool,
 ) -> Result<(Vec<String>, bool), String> {
     let deadline = batch.iter().map(|i| i.deadline).min();
     let mut request = pb::ForwardBatch {
         from_node: node.id(),
         messages: batch.iter().map(|i| to_pb(&i.forwarded)).collect(),
-        retry: false,
+        retry,
     };
     let mut backoff = Duration::from_millis(50);
     loop {
         let attempt = async {
             let mut client = node.client(target.0).map_err(|e| e.to_string())?;
             let mut req = tonic::Request::new(request.clone());
-            req.set_timeout(Duration::from_secs(5));
+            req.set_timeout(ATTEMPT_TIMEOUT);
             client
                 .forward(req)
                 .await

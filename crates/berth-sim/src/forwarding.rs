@@ -4,7 +4,8 @@
 //! outcome reported to the broker as `ForwardDone`; a target that answers neither a batch nor a
 //! probe within the handoff bound gets its batch and queue handed back (`HandOff`), and so
 //! does everything after, until a probe answers (`NodeReachable`) and the broker resumes the
-//! queue (`ForwardResume`).
+//! queue (`ForwardResume`); one that answers probes but not the batch gets the batch again
+//! (`RESEND_UNANSWERED`).
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,8 @@ impl Sim {
                 attempts: 0,
                 backoff: 50,
                 stage: FwdStage::Sleeping,
+                sent_at: 0,
+                resend_after: RESEND_UNANSWERED,
             });
         }
         if let Some(bound) = self.cfg.handoff_after {
@@ -102,7 +105,26 @@ impl Sim {
             return;
         }
         if answered {
-            // Alive, only slow (an import holds the forward back): keep waiting.
+            // Alive: its broker answers forwards at once, so a batch unanswered this long was
+            // lost with its connection; sent again, as a retry.
+            let now = self.now;
+            let resend = self
+                .node_mut(n)
+                .fwd
+                .get_mut(&target)
+                .and_then(|q| q.batch.as_mut())
+                .is_some_and(|b| {
+                    let due = matches!(b.stage, FwdStage::Sending { .. })
+                        && now.saturating_sub(b.sent_at) >= b.resend_after;
+                    if due {
+                        b.resend_after = (b.resend_after * 2).min(FORWARD_ATTEMPT);
+                    }
+                    due
+                });
+            if resend {
+                trace!(self, "n{n}: n{target} answers probes but not the batch: sending it again");
+                self.forward_attempt(n, target);
+            }
             let half = self.cfg.handoff_after.unwrap_or(100) / 2;
             self.at_node(
                 n,
@@ -163,6 +185,7 @@ impl Sim {
     }
 
     pub(crate) fn forward_attempt(&mut self, n: NodeId, target: NodeId) {
+        let now = self.now;
         let Some(batch) = self
             .node_mut(n)
             .fwd
@@ -174,6 +197,7 @@ impl Sim {
         let messages = batch.items.iter().map(|i| i.msg.clone()).collect();
         let retry = batch.attempts > 0;
         batch.attempts += 1;
+        batch.sent_at = now;
         let rpc = self.start_rpc(
             n,
             target,

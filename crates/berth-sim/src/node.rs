@@ -42,6 +42,8 @@ pub(crate) const FORWARD_DEADLINE: Time = 10_000;
 pub(crate) const FORWARD_ATTEMPT: Time = 5_000;
 /// `forwarding.rs`: how often a node handed back is probed.
 pub(crate) const PROBE_EVERY: Time = 250;
+/// `forwarding.rs`: `RESEND_UNANSWERED`.
+pub(crate) const RESEND_UNANSWERED: Time = 500;
 /// `cluster_link.rs`: `broker_caught_up`'s bound, `TAKEOVER_HEADER_WAIT`, the pull's timeout.
 pub(crate) const CAUGHT_UP_WAIT: Time = 10_000;
 pub(crate) const TAKEOVER_HEADER_WAIT: Time = 20_000;
@@ -157,6 +159,10 @@ pub(crate) struct FwdBatch {
     pub(crate) attempts: u32,
     pub(crate) backoff: Time,
     pub(crate) stage: FwdStage,
+    /// When the attempt in flight was sent, and how long it may go unanswered by a node that
+    /// answers probes before it is sent again (`send_watched`).
+    pub(crate) sent_at: Time,
+    pub(crate) resend_after: Time,
 }
 
 #[derive(Debug, Default)]
@@ -396,15 +402,16 @@ impl Sim {
             ..
         } = &event
         {
-            let sent: Vec<Delivery> = export
-                .inflight
-                .iter()
-                .filter_map(|(_, record)| match record {
-                    berth_core::InflightRecord::Sent { delivery, .. } => Some(delivery.clone()),
-                    berth_core::InflightRecord::Released { .. } => None,
-                })
-                .collect();
-            self.ledger.note_late_page(client, &sent);
+            self.ledger.note_late_page(client, &sent_of(export));
+            self.ledger.note_late_page(client, page);
+        }
+        if let Event::ImportQueue { client, page } = &event
+            && self
+                .node(n)
+                .broker
+                .as_ref()
+                .is_some_and(|b| b.receives_late_import(client))
+        {
             self.ledger.note_late_page(client, page);
         }
         if let Event::ImportState { client, .. } = &event
@@ -413,6 +420,11 @@ impl Sim {
             // An older copy still here is merged behind the imported window: late.
             self.ledger.note_late_page(client, &backlog);
         }
+        // An import a newer one overtook (`receives_late_import` after it): its window is late.
+        let imported_window = match &event {
+            Event::ImportState { client, export } => Some((client.clone(), sent_of(export))),
+            _ => None,
+        };
         if self.tracing() {
             let line = crate::replay::describe_event(&event);
             if !line.is_empty() {
@@ -424,8 +436,12 @@ impl Sim {
         };
         let result = broker.handle(now, event);
         let mut actions = broker.take_actions();
+        let late_window = imported_window.filter(|(client, _)| broker.receives_late_import(client));
         for (client, message) in broker.handoff_entries() {
             self.ledger.note_handed_off(&client, &message);
+        }
+        if let Some((client, window)) = late_window {
+            self.ledger.note_late_page(&client, &window);
         }
         if let Err(error) = result {
             self.report
@@ -720,4 +736,16 @@ impl Sim {
             self.at_node(n, delay, NodeEv::RaftApply);
         }
     }
+}
+
+/// The messages of an exported in-flight window (those not yet acknowledged).
+fn sent_of(export: &berth_core::SessionExport) -> Vec<Delivery> {
+    export
+        .inflight
+        .iter()
+        .filter_map(|(_, record)| match record {
+            berth_core::InflightRecord::Sent { delivery, .. } => Some(delivery.clone()),
+            berth_core::InflightRecord::Released { .. } => None,
+        })
+        .collect()
 }

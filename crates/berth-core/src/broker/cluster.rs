@@ -35,6 +35,9 @@ pub(crate) struct ClusterState {
     pub importing: HashSet<ClientId>,
     /// Of those, the ones whose takeover has started pulling (`ImportBegin`).
     pub import_started: HashMap<ClientId, u32>,
+    /// Sessions whose import brings an older copy than the one already here: a newer claim's
+    /// import landed first (`Broker::import_overtaken`); its pages arrive late.
+    pub late_imports: HashSet<ClientId>,
     /// Publishes waiting for other nodes, by token.
     pub waiting: HashMap<u64, Waiting>,
     pub next_token: u64,

@@ -12,6 +12,10 @@ use crate::stats::DropReason;
 use crate::store::{Batch, InflightRecord, Op, Store, StoreError};
 use crate::time::UnixMillis;
 
+/// How long a session resumed without an unreachable older copy's QoS 2 state holds its QoS 1
+/// and 2 deliveries for that copy (`Broker::deliveries_held`).
+pub(crate) const QOS2_STATE_WAIT: u64 = 30_000;
+
 impl<S: Store> Broker<S> {
     /// Gives `delivery` to `client`'s session: straight to the connection if the window has room
     /// and nothing waits before it, otherwise to the back of its queue.
@@ -31,7 +35,11 @@ impl<S: Store> Broker<S> {
                 self.transmit(now, client, &delivery, None, false);
                 return;
             }
-            if session.queue.is_empty() && session.inflight_loaded && session.window_has_room() {
+            if session.queue.is_empty()
+                && session.inflight_loaded
+                && session.window_has_room()
+                && !self.deliveries_held(now, client)
+            {
                 return self.send_in_window(now, client, delivery);
             }
         } else if delivery.qos == QoS::AtMostOnce && !queue_qos0 {
@@ -168,6 +176,9 @@ impl<S: Store> Broker<S> {
 
     fn pump_window(&mut self, now: UnixMillis, client: &ClientId) {
         self.resend_inflight(now, client);
+        if self.deliveries_held(now, client) {
+            return;
+        }
         loop {
             let Some(session) = self.sessions.get(client) else {
                 return;
@@ -187,6 +198,42 @@ impl<S: Store> Broker<S> {
             } else {
                 self.send_in_window(now, client, delivery);
             }
+        }
+    }
+
+    /// Whether `client`'s queued messages wait for the QoS 2 state of an older copy of its
+    /// session that could not be reached when it resumed here (`qos2_state_elsewhere`). The
+    /// client may still hold packet ids that copy sent it QoS 2 messages under (PUBREC sent,
+    /// PUBREL not yet): a new PUBLISH under such an id is dropped as a duplicate, and the
+    /// copy's own re-send, merged later under another id, is taken a second time (simulator
+    /// `6-qos2-id` then `6-qos2`). Only that copy knows the ids, so deliveries wait for it —
+    /// at most `QOS2_STATE_WAIT` from the first one held, after which an owner that has not
+    /// come back is taken as gone and the queue flows (exactly once is then not promised).
+    pub(super) fn deliveries_held(&mut self, now: UnixMillis, client: &ClientId) -> bool {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return false;
+        };
+        if !session.qos2_state_elsewhere {
+            return false;
+        }
+        let wait = session.qos2_wait.get_or_insert_with(Default::default);
+        let until = *wait.deliveries_wait_until.get_or_insert_with(|| {
+            let until = now.plus_millis(QOS2_STATE_WAIT);
+            self.timers
+                .insert((until, super::Timer::DeliveryWait(client.clone())));
+            until
+        });
+        now < until
+    }
+
+    /// `Timer::DeliveryWait`: the older copy did not come back in time; the queue flows.
+    pub(super) fn delivery_wait_due(&mut self, now: UnixMillis, client: &ClientId) {
+        if self
+            .sessions
+            .get(client)
+            .is_some_and(|s| s.online.is_some())
+        {
+            self.pump(now, client);
         }
     }
 

@@ -21,6 +21,7 @@ impl<S: Store> Broker<S> {
                 Timer::SessionExpiry(client) => self.expiry_due(now, at, &client),
                 Timer::AckHold(conn) => self.ack_hold_due(now, conn),
                 Timer::Unclaimed(client) => self.unclaimed_due(&client),
+                Timer::DeliveryWait(client) => self.delivery_wait_due(now, &client),
             }
         }
     }

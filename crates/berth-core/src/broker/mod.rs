@@ -200,6 +200,8 @@ enum Timer {
     AckHold(ConnId),
     /// A claim of this node that no connection has come to run (`Action::Adopt`).
     Unclaimed(ClientId),
+    /// The end of a session's wait for an older copy's QoS 2 state (`deliveries_held`).
+    DeliveryWait(ClientId),
 }
 
 /// The single writer of all session and routing state.

@@ -280,6 +280,14 @@ impl<S: Store> Broker<S> {
         for held in held {
             self.settle_held_qos2(now, client, held);
         }
+        // Complete now: the deliveries that waited for this state go out (`deliveries_held`).
+        if self
+            .sessions
+            .get(client)
+            .is_some_and(|s| !s.qos2_state_elsewhere && s.online.is_some())
+        {
+            self.pump(now, client);
+        }
     }
 
     fn settle_held_qos2(
