@@ -122,7 +122,10 @@ impl Sim {
                     due
                 });
             if resend {
-                trace!(self, "n{n}: n{target} answers probes but not the batch: sending it again");
+                trace!(
+                    self,
+                    "n{n}: n{target} answers probes but not the batch: sending it again"
+                );
                 self.forward_attempt(n, target);
             }
             let half = self.cfg.handoff_after.unwrap_or(100) / 2;

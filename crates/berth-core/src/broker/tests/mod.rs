@@ -15,11 +15,13 @@
 mod claims;
 mod cluster;
 mod connect;
+mod delivery_wait;
 mod fences;
 mod flow;
 mod handoff;
 mod identity;
 mod limits;
+mod overtaken_import;
 mod qos;
 mod qos2_recovery;
 mod queue;
