@@ -104,6 +104,11 @@ impl TestClient {
         (client, connack)
     }
 
+    /// This end's address (what a load balancer in between sees as the client).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("a connected socket")
+    }
+
     pub async fn send(&mut self, packet: Packet) {
         let mut out = BytesMut::new();
         encode(&packet, self.version, &mut out).expect("encodable");

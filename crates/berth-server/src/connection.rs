@@ -18,6 +18,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::cluster_port::{ClusterPort, Grant};
 use crate::mailbox::{Inbox, Outbox, mailbox};
+use crate::proxy_protocol::read_header;
 use crate::runtime::{Command, ConnectionHandle, Outbound};
 
 /// How long a new connection may take to send CONNECT.
@@ -32,6 +33,11 @@ const BATCH_KEEP: usize = 64;
 pub(crate) struct Connection {
     pub conn: ConnId,
     pub stream: TcpStream,
+    /// The TCP peer: the client, or the load balancer in front of it (then the PROXY header,
+    /// when the listener expects one, names the client).
+    pub peer: std::net::SocketAddr,
+    pub proxy: crate::ProxySettings,
+    pub metrics: Arc<crate::Metrics>,
     pub commands: Sender<Command>,
     pub max_packet_size: u32,
     /// On a cluster node, CONNECT, SUBSCRIBE and retained PUBLISHes commit through it.
@@ -57,14 +63,28 @@ impl Connection {
     async fn handshake(self) -> Option<Accepted> {
         let Connection {
             conn,
-            stream,
+            mut stream,
+            peer,
+            proxy,
+            metrics,
             commands,
             max_packet_size,
             cluster,
         } = self;
         let _ = stream.set_nodelay(true);
+        // A PROXY header comes before the first MQTT byte; what was read past it is MQTT.
+        let (client_addr, leftover) =
+            match read_header(&mut stream, proxy.mode, proxy.header_timeout).await {
+                Ok(header) => (header.source.unwrap_or(peer), header.leftover),
+                Err(error) => {
+                    metrics.count_proxy_refused(error.reason());
+                    tracing::debug!(?conn, %peer, %error, "closing: PROXY protocol header");
+                    return None;
+                }
+            };
+        tracing::debug!(?conn, client = %client_addr, via = %peer, "connection");
         let (mut reader, mut writer) = stream.into_split();
-        let mut read_buf = BytesMut::new();
+        let mut read_buf = BytesMut::from(&leftover[..]);
 
         // CONNECT first ([MQTT-3.1.0-1]); anything else, or nothing in time, closes the socket.
         let opts = DecodeOptions::new(ProtocolVersion::V5).with_max_packet_size(max_packet_size);
@@ -458,11 +478,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = TcpStream::connect(addr).await.unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
         let (commands, _rx) = tokio::sync::mpsc::channel(1);
         let connection = Connection {
             conn: ConnId(1),
             stream,
+            peer,
+            proxy: crate::ProxySettings::default(),
+            metrics: Arc::new(crate::Metrics::new().unwrap()),
             commands,
             max_packet_size: 1 << 20,
             cluster: Arc::new(crate::cluster_port::SingleNode),

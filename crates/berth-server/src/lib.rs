@@ -16,6 +16,7 @@ mod connection;
 pub mod http;
 mod mailbox;
 pub mod metrics;
+pub mod proxy_protocol;
 mod runtime;
 
 use std::sync::Arc;
@@ -39,6 +40,25 @@ pub struct ServerOptions {
     pub broker: BrokerConfig,
     /// fsync the write-ahead log once per group commit (survives power loss, not just a kill).
     pub storage_sync: bool,
+    /// The PROXY protocol on the MQTT listener (behind HAProxy, an NLB, a K8s LoadBalancer).
+    pub proxy: ProxySettings,
+}
+
+/// Whether the MQTT listener expects a PROXY protocol header before MQTT, and how long it
+/// waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxySettings {
+    pub mode: proxy_protocol::ProxyMode,
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            mode: proxy_protocol::ProxyMode::Off,
+            header_timeout: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// Sockets the server serves, bound by the caller (tests bind port 0).
@@ -83,6 +103,7 @@ pub async fn serve_node<S: Store + 'static>(
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
     let max_packet_size = options.broker.limits.max_packet_size;
+    let proxy = options.proxy;
     let mut broker = Broker::open(options.broker, store, runtime::now())?;
     let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
     let port: Arc<dyn ClusterPort> = match cluster {
@@ -137,10 +158,13 @@ pub async fn serve_node<S: Store + 'static>(
             () = &mut shutdown => break,
             _ = stop.changed() => break,
             accepted = listeners.mqtt.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
+                let Ok((stream, peer)) = accepted else { continue };
                 let connection = connection::Connection {
                     conn: ConnId(next_conn.fetch_add(1, Ordering::Relaxed)),
                     stream,
+                    peer,
+                    proxy,
+                    metrics: metrics.clone(),
                     commands: commands.clone(),
                     max_packet_size,
                     cluster: port.clone(),

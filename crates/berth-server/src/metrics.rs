@@ -42,6 +42,7 @@ pub struct Metrics {
     handoff_delivered_total: IntCounter,
     publish_acks_held_total: IntCounter,
     messages_dropped_total: IntCounterVec,
+    proxy_headers_refused_total: IntCounterVec,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
 }
@@ -144,6 +145,28 @@ impl Metrics {
             let _ = messages_dropped_total.with_label_values(&[reason.label()]);
         }
 
+        const PROXY_REFUSED: &str = "berth_proxy_headers_refused_total";
+        let proxy_headers_refused_total = IntCounterVec::new(
+            Opts::new(
+                PROXY_REFUSED,
+                "Connections closed before MQTT because their PROXY protocol header was missing (where required), malformed, too long or late, by reason.",
+            ),
+            &["reason"],
+        )
+        .map_err(|source| MetricsError::Register {
+            name: PROXY_REFUSED,
+            source,
+        })?;
+        registry
+            .register(Box::new(proxy_headers_refused_total.clone()))
+            .map_err(|source| MetricsError::Register {
+                name: PROXY_REFUSED,
+                source,
+            })?;
+        for reason in crate::proxy_protocol::ProxyError::REASONS {
+            let _ = proxy_headers_refused_total.with_label_values(&[reason]);
+        }
+
         Ok(Metrics {
             registry,
             connections,
@@ -162,8 +185,16 @@ impl Metrics {
             handoff_delivered_total,
             publish_acks_held_total,
             messages_dropped_total,
+            proxy_headers_refused_total,
             last: Mutex::new(Stats::default()),
         })
+    }
+
+    /// A connection closed for its PROXY protocol header (`ProxyError::reason`).
+    pub fn count_proxy_refused(&self, reason: &str) {
+        self.proxy_headers_refused_total
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// Brings the metrics to `stats`: gauges take its levels, counters grow by what its totals

@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 
 use berth_codec::TopicFilter;
 use berth_core::{BrokerConfig, DropPolicy, Limit, SessionExpiry};
-use berth_server::ServerOptions;
+use berth_server::proxy_protocol::ProxyMode;
+use berth_server::{ProxySettings, ServerOptions};
 
 pub use env::{NOT_KEYS, process_env};
 pub use error::{ConfigError, Origin, Problem};
@@ -48,6 +49,8 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key {
     Listen,
+    ProxyProtocol,
+    ProxyHeaderTimeout,
     Http,
     DataDir,
     LogLevel,
@@ -77,8 +80,10 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 27] = [
+    pub const ALL: [Key; 29] = [
         Key::Listen,
+        Key::ProxyProtocol,
+        Key::ProxyHeaderTimeout,
         Key::Http,
         Key::DataDir,
         Key::LogLevel,
@@ -111,6 +116,8 @@ impl Key {
     pub fn name(self) -> &'static str {
         match self {
             Key::Listen => "listen",
+            Key::ProxyProtocol => "proxy_protocol",
+            Key::ProxyHeaderTimeout => "proxy_header_timeout",
             Key::Http => "http",
             Key::DataDir => "data_dir",
             Key::LogLevel => "log_level",
@@ -143,6 +150,8 @@ impl Key {
     pub fn env_var(self) -> &'static str {
         match self {
             Key::Listen => "BERTH_LISTEN",
+            Key::ProxyProtocol => "BERTH_PROXY_PROTOCOL",
+            Key::ProxyHeaderTimeout => "BERTH_PROXY_HEADER_TIMEOUT",
             Key::Http => "BERTH_HTTP",
             Key::DataDir => "BERTH_DATA_DIR",
             Key::LogLevel => "BERTH_LOG_LEVEL",
@@ -178,6 +187,10 @@ impl Key {
 pub struct Config {
     /// MQTT over TCP.
     pub listen: SocketAddr,
+    /// The PROXY protocol on `listen`: off, optional or required.
+    pub proxy_protocol: ProxyMode,
+    /// How long a connection may take to send its PROXY header.
+    pub proxy_header_timeout_ms: u32,
     /// HTTP: `/metrics`, `/health` (later the admin API).
     pub http: SocketAddr,
     pub data_dir: PathBuf,
@@ -240,6 +253,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: DEFAULT_LISTEN,
+            proxy_protocol: ProxyMode::Off,
+            proxy_header_timeout_ms: 5_000,
             http: DEFAULT_HTTP,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
@@ -254,6 +269,8 @@ impl Default for Config {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
+    pub proxy_protocol: Option<ProxyMode>,
+    pub proxy_header_timeout_ms: Option<u32>,
     pub http: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
@@ -311,6 +328,8 @@ impl Overrides {
     fn read(reader: &Reader<'_>) -> Result<Overrides, ConfigError> {
         Ok(Overrides {
             listen: reader.field(Key::Listen, value::socket_addr)?,
+            proxy_protocol: reader.field(Key::ProxyProtocol, value::proxy_mode)?,
+            proxy_header_timeout_ms: reader.field(Key::ProxyHeaderTimeout, value::millis)?,
             http: reader.field(Key::Http, value::socket_addr)?,
             data_dir: reader.field(Key::DataDir, value::path)?,
             log_level: reader.field(Key::LogLevel, value::log_filter)?,
@@ -360,6 +379,8 @@ impl Config {
         // Destructured so that a new field cannot be forgotten here.
         let Overrides {
             listen,
+            proxy_protocol,
+            proxy_header_timeout_ms,
             http,
             data_dir,
             log_level,
@@ -389,6 +410,8 @@ impl Config {
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
+        set(&mut self.proxy_protocol, proxy_protocol);
+        set(&mut self.proxy_header_timeout_ms, proxy_header_timeout_ms);
         set(&mut self.http, http);
         set(&mut self.data_dir, data_dir);
         set(&mut self.log_level, log_level);
@@ -489,6 +512,12 @@ impl Config {
         ServerOptions {
             broker: self.broker.clone(),
             storage_sync: self.storage_sync,
+            proxy: ProxySettings {
+                mode: self.proxy_protocol,
+                header_timeout: std::time::Duration::from_millis(u64::from(
+                    self.proxy_header_timeout_ms,
+                )),
+            },
         }
     }
 }

@@ -85,6 +85,8 @@ pub enum Problem {
     BadAddress { value: String },
     #[error("{value:?} is not a drop policy; write \"drop_newest\" or \"drop_oldest\"")]
     BadDropPolicy { value: String },
+    #[error("{value:?} is not a PROXY protocol mode (\"off\", \"optional\" or \"required\")")]
+    BadProxyMode { value: String },
     #[error("{value:?} is not a valid topic filter: {reason}")]
     BadFilter { value: String, reason: String },
     #[error("{value:?} is not a log filter: {reason}")]

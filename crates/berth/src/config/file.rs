@@ -13,6 +13,8 @@ use super::{ConfigError, Key, Origin, Overrides, Reader};
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<toml::Value>,
+    proxy_protocol: Option<toml::Value>,
+    proxy_header_timeout: Option<toml::Value>,
     http: Option<toml::Value>,
     data_dir: Option<toml::Value>,
     log_level: Option<toml::Value>,
@@ -87,6 +89,8 @@ impl FileConfig {
     fn value(&self, key: Key) -> Option<&toml::Value> {
         match key {
             Key::Listen => self.listen.as_ref(),
+            Key::ProxyProtocol => self.proxy_protocol.as_ref(),
+            Key::ProxyHeaderTimeout => self.proxy_header_timeout.as_ref(),
             Key::Http => self.http.as_ref(),
             Key::DataDir => self.data_dir.as_ref(),
             Key::LogLevel => self.log_level.as_ref(),

@@ -35,6 +35,11 @@ impl Config {
                 None,
                 vec![
                     ("listen", string(&self.listen.to_string())),
+                    ("proxy_protocol", string(self.proxy_protocol.as_str())),
+                    (
+                        "proxy_header_timeout",
+                        string(&super::value::format_millis(self.proxy_header_timeout_ms)),
+                    ),
                     ("http", string(&self.http.to_string())),
                     ("data_dir", string(&self.data_dir.to_string_lossy())),
                     ("log_level", string(&self.log_level)),

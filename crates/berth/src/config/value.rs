@@ -265,6 +265,16 @@ pub fn drop_policy(input: Input<'_>) -> Result<DropPolicy, Problem> {
     }
 }
 
+/// `"off"`, `"optional"` or `"required"`.
+pub fn proxy_mode(input: Input<'_>) -> Result<berth_server::proxy_protocol::ProxyMode, Problem> {
+    match input.text() {
+        Some(text) => text.parse().map_err(|_| Problem::BadProxyMode {
+            value: text.to_owned(),
+        }),
+        None => Err(input.wrong_type("\"off\", \"optional\" or \"required\"")),
+    }
+}
+
 /// Topic filters: a TOML array of strings, or comma-separated text in the environment.
 pub fn filters(input: Input<'_>) -> Result<Vec<TopicFilter>, Problem> {
     string_list(input, "an array of topic filters", "a topic filter string")?

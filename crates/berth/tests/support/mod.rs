@@ -11,15 +11,20 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 const START_WAIT: Duration = Duration::from_secs(30);
+/// Log lines a [`Berth`] keeps for [`Berth::log_lines`].
+const LOG_KEPT: usize = 20_000;
 
 /// A running `berth`.
 #[derive(Debug)]
 pub struct Berth {
     child: Child,
+    /// Its last `LOG_KEPT` log lines after start-up.
+    log: Arc<Mutex<VecDeque<String>>>,
     pub mqtt: SocketAddr,
     /// The HTTP listener (`/health`, `/metrics`).
     pub http: SocketAddr,
@@ -171,9 +176,21 @@ impl Berth {
             if let (Some(mqtt), Some(http), true) =
                 (mqtt, http, cluster.is_some() || !wants_cluster)
             {
-                // Keep draining the log so the child never blocks on a full pipe.
-                std::thread::spawn(move || while rx.recv().is_ok() {});
+                // Keep draining the log so the child never blocks on a full pipe; the last
+                // lines stay readable (`log_lines`).
+                let log = Arc::new(Mutex::new(VecDeque::new()));
+                let kept = log.clone();
+                std::thread::spawn(move || {
+                    while let Ok(line) = rx.recv() {
+                        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                        if kept.len() == LOG_KEPT {
+                            kept.pop_front();
+                        }
+                        kept.push_back(strip_ansi(&line));
+                    }
+                });
                 return Berth {
+                    log,
                     child,
                     mqtt,
                     http,
@@ -200,6 +217,12 @@ impl Berth {
     /// `ip netns exec`, which execs the program, it is still `berth`'s.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its log lines since start-up (the last `LOG_KEPT`), without colour codes.
+    pub fn log_lines(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter().cloned().collect()
     }
 
     /// SIGKILL: no shutdown path runs, exactly like a crash.

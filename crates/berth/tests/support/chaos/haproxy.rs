@@ -69,11 +69,14 @@ pub fn cannot_install() -> Option<String> {
     None
 }
 
-fn config(port: u16, backends: &[Backend]) -> String {
+fn config(port: u16, backends: &[Backend], send_proxy_v2: bool) -> String {
     let mut servers = String::new();
+    // `send-proxy-v2`: each connection to a node starts with a PROXY v2 header naming the
+    // client (the health checks go to the HTTP port without one).
+    let proxy = if send_proxy_v2 { " send-proxy-v2" } else { "" };
     for b in backends {
         servers.push_str(&format!(
-            "    server n{} {} check port {}\n",
+            "    server n{} {} check port {}{proxy}\n",
             b.id,
             b.mqtt,
             b.http.port()
@@ -116,6 +119,15 @@ impl HaProxy {
     /// Starts `program` on a free loopback port (another process may take the port between
     /// choosing and binding it: a few tries).
     pub fn start(program: &Path, backends: &[Backend]) -> Result<HaProxy, String> {
+        HaProxy::start_with(program, backends, false)
+    }
+
+    /// [`HaProxy::start`], sending a PROXY v2 header on every connection to a node.
+    pub fn start_with(
+        program: &Path,
+        backends: &[Backend],
+        send_proxy_v2: bool,
+    ) -> Result<HaProxy, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let cfg = dir.path().join("haproxy.cfg");
         let log = dir.path().join("haproxy.log");
@@ -125,7 +137,7 @@ impl HaProxy {
                 .and_then(|l| l.local_addr())
                 .map_err(|e| format!("find a free port: {e}"))?
                 .port();
-            std::fs::write(&cfg, config(port, backends)).map_err(|e| format!("write: {e}"))?;
+            std::fs::write(&cfg, config(port, backends, send_proxy_v2)).map_err(|e| format!("write: {e}"))?;
             let log_file = std::fs::File::create(&log).map_err(|e| format!("log: {e}"))?;
             let mut child = Command::new(program)
                 .arg("-f")
