@@ -33,13 +33,19 @@ const BATCH_KEEP: usize = 64;
 pub(crate) struct Connection {
     pub conn: ConnId,
     pub stream: TcpStream,
+    /// Boxed: only the handshake needs it, and every idle connection's task keeps its size.
+    pub edge: Box<Edge>,
+    pub commands: Sender<Command>,
+    pub max_packet_size: u32,
+}
+
+/// Where a connection came from, for the handshake.
+pub(crate) struct Edge {
     /// The TCP peer: the client, or the load balancer in front of it (then the PROXY header,
     /// when the listener expects one, names the client).
     pub peer: std::net::SocketAddr,
     pub proxy: crate::ProxySettings,
     pub metrics: Arc<crate::Metrics>,
-    pub commands: Sender<Command>,
-    pub max_packet_size: u32,
     /// On a cluster node, CONNECT, SUBSCRIBE and retained PUBLISHes commit through it.
     pub cluster: Arc<dyn ClusterPort>,
 }
@@ -64,13 +70,16 @@ impl Connection {
         let Connection {
             conn,
             mut stream,
+            edge,
+            commands,
+            max_packet_size,
+        } = self;
+        let Edge {
             peer,
             proxy,
             metrics,
-            commands,
-            max_packet_size,
             cluster,
-        } = self;
+        } = *edge;
         let _ = stream.set_nodelay(true);
         // A PROXY header comes before the first MQTT byte; what was read past it is MQTT.
         let (client_addr, leftover) =
@@ -483,12 +492,14 @@ mod tests {
         let connection = Connection {
             conn: ConnId(1),
             stream,
-            peer,
-            proxy: crate::ProxySettings::default(),
-            metrics: Arc::new(crate::Metrics::new().unwrap()),
+            edge: Box::new(Edge {
+                peer,
+                proxy: crate::ProxySettings::default(),
+                metrics: Arc::new(crate::Metrics::new().unwrap()),
+                cluster: Arc::new(crate::cluster_port::SingleNode),
+            }),
             commands,
             max_packet_size: 1 << 20,
-            cluster: Arc::new(crate::cluster_port::SingleNode),
         };
         let task = connection.run();
         let size = std::mem::size_of_val(&task);

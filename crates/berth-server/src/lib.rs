@@ -162,12 +162,14 @@ pub async fn serve_node<S: Store + 'static>(
                 let connection = connection::Connection {
                     conn: ConnId(next_conn.fetch_add(1, Ordering::Relaxed)),
                     stream,
-                    peer,
-                    proxy,
-                    metrics: metrics.clone(),
+                    edge: Box::new(connection::Edge {
+                        peer,
+                        proxy,
+                        metrics: metrics.clone(),
+                        cluster: port.clone(),
+                    }),
                     commands: commands.clone(),
                     max_packet_size,
-                    cluster: port.clone(),
                 };
                 tokio::spawn(connection.run());
             }

@@ -21,7 +21,9 @@ fn haproxy_or_skip() -> Option<std::path::PathBuf> {
         return Some(program);
     }
     if let Some(why) = haproxy::cannot_install() {
-        println!("SKIP proxy_protocol: haproxy is not installed and cannot be installed here ({why})");
+        println!(
+            "SKIP proxy_protocol: haproxy is not installed and cannot be installed here ({why})"
+        );
         return None;
     }
     panic!("haproxy is not installed: run scripts/setup.sh (it installs Debian's haproxy)");

@@ -7,11 +7,11 @@ pub mod chaos;
 pub mod cluster;
 pub mod netns;
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 

@@ -137,7 +137,8 @@ impl HaProxy {
                 .and_then(|l| l.local_addr())
                 .map_err(|e| format!("find a free port: {e}"))?
                 .port();
-            std::fs::write(&cfg, config(port, backends, send_proxy_v2)).map_err(|e| format!("write: {e}"))?;
+            std::fs::write(&cfg, config(port, backends, send_proxy_v2))
+                .map_err(|e| format!("write: {e}"))?;
             let log_file = std::fs::File::create(&log).map_err(|e| format!("log: {e}"))?;
             let mut child = Command::new(program)
                 .arg("-f")
