@@ -110,6 +110,11 @@ impl ClusterLink {
         self.forward_queue(node, ForwardCommand::Resume);
     }
 
+    /// From the broker thread: `node` counts as unreachable (`Action::ProbeNode`).
+    pub(crate) fn probe_node(&self, node: NodeId) {
+        self.forward_queue(node, ForwardCommand::Probe);
+    }
+
     fn forward_queue(&self, node: NodeId, command: ForwardCommand) {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         let queue = queues.entry(node).or_insert_with(|| {

@@ -31,6 +31,9 @@ pub(crate) const FORWARD_BATCH: usize = 512;
 pub(crate) const FORWARD_DEADLINE: Duration = Duration::from_secs(10);
 /// One Forward RPC's timeout.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long re-routing may wait for an owner (at least the handoff bound) before what it could
+/// not place is kept here.
+const REROUTE_WAIT: Duration = Duration::from_millis(500);
 /// How long a batch may go unanswered by a node that answers probes before it is sent again.
 const RESEND_UNANSWERED: Duration = Duration::from_millis(500);
 /// How often a node that could not be reached is probed.
@@ -50,6 +53,9 @@ pub(crate) enum ForwardCommand {
     Item(ForwardItem),
     /// `Action::ForwardResume`: the broker counts the node reachable again.
     Resume,
+    /// `Action::ProbeNode`: the broker counts the node unreachable (what it forwarded there
+    /// is kept): probe it until it answers.
+    Probe,
 }
 
 /// One node's forward queue: batches in order, retries until the deadline, reports outcomes;
@@ -72,6 +78,7 @@ pub(crate) async fn forward_loop(
                 command = queue.recv() => match command {
                     None => return,
                     Some(ForwardCommand::Resume) => returning = false,
+                    Some(ForwardCommand::Probe) => {}
                     Some(ForwardCommand::Item(item)) => {
                         let (items, resumed) = take_queued(&mut queue, vec![item], usize::MAX);
                         hand_back(&broker, target, items).await;
@@ -91,6 +98,10 @@ pub(crate) async fn forward_loop(
             None => return,
             // A resume for a node never handed back (or handed back and resumed already).
             Some(ForwardCommand::Resume) => continue,
+            Some(ForwardCommand::Probe) => {
+                returning = true;
+                continue;
+            }
             Some(ForwardCommand::Item(item)) => item,
         };
         let (batch, _) = take_queued(&mut queue, vec![first], FORWARD_BATCH);
@@ -106,7 +117,8 @@ pub(crate) async fn forward_loop(
         };
         let delivered = match outcome {
             Ok((not_owned, retried)) => {
-                not_owned.is_empty() || reroute(&node, &broker, &batch, not_owned, retried).await
+                not_owned.is_empty()
+                    || reroute(&node, &broker, &batch, not_owned, retried, handoff_after).await
             }
             Err(error) => {
                 tracing::warn!(target = %target, %error, messages = batch.len(), "forwarding failed");
@@ -137,6 +149,8 @@ fn take_queued(
         match queue.try_recv() {
             Ok(ForwardCommand::Item(item)) => items.push(item),
             Ok(ForwardCommand::Resume) => return (items, true),
+            // Handing back already.
+            Ok(ForwardCommand::Probe) => {}
             Err(_) => break,
         }
     }
@@ -264,14 +278,24 @@ async fn send_with_retry(
 }
 
 /// Clients a node said it does not own (ownership moved while the message travelled): send
-/// their messages to the owner the registry names now, once it has caught up.
+/// their messages to the owner the registry names now, once it has caught up. An owner that
+/// does not answer within `bound` (at least `REROUTE_WAIT`), and whatever is still not taken
+/// that long after the first round, is kept here as a handoff entry (`Event::HandOff` without a token: the batch's
+/// publishers are answered by its `ForwardDone`, which the broker handles after storing the
+/// entries), so that no publisher waits on re-routing rounds (simulator seeds 686, 2943, 3487).
 async fn reroute(
     node: &ClusterNode,
     broker: &BrokerHandle,
     batch: &[ForwardItem],
     not_owned: Vec<String>,
     sent_before: bool,
+    bound: Duration,
 ) -> bool {
+    // Longer than the handoff bound: a node that just answered the first forward is likely up,
+    // and a batch of 512 stored with an fsync may take a while.
+    let bound = bound.max(REROUTE_WAIT);
+    let started = tokio::time::Instant::now();
+    let mut not_owned = not_owned;
     for attempt in 0..20 {
         let mut pending: HashMap<NodeId, Vec<pb::ForwardedMessage>> = HashMap::new();
         let owners: HashMap<String, NodeId> = match node.state().read() {
@@ -299,30 +323,52 @@ async fn reroute(
                 pending.entry(*owner).or_default().push(message);
             }
         }
-        let mut all_taken = true;
+        let retry = sent_before || attempt > 0;
+        let mut refused = Vec::new();
+        let mut refused_here = Vec::new();
         for (owner, messages) in pending {
             if owner.0 == node.id() {
-                // The session moved to this very node meanwhile: hand it to the local broker.
-                if !forward_locally(broker, messages, sent_before || attempt > 0).await {
-                    all_taken = false;
+                // The session moved to this very node meanwhile: hand it to the local broker
+                // (which has not seen the move yet if it refuses: the next round).
+                if !forward_locally(broker, messages.clone(), retry).await {
+                    refused_here.extend(messages);
                 }
                 continue;
             }
-            let Ok(mut client) = node.client(owner.0) else {
-                all_taken = false;
-                continue;
-            };
             let request = pb::ForwardBatch {
                 from_node: node.id(),
-                messages,
-                retry: sent_before || attempt > 0,
+                messages: messages.clone(),
+                retry,
             };
-            match client.forward(request).await {
-                Ok(reply) if reply.get_ref().not_owned.is_empty() => {}
-                _ => all_taken = false,
+            let answer = async {
+                let mut client = node.client(owner.0).map_err(|e| e.to_string())?;
+                let mut request = tonic::Request::new(request);
+                request.set_timeout(bound);
+                client
+                    .forward(request)
+                    .await
+                    .map_err(|s: Status| s.message().to_string())
+            };
+            match tokio::time::timeout(bound, answer).await {
+                Ok(Ok(reply)) if reply.get_ref().not_owned.is_empty() => {}
+                Ok(Ok(_)) => refused.push((owner, messages)),
+                // Not reachable within the bound: kept here for it, as its own queue would.
+                Ok(Err(_)) | Err(_) => keep(broker, owner, messages).await,
             }
         }
-        if all_taken {
+        if started.elapsed() >= bound {
+            for (owner, messages) in std::mem::take(&mut refused) {
+                keep(broker, owner, messages).await;
+            }
+        }
+        // The next round re-routes only what was refused and not kept.
+        not_owned = refused
+            .iter()
+            .flat_map(|(_, messages)| messages)
+            .chain(&refused_here)
+            .flat_map(|m| m.client_ids.iter().cloned())
+            .collect();
+        if not_owned.is_empty() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
@@ -331,12 +377,29 @@ async fn reroute(
     false
 }
 
+/// Keeps `messages` here for `owner`'s sessions (`Event::HandOff`, no token: the publishers
+/// wait on the batch's own outcome).
+async fn keep(broker: &BrokerHandle, owner: NodeId, messages: Vec<pb::ForwardedMessage>) {
+    let items = forwarded_of(messages, true)
+        .into_iter()
+        .map(|forwarded| (None, forwarded))
+        .collect();
+    let _ = broker.notify(Event::HandOff { node: owner, items }).await;
+}
+
 /// Gives forwarded messages to this node's own broker; true if it owned every client.
 async fn forward_locally(
     broker: &BrokerHandle,
     messages: Vec<pb::ForwardedMessage>,
     retried: bool,
 ) -> bool {
+    broker
+        .forwarded(forwarded_of(messages, retried))
+        .await
+        .is_some_and(|not_owned| not_owned.is_empty())
+}
+
+fn forwarded_of(messages: Vec<pb::ForwardedMessage>, retried: bool) -> Vec<Forwarded> {
     let mut forwarded = Vec::with_capacity(messages.len());
     for m in messages {
         let Some(message) = m.message.and_then(|m| message_from_pb(m).ok()) else {
@@ -349,8 +412,5 @@ async fn forward_locally(
             retried: retried || m.retried,
         });
     }
-    broker
-        .forwarded(forwarded)
-        .await
-        .is_some_and(|not_owned| not_owned.is_empty())
+    forwarded
 }

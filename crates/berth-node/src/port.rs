@@ -44,6 +44,10 @@ impl ClusterPort for RaftPort {
         self.0.resume_forwards(node);
     }
 
+    fn probe_node(&self, node: NodeId) {
+        self.0.probe_node(node);
+    }
+
     fn record(&self, change: Replicate) {
         self.0.record(change);
     }

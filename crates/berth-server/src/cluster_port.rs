@@ -61,6 +61,9 @@ pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
     /// Executes `Action::ForwardResume`: forwards to `node` go out again after a `HandOff`.
     fn resume_forwards(&self, node: NodeId);
 
+    /// Executes `Action::ProbeNode`: `node`'s forward queue probes it until it answers.
+    fn probe_node(&self, node: NodeId);
+
     /// Executes `Action::Replicate`: records a session change in the registry.
     fn record(&self, change: Replicate);
 
@@ -112,6 +115,8 @@ impl ClusterPort for SingleNode {
     fn forward(&self, _node: NodeId, _token: Option<u64>, _forwarded: Forwarded) {}
 
     fn resume_forwards(&self, _node: NodeId) {}
+
+    fn probe_node(&self, _node: NodeId) {}
 
     fn record(&self, _change: Replicate) {}
 

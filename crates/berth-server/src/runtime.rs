@@ -388,6 +388,7 @@ fn dispatch(
                 cluster.forward(node, token, forwarded);
             }
             Action::ForwardResume { node } => cluster.resume_forwards(node),
+            Action::ProbeNode { node } => cluster.probe_node(node),
             Action::Replicate(change) => {
                 cluster.record(change);
             }

@@ -43,6 +43,7 @@ impl Sim {
                 stage: FwdStage::Sleeping,
                 sent_at: 0,
                 resend_after: RESEND_UNANSWERED,
+                reroute_since: 0,
             });
         }
         if let Some(bound) = self.cfg.handoff_after {
@@ -279,10 +280,14 @@ impl Sim {
         not_owned: Vec<String>,
     ) {
         let round = self.id();
+        let now = self.now;
         let node = self.node_mut(n);
         let Some(batch) = node.fwd.get_mut(&target).and_then(|q| q.batch.as_mut()) else {
             return;
         };
+        if attempt == 0 {
+            batch.reroute_since = now;
+        }
         let owners: BTreeMap<String, NodeId> = not_owned
             .iter()
             .filter_map(|c| {
@@ -310,39 +315,58 @@ impl Sim {
         batch.stage = FwdStage::Rerouting {
             attempt,
             round,
-            not_owned,
             outstanding: pending.len(),
-            all_taken: true,
+            refused: Vec::new(),
+            refused_here: Vec::new(),
         };
         if pending.is_empty() {
             self.reroute_evaluate(n, target);
             return;
         }
+        let wait = self.cfg.handoff_after.map(|b| b.max(REROUTE_WAIT));
         for (owner, messages) in pending {
             if owner == n {
                 let Ok(forwarded) = forwarded_from_pb(&messages, retried) else {
-                    self.reroute_reply(n, target, round, false);
+                    self.reroute_reply(n, target, round, RerouteOutcome::RefusedHere(messages));
                     continue;
                 };
                 let node = self.node_mut(n);
                 node.next_token += 1;
                 let token = node.next_token;
-                node.fwd_replies
-                    .insert(token, ReplyTo::Local { target, round });
+                node.fwd_replies.insert(
+                    token,
+                    ReplyTo::Local {
+                        target,
+                        round,
+                        messages,
+                    },
+                );
                 let event = Event::Forwarded {
                     token,
                     messages: forwarded,
                 };
                 self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
             } else {
-                let purpose = Purpose::Reroute { target, round };
+                let purpose = Purpose::Reroute {
+                    target,
+                    round,
+                    owner,
+                    messages: messages.clone(),
+                };
                 let body = NetBody::Forward(messages, retried);
-                self.start_rpc(n, owner, purpose, body, None);
+                self.start_rpc(n, owner, purpose, body, wait);
             }
         }
     }
 
-    pub(crate) fn reroute_reply(&mut self, n: NodeId, target: NodeId, round: u64, taken: bool) {
+    pub(crate) fn reroute_reply(
+        &mut self,
+        n: NodeId,
+        target: NodeId,
+        round: u64,
+        outcome: RerouteOutcome,
+    ) {
+        let handoff = self.cfg.handoff_after.is_some();
         let Some(batch) = self
             .node_mut(n)
             .fwd
@@ -354,7 +378,8 @@ impl Sim {
         let FwdStage::Rerouting {
             round: current,
             outstanding,
-            all_taken,
+            refused,
+            refused_here,
             ..
         } = &mut batch.stage
         else {
@@ -364,13 +389,42 @@ impl Sim {
             return;
         }
         *outstanding = outstanding.saturating_sub(1);
-        *all_taken &= taken;
-        if *outstanding == 0 {
+        let done = *outstanding == 0;
+        let mut keep = None;
+        match outcome {
+            RerouteOutcome::Taken => {}
+            RerouteOutcome::Refused(owner, messages) => refused.push((owner, messages)),
+            RerouteOutcome::RefusedHere(messages) => refused_here.extend(messages),
+            // Not reachable within the bound: kept here for it, as its own queue would.
+            RerouteOutcome::Unreachable(owner, messages) if handoff => {
+                keep = Some((owner, messages));
+            }
+            RerouteOutcome::Unreachable(owner, messages) => refused.push((owner, messages)),
+        }
+        if let Some((owner, messages)) = keep {
+            self.keep_rerouted(n, owner, &messages);
+        }
+        if done {
             self.reroute_evaluate(n, target);
         }
     }
 
+    /// `forwarding::keep`: a `HandOff` without a token.
+    fn keep_rerouted(&mut self, n: NodeId, owner: NodeId, messages: &[pb::ForwardedMessage]) {
+        let Ok(forwarded) = forwarded_from_pb(messages, true) else {
+            return;
+        };
+        trace!(self, "n{n}: re-routed messages for n{owner} kept here");
+        let event = Event::HandOff {
+            node: berth_core::NodeId(owner),
+            items: forwarded.into_iter().map(|f| (None, f)).collect(),
+        };
+        self.at_node(n, 0, NodeEv::Broker(Box::new(event)));
+    }
+
     pub(crate) fn reroute_evaluate(&mut self, n: NodeId, target: NodeId) {
+        let now = self.now;
+        let wait = self.cfg.handoff_after.map(|b| b.max(REROUTE_WAIT));
         let Some(batch) = self
             .node_mut(n)
             .fwd
@@ -379,16 +433,37 @@ impl Sim {
         else {
             return;
         };
+        let since = batch.reroute_since;
         let FwdStage::Rerouting {
             attempt,
-            not_owned,
-            all_taken,
+            mut refused,
+            refused_here,
             ..
         } = std::mem::replace(&mut batch.stage, FwdStage::Sleeping)
         else {
             return;
         };
-        if all_taken {
+        if wait.is_some_and(|wait| now.saturating_sub(since) >= wait) {
+            for (owner, messages) in std::mem::take(&mut refused) {
+                self.keep_rerouted(n, owner, &messages);
+            }
+        }
+        // The next round re-routes only what was refused and not kept.
+        let not_owned: Vec<String> = refused
+            .iter()
+            .flat_map(|(_, messages)| messages)
+            .chain(&refused_here)
+            .flat_map(|m| m.client_ids.iter().cloned())
+            .collect();
+        let Some(batch) = self
+            .node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.as_mut())
+        else {
+            return;
+        };
+        if not_owned.is_empty() {
             self.forward_done(n, target, true);
         } else if attempt + 1 < 20 {
             batch.stage = FwdStage::RerouteSleeping {
@@ -419,6 +494,16 @@ impl Sim {
         {
             self.reroute_round(n, target, attempt, not_owned);
         }
+    }
+
+    /// `Action::ProbeNode`: the broker counts `target` unreachable; its queue probes it.
+    pub(crate) fn probe_node(&mut self, n: NodeId, target: NodeId) {
+        let queue = self.node_mut(n).fwd.entry(target).or_default();
+        if queue.returning {
+            return;
+        }
+        queue.returning = true;
+        self.at_node(n, PROBE_EVERY, NodeEv::Timer(Timer::ProbeTick { target }));
     }
 
     /// The batch is through (or given up): every publish waiting on it hears the outcome.

@@ -37,6 +37,15 @@ impl Net {
     pub fn linked(&self, a: NodeId, b: NodeId) -> bool {
         a == b || self.cut.contains(&a) == self.cut.contains(&b)
     }
+
+    /// Whether an earlier message of the stream `rpc` from `from` to `to` is held back: a
+    /// later one waits behind it (TCP never delivers a stream's bytes out of order; a Page
+    /// overtaking its Header was dropped by the importer, simulator seed 453).
+    pub fn stream_held(&self, from: NodeId, to: NodeId, rpc: Id) -> bool {
+        self.blocked
+            .iter()
+            .any(|(t, m)| *t == to && m.from == from && m.rpc == rpc)
+    }
 }
 
 #[derive(Debug)]
@@ -163,6 +172,8 @@ pub(crate) enum Purpose {
     Reroute {
         target: NodeId,
         round: u64,
+        owner: NodeId,
+        messages: Vec<berth_cluster::pb::ForwardedMessage>,
     },
     Pull {
         pull: Id,
@@ -199,7 +210,7 @@ impl Sim {
     /// Sends `body` from `from` to `to`, in order with earlier messages of the same RPC.
     pub fn send(&mut self, from: NodeId, to: NodeId, rpc: Id, body: NetBody) {
         let msg = NetMsg { from, rpc, body };
-        if !self.net.linked(from, to) {
+        if !self.net.linked(from, to) || self.net.stream_held(from, to, rpc) {
             trace!(
                 self,
                 "net  n{from}->n{to} rpc {rpc} {}: held by the partition",

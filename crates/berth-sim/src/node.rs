@@ -44,6 +44,8 @@ pub(crate) const FORWARD_ATTEMPT: Time = 5_000;
 pub(crate) const PROBE_EVERY: Time = 250;
 /// `forwarding.rs`: `RESEND_UNANSWERED`.
 pub(crate) const RESEND_UNANSWERED: Time = 500;
+/// `forwarding.rs`: `REROUTE_WAIT`.
+pub(crate) const REROUTE_WAIT: Time = 500;
 /// `cluster_link.rs`: `broker_caught_up`'s bound, `TAKEOVER_HEADER_WAIT`, the pull's timeout.
 pub(crate) const CAUGHT_UP_WAIT: Time = 10_000;
 pub(crate) const TAKEOVER_HEADER_WAIT: Time = 20_000;
@@ -140,9 +142,11 @@ pub(crate) enum FwdStage {
     Rerouting {
         attempt: u64,
         round: u64,
-        not_owned: Vec<String>,
         outstanding: usize,
-        all_taken: bool,
+        /// Owners that answered "not owned", with what they refused.
+        refused: Vec<(NodeId, Vec<pb::ForwardedMessage>)>,
+        /// What this node's own broker refused (it has not seen the move yet).
+        refused_here: Vec<pb::ForwardedMessage>,
     },
     RerouteSleeping {
         attempt: u64,
@@ -163,6 +167,8 @@ pub(crate) struct FwdBatch {
     /// answers probes before it is sent again (`send_watched`).
     pub(crate) sent_at: Time,
     pub(crate) resend_after: Time,
+    /// When re-routing began (its bound: `REROUTE_WAIT`).
+    pub(crate) reroute_since: Time,
 }
 
 #[derive(Debug, Default)]
@@ -177,8 +183,27 @@ pub(crate) struct FwdQueue {
 /// Who waits for the broker's `ForwardAccepted` of a server token.
 #[derive(Debug)]
 pub(crate) enum ReplyTo {
-    Remote { from: NodeId, rpc: Id },
-    Local { target: NodeId, round: u64 },
+    Remote {
+        from: NodeId,
+        rpc: Id,
+    },
+    Local {
+        target: NodeId,
+        round: u64,
+        messages: Vec<pb::ForwardedMessage>,
+    },
+}
+
+/// One owner's answer in a re-routing round.
+#[derive(Debug)]
+pub(crate) enum RerouteOutcome {
+    Taken,
+    /// Answered "not owned" (the registry here is ahead of it, or behind).
+    Refused(NodeId, Vec<pb::ForwardedMessage>),
+    /// This node's own broker refused.
+    RefusedHere(Vec<pb::ForwardedMessage>),
+    /// No answer within the bound.
+    Unreachable(NodeId, Vec<pb::ForwardedMessage>),
 }
 
 /// The old owner waits until its broker has the claim before exporting.
@@ -300,11 +325,10 @@ impl Node {
                     FwdStage::Rerouting {
                         attempt,
                         outstanding,
-                        not_owned,
                         ..
-                    } => format!(
-                        "re-routing {not_owned:?} (attempt {attempt}, {outstanding} answers outstanding)"
-                    ),
+                    } => {
+                        format!("re-routing (attempt {attempt}, {outstanding} answers outstanding)")
+                    }
                     FwdStage::RerouteSleeping { attempt, .. } => {
                         format!("re-routing, sleeping before attempt {attempt}")
                     }
@@ -339,7 +363,7 @@ impl Sim {
             NodeEv::Committed { id, result } => self.committed(n, id, result),
             NodeEv::FromClient { conn, item } => self.client_bytes(n, conn, item),
             NodeEv::Net(msg) => {
-                if !self.net.linked(msg.from, n) {
+                if !self.net.linked(msg.from, n) || self.net.stream_held(msg.from, n, msg.rpc) {
                     self.hold_back(n, msg);
                     return;
                 }
@@ -494,14 +518,24 @@ impl Sim {
                 self.forward_kick(n, target);
             }
             Action::ForwardResume { node: target } => self.forward_resume(n, target.0),
+            Action::ProbeNode { node: target } => self.probe_node(n, target.0),
             Action::ForwardAccepted { token, not_owned } => {
                 match self.node_mut(n).fwd_replies.remove(&token) {
                     Some(ReplyTo::Remote { from, rpc }) => {
                         let not_owned = not_owned.iter().map(|c| c.as_str().to_string()).collect();
                         self.send(n, from, rpc, NetBody::ForwardAck(not_owned));
                     }
-                    Some(ReplyTo::Local { target, round }) => {
-                        self.reroute_reply(n, target, round, not_owned.is_empty());
+                    Some(ReplyTo::Local {
+                        target,
+                        round,
+                        messages,
+                    }) => {
+                        let outcome = if not_owned.is_empty() {
+                            RerouteOutcome::Taken
+                        } else {
+                            RerouteOutcome::RefusedHere(messages)
+                        };
+                        self.reroute_reply(n, target, round, outcome);
                     }
                     None => {}
                 }
@@ -585,10 +619,20 @@ impl Sim {
         match purpose {
             Purpose::Forward { target } => self.forward_reply(n, target, rpc, result),
             Purpose::Probe { target, batch } => self.probe_reply(n, target, batch, result.is_ok()),
-            Purpose::Reroute { target, round } => {
-                let taken =
-                    matches!(&result, Ok(NetBody::ForwardAck(not_owned)) if not_owned.is_empty());
-                self.reroute_reply(n, target, round, taken);
+            Purpose::Reroute {
+                target,
+                round,
+                owner,
+                messages,
+            } => {
+                let outcome = match &result {
+                    Ok(NetBody::ForwardAck(not_owned)) if not_owned.is_empty() => {
+                        RerouteOutcome::Taken
+                    }
+                    Ok(NetBody::ForwardAck(_)) => RerouteOutcome::Refused(owner, messages),
+                    _ => RerouteOutcome::Unreachable(owner, messages),
+                };
+                self.reroute_reply(n, target, round, outcome);
             }
             Purpose::Pull { pull } => self.pull_chunk(n, pull, result),
             Purpose::Release {
@@ -722,9 +766,12 @@ impl Sim {
         node.status = Status::Up;
         node.steady_since = now;
         let inc = node.inc;
+        // Handled now, in arrival order, before anything that arrives from here on: queued
+        // behind it, a stream's next message overtook the one held (simulator seed 453: a
+        // takeover's Page before its Header, so the backlog was dropped).
         let held = std::mem::take(&mut node.held);
         for ev in held {
-            self.at(self.now, Ev::Node { node: n, inc, ev });
+            self.node_event_now(n, inc, ev);
         }
         self.raft_everywhere();
     }

@@ -12,9 +12,9 @@ pub(crate) fn canonical(actions: &mut [Action]) {
     pub(crate) fn key(action: &Action) -> (u8, u64, String) {
         match action {
             Action::Send { conn, .. } | Action::Close { conn } => (0, conn.0, String::new()),
-            Action::Forward { node, .. } | Action::ForwardResume { node } => {
-                (1, node.0, String::new())
-            }
+            Action::Forward { node, .. }
+            | Action::ForwardResume { node }
+            | Action::ProbeNode { node } => (1, node.0, String::new()),
             Action::ForwardAccepted { token, .. } => (2, *token, String::new()),
             Action::Replicate(change) => (3, 0, replicate_client(change).to_string()),
             Action::Adopt { client, .. } => (4, 0, client.as_str().to_string()),

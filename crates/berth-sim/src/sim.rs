@@ -323,6 +323,11 @@ impl Sim {
         }
     }
 
+    /// [`Sim::node_event`], from a node's resume.
+    pub(crate) fn node_event_now(&mut self, id: NodeId, inc: u64, ev: NodeEv) {
+        self.node_event(id, inc, ev);
+    }
+
     fn node_event(&mut self, id: NodeId, inc: u64, ev: NodeEv) {
         let node = self.node(id);
         let current = node.inc == inc;

@@ -12,8 +12,8 @@ use crate::stats::DropReason;
 use crate::store::{Batch, InflightRecord, Op, Store, StoreError};
 use crate::time::UnixMillis;
 
-/// How long a session resumed without an unreachable older copy's QoS 2 state holds its QoS 1
-/// and 2 deliveries for that copy (`Broker::deliveries_held`).
+/// How long a session resumed without an unreachable older copy's QoS 2 state holds its QoS 2
+/// deliveries for that copy (`Broker::deliveries_held`).
 pub(crate) const QOS2_STATE_WAIT: u64 = 30_000;
 
 impl<S: Store> Broker<S> {
@@ -38,7 +38,7 @@ impl<S: Store> Broker<S> {
             if session.queue.is_empty()
                 && session.inflight_loaded
                 && session.window_has_room()
-                && !self.deliveries_held(now, client)
+                && !(delivery.qos == QoS::ExactlyOnce && self.deliveries_held(now, client))
             {
                 return self.send_in_window(now, client, delivery);
             }
@@ -128,27 +128,40 @@ impl<S: Store> Broker<S> {
         }
     }
 
+    /// Pages the next queued messages in from storage when none is in memory.
+    fn page_in(&mut self, client: &ClientId) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        if session.queue.bounds.count == 0 || !session.queue.head.is_empty() || !session.stored {
+            return;
+        }
+        let from = session.queue.bounds.first;
+        // Offline, only drop_oldest pops, one message at a time: page in no more than that.
+        let page = if session.online.is_some() {
+            QUEUE_PAGE
+        } else {
+            1
+        };
+        match read_queue_through(&self.store, &self.batch, client, from, page) {
+            Ok(page) => session.queue.head.extend(page),
+            Err(error) => self.fault = Some(error),
+        }
+    }
+
+    /// The QoS of the oldest queued message.
+    fn front_qos(&mut self, client: &ClientId) -> Option<QoS> {
+        self.page_in(client);
+        let session = self.sessions.get(client)?;
+        session.queue.head.front().map(|(_, delivery)| delivery.qos)
+    }
+
     /// Takes the oldest queued message, paging the next ones in from storage when needed.
     fn pop_queue(&mut self, client: &ClientId) -> Option<(QueueSeq, Delivery)> {
+        self.page_in(client);
         let session = self.sessions.get_mut(client)?;
         if session.queue.bounds.count == 0 {
             return None;
-        }
-        if session.queue.head.is_empty() && session.stored {
-            let from = session.queue.bounds.first;
-            // Offline, only drop_oldest pops, one message at a time: page in no more than that.
-            let page = if session.online.is_some() {
-                QUEUE_PAGE
-            } else {
-                1
-            };
-            match read_queue_through(&self.store, &self.batch, client, from, page) {
-                Ok(page) => session.queue.head.extend(page),
-                Err(error) => {
-                    self.fault = Some(error);
-                    return None;
-                }
-            }
         }
         let (seq, delivery) = session.queue.head.pop_front()?;
         let bounds = &mut session.queue.bounds;
@@ -176,14 +189,16 @@ impl<S: Store> Broker<S> {
 
     fn pump_window(&mut self, now: UnixMillis, client: &ClientId) {
         self.resend_inflight(now, client);
-        if self.deliveries_held(now, client) {
-            return;
-        }
         loop {
             let Some(session) = self.sessions.get(client) else {
                 return;
             };
             if !session.window_has_room() || session.queue.is_empty() {
+                return;
+            }
+            // A QoS 2 message waits at the head, and what is behind it with it (order).
+            if self.front_qos(client) == Some(QoS::ExactlyOnce) && self.deliveries_held(now, client)
+            {
                 return;
             }
             let Some((_, delivery)) = self.pop_queue(client) else {
@@ -201,14 +216,17 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    /// Whether `client`'s queued messages wait for the QoS 2 state of an older copy of its
+    /// Whether `client`'s QoS 2 deliveries wait for the QoS 2 state of an older copy of its
     /// session that could not be reached when it resumed here (`qos2_state_elsewhere`). The
     /// client may still hold packet ids that copy sent it QoS 2 messages under (PUBREC sent,
-    /// PUBREL not yet): a new PUBLISH under such an id is dropped as a duplicate, and the
+    /// PUBREL not yet): a new QoS 2 PUBLISH under such an id is dropped as a duplicate, and the
     /// copy's own re-send, merged later under another id, is taken a second time (simulator
-    /// `6-qos2-id` then `6-qos2`). Only that copy knows the ids, so deliveries wait for it —
-    /// at most `QOS2_STATE_WAIT` from the first one held, after which an owner that has not
-    /// come back is taken as gone and the queue flows (exactly once is then not promised).
+    /// `6-qos2-id` then `6-qos2`). Only that copy knows the ids, so QoS 2 messages wait for it
+    /// (at the head of the queue, with what is behind them) — at most `QOS2_STATE_WAIT` from
+    /// the first one held, after which an owner that has not come back is taken as gone
+    /// (exactly once is then not promised). QoS 0 and 1 go on: a QoS 1 PUBLISH under an id the
+    /// client holds for QoS 2 is still delivered and acknowledged by it, and holding them
+    /// would cost every session that resumed after a node crash its messages for that long.
     pub(super) fn deliveries_held(&mut self, now: UnixMillis, client: &ClientId) -> bool {
         let Some(session) = self.sessions.get_mut(client) else {
             return false;

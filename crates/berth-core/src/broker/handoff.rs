@@ -263,7 +263,9 @@ impl<S: Store> Broker<S> {
         node: NodeId,
         items: Vec<(Option<u64>, Forwarded)>,
     ) {
-        self.handoff.unreachable.insert(node);
+        if self.handoff.unreachable.insert(node) {
+            self.actions.push(Action::ProbeNode { node });
+        }
         for (token, forwarded) in items {
             if let Some(token) = token
                 && self.handoff_round_ended(token, false)

@@ -169,6 +169,12 @@ pub enum Action {
     ForwardResume {
         node: NodeId,
     },
+    /// `node` counts as unreachable now (a `HandOff` that its own forward queue did not send:
+    /// a re-routed forward's owner did not answer): its queue probes it until it answers
+    /// (`Event::NodeReachable`).
+    ProbeNode {
+        node: NodeId,
+    },
     /// The forwarded messages of `token` are stored; `not_owned` were not for this node.
     ForwardAccepted {
         token: u64,

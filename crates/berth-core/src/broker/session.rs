@@ -71,7 +71,7 @@ pub(crate) struct Qos2Wait {
     /// Ids the client released (PUBREL) here that this node did not know: the older copy's
     /// exchange with that id ended, and the id may since carry a new message.
     pub released: HashSet<PacketId>,
-    /// Until when QoS 1 and 2 deliveries wait for the older copy (`Broker::deliveries_held`):
+    /// Until when QoS 2 deliveries wait for the older copy (`Broker::deliveries_held`):
     /// set at the first delivery that has to wait.
     pub deliveries_wait_until: Option<UnixMillis>,
 }

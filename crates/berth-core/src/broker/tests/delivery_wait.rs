@@ -2,8 +2,8 @@
 //! not know the packet ids its client still holds for QoS 2 messages that copy sent (PUBREC
 //! sent, PUBREL not yet): a new PUBLISH under such an id would be dropped by the client as a
 //! duplicate, and the copy's own re-send, merged later under another id, taken twice
-//! (simulator `6-qos2-id`, then `6-qos2`). So its QoS 1 and 2 deliveries wait for that copy, at
-//! most `QOS2_STATE_WAIT`.
+//! (simulator `6-qos2-id`, then `6-qos2`). So its QoS 2 deliveries wait for that copy, at most
+//! `QOS2_STATE_WAIT`; QoS 0 and 1 go on.
 
 use super::stranded::node;
 use super::*;
@@ -79,6 +79,14 @@ fn older_copy_with_m1_in_flight() -> Box<SessionExport> {
 #[test]
 fn deliveries_wait_for_the_older_copy_and_its_message_keeps_its_packet_id() {
     let (mut b, x, publisher) = resumed_without_state();
+    let out = b.publish(publisher, publish("t", b"m0", QoS::AtLeastOnce, 9));
+    assert_eq!(
+        payloads(&out.publishes(x)),
+        vec!["m0"],
+        "QoS 1 goes on: it does not wait for the older copy"
+    );
+    let m0 = out.publishes(x)[0].packet_id.unwrap();
+    b.puback(x, m0);
     let out = b.publish(publisher, publish("t", b"m2", QoS::ExactlyOnce, 1));
     assert!(
         out.publishes(x).is_empty(),

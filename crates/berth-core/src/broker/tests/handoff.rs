@@ -341,3 +341,41 @@ fn an_entry_whose_forward_went_unanswered_goes_again_with_dup() {
         vec![(2, "m1".into(), true), (2, "m2".into(), true)]
     );
 }
+
+/// A re-routed forward whose owner did not answer is kept here without a token (the batch's
+/// own outcome answers the publishers): the message is kept for its session, and the node,
+/// newly counted unreachable, is probed until it answers.
+#[test]
+fn a_message_kept_for_an_owner_that_a_re_route_could_not_reach_asks_for_a_probe() {
+    let mut h = caught_up_node(1, BrokerConfig::default());
+    far_subscriber(&mut h, "far", 3);
+    let message = super::cluster::message("t/1", b"m1");
+    let kept_for = |node: u64| Event::HandOff {
+        node: NodeId(node),
+        items: vec![(
+            None,
+            Forwarded {
+                message: Arc::clone(&message),
+                clients: vec![client("far")],
+                publisher: None,
+                retried: true,
+            },
+        )],
+    };
+    let out = h.event(kept_for(3));
+    assert!(
+        out.actions
+            .iter()
+            .any(|a| matches!(a, Action::ProbeNode { node } if node.0 == 3)),
+        "{:?}",
+        out.actions
+    );
+    assert_eq!(kept(&mut h).len(), 1);
+    // Already counted unreachable: no second probe request.
+    let out = h.event(kept_for(3));
+    assert!(
+        !out.actions
+            .iter()
+            .any(|a| matches!(a, Action::ProbeNode { .. }))
+    );
+}

@@ -268,6 +268,7 @@ impl Out {
             Action::Send { conn: c, .. } | Action::Close { conn: c } => *c == conn,
             Action::Forward { .. }
             | Action::ForwardResume { .. }
+            | Action::ProbeNode { .. }
             | Action::ForwardAccepted { .. }
             | Action::Replicate(_)
             | Action::Adopt { .. } => false,
