@@ -80,7 +80,7 @@ pub(crate) async fn forward_loop(
                     Some(ForwardCommand::Resume) => returning = false,
                     Some(ForwardCommand::Probe) => {}
                     Some(ForwardCommand::Item(item)) => {
-                        let (items, resumed) = take_queued(&mut queue, vec![item], usize::MAX);
+                        let (items, resumed) = take_queued(&mut queue, vec![item]);
                         hand_back(&broker, target, items).await;
                         returning = !resumed;
                     }
@@ -104,12 +104,19 @@ pub(crate) async fn forward_loop(
             }
             Some(ForwardCommand::Item(item)) => item,
         };
-        let (batch, _) = take_queued(&mut queue, vec![first], FORWARD_BATCH);
+        let (batch, control) = take_batch(&mut queue, first);
+        // The broker counts the node unreachable (a re-route could not reach it): what comes
+        // after this batch goes back to it until a probe answers. Dropped, the broker would
+        // keep everything for that node and nothing would ever probe it (a chaos run: 51
+        // acknowledged messages kept and never delivered).
+        if matches!(control, Some(ForwardCommand::Probe)) {
+            returning = true;
+        }
         let outcome = match send_watched(&node, target, &batch, handoff_after).await {
             Some(outcome) => outcome,
             None => {
                 tracing::warn!(target = %target, bound = ?handoff_after, "node unreachable: handing its messages back to be kept here");
-                let (items, resumed) = take_queued(&mut queue, batch, usize::MAX);
+                let (items, resumed) = take_queued(&mut queue, batch);
                 hand_back(&broker, target, items).await;
                 returning = !resumed;
                 continue;
@@ -138,14 +145,30 @@ pub(crate) async fn forward_loop(
     }
 }
 
-/// `items` and what waits behind them in `queue`, up to `limit` items; whether a `Resume`
-/// was among them (what follows it is left in the queue).
+/// `first` and the items queued behind it, up to a batch; stops at a `Resume` or `Probe` and
+/// returns it (what follows it is left in the queue).
+fn take_batch(
+    queue: &mut UnboundedReceiver<ForwardCommand>,
+    first: ForwardItem,
+) -> (Vec<ForwardItem>, Option<ForwardCommand>) {
+    let mut items = vec![first];
+    while items.len() < FORWARD_BATCH {
+        match queue.try_recv() {
+            Ok(ForwardCommand::Item(item)) => items.push(item),
+            Ok(control) => return (items, Some(control)),
+            Err(_) => break,
+        }
+    }
+    (items, None)
+}
+
+/// While handing back: `items` and what waits behind them in `queue`; whether a `Resume` was
+/// among them (what follows it is left in the queue).
 fn take_queued(
     queue: &mut UnboundedReceiver<ForwardCommand>,
     mut items: Vec<ForwardItem>,
-    limit: usize,
 ) -> (Vec<ForwardItem>, bool) {
-    while items.len() < limit {
+    loop {
         match queue.try_recv() {
             Ok(ForwardCommand::Item(item)) => items.push(item),
             Ok(ForwardCommand::Resume) => return (items, true),
