@@ -315,3 +315,75 @@ fn modes_parse_from_configuration_words() {
         "{message}"
     );
 }
+
+/// A seeded stand-in for a fuzzer (cargo-fuzz needs a nightly toolchain this machine kind
+/// cannot fetch): random and mutated headers never panic the parser, and its answer for a
+/// prefix never contradicts its answer once more bytes arrive — what `read_header` relies on
+/// when it stops reading at the first decision.
+#[test]
+fn random_and_mutated_headers_never_panic_and_decisions_hold_as_bytes_arrive() {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let seeds: Vec<Vec<u8>> = vec![
+        V1_TCP4.to_vec(),
+        V1_TCP6.to_vec(),
+        b"PROXY UNKNOWN\r\n".to_vec(),
+        tcp4(),
+        v2(0x20, 0x00, &[]),
+        v2(0x21, 0x21, &block("2001:db8::1", "2001:db8::2")),
+        CONNECT.to_vec(),
+    ];
+    for round in 0..20_000u64 {
+        let mut buf = if round % 4 == 0 {
+            // Pure noise.
+            let len = (next() % 64) as usize;
+            (0..len).map(|_| next() as u8).collect()
+        } else {
+            // A valid header with a few bytes changed, cut or extended.
+            let mut buf = seeds[(next() % seeds.len() as u64) as usize].clone();
+            for _ in 0..(next() % 4) {
+                if !buf.is_empty() {
+                    let at = (next() % buf.len() as u64) as usize;
+                    buf[at] = next() as u8;
+                }
+            }
+            buf.truncate((next() % (buf.len() as u64 + 1)) as usize + buf.len() / 2);
+            buf.extend((0..next() % 8).map(|_| next() as u8));
+            buf
+        };
+        buf.truncate(2_200);
+        let whole = parse(&buf);
+        for cut in 0..=buf.len() {
+            match parse(&buf[..cut]) {
+                Ok(Parse::Incomplete) => {}
+                Ok(Parse::NotProxy) => {
+                    assert!(
+                        matches!(whole, Ok(Parse::NotProxy)),
+                        "{buf:?}: NotProxy after {cut} bytes, {whole:?} for all"
+                    );
+                    break;
+                }
+                Ok(Parse::Header { source, len }) => {
+                    assert!(len <= cut, "{buf:?}: a header longer than its input");
+                    assert!(
+                        matches!(&whole, Ok(Parse::Header { source: s, len: l }) if *s == source && *l == len),
+                        "{buf:?}: a header after {cut} bytes, {whole:?} for all"
+                    );
+                    break;
+                }
+                Err(_) => {
+                    assert!(
+                        whole.is_err(),
+                        "{buf:?}: an error after {cut} bytes, {whole:?} for all"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}
