@@ -316,10 +316,9 @@ fn modes_parse_from_configuration_words() {
     );
 }
 
-/// A seeded stand-in for a fuzzer (cargo-fuzz needs a nightly toolchain this machine kind
-/// cannot fetch): random and mutated headers never panic the parser, and its answer for a
-/// prefix never contradicts its answer once more bytes arrive — what `read_header` relies on
-/// when it stops reading at the first decision.
+/// A seeded stand-in for a fuzz target, run in every test run: random and mutated headers
+/// never panic the parser, and its answer for a prefix never contradicts its answer once more
+/// bytes arrive — what `read_header` relies on when it stops reading at the first decision.
 #[test]
 fn random_and_mutated_headers_never_panic_and_decisions_hold_as_bytes_arrive() {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
