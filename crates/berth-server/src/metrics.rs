@@ -125,47 +125,32 @@ impl Metrics {
             "QoS 1/2 acknowledgements held back because the message was queued for a connected subscriber that is not keeping up (publisher flow control).",
         )?;
 
-        const DROPPED: &str = "berth_messages_dropped_total";
-        let messages_dropped_total = IntCounterVec::new(
-            Opts::new(DROPPED, "Messages dropped instead of delivered, by reason."),
-            &["reason"],
-        )
-        .map_err(|source| MetricsError::Register {
-            name: DROPPED,
-            source,
-        })?;
-        registry
-            .register(Box::new(messages_dropped_total.clone()))
-            .map_err(|source| MetricsError::Register {
-                name: DROPPED,
-                source,
-            })?;
         // Every reason is exported from the start (at 0), so a query never meets a missing series.
-        for reason in DropReason::ALL {
-            let _ = messages_dropped_total.with_label_values(&[reason.label()]);
-        }
-
-        const PROXY_REFUSED: &str = "berth_proxy_headers_refused_total";
-        let proxy_headers_refused_total = IntCounterVec::new(
-            Opts::new(
-                PROXY_REFUSED,
-                "Connections closed before MQTT because their PROXY protocol header was missing (where required), malformed, too long or late, by reason.",
-            ),
-            &["reason"],
-        )
-        .map_err(|source| MetricsError::Register {
-            name: PROXY_REFUSED,
-            source,
-        })?;
-        registry
-            .register(Box::new(proxy_headers_refused_total.clone()))
-            .map_err(|source| MetricsError::Register {
-                name: PROXY_REFUSED,
-                source,
-            })?;
-        for reason in crate::proxy_protocol::ProxyError::REASONS {
-            let _ = proxy_headers_refused_total.with_label_values(&[reason]);
-        }
+        let by_reason = |name: &'static str,
+                         help: &str,
+                         reasons: &[&str]|
+         -> Result<IntCounterVec, MetricsError> {
+            let counter = IntCounterVec::new(Opts::new(name, help), &["reason"])
+                .map_err(|source| MetricsError::Register { name, source })?;
+            registry
+                .register(Box::new(counter.clone()))
+                .map_err(|source| MetricsError::Register { name, source })?;
+            for reason in reasons {
+                let _ = counter.with_label_values(&[*reason]);
+            }
+            Ok(counter)
+        };
+        let drop_reasons: Vec<&str> = DropReason::ALL.iter().map(|r| r.label()).collect();
+        let messages_dropped_total = by_reason(
+            "berth_messages_dropped_total",
+            "Messages dropped instead of delivered, by reason.",
+            &drop_reasons,
+        )?;
+        let proxy_headers_refused_total = by_reason(
+            "berth_proxy_headers_refused_total",
+            "Connections closed before MQTT because their PROXY protocol header was missing (where required), malformed, too long or late, by reason.",
+            &crate::proxy_protocol::ProxyError::REASONS,
+        )?;
 
         Ok(Metrics {
             registry,

@@ -109,19 +109,14 @@ impl Sim {
             // Alive: its broker answers forwards at once, so a batch unanswered this long was
             // lost with its connection; sent again, as a retry.
             let now = self.now;
-            let resend = self
-                .node_mut(n)
-                .fwd
-                .get_mut(&target)
-                .and_then(|q| q.batch.as_mut())
-                .is_some_and(|b| {
-                    let due = matches!(b.stage, FwdStage::Sending { .. })
-                        && now.saturating_sub(b.sent_at) >= b.resend_after;
-                    if due {
-                        b.resend_after = (b.resend_after * 2).min(FORWARD_ATTEMPT);
-                    }
-                    due
-                });
+            let resend = self.fwd_batch(n, target).is_some_and(|b| {
+                let due = matches!(b.stage, FwdStage::Sending { .. })
+                    && now.saturating_sub(b.sent_at) >= b.resend_after;
+                if due {
+                    b.resend_after = (b.resend_after * 2).min(FORWARD_ATTEMPT);
+                }
+                due
+            });
             if resend {
                 trace!(
                     self,
@@ -190,12 +185,7 @@ impl Sim {
 
     pub(crate) fn forward_attempt(&mut self, n: NodeId, target: NodeId) {
         let now = self.now;
-        let Some(batch) = self
-            .node_mut(n)
-            .fwd
-            .get_mut(&target)
-            .and_then(|q| q.batch.as_mut())
-        else {
+        let Some(batch) = self.fwd_batch(n, target) else {
             return;
         };
         let messages = batch.items.iter().map(|i| i.msg.clone()).collect();
@@ -209,12 +199,7 @@ impl Sim {
             NetBody::Forward(messages, retry),
             Some(FORWARD_ATTEMPT),
         );
-        if let Some(batch) = self
-            .node_mut(n)
-            .fwd
-            .get_mut(&target)
-            .and_then(|q| q.batch.as_mut())
-        {
+        if let Some(batch) = self.fwd_batch(n, target) {
             batch.stage = FwdStage::Sending { rpc };
         }
     }
@@ -239,12 +224,7 @@ impl Sim {
         result: Result<NetBody, String>,
     ) {
         let now = self.now;
-        let Some(batch) = self
-            .node_mut(n)
-            .fwd
-            .get_mut(&target)
-            .and_then(|q| q.batch.as_mut())
-        else {
+        let Some(batch) = self.fwd_batch(n, target) else {
             return;
         };
         if !matches!(batch.stage, FwdStage::Sending { rpc: r } if r == rpc) {
@@ -367,12 +347,7 @@ impl Sim {
         outcome: RerouteOutcome,
     ) {
         let handoff = self.cfg.handoff_after.is_some();
-        let Some(batch) = self
-            .node_mut(n)
-            .fwd
-            .get_mut(&target)
-            .and_then(|q| q.batch.as_mut())
-        else {
+        let Some(batch) = self.fwd_batch(n, target) else {
             return;
         };
         let FwdStage::Rerouting {
@@ -425,12 +400,7 @@ impl Sim {
     pub(crate) fn reroute_evaluate(&mut self, n: NodeId, target: NodeId) {
         let now = self.now;
         let wait = self.cfg.handoff_after.map(|b| b.max(REROUTE_WAIT));
-        let Some(batch) = self
-            .node_mut(n)
-            .fwd
-            .get_mut(&target)
-            .and_then(|q| q.batch.as_mut())
-        else {
+        let Some(batch) = self.fwd_batch(n, target) else {
             return;
         };
         let since = batch.reroute_since;
@@ -455,12 +425,7 @@ impl Sim {
             .chain(&refused_here)
             .flat_map(|m| m.client_ids.iter().cloned())
             .collect();
-        let Some(batch) = self
-            .node_mut(n)
-            .fwd
-            .get_mut(&target)
-            .and_then(|q| q.batch.as_mut())
-        else {
+        let Some(batch) = self.fwd_batch(n, target) else {
             return;
         };
         if not_owned.is_empty() {
@@ -481,12 +446,7 @@ impl Sim {
     }
 
     pub(crate) fn reroute_retry(&mut self, n: NodeId, target: NodeId) {
-        let Some(batch) = self
-            .node_mut(n)
-            .fwd
-            .get_mut(&target)
-            .and_then(|q| q.batch.as_mut())
-        else {
+        let Some(batch) = self.fwd_batch(n, target) else {
             return;
         };
         if let FwdStage::RerouteSleeping { attempt, not_owned } =
@@ -527,5 +487,13 @@ impl Sim {
             }
         }
         self.forward_kick(n, target);
+    }
+
+    /// Node `n`'s batch in flight to `target`, if any.
+    fn fwd_batch(&mut self, n: NodeId, target: NodeId) -> Option<&mut FwdBatch> {
+        self.node_mut(n)
+            .fwd
+            .get_mut(&target)
+            .and_then(|q| q.batch.as_mut())
     }
 }

@@ -38,7 +38,9 @@ impl<S: Store> Broker<S> {
             if session.queue.is_empty()
                 && session.inflight_loaded
                 && session.window_has_room()
-                && !(delivery.qos == QoS::ExactlyOnce && self.deliveries_held(now, client))
+                && !(delivery.qos == QoS::ExactlyOnce
+                    && session.qos2_state_elsewhere
+                    && self.deliveries_held(now, client))
             {
                 return self.send_in_window(now, client, delivery);
             }
@@ -196,8 +198,11 @@ impl<S: Store> Broker<S> {
             if !session.window_has_room() || session.queue.is_empty() {
                 return;
             }
-            // A QoS 2 message waits at the head, and what is behind it with it (order).
-            if self.front_qos(client) == Some(QoS::ExactlyOnce) && self.deliveries_held(now, client)
+            // A QoS 2 message waits at the head, and what is behind it with it (order). The
+            // flag first: almost no session has it, and this runs for every message sent.
+            if session.qos2_state_elsewhere
+                && self.front_qos(client) == Some(QoS::ExactlyOnce)
+                && self.deliveries_held(now, client)
             {
                 return;
             }
