@@ -6,10 +6,11 @@
 #   mosquitto-clients   mosquitto_pub/mosquitto_sub: real third-party clients for interop tests
 #   haproxy             the load balancer in front of the three nodes of the chaos test
 #                       (crates/berth/tests/chaos.rs), as a deployment would have
+#   openssl             makes the test CA and certificates of the TLS tests (crates/berth/tests/tls.rs)
 #   cargo-nextest       the test runner (bounded per-test timeouts, parallel processes)
 set -euo pipefail
 
-apt_packages=(libclang-dev mosquitto-clients haproxy)
+apt_packages=(libclang-dev mosquitto-clients haproxy openssl)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -2,6 +2,7 @@
 //! for and hands back exactly what the server sent, so tests can assert on the wire.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::VecDeque;
@@ -13,15 +14,21 @@ use berth_codec::{
     SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, decode, encode,
 };
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// What a test client talks over: plain TCP or TLS.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> Transport for T {}
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct TestClient {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
+    /// This end's address.
+    local: SocketAddr,
     buf: BytesMut,
     /// Packets read while waiting for a specific one (e.g. a PUBREL), handed out first by `recv`.
     pending: VecDeque<Packet>,
@@ -70,12 +77,43 @@ impl TestClient {
             .expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         TestClient {
-            stream,
+            local: stream.local_addr().expect("a connected socket"),
+            stream: Box::new(stream),
             buf: BytesMut::new(),
             pending: VecDeque::new(),
             version,
             next_id: 0,
         }
+    }
+
+    /// Opens a TLS connection (the handshake done, as far as the client sees it) without
+    /// sending MQTT. Under TLS 1.3 a server that refuses the client's certificate says so only
+    /// after this returns: the first read then fails.
+    pub async fn open_tls(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> std::io::Result<TestClient> {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::other("TCP connect timed out"))??;
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(std::io::Error::other)?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let stream = tokio::time::timeout(WAIT, connector.connect(name, stream))
+            .await
+            .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+        Ok(TestClient {
+            stream: Box::new(stream),
+            local,
+            buf: BytesMut::new(),
+            pending: VecDeque::new(),
+            version,
+            next_id: 0,
+        })
     }
 
     /// Connects and returns the CONNACK, whatever it says.
@@ -106,7 +144,7 @@ impl TestClient {
 
     /// This end's address (what a load balancer in between sees as the client).
     pub fn local_addr(&self) -> SocketAddr {
-        self.stream.local_addr().expect("a connected socket")
+        self.local
     }
 
     pub async fn send(&mut self, packet: Packet) {

@@ -65,7 +65,8 @@ impl TestServer {
             options,
             store,
             Listeners {
-                mqtt,
+                mqtt: Some(mqtt),
+                tls: None,
                 http: Some(http),
             },
             cluster,

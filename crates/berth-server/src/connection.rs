@@ -8,18 +8,24 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_codec::{DecodeError, DecodeOptions, Packet, ProtocolVersion, decode, encode};
+use berth_codec::{
+    ConnectReasonCode, DecodeError, DecodeOptions, Packet, ProtocolVersion, decode, encode,
+};
 use berth_core::{CloseReason, ConnId};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::future::Either;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::Sender;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::auth::{Authenticator, Credentials, Refusal};
 use crate::cluster_port::{ClusterPort, Grant};
 use crate::mailbox::{Inbox, Outbox, mailbox};
-use crate::proxy_protocol::read_header;
+use crate::proxy_protocol::{Prefixed, read_header};
 use crate::runtime::{Command, ConnectionHandle, Outbound};
+use crate::tls::TlsFiles;
 
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,9 +51,36 @@ pub(crate) struct Edge {
     /// when the listener expects one, names the client).
     pub peer: std::net::SocketAddr,
     pub proxy: crate::ProxySettings,
+    /// On a TLS listener: its certificate and client-certificate rules, current at accept.
+    pub tls: Option<Arc<TlsFiles>>,
+    pub auth: Arc<Authenticator>,
     pub metrics: Arc<crate::Metrics>,
     /// On a cluster node, CONNECT, SUBSCRIBE and retained PUBLISHes commit through it.
     pub cluster: Arc<dyn ClusterPort>,
+}
+
+/// What the MQTT handshake needs once the transport is set up.
+struct Handshake {
+    conn: ConnId,
+    commands: Sender<Command>,
+    max_packet_size: u32,
+    /// The client, as the PROXY header or the socket names it.
+    client_addr: std::net::SocketAddr,
+    /// A verified client certificate's Common Name, where the listener uses it as username.
+    cert_identity: Option<String>,
+    auth: Arc<Authenticator>,
+    metrics: Arc<crate::Metrics>,
+    cluster: Arc<dyn ClusterPort>,
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<Prefixed<TcpStream>>;
+
+/// A connection whose CONNECT the broker has, over plain TCP or TLS. Boxed: the task's own
+/// future keeps room for this value while the connection is served, and every idle
+/// connection pays for that room.
+enum Opened {
+    Plain(Box<Accepted<OwnedReadHalf, OwnedWriteHalf>>),
+    Tls(Box<Accepted<ReadHalf<TlsStream>, WriteHalf<TlsStream>>>),
 }
 
 impl Connection {
@@ -58,15 +91,15 @@ impl Connection {
         // Boxed: the handshake (reading CONNECT, the cluster's claim, refusals) has large
         // futures that live only until CONNACK; inline they would stay part of every idle
         // connection's task for as long as it is open.
-        let Some(accepted) = Box::pin(self.handshake()).await else {
+        let Some(opened) = Box::pin(self.open()).await else {
             return;
         };
-        serve(conn, commands, max_packet_size, accepted).await;
+        serve_opened(opened, conn, commands, max_packet_size).await;
     }
 
-    /// Reads the CONNECT, has the cluster grant the session, hands the CONNECT to the broker.
+    /// Reads the PROXY header, sets up TLS where the listener has it, then the MQTT handshake.
     /// `None`: the connection ended (refused, closed, timed out).
-    async fn handshake(self) -> Option<Accepted> {
+    async fn open(self) -> Option<Opened> {
         let Connection {
             conn,
             mut stream,
@@ -77,11 +110,14 @@ impl Connection {
         let Edge {
             peer,
             proxy,
+            tls,
+            auth,
             metrics,
             cluster,
         } = *edge;
         let _ = stream.set_nodelay(true);
-        // A PROXY header comes before the first MQTT byte; what was read past it is MQTT.
+        // A PROXY header comes before the first MQTT (or TLS) byte; what was read past it is
+        // the client's.
         let (client_addr, leftover) =
             match read_header(&mut stream, proxy.mode, proxy.header_timeout).await {
                 Ok(header) => (header.source.unwrap_or(peer), header.leftover),
@@ -91,10 +127,93 @@ impl Connection {
                     return None;
                 }
             };
-        tracing::debug!(?conn, client = %client_addr, via = %peer, "connection");
-        let (mut reader, mut writer) = stream.into_split();
-        let mut read_buf = BytesMut::from(&leftover[..]);
+        tracing::debug!(?conn, client = %client_addr, via = %peer, tls = tls.is_some(), "connection");
+        let mut handshake = Handshake {
+            conn,
+            commands,
+            max_packet_size,
+            client_addr,
+            cert_identity: None,
+            auth,
+            metrics,
+            cluster,
+        };
+        let Some(tls) = tls else {
+            let (reader, writer) = stream.into_split();
+            let read_buf = BytesMut::from(&leftover[..]);
+            return handshake
+                .mqtt(reader, writer, read_buf)
+                .await
+                .map(|accepted| Opened::Plain(Box::new(accepted)));
+        };
+        let accepting = tls.acceptor().accept(Prefixed::new(leftover, stream));
+        let stream = match timeout(CONNECT_TIMEOUT, accepting).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                handshake.metrics.count_tls_refused();
+                tracing::debug!(?conn, client = %client_addr, %error, "closing: TLS handshake failed");
+                return None;
+            }
+            Err(_elapsed) => {
+                handshake.metrics.count_tls_refused();
+                tracing::debug!(?conn, client = %client_addr, "closing: TLS handshake timed out");
+                return None;
+            }
+        };
+        if tls.identity_from_cert() {
+            handshake.cert_identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| crate::tls::common_name(leaf));
+        }
+        let (reader, writer) = tokio::io::split(stream);
+        handshake
+            .mqtt(reader, writer, BytesMut::new())
+            .await
+            .map(|accepted| Opened::Tls(Box::new(accepted)))
+    }
+}
 
+/// The connected phase over either transport, as one future. A plain function on purpose:
+/// `opened` is moved in whole before anything is awaited, so the task keeps no room for it (a
+/// `match` on it inside the task would keep its tag alive for the life of the connection).
+fn serve_opened(
+    opened: Opened,
+    conn: ConnId,
+    commands: Sender<Command>,
+    max_packet_size: u32,
+) -> Either<impl Future<Output = ()>, impl Future<Output = ()>> {
+    match opened {
+        Opened::Plain(accepted) => Either::Left(serve(conn, commands, max_packet_size, *accepted)),
+        Opened::Tls(accepted) => Either::Right(serve(conn, commands, max_packet_size, *accepted)),
+    }
+}
+
+impl Handshake {
+    /// Reads the CONNECT, checks the client's credentials, has the cluster grant the session,
+    /// hands the CONNECT to the broker.
+    async fn mqtt<R, W>(
+        self,
+        mut reader: R,
+        mut writer: W,
+        mut read_buf: BytesMut,
+    ) -> Option<Accepted<R, W>>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let Handshake {
+            conn,
+            commands,
+            max_packet_size,
+            client_addr,
+            cert_identity,
+            auth,
+            metrics,
+            cluster,
+        } = self;
         // CONNECT first ([MQTT-3.1.0-1]); anything else, or nothing in time, closes the socket.
         let opts = DecodeOptions::new(ProtocolVersion::V5).with_max_packet_size(max_packet_size);
         let connect = match timeout(
@@ -110,17 +229,41 @@ impl Connection {
                 return None;
             }
             Ok(Err(ConnectFailure::Refused(reason))) => {
-                let mut out = BytesMut::new();
-                let connack = Packet::ConnAck(Box::new(berth_codec::ConnAck::refused(reason)));
-                if encode(&connack, ProtocolVersion::V5, &mut out).is_ok() {
-                    let _ = writer.write_all(&out).await;
-                }
-                let _ = writer.shutdown().await;
+                refuse(&mut writer, ProtocolVersion::V5, reason).await;
                 return None;
             }
             Ok(Err(ConnectFailure::Closed)) | Err(_) => return None,
         };
         let mut connect = connect;
+        let checked = auth
+            .authenticate(Credentials {
+                username: connect.username.as_deref(),
+                password: connect.password.as_deref(),
+                cert_identity: cert_identity.as_deref(),
+                addr: client_addr.ip(),
+            })
+            .await;
+        if let Err(refusal) = checked {
+            metrics.count_auth_refused(refusal.reason());
+            tracing::info!(?conn, client = %client_addr, reason = refusal.reason(), "refused: authentication");
+            refuse(&mut writer, connect.protocol, refusal_code(refusal)).await;
+            return None;
+        }
+        if let Some(identity) = cert_identity {
+            // The certificate names the client: whatever username it sent is replaced.
+            match berth_codec::MqttString::try_from(identity) {
+                Ok(username) => connect.username = Some(username),
+                Err(_) => {
+                    refuse(
+                        &mut writer,
+                        connect.protocol,
+                        ConnectReasonCode::BadUserNameOrPassword,
+                    )
+                    .await;
+                    return None;
+                }
+            }
+        }
         let grant = match cluster
             .claim(&mut connect, crate::runtime::now(), conn.0)
             .await
@@ -128,20 +271,12 @@ impl Connection {
             Ok(granted) => granted,
             Err(crate::cluster_port::NoConsensus) => {
                 // No consensus: a clear refusal, never a silent success (3.1.1: code 3).
-                let refused = berth_codec::ConnAck::refused(
-                    berth_codec::ConnectReasonCode::ServerUnavailable,
-                );
-                let mut out = BytesMut::new();
-                if encode(
-                    &Packet::ConnAck(Box::new(refused)),
+                refuse(
+                    &mut writer,
                     connect.protocol,
-                    &mut out,
+                    ConnectReasonCode::ServerUnavailable,
                 )
-                .is_ok()
-                {
-                    let _ = writer.write_all(&out).await;
-                }
-                let _ = writer.shutdown().await;
+                .await;
                 return None;
             }
         };
@@ -177,10 +312,33 @@ impl Connection {
     }
 }
 
+/// The CONNACK reason for an authentication refusal (3.1.1 return codes follow from it).
+fn refusal_code(refusal: Refusal) -> ConnectReasonCode {
+    match refusal {
+        Refusal::BadCredentials => ConnectReasonCode::BadUserNameOrPassword,
+        Refusal::NotAuthorized => ConnectReasonCode::NotAuthorized,
+        Refusal::RateLimited => ConnectReasonCode::ConnectionRateExceeded,
+    }
+}
+
+/// Answers a CONNECT with a refusal, then closes.
+async fn refuse<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    version: ProtocolVersion,
+    reason: ConnectReasonCode,
+) {
+    let mut out = BytesMut::new();
+    let connack = Packet::ConnAck(Box::new(berth_codec::ConnAck::refused(reason)));
+    if encode(&connack, version, &mut out).is_ok() {
+        let _ = writer.write_all(&out).await;
+    }
+    let _ = writer.shutdown().await;
+}
+
 /// A connection whose CONNECT the broker has.
-struct Accepted {
-    reader: tokio::net::tcp::OwnedReadHalf,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+struct Accepted<R, W> {
+    reader: R,
+    writer: W,
     read_buf: BytesMut,
     version: ProtocolVersion,
     keep_alive: u16,
@@ -189,7 +347,15 @@ struct Accepted {
 }
 
 /// The connected phase: packets in, packets out, keep alive, until either side ends it.
-async fn serve(conn: ConnId, commands: Sender<Command>, max_packet_size: u32, accepted: Accepted) {
+async fn serve<R, W>(
+    conn: ConnId,
+    commands: Sender<Command>,
+    max_packet_size: u32,
+    accepted: Accepted<R, W>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let Accepted {
         mut reader,
         mut writer,
@@ -443,8 +609,8 @@ fn announces_v5(buf: &[u8]) -> bool {
     buf.get(start..start + 7) == Some(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05][..])
 }
 
-async fn read_connect(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_connect<R: AsyncRead + Unpin>(
+    reader: &mut R,
     buf: &mut BytesMut,
     opts: &DecodeOptions,
 ) -> Result<berth_codec::Connect, ConnectFailure> {
@@ -495,6 +661,10 @@ mod tests {
             edge: Box::new(Edge {
                 peer,
                 proxy: crate::ProxySettings::default(),
+                tls: None,
+                auth: Arc::new(
+                    crate::auth::Authenticator::load(crate::auth::AuthSettings::default()).unwrap(),
+                ),
                 metrics: Arc::new(crate::Metrics::new().unwrap()),
                 cluster: Arc::new(crate::cluster_port::SingleNode),
             }),

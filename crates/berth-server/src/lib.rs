@@ -1,28 +1,32 @@
-//! Berth's IO side: the MQTT listener, one tokio task per connection, the broker thread that
-//! owns all session state, and the HTTP endpoints (`/metrics`, `/health`).
+//! Berth's IO side: the MQTT listeners (TCP, TLS), one tokio task per connection, the broker
+//! thread that owns all session state, and the HTTP endpoints (`/metrics`, `/health`).
 //!
 //! ```text
-//!  TcpListener ─accept─▶ connection task ─Command─▶ broker thread (berth-core Broker + Store)
-//!                        connection task ◀─Outbound─┘
+//!  TCP / TLS listener ─accept─▶ connection task ─Command─▶ broker thread (berth-core Broker + Store)
+//!   (PROXY header, TLS,         connection task ◀─Outbound─┘
+//!    credentials)
 //!  HTTP listener ─▶ axum: /metrics (Prometheus text) · /health
 //! ```
 //! Nothing here decides protocol rules; it decodes, forwards, executes actions and keeps time.
 //! The cluster is a port ([`ClusterPort`]): this crate has its single-node implementation and
 //! builds without Raft or gRPC; `berth-node` implements it over openraft and tonic.
 
+pub mod auth;
 mod broker_handle;
 mod cluster_port;
 mod connection;
 pub mod http;
+mod listener;
 mod mailbox;
 pub mod metrics;
 pub mod proxy_protocol;
 mod runtime;
+pub mod tls;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use berth_core::{Broker, BrokerConfig, ConnId, Store};
+use berth_core::{Broker, BrokerConfig, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -41,6 +45,17 @@ pub struct ServerOptions {
     /// fsync the write-ahead log once per group commit (survives power loss, not just a kill).
     pub storage_sync: bool,
     /// The PROXY protocol on the MQTT listener (behind HAProxy, an NLB, a K8s LoadBalancer).
+    pub proxy: ProxySettings,
+    /// The TLS listener's certificate files and PROXY protocol (with [`Listeners::tls`]).
+    pub tls: Option<TlsOptions>,
+    /// Client authentication; `None`: every client is let in (no password file).
+    pub auth: Option<Arc<auth::Authenticator>>,
+}
+
+/// The TLS listener's settings. `files` is shared with whoever reloads it (SIGHUP).
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    pub files: Arc<tls::TlsFiles>,
     pub proxy: ProxySettings,
 }
 
@@ -62,9 +77,12 @@ impl Default for ProxySettings {
 }
 
 /// Sockets the server serves, bound by the caller (tests bind port 0).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Listeners {
-    pub mqtt: TcpListener,
+    /// MQTT over TCP.
+    pub mqtt: Option<TcpListener>,
+    /// MQTT over TLS (needs [`ServerOptions::tls`]).
+    pub tls: Option<TcpListener>,
     pub http: Option<TcpListener>,
 }
 
@@ -78,6 +96,10 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("the broker thread panicked")]
     BrokerPanicked,
+    #[error("a TLS listener was given without its certificate (ServerOptions::tls)")]
+    TlsWithoutCertificate,
+    #[error("password file: {0}")]
+    Auth(#[from] auth::AuthError),
 }
 
 /// Serves MQTT (and HTTP, if given) until `shutdown` completes; then every connection gets
@@ -104,6 +126,14 @@ pub async fn serve_node<S: Store + 'static>(
     let ready = Arc::new(AtomicBool::new(false));
     let max_packet_size = options.broker.limits.max_packet_size;
     let proxy = options.proxy;
+    let tls = options.tls.clone();
+    if listeners.tls.is_some() && tls.is_none() {
+        return Err(ServerError::TlsWithoutCertificate);
+    }
+    let auth = match options.auth.clone() {
+        Some(auth) => auth,
+        None => Arc::new(auth::Authenticator::load(auth::AuthSettings::default())?),
+    };
     let mut broker = Broker::open(options.broker, store, runtime::now())?;
     let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
     let port: Arc<dyn ClusterPort> = match cluster {
@@ -149,35 +179,41 @@ pub async fn serve_node<S: Store + 'static>(
         ))
     });
 
-    tracing::info!(addr = ?listeners.mqtt.local_addr().ok(), "serving MQTT");
-    let next_conn = AtomicU64::new(1);
+    let shared = Arc::new(listener::Shared {
+        auth,
+        metrics: metrics.clone(),
+        cluster: port.clone(),
+        commands: commands.clone(),
+        max_packet_size,
+        next_conn: AtomicU64::new(1),
+    });
+    let plain = listeners.mqtt.map(|socket| listener::Listener {
+        socket,
+        proxy,
+        tls: None,
+    });
+    let secure = listeners
+        .tls
+        .zip(tls)
+        .map(|(socket, tls)| listener::Listener {
+            socket,
+            proxy: tls.proxy,
+            tls: Some(tls.files),
+        });
+    for listener in plain.into_iter().chain(secure) {
+        tracing::info!(addr = ?listener.socket.local_addr().ok(), tls = listener.tls.is_some(), "serving MQTT");
+        tokio::spawn(listener.run(shared.clone(), stop_rx.clone()));
+    }
+    drop(shared);
     let mut stop = stop_rx.clone();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            _ = stop.changed() => break,
-            accepted = listeners.mqtt.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                let connection = connection::Connection {
-                    conn: ConnId(next_conn.fetch_add(1, Ordering::Relaxed)),
-                    stream,
-                    edge: Box::new(connection::Edge {
-                        peer,
-                        proxy,
-                        metrics: metrics.clone(),
-                        cluster: port.clone(),
-                    }),
-                    commands: commands.clone(),
-                    max_packet_size,
-                };
-                tokio::spawn(connection.run());
-            }
-        }
+    tokio::select! {
+        () = shutdown => {}
+        _ = stop.wait_for(|stopped| *stopped) => {}
     }
     tracing::info!("shutting down");
-    let _ = commands.send(runtime::Command::Shutdown).await;
+    // Accepting stops first, then the broker says goodbye to the connections it has.
     let _ = stop_tx.send(true);
+    let _ = commands.send(runtime::Command::Shutdown).await;
     let result = tokio::task::spawn_blocking(move || broker_thread.join())
         .await
         .map_err(|_| ServerError::BrokerPanicked)?

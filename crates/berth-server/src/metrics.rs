@@ -43,6 +43,8 @@ pub struct Metrics {
     publish_acks_held_total: IntCounter,
     messages_dropped_total: IntCounterVec,
     proxy_headers_refused_total: IntCounterVec,
+    tls_handshakes_failed_total: IntCounter,
+    connects_refused_auth_total: IntCounterVec,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
 }
@@ -151,6 +153,15 @@ impl Metrics {
             "Connections closed before MQTT because their PROXY protocol header was missing (where required), malformed, too long or late, by reason.",
             &crate::proxy_protocol::ProxyError::REASONS,
         )?;
+        let tls_handshakes_failed_total = counter(
+            "berth_tls_handshakes_failed_total",
+            "TLS connections closed before MQTT because the TLS handshake failed or timed out (bad or missing client certificate, a client that does not trust the server's, plain MQTT sent to the TLS port).",
+        )?;
+        let connects_refused_auth_total = by_reason(
+            "berth_connects_refused_auth_total",
+            "CONNECTs refused by authentication, by reason: bad_credentials (CONNACK 0x86 / 3.1.1 code 4), not_authorized (0x87 / 5), rate_limited (0x9F / 3: too many failures from the address).",
+            &crate::auth::Refusal::REASONS,
+        )?;
 
         Ok(Metrics {
             registry,
@@ -171,6 +182,8 @@ impl Metrics {
             publish_acks_held_total,
             messages_dropped_total,
             proxy_headers_refused_total,
+            tls_handshakes_failed_total,
+            connects_refused_auth_total,
             last: Mutex::new(Stats::default()),
         })
     }
@@ -178,6 +191,16 @@ impl Metrics {
     /// A connection closed for its PROXY protocol header (`ProxyError::reason`).
     pub fn count_proxy_refused(&self, reason: &str) {
         self.proxy_headers_refused_total
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    pub fn count_tls_refused(&self) {
+        self.tls_handshakes_failed_total.inc();
+    }
+
+    pub fn count_auth_refused(&self, reason: &str) {
+        self.connects_refused_auth_total
             .with_label_values(&[reason])
             .inc();
     }

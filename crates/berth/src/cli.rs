@@ -35,6 +35,15 @@ pub enum Command {
     /// Administer a running cluster through any member's cluster listener.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Add USER to the password FILE (created if missing), or change their password: an
+    /// argon2id hash, never the password itself. The password is asked for on a terminal, or
+    /// read as the first line of standard input. A running node reads the file again on SIGHUP.
+    Passwd {
+        /// The password file (auth.password_file).
+        file: PathBuf,
+        /// The username (no ':' in it).
+        user: String,
+    },
 }
 
 /// `berth cluster ...`: talks to the Cluster gRPC service of a running node.
@@ -136,6 +145,24 @@ pub struct ConfigArgs {
     /// learner, then a voter). Key `cluster.join`, variable BERTH_CLUSTER_JOIN.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port, global = true)]
     pub join: Option<String>,
+
+    /// Address of the MQTT over TLS listener. Key `tls.listen`, variable BERTH_TLS_LISTEN.
+    /// Needs --tls-cert and --tls-key. [default: none]
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub tls_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain of the TLS listener, leaf first. Key `tls.cert`.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of the TLS listener. Key `tls.key`.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_key: Option<PathBuf>,
+
+    /// Password file (`berth passwd FILE USER` writes it); clients that send a username must
+    /// match it. Key `auth.password_file`, variable BERTH_AUTH_PASSWORD_FILE.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// `--peers`, parsed.
@@ -146,7 +173,7 @@ impl ConfigArgs {
     /// The keys the flags set, as the top layer of the configuration.
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            listen: self.listen,
+            listen: self.listen.map(Some),
             http: self.http,
             data_dir: self.data_dir.clone(),
             log_level: self.log_level.clone(),
@@ -156,6 +183,10 @@ impl ConfigArgs {
             advertise: self.advertise.clone().map(Some),
             peers: self.peers.clone().map(|p| p.0),
             join: self.join.clone().map(Some),
+            tls_listen: self.tls_listen.map(Some),
+            tls_cert: self.tls_cert.clone().map(Some),
+            tls_key: self.tls_key.clone().map(Some),
+            password_file: self.password_file.clone().map(Some),
             ..Overrides::default()
         }
     }

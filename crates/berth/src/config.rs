@@ -77,10 +77,18 @@ pub enum Key {
     ClusterHandoffAfter,
     ClusterHandoffMaxPerSession,
     ClusterHandoffMaxTotal,
+    TlsListen,
+    TlsCert,
+    TlsKey,
+    TlsClientCa,
+    TlsIdentityFromCert,
+    TlsProxyProtocol,
+    AuthAllowAnonymous,
+    AuthPasswordFile,
 }
 
 impl Key {
-    pub const ALL: [Key; 29] = [
+    pub const ALL: [Key; 37] = [
         Key::Listen,
         Key::ProxyProtocol,
         Key::ProxyHeaderTimeout,
@@ -110,6 +118,14 @@ impl Key {
         Key::ClusterHandoffAfter,
         Key::ClusterHandoffMaxPerSession,
         Key::ClusterHandoffMaxTotal,
+        Key::TlsListen,
+        Key::TlsCert,
+        Key::TlsKey,
+        Key::TlsClientCa,
+        Key::TlsIdentityFromCert,
+        Key::TlsProxyProtocol,
+        Key::AuthAllowAnonymous,
+        Key::AuthPasswordFile,
     ];
 
     /// The dotted name: `section.key`, or `key` at the top level of the file.
@@ -144,6 +160,14 @@ impl Key {
             Key::ClusterHandoffAfter => "cluster.handoff_after",
             Key::ClusterHandoffMaxPerSession => "cluster.handoff_max_per_session",
             Key::ClusterHandoffMaxTotal => "cluster.handoff_max_total",
+            Key::TlsListen => "tls.listen",
+            Key::TlsCert => "tls.cert",
+            Key::TlsKey => "tls.key",
+            Key::TlsClientCa => "tls.client_ca",
+            Key::TlsIdentityFromCert => "tls.identity_from_cert",
+            Key::TlsProxyProtocol => "tls.proxy_protocol",
+            Key::AuthAllowAnonymous => "auth.allow_anonymous",
+            Key::AuthPasswordFile => "auth.password_file",
         }
     }
 
@@ -178,6 +202,14 @@ impl Key {
             Key::ClusterHandoffAfter => "BERTH_CLUSTER_HANDOFF_AFTER",
             Key::ClusterHandoffMaxPerSession => "BERTH_CLUSTER_HANDOFF_MAX_PER_SESSION",
             Key::ClusterHandoffMaxTotal => "BERTH_CLUSTER_HANDOFF_MAX_TOTAL",
+            Key::TlsListen => "BERTH_TLS_LISTEN",
+            Key::TlsCert => "BERTH_TLS_CERT",
+            Key::TlsKey => "BERTH_TLS_KEY",
+            Key::TlsClientCa => "BERTH_TLS_CLIENT_CA",
+            Key::TlsIdentityFromCert => "BERTH_TLS_IDENTITY_FROM_CERT",
+            Key::TlsProxyProtocol => "BERTH_TLS_PROXY_PROTOCOL",
+            Key::AuthAllowAnonymous => "BERTH_AUTH_ALLOW_ANONYMOUS",
+            Key::AuthPasswordFile => "BERTH_AUTH_PASSWORD_FILE",
         }
     }
 }
@@ -185,8 +217,8 @@ impl Key {
 /// The effective configuration of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// MQTT over TCP.
-    pub listen: SocketAddr,
+    /// MQTT over TCP; `None`: no plain TCP listener (TLS only, say).
+    pub listen: Option<SocketAddr>,
     /// The PROXY protocol on `listen`: off, optional or required.
     pub proxy_protocol: ProxyMode,
     /// How long a connection may take to send its PROXY header.
@@ -200,6 +232,39 @@ pub struct Config {
     pub storage_sync: bool,
     pub broker: BrokerConfig,
     pub cluster: ClusterSettings,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[tls]`: MQTT over TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    /// `None`: no TLS listener.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain and private key.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates client certificates must chain to; set: every client needs one.
+    pub client_ca: Option<PathBuf>,
+    /// The client certificate's Common Name is the client's username.
+    pub identity_from_cert: bool,
+    pub proxy_protocol: ProxyMode,
+}
+
+/// `[auth]`: who may connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub allow_anonymous: bool,
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            allow_anonymous: true,
+            password_file: None,
+        }
+    }
 }
 
 /// `[cluster]`: how this node finds the others. Alone (the default) it is a one-member cluster.
@@ -252,7 +317,7 @@ impl ClusterSettings {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: DEFAULT_LISTEN,
+            listen: Some(DEFAULT_LISTEN),
             proxy_protocol: ProxyMode::Off,
             proxy_header_timeout_ms: 5_000,
             http: DEFAULT_HTTP,
@@ -261,6 +326,8 @@ impl Default for Config {
             storage_sync: false,
             broker: BrokerConfig::default(),
             cluster: ClusterSettings::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -268,7 +335,7 @@ impl Default for Config {
 /// The values one source sets; `None` leaves the value of the sources below it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<Option<SocketAddr>>,
     pub proxy_protocol: Option<ProxyMode>,
     pub proxy_header_timeout_ms: Option<u32>,
     pub http: Option<SocketAddr>,
@@ -297,6 +364,14 @@ pub struct Overrides {
     pub handoff_after_ms: Option<u32>,
     pub handoff_max_per_session: Option<Limit>,
     pub handoff_max_total: Option<Limit>,
+    pub tls_listen: Option<Option<SocketAddr>>,
+    pub tls_cert: Option<Option<PathBuf>>,
+    pub tls_key: Option<Option<PathBuf>>,
+    pub tls_client_ca: Option<Option<PathBuf>>,
+    pub tls_identity_from_cert: Option<bool>,
+    pub tls_proxy_protocol: Option<ProxyMode>,
+    pub allow_anonymous: Option<bool>,
+    pub password_file: Option<Option<PathBuf>>,
 }
 
 /// Reads one source key by key: `get` finds a key's raw value, `origin` names it in errors.
@@ -327,7 +402,7 @@ impl Overrides {
     /// Converts every key a source sets; the first bad value is the error.
     fn read(reader: &Reader<'_>) -> Result<Overrides, ConfigError> {
         Ok(Overrides {
-            listen: reader.field(Key::Listen, value::socket_addr)?,
+            listen: reader.field(Key::Listen, value::optional_socket_addr)?,
             proxy_protocol: reader.field(Key::ProxyProtocol, value::proxy_mode)?,
             proxy_header_timeout_ms: reader.field(Key::ProxyHeaderTimeout, value::millis)?,
             http: reader.field(Key::Http, value::socket_addr)?,
@@ -360,6 +435,14 @@ impl Overrides {
             handoff_max_per_session: reader
                 .field(Key::ClusterHandoffMaxPerSession, value::count_limit)?,
             handoff_max_total: reader.field(Key::ClusterHandoffMaxTotal, value::count_limit)?,
+            tls_listen: reader.field(Key::TlsListen, value::optional_socket_addr)?,
+            tls_cert: reader.field(Key::TlsCert, value::optional_path)?,
+            tls_key: reader.field(Key::TlsKey, value::optional_path)?,
+            tls_client_ca: reader.field(Key::TlsClientCa, value::optional_path)?,
+            tls_identity_from_cert: reader.field(Key::TlsIdentityFromCert, value::boolean)?,
+            tls_proxy_protocol: reader.field(Key::TlsProxyProtocol, value::proxy_mode)?,
+            allow_anonymous: reader.field(Key::AuthAllowAnonymous, value::boolean)?,
+            password_file: reader.field(Key::AuthPasswordFile, value::optional_path)?,
         })
     }
 }
@@ -407,6 +490,14 @@ impl Config {
             handoff_after_ms,
             handoff_max_per_session,
             handoff_max_total,
+            tls_listen,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            tls_identity_from_cert,
+            tls_proxy_protocol,
+            allow_anonymous,
+            password_file,
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
@@ -442,6 +533,15 @@ impl Config {
         set(&mut cluster.join, join);
         set(&mut cluster.commit_timeout_secs, commit_timeout_secs);
         set(&mut cluster.handoff_after_ms, handoff_after_ms);
+        let tls = &mut self.tls;
+        set(&mut tls.listen, tls_listen);
+        set(&mut tls.cert, tls_cert);
+        set(&mut tls.key, tls_key);
+        set(&mut tls.client_ca, tls_client_ca);
+        set(&mut tls.identity_from_cert, tls_identity_from_cert);
+        set(&mut tls.proxy_protocol, tls_proxy_protocol);
+        set(&mut self.auth.allow_anonymous, allow_anonymous);
+        set(&mut self.auth.password_file, password_file);
     }
 
     /// Rules between keys; single values were checked where they entered.
@@ -455,7 +555,46 @@ impl Config {
                 limit: value::format_expiry(session.max_expiry),
             });
         }
+        self.validate_edge()?;
         self.validate_cluster()
+    }
+
+    /// Listeners, TLS files and authentication: a node no client could use is refused.
+    fn validate_edge(&self) -> Result<(), ConfigError> {
+        let rule = |key: Key, message: &str| {
+            Err(ConfigError::Rule {
+                key: key.name(),
+                message: message.to_owned(),
+            })
+        };
+        let tls = &self.tls;
+        if self.listen.is_none() && tls.listen.is_none() {
+            return rule(
+                Key::Listen,
+                "is \"none\" and so is tls.listen: clients could not connect at all",
+            );
+        }
+        if tls.listen.is_some() && tls.cert.is_none() {
+            return rule(Key::TlsCert, "is needed when tls.listen is set");
+        }
+        if tls.listen.is_some() && tls.key.is_none() {
+            return rule(Key::TlsKey, "is needed when tls.listen is set");
+        }
+        if tls.identity_from_cert && tls.client_ca.is_none() {
+            return rule(
+                Key::TlsIdentityFromCert,
+                "needs tls.client_ca (a certificate is an identity only once verified)",
+            );
+        }
+        let auth = &self.auth;
+        let certificates_identify = tls.listen.is_some() && tls.identity_from_cert;
+        if !auth.allow_anonymous && auth.password_file.is_none() && !certificates_identify {
+            return rule(
+                Key::AuthAllowAnonymous,
+                "is false, but there is no auth.password_file and no tls.identity_from_cert: no client could connect",
+            );
+        }
+        Ok(())
     }
 
     fn validate_cluster(&self) -> Result<(), ConfigError> {
@@ -508,16 +647,23 @@ impl Config {
     }
 
     /// What `berth_server::serve` takes besides sockets and the store.
+    /// (The TLS listener's files and the password file are read by [`Config::edge`].)
     pub fn server_options(&self) -> ServerOptions {
         ServerOptions {
             broker: self.broker.clone(),
             storage_sync: self.storage_sync,
-            proxy: ProxySettings {
-                mode: self.proxy_protocol,
-                header_timeout: std::time::Duration::from_millis(u64::from(
-                    self.proxy_header_timeout_ms,
-                )),
-            },
+            proxy: self.proxy_settings(self.proxy_protocol),
+            tls: None,
+            auth: None,
+        }
+    }
+
+    pub fn proxy_settings(&self, mode: ProxyMode) -> ProxySettings {
+        ProxySettings {
+            mode,
+            header_timeout: std::time::Duration::from_millis(u64::from(
+                self.proxy_header_timeout_ms,
+            )),
         }
     }
 }

@@ -7,4 +7,6 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod node;
+pub mod passwd;

@@ -15,8 +15,10 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Cluster(command)) = &cli.command {
-        return berth::admin::run(command).await;
+    match &cli.command {
+        Some(Command::Cluster(command)) => return berth::admin::run(command).await,
+        Some(Command::Passwd { file, user }) => return berth::passwd::run(file, user),
+        _ => {}
     }
     let env = config::process_env()?;
     let loaded = config::load(Sources {
@@ -43,27 +45,54 @@ async fn main() -> anyhow::Result<()> {
     // Before anything else starts, so that an early SIGTERM already stops the node cleanly.
     let shutdown = shutdown_signal()?;
 
-    let mqtt = bind(&config.listen, "MQTT").await?;
+    // The certificate and password files first: a bad one stops the node before it binds.
+    let edge = berth::edge::Edge::load(&config)?;
+    let mqtt = match &config.listen {
+        Some(addr) => Some(bind(addr, "MQTT").await?),
+        None => None,
+    };
+    let tls = match &config.tls.listen {
+        Some(addr) => Some(bind(addr, "MQTT over TLS").await?),
+        None => None,
+    };
     let http = bind(&config.http, "HTTP").await?;
+    let mqtt_addrs: Vec<_> = mqtt
+        .iter()
+        .chain(tls.iter())
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    edge.warn_if_open(&mqtt_addrs);
+    berth::edge::reload_on_sighup(edge.clone())?;
     let cluster_listener = match &config.cluster.listen {
         Some(addr) => Some(bind(addr, "the cluster").await?),
         None => None,
     };
     let store = node::open_store(&config.data_dir, config.storage_sync)?;
     let (cluster, node) = node::start_cluster(&config, cluster_listener).await?;
+    let shown = |listener: &Option<TcpListener>| {
+        listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(|| "none".to_owned(), |addr| addr.to_string())
+    };
     tracing::info!(
-        mqtt = %mqtt.local_addr()?,
+        mqtt = %shown(&mqtt),
+        tls = %shown(&tls),
         http = %http.local_addr()?,
         node_id = config.cluster.node_id,
         data_dir = %config.data_dir.display(),
         "berth {} starting",
         env!("CARGO_PKG_VERSION"),
     );
+    let mut options = config.server_options();
+    options.tls = edge.tls;
+    options.auth = Some(edge.auth);
     let served = berth_server::serve_node(
-        config.server_options(),
+        options,
         store,
         Listeners {
             mqtt,
+            tls,
             http: Some(http),
         },
         Some(cluster),

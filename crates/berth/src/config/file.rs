@@ -30,6 +30,28 @@ struct FileConfig {
     acl: Acl,
     #[serde(default)]
     cluster: Cluster,
+    #[serde(default)]
+    tls: Tls,
+    #[serde(default)]
+    auth: Auth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tls {
+    listen: Option<toml::Value>,
+    cert: Option<toml::Value>,
+    key: Option<toml::Value>,
+    client_ca: Option<toml::Value>,
+    identity_from_cert: Option<toml::Value>,
+    proxy_protocol: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Auth {
+    allow_anonymous: Option<toml::Value>,
+    password_file: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +139,14 @@ impl FileConfig {
             Key::ClusterHandoffAfter => self.cluster.handoff_after.as_ref(),
             Key::ClusterHandoffMaxPerSession => self.cluster.handoff_max_per_session.as_ref(),
             Key::ClusterHandoffMaxTotal => self.cluster.handoff_max_total.as_ref(),
+            Key::TlsListen => self.tls.listen.as_ref(),
+            Key::TlsCert => self.tls.cert.as_ref(),
+            Key::TlsKey => self.tls.key.as_ref(),
+            Key::TlsClientCa => self.tls.client_ca.as_ref(),
+            Key::TlsIdentityFromCert => self.tls.identity_from_cert.as_ref(),
+            Key::TlsProxyProtocol => self.tls.proxy_protocol.as_ref(),
+            Key::AuthAllowAnonymous => self.auth.allow_anonymous.as_ref(),
+            Key::AuthPasswordFile => self.auth.password_file.as_ref(),
         }
     }
 }

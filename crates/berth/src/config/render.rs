@@ -30,11 +30,19 @@ impl Config {
         );
         let cluster = &self.cluster;
         let optional = |value: Option<String>| string(value.as_deref().unwrap_or("none"));
-        let sections: [Section<'_>; 7] = [
+        let path = |value: &Option<std::path::PathBuf>| {
+            string(
+                &value
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |p| p.to_string_lossy().into_owned()),
+            )
+        };
+        let tls = &self.tls;
+        let sections: [Section<'_>; 9] = [
             (
                 None,
                 vec![
-                    ("listen", string(&self.listen.to_string())),
+                    ("listen", optional(self.listen.map(|a| a.to_string()))),
                     ("proxy_protocol", string(self.proxy_protocol.as_str())),
                     (
                         "proxy_header_timeout",
@@ -92,6 +100,30 @@ impl Config {
                         integer(broker.limits.topic_alias_maximum),
                     ),
                     ("max_keep_alive", integer(broker.limits.max_keep_alive)),
+                ],
+            ),
+            (
+                Some("tls"),
+                vec![
+                    ("listen", optional(tls.listen.map(|a| a.to_string()))),
+                    ("cert", path(&tls.cert)),
+                    ("key", path(&tls.key)),
+                    ("client_ca", path(&tls.client_ca)),
+                    (
+                        "identity_from_cert",
+                        toml::Value::Boolean(tls.identity_from_cert),
+                    ),
+                    ("proxy_protocol", string(tls.proxy_protocol.as_str())),
+                ],
+            ),
+            (
+                Some("auth"),
+                vec![
+                    (
+                        "allow_anonymous",
+                        toml::Value::Boolean(self.auth.allow_anonymous),
+                    ),
+                    ("password_file", path(&self.auth.password_file)),
                 ],
             ),
             (Some("acl"), vec![("denied_filters", filters)]),

@@ -44,7 +44,7 @@ fn filter(text: &str) -> TopicFilter {
 #[test]
 fn defaults_are_the_documented_ones() {
     let config = Config::default();
-    assert_eq!(config.listen.to_string(), "0.0.0.0:1883");
+    assert_eq!(config.listen.unwrap().to_string(), "0.0.0.0:1883");
     assert_eq!(config.http.to_string(), "0.0.0.0:8080");
     assert_eq!(config.data_dir, Path::new("./data"));
     assert_eq!(config.log_level, "info");
@@ -109,7 +109,7 @@ denied_filters = ["$SYS/#", "secret/+/keys"]
 #[test]
 fn every_key_is_read_from_the_file() {
     let config = from_file(EVERY_KEY).unwrap();
-    assert_eq!(config.listen.to_string(), "127.0.0.1:1884");
+    assert_eq!(config.listen.unwrap().to_string(), "127.0.0.1:1884");
     assert_eq!(config.http.to_string(), "[::1]:9090");
     assert_eq!(config.data_dir, Path::new("/var/lib/berth"));
     assert_eq!(config.log_level, "debug,berth_server=trace");
@@ -517,7 +517,7 @@ fn environment_sets_every_key() {
     .unwrap();
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     let config = loaded.config;
-    assert_eq!(config.listen.to_string(), "127.0.0.1:1884");
+    assert_eq!(config.listen.unwrap().to_string(), "127.0.0.1:1884");
     assert_eq!(config.http.to_string(), "127.0.0.1:9090");
     assert_eq!(config.data_dir, Path::new("/srv/berth"));
     assert_eq!(config.log_level, "warn");
@@ -643,7 +643,7 @@ fn environment_wins_over_the_file_and_flags_win_over_both() {
     .unwrap()
     .config;
     assert_eq!(
-        config.listen.to_string(),
+        config.listen.unwrap().to_string(),
         "127.0.0.1:1002",
         "flag over env over file"
     );
@@ -698,7 +698,10 @@ fn flags_parse_and_override() {
     // Flags are accepted after the subcommand too.
     let cli = Cli::try_parse_from(["berth", "check-config", "--listen", "127.0.0.1:5"]).unwrap();
     assert_eq!(cli.command, Some(Command::CheckConfig));
-    assert_eq!(cli.config.overrides().listen.map(|a| a.port()), Some(5));
+    assert_eq!(
+        cli.config.overrides().listen.flatten().map(|a| a.port()),
+        Some(5)
+    );
 
     // `--storage-sync` takes its value only after `=`, so it cannot swallow a subcommand.
     let cli = Cli::try_parse_from(["berth", "--storage-sync", "check-config"]).unwrap();

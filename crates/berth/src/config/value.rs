@@ -84,6 +84,14 @@ pub fn path(input: Input<'_>) -> Result<PathBuf, Problem> {
     Ok(PathBuf::from(text))
 }
 
+/// `"none"`, or a path.
+pub fn optional_path(input: Input<'_>) -> Result<Option<PathBuf>, Problem> {
+    if input.text() == Some("none") {
+        return Ok(None);
+    }
+    path(input).map(Some)
+}
+
 pub fn boolean(input: Input<'_>) -> Result<bool, Problem> {
     match input {
         Input::Toml(toml::Value::Boolean(b)) => Ok(*b),

@@ -6,6 +6,7 @@
 pub mod chaos;
 pub mod cluster;
 pub mod netns;
+pub mod pki;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -30,6 +31,8 @@ pub struct Berth {
     pub http: SocketAddr,
     /// The cluster listener, when it has one.
     pub cluster: Option<SocketAddr>,
+    /// The MQTT over TLS listener, when it has one.
+    pub tls: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub node_id: u64,
     extra: Vec<String>,
@@ -172,6 +175,7 @@ impl Berth {
         let mut mqtt = None;
         let mut http = None;
         let mut cluster = None;
+        let mut tls = None;
         loop {
             if let (Some(mqtt), Some(http), true) =
                 (mqtt, http, cluster.is_some() || !wants_cluster)
@@ -195,6 +199,7 @@ impl Berth {
                     mqtt,
                     http,
                     cluster,
+                    tls,
                     data_dir: data_dir.to_owned(),
                     node_id,
                     extra: args,
@@ -210,6 +215,7 @@ impl Berth {
             mqtt = mqtt.or_else(|| addr_after(&line, "mqtt="));
             http = http.or_else(|| addr_after(&line, "http="));
             cluster = cluster.or_else(|| addr_after(&line, "cluster="));
+            tls = tls.or_else(|| addr_after(&line, " tls="));
         }
     }
 
@@ -217,6 +223,30 @@ impl Berth {
     /// `ip netns exec`, which execs the program, it is still `berth`'s.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGHUP: the node reads its certificate and password files again.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// Waits (bounded) for a log line containing `text`, counted from the start.
+    pub fn wait_for_log(&self, text: &str, wait: Duration) -> String {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(line) = self.log_lines().into_iter().find(|l| l.contains(text)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?} within {wait:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Its log lines since start-up (the last `LOG_KEPT`), without colour codes.

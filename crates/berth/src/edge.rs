@@ -1,0 +1,102 @@
+//! The node's edge from its configuration: the TLS listener's certificate files and the
+//! password file, read (and checked) at start, and read again on SIGHUP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use berth_server::TlsOptions;
+use berth_server::auth::{AuthSettings, Authenticator};
+use berth_server::tls::{TlsFiles, TlsSettings};
+
+use crate::config::Config;
+
+/// What `ServerOptions` takes for TLS and authentication, and what a reload re-reads.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub tls: Option<TlsOptions>,
+    pub auth: Arc<Authenticator>,
+}
+
+impl Edge {
+    /// Reads the files the configuration names; an error names the key and the file.
+    pub fn load(config: &Config) -> anyhow::Result<Edge> {
+        let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
+            (Some(_), Some(cert), Some(key)) => {
+                let files = TlsFiles::load(TlsSettings {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: config.tls.client_ca.clone(),
+                    identity_from_cert: config.tls.identity_from_cert,
+                })?;
+                Some(TlsOptions {
+                    files: Arc::new(files),
+                    proxy: config.proxy_settings(config.tls.proxy_protocol),
+                })
+            }
+            _ => None,
+        };
+        let auth = Authenticator::load(AuthSettings {
+            allow_anonymous: config.auth.allow_anonymous,
+            password_file: config.auth.password_file.clone(),
+        })
+        .context("auth.password_file")?;
+        Ok(Edge {
+            tls,
+            auth: Arc::new(auth),
+        })
+    }
+
+    /// Reads the certificate files and the password file again. Each that fails keeps what it
+    /// had (a renewal half done, a typo in the password file) and says why in the log.
+    pub fn reload(&self) {
+        if let Some(tls) = &self.tls {
+            match tls.files.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "TLS certificate not reloaded; keeping the previous one");
+                }
+            }
+        }
+        match self.auth.reload() {
+            Ok(users) if self.auth.has_password_file() => {
+                tracing::info!(users, "password file reloaded");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "password file not reloaded; keeping the previous users");
+            }
+        }
+    }
+
+    /// Warns when anyone who can reach a listener on a non-loopback address can connect
+    /// without credentials (the default, for a first start on a laptop).
+    pub fn warn_if_open(&self, listeners: &[SocketAddr]) {
+        if self.auth.allows_anonymous() && listeners.iter().any(|addr| !addr.ip().is_loopback()) {
+            tracing::warn!(
+                "anonymous clients are allowed (auth.allow_anonymous = true) on a listener \
+                 other hosts can reach; set auth.allow_anonymous = false and auth.password_file \
+                 (or TLS client certificates) before exposing this node"
+            );
+        }
+    }
+}
+
+/// Calls `edge.reload()` on every SIGHUP, for as long as the process runs.
+#[cfg(unix)]
+pub fn reload_on_sighup(edge: Edge) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading certificates and the password file");
+            edge.reload();
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn reload_on_sighup(_edge: Edge) -> anyhow::Result<()> {
+    Ok(())
+}

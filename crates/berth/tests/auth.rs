@@ -1,0 +1,223 @@
+//! Authentication against the real binary: `berth passwd` writes the password file (hashes,
+//! never passwords), a node with it lets in the right password and refuses the rest with the
+//! reason codes of both protocol versions, reads the file again on SIGHUP, and stops answering
+//! an address that keeps failing.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
+
+mod support;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use berth_codec::{ConnAck, ConnectReasonCode, MqttString, ProtocolVersion};
+use berth_e2e::client::{TestClient, connect_packet};
+use berth_e2e::metrics;
+use bytes::Bytes;
+use support::{Berth, Options};
+
+/// `berth passwd FILE USER` with the password on standard input.
+fn passwd(file: &Path, user: &str, password: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("passwd")
+        .arg(file)
+        .arg(user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let mut child = child;
+    berth_e2e::wait_within(&mut child, Duration::from_secs(30)).expect("berth passwd ends");
+    child.wait_with_output().unwrap()
+}
+
+fn node_with_passwords(dir: &Path, file: &Path) -> Berth {
+    Berth::start(
+        &dir.join("data"),
+        &Options {
+            env: vec![
+                (
+                    "BERTH_AUTH_PASSWORD_FILE".into(),
+                    file.display().to_string(),
+                ),
+                ("BERTH_AUTH_ALLOW_ANONYMOUS".into(), "false".into()),
+            ],
+            ..Options::default()
+        },
+    )
+}
+
+async fn attempt(
+    node: &Berth,
+    version: ProtocolVersion,
+    id: &str,
+    credentials: Option<(&str, &str)>,
+) -> ConnAck {
+    let mut connect = connect_packet(version, id, true);
+    if let Some((user, password)) = credentials {
+        connect.username = Some(MqttString::new(user).unwrap());
+        connect.password = Some(Bytes::copy_from_slice(password.as_bytes()));
+    }
+    let (mut client, connack) = TestClient::connect_with(node.mqtt, connect).await;
+    if connack.reason.is_error() {
+        client.expect_closed().await;
+    }
+    connack
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_file_admits_the_right_password_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    for (user, password) in [("alice", "first"), ("bob", "hunter2"), ("alice", "secret")] {
+        let out = passwd(&file, user, password);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("alice:")).count(),
+        1,
+        "a second passwd for alice replaces her line: {text}"
+    );
+    assert!(text.contains("bob:$argon2id$"), "{text}");
+    assert!(
+        !text.contains("secret") && !text.contains("hunter2"),
+        "hashes only"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+    }
+
+    let node = node_with_passwords(dir.path(), &file);
+    use ConnectReasonCode::*;
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        let ok = attempt(&node, version, "a", Some(("alice", "secret"))).await;
+        assert_eq!(ok.reason, Success, "{version:?}");
+        let old = attempt(&node, version, "a", Some(("alice", "first"))).await;
+        assert_eq!(
+            old.reason, BadUserNameOrPassword,
+            "{version:?}: replaced password"
+        );
+        let unknown = attempt(&node, version, "m", Some(("mallory", "secret"))).await;
+        assert_eq!(unknown.reason, BadUserNameOrPassword, "{version:?}");
+        let anonymous = attempt(&node, version, "n", None).await;
+        assert_eq!(anonymous.reason, NotAuthorized, "{version:?}");
+    }
+    metrics::wait_for(
+        node.http,
+        "berth_connects_refused_auth_total{reason=\"bad_credentials\"}",
+        4,
+    )
+    .await;
+    metrics::wait_for(
+        node.http,
+        "berth_connects_refused_auth_total{reason=\"not_authorized\"}",
+        2,
+    )
+    .await;
+
+    // A user added while the node runs counts once the node is told (SIGHUP).
+    assert!(passwd(&file, "carol", "pw-of-carol").status.success());
+    let before = attempt(
+        &node,
+        ProtocolVersion::V5,
+        "c",
+        Some(("carol", "pw-of-carol")),
+    )
+    .await;
+    assert_eq!(before.reason, BadUserNameOrPassword);
+    node.hangup();
+    node.wait_for_log("password file reloaded", Duration::from_secs(10));
+    let after = attempt(
+        &node,
+        ProtocolVersion::V5,
+        "c",
+        Some(("carol", "pw-of-carol")),
+    )
+    .await;
+    assert_eq!(after.reason, Success);
+
+    // A password file broken by hand: the node says so and keeps the users it had.
+    std::fs::write(&file, "carol\n").unwrap();
+    node.hangup();
+    node.wait_for_log("password file not reloaded", Duration::from_secs(10));
+    let still = attempt(
+        &node,
+        ProtocolVersion::V5,
+        "c",
+        Some(("carol", "pw-of-carol")),
+    )
+    .await;
+    assert_eq!(still.reason, Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_failing_is_refused_without_a_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    assert!(passwd(&file, "alice", "secret").status.success());
+    let node = node_with_passwords(dir.path(), &file);
+    // Ten wrong passwords at once (each refusal costs its client 0.5 s, not the others).
+    let mut failures = Vec::new();
+    for n in 0..10 {
+        let node_addr = node.mqtt;
+        failures.push(tokio::spawn(async move {
+            let mut connect = connect_packet(ProtocolVersion::V5, &format!("guess-{n}"), true);
+            connect.username = Some(MqttString::new("alice").unwrap());
+            connect.password = Some(Bytes::from_static(b"guess"));
+            TestClient::connect_with(node_addr, connect).await.1
+        }));
+    }
+    for failure in failures {
+        assert_eq!(
+            failure.await.unwrap().reason,
+            ConnectReasonCode::BadUserNameOrPassword
+        );
+    }
+    // Now even the right password is refused from this address, at once.
+    let started = std::time::Instant::now();
+    let limited = attempt(&node, ProtocolVersion::V5, "a", Some(("alice", "secret"))).await;
+    assert_eq!(limited.reason, ConnectReasonCode::ConnectionRateExceeded);
+    assert!(started.elapsed() < Duration::from_millis(450), "no delay");
+    let limited_v3 = attempt(
+        &node,
+        ProtocolVersion::V3_1_1,
+        "a",
+        Some(("alice", "secret")),
+    )
+    .await;
+    assert_eq!(limited_v3.reason, ConnectReasonCode::ServerUnavailable);
+    metrics::wait_for(
+        node.http,
+        "berth_connects_refused_auth_total{reason=\"rate_limited\"}",
+        2,
+    )
+    .await;
+}
+
+#[test]
+fn allow_anonymous_false_without_any_credential_source_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("check-config")
+        .env("BERTH_AUTH_ALLOW_ANONYMOUS", "false")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("auth.allow_anonymous"), "{stderr}");
+}
