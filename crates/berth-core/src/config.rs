@@ -3,6 +3,7 @@
 
 use berth_codec::TopicFilter;
 
+use crate::acl::{Acl, Principal};
 use crate::store::SessionExpiry;
 
 /// A limit that is either a number or explicitly `unlimited`: `0` never means unlimited.
@@ -170,20 +171,49 @@ pub struct BrokerConfig {
     pub queue: QueueConfig,
     pub limits: ProtocolLimits,
     pub handoff: HandoffLimits,
-    /// Filters that SUBSCRIBE refuses (the seed of ACLs): a requested filter equal to one of
-    /// these, or matched by one of them when treated as a topic, is refused.
+    /// Filters that SUBSCRIBE refuses, for everyone: a requested filter equal to one of these,
+    /// or matched by one of them when treated as a topic, is refused, and a wider subscription
+    /// (`#`) gets nothing from their topics.
     pub denied_filters: Vec<TopicFilter>,
+    /// The rules file's rules (`acl.file`), shared with the cluster admission and replaced
+    /// whole on SIGHUP.
+    pub acl: Acl,
 }
 
 impl BrokerConfig {
-    /// Whether a session may hold a subscription to `filter`. The one place this is decided:
-    /// SUBSCRIBE here, the cluster's replication of a SUBSCRIBE before it reaches the broker,
-    /// and subscriptions that arrive with a session from another node or from the registry.
-    pub fn may_subscribe(&self, filter: &TopicFilter) -> bool {
+    /// Whether `who` may subscribe to `filter`: `denied_filters`, then the rules. The one place
+    /// this is decided, for SUBSCRIBE here and for the cluster's replication of a SUBSCRIBE
+    /// before it reaches the broker.
+    pub fn may_subscribe(&self, who: &Principal, filter: &TopicFilter) -> bool {
+        self.may_hold(filter) && self.acl.may_subscribe(who, filter)
+    }
+
+    /// Whether any session may hold `filter`, whoever its client is: what is checked for
+    /// subscriptions that arrive with a session from another node or from the registry, before
+    /// its client is known here. The rules for that client apply at delivery
+    /// ([`BrokerConfig::may_receive`]), so a subscription kept here delivers nothing they deny.
+    pub fn may_hold(&self, filter: &TopicFilter) -> bool {
         !self
             .denied_filters
             .iter()
             .any(|denied| covers(denied, filter))
+    }
+
+    /// Whether `who` may publish to `topic` (a client's PUBLISH, a retained one before it is
+    /// replicated, a will at CONNECT).
+    pub fn may_publish(&self, who: &Principal, topic: &str) -> bool {
+        self.acl.may_publish(who, topic)
+    }
+
+    /// Whether a message on `topic` may be delivered to `who`: checked at every delivery, so
+    /// that a wildcard subscription, one imported from another node, or one made before the
+    /// rules changed delivers nothing the rules (or `denied_filters`) deny now.
+    pub fn may_receive(&self, who: &Principal, topic: &berth_codec::TopicName) -> bool {
+        !self
+            .denied_filters
+            .iter()
+            .any(|denied| denied.matches(topic))
+            && self.acl.may_receive(who, topic.as_str())
     }
 }
 

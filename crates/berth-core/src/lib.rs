@@ -18,6 +18,7 @@
 //! `plan` returns, and Raft (berth-cluster) only carries the commands: every protocol rule, also
 //! in a cluster, is decided in this crate.
 
+pub mod acl;
 pub mod broker;
 pub mod cluster;
 pub mod config;

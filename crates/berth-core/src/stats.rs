@@ -21,10 +21,13 @@ pub enum DropReason {
     /// Kept for a session whose owner could not be reached while this node's handoff for it
     /// (or for all sessions) was at its limit.
     HandoffFull,
+    /// The ACL does not let the publisher publish to its topic (a 3.1.1 publisher's message is
+    /// acknowledged and dropped; MQTT 5 hears 0x87), or the receiver receive from it.
+    NotAuthorized,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         Self::QueueFull,
         Self::Expired,
         Self::TooLargeForClient,
@@ -32,6 +35,7 @@ impl DropReason {
         Self::SlowConsumer,
         Self::Duplicate,
         Self::HandoffFull,
+        Self::NotAuthorized,
     ];
 
     /// The `reason` label value in metrics.
@@ -44,6 +48,7 @@ impl DropReason {
             Self::SlowConsumer => "slow_consumer",
             Self::Duplicate => "duplicate",
             Self::HandoffFull => "handoff_full",
+            Self::NotAuthorized => "not_authorized",
         }
     }
 

@@ -78,6 +78,8 @@ pub(crate) async fn claim(
         client,
         epoch,
         assigned,
+        // The connection names its client (address, username after TLS identity).
+        principal: Default::default(),
     }))
 }
 
@@ -89,7 +91,14 @@ pub(crate) async fn commit(
     packet: &Packet,
     now: UnixMillis,
 ) -> Result<(), Packet> {
-    let Some(command) = plan::change(link.rules(), &grant.client, grant.epoch, packet, now) else {
+    let Some(command) = plan::change(
+        link.rules(),
+        &grant.principal,
+        &grant.client,
+        grant.epoch,
+        packet,
+        now,
+    ) else {
         return Ok(());
     };
     let committed = match link.node.propose(&command).await {

@@ -23,6 +23,10 @@ pub struct Grant {
     pub epoch: Epoch,
     /// The server chose the client id (MQTT 5 gets it in CONNACK).
     pub assigned: bool,
+    /// Who holds it, for the ACL of what the connection replicates (SUBSCRIBE, retained
+    /// PUBLISH): set by the connection once it knows the client id the claim settled on.
+    /// In an `Arc`: a grant lives as long as its connection, whose task stays small.
+    pub principal: std::sync::Arc<berth_core::acl::Principal>,
 }
 
 /// A step that needs consensus could not get it (this node is cut off from the majority).

@@ -268,7 +268,15 @@ impl Handshake {
             .claim(&mut connect, crate::runtime::now(), conn.0)
             .await
         {
-            Ok(granted) => granted,
+            Ok(Some(mut grant)) => {
+                grant.principal = Arc::new(berth_core::acl::Principal {
+                    username: connect.username.as_ref().map(|u| u.as_str().to_owned()),
+                    client_id: grant.client.as_str().to_owned(),
+                    source: Some(client_addr.ip()),
+                });
+                Some(grant)
+            }
+            Ok(None) => None,
             Err(crate::cluster_port::NoConsensus) => {
                 // No consensus: a clear refusal, never a silent success (3.1.1: code 3).
                 refuse(
@@ -291,11 +299,14 @@ impl Handshake {
             connect: Box::new(connect),
             handle,
             epoch: grant.as_ref().map(|g| (g.epoch, g.assigned)),
+            source: Some(client_addr.ip()),
         };
-        let replicated = grant.map(|grant| Replicated {
-            port: cluster,
-            grant,
-            replies: outbox,
+        let replicated = grant.map(|grant| {
+            Box::new(Replicated {
+                port: cluster,
+                grant,
+                replies: outbox,
+            })
         });
         if !to_broker(&commands, move || command).await {
             return None;
@@ -343,7 +354,9 @@ struct Accepted<R, W> {
     version: ProtocolVersion,
     keep_alive: u16,
     inbox: Inbox,
-    replicated: Option<Replicated>,
+    /// Boxed: inline, the connected phase's future kept room for it twice (~140 bytes more
+    /// per connection than this pointer and its allocation).
+    replicated: Option<Box<Replicated>>,
 }
 
 /// The connected phase: packets in, packets out, keep alive, until either side ends it.
@@ -384,7 +397,7 @@ async fn serve<R, W>(
                     }
                     Ok(_) => {
                         last_read = Instant::now();
-                        if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_ref()).await {
+                        if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_deref()).await {
                             reading = false;
                             to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::Malformed(error) }).await;
                         }

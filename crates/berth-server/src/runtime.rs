@@ -57,6 +57,8 @@ pub(crate) enum Command {
         handle: ConnectionHandle,
         /// The epoch the cluster granted, and whether the server chose the client id.
         epoch: Option<(berth_core::Epoch, bool)>,
+        /// The client's address, for address rules of the ACL.
+        source: Option<std::net::IpAddr>,
     },
     Packet {
         conn: ConnId,
@@ -266,6 +268,7 @@ impl<S: Store> BrokerLoop<S> {
                 connect,
                 handle,
                 epoch,
+                source,
             } => {
                 connections.insert(conn, handle);
                 match epoch {
@@ -274,8 +277,13 @@ impl<S: Store> BrokerLoop<S> {
                         connect,
                         epoch,
                         assigned,
+                        source,
                     },
-                    None => Event::Connect { conn, connect },
+                    None => Event::Connect {
+                        conn,
+                        connect,
+                        source,
+                    },
                 }
             }
             Command::Packet { conn, packet } => Event::Packet { conn, packet },

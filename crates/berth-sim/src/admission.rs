@@ -246,6 +246,7 @@ impl Sim {
                 connect: claim.connect,
                 epoch: Epoch(epoch),
                 assigned: false,
+                source: None,
             },
         );
         self.drain_backlog(n, conn);

@@ -83,7 +83,11 @@ pub(crate) fn packet_command(
     packet: &Packet,
 ) -> Option<pb::Command> {
     let rules = BrokerConfig::default();
-    let command = plan::change(&rules, client, Epoch(epoch), packet, UnixMillis(0))?;
+    let who = berth_core::acl::Principal {
+        client_id: client.as_str().to_owned(),
+        ..Default::default()
+    };
+    let command = plan::change(&rules, &who, client, Epoch(epoch), packet, UnixMillis(0))?;
     Some(command_to_pb(&command))
 }
 

@@ -85,10 +85,11 @@ pub enum Key {
     TlsProxyProtocol,
     AuthAllowAnonymous,
     AuthPasswordFile,
+    AclFile,
 }
 
 impl Key {
-    pub const ALL: [Key; 37] = [
+    pub const ALL: [Key; 38] = [
         Key::Listen,
         Key::ProxyProtocol,
         Key::ProxyHeaderTimeout,
@@ -126,6 +127,7 @@ impl Key {
         Key::TlsProxyProtocol,
         Key::AuthAllowAnonymous,
         Key::AuthPasswordFile,
+        Key::AclFile,
     ];
 
     /// The dotted name: `section.key`, or `key` at the top level of the file.
@@ -168,6 +170,7 @@ impl Key {
             Key::TlsProxyProtocol => "tls.proxy_protocol",
             Key::AuthAllowAnonymous => "auth.allow_anonymous",
             Key::AuthPasswordFile => "auth.password_file",
+            Key::AclFile => "acl.file",
         }
     }
 
@@ -210,6 +213,7 @@ impl Key {
             Key::TlsProxyProtocol => "BERTH_TLS_PROXY_PROTOCOL",
             Key::AuthAllowAnonymous => "BERTH_AUTH_ALLOW_ANONYMOUS",
             Key::AuthPasswordFile => "BERTH_AUTH_PASSWORD_FILE",
+            Key::AclFile => "BERTH_ACL_FILE",
         }
     }
 }
@@ -234,6 +238,9 @@ pub struct Config {
     pub cluster: ClusterSettings,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
+    /// `acl.file`: the rules file (read by [`crate::edge::Edge::load`]; `acl.denied_filters`
+    /// is in `broker`).
+    pub acl_file: Option<PathBuf>,
 }
 
 /// `[tls]`: MQTT over TLS.
@@ -328,6 +335,7 @@ impl Default for Config {
             cluster: ClusterSettings::default(),
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
+            acl_file: None,
         }
     }
 }
@@ -372,6 +380,7 @@ pub struct Overrides {
     pub tls_proxy_protocol: Option<ProxyMode>,
     pub allow_anonymous: Option<bool>,
     pub password_file: Option<Option<PathBuf>>,
+    pub acl_file: Option<Option<PathBuf>>,
 }
 
 /// Reads one source key by key: `get` finds a key's raw value, `origin` names it in errors.
@@ -443,6 +452,7 @@ impl Overrides {
             tls_proxy_protocol: reader.field(Key::TlsProxyProtocol, value::proxy_mode)?,
             allow_anonymous: reader.field(Key::AuthAllowAnonymous, value::boolean)?,
             password_file: reader.field(Key::AuthPasswordFile, value::optional_path)?,
+            acl_file: reader.field(Key::AclFile, value::optional_path)?,
         })
     }
 }
@@ -498,6 +508,7 @@ impl Config {
             tls_proxy_protocol,
             allow_anonymous,
             password_file,
+            acl_file,
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
@@ -542,6 +553,7 @@ impl Config {
         set(&mut tls.proxy_protocol, tls_proxy_protocol);
         set(&mut self.auth.allow_anonymous, allow_anonymous);
         set(&mut self.auth.password_file, password_file);
+        set(&mut self.acl_file, acl_file);
     }
 
     /// Rules between keys; single values were checked where they entered.

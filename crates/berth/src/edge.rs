@@ -2,9 +2,11 @@
 //! password file, read (and checked) at start, and read again on SIGHUP.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use berth_core::acl::{Acl, AclRules};
 use berth_server::TlsOptions;
 use berth_server::auth::{AuthSettings, Authenticator};
 use berth_server::tls::{TlsFiles, TlsSettings};
@@ -16,6 +18,8 @@ use crate::config::Config;
 pub struct Edge {
     pub tls: Option<TlsOptions>,
     pub auth: Arc<Authenticator>,
+    /// The rules file and the handle the broker and the cluster admission check through.
+    pub acl: Option<(PathBuf, Acl)>,
 }
 
 impl Edge {
@@ -41,9 +45,18 @@ impl Edge {
             password_file: config.auth.password_file.clone(),
         })
         .context("auth.password_file")?;
+        let acl = match &config.acl_file {
+            Some(path) => {
+                let handle = config.broker.acl.clone();
+                handle.replace(read_rules(path)?);
+                Some((path.clone(), handle))
+            }
+            None => None,
+        };
         Ok(Edge {
             tls,
             auth: Arc::new(auth),
+            acl,
         })
     }
 
@@ -55,6 +68,18 @@ impl Edge {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
                 Err(error) => {
                     tracing::error!(%error, "TLS certificate not reloaded; keeping the previous one");
+                }
+            }
+        }
+        if let Some((path, handle)) = &self.acl {
+            match read_rules(path) {
+                Ok(rules) => {
+                    let count = rules.len();
+                    handle.replace(rules);
+                    tracing::info!(rules = count, "ACL rules reloaded");
+                }
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "ACL rules not reloaded; keeping the previous rules");
                 }
             }
         }
@@ -80,6 +105,13 @@ impl Edge {
             );
         }
     }
+}
+
+/// Reads and parses the rules file; an error names the key, the file and the rule.
+fn read_rules(path: &Path) -> anyhow::Result<AclRules> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("acl.file = {}: cannot read it", path.display()))?;
+    AclRules::parse(&text).with_context(|| format!("acl.file = {}", path.display()))
 }
 
 /// Calls `edge.reload()` on every SIGHUP, for as long as the process runs.

@@ -28,6 +28,7 @@ impl<S: Store> Broker<S> {
         conn: ConnId,
         connect: Connect,
         granted: Option<(crate::ids::Epoch, bool)>,
+        source: Option<std::net::IpAddr>,
     ) {
         self.stats.connects_total += 1;
         let v5 = connect.protocol.is_v5();
@@ -52,6 +53,21 @@ impl<S: Store> Broker<S> {
             ClientId::new(connect.client_id.clone())
         };
 
+        let principal = crate::acl::Principal {
+            username: connect
+                .username
+                .as_ref()
+                .map(|name| name.as_str().to_owned()),
+            client_id: client.as_str().to_owned(),
+            source,
+        };
+        if let Some(will) = &connect.will
+            && !self.config.may_publish(&principal, will.topic.as_str())
+        {
+            // A will it could not publish itself is not published for it either; refused
+            // before the session (or an older connection to it) is touched.
+            return self.refuse(conn, ConnectReasonCode::NotAuthorized);
+        }
         if let Some((epoch, _)) = granted
             && self.superseded(&client, epoch)
         {
@@ -121,6 +137,7 @@ impl<S: Store> Broker<S> {
         let client_window = props.receive_maximum.map_or(u16::MAX, |max| max.get());
         session.online = Some(Box::new(Online {
             conn,
+            principal,
             send_window: usize::from(client_window.min(self.config.limits.max_inflight).max(1)),
             max_packet_size: props.maximum_packet_size.map_or(u32::MAX, |max| max.get()),
             alias_maximum: props.topic_alias_maximum.unwrap_or(0),

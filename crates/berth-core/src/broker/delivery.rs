@@ -404,7 +404,8 @@ impl<S: Store> Broker<S> {
     }
 
     /// Sends one PUBLISH to the session's connection. Returns false if it was dropped because
-    /// the client's Maximum Packet Size cannot hold it (§3.1.2.11.4: as if delivered).
+    /// the client's Maximum Packet Size cannot hold it (§3.1.2.11.4: as if delivered) or the
+    /// ACL keeps the client from its topic (counted, as if delivered too).
     fn transmit(
         &mut self,
         now: UnixMillis,
@@ -421,6 +422,12 @@ impl<S: Store> Broker<S> {
             return false;
         };
         let message = &delivery.message;
+        if !self.config.may_receive(&online.principal, &message.topic) {
+            // As if delivered, like a message too large for the client: it never reaches a
+            // client the rules (as they are now) keep from its topic.
+            self.stats.count_drop(DropReason::NotAuthorized);
+            return false;
+        }
         let mut properties = message.properties.clone();
         properties.message_expiry_interval = message.expires_at.map(|at| now.secs_until(at).max(1));
         properties.subscription_identifiers = delivery.subscription_ids.clone();

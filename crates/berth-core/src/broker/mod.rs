@@ -52,6 +52,8 @@ pub enum Event {
     Connect {
         conn: ConnId,
         connect: Box<berth_codec::Connect>,
+        /// The client's address (the PROXY header's behind a balancer), for address rules.
+        source: Option<std::net::IpAddr>,
     },
     /// Any later packet of a connected client.
     Packet { conn: ConnId, packet: Packet },
@@ -66,6 +68,7 @@ pub enum Event {
         epoch: Epoch,
         /// The server chose the client id (an MQTT 5 client learns it from CONNACK).
         assigned: bool,
+        source: Option<std::net::IpAddr>,
     },
     /// The replicated registry changed.
     Cluster(ClusterEvent),
@@ -374,12 +377,17 @@ impl<S: Store> Broker<S> {
             return;
         };
         match event {
-            Event::Connect { conn, connect } => self.on_connect(now, conn, *connect, None),
+            Event::Connect {
+                conn,
+                connect,
+                source,
+            } => self.on_connect(now, conn, *connect, None, source),
             Event::ConnectAs {
                 conn,
                 connect,
                 epoch,
                 assigned,
+                source,
             } => {
                 let client = ClientId::new(connect.client_id.clone());
                 if self.import_pending(&client) {
@@ -389,6 +397,7 @@ impl<S: Store> Broker<S> {
                         connect,
                         epoch,
                         assigned,
+                        source,
                     };
                     self.park_connect(conn, client.clone(), event);
                     if !self.import_started(&client) {
@@ -398,7 +407,7 @@ impl<S: Store> Broker<S> {
                     }
                     return;
                 }
-                self.on_connect(now, conn, *connect, Some((epoch, assigned)))
+                self.on_connect(now, conn, *connect, Some((epoch, assigned)), source)
             }
             Event::Packet { conn, packet } => self.on_packet(now, conn, packet),
             Event::Closed { conn, reason } => self.on_closed(now, conn, reason),

@@ -58,6 +58,10 @@ impl<S: Store> Broker<S> {
             None => publish.topic.clone(),
         };
 
+        if !self.config.may_publish(&online.principal, topic.as_str()) {
+            return self.refuse_publish(now, conn, client, &publish);
+        }
+
         if publish.qos == QoS::ExactlyOnce {
             let Some(id) = publish.packet_id else { return };
             if session.incoming_qos2.contains(&id) {
@@ -98,6 +102,44 @@ impl<S: Store> Broker<S> {
             self.send_ack(now, conn, routed.ack, routed.waiting_on, &routed.congested);
             self.name_wait(routed.waiting_on, routed.message_id);
         }
+    }
+
+    /// A PUBLISH the ACL does not allow: dropped and counted. An MQTT 5 publisher hears 0x87
+    /// (Not authorized) on its PUBACK/PUBREC; a 3.1.1 publisher, which has no way to hear it,
+    /// gets its acknowledgement as usual (its QoS 2 exchange ends at a PUBREL answered without
+    /// an id kept).
+    fn refuse_publish(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        client: &ClientId,
+        publish: &Publish,
+    ) {
+        self.stats
+            .count_drop(crate::stats::DropReason::NotAuthorized);
+        let v5 = self
+            .sessions
+            .get(client)
+            .is_some_and(|s| s.protocol.is_v5());
+        let reason = if v5 {
+            PubAckReasonCode::NotAuthorized
+        } else {
+            PubAckReasonCode::Success
+        };
+        let ack = match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                let mut ack = PubAck::new(id);
+                ack.reason = reason;
+                Packet::PubAck(ack)
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let mut rec = PubRec::new(id);
+                rec.reason = reason;
+                Packet::PubRec(rec)
+            }
+            _ => return,
+        };
+        self.send_ack(now, conn, ack, None, &[]);
     }
 
     /// Routes a client's PUBLISH (its QoS 2 id already remembered) and says how to acknowledge

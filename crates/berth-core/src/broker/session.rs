@@ -137,6 +137,8 @@ impl Seen {
 #[derive(Debug)]
 pub(crate) struct Online {
     pub conn: ConnId,
+    /// Who the connected client is, for the ACL.
+    pub principal: crate::acl::Principal,
     /// How many QoS 1/2 messages may be un-acknowledged towards the client.
     pub send_window: usize,
     /// Largest packet the client accepts.

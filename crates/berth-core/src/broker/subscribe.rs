@@ -23,8 +23,16 @@ impl<S: Store> Broker<S> {
         let subscription_id = subscribe.properties.subscription_identifier;
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_for = Vec::new();
+        let Some(principal) = self
+            .sessions
+            .get(client)
+            .and_then(|s| s.online.as_ref())
+            .map(|online| online.principal.clone())
+        else {
+            return;
+        };
         for requested in subscribe.subscriptions {
-            if !self.config.may_subscribe(&requested.filter) {
+            if !self.config.may_subscribe(&principal, &requested.filter) {
                 reason_codes.push(SubAckReasonCode::NotAuthorized);
                 continue;
             }

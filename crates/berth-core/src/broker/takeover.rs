@@ -184,7 +184,7 @@ impl<S: Store> Broker<S> {
         // Subscriptions arriving with a session obey this node's rules too.
         export
             .subscriptions
-            .retain(|(filter, _)| self.config.may_subscribe(filter));
+            .retain(|(filter, _)| self.config.may_hold(filter));
         if self.sessions.contains_key(client) {
             return self.merge_import(client, export);
         }

@@ -68,9 +68,11 @@ pub fn connect(
 /// What `packet` of `client`'s connection at `epoch` changes in the registry, if anything: the
 /// allowed filters of a SUBSCRIBE (a refused one must not reach the registry, whose
 /// subscriptions route on every node and come back at a takeover), an UNSUBSCRIBE, a retained
-/// PUBLISH (set, or cleared by an empty payload).
+/// PUBLISH (set, or cleared by an empty payload) that `who` may publish (a refused one gets its
+/// 0x87 from the broker, and must not be retained anywhere).
 pub fn change(
     config: &BrokerConfig,
+    who: &crate::acl::Principal,
     client: &ClientId,
     epoch: Epoch,
     packet: &Packet,
@@ -82,7 +84,7 @@ pub fn change(
             let subscriptions: Vec<_> = subscribe
                 .subscriptions
                 .iter()
-                .filter(|s| config.may_subscribe(&s.filter))
+                .filter(|s| config.may_subscribe(who, &s.filter))
                 .map(|s| {
                     let record = SubscriptionRecord {
                         options: s.options,
@@ -104,7 +106,11 @@ pub fn change(
         }),
         // An empty topic names a Topic Alias, which only the broker resolves: such a retained
         // PUBLISH is retained on this node alone (a known gap, docs/architecture.md §6).
-        Packet::Publish(publish) if publish.retain && !publish.topic.is_empty() => {
+        Packet::Publish(publish)
+            if publish.retain
+                && !publish.topic.is_empty()
+                && config.may_publish(who, publish.topic.as_str()) =>
+        {
             Some(if publish.payload.is_empty() {
                 Command::ClearRetained(publish.topic.clone())
             } else {

@@ -105,6 +105,7 @@ struct Limits {
 #[serde(deny_unknown_fields)]
 struct Acl {
     denied_filters: Option<toml::Value>,
+    file: Option<toml::Value>,
 }
 
 impl FileConfig {
@@ -147,6 +148,7 @@ impl FileConfig {
             Key::TlsProxyProtocol => self.tls.proxy_protocol.as_ref(),
             Key::AuthAllowAnonymous => self.auth.allow_anonymous.as_ref(),
             Key::AuthPasswordFile => self.auth.password_file.as_ref(),
+            Key::AclFile => self.acl.file.as_ref(),
         }
     }
 }

@@ -126,7 +126,10 @@ impl Config {
                     ("password_file", path(&self.auth.password_file)),
                 ],
             ),
-            (Some("acl"), vec![("denied_filters", filters)]),
+            (
+                Some("acl"),
+                vec![("denied_filters", filters), ("file", path(&self.acl_file))],
+            ),
             (
                 Some("cluster"),
                 vec![

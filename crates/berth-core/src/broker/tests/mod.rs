@@ -12,6 +12,7 @@
 // Tests start from the default configuration and change one field: that reads clearest.
 #![allow(clippy::field_reassign_with_default)]
 
+mod acl;
 mod claims;
 mod cluster;
 mod connect;
@@ -312,6 +313,7 @@ impl Harness {
         let out = self.event(Event::Connect {
             conn,
             connect: Box::new(connect),
+            source: None,
         });
         (conn, out)
     }
@@ -325,6 +327,7 @@ impl Harness {
             connect: Box::new(connect),
             epoch: crate::ids::Epoch(epoch),
             assigned: false,
+            source: None,
         });
         (conn, out)
     }
