@@ -7,6 +7,8 @@
 #   haproxy             the load balancer in front of the three nodes of the chaos test
 #                       (crates/berth/tests/chaos.rs), as a deployment would have
 #   openssl             makes the test CA and certificates of the TLS tests (crates/berth/tests/tls.rs)
+#   paho-mqtt (PyPI)    the Eclipse Paho Python client: a real third-party peer for MQTT over
+#                       WebSocket (crates/berth/tests/websocket.rs)
 #   cargo-nextest       the test runner (bounded per-test timeouts, parallel processes)
 set -euo pipefail
 
@@ -23,6 +25,11 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c "import paho.mqtt" >/dev/null 2>&1; then
+  echo "setup: installing paho-mqtt"
+  python3 -m pip install --quiet --disable-pip-version-check "paho-mqtt==2.1.0"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

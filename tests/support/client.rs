@@ -116,6 +116,22 @@ impl TestClient {
         })
     }
 
+    /// A client over an already set-up transport (a WebSocket, say); `local` is its TCP end.
+    pub fn over(
+        stream: Box<dyn Transport>,
+        local: SocketAddr,
+        version: ProtocolVersion,
+    ) -> TestClient {
+        TestClient {
+            stream,
+            local,
+            buf: BytesMut::new(),
+            pending: VecDeque::new(),
+            version,
+            next_id: 0,
+        }
+    }
+
     /// Connects and returns the CONNACK, whatever it says.
     pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (TestClient, ConnAck) {
         let mut client = TestClient::open(addr, connect.protocol).await;

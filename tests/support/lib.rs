@@ -7,6 +7,7 @@
 pub mod client;
 pub mod metrics;
 pub mod server;
+pub mod ws;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

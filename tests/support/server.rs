@@ -67,6 +67,8 @@ impl TestServer {
             Listeners {
                 mqtt: Some(mqtt),
                 tls: None,
+                ws: None,
+                wss: None,
                 http: Some(http),
             },
             cluster,

@@ -14,7 +14,7 @@ use berth_codec::{
 use berth_core::{CloseReason, ConnId};
 use bytes::BytesMut;
 use futures_util::future::Either;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::Sender;
@@ -53,6 +53,8 @@ pub(crate) struct Edge {
     pub proxy: crate::ProxySettings,
     /// On a TLS listener: its certificate and client-certificate rules, current at accept.
     pub tls: Option<Arc<TlsFiles>>,
+    /// On a WebSocket listener (over TLS when `tls` is set too): the path MQTT is served on.
+    pub ws_path: Option<Arc<str>>,
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<crate::Metrics>,
     /// On a cluster node, CONNECT, SUBSCRIBE and retained PUBLISHes commit through it.
@@ -73,14 +75,17 @@ struct Handshake {
     cluster: Arc<dyn ClusterPort>,
 }
 
-type TlsStream = tokio_rustls::server::TlsStream<Prefixed<TcpStream>>;
+/// The read half of a layered transport (TLS, WebSocket, both).
+type DynReader = Box<dyn AsyncRead + Send + Unpin>;
+type DynWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// A connection whose CONNECT the broker has, over plain TCP or TLS. Boxed: the task's own
-/// future keeps room for this value while the connection is served, and every idle
-/// connection pays for that room.
+/// A connection whose CONNECT the broker has: over plain TCP (the common case, without
+/// indirection), or over a layered transport behind one boxed reader and writer (their
+/// framing costs far more than a virtual call). Boxed: the task's own future keeps room for
+/// this value while the connection is served, and every idle connection pays for that room.
 enum Opened {
     Plain(Box<Accepted<OwnedReadHalf, OwnedWriteHalf>>),
-    Tls(Box<Accepted<ReadHalf<TlsStream>, WriteHalf<TlsStream>>>),
+    Layered(Box<Accepted<DynReader, DynWriter>>),
 }
 
 impl Connection {
@@ -111,6 +116,7 @@ impl Connection {
             peer,
             proxy,
             tls,
+            ws_path,
             auth,
             metrics,
             cluster,
@@ -127,7 +133,14 @@ impl Connection {
                     return None;
                 }
             };
-        tracing::debug!(?conn, client = %client_addr, via = %peer, tls = tls.is_some(), "connection");
+        tracing::debug!(
+            ?conn,
+            client = %client_addr,
+            via = %peer,
+            tls = tls.is_some(),
+            ws = ws_path.is_some(),
+            "connection"
+        );
         let mut handshake = Handshake {
             conn,
             commands,
@@ -139,6 +152,12 @@ impl Connection {
             cluster,
         };
         let Some(tls) = tls else {
+            if let Some(path) = ws_path {
+                let ws = handshake
+                    .websocket(Prefixed::new(leftover, stream), &path)
+                    .await?;
+                return handshake.layered(ws).await;
+            }
             let (reader, writer) = stream.into_split();
             let read_buf = BytesMut::from(&leftover[..]);
             return handshake
@@ -168,11 +187,13 @@ impl Connection {
                 .and_then(|chain| chain.first())
                 .and_then(|leaf| crate::tls::common_name(leaf));
         }
-        let (reader, writer) = tokio::io::split(stream);
-        handshake
-            .mqtt(reader, writer, BytesMut::new())
-            .await
-            .map(|accepted| Opened::Tls(Box::new(accepted)))
+        match ws_path {
+            Some(path) => {
+                let ws = handshake.websocket(stream, &path).await?;
+                handshake.layered(ws).await
+            }
+            None => handshake.layered(stream).await,
+        }
     }
 }
 
@@ -187,11 +208,47 @@ fn serve_opened(
 ) -> Either<impl Future<Output = ()>, impl Future<Output = ()>> {
     match opened {
         Opened::Plain(accepted) => Either::Left(serve(conn, commands, max_packet_size, *accepted)),
-        Opened::Tls(accepted) => Either::Right(serve(conn, commands, max_packet_size, *accepted)),
+        Opened::Layered(accepted) => {
+            Either::Right(serve(conn, commands, max_packet_size, *accepted))
+        }
     }
 }
 
 impl Handshake {
+    /// The WebSocket upgrade on `path`, bounded like the rest of the handshake.
+    async fn websocket<S>(&self, stream: S, path: &str) -> Option<crate::ws::WsIo<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let upgrading = crate::ws::accept(stream, path, self.max_packet_size as usize);
+        match timeout(CONNECT_TIMEOUT, upgrading).await {
+            Ok(Ok(ws)) => Some(ws),
+            Ok(Err(error)) => {
+                self.metrics.count_ws_refused();
+                tracing::debug!(conn = ?self.conn, client = %self.client_addr, %error, "closing: WebSocket upgrade failed");
+                None
+            }
+            Err(_elapsed) => {
+                self.metrics.count_ws_refused();
+                tracing::debug!(conn = ?self.conn, client = %self.client_addr, "closing: WebSocket upgrade timed out");
+                None
+            }
+        }
+    }
+
+    /// The MQTT handshake over a layered transport (TLS, WebSocket, both).
+    async fn layered<S>(self, stream: S) -> Option<Opened>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        let reader: DynReader = Box::new(reader);
+        let writer: DynWriter = Box::new(writer);
+        self.mqtt(reader, writer, BytesMut::new())
+            .await
+            .map(|accepted| Opened::Layered(Box::new(accepted)))
+    }
+
     /// Reads the CONNECT, checks the client's credentials, has the cluster grant the session,
     /// hands the CONNECT to the broker.
     async fn mqtt<R, W>(
@@ -225,7 +282,8 @@ impl Handshake {
             Ok(Ok(connect)) => connect,
             Ok(Err(ConnectFailure::UnsupportedLevel)) => {
                 // 3.1.1 §3.1.2.2: CONNACK return code 0x01, then close.
-                let _ = writer.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                let _ = write_out(&mut writer, &[0x20, 0x02, 0x00, 0x01]).await;
+                let _ = writer.shutdown().await;
                 return None;
             }
             Ok(Err(ConnectFailure::Refused(reason))) => {
@@ -341,7 +399,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
     let mut out = BytesMut::new();
     let connack = Packet::ConnAck(Box::new(berth_codec::ConnAck::refused(reason)));
     if encode(&connack, version, &mut out).is_ok() {
-        let _ = writer.write_all(&out).await;
+        let _ = write_out(writer, &out).await;
     }
     let _ = writer.shutdown().await;
 }
@@ -436,7 +494,7 @@ async fn serve<R, W>(
                         }
                     }
                 }
-                if writer.write_all(&write_buf).await.is_err() {
+                if write_out(&mut writer, &write_buf).await.is_err() {
                     if reading {
                         to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
                     }
@@ -477,6 +535,13 @@ async fn serve<R, W>(
         }
     }
     drain_until_close(&inbox, batch).await;
+}
+
+/// Writes `bytes` and flushes them: a no-op for TCP, what makes TLS records and WebSocket
+/// messages leave now rather than wait in their layer's buffer.
+async fn write_out<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }
 
 /// Hands a command to the broker thread; false once the broker is gone. The channel's slot is
@@ -675,6 +740,7 @@ mod tests {
                 peer,
                 proxy: crate::ProxySettings::default(),
                 tls: None,
+                ws_path: None,
                 auth: Arc::new(
                     crate::auth::Authenticator::load(crate::auth::AuthSettings::default()).unwrap(),
                 ),

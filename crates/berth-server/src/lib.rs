@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod proxy_protocol;
 mod runtime;
 pub mod tls;
+mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -50,7 +51,12 @@ pub struct ServerOptions {
     pub tls: Option<TlsOptions>,
     /// Client authentication; `None`: every client is let in (no password file).
     pub auth: Option<Arc<auth::Authenticator>>,
+    /// The path of the WebSocket listeners; empty: [`DEFAULT_WS_PATH`].
+    pub ws_path: String,
 }
+
+/// The WebSocket path MQTT clients expect by default.
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
 
 /// The TLS listener's settings. `files` is shared with whoever reloads it (SIGHUP).
 #[derive(Debug, Clone)]
@@ -83,6 +89,10 @@ pub struct Listeners {
     pub mqtt: Option<TcpListener>,
     /// MQTT over TLS (needs [`ServerOptions::tls`]).
     pub tls: Option<TcpListener>,
+    /// MQTT over WebSocket.
+    pub ws: Option<TcpListener>,
+    /// MQTT over WebSocket over TLS (needs [`ServerOptions::tls`]).
+    pub wss: Option<TcpListener>,
     pub http: Option<TcpListener>,
 }
 
@@ -127,7 +137,7 @@ pub async fn serve_node<S: Store + 'static>(
     let max_packet_size = options.broker.limits.max_packet_size;
     let proxy = options.proxy;
     let tls = options.tls.clone();
-    if listeners.tls.is_some() && tls.is_none() {
+    if (listeners.tls.is_some() || listeners.wss.is_some()) && tls.is_none() {
         return Err(ServerError::TlsWithoutCertificate);
     }
     let auth = match options.auth.clone() {
@@ -187,21 +197,33 @@ pub async fn serve_node<S: Store + 'static>(
         max_packet_size,
         next_conn: AtomicU64::new(1),
     });
-    let plain = listeners.mqtt.map(|socket| listener::Listener {
-        socket,
-        proxy,
-        tls: None,
-    });
-    let secure = listeners
-        .tls
-        .zip(tls)
-        .map(|(socket, tls)| listener::Listener {
+    let ws_path: Arc<str> = if options.ws_path.is_empty() {
+        Arc::from(DEFAULT_WS_PATH)
+    } else {
+        Arc::from(options.ws_path.as_str())
+    };
+    let files = tls.as_ref().map(|tls| tls.files.clone());
+    let tls_proxy = tls.as_ref().map_or(proxy, |tls| tls.proxy);
+    let kinds = [
+        (listeners.mqtt, proxy, None, None),
+        (listeners.tls, tls_proxy, files.clone(), None),
+        (listeners.ws, proxy, None, Some(ws_path.clone())),
+        (listeners.wss, tls_proxy, files, Some(ws_path)),
+    ];
+    for (socket, proxy, tls, ws_path) in kinds {
+        let Some(socket) = socket else { continue };
+        let listener = listener::Listener {
             socket,
-            proxy: tls.proxy,
-            tls: Some(tls.files),
-        });
-    for listener in plain.into_iter().chain(secure) {
-        tracing::info!(addr = ?listener.socket.local_addr().ok(), tls = listener.tls.is_some(), "serving MQTT");
+            proxy,
+            tls,
+            ws_path,
+        };
+        tracing::info!(
+            addr = ?listener.socket.local_addr().ok(),
+            tls = listener.tls.is_some(),
+            websocket = listener.ws_path.is_some(),
+            "serving MQTT"
+        );
         tokio::spawn(listener.run(shared.clone(), stop_rx.clone()));
     }
     drop(shared);

@@ -36,17 +36,20 @@ pub(crate) struct Shared {
 pub(crate) struct Listener {
     pub socket: TcpListener,
     pub proxy: ProxySettings,
-    /// `Some` on a TLS listener.
+    /// `Some` on a TLS listener (and a WebSocket one over TLS).
     pub tls: Option<Arc<TlsFiles>>,
+    /// `Some` on a WebSocket listener: the path MQTT is served on.
+    pub ws_path: Option<Arc<str>>,
 }
 
 impl Listener {
     /// Accepts until `stop` turns true.
     pub(crate) async fn run(self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-        let kind = if self.tls.is_some() {
-            "MQTT over TLS"
-        } else {
-            "MQTT"
+        let kind = match (self.tls.is_some(), self.ws_path.is_some()) {
+            (false, false) => "MQTT",
+            (true, false) => "MQTT over TLS",
+            (false, true) => "MQTT over WebSocket",
+            (true, true) => "MQTT over WebSocket over TLS",
         };
         tracing::debug!(addr = ?self.socket.local_addr().ok(), kind, "accepting");
         // The watch guard is dropped inside this future, never held across the accept loop's
@@ -74,6 +77,7 @@ impl Listener {
                             peer,
                             proxy: self.proxy,
                             tls: self.tls.clone(),
+                            ws_path: self.ws_path.clone(),
                             auth: shared.auth.clone(),
                             metrics: shared.metrics.clone(),
                             cluster: shared.cluster.clone(),

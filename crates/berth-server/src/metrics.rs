@@ -44,6 +44,7 @@ pub struct Metrics {
     messages_dropped_total: IntCounterVec,
     proxy_headers_refused_total: IntCounterVec,
     tls_handshakes_failed_total: IntCounter,
+    ws_upgrades_failed_total: IntCounter,
     connects_refused_auth_total: IntCounterVec,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
@@ -157,6 +158,10 @@ impl Metrics {
             "berth_tls_handshakes_failed_total",
             "TLS connections closed before MQTT because the TLS handshake failed or timed out (bad or missing client certificate, a client that does not trust the server's, plain MQTT sent to the TLS port).",
         )?;
+        let ws_upgrades_failed_total = counter(
+            "berth_ws_upgrades_failed_total",
+            "WebSocket connections closed before MQTT because the HTTP upgrade failed or timed out (wrong path, a subprotocol other than mqtt, not a WebSocket request).",
+        )?;
         let connects_refused_auth_total = by_reason(
             "berth_connects_refused_auth_total",
             "CONNECTs refused by authentication, by reason: bad_credentials (CONNACK 0x86 / 3.1.1 code 4), not_authorized (0x87 / 5), rate_limited (0x9F / 3: too many failures from the address).",
@@ -183,6 +188,7 @@ impl Metrics {
             messages_dropped_total,
             proxy_headers_refused_total,
             tls_handshakes_failed_total,
+            ws_upgrades_failed_total,
             connects_refused_auth_total,
             last: Mutex::new(Stats::default()),
         })
@@ -197,6 +203,10 @@ impl Metrics {
 
     pub fn count_tls_refused(&self) {
         self.tls_handshakes_failed_total.inc();
+    }
+
+    pub fn count_ws_refused(&self) {
+        self.ws_upgrades_failed_total.inc();
     }
 
     pub fn count_auth_refused(&self, reason: &str) {

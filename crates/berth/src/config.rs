@@ -86,10 +86,13 @@ pub enum Key {
     AuthAllowAnonymous,
     AuthPasswordFile,
     AclFile,
+    WsListen,
+    WsTlsListen,
+    WsPath,
 }
 
 impl Key {
-    pub const ALL: [Key; 38] = [
+    pub const ALL: [Key; 41] = [
         Key::Listen,
         Key::ProxyProtocol,
         Key::ProxyHeaderTimeout,
@@ -128,6 +131,9 @@ impl Key {
         Key::AuthAllowAnonymous,
         Key::AuthPasswordFile,
         Key::AclFile,
+        Key::WsListen,
+        Key::WsTlsListen,
+        Key::WsPath,
     ];
 
     /// The dotted name: `section.key`, or `key` at the top level of the file.
@@ -171,6 +177,9 @@ impl Key {
             Key::AuthAllowAnonymous => "auth.allow_anonymous",
             Key::AuthPasswordFile => "auth.password_file",
             Key::AclFile => "acl.file",
+            Key::WsListen => "ws.listen",
+            Key::WsTlsListen => "ws.tls_listen",
+            Key::WsPath => "ws.path",
         }
     }
 
@@ -214,6 +223,9 @@ impl Key {
             Key::AuthAllowAnonymous => "BERTH_AUTH_ALLOW_ANONYMOUS",
             Key::AuthPasswordFile => "BERTH_AUTH_PASSWORD_FILE",
             Key::AclFile => "BERTH_ACL_FILE",
+            Key::WsListen => "BERTH_WS_LISTEN",
+            Key::WsTlsListen => "BERTH_WS_TLS_LISTEN",
+            Key::WsPath => "BERTH_WS_PATH",
         }
     }
 }
@@ -241,6 +253,28 @@ pub struct Config {
     /// `acl.file`: the rules file (read by [`crate::edge::Edge::load`]; `acl.denied_filters`
     /// is in `broker`).
     pub acl_file: Option<PathBuf>,
+    pub ws: WsConfig,
+}
+
+/// `[ws]`: MQTT over WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsConfig {
+    /// `None`: no WebSocket listener.
+    pub listen: Option<SocketAddr>,
+    /// WebSocket over TLS, with `[tls]`'s certificate; `None`: none.
+    pub tls_listen: Option<SocketAddr>,
+    /// The HTTP path of the upgrade.
+    pub path: String,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            listen: None,
+            tls_listen: None,
+            path: berth_server::DEFAULT_WS_PATH.to_owned(),
+        }
+    }
 }
 
 /// `[tls]`: MQTT over TLS.
@@ -336,6 +370,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             acl_file: None,
+            ws: WsConfig::default(),
         }
     }
 }
@@ -381,6 +416,9 @@ pub struct Overrides {
     pub allow_anonymous: Option<bool>,
     pub password_file: Option<Option<PathBuf>>,
     pub acl_file: Option<Option<PathBuf>>,
+    pub ws_listen: Option<Option<SocketAddr>>,
+    pub ws_tls_listen: Option<Option<SocketAddr>>,
+    pub ws_path: Option<String>,
 }
 
 /// Reads one source key by key: `get` finds a key's raw value, `origin` names it in errors.
@@ -453,6 +491,9 @@ impl Overrides {
             allow_anonymous: reader.field(Key::AuthAllowAnonymous, value::boolean)?,
             password_file: reader.field(Key::AuthPasswordFile, value::optional_path)?,
             acl_file: reader.field(Key::AclFile, value::optional_path)?,
+            ws_listen: reader.field(Key::WsListen, value::optional_socket_addr)?,
+            ws_tls_listen: reader.field(Key::WsTlsListen, value::optional_socket_addr)?,
+            ws_path: reader.field(Key::WsPath, value::http_path)?,
         })
     }
 }
@@ -509,6 +550,9 @@ impl Config {
             allow_anonymous,
             password_file,
             acl_file,
+            ws_listen,
+            ws_tls_listen,
+            ws_path,
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
@@ -554,6 +598,9 @@ impl Config {
         set(&mut self.auth.allow_anonymous, allow_anonymous);
         set(&mut self.auth.password_file, password_file);
         set(&mut self.acl_file, acl_file);
+        set(&mut self.ws.listen, ws_listen);
+        set(&mut self.ws.tls_listen, ws_tls_listen);
+        set(&mut self.ws.path, ws_path);
     }
 
     /// Rules between keys; single values were checked where they entered.
@@ -580,17 +627,29 @@ impl Config {
             })
         };
         let tls = &self.tls;
-        if self.listen.is_none() && tls.listen.is_none() {
+        let ws = &self.ws;
+        if self.listen.is_none()
+            && tls.listen.is_none()
+            && ws.listen.is_none()
+            && ws.tls_listen.is_none()
+        {
             return rule(
                 Key::Listen,
-                "is \"none\" and so is tls.listen: clients could not connect at all",
+                "is \"none\" and so are tls.listen, ws.listen and ws.tls_listen: clients could not connect at all",
             );
         }
-        if tls.listen.is_some() && tls.cert.is_none() {
-            return rule(Key::TlsCert, "is needed when tls.listen is set");
+        let serves_tls = tls.listen.is_some() || ws.tls_listen.is_some();
+        if serves_tls && tls.cert.is_none() {
+            return rule(
+                Key::TlsCert,
+                "is needed when tls.listen or ws.tls_listen is set",
+            );
         }
-        if tls.listen.is_some() && tls.key.is_none() {
-            return rule(Key::TlsKey, "is needed when tls.listen is set");
+        if serves_tls && tls.key.is_none() {
+            return rule(
+                Key::TlsKey,
+                "is needed when tls.listen or ws.tls_listen is set",
+            );
         }
         if tls.identity_from_cert && tls.client_ca.is_none() {
             return rule(
@@ -599,7 +658,7 @@ impl Config {
             );
         }
         let auth = &self.auth;
-        let certificates_identify = tls.listen.is_some() && tls.identity_from_cert;
+        let certificates_identify = serves_tls && tls.identity_from_cert;
         if !auth.allow_anonymous && auth.password_file.is_none() && !certificates_identify {
             return rule(
                 Key::AuthAllowAnonymous,
@@ -667,6 +726,7 @@ impl Config {
             proxy: self.proxy_settings(self.proxy_protocol),
             tls: None,
             auth: None,
+            ws_path: self.ws.path.clone(),
         }
     }
 

@@ -25,8 +25,9 @@ pub struct Edge {
 impl Edge {
     /// Reads the files the configuration names; an error names the key and the file.
     pub fn load(config: &Config) -> anyhow::Result<Edge> {
-        let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
-            (Some(_), Some(cert), Some(key)) => {
+        let serves_tls = config.tls.listen.is_some() || config.ws.tls_listen.is_some();
+        let tls = match (serves_tls, &config.tls.cert, &config.tls.key) {
+            (true, Some(cert), Some(key)) => {
                 let files = TlsFiles::load(TlsSettings {
                     cert: cert.clone(),
                     key: key.clone(),

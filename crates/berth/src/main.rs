@@ -55,10 +55,20 @@ async fn main() -> anyhow::Result<()> {
         Some(addr) => Some(bind(addr, "MQTT over TLS").await?),
         None => None,
     };
+    let ws = match &config.ws.listen {
+        Some(addr) => Some(bind(addr, "MQTT over WebSocket").await?),
+        None => None,
+    };
+    let wss = match &config.ws.tls_listen {
+        Some(addr) => Some(bind(addr, "MQTT over WebSocket over TLS").await?),
+        None => None,
+    };
     let http = bind(&config.http, "HTTP").await?;
     let mqtt_addrs: Vec<_> = mqtt
         .iter()
         .chain(tls.iter())
+        .chain(ws.iter())
+        .chain(wss.iter())
         .filter_map(|l| l.local_addr().ok())
         .collect();
     edge.warn_if_open(&mqtt_addrs);
@@ -78,6 +88,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         mqtt = %shown(&mqtt),
         tls = %shown(&tls),
+        ws = %shown(&ws),
+        wss = %shown(&wss),
         http = %http.local_addr()?,
         node_id = config.cluster.node_id,
         data_dir = %config.data_dir.display(),
@@ -93,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
         Listeners {
             mqtt,
             tls,
+            ws,
+            wss,
             http: Some(http),
         },
         Some(cluster),

@@ -16,12 +16,64 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_codec::{ProtocolVersion, QoS};
-use berth_e2e::client::TestClient;
+use berth_codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS};
+use berth_e2e::client::{TestClient, connect_packet};
 use support::cluster::*;
 
 const MQTT_PORT: u16 = 1883;
 const CLUSTER_PORT: u16 = 7001;
+
+/// A connection to a node as HAProxy's `send-proxy-v2` makes it: the shipped compose file has
+/// the nodes require a PROXY header (the balancer's service is not started here, no image can
+/// be pulled), so the test sends one (v1, naming this process as the client) before MQTT.
+async fn open_as_balancer(addr: SocketAddr, version: ProtocolVersion) -> TestClient {
+    let mut client = TestClient::open(addr, version).await;
+    let local = client.local_addr();
+    let family = if local.is_ipv4() { "TCP4" } else { "TCP6" };
+    let header = format!(
+        "PROXY {family} {} {} {} {}\r\n",
+        local.ip(),
+        addr.ip(),
+        local.port(),
+        addr.port()
+    );
+    client.send_raw(header.as_bytes()).await;
+    client
+}
+
+async fn connect_with(addr: SocketAddr, connect: Connect) -> (TestClient, ConnAck) {
+    let mut client = open_as_balancer(addr, connect.protocol).await;
+    client.send(Packet::Connect(Box::new(connect))).await;
+    match client.recv().await {
+        Packet::ConnAck(connack) => (client, *connack),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+async fn connect(
+    addr: SocketAddr,
+    version: ProtocolVersion,
+    id: &str,
+    clean: bool,
+) -> (TestClient, ConnAck) {
+    let (client, connack) = connect_with(addr, connect_packet(version, id, clean)).await;
+    assert!(!connack.reason.is_error(), "refused: {connack:?}");
+    (client, connack)
+}
+
+async fn connect_waiting_as_balancer(
+    addr: SocketAddr,
+    connect: Connect,
+    wait: Duration,
+) -> (TestClient, Packet) {
+    let mut client = open_as_balancer(addr, connect.protocol).await;
+    client.send(Packet::Connect(Box::new(connect))).await;
+    let packet = client
+        .try_recv(wait)
+        .await
+        .unwrap_or_else(|| panic!("no CONNACK within {wait:?}"));
+    (client, packet)
+}
 
 fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(program)
@@ -182,7 +234,7 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     project.wait_formed().await;
 
     // A persistent session on node 1, a backlog published through node 2, resumed on node 3.
-    let (mut device, _) = TestClient::connect(
+    let (mut device, _) = connect(
         project.mqtt("berth1"),
         ProtocolVersion::V3_1_1,
         "device",
@@ -192,9 +244,9 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     device.subscribe("fleet/#", QoS::AtLeastOnce).await;
     device.disconnect().await;
     let (mut publisher, _) =
-        TestClient::connect(project.mqtt("berth2"), ProtocolVersion::V3_1_1, "pub", true).await;
+        connect(project.mqtt("berth2"), ProtocolVersion::V3_1_1, "pub", true).await;
     publish_all(&mut publisher, "fleet/t", "m", 100).await;
-    let (mut device, connack) = TestClient::connect(
+    let (mut device, connack) = connect(
         project.mqtt("berth3"),
         ProtocolVersion::V3_1_1,
         "device",
@@ -212,7 +264,7 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     assert_eq!(got, names("k", 10));
     project.compose(&["start", "berth1"]);
     project.wait_formed().await;
-    let (mut late, _) = TestClient::connect(
+    let (mut late, _) = connect(
         project.mqtt("berth1"),
         ProtocolVersion::V3_1_1,
         "late",
@@ -223,7 +275,7 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     // A new connection: its CONNECT commits after the SUBSCRIBE, and berth2 answers it only
     // once it has applied the log that far, so the new route is known there. (The older
     // publisher connection could race the route's arrival on berth2.)
-    let (mut publisher, _) = TestClient::connect(
+    let (mut publisher, _) = connect(
         project.mqtt("berth2"),
         ProtocolVersion::V3_1_1,
         "pub-r",
@@ -254,20 +306,20 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The takeover waits (bounded) for the unreachable old owner before going on.
-    let (mut device, connack) = connect_waiting(
+    let (mut device, connack) = connect_waiting_as_balancer(
         project.mqtt("berth1"),
-        berth_e2e::client::connect_packet(ProtocolVersion::V3_1_1, "device", false),
+        connect_packet(ProtocolVersion::V3_1_1, "device", false),
         Duration::from_secs(40),
     )
     .await;
     match connack {
-        berth_codec::Packet::ConnAck(c) => {
+        Packet::ConnAck(c) => {
             assert!(!c.reason.is_error() && c.session_present, "{c:?}");
         }
         other => panic!("expected CONNACK, got {other:?}"),
     }
     // A new publisher connection: berth2 has applied the device's new claim before it answers.
-    let (mut publisher, _) = TestClient::connect(
+    let (mut publisher, _) = connect(
         project.mqtt("berth2"),
         ProtocolVersion::V3_1_1,
         "pub-c",
@@ -285,9 +337,9 @@ async fn the_compose_cluster_forms_routes_hands_sessions_over_and_survives_a_kil
     project.wait_formed().await;
     let deadline = Instant::now() + FORM_WAIT;
     loop {
-        let (client, connack) = TestClient::connect_with(
+        let (client, connack) = connect_with(
             project.mqtt("berth3"),
-            berth_e2e::client::connect_packet(ProtocolVersion::V3_1_1, "back", true),
+            connect_packet(ProtocolVersion::V3_1_1, "back", true),
         )
         .await;
         if !connack.reason.is_error() {

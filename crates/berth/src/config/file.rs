@@ -34,6 +34,16 @@ struct FileConfig {
     tls: Tls,
     #[serde(default)]
     auth: Auth,
+    #[serde(default)]
+    ws: Ws,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ws {
+    listen: Option<toml::Value>,
+    tls_listen: Option<toml::Value>,
+    path: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +159,9 @@ impl FileConfig {
             Key::AuthAllowAnonymous => self.auth.allow_anonymous.as_ref(),
             Key::AuthPasswordFile => self.auth.password_file.as_ref(),
             Key::AclFile => self.acl.file.as_ref(),
+            Key::WsListen => self.ws.listen.as_ref(),
+            Key::WsTlsListen => self.ws.tls_listen.as_ref(),
+            Key::WsPath => self.ws.path.as_ref(),
         }
     }
 }

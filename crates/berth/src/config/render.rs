@@ -38,7 +38,7 @@ impl Config {
             )
         };
         let tls = &self.tls;
-        let sections: [Section<'_>; 9] = [
+        let sections: [Section<'_>; 10] = [
             (
                 None,
                 vec![
@@ -114,6 +114,17 @@ impl Config {
                         toml::Value::Boolean(tls.identity_from_cert),
                     ),
                     ("proxy_protocol", string(tls.proxy_protocol.as_str())),
+                ],
+            ),
+            (
+                Some("ws"),
+                vec![
+                    ("listen", optional(self.ws.listen.map(|a| a.to_string()))),
+                    (
+                        "tls_listen",
+                        optional(self.ws.tls_listen.map(|a| a.to_string())),
+                    ),
+                    ("path", string(&self.ws.path)),
                 ],
             ),
             (

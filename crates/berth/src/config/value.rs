@@ -84,6 +84,16 @@ pub fn path(input: Input<'_>) -> Result<PathBuf, Problem> {
     Ok(PathBuf::from(text))
 }
 
+/// An HTTP path: starts with `/`, no spaces, no query.
+pub fn http_path(input: Input<'_>) -> Result<String, Problem> {
+    let expected = "a path such as \"/mqtt\" (starting with /, without spaces or a query)";
+    let text = input.text().ok_or_else(|| input.wrong_type(expected))?;
+    if !text.starts_with('/') || text.contains(char::is_whitespace) || text.contains(['?', '#']) {
+        return Err(input.wrong_type(expected));
+    }
+    Ok(text.to_owned())
+}
+
 /// `"none"`, or a path.
 pub fn optional_path(input: Input<'_>) -> Result<Option<PathBuf>, Problem> {
     if input.text() == Some("none") {

@@ -33,6 +33,9 @@ pub struct Berth {
     pub cluster: Option<SocketAddr>,
     /// The MQTT over TLS listener, when it has one.
     pub tls: Option<SocketAddr>,
+    /// The MQTT over WebSocket listeners (plain, over TLS), when it has them.
+    pub ws: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub node_id: u64,
     extra: Vec<String>,
@@ -176,6 +179,8 @@ impl Berth {
         let mut http = None;
         let mut cluster = None;
         let mut tls = None;
+        let mut ws = None;
+        let mut wss = None;
         loop {
             if let (Some(mqtt), Some(http), true) =
                 (mqtt, http, cluster.is_some() || !wants_cluster)
@@ -200,6 +205,8 @@ impl Berth {
                     http,
                     cluster,
                     tls,
+                    ws,
+                    wss,
                     data_dir: data_dir.to_owned(),
                     node_id,
                     extra: args,
@@ -216,6 +223,8 @@ impl Berth {
             http = http.or_else(|| addr_after(&line, "http="));
             cluster = cluster.or_else(|| addr_after(&line, "cluster="));
             tls = tls.or_else(|| addr_after(&line, " tls="));
+            ws = ws.or_else(|| addr_after(&line, " ws="));
+            wss = wss.or_else(|| addr_after(&line, " wss="));
         }
     }
 
