@@ -20,6 +20,37 @@ impl Limit {
             Limit::AtMost(max) => value <= max,
         }
     }
+
+    /// As a rate per second: a full bucket (one second's worth, in thousandths).
+    pub fn credit_burst(self) -> u64 {
+        match self {
+            Limit::Unlimited => u64::MAX,
+            Limit::AtMost(per_second) => per_second.saturating_mul(1000),
+        }
+    }
+
+    /// As a rate per second: refills `credit` for the time since `at` (up to one second's
+    /// worth) and takes one unit from it; false when there is not a whole unit.
+    pub fn take_credit(
+        self,
+        credit: &mut u64,
+        at: &mut crate::time::UnixMillis,
+        now: crate::time::UnixMillis,
+    ) -> bool {
+        let Limit::AtMost(per_second) = self else {
+            return true;
+        };
+        let elapsed = now.0.saturating_sub(at.0);
+        *at = now;
+        *credit = credit
+            .saturating_add(elapsed.saturating_mul(per_second))
+            .min(self.credit_burst());
+        if *credit < 1000 {
+            return false;
+        }
+        *credit -= 1000;
+        true
+    }
 }
 
 /// What happens to a message that would overflow a full offline queue.
@@ -131,6 +162,9 @@ pub struct ProtocolLimits {
     pub topic_alias_maximum: u16,
     /// Largest keep alive accepted from MQTT 5 clients; larger ones get Server Keep Alive.
     pub max_keep_alive: u16,
+    /// PUBLISHes per second one connection may send (bursts up to one second's worth); beyond
+    /// it the connection is closed (MQTT 5: DISCONNECT 0x96 Message rate too high).
+    pub publish_rate: Limit,
 }
 
 impl Default for ProtocolLimits {
@@ -141,6 +175,7 @@ impl Default for ProtocolLimits {
             max_inflight: 32,
             topic_alias_maximum: 64,
             max_keep_alive: 65_535,
+            publish_rate: Limit::Unlimited,
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct Stats {
     /// QoS 1/2 acknowledgements held back because the message was queued for a connected
     /// session that is not keeping up (publisher flow control, `queue.backpressure`).
     pub publish_acks_held_total: u64,
+    /// Connections closed for publishing faster than `limits.publish_rate`.
+    pub publish_rate_exceeded_total: u64,
     /// Messages kept here for other nodes' sessions whose owner could not be reached (hinted
     /// handoff), not yet delivered.
     pub handoff_messages: u64,

@@ -37,6 +37,8 @@ const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 const BATCH_KEEP: usize = 64;
 
 pub(crate) struct Connection {
+    /// Its place under the node's connection limits, released when the task ends.
+    pub permit: Option<crate::gate::Permit>,
     pub conn: ConnId,
     pub stream: TcpStream,
     /// Boxed: only the handshake needs it, and every idle connection's task keeps its size.
@@ -89,7 +91,8 @@ enum Opened {
 }
 
 impl Connection {
-    pub(crate) async fn run(self) {
+    pub(crate) async fn run(mut self) {
+        let _permit = self.permit.take();
         let conn = self.conn;
         let commands = self.commands.clone();
         let max_packet_size = self.max_packet_size;
@@ -106,6 +109,7 @@ impl Connection {
     /// `None`: the connection ended (refused, closed, timed out).
     async fn open(self) -> Option<Opened> {
         let Connection {
+            permit: _,
             conn,
             mut stream,
             edge,
@@ -734,6 +738,7 @@ mod tests {
         let (stream, peer) = listener.accept().await.unwrap();
         let (commands, _rx) = tokio::sync::mpsc::channel(1);
         let connection = Connection {
+            permit: None,
             conn: ConnId(1),
             stream,
             edge: Box::new(Edge {

@@ -15,6 +15,7 @@ pub mod auth;
 mod broker_handle;
 mod cluster_port;
 mod connection;
+pub mod gate;
 pub mod http;
 mod listener;
 mod mailbox;
@@ -53,6 +54,8 @@ pub struct ServerOptions {
     pub auth: Option<Arc<auth::Authenticator>>,
     /// The path of the WebSocket listeners; empty: [`DEFAULT_WS_PATH`].
     pub ws_path: String,
+    /// How many connections may be open, and start per second, across all listeners.
+    pub connection_limits: gate::ConnectionLimits,
 }
 
 /// The WebSocket path MQTT clients expect by default.
@@ -196,6 +199,7 @@ pub async fn serve_node<S: Store + 'static>(
         commands: commands.clone(),
         max_packet_size,
         next_conn: AtomicU64::new(1),
+        gate: gate::Gate::new(options.connection_limits),
     });
     let ws_path: Arc<str> = if options.ws_path.is_empty() {
         Arc::from(DEFAULT_WS_PATH)

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub max_packet_size: u32,
     /// Connection ids are unique across listeners.
     pub next_conn: AtomicU64,
+    /// The node's connection limits.
+    pub gate: Arc<crate::gate::Gate>,
 }
 
 /// One listening socket and how its connections start.
@@ -70,7 +72,16 @@ impl Listener {
                             continue;
                         }
                     };
+                    let permit = match shared.gate.admit(std::time::Instant::now()) {
+                        Ok(permit) => permit,
+                        Err(refused) => {
+                            shared.metrics.count_connection_refused(refused.reason());
+                            tracing::debug!(%peer, reason = refused.reason(), "connection refused at accept");
+                            continue;
+                        }
+                    };
                     let connection = Connection {
+                        permit: Some(permit),
                         conn: ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed)),
                         stream,
                         edge: Box::new(Edge {

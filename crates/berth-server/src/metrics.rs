@@ -41,6 +41,8 @@ pub struct Metrics {
     handoff_messages: IntGauge,
     handoff_delivered_total: IntCounter,
     publish_acks_held_total: IntCounter,
+    publish_rate_exceeded_total: IntCounter,
+    connections_refused_total: IntCounterVec,
     messages_dropped_total: IntCounterVec,
     proxy_headers_refused_total: IntCounterVec,
     tls_handshakes_failed_total: IntCounter,
@@ -127,6 +129,10 @@ impl Metrics {
             "berth_publish_acks_held_total",
             "QoS 1/2 acknowledgements held back because the message was queued for a connected subscriber that is not keeping up (publisher flow control).",
         )?;
+        let publish_rate_exceeded_total = counter(
+            "berth_publish_rate_exceeded_total",
+            "Connections closed for publishing faster than limits.publish_rate (MQTT 5: DISCONNECT 0x96).",
+        )?;
 
         // Every reason is exported from the start (at 0), so a query never meets a missing series.
         let by_reason = |name: &'static str,
@@ -158,6 +164,11 @@ impl Metrics {
             "berth_tls_handshakes_failed_total",
             "TLS connections closed before MQTT because the TLS handshake failed or timed out (bad or missing client certificate, a client that does not trust the server's, plain MQTT sent to the TLS port).",
         )?;
+        let connections_refused_total = by_reason(
+            "berth_connections_refused_total",
+            "Connections closed as soon as they were accepted, before reading anything: max_connections (limits.max_connections open already), connection_rate (over limits.connection_rate new connections per second).",
+            &crate::gate::Refused::REASONS,
+        )?;
         let ws_upgrades_failed_total = counter(
             "berth_ws_upgrades_failed_total",
             "WebSocket connections closed before MQTT because the HTTP upgrade failed or timed out (wrong path, a subprotocol other than mqtt, not a WebSocket request).",
@@ -185,6 +196,8 @@ impl Metrics {
             handoff_messages,
             handoff_delivered_total,
             publish_acks_held_total,
+            publish_rate_exceeded_total,
+            connections_refused_total,
             messages_dropped_total,
             proxy_headers_refused_total,
             tls_handshakes_failed_total,
@@ -203,6 +216,12 @@ impl Metrics {
 
     pub fn count_tls_refused(&self) {
         self.tls_handshakes_failed_total.inc();
+    }
+
+    pub fn count_connection_refused(&self, reason: &str) {
+        self.connections_refused_total
+            .with_label_values(&[reason])
+            .inc();
     }
 
     pub fn count_ws_refused(&self) {
@@ -240,6 +259,11 @@ impl Metrics {
             &self.publish_acks_held_total,
             last.publish_acks_held_total,
             stats.publish_acks_held_total,
+        );
+        advance(
+            &self.publish_rate_exceeded_total,
+            last.publish_rate_exceeded_total,
+            stats.publish_rate_exceeded_total,
         );
         advance(
             &self.connects_total,

@@ -89,10 +89,13 @@ pub enum Key {
     WsListen,
     WsTlsListen,
     WsPath,
+    LimitsMaxConnections,
+    LimitsConnectionRate,
+    LimitsPublishRate,
 }
 
 impl Key {
-    pub const ALL: [Key; 41] = [
+    pub const ALL: [Key; 44] = [
         Key::Listen,
         Key::ProxyProtocol,
         Key::ProxyHeaderTimeout,
@@ -134,6 +137,9 @@ impl Key {
         Key::WsListen,
         Key::WsTlsListen,
         Key::WsPath,
+        Key::LimitsMaxConnections,
+        Key::LimitsConnectionRate,
+        Key::LimitsPublishRate,
     ];
 
     /// The dotted name: `section.key`, or `key` at the top level of the file.
@@ -180,6 +186,9 @@ impl Key {
             Key::WsListen => "ws.listen",
             Key::WsTlsListen => "ws.tls_listen",
             Key::WsPath => "ws.path",
+            Key::LimitsMaxConnections => "limits.max_connections",
+            Key::LimitsConnectionRate => "limits.connection_rate",
+            Key::LimitsPublishRate => "limits.publish_rate",
         }
     }
 
@@ -226,6 +235,9 @@ impl Key {
             Key::WsListen => "BERTH_WS_LISTEN",
             Key::WsTlsListen => "BERTH_WS_TLS_LISTEN",
             Key::WsPath => "BERTH_WS_PATH",
+            Key::LimitsMaxConnections => "BERTH_LIMITS_MAX_CONNECTIONS",
+            Key::LimitsConnectionRate => "BERTH_LIMITS_CONNECTION_RATE",
+            Key::LimitsPublishRate => "BERTH_LIMITS_PUBLISH_RATE",
         }
     }
 }
@@ -254,6 +266,10 @@ pub struct Config {
     /// is in `broker`).
     pub acl_file: Option<PathBuf>,
     pub ws: WsConfig,
+    /// `limits.max_connections`: open connections, across listeners.
+    pub max_connections: Limit,
+    /// `limits.connection_rate`: new connections per second, across listeners.
+    pub connection_rate: Limit,
 }
 
 /// `[ws]`: MQTT over WebSocket.
@@ -371,6 +387,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             acl_file: None,
             ws: WsConfig::default(),
+            max_connections: Limit::Unlimited,
+            connection_rate: Limit::Unlimited,
         }
     }
 }
@@ -419,6 +437,9 @@ pub struct Overrides {
     pub ws_listen: Option<Option<SocketAddr>>,
     pub ws_tls_listen: Option<Option<SocketAddr>>,
     pub ws_path: Option<String>,
+    pub max_connections: Option<Limit>,
+    pub connection_rate: Option<Limit>,
+    pub publish_rate: Option<Limit>,
 }
 
 /// Reads one source key by key: `get` finds a key's raw value, `origin` names it in errors.
@@ -494,6 +515,9 @@ impl Overrides {
             ws_listen: reader.field(Key::WsListen, value::optional_socket_addr)?,
             ws_tls_listen: reader.field(Key::WsTlsListen, value::optional_socket_addr)?,
             ws_path: reader.field(Key::WsPath, value::http_path)?,
+            max_connections: reader.field(Key::LimitsMaxConnections, value::count_limit)?,
+            connection_rate: reader.field(Key::LimitsConnectionRate, value::count_limit)?,
+            publish_rate: reader.field(Key::LimitsPublishRate, value::count_limit)?,
         })
     }
 }
@@ -553,6 +577,9 @@ impl Config {
             ws_listen,
             ws_tls_listen,
             ws_path,
+            max_connections,
+            connection_rate,
+            publish_rate,
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
@@ -601,6 +628,9 @@ impl Config {
         set(&mut self.ws.listen, ws_listen);
         set(&mut self.ws.tls_listen, ws_tls_listen);
         set(&mut self.ws.path, ws_path);
+        set(&mut self.max_connections, max_connections);
+        set(&mut self.connection_rate, connection_rate);
+        set(&mut self.broker.limits.publish_rate, publish_rate);
     }
 
     /// Rules between keys; single values were checked where they entered.
@@ -727,6 +757,10 @@ impl Config {
             tls: None,
             auth: None,
             ws_path: self.ws.path.clone(),
+            connection_limits: berth_server::gate::ConnectionLimits {
+                max_connections: at_most(self.max_connections),
+                per_second: at_most(self.connection_rate),
+            },
         }
     }
 
@@ -737,6 +771,13 @@ impl Config {
                 self.proxy_header_timeout_ms,
             )),
         }
+    }
+}
+
+fn at_most(limit: Limit) -> Option<u64> {
+    match limit {
+        Limit::Unlimited => None,
+        Limit::AtMost(n) => Some(n),
     }
 }
 

@@ -143,6 +143,8 @@ impl<S: Store> Broker<S> {
             alias_maximum: props.topic_alias_maximum.unwrap_or(0),
             aliases_out: Default::default(),
             aliases_in: Default::default(),
+            publish_credit: self.config.limits.publish_rate.credit_burst(),
+            credit_at: now,
         }));
         if session.stored {
             let op = Op::PutSession {

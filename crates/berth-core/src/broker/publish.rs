@@ -24,12 +24,23 @@ impl<S: Store> Broker<S> {
     ) {
         self.stats.publishes_received_total += 1;
         let alias_maximum = self.config.limits.topic_alias_maximum;
+        let publish_rate = self.config.limits.publish_rate;
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
         let Some(online) = session.online.as_mut() else {
             return;
         };
+        if !publish_rate.take_credit(&mut online.publish_credit, &mut online.credit_at, now) {
+            // Not acknowledged: the client sends its QoS 1/2 messages again when it is back.
+            self.stats.publish_rate_exceeded_total += 1;
+            return self.disconnect_with(
+                now,
+                conn,
+                client,
+                DisconnectReasonCode::MessageRateTooHigh,
+            );
+        }
 
         let topic = match publish.properties.topic_alias {
             Some(alias) if alias.get() > alias_maximum => {

@@ -139,6 +139,9 @@ pub(crate) struct Online {
     pub conn: ConnId,
     /// Who the connected client is, for the ACL.
     pub principal: crate::acl::Principal,
+    /// The publish rate limit's bucket: credit in thousandths of a PUBLISH, as of `credit_at`.
+    pub publish_credit: u64,
+    pub credit_at: crate::time::UnixMillis,
     /// How many QoS 1/2 messages may be un-acknowledged towards the client.
     pub send_window: usize,
     /// Largest packet the client accepts.

@@ -109,6 +109,9 @@ struct Limits {
     max_inflight: Option<toml::Value>,
     topic_alias_maximum: Option<toml::Value>,
     max_keep_alive: Option<toml::Value>,
+    max_connections: Option<toml::Value>,
+    connection_rate: Option<toml::Value>,
+    publish_rate: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +165,9 @@ impl FileConfig {
             Key::WsListen => self.ws.listen.as_ref(),
             Key::WsTlsListen => self.ws.tls_listen.as_ref(),
             Key::WsPath => self.ws.path.as_ref(),
+            Key::LimitsMaxConnections => self.limits.max_connections.as_ref(),
+            Key::LimitsConnectionRate => self.limits.connection_rate.as_ref(),
+            Key::LimitsPublishRate => self.limits.publish_rate.as_ref(),
         }
     }
 }

@@ -100,6 +100,12 @@ impl Config {
                         integer(broker.limits.topic_alias_maximum),
                     ),
                     ("max_keep_alive", integer(broker.limits.max_keep_alive)),
+                    ("max_connections", format_limit(self.max_connections, false)),
+                    ("connection_rate", format_limit(self.connection_rate, false)),
+                    (
+                        "publish_rate",
+                        format_limit(broker.limits.publish_rate, false),
+                    ),
                 ],
             ),
             (

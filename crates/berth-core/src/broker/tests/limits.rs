@@ -309,3 +309,37 @@ fn an_inflight_message_too_large_for_the_resumed_connection_is_discarded() {
     let out = h.publish(publisher, publish("t", b"small", QoS::AtLeastOnce, 2));
     assert_eq!(payloads(&out.publishes(sub)), ["small"]);
 }
+
+#[test]
+fn a_connection_publishing_faster_than_the_publish_rate_is_closed_with_0x96() {
+    let mut config = BrokerConfig::default();
+    config.limits.publish_rate = crate::Limit::AtMost(5);
+    let mut h = Harness::with_config(config);
+    let fast = h.connect_ok(v5("fast", true, None));
+    // A second's worth at once.
+    for id in 1..=5 {
+        let out = h.publish(fast, publish("t", b"m", QoS::AtLeastOnce, id));
+        assert!(!out.closed(fast), "publish {id} is within the burst");
+    }
+    let out = h.publish(fast, publish("t", b"m", QoS::AtLeastOnce, 6));
+    assert_eq!(
+        out.disconnect_reason(fast),
+        Some(DisconnectReasonCode::MessageRateTooHigh)
+    );
+    assert!(out.closed(fast));
+    assert!(
+        !out.to(fast)
+            .iter()
+            .any(|p| matches!(p, Packet::PubAck(ack) if ack.packet_id == pid(6))),
+        "the refused PUBLISH is not acknowledged: it comes again after a reconnect"
+    );
+    assert_eq!(h.broker.stats().publish_rate_exceeded_total, 1);
+
+    // At the rate, a publisher goes on for as long as it likes.
+    let steady = h.connect_ok(v3("steady", true));
+    for id in 1..=20 {
+        h.tick_after_millis(200);
+        let out = h.publish(steady, publish("t", b"m", QoS::AtLeastOnce, id));
+        assert!(!out.closed(steady), "publish {id} at 5/s");
+    }
+}
