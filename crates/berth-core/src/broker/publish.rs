@@ -137,20 +137,9 @@ impl<S: Store> Broker<S> {
         } else {
             PubAckReasonCode::Success
         };
-        let ack = match (publish.qos, publish.packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => {
-                let mut ack = PubAck::new(id);
-                ack.reason = reason;
-                Packet::PubAck(ack)
-            }
-            (QoS::ExactlyOnce, Some(id)) => {
-                let mut rec = PubRec::new(id);
-                rec.reason = reason;
-                Packet::PubRec(rec)
-            }
-            _ => return,
-        };
-        self.send_ack(now, conn, ack, None, &[]);
+        if let Some(ack) = publish_ack(publish.qos, publish.packet_id, reason) {
+            self.send_ack(now, conn, ack, None, &[]);
+        }
     }
 
     /// Routes a client's PUBLISH (its QoS 2 id already remembered) and says how to acknowledge
@@ -208,19 +197,7 @@ impl<S: Store> Broker<S> {
         } else {
             PubAckReasonCode::Success
         };
-        let ack = match (qos, packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => {
-                let mut ack = PubAck::new(id);
-                ack.reason = reason;
-                Packet::PubAck(ack)
-            }
-            (QoS::ExactlyOnce, Some(id)) => {
-                let mut rec = PubRec::new(id);
-                rec.reason = reason;
-                Packet::PubRec(rec)
-            }
-            _ => return None,
-        };
+        let ack = publish_ack(qos, packet_id, reason)?;
         Some(Routed {
             ack,
             waiting_on,
@@ -538,6 +515,23 @@ impl<S: Store> Broker<S> {
             comp.reason = PubRelReasonCode::PacketIdentifierNotFound;
         }
         self.send(conn, Packet::PubComp(comp));
+    }
+}
+
+/// The PUBACK (QoS 1) or PUBREC (QoS 2) of a client's PUBLISH with `reason`; `None` for QoS 0.
+fn publish_ack(qos: QoS, packet_id: Option<PacketId>, reason: PubAckReasonCode) -> Option<Packet> {
+    match (qos, packet_id) {
+        (QoS::AtLeastOnce, Some(id)) => {
+            let mut ack = PubAck::new(id);
+            ack.reason = reason;
+            Some(Packet::PubAck(ack))
+        }
+        (QoS::ExactlyOnce, Some(id)) => {
+            let mut rec = PubRec::new(id);
+            rec.reason = reason;
+            Some(Packet::PubRec(rec))
+        }
+        _ => None,
     }
 }
 
