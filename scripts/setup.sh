@@ -7,12 +7,14 @@
 #   haproxy             the load balancer in front of the three nodes of the chaos test
 #                       (crates/berth/tests/chaos.rs), as a deployment would have
 #   openssl             makes the test CA and certificates of the TLS tests (crates/berth/tests/tls.rs)
+#   prometheus          promtool checks a scrape, the alert rules and the dashboard's queries, and
+#                       the server scrapes three nodes (crates/berth/tests/metrics.rs)
 #   paho-mqtt (PyPI)    the Eclipse Paho Python client: a real third-party peer for MQTT over
 #                       WebSocket (crates/berth/tests/websocket.rs)
 #   cargo-nextest       the test runner (bounded per-test timeouts, parallel processes)
 set -euo pipefail
 
-apt_packages=(libclang-dev mosquitto-clients haproxy openssl)
+apt_packages=(libclang-dev mosquitto-clients haproxy openssl prometheus)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -24,5 +24,5 @@ pub mod state_machine;
 pub mod types;
 
 pub use berth_proto::v1 as pb;
-pub use node::{ClusterConfig, ClusterError, ClusterNode, Proposed};
+pub use node::{ClusterConfig, ClusterError, ClusterNode, Proposed, RaftHealth};
 pub use service::{BoxFuture, BrokerSlot, LocalBroker, TakeoverStream, serve};

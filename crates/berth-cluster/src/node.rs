@@ -58,6 +58,21 @@ pub struct Proposed {
     pub log_index: u64,
 }
 
+/// Raft's health as one node sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftHealth {
+    pub leader: Option<NodeId>,
+    pub is_leader: bool,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub voters: usize,
+    /// On the leader: each follower's lag in entries behind the leader's last log index.
+    pub follower_lag: Vec<(NodeId, u64)>,
+}
+
 /// A running cluster node.
 #[derive(Clone)]
 pub struct ClusterNode {
@@ -352,6 +367,45 @@ impl ClusterNode {
                 metrics.membership_config.membership(),
             )),
             state: format!("{:?}", metrics.state),
+        }
+    }
+
+    /// Raft's health as this node sees it (for `/ready` and the metrics). The commit index
+    /// comes from Raft's own state (its metrics do not carry it in openraft 0.9); if Raft has
+    /// stopped, the commit index reads as what was applied.
+    pub async fn health(&self) -> RaftHealth {
+        let metrics = self.raft.metrics().borrow().clone();
+        let applied = metrics.last_applied.map_or(0, |id| id.index);
+        let committed = self
+            .raft
+            .with_raft_state(|state| state.committed.map_or(0, |id| id.index))
+            .await
+            .unwrap_or(applied);
+        let last_log_index = metrics.last_log_index.unwrap_or(0);
+        let follower_lag = metrics
+            .replication
+            .as_ref()
+            .map(|replication| {
+                replication
+                    .iter()
+                    .filter(|(id, _)| **id != self.id)
+                    .map(|(id, matched)| {
+                        let matched = matched.map_or(0, |log| log.index);
+                        (*id, last_log_index.saturating_sub(matched))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RaftHealth {
+            leader: metrics.current_leader,
+            is_leader: metrics.current_leader == Some(self.id),
+            term: metrics.current_term,
+            last_log_index,
+            committed_index: committed,
+            applied_index: applied,
+            snapshot_index: metrics.snapshot.map_or(0, |id| id.index),
+            voters: metrics.membership_config.membership().voter_ids().count(),
+            follower_lag,
         }
     }
 

@@ -43,7 +43,7 @@ pub use ids::{ClientId, ConnId, Epoch, MessageId, NodeId, QueueSeq};
 pub use mem_store::MemStore;
 pub use message::{Delivery, Message};
 pub use registry::{Command, Outcome, Registry};
-pub use stats::{DropReason, Stats};
+pub use stats::{CloseCause, DropReason, Stats};
 pub use store::{
     Batch, HandoffRecord, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionExpiry,
     SessionRecord, Store, StoreError, SubscriptionRecord, WillRecord,

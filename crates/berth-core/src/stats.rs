@@ -57,6 +57,64 @@ impl DropReason {
     }
 }
 
+/// Why a connection that had its CONNACK ended (the `reason` label of
+/// `berth_connections_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseCause {
+    /// The client sent DISCONNECT.
+    ClientDisconnect,
+    /// The socket closed or failed without a DISCONNECT.
+    ConnectionLost,
+    /// Nothing arrived within 1.5 × the keep alive.
+    KeepAliveTimeout,
+    /// A malformed packet or a protocol violation (DISCONNECT with its reason code in MQTT 5).
+    ProtocolError,
+    /// Over a limit of the server (`limits.publish_rate`: DISCONNECT 0x96).
+    RateLimited,
+    /// Another connection took the session (here or on another node; DISCONNECT 0x8E).
+    TakenOver,
+    /// A 3.1.1 PUBLISH could not be stored on its owner's node: closed unacknowledged so that
+    /// the client sends it again.
+    ForwardFailed,
+    /// The server moved the client away while draining (DISCONNECT 0x9C Use another server).
+    Drained,
+    /// The server shut down (DISCONNECT 0x8B).
+    ServerShutdown,
+}
+
+impl CloseCause {
+    pub const ALL: [CloseCause; 9] = [
+        Self::ClientDisconnect,
+        Self::ConnectionLost,
+        Self::KeepAliveTimeout,
+        Self::ProtocolError,
+        Self::RateLimited,
+        Self::TakenOver,
+        Self::ForwardFailed,
+        Self::Drained,
+        Self::ServerShutdown,
+    ];
+
+    /// The `reason` label value in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientDisconnect => "client_disconnect",
+            Self::ConnectionLost => "connection_lost",
+            Self::KeepAliveTimeout => "keep_alive_timeout",
+            Self::ProtocolError => "protocol_error",
+            Self::RateLimited => "rate_limited",
+            Self::TakenOver => "taken_over",
+            Self::ForwardFailed => "forward_failed",
+            Self::Drained => "drained",
+            Self::ServerShutdown => "server_shutdown",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Monotonic counters (`_total`) and current levels. Counters only ever grow.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -86,6 +144,7 @@ pub struct Stats {
     /// Handoff entries delivered to their session's owner.
     pub handoff_delivered_total: u64,
     dropped_total: [u64; DropReason::ALL.len()],
+    closed_total: [u64; CloseCause::ALL.len()],
 }
 
 impl Stats {
@@ -95,5 +154,14 @@ impl Stats {
 
     pub fn count_drop(&mut self, reason: DropReason) {
         self.dropped_total[reason.index()] += 1;
+    }
+
+    /// Connections that had their CONNACK and ended for `cause`.
+    pub fn closed_total(&self, cause: CloseCause) -> u64 {
+        self.closed_total[cause.index()]
+    }
+
+    pub fn count_close(&mut self, cause: CloseCause) {
+        self.closed_total[cause.index()] += 1;
     }
 }

@@ -27,7 +27,7 @@ pub(crate) async fn claim(
     };
     let client = claim.client.clone();
     let expiry = claim.expiry;
-    let proposed = match link.node.propose(&Command::Claim(*claim)).await {
+    let proposed = match link.propose(&Command::Claim(*claim)).await {
         Ok(proposed) => proposed,
         Err(error) => {
             tracing::warn!(%error, client = client.as_str(), "CONNECT refused: the claim did not commit");
@@ -44,9 +44,11 @@ pub(crate) async fn claim(
     }
     let epoch = claimed.epoch;
     let resume_if_absent = claimed.resumes_without_state();
+    let mut taken_over = false;
     if claimed.session_present
         && let Some(from) = claimed.previous_owner.filter(|n| *n != link.node_id())
     {
+        taken_over = true;
         let fallback = SessionExport {
             record: SessionRecord {
                 epoch,
@@ -78,6 +80,7 @@ pub(crate) async fn claim(
         client,
         epoch,
         assigned,
+        taken_over,
         // The connection names its client (address, username after TLS identity).
         principal: Default::default(),
     }))
@@ -101,7 +104,7 @@ pub(crate) async fn commit(
     ) else {
         return Ok(());
     };
-    let committed = match link.node.propose(&command).await {
+    let committed = match link.propose(&command).await {
         Ok(proposed) => !matches!(proposed.outcome, Outcome::Fenced { .. }),
         Err(error) => {
             tracing::warn!(%error, client = grant.client.as_str(), "replication failed");

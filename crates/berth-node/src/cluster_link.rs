@@ -143,11 +143,20 @@ impl ClusterLink {
         }
         let command = Command::of_replicate(self.node_id(), change);
         let node = self.node.clone();
+        let broker = self.broker.clone();
         self.runtime.spawn(async move {
-            if let Err(error) = node.propose(&command).await {
+            if let Err(error) = propose_timed(&node, &broker, &command).await {
                 tracing::warn!(%error, "could not record a session change in the cluster");
             }
         });
+    }
+
+    /// Commits `command` through Raft, timing it (`berth_raft_commit_duration_seconds`).
+    pub(crate) async fn propose(
+        &self,
+        command: &Command,
+    ) -> Result<berth_cluster::Proposed, berth_cluster::ClusterError> {
+        propose_timed(&self.node, &self.broker, command).await
     }
 
     /// Runs `task` on the node's runtime (from any thread, the broker thread included).
@@ -431,4 +440,16 @@ async fn pump_events(
         // The channel is FIFO: whatever is sent after this is handled after these changes.
         applied.send_replace(index);
     }
+}
+
+/// [`ClusterNode::propose`], its commit time observed when it commits.
+async fn propose_timed(
+    node: &ClusterNode,
+    broker: &BrokerHandle,
+    command: &Command,
+) -> Result<berth_cluster::Proposed, berth_cluster::ClusterError> {
+    let started = std::time::Instant::now();
+    let proposed = node.propose(command).await?;
+    broker.metrics().observe_raft_commit(started.elapsed());
+    Ok(proposed)
 }

@@ -112,8 +112,14 @@ pub(crate) async fn forward_loop(
         if matches!(control, Some(ForwardCommand::Probe)) {
             returning = true;
         }
+        let sent = std::time::Instant::now();
         let outcome = match send_watched(&node, target, &batch, handoff_after).await {
-            Some(outcome) => outcome,
+            Some(outcome) => {
+                if outcome.is_ok() {
+                    broker.metrics().observe_forward(sent.elapsed());
+                }
+                outcome
+            }
             None => {
                 tracing::warn!(target = %target, bound = ?handoff_after, "node unreachable: handing its messages back to be kept here");
                 let (items, resumed) = take_queued(&mut queue, batch);

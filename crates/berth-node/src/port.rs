@@ -94,4 +94,25 @@ impl ClusterPort for RaftPort {
             }
         });
     }
+
+    fn health(&self) -> PortFuture<'_, Option<berth_server::ClusterHealth>> {
+        Box::pin(async move {
+            let health = self.0.node.health().await;
+            Some(berth_server::ClusterHealth {
+                leader: health.leader.map(NodeId),
+                is_leader: health.is_leader,
+                term: health.term,
+                last_log_index: health.last_log_index,
+                committed_index: health.committed_index,
+                applied_index: health.applied_index,
+                snapshot_index: health.snapshot_index,
+                voters: health.voters,
+                follower_lag: health
+                    .follower_lag
+                    .into_iter()
+                    .map(|(node, lag)| (NodeId(node), lag))
+                    .collect(),
+            })
+        })
+    }
 }

@@ -1,9 +1,11 @@
 //! Client authentication for MQTT CONNECT: who may connect, checked against a password file of
-//! argon2 hashes, a verified TLS client certificate, or the anonymous setting.
+//! argon2 hashes, a signed JWT sent as the password, a verified TLS client certificate, or the
+//! anonymous setting.
 //!
 //! ```text
-//!  CONNECT ─▶ Authenticator::authenticate(Credentials) ─▶ Ok(()) | Err(Refusal) ─▶ CONNACK code
-//!               │ rate limited? ─▶ RateLimited, nothing checked
+//!  CONNECT ─▶ Authenticator::authenticate(Credentials) ─▶ Ok(Authenticated) | Err(Refusal)
+//!               │ rate limited? ─▶ RateLimited, nothing checked          (─▶ CONNACK code)
+//!               │ a JWT (if configured)? ─▶ signature, alg, exp/nbf: on the task, no argon2
 //!               │ cache hit (keyed MAC) ─▶ Ok, no argon2
 //!               └─ argon2 on tokio's blocking pool, at most one per core at a time
 //! ```
@@ -13,15 +15,26 @@
 //!    ([`Refusal::RateLimited`]) at once: no delay, no verification, not counted again.
 //! 2. A verified client certificate identity is authenticated: the TLS layer has already checked
 //!    the certificate against the configured CA.
-//! 3. A username, with a password file configured: the user must be listed and the password
+//! 3. With JWT configured ([`JwtSettings`]), a password shaped like a JWT (three dot-separated
+//!    base64url segments) is a token, never a password-file password: it must be signed with
+//!    the configured key and exactly the configured algorithm, carry an `exp` that has not
+//!    passed (no leeway), and an `nbf`, if any, that has; `aud` is not checked. Its `sub`, if
+//!    any, is the client's username: a CONNECT username must equal it, and
+//!    [`Authenticated::username`] hands it back to the connection. Without `sub` the CONNECT's
+//!    username stands, or none. Anything else is [`Refusal::BadCredentials`] (details in
+//!    `auth/jwt.rs`).
+//! 4. A username, with a password file configured: the user must be listed and the password
 //!    must verify against their hash; a missing password fails too ([`Refusal::BadCredentials`]).
-//! 4. A username, without a password file: there is nobody to check against, so it is treated
-//!    as anonymous (Mosquitto does the same).
-//! 5. No username: allowed only when anonymous clients are ([`Refusal::NotAuthorized`]
-//!    otherwise). A password without a username (MQTT 5 allows it) is ignored.
+//! 5. A username, without a password file: with JWT configured it is refused
+//!    ([`Refusal::BadCredentials`]: a JWT-only node lets no name in without a token); otherwise
+//!    there is nobody to check against, so it is treated as anonymous (Mosquitto does the same).
+//! 6. No username (and no token): allowed only when anonymous clients are
+//!    ([`Refusal::NotAuthorized`] otherwise). A password without a username (MQTT 5 allows it)
+//!    is ignored unless it is a token.
 //!
 //! A refusal other than `RateLimited` counts against the source and costs [`FAILURE_DELAY`]
-//! before the answer, so a client cannot retry faster than that on one connection.
+//! before the answer, so a client cannot retry faster than that on one connection: a bad token
+//! counts like a bad password.
 //!
 //! Why the rest is shaped the way it is:
 //! - **argon2 off the async threads.** A verification takes tens of milliseconds of CPU by
@@ -39,10 +52,16 @@
 //! - **Unknown users cost the same as known ones.** An unknown username is verified against a
 //!   listed user's hash (and refused whatever the outcome), so response time does not tell
 //!   which usernames exist.
+//! - **Tokens on the task.** A JWT costs one HMAC or signature check (microseconds), so it is
+//!   verified on the connection task and nothing is cached. Exactly one algorithm is accepted,
+//!   so a token that names another (`none`, or HS256 keyed with a public key, the classic
+//!   confusion) is refused before its signature is looked at. The key file is read at load and
+//!   again by [`Authenticator::reload_jwt_key`] (SIGHUP); a bad file keeps the previous key.
 //! - **Locks.** `std` locks, never held across an `.await`: each critical section is a map
 //!   lookup or insert. Authentication happens once per CONNECT, not per message, so these locks
 //!   are not on the publish path.
 
+mod jwt;
 mod limiter;
 
 use std::collections::HashMap;
@@ -62,6 +81,7 @@ use blake2::digest::consts::U32;
 use blake2::digest::{CtOutput, Mac};
 use tokio::sync::Semaphore;
 
+pub use jwt::{JwtAlgorithm, JwtSettings};
 use limiter::Limiter;
 pub use limiter::{FAILURE_WINDOW, MAX_FAILURES, MAX_TRACKED_SOURCES};
 
@@ -80,6 +100,8 @@ pub struct AuthSettings {
     /// A password file (lines `username:$argon2id$...` PHC strings, `#` comments, blank
     /// lines), or None.
     pub password_file: Option<PathBuf>,
+    /// JWTs as passwords: the algorithm and the key file, or None.
+    pub jwt: Option<JwtSettings>,
 }
 
 impl Default for AuthSettings {
@@ -87,11 +109,13 @@ impl Default for AuthSettings {
         AuthSettings {
             allow_anonymous: true,
             password_file: None,
+            jwt: None,
         }
     }
 }
 
-/// A password file that cannot be loaded. Names the file, and the line when one is at fault.
+/// A password file or JWT key file that cannot be loaded. Names the file, and the line when one
+/// is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("cannot read the password file {path}: {source}")]
@@ -106,13 +130,32 @@ pub enum AuthError {
         line: usize,
         problem: String,
     },
+    #[error("cannot read the JWT key file {path}: {source}")]
+    JwtKeyRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("JWT key file {path}: {problem}")]
+    JwtKey { path: PathBuf, problem: String },
+}
+
+impl AuthError {
+    /// Whether the JWT key file is at fault (rather than the password file).
+    pub fn is_jwt_key(&self) -> bool {
+        matches!(
+            self,
+            AuthError::JwtKeyRead { .. } | AuthError::JwtKey { .. }
+        )
+    }
 }
 
 /// Why a CONNECT is refused; the connection maps it to a CONNACK reason code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Unknown user, wrong password, or a username without a password where a password file is
-    /// used: 0x86 / 3.1.1 code 4.
+    /// Unknown user, wrong password, a username without a password where a password file or
+    /// JWT is used, or a JWT that does not verify or whose `sub` is not the username: 0x86 /
+    /// 3.1.1 code 4.
     BadCredentials,
     /// No credentials and anonymous clients not allowed: 0x87 / code 5.
     NotAuthorized,
@@ -132,6 +175,19 @@ impl Refusal {
             Refusal::RateLimited => "rate_limited",
         }
     }
+}
+
+/// A CONNECT that may proceed, and who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Authenticated {
+    /// `Some(name)`: the client's username is now `name` (a JWT's `sub`); `None`: the
+    /// CONNECT's username stands.
+    pub username: Option<String>,
+}
+
+impl Authenticated {
+    /// Let in as it presented itself.
+    pub const UNCHANGED: Authenticated = Authenticated { username: None };
 }
 
 /// What a CONNECT presents.
@@ -170,6 +226,8 @@ pub struct Authenticator {
     settings: AuthSettings,
     /// Swapped whole by [`Authenticator::reload`]; a verification in flight keeps its snapshot.
     users: RwLock<Arc<Users>>,
+    /// Checks JWT passwords, when configured.
+    jwt: Option<jwt::Verifier>,
     /// Username → MAC of the last password that verified (see the module docs).
     cache: Mutex<HashMap<String, CtOutput<CacheMac>>>,
     /// None only if the OS had no randomness at load: then nothing is cached.
@@ -193,17 +251,22 @@ impl fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Reads the password file if one is configured. An error names the file and the line;
-    /// the node refuses to start on it.
+    /// Reads the password file and the JWT key file, if configured. An error names the file
+    /// (and the line); the node refuses to start on it.
     pub fn load(settings: AuthSettings) -> Result<Authenticator, AuthError> {
         let users = match &settings.password_file {
             Some(path) => read_users(path)?,
             None => Users::default(),
         };
+        let jwt = match &settings.jwt {
+            Some(jwt_settings) => Some(jwt::Verifier::load(jwt_settings.clone())?),
+            None => None,
+        };
         let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
         Ok(Authenticator {
             settings,
             users: RwLock::new(Arc::new(users)),
+            jwt,
             cache: Mutex::new(HashMap::new()),
             cache_key: random_cache_key(),
             limiter: Mutex::new(Limiter::new(MAX_TRACKED_SOURCES)),
@@ -214,7 +277,8 @@ impl Authenticator {
 
     /// Re-reads the password file and returns how many users it lists. On error the previous
     /// users stay in force and the error is returned for the caller to log. Without a password
-    /// file there is nothing to read: `Ok(0)`. Reads the file synchronously.
+    /// file there is nothing to read: `Ok(0)`. Reads the file synchronously. (The JWT key is
+    /// read again by [`Authenticator::reload_jwt_key`], so that each reports on its own file.)
     pub fn reload(&self) -> Result<usize, AuthError> {
         let Some(path) = &self.settings.password_file else {
             return Ok(0);
@@ -234,11 +298,24 @@ impl Authenticator {
         Ok(count)
     }
 
-    /// Decides whether a CONNECT may proceed (rules in the module docs). Async because argon2
-    /// is deliberately slow: it runs on tokio's blocking pool. A `BadCredentials` or
-    /// `NotAuthorized` refusal is counted against `credentials.addr` and returned only after
-    /// [`FAILURE_DELAY`].
-    pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<(), Refusal> {
+    /// Re-reads the JWT key file: `Ok(true)` once the new key is in force. On error the
+    /// previous key stays in force and the error is returned for the caller to log. Without
+    /// JWT there is nothing to read: `Ok(false)`. Reads the file synchronously.
+    pub fn reload_jwt_key(&self) -> Result<bool, AuthError> {
+        match &self.jwt {
+            Some(verifier) => verifier.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Decides whether a CONNECT may proceed, and under which username (rules in the module
+    /// docs). Async because argon2 is deliberately slow: it runs on tokio's blocking pool. A
+    /// `BadCredentials` or `NotAuthorized` refusal is counted against `credentials.addr` and
+    /// returned only after [`FAILURE_DELAY`].
+    pub async fn authenticate(
+        &self,
+        credentials: Credentials<'_>,
+    ) -> Result<Authenticated, Refusal> {
         let addr = credentials.addr;
         let limited = self.lock_limiter().is_limited(addr, Instant::now());
         if limited {
@@ -262,30 +339,43 @@ impl Authenticator {
         self.settings.password_file.is_some()
     }
 
-    /// Rules 2 to 5; the caller has applied rule 1.
-    async fn decide(&self, credentials: Credentials<'_>) -> Result<(), Refusal> {
+    /// Whether JWT passwords are configured (what [`Authenticator::reload_jwt_key`] reads).
+    pub fn has_jwt(&self) -> bool {
+        self.jwt.is_some()
+    }
+
+    /// Rules 2 to 6; the caller has applied rule 1.
+    async fn decide(&self, credentials: Credentials<'_>) -> Result<Authenticated, Refusal> {
         if credentials.cert_identity.is_some() {
-            return Ok(());
+            return Ok(Authenticated::UNCHANGED);
+        }
+        if let Some(verifier) = &self.jwt
+            && let Some(token) = credentials.password.and_then(jwt::as_token)
+        {
+            return verifier.admit(token, credentials.username);
         }
         let Some(username) = credentials.username else {
             return self.anonymous();
         };
         if self.settings.password_file.is_none() {
+            if self.jwt.is_some() {
+                return Err(Refusal::BadCredentials);
+            }
             return self.anonymous();
         }
         let Some(password) = credentials.password else {
             return Err(Refusal::BadCredentials);
         };
         if self.password_matches(username, password).await {
-            Ok(())
+            Ok(Authenticated::UNCHANGED)
         } else {
             Err(Refusal::BadCredentials)
         }
     }
 
-    fn anonymous(&self) -> Result<(), Refusal> {
+    fn anonymous(&self) -> Result<Authenticated, Refusal> {
         if self.settings.allow_anonymous {
-            Ok(())
+            Ok(Authenticated::UNCHANGED)
         } else {
             Err(Refusal::NotAuthorized)
         }

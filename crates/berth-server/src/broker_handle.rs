@@ -13,9 +13,15 @@ pub use crate::runtime::{ExportPage, ForwardReply};
 #[derive(Debug, Clone)]
 pub struct BrokerHandle {
     pub(crate) commands: Sender<Command>,
+    /// The node's metrics, for what the cluster side times (Raft commits, forwards).
+    pub(crate) metrics: std::sync::Arc<crate::Metrics>,
 }
 
 impl BrokerHandle {
+    pub fn metrics(&self) -> &crate::Metrics {
+        &self.metrics
+    }
+
     /// Hands `event` to the broker; true once its effects are stored (after group commit).
     pub async fn call(&self, event: Event) -> bool {
         let (done, wait) = oneshot::channel();

@@ -23,6 +23,8 @@ pub struct Grant {
     pub epoch: Epoch,
     /// The server chose the client id (MQTT 5 gets it in CONNACK).
     pub assigned: bool,
+    /// The session lived on another node, which this claim took it over from.
+    pub taken_over: bool,
     /// Who holds it, for the ACL of what the connection replicates (SUBSCRIBE, retained
     /// PUBLISH): set by the connection once it knows the client id the claim settled on.
     /// In an `Arc`: a grant lives as long as its connection, whose task stays small.
@@ -33,6 +35,42 @@ pub struct Grant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no consensus: this node cannot reach a majority of the cluster")]
 pub struct NoConsensus;
+
+/// The cluster as this node sees it, for `/ready` and the Raft metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterHealth {
+    /// The leader this node knows; `None` during an election or when cut off from the majority.
+    pub leader: Option<NodeId>,
+    pub is_leader: bool,
+    pub term: u64,
+    pub last_log_index: u64,
+    /// The last entry this node knows to be committed.
+    pub committed_index: u64,
+    /// The last entry applied to this node's registry.
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub voters: usize,
+    /// On the leader: each follower's lag in log entries behind the leader's last one.
+    pub follower_lag: Vec<(NodeId, u64)>,
+}
+
+impl ClusterHealth {
+    /// Whether the node may take clients: it knows a leader (a CONNECT's claim can commit)
+    /// and has applied everything it knows committed (its registry is current, so a takeover
+    /// finds the session where the registry says it is). `Err`: why not, for `/ready`'s body.
+    pub fn ready(&self) -> Result<(), String> {
+        if self.leader.is_none() {
+            return Err("no Raft leader known".to_owned());
+        }
+        if self.applied_index < self.committed_index {
+            return Err(format!(
+                "applied {} of {} committed Raft entries",
+                self.applied_index, self.committed_index
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What the server needs from the cluster.
 pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
@@ -74,6 +112,11 @@ pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
     /// Executes `Action::Adopt`: runs the takeover of a claim whose connection never came
     /// (`ImportBegin` … `ImportDone` to the broker, as a connection's takeover does).
     fn adopt(&self, client: ClientId, epoch: Epoch, from: Option<NodeId>, fallback: SessionExport);
+
+    /// The cluster's health as this node sees it; `None`: not a cluster node.
+    fn health(&self) -> PortFuture<'_, Option<ClusterHealth>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Starts a port once the broker thread can be reached (the cluster side needs the handle).

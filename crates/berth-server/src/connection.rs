@@ -22,6 +22,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::auth::{Authenticator, Credentials, Refusal};
 use crate::cluster_port::{ClusterPort, Grant};
+use crate::drain::DrainState;
 use crate::mailbox::{Inbox, Outbox, mailbox};
 use crate::proxy_protocol::{Prefixed, read_header};
 use crate::runtime::{Command, ConnectionHandle, Outbound};
@@ -61,6 +62,8 @@ pub(crate) struct Edge {
     pub metrics: Arc<crate::Metrics>,
     /// On a cluster node, CONNECT, SUBSCRIBE and retained PUBLISHes commit through it.
     pub cluster: Arc<dyn ClusterPort>,
+    /// While the node drains, new CONNECTs are sent elsewhere.
+    pub drain: Arc<DrainState>,
 }
 
 /// What the MQTT handshake needs once the transport is set up.
@@ -75,6 +78,7 @@ struct Handshake {
     auth: Arc<Authenticator>,
     metrics: Arc<crate::Metrics>,
     cluster: Arc<dyn ClusterPort>,
+    drain: Arc<DrainState>,
 }
 
 /// The read half of a layered transport (TLS, WebSocket, both).
@@ -124,6 +128,7 @@ impl Connection {
             auth,
             metrics,
             cluster,
+            drain,
         } = *edge;
         let _ = stream.set_nodelay(true);
         // A PROXY header comes before the first MQTT (or TLS) byte; what was read past it is
@@ -154,6 +159,7 @@ impl Connection {
             auth,
             metrics,
             cluster,
+            drain,
         };
         let Some(tls) = tls else {
             if let Some(path) = ws_path {
@@ -274,6 +280,7 @@ impl Handshake {
             auth,
             metrics,
             cluster,
+            drain,
         } = self;
         // CONNECT first ([MQTT-3.1.0-1]); anything else, or nothing in time, closes the socket.
         let opts = DecodeOptions::new(ProtocolVersion::V5).with_max_packet_size(max_packet_size);
@@ -291,11 +298,20 @@ impl Handshake {
                 return None;
             }
             Ok(Err(ConnectFailure::Refused(reason))) => {
+                metrics.count_connect_refused(reason.code());
                 refuse(&mut writer, ProtocolVersion::V5, reason).await;
                 return None;
             }
             Ok(Err(ConnectFailure::Closed)) | Err(_) => return None,
         };
+        let read = std::time::Instant::now();
+        if drain.is_draining() {
+            // The load balancer has not yet seen /ready fail: this client belongs elsewhere.
+            let reason = ConnectReasonCode::UseAnotherServer;
+            metrics.count_connect_refused(reason.code());
+            refuse(&mut writer, connect.protocol, reason).await;
+            return None;
+        }
         let mut connect = connect;
         let checked = auth
             .authenticate(Credentials {
@@ -305,23 +321,36 @@ impl Handshake {
                 addr: client_addr.ip(),
             })
             .await;
-        if let Err(refusal) = checked {
-            metrics.count_auth_refused(refusal.reason());
-            tracing::info!(?conn, client = %client_addr, reason = refusal.reason(), "refused: authentication");
-            refuse(&mut writer, connect.protocol, refusal_code(refusal)).await;
-            return None;
+        let authenticated = match checked {
+            Ok(authenticated) => authenticated,
+            Err(refusal) => {
+                metrics.count_auth_refused(refusal.reason());
+                tracing::info!(?conn, client = %client_addr, reason = refusal.reason(), "refused: authentication");
+                metrics.count_connect_refused(refusal_code(refusal).code());
+                refuse(&mut writer, connect.protocol, refusal_code(refusal)).await;
+                return None;
+            }
+        };
+        if let Some(name) = authenticated.username {
+            // A JWT's `sub` names the client (the CONNECT's username, if any, already matched).
+            match berth_codec::MqttString::try_from(name) {
+                Ok(username) => connect.username = Some(username),
+                Err(_) => {
+                    let reason = ConnectReasonCode::BadUserNameOrPassword;
+                    metrics.count_connect_refused(reason.code());
+                    refuse(&mut writer, connect.protocol, reason).await;
+                    return None;
+                }
+            }
         }
         if let Some(identity) = cert_identity {
             // The certificate names the client: whatever username it sent is replaced.
             match berth_codec::MqttString::try_from(identity) {
                 Ok(username) => connect.username = Some(username),
                 Err(_) => {
-                    refuse(
-                        &mut writer,
-                        connect.protocol,
-                        ConnectReasonCode::BadUserNameOrPassword,
-                    )
-                    .await;
+                    let reason = ConnectReasonCode::BadUserNameOrPassword;
+                    metrics.count_connect_refused(reason.code());
+                    refuse(&mut writer, connect.protocol, reason).await;
                     return None;
                 }
             }
@@ -341,12 +370,9 @@ impl Handshake {
             Ok(None) => None,
             Err(crate::cluster_port::NoConsensus) => {
                 // No consensus: a clear refusal, never a silent success (3.1.1: code 3).
-                refuse(
-                    &mut writer,
-                    connect.protocol,
-                    ConnectReasonCode::ServerUnavailable,
-                )
-                .await;
+                let reason = ConnectReasonCode::ServerUnavailable;
+                metrics.count_connect_refused(reason.code());
+                refuse(&mut writer, connect.protocol, reason).await;
                 return None;
             }
         };
@@ -362,6 +388,8 @@ impl Handshake {
             handle,
             epoch: grant.as_ref().map(|g| (g.epoch, g.assigned)),
             source: Some(client_addr.ip()),
+            read,
+            taken_over: grant.as_ref().is_some_and(|g| g.taken_over),
         };
         let replicated = grant.map(|grant| {
             Box::new(Replicated {
@@ -459,7 +487,7 @@ async fn serve<R, W>(
                     }
                     Ok(_) => {
                         last_read = Instant::now();
-                        if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_deref()).await {
+                        if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_deref(), last_read.into_std()).await {
                             reading = false;
                             to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::Malformed(error) }).await;
                         }
@@ -587,9 +615,10 @@ async fn forward_packets(
     opts: &DecodeOptions,
     commands: &Sender<Command>,
     replicated: Option<&Replicated>,
+    read: std::time::Instant,
 ) -> Result<(), DecodeError> {
     loop {
-        match next_packet(conn, read_buf, opts, commands, replicated)? {
+        match next_packet(conn, read_buf, opts, commands, replicated, read)? {
             Step::Sent => {}
             Step::Wait(wait) => {
                 if !wait.await {
@@ -624,6 +653,7 @@ fn next_packet<'a>(
     opts: &DecodeOptions,
     commands: &'a Sender<Command>,
     replicated: Option<&'a Replicated>,
+    read: std::time::Instant,
 ) -> Result<Step<'a>, DecodeError> {
     let Some(packet) = decode(read_buf, opts)? else {
         return Ok(Step::Empty);
@@ -633,7 +663,9 @@ fn next_packet<'a>(
     {
         return Ok(Step::Wait(Box::pin(async move {
             match replicate_or_refuse(r, packet).await {
-                Some(packet) => to_broker(commands, move || Command::Packet { conn, packet }).await,
+                Some(packet) => {
+                    to_broker(commands, move || Command::Packet { conn, packet, read }).await
+                }
                 // Refused and answered here: the connection goes on.
                 None => true,
             }
@@ -641,7 +673,7 @@ fn next_packet<'a>(
     }
     Ok(match commands.try_reserve() {
         Ok(permit) => {
-            permit.send(Command::Packet { conn, packet });
+            permit.send(Command::Packet { conn, packet, read });
             Step::Sent
         }
         // The broker is behind: wait for room (TCP backpressure on this client).
@@ -649,6 +681,7 @@ fn next_packet<'a>(
             Step::Wait(Box::pin(to_broker(commands, move || Command::Packet {
                 conn,
                 packet,
+                read,
             })))
         }
         Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => Step::BrokerGone,
@@ -751,6 +784,7 @@ mod tests {
                 ),
                 metrics: Arc::new(crate::Metrics::new().unwrap()),
                 cluster: Arc::new(crate::cluster_port::SingleNode),
+                drain: Arc::default(),
             }),
             commands,
             max_packet_size: 1 << 20,

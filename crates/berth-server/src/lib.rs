@@ -15,6 +15,7 @@ pub mod auth;
 mod broker_handle;
 mod cluster_port;
 mod connection;
+mod drain;
 pub mod gate;
 pub mod http;
 mod listener;
@@ -22,6 +23,7 @@ mod mailbox;
 pub mod metrics;
 pub mod proxy_protocol;
 mod runtime;
+mod timing;
 pub mod tls;
 mod ws;
 
@@ -33,7 +35,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use broker_handle::{BrokerHandle, ExportPage, ForwardReply};
-pub use cluster_port::{ClusterPort, Grant, NoConsensus, PortFuture, SingleNode, StartCluster};
+pub use cluster_port::{
+    ClusterHealth, ClusterPort, Grant, NoConsensus, PortFuture, SingleNode, StartCluster,
+};
+pub use drain::{DrainSettings, DrainState};
 pub use metrics::{Metrics, MetricsError};
 
 /// Commands (decoded packets) that may wait for the broker thread before connections stop
@@ -56,6 +61,10 @@ pub struct ServerOptions {
     pub ws_path: String,
     /// How many connections may be open, and start per second, across all listeners.
     pub connection_limits: gate::ConnectionLimits,
+    /// How the node drains its clients before it stops.
+    pub drain: DrainSettings,
+    /// The bearer token of the admin API (`/api/v1`); `None`: it answers loopback clients only.
+    pub admin_token: Option<Arc<str>>,
 }
 
 /// The WebSocket path MQTT clients expect by default.
@@ -137,6 +146,7 @@ pub async fn serve_node<S: Store + 'static>(
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
+    let drain = Arc::new(DrainState::default());
     let max_packet_size = options.broker.limits.max_packet_size;
     let proxy = options.proxy;
     let tls = options.tls.clone();
@@ -152,6 +162,7 @@ pub async fn serve_node<S: Store + 'static>(
     let port: Arc<dyn ClusterPort> = match cluster {
         Some(start) => start(BrokerHandle {
             commands: commands.clone(),
+            metrics: metrics.clone(),
         }),
         None => Arc::new(SingleNode),
     };
@@ -182,14 +193,16 @@ pub async fn serve_node<S: Store + 'static>(
 
     let http_task = listeners.http.map(|listener| {
         let mut stop = stop_rx.clone();
-        tokio::spawn(http::serve_http(
-            listener,
-            metrics.clone(),
-            ready.clone(),
-            async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            },
-        ))
+        let state = http::HttpState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+            cluster: port.clone(),
+            drain: drain.clone(),
+            admin_token: options.admin_token.clone(),
+        };
+        tokio::spawn(http::serve_http(listener, state, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }))
     });
 
     let shared = Arc::new(listener::Shared {
@@ -200,6 +213,7 @@ pub async fn serve_node<S: Store + 'static>(
         max_packet_size,
         next_conn: AtomicU64::new(1),
         gate: gate::Gate::new(options.connection_limits),
+        drain: drain.clone(),
     });
     let ws_path: Arc<str> = if options.ws_path.is_empty() {
         Arc::from(DEFAULT_WS_PATH)
@@ -232,9 +246,17 @@ pub async fn serve_node<S: Store + 'static>(
     }
     drop(shared);
     let mut stop = stop_rx.clone();
-    tokio::select! {
-        () = shutdown => {}
-        _ = stop.wait_for(|stopped| *stopped) => {}
+    let broker_stopped = tokio::select! {
+        () = shutdown => false,
+        () = drain.asked() => {
+            tracing::info!("drain asked for through the admin API");
+            false
+        }
+        _ = stop.wait_for(|stopped| *stopped) => true,
+    };
+    // A broker that stopped on its own (a storage failure) has nothing left to drain.
+    if !broker_stopped {
+        drain::run(&drain, options.drain, &commands, port.as_ref()).await;
     }
     tracing::info!("shutting down");
     // Accepting stops first, then the broker says goodbye to the connections it has.

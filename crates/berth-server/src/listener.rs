@@ -32,6 +32,7 @@ pub(crate) struct Shared {
     pub next_conn: AtomicU64,
     /// The node's connection limits.
     pub gate: Arc<crate::gate::Gate>,
+    pub drain: Arc<crate::drain::DrainState>,
 }
 
 /// One listening socket and how its connections start.
@@ -92,6 +93,7 @@ impl Listener {
                             auth: shared.auth.clone(),
                             metrics: shared.metrics.clone(),
                             cluster: shared.cluster.clone(),
+                            drain: shared.drain.clone(),
                         }),
                         commands: shared.commands.clone(),
                         max_packet_size: shared.max_packet_size,

@@ -1,4 +1,5 @@
-//! Prometheus export of the broker's [`Stats`].
+//! Prometheus export of the broker's [`Stats`], the latency histograms ([`latency`]), Raft's
+//! health ([`cluster`]) and the process's own figures (CPU, memory, file descriptors, threads).
 //!
 //! The broker keeps plain numbers ([`Stats`]); something on the tokio side calls
 //! [`Metrics::observe`] with a snapshot now and then, and `GET /metrics` calls
@@ -7,11 +8,18 @@
 //! would break `rate()`). The registry is this struct's own, not the process-global one, so that
 //! several servers in one test process do not share metrics.
 
+mod cluster;
+pub mod latency;
+
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
-use berth_core::{DropReason, Stats};
+use berth_core::{CloseCause, DropReason, Stats};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+use crate::cluster_port::ClusterHealth;
+pub use latency::ConnectOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -48,6 +56,12 @@ pub struct Metrics {
     tls_handshakes_failed_total: IntCounter,
     ws_upgrades_failed_total: IntCounter,
     connects_refused_auth_total: IntCounterVec,
+    connections_closed_total: IntCounterVec,
+    connects_refused_total: IntCounterVec,
+    draining: IntGauge,
+    ready: IntGauge,
+    pub(crate) latency: latency::Latency,
+    raft: cluster::RaftGauges,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
 }
@@ -179,6 +193,50 @@ impl Metrics {
             &crate::auth::Refusal::REASONS,
         )?;
 
+        let close_causes: Vec<&str> = CloseCause::ALL.iter().map(|c| c.label()).collect();
+        let connections_closed_total = by_reason(
+            "berth_connections_closed_total",
+            "Connections that had their CONNACK and ended, by reason: client_disconnect, connection_lost (no DISCONNECT), keep_alive_timeout, protocol_error (a malformed packet or a violation; MQTT 5 hears the reason code), rate_limited (limits.publish_rate), taken_over (the session connected again, here or on another node), forward_failed (a 3.1.1 PUBLISH its subscribers' node did not store: closed unacknowledged), drained, server_shutdown.",
+            &close_causes,
+        )?;
+        let name = "berth_connects_refused_total";
+        let connects_refused_total = IntCounterVec::new(
+            Opts::new(
+                name,
+                "CONNECTs answered with a refusing CONNACK, by MQTT 5 reason code (3.1.1 clients hear the nearest return code): 0x85 client id not valid, 0x86/0x87 authentication, 0x88 no consensus, 0x9C draining, 0x9F too many failures, ...",
+            ),
+            &["code"],
+        )
+        .map_err(|source| MetricsError::Register { name, source })?;
+        registry
+            .register(Box::new(connects_refused_total.clone()))
+            .map_err(|source| MetricsError::Register { name, source })?;
+        // The refusals Berth sends, at 0 from the start (a query never meets a missing series).
+        for code in [
+            0x80u8, 0x81, 0x82, 0x84, 0x85, 0x86, 0x87, 0x88, 0x8C, 0x95, 0x9C, 0x9F,
+        ] {
+            let _ = connects_refused_total.with_label_values(&[&format!("0x{code:02X}")]);
+        }
+        let draining = gauge(
+            "berth_draining",
+            "1 while the node drains: /ready answers 503, new CONNECTs are refused and connected clients are sent to other nodes.",
+        )?;
+        let ready = gauge(
+            "berth_ready",
+            "1 while /ready answers 200: the broker runs, a Raft leader is known, everything committed is applied here, and the node is not draining.",
+        )?;
+        let latency = latency::Latency::register(&registry)?;
+        let raft = cluster::RaftGauges::register(&registry)?;
+        #[cfg(target_os = "linux")]
+        {
+            let name = "process_collector";
+            registry
+                .register(Box::new(
+                    prometheus::process_collector::ProcessCollector::for_self(),
+                ))
+                .map_err(|source| MetricsError::Register { name, source })?;
+        }
+
         Ok(Metrics {
             registry,
             connections,
@@ -203,6 +261,12 @@ impl Metrics {
             tls_handshakes_failed_total,
             ws_upgrades_failed_total,
             connects_refused_auth_total,
+            connections_closed_total,
+            connects_refused_total,
+            draining,
+            ready,
+            latency,
+            raft,
             last: Mutex::new(Stats::default()),
         })
     }
@@ -232,6 +296,51 @@ impl Metrics {
         self.connects_refused_auth_total
             .with_label_values(&[reason])
             .inc();
+    }
+
+    /// A CONNECT answered with a refusing CONNACK (`code`: its MQTT 5 reason code).
+    pub fn count_connect_refused(&self, code: u8) {
+        self.connects_refused_total
+            .with_label_values(&[&format!("0x{code:02X}")])
+            .inc();
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.set(i64::from(draining));
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Raft's health as this node sees it (set at every scrape).
+    pub fn observe_cluster(&self, health: &ClusterHealth) {
+        self.raft.set(health);
+    }
+
+    pub fn observe_connect(&self, outcome: ConnectOutcome, took: Duration) {
+        self.latency
+            .connect
+            .with_label_values(&[outcome.label()])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn observe_publish_ack(&self, took: Duration) {
+        self.latency.publish_ack.observe(took.as_secs_f64());
+    }
+
+    pub fn observe_group_commit(&self, took: Duration) {
+        self.latency.group_commit.observe(took.as_secs_f64());
+    }
+
+    /// A Raft proposal committed and applied here after `took`.
+    pub fn observe_raft_commit(&self, took: Duration) {
+        self.latency.raft_commit.observe(took.as_secs_f64());
+    }
+
+    /// A batch forwarded to another node was stored there after `took`.
+    pub fn observe_forward(&self, took: Duration) {
+        self.latency.forward.observe(took.as_secs_f64());
     }
 
     /// Brings the metrics to `stats`: gauges take its levels, counters grow by what its totals
@@ -304,6 +413,15 @@ impl Metrics {
                 stats.dropped_total(reason),
             );
         }
+        for cause in CloseCause::ALL {
+            advance(
+                &self
+                    .connections_closed_total
+                    .with_label_values(&[cause.label()]),
+                last.closed_total(cause),
+                stats.closed_total(cause),
+            );
+        }
         *last = stats.clone();
     }
 
@@ -330,138 +448,4 @@ fn advance(counter: &IntCounter, last: u64, now: u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    fn connects(connects_total: u64, connections: u64) -> Stats {
-        let mut stats = Stats::default();
-        stats.connects_total = connects_total;
-        stats.connections = connections;
-        stats
-    }
-
-    fn line_value(text: &str, series: &str) -> u64 {
-        let line = text
-            .lines()
-            .find(|line| line.split_once(' ').map(|(name, _)| name) == Some(series))
-            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    }
-
-    #[test]
-    fn every_metric_is_exported_with_its_type_before_any_observation() {
-        let text = Metrics::new().unwrap().render();
-        for gauge in [
-            "berth_connections",
-            "berth_sessions",
-            "berth_queued_messages",
-            "berth_retained_messages",
-        ] {
-            assert!(
-                text.contains(&format!("# TYPE {gauge} gauge\n")),
-                "{gauge} in:\n{text}"
-            );
-            assert_eq!(line_value(&text, gauge), 0);
-        }
-        for counter in [
-            "berth_connects_total",
-            "berth_publishes_received_total",
-            "berth_publishes_sent_total",
-            "berth_wills_published_total",
-            "berth_sessions_expired_total",
-            "berth_protocol_errors_total",
-            "berth_messages_dropped_total",
-        ] {
-            assert!(
-                text.contains(&format!("# TYPE {counter} counter\n")),
-                "{counter} in:\n{text}"
-            );
-        }
-        for reason in DropReason::ALL {
-            let series = format!(
-                "berth_messages_dropped_total{{reason=\"{}\"}}",
-                reason.label()
-            );
-            assert_eq!(line_value(&text, &series), 0, "{series}");
-        }
-    }
-
-    #[test]
-    fn counters_advance_by_deltas_and_gauges_follow_levels() {
-        let metrics = Metrics::new().unwrap();
-        let mut stats = Stats::default();
-        stats.connections = 5;
-        stats.sessions = 7;
-        stats.queued_messages = 100;
-        stats.retained_messages = 3;
-        stats.connects_total = 10;
-        stats.publishes_received_total = 50;
-        stats.publishes_sent_total = 40;
-        stats.wills_published_total = 1;
-        stats.sessions_expired_total = 2;
-        stats.protocol_errors_total = 4;
-        stats.count_drop(DropReason::QueueFull);
-        metrics.observe(&stats);
-        // Observing the same snapshot again changes nothing.
-        metrics.observe(&stats);
-        assert_eq!(metrics.connects_total.get(), 10);
-        assert_eq!(metrics.publishes_received_total.get(), 50);
-
-        stats.connections = 2;
-        stats.queued_messages = 30;
-        stats.connects_total = 13;
-        stats.publishes_received_total = 65;
-        stats.publishes_sent_total = 41;
-        stats.count_drop(DropReason::QueueFull);
-        stats.count_drop(DropReason::Expired);
-        metrics.observe(&stats);
-
-        let text = metrics.render();
-        assert_eq!(line_value(&text, "berth_connections"), 2);
-        assert_eq!(line_value(&text, "berth_queued_messages"), 30);
-        assert_eq!(line_value(&text, "berth_connects_total"), 13);
-        assert_eq!(line_value(&text, "berth_publishes_received_total"), 65);
-        assert_eq!(line_value(&text, "berth_publishes_sent_total"), 41);
-        assert_eq!(line_value(&text, "berth_wills_published_total"), 1);
-        assert_eq!(line_value(&text, "berth_sessions_expired_total"), 2);
-        assert_eq!(line_value(&text, "berth_protocol_errors_total"), 4);
-        assert_eq!(
-            line_value(&text, "berth_messages_dropped_total{reason=\"queue_full\"}"),
-            2
-        );
-        assert_eq!(
-            line_value(&text, "berth_messages_dropped_total{reason=\"expired\"}"),
-            1
-        );
-        assert_eq!(
-            line_value(
-                &text,
-                "berth_messages_dropped_total{reason=\"qos0_offline\"}"
-            ),
-            0
-        );
-    }
-
-    #[test]
-    fn a_lower_total_is_a_restart_of_the_source_and_never_lowers_a_counter() {
-        let metrics = Metrics::new().unwrap();
-        metrics.observe(&connects(10, 4));
-        // The source restarted from zero and has counted 3 connects since.
-        metrics.observe(&connects(3, 1));
-        assert_eq!(metrics.connects_total.get(), 13);
-        assert_eq!(metrics.connections.get(), 1);
-        metrics.observe(&connects(5, 1));
-        assert_eq!(metrics.connects_total.get(), 15);
-    }
-
-    #[test]
-    fn two_instances_do_not_share_values() {
-        let a = Metrics::new().unwrap();
-        let b = Metrics::new().unwrap();
-        a.observe(&connects(9, 0));
-        assert_eq!(line_value(&b.render(), "berth_connects_total"), 0);
-        assert_eq!(line_value(&a.render(), "berth_connects_total"), 9);
-    }
-}
+mod tests;

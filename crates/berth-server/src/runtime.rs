@@ -29,7 +29,9 @@ use tokio::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
 
 use crate::cluster_port::ClusterPort;
+use crate::drain::DrainStep;
 use crate::mailbox::Outbox;
+use crate::timing::Timing;
 
 use crate::metrics::Metrics;
 
@@ -59,10 +61,16 @@ pub(crate) enum Command {
         epoch: Option<(berth_core::Epoch, bool)>,
         /// The client's address, for address rules of the ACL.
         source: Option<std::net::IpAddr>,
+        /// When the connection read the CONNECT, and whether the cluster took its session over
+        /// from another node (for `berth_connect_duration_seconds`).
+        read: Instant,
+        taken_over: bool,
     },
     Packet {
         conn: ConnId,
         packet: Packet,
+        /// When the connection read it (for `berth_publish_ack_duration_seconds`).
+        read: Instant,
     },
     Closed {
         conn: ConnId,
@@ -103,6 +111,12 @@ pub(crate) enum Command {
     ExportWaits {
         client: ClientId,
         reply: oneshot::Sender<bool>,
+    },
+    /// Draining: close up to `count` connections (`CloseReason::Drained`); the reply comes
+    /// once they are closed.
+    Drain {
+        count: usize,
+        reply: oneshot::Sender<DrainStep>,
     },
     Shutdown,
 }
@@ -156,6 +170,13 @@ struct Replies {
     done: Vec<oneshot::Sender<()>>,
     forwards: HashMap<u64, oneshot::Sender<ForwardReply>>,
     next_token: u64,
+    /// Drain steps, answered once their connections are closed.
+    drained: Vec<(oneshot::Sender<DrainStep>, usize)>,
+    /// Connections a drain step already closed (a connection the broker no longer knows is
+    /// not picked again and again).
+    drain_asked: std::collections::HashSet<ConnId>,
+    /// Clients whose connections a drain closed and whose sessions are still held here.
+    drained_clients: Vec<ClientId>,
 }
 
 impl<S: Store> BrokerLoop<S> {
@@ -163,6 +184,7 @@ impl<S: Store> BrokerLoop<S> {
     pub(crate) fn run(mut self) -> Result<(), StoreError> {
         let mut connections: HashMap<ConnId, ConnectionHandle> = HashMap::new();
         let mut replies = Replies::default();
+        let mut timing = Timing::new(self.metrics.clone());
         let mut last_metrics = Instant::now();
         self.ready.store(true, Ordering::SeqCst);
         let result = loop {
@@ -188,7 +210,7 @@ impl<S: Store> BrokerLoop<S> {
                         break;
                     }
                     command => {
-                        outcome = self.apply(command, &mut connections, &mut replies);
+                        outcome = self.apply(command, &mut connections, &mut replies, &mut timing);
                         if outcome.is_err() {
                             break;
                         }
@@ -201,6 +223,7 @@ impl<S: Store> BrokerLoop<S> {
             }
             // One store write for the whole group: nothing of it has been acknowledged yet
             // (actions are dispatched below, after this write and the optional sync).
+            let commit_started = Instant::now();
             if outcome.is_ok() {
                 outcome = self.broker.commit_pending();
             }
@@ -223,6 +246,9 @@ impl<S: Store> BrokerLoop<S> {
             if outcome.is_ok() && self.storage_sync {
                 outcome = self.broker.store_mut().sync();
             }
+            if handled > 0 {
+                self.metrics.observe_group_commit(commit_started.elapsed());
+            }
             if let Err(error) = outcome {
                 // The promise behind every acknowledgement is gone: send none, stop.
                 tracing::error!(%error, "storage failed; the broker stops");
@@ -233,9 +259,21 @@ impl<S: Store> BrokerLoop<S> {
                 &mut connections,
                 &mut replies,
                 self.cluster.as_ref(),
+                &mut timing,
             );
             for done in replies.done.drain(..) {
                 let _ = done.send(());
+            }
+            if !replies.drained.is_empty() {
+                let broker = &self.broker;
+                replies
+                    .drained_clients
+                    .retain(|client| broker.holds_session(client));
+                let held = replies.drained_clients.len();
+                for (reply, closed) in replies.drained.drain(..) {
+                    let left = connections.len();
+                    let _ = reply.send(DrainStep { closed, left, held });
+                }
             }
             for _ in 0..slow {
                 self.broker.record_drop(DropReason::SlowConsumer);
@@ -246,6 +284,7 @@ impl<S: Store> BrokerLoop<S> {
             if last_metrics.elapsed() >= IDLE_WAKE {
                 self.metrics.observe(self.broker.stats());
                 last_metrics = Instant::now();
+                timing.forget_stale(last_metrics);
             }
         };
         self.ready.store(false, Ordering::SeqCst);
@@ -261,6 +300,7 @@ impl<S: Store> BrokerLoop<S> {
         command: Command,
         connections: &mut HashMap<ConnId, ConnectionHandle>,
         replies: &mut Replies,
+        timing: &mut Timing,
     ) -> Result<(), StoreError> {
         let event = match command {
             Command::Connect {
@@ -269,8 +309,11 @@ impl<S: Store> BrokerLoop<S> {
                 handle,
                 epoch,
                 source,
+                read,
+                taken_over,
             } => {
                 connections.insert(conn, handle);
+                timing.connect_read(conn, read, taken_over);
                 match epoch {
                     Some((epoch, assigned)) => Event::ConnectAs {
                         conn,
@@ -286,8 +329,14 @@ impl<S: Store> BrokerLoop<S> {
                     },
                 }
             }
-            Command::Packet { conn, packet } => Event::Packet { conn, packet },
-            Command::Closed { conn, reason } => Event::Closed { conn, reason },
+            Command::Packet { conn, packet, read } => {
+                timing.packet_read(conn, &packet, read);
+                Event::Packet { conn, packet }
+            }
+            Command::Closed { conn, reason } => {
+                timing.closed(conn);
+                Event::Closed { conn, reason }
+            }
             Command::Call { event, done } => {
                 replies.done.extend(done);
                 event
@@ -333,6 +382,25 @@ impl<S: Store> BrokerLoop<S> {
                 let _ = reply.send(self.broker.export_waits(&client));
                 return Ok(());
             }
+            Command::Drain { count, reply } => {
+                let chosen: Vec<ConnId> = connections
+                    .keys()
+                    .filter(|conn| !replies.drain_asked.contains(conn))
+                    .take(count)
+                    .copied()
+                    .collect();
+                for &conn in &chosen {
+                    replies.drain_asked.insert(conn);
+                    if let Some(client) = self.broker.client_of(conn) {
+                        replies.drained_clients.push(client.clone());
+                    }
+                    let reason = CloseReason::Drained;
+                    self.broker
+                        .handle_deferred(now(), Event::Closed { conn, reason })?;
+                }
+                replies.drained.push((reply, chosen.len()));
+                return Ok(());
+            }
             Command::Shutdown => return Ok(()),
         };
         self.broker.handle_deferred(now(), event)
@@ -353,14 +421,17 @@ fn dispatch(
     connections: &mut HashMap<ConnId, ConnectionHandle>,
     replies: &mut Replies,
     cluster: &dyn ClusterPort,
+    timing: &mut Timing,
 ) -> u64 {
     let mut slow = 0;
+    let now = Instant::now();
     for action in actions {
         match action {
             Action::Send { conn, packet } => {
                 let Some(handle) = connections.get(&conn) else {
                     continue;
                 };
+                timing.sent(conn, &packet, now);
                 let is_qos0_publish =
                     matches!(&packet, Packet::Publish(p) if p.qos == berth_codec::QoS::AtMostOnce);
                 if is_qos0_publish && handle.outbound.pending() >= OUTBOUND_QOS0_LIMIT {
@@ -373,6 +444,8 @@ fn dispatch(
                 if let Some(handle) = connections.remove(&conn) {
                     let _ = handle.outbound.send(Outbound::Close);
                 }
+                timing.closed(conn);
+                replies.drain_asked.remove(&conn);
             }
             Action::ForwardAccepted { token, not_owned } => {
                 if let Some(reply) = replies.forwards.remove(&token) {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Overrides;
 use crate::config::value::{Input, log_filter};
+use crate::config::{LogFormat, Overrides};
 
 /// Berth, an MQTT 3.1 / 3.1.1 / 5.0 broker whose persistent sessions keep their place.
 ///
@@ -35,6 +35,8 @@ pub enum Command {
     /// Administer a running cluster through any member's cluster listener.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Ask a running node through its admin API (/api/v1 on its HTTP listener).
+    Ctl(CtlArgs),
     /// Add USER to the password FILE (created if missing), or change their password: an
     /// argon2id hash, never the password itself. The password is asked for on a terminal, or
     /// read as the first line of standard input. A running node reads the file again on SIGHUP.
@@ -44,6 +46,34 @@ pub enum Command {
         /// The username (no ':' in it).
         user: String,
     },
+}
+
+/// `berth ctl ...`: the admin API of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CtlArgs {
+    /// The node's HTTP address (host:port of its `http` listener).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port, default_value = "127.0.0.1:8080")]
+    pub at: String,
+    /// A file whose first line is the node's admin token (its `admin.token_file`). Without
+    /// one, only a node on this machine's loopback address answers.
+    #[arg(long, value_name = "FILE", env = "BERTH_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum CtlCommand {
+    /// The node's readiness, drain state and Raft view (leader, term, log indexes, followers'
+    /// lag).
+    Status,
+    /// Drain the node, then stop it: /ready turns 503, new clients are sent elsewhere, and
+    /// connected ones are disconnected at drain.rate per second (MQTT 5: DISCONNECT 0x9C Use
+    /// another server) so their sessions move to the nodes they reconnect to.
+    Drain,
 }
 
 /// `berth cluster ...`: talks to the Cluster gRPC service of a running node.
@@ -105,6 +135,11 @@ pub struct ConfigArgs {
     /// "info,berth_server=debug". Key `log_level`, variable BERTH_LOG_LEVEL. [default: info]
     #[arg(long, value_name = "FILTER", value_parser = parse_log_level, global = true)]
     pub log_level: Option<String>,
+
+    /// Log line format: "text" (one readable line per event) or "json" (one JSON object per
+    /// line, for log collectors). Key `log_format`, variable BERTH_LOG_FORMAT. [default: text]
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format, global = true)]
+    pub log_format: Option<LogFormat>,
 
     /// fsync the write-ahead log at every group commit, so that acknowledged messages survive
     /// power loss, not only a crash of the process (slower). `--storage-sync` alone means true;
@@ -177,6 +212,7 @@ impl ConfigArgs {
             http: self.http,
             data_dir: self.data_dir.clone(),
             log_level: self.log_level.clone(),
+            log_format: self.log_format,
             storage_sync: self.storage_sync,
             node_id: self.node_id,
             cluster_listen: self.cluster_listen.map(Some),
@@ -194,6 +230,10 @@ impl ConfigArgs {
 
 fn parse_log_level(text: &str) -> Result<String, String> {
     log_filter(Input::Text(text)).map_err(|problem| problem.to_string())
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    crate::config::value::log_format(Input::Text(text)).map_err(|problem| problem.to_string())
 }
 
 fn parse_host_port(text: &str) -> Result<String, String> {

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use berth_codec::TopicFilter;
 use berth_core::{BrokerConfig, DropPolicy, Limit, SessionExpiry};
+use berth_server::auth::JwtAlgorithm;
 use berth_server::proxy_protocol::ProxyMode;
 use berth_server::{ProxySettings, ServerOptions};
 
@@ -93,10 +94,16 @@ pub enum Key {
     LimitsMaxConnections,
     LimitsConnectionRate,
     LimitsPublishRate,
+    LogFormat,
+    DrainGrace,
+    DrainRate,
+    AdminTokenFile,
+    AuthJwtAlgorithm,
+    AuthJwtKeyFile,
 }
 
 impl Key {
-    pub const ALL: [Key; 44] = [
+    pub const ALL: [Key; 50] = [
         Key::Listen,
         Key::ProxyProtocol,
         Key::ProxyHeaderTimeout,
@@ -141,6 +148,12 @@ impl Key {
         Key::LimitsMaxConnections,
         Key::LimitsConnectionRate,
         Key::LimitsPublishRate,
+        Key::LogFormat,
+        Key::DrainGrace,
+        Key::DrainRate,
+        Key::AdminTokenFile,
+        Key::AuthJwtAlgorithm,
+        Key::AuthJwtKeyFile,
     ];
 
     /// The dotted name: `section.key`, or `key` at the top level of the file.
@@ -190,6 +203,12 @@ impl Key {
             Key::LimitsMaxConnections => "limits.max_connections",
             Key::LimitsConnectionRate => "limits.connection_rate",
             Key::LimitsPublishRate => "limits.publish_rate",
+            Key::LogFormat => "log_format",
+            Key::DrainGrace => "drain.grace",
+            Key::DrainRate => "drain.rate",
+            Key::AdminTokenFile => "admin.token_file",
+            Key::AuthJwtAlgorithm => "auth.jwt_algorithm",
+            Key::AuthJwtKeyFile => "auth.jwt_key_file",
         }
     }
 
@@ -239,6 +258,12 @@ impl Key {
             Key::LimitsMaxConnections => "BERTH_LIMITS_MAX_CONNECTIONS",
             Key::LimitsConnectionRate => "BERTH_LIMITS_CONNECTION_RATE",
             Key::LimitsPublishRate => "BERTH_LIMITS_PUBLISH_RATE",
+            Key::LogFormat => "BERTH_LOG_FORMAT",
+            Key::DrainGrace => "BERTH_DRAIN_GRACE",
+            Key::DrainRate => "BERTH_DRAIN_RATE",
+            Key::AdminTokenFile => "BERTH_ADMIN_TOKEN_FILE",
+            Key::AuthJwtAlgorithm => "BERTH_AUTH_JWT_ALGORITHM",
+            Key::AuthJwtKeyFile => "BERTH_AUTH_JWT_KEY_FILE",
         }
     }
 }
@@ -257,6 +282,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A `tracing` filter: `info`, or directives such as `info,berth_server=debug`.
     pub log_level: String,
+    /// `log_format`: text lines or JSON objects.
+    pub log_format: LogFormat,
     /// `storage.sync`: fsync once per group commit.
     pub storage_sync: bool,
     pub broker: BrokerConfig,
@@ -271,6 +298,49 @@ pub struct Config {
     pub max_connections: Limit,
     /// `limits.connection_rate`: new connections per second, across listeners.
     pub connection_rate: Limit,
+    pub drain: DrainConfig,
+    /// `admin.token_file`: the file whose first line is the admin API's bearer token (read
+    /// at start by `main`); `None`: the admin API answers only clients on the loopback address.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// `log_format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One line of text per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// The spelling of the file and the environment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// `[drain]`: how a stopping node (SIGTERM, or asked to drain) moves its clients elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainConfig {
+    /// How long the node spends disconnecting its clients before it closes the rest;
+    /// 0: no drain, every connection is closed at once.
+    pub grace_secs: u32,
+    /// Connections closed per second while draining.
+    pub rate: Limit,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig {
+            grace_secs: 10,
+            rate: Limit::AtMost(500),
+        }
+    }
 }
 
 /// `[ws]`: MQTT over WebSocket.
@@ -314,6 +384,10 @@ pub struct TlsConfig {
 pub struct AuthConfig {
     pub allow_anonymous: bool,
     pub password_file: Option<PathBuf>,
+    /// `auth.jwt_algorithm`: JWTs as passwords, signed with this; `None`: no JWT.
+    pub jwt_algorithm: Option<JwtAlgorithm>,
+    /// `auth.jwt_key_file`: the HS256 secret or the RS256/ES256 PEM public key.
+    pub jwt_key_file: Option<PathBuf>,
 }
 
 impl Default for AuthConfig {
@@ -321,6 +395,8 @@ impl Default for AuthConfig {
         AuthConfig {
             allow_anonymous: true,
             password_file: None,
+            jwt_algorithm: None,
+            jwt_key_file: None,
         }
     }
 }
@@ -381,6 +457,7 @@ impl Default for Config {
             http: DEFAULT_HTTP,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            log_format: LogFormat::Text,
             storage_sync: false,
             broker: BrokerConfig::default(),
             cluster: ClusterSettings::default(),
@@ -390,6 +467,8 @@ impl Default for Config {
             ws: WsConfig::default(),
             max_connections: Limit::Unlimited,
             connection_rate: Limit::Unlimited,
+            drain: DrainConfig::default(),
+            admin_token_file: None,
         }
     }
 }
@@ -441,6 +520,12 @@ pub struct Overrides {
     pub max_connections: Option<Limit>,
     pub connection_rate: Option<Limit>,
     pub publish_rate: Option<Limit>,
+    pub log_format: Option<LogFormat>,
+    pub drain_grace_secs: Option<u32>,
+    pub drain_rate: Option<Limit>,
+    pub admin_token_file: Option<Option<PathBuf>>,
+    pub jwt_algorithm: Option<Option<JwtAlgorithm>>,
+    pub jwt_key_file: Option<Option<PathBuf>>,
 }
 
 /// Reads one source key by key: `get` finds a key's raw value, `origin` names it in errors.
@@ -519,6 +604,12 @@ impl Overrides {
             max_connections: reader.field(Key::LimitsMaxConnections, value::count_limit)?,
             connection_rate: reader.field(Key::LimitsConnectionRate, value::count_limit)?,
             publish_rate: reader.field(Key::LimitsPublishRate, value::count_limit)?,
+            log_format: reader.field(Key::LogFormat, value::log_format)?,
+            drain_grace_secs: reader.field(Key::DrainGrace, value::grace_secs)?,
+            drain_rate: reader.field(Key::DrainRate, value::count_limit)?,
+            admin_token_file: reader.field(Key::AdminTokenFile, value::optional_path)?,
+            jwt_algorithm: reader.field(Key::AuthJwtAlgorithm, value::jwt_algorithm)?,
+            jwt_key_file: reader.field(Key::AuthJwtKeyFile, value::optional_path)?,
         })
     }
 }
@@ -581,6 +672,12 @@ impl Config {
             max_connections,
             connection_rate,
             publish_rate,
+            log_format,
+            drain_grace_secs,
+            drain_rate,
+            admin_token_file,
+            jwt_algorithm,
+            jwt_key_file,
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
@@ -632,6 +729,12 @@ impl Config {
         set(&mut self.max_connections, max_connections);
         set(&mut self.connection_rate, connection_rate);
         set(&mut self.broker.limits.publish_rate, publish_rate);
+        set(&mut self.log_format, log_format);
+        set(&mut self.drain.grace_secs, drain_grace_secs);
+        set(&mut self.drain.rate, drain_rate);
+        set(&mut self.admin_token_file, admin_token_file);
+        set(&mut self.auth.jwt_algorithm, jwt_algorithm);
+        set(&mut self.auth.jwt_key_file, jwt_key_file);
     }
 
     /// What `berth_server::serve` takes besides sockets and the store.
@@ -648,6 +751,12 @@ impl Config {
                 max_connections: at_most(self.max_connections),
                 per_second: at_most(self.connection_rate),
             },
+            drain: berth_server::DrainSettings {
+                grace: std::time::Duration::from_secs(u64::from(self.drain.grace_secs)),
+                per_second: at_most(self.drain.rate),
+            },
+            // Read from `admin.token_file` by `main`.
+            admin_token: None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The node's edge from its configuration: the TLS listener's certificate files and the
-//! password file, read (and checked) at start, and read again on SIGHUP.
+//! The node's edge from its configuration: the TLS listener's certificate files, the password
+//! file and the JWT key file, read (and checked) at start, and read again on SIGHUP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use berth_core::acl::{Acl, AclRules};
 use berth_server::TlsOptions;
-use berth_server::auth::{AuthSettings, Authenticator};
+use berth_server::auth::{AuthSettings, Authenticator, JwtSettings};
 use berth_server::tls::{TlsFiles, TlsSettings};
 
 use crate::config::Config;
@@ -41,11 +41,27 @@ impl Edge {
             }
             _ => None,
         };
+        // `validate` lets through both JWT keys or neither.
+        let jwt = match (config.auth.jwt_algorithm, &config.auth.jwt_key_file) {
+            (Some(algorithm), Some(key_file)) => Some(JwtSettings {
+                algorithm,
+                key_file: key_file.clone(),
+            }),
+            _ => None,
+        };
         let auth = Authenticator::load(AuthSettings {
             allow_anonymous: config.auth.allow_anonymous,
             password_file: config.auth.password_file.clone(),
+            jwt,
         })
-        .context("auth.password_file")?;
+        .map_err(|error| {
+            let key = if error.is_jwt_key() {
+                "auth.jwt_key_file"
+            } else {
+                "auth.password_file"
+            };
+            anyhow::Error::new(error).context(key)
+        })?;
         let acl = match &config.acl_file {
             Some(path) => {
                 let handle = config.broker.acl.clone();
@@ -61,8 +77,9 @@ impl Edge {
         })
     }
 
-    /// Reads the certificate files and the password file again. Each that fails keeps what it
-    /// had (a renewal half done, a typo in the password file) and says why in the log.
+    /// Reads the certificate files, the password file and the JWT key file again. Each that
+    /// fails keeps what it had (a renewal half done, a typo in the password file) and says why
+    /// in the log.
     pub fn reload(&self) {
         if let Some(tls) = &self.tls {
             match tls.files.reload() {
@@ -91,6 +108,13 @@ impl Edge {
             Ok(_) => {}
             Err(error) => {
                 tracing::error!(%error, "password file not reloaded; keeping the previous users");
+            }
+        }
+        match self.auth.reload_jwt_key() {
+            Ok(true) => tracing::info!("JWT key reloaded"),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(%error, "JWT key not reloaded; keeping the previous key");
             }
         }
     }
@@ -122,7 +146,9 @@ pub fn reload_on_sighup(edge: Edge) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP received; reloading certificates and the password file");
+            tracing::info!(
+                "SIGHUP received; reloading certificates, the password file and the JWT key"
+            );
             edge.reload();
         }
     });

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod edge;
 pub mod node;
 pub mod passwd;

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use anyhow::{Context as _, anyhow};
 use berth::cli::{Cli, Command};
-use berth::config::{self, Sources};
+use berth::config::{self, LogFormat, Sources};
 use berth::node;
 use berth_server::Listeners;
 use clap::Parser as _;
@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Cluster(command)) => return berth::admin::run(command).await,
+        Some(Command::Ctl(args)) => return berth::ctl::run(args).await,
         Some(Command::Passwd { file, user }) => return berth::passwd::run(file, user),
         _ => {}
     }
@@ -35,18 +36,32 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(log_filter(&config.log_level))?)
-        .try_init()
-        .map_err(|error| anyhow!("cannot install the logger: {error}"))?;
+    let filter = EnvFilter::try_new(log_filter(&config.log_level))?;
+    match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).try_init(),
+        // One JSON object per line, the event's fields (client id, node, reason) at its top.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .try_init(),
+    }
+    .map_err(|error| anyhow!("cannot install the logger: {error}"))?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
     // Before anything else starts, so that an early SIGTERM already stops the node cleanly.
     let shutdown = shutdown_signal()?;
 
-    // The certificate and password files first: a bad one stops the node before it binds.
+    // The certificate, password and token files first: a bad one stops the node before it binds.
     let edge = berth::edge::Edge::load(&config)?;
+    let admin_token = match &config.admin_token_file {
+        Some(path) => {
+            Some(berth::ctl::read_token(path).context("admin.token_file: the admin API's token")?)
+        }
+        None => None,
+    };
     let mqtt = match &config.listen {
         Some(addr) => Some(bind(addr, "MQTT").await?),
         None => None,
@@ -97,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
     );
     let mut options = config.server_options();
+    options.admin_token = admin_token.map(std::sync::Arc::from);
     options.tls = edge.tls;
     options.auth = Some(edge.auth);
     let served = berth_server::serve_node(

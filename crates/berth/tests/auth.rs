@@ -1,7 +1,8 @@
 //! Authentication against the real binary: `berth passwd` writes the password file (hashes,
 //! never passwords), a node with it lets in the right password and refuses the rest with the
 //! reason codes of both protocol versions, reads the file again on SIGHUP, and stops answering
-//! an address that keeps failing.
+//! an address that keeps failing. A node with a JWT key lets in valid tokens sent as passwords
+//! and refuses expired or forged ones.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
@@ -160,6 +161,104 @@ async fn the_password_file_admits_the_right_password_and_refuses_the_rest() {
     )
     .await;
     assert_eq!(still.reason, Success);
+}
+
+/// The HS256 secret of the JWT tests (at least 32 bytes, as Berth requires).
+const JWT_SECRET: &[u8] = b"the fleet's shared secret, 32 bytes or more";
+
+fn node_with_jwt_secret(dir: &Path) -> Berth {
+    let key = dir.join("jwt.secret");
+    std::fs::write(&key, JWT_SECRET).unwrap();
+    Berth::start(
+        &dir.join("data"),
+        &Options {
+            env: vec![
+                ("BERTH_AUTH_JWT_ALGORITHM".into(), "HS256".into()),
+                ("BERTH_AUTH_JWT_KEY_FILE".into(), key.display().to_string()),
+                ("BERTH_AUTH_ALLOW_ANONYMOUS".into(), "false".into()),
+            ],
+            ..Options::default()
+        },
+    )
+}
+
+/// An HS256 token for `sub`, expiring at `exp` (seconds since the epoch).
+fn hs256_token(secret: &[u8], sub: &str, exp: u64) -> String {
+    let claims = serde_json::json!({ "sub": sub, "exp": exp });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+async fn attempt_with_token(
+    node: &Berth,
+    version: ProtocolVersion,
+    id: &str,
+    username: Option<&str>,
+    token: &str,
+) -> ConnAck {
+    let mut connect = connect_packet(version, id, true);
+    connect.username = username.map(|name| MqttString::new(name).unwrap());
+    connect.password = Some(Bytes::copy_from_slice(token.as_bytes()));
+    let (mut client, connack) = TestClient::connect_with(node.mqtt, connect).await;
+    if connack.reason.is_error() {
+        client.expect_closed().await;
+    }
+    connack
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_password_admits_a_valid_token_and_refuses_expired_or_forged_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_jwt_secret(dir.path());
+    let now = jsonwebtoken::get_current_timestamp();
+    let valid = hs256_token(JWT_SECRET, "sensor-17", now + 600);
+    let expired = hs256_token(JWT_SECRET, "sensor-17", now - 60);
+    let forged = hs256_token(
+        b"some other secret, also 32 bytes or more",
+        "sensor-17",
+        now + 600,
+    );
+    use ConnectReasonCode::*;
+
+    // MQTT 5 may send the token alone: its sub becomes the username.
+    let alone = attempt_with_token(&node, ProtocolVersion::V5, "s0", None, &valid).await;
+    assert_eq!(alone.reason, Success);
+    // 3.1.1 sends a username with every password: the token's sub.
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        let ok = attempt_with_token(&node, version, "s1", Some("sensor-17"), &valid).await;
+        assert_eq!(ok.reason, Success, "{version:?}");
+        let late = attempt_with_token(&node, version, "s2", Some("sensor-17"), &expired).await;
+        assert_eq!(late.reason, BadUserNameOrPassword, "{version:?}: expired");
+        let fake = attempt_with_token(&node, version, "s3", Some("sensor-17"), &forged).await;
+        assert_eq!(
+            fake.reason, BadUserNameOrPassword,
+            "{version:?}: wrong secret"
+        );
+    }
+    // Another device's name with this token, or a plain password (there is no password file).
+    let borrowed =
+        attempt_with_token(&node, ProtocolVersion::V5, "s4", Some("sensor-18"), &valid).await;
+    assert_eq!(borrowed.reason, BadUserNameOrPassword);
+    let plain = attempt(
+        &node,
+        ProtocolVersion::V5,
+        "s5",
+        Some(("sensor-17", "hunter2")),
+    )
+    .await;
+    assert_eq!(plain.reason, BadUserNameOrPassword);
+    let anonymous = attempt(&node, ProtocolVersion::V5, "s6", None).await;
+    assert_eq!(anonymous.reason, NotAuthorized);
+    metrics::wait_for(
+        node.http,
+        "berth_connects_refused_auth_total{reason=\"bad_credentials\"}",
+        6,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

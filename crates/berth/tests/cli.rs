@@ -120,3 +120,60 @@ fn starts_creates_its_data_dir_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_event_fields_at_the_top() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = berth()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lines = Vec::new();
+    let starting = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            child.kill().unwrap();
+            panic!("no start-up line within 20 s; lines: {lines:?}");
+        };
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"));
+        lines.push(line);
+        if value["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("berth ") && m.ends_with(" starting"))
+        {
+            break value;
+        }
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(starting["level"], "INFO", "{starting}");
+    assert!(starting["timestamp"].is_string(), "{starting}");
+    assert!(
+        starting["mqtt"]
+            .as_str()
+            .is_some_and(|addr| addr.starts_with("127.0.0.1:")),
+        "the event's fields are at the top level: {starting}"
+    );
+    assert_eq!(starting["node_id"], 1, "{starting}");
+}

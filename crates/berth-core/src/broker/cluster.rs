@@ -480,6 +480,7 @@ impl<S: Store> Broker<S> {
                     berth_codec::Disconnect::new(DisconnectReasonCode::SessionTakenOver);
                 self.send(conn, Packet::Disconnect(disconnect));
             }
+            self.stats.count_close(crate::stats::CloseCause::TakenOver);
             self.actions.push(Action::Close { conn });
             self.detach(now, client, super::connect::Ending::Abnormal);
         }

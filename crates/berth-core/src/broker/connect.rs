@@ -9,6 +9,7 @@ use berth_codec::{
 use super::session::{Online, Session};
 use super::{Broker, CloseReason, Timer, record_of};
 use crate::ids::{ClientId, ConnId};
+use crate::stats::CloseCause;
 use crate::store::{Op, SessionExpiry, Store, WillRecord};
 use crate::time::UnixMillis;
 
@@ -97,6 +98,7 @@ impl<S: Store> Broker<S> {
                 let disconnect = Disconnect::new(DisconnectReasonCode::SessionTakenOver);
                 self.send(old, Packet::Disconnect(disconnect));
             }
+            self.stats.count_close(CloseCause::TakenOver);
             self.actions.push(super::Action::Close { conn: old });
             self.detach(now, &client, Ending::Abnormal);
         }
@@ -209,6 +211,7 @@ impl<S: Store> Broker<S> {
                 .session
                 .clamp(SessionExpiry::from_interval(requested));
         }
+        self.stats.count_close(CloseCause::ClientDisconnect);
         self.actions.push(super::Action::Close { conn });
         let ending = if disconnect.reason == DisconnectReasonCode::DisconnectWithWillMessage {
             Ending::Abnormal
@@ -222,15 +225,26 @@ impl<S: Store> Broker<S> {
         let Some(client) = self.conns.get(&conn).cloned() else {
             return;
         };
-        let code = match &reason {
-            CloseReason::ConnectionLost => None,
-            CloseReason::KeepAliveTimeout => Some(DisconnectReasonCode::KeepAliveTimeout),
+        let (code, cause) = match &reason {
+            CloseReason::ConnectionLost => (None, CloseCause::ConnectionLost),
+            CloseReason::KeepAliveTimeout => (
+                Some(DisconnectReasonCode::KeepAliveTimeout),
+                CloseCause::KeepAliveTimeout,
+            ),
             CloseReason::Malformed(error) => {
                 self.stats.protocol_errors_total += 1;
-                Some(error.disconnect_reason())
+                (Some(error.disconnect_reason()), CloseCause::ProtocolError)
             }
-            CloseReason::ServerShutdown => Some(DisconnectReasonCode::ServerShuttingDown),
+            CloseReason::ServerShutdown => (
+                Some(DisconnectReasonCode::ServerShuttingDown),
+                CloseCause::ServerShutdown,
+            ),
+            CloseReason::Drained => (
+                Some(DisconnectReasonCode::UseAnotherServer),
+                CloseCause::Drained,
+            ),
         };
+        self.stats.count_close(cause);
         if let Some(code) = code
             && self
                 .sessions
@@ -265,6 +279,12 @@ impl<S: Store> Broker<S> {
         {
             self.stats.protocol_errors_total += 1;
         }
+        self.stats
+            .count_close(if reason == DisconnectReasonCode::MessageRateTooHigh {
+                CloseCause::RateLimited
+            } else {
+                CloseCause::ProtocolError
+            });
         if self
             .sessions
             .get(client)

@@ -187,6 +187,8 @@ impl<S: Store> Broker<S> {
                     // routed again, not answered as a duplicate of one that was never stored
                     // (its QoS 2 id is forgotten above).
                     self.held.forget_conn(conn);
+                    self.stats
+                        .count_close(crate::stats::CloseCause::ForwardFailed);
                     self.actions.push(Action::Close { conn });
                     return;
                 }

@@ -138,6 +138,11 @@ pub enum CloseReason {
     Malformed(DecodeError),
     /// The server is shutting down.
     ServerShutdown,
+    /// The server is draining: it sends its clients to other nodes (MQTT 5: DISCONNECT 0x9C Use
+    /// another server). Unlike a shutdown, the connection ends here and now, as any connection
+    /// the server closes: the will follows its delay, and the session waits for its client on
+    /// whichever node it reconnects to.
+    Drained,
 }
 
 /// What the server must do.
@@ -441,6 +446,18 @@ impl<S: Store> Broker<S> {
     }
 
     /// Counts a drop decided outside the core (the server's outbound backpressure).
+    /// The client connected on `conn`, if it has a session.
+    pub fn client_of(&self, conn: ConnId) -> Option<&ClientId> {
+        self.conns.get(&conn)
+    }
+
+    /// Whether this node holds a session of `client`: its own, or a copy another node claimed
+    /// and has not yet confirmed storing (a draining node waits for its clients' sessions to
+    /// have moved before it stops).
+    pub fn holds_session(&self, client: &ClientId) -> bool {
+        self.sessions.contains_key(client)
+    }
+
     pub fn record_drop(&mut self, reason: crate::stats::DropReason) {
         self.stats.count_drop(reason);
     }

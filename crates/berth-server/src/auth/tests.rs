@@ -10,6 +10,8 @@ const ALICE_PASSWORD: &[u8] = b"correct horse battery staple";
 const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const CLIENT: IpAddr = IpAddr::V4(CLIENT_V4);
 const OTHER_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+/// Let in under the username it sent.
+const ADMITTED: Result<Authenticated, Refusal> = Ok(Authenticated::UNCHANGED);
 
 /// A cheap argon2id hash (1 MiB, one pass): verification reads the cost from the PHC string,
 /// so these verify like real ones, in milliseconds even in a debug build.
@@ -49,6 +51,7 @@ fn load(file: Option<&PasswordFile>, allow_anonymous: bool) -> Authenticator {
     Authenticator::load(AuthSettings {
         allow_anonymous,
         password_file: file.map(|file| file.path.clone()),
+        jwt: None,
     })
     .unwrap()
 }
@@ -187,6 +190,7 @@ fn a_missing_file_names_its_path() {
     let error = Authenticator::load(AuthSettings {
         allow_anonymous: false,
         password_file: Some(path.clone()),
+        jwt: None,
     })
     .unwrap_err();
     match &error {
@@ -204,6 +208,7 @@ fn settings_default_to_anonymous_without_a_file() {
     let settings = AuthSettings::default();
     assert!(settings.allow_anonymous);
     assert_eq!(settings.password_file, None);
+    assert_eq!(settings.jwt, None);
     assert!(Authenticator::load(settings).unwrap().allows_anonymous());
 }
 
@@ -213,7 +218,7 @@ fn settings_default_to_anonymous_without_a_file() {
 async fn a_listed_user_with_the_right_password_is_let_in() {
     let file = PasswordFile::with_alice();
     let auth = load(Some(&file), false);
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
 }
 
 #[tokio::test(start_paused = true)]
@@ -250,20 +255,20 @@ async fn a_certificate_identity_needs_nothing_else() {
         cert_identity: Some("device-17"),
         ..login(None, None)
     };
-    assert_eq!(auth.authenticate(by_certificate).await, Ok(()));
+    assert_eq!(auth.authenticate(by_certificate).await, ADMITTED);
     // The identity stands in for the username: a stale password does not matter.
     let with_stale_password = Credentials {
         cert_identity: Some("device-17"),
         ..alice(b"wrong")
     };
-    assert_eq!(auth.authenticate(with_stale_password).await, Ok(()));
+    assert_eq!(auth.authenticate(with_stale_password).await, ADMITTED);
     assert_eq!(auth.argon2_runs(), 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn without_a_file_a_username_is_anonymous() {
     let open = load(None, true);
-    assert_eq!(open.authenticate(alice(b"anything")).await, Ok(()));
+    assert_eq!(open.authenticate(alice(b"anything")).await, ADMITTED);
     let closed = load(None, false);
     assert_eq!(
         closed.authenticate(alice(b"anything")).await,
@@ -278,7 +283,7 @@ async fn no_username_follows_the_anonymous_setting() {
         load(Some(&file), true)
             .authenticate(login(None, None))
             .await,
-        Ok(())
+        ADMITTED
     );
     let closed = load(Some(&file), false);
     assert_eq!(
@@ -305,7 +310,7 @@ async fn a_refusal_is_answered_after_the_failure_delay() {
     let started = tokio::time::Instant::now();
     assert_eq!(
         load(None, true).authenticate(login(None, None)).await,
-        Ok(())
+        ADMITTED
     );
     assert!(
         started.elapsed() < FAILURE_DELAY,
@@ -338,10 +343,10 @@ fn debug_output_hides_the_password() {
 async fn a_verified_password_is_not_verified_again() {
     let file = PasswordFile::with_alice();
     let auth = load(Some(&file), false);
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
     assert_eq!(auth.argon2_runs(), 1);
     for _ in 0..3 {
-        assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+        assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
     }
     assert_eq!(auth.argon2_runs(), 1, "later attempts hit the cache");
 }
@@ -350,7 +355,7 @@ async fn a_verified_password_is_not_verified_again() {
 async fn a_wrong_password_is_never_cached() {
     let file = PasswordFile::with_alice();
     let auth = load(Some(&file), false);
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
     for runs in 2..=3 {
         assert_eq!(
             auth.authenticate(alice(b"wrong")).await,
@@ -359,7 +364,7 @@ async fn a_wrong_password_is_never_cached() {
         assert_eq!(auth.argon2_runs(), runs, "each wrong attempt runs argon2");
     }
     // Nor does it displace the right one.
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
     assert_eq!(auth.argon2_runs(), 3);
 }
 
@@ -368,17 +373,17 @@ async fn reload_keeps_unchanged_users_cached_and_drops_changed_ones() {
     let alice_line = format!("{ALICE}:{}\n", cheap_hash(ALICE_PASSWORD));
     let file = PasswordFile::new(&alice_line);
     let auth = load(Some(&file), false);
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
     assert_eq!(auth.argon2_runs(), 1);
 
     // Bob is added, Alice's line is untouched: her entry survives.
     file.rewrite(&format!("{alice_line}bob:{}\n", cheap_hash(b"bob's")));
     assert_eq!(auth.reload().unwrap(), 2);
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
     assert_eq!(auth.argon2_runs(), 1);
     assert_eq!(
         auth.authenticate(login(Some("bob"), Some(b"bob's"))).await,
-        Ok(())
+        ADMITTED
     );
 
     // Alice's password changes: the cached one no longer gets in.
@@ -388,7 +393,7 @@ async fn reload_keeps_unchanged_users_cached_and_drops_changed_ones() {
         auth.authenticate(alice(ALICE_PASSWORD)).await,
         Err(Refusal::BadCredentials)
     );
-    assert_eq!(auth.authenticate(alice(b"new password")).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(b"new password")).await, ADMITTED);
     assert_eq!(
         auth.authenticate(login(Some("bob"), Some(b"bob's"))).await,
         Err(Refusal::BadCredentials),
@@ -400,7 +405,7 @@ async fn reload_keeps_unchanged_users_cached_and_drops_changed_ones() {
 async fn a_cache_entry_is_bound_to_the_hash_it_was_verified_against() {
     let file = PasswordFile::with_alice();
     let auth = load(Some(&file), false);
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
 
     // Swap the users behind the cache's back, as a reload racing a verification would.
     let mut replaced = Users::default();
@@ -424,11 +429,11 @@ async fn a_failed_reload_keeps_the_previous_users() {
         Err(AuthError::Line { line: 1, .. }) => {}
         other => panic!("expected a line 1 error, got {other:?}"),
     }
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
 
     std::fs::remove_file(&file.path).unwrap();
     assert!(matches!(auth.reload(), Err(AuthError::Read { .. })));
-    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, Ok(()));
+    assert_eq!(auth.authenticate(alice(ALICE_PASSWORD)).await, ADMITTED);
 }
 
 #[test]
@@ -464,7 +469,7 @@ async fn too_many_failures_from_one_address_are_refused_unchecked() {
         addr: OTHER_CLIENT,
         ..alice(ALICE_PASSWORD)
     };
-    assert_eq!(auth.authenticate(elsewhere).await, Ok(()));
+    assert_eq!(auth.authenticate(elsewhere).await, ADMITTED);
 }
 
 #[test]

@@ -18,6 +18,7 @@ struct FileConfig {
     http: Option<toml::Value>,
     data_dir: Option<toml::Value>,
     log_level: Option<toml::Value>,
+    log_format: Option<toml::Value>,
     #[serde(default)]
     storage: Storage,
     #[serde(default)]
@@ -36,6 +37,23 @@ struct FileConfig {
     auth: Auth,
     #[serde(default)]
     ws: Ws,
+    #[serde(default)]
+    drain: Drain,
+    #[serde(default)]
+    admin: Admin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Drain {
+    grace: Option<toml::Value>,
+    rate: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Admin {
+    token_file: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +80,8 @@ struct Tls {
 struct Auth {
     allow_anonymous: Option<toml::Value>,
     password_file: Option<toml::Value>,
+    jwt_algorithm: Option<toml::Value>,
+    jwt_key_file: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +188,12 @@ impl FileConfig {
             Key::LimitsMaxConnections => self.limits.max_connections.as_ref(),
             Key::LimitsConnectionRate => self.limits.connection_rate.as_ref(),
             Key::LimitsPublishRate => self.limits.publish_rate.as_ref(),
+            Key::LogFormat => self.log_format.as_ref(),
+            Key::DrainGrace => self.drain.grace.as_ref(),
+            Key::DrainRate => self.drain.rate.as_ref(),
+            Key::AdminTokenFile => self.admin.token_file.as_ref(),
+            Key::AuthJwtAlgorithm => self.auth.jwt_algorithm.as_ref(),
+            Key::AuthJwtKeyFile => self.auth.jwt_key_file.as_ref(),
         }
     }
 }

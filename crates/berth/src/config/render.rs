@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use berth_core::DropPolicy;
+use berth_server::auth::JwtAlgorithm;
 
 use super::Config;
 use super::value::{format_bytes, format_expiry, format_limit};
@@ -38,7 +39,7 @@ impl Config {
             )
         };
         let tls = &self.tls;
-        let sections: [Section<'_>; 10] = [
+        let sections: [Section<'_>; 12] = [
             (
                 None,
                 vec![
@@ -51,6 +52,7 @@ impl Config {
                     ("http", string(&self.http.to_string())),
                     ("data_dir", string(&self.data_dir.to_string_lossy())),
                     ("log_level", string(&self.log_level)),
+                    ("log_format", string(self.log_format.as_str())),
                 ],
             ),
             (
@@ -141,6 +143,11 @@ impl Config {
                         toml::Value::Boolean(self.auth.allow_anonymous),
                     ),
                     ("password_file", path(&self.auth.password_file)),
+                    (
+                        "jwt_algorithm",
+                        string(self.auth.jwt_algorithm.map_or("none", JwtAlgorithm::as_str)),
+                    ),
+                    ("jwt_key_file", path(&self.auth.jwt_key_file)),
                 ],
             ),
             (
@@ -172,6 +179,17 @@ impl Config {
                         super::value::format_limit(broker.handoff.max_total, false),
                     ),
                 ],
+            ),
+            (
+                Some("drain"),
+                vec![
+                    ("grace", string(&format!("{}s", self.drain.grace_secs))),
+                    ("rate", format_limit(self.drain.rate, false)),
+                ],
+            ),
+            (
+                Some("admin"),
+                vec![("token_file", path(&self.admin_token_file))],
             ),
         ];
         let mut out = String::new();

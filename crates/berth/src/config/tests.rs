@@ -66,6 +66,16 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(broker.limits.topic_alias_maximum, 64);
     assert_eq!(broker.limits.max_keep_alive, 65535);
     assert!(broker.denied_filters.is_empty());
+    assert_eq!(config.log_format, LogFormat::Text);
+    assert_eq!(config.drain.grace_secs, 10);
+    assert_eq!(config.drain.rate, Limit::AtMost(500));
+    assert_eq!(config.admin_token_file, None);
+    assert_eq!(config.auth.jwt_algorithm, None);
+    assert_eq!(config.auth.jwt_key_file, None);
+    let options = config.server_options();
+    assert_eq!(options.drain.grace, std::time::Duration::from_secs(10));
+    assert_eq!(options.drain.per_second, Some(500));
+    assert!(options.admin_token.is_none());
 
     // No file, no environment, no flags: the defaults, valid as they are.
     let loaded = load(Sources::default()).unwrap();
@@ -80,6 +90,7 @@ listen = "127.0.0.1:1884"
 http = "[::1]:9090"
 data_dir = "/var/lib/berth"
 log_level = "debug,berth_server=trace"
+log_format = "json"
 
 [storage]
 sync = true
@@ -104,6 +115,17 @@ max_keep_alive = 600
 
 [acl]
 denied_filters = ["$SYS/#", "secret/+/keys"]
+
+[drain]
+grace = "0s"
+rate = "unlimited"
+
+[admin]
+token_file = "/etc/berth/admin.token"
+
+[auth]
+jwt_algorithm = "RS256"
+jwt_key_file = "/etc/berth/jwt.pem"
 "#;
 
 #[test]
@@ -135,9 +157,25 @@ fn every_key_is_read_from_the_file() {
         vec![filter("$SYS/#"), filter("secret/+/keys")]
     );
 
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(config.drain.grace_secs, 0);
+    assert_eq!(config.drain.rate, Limit::Unlimited);
+    assert_eq!(
+        config.admin_token_file.as_deref(),
+        Some(Path::new("/etc/berth/admin.token"))
+    );
+    assert_eq!(config.auth.jwt_algorithm, Some(JwtAlgorithm::Rs256));
+    assert_eq!(
+        config.auth.jwt_key_file.as_deref(),
+        Some(Path::new("/etc/berth/jwt.pem"))
+    );
+
     let options = config.server_options();
     assert_eq!(options.broker, config.broker);
     assert!(options.storage_sync);
+    assert_eq!(options.drain.grace, std::time::Duration::ZERO);
+    assert_eq!(options.drain.per_second, None);
+    assert!(options.admin_token.is_none(), "main reads the token file");
 }
 
 #[test]
@@ -182,6 +220,7 @@ fn the_docs_name_every_key_and_variable() {
         "--http",
         "--data-dir",
         "--log-level",
+        "--log-format",
         "--storage-sync",
     ] {
         assert!(DOCS.contains(flag), "docs/configuration.md lacks {flag}");
@@ -207,6 +246,12 @@ fn effective_config_prints_as_toml_that_reads_back_the_same() {
     assert!(text.contains("v3_persistent_expiry = \"2h\""), "{text}");
     assert!(text.contains("max_expiry = \"never\""), "{text}");
     assert!(text.contains("max_packet_size = \"1MiB\""), "{text}");
+    assert!(text.contains("log_format = \"text\""), "{text}");
+    assert!(
+        text.contains("[drain]\ngrace = \"10s\"\nrate = 500\n"),
+        "{text}"
+    );
+    assert!(text.contains("[admin]\ntoken_file = \"none\""), "{text}");
 }
 
 #[test]
@@ -430,6 +475,83 @@ fn every_bad_value_is_refused_naming_key_and_value() {
             "acl.denied_filters",
             "found integer 3",
         ),
+        (
+            "log_format = \"xml\"",
+            "log_format",
+            "expected \"text\" or \"json\", found string \"xml\"",
+        ),
+        ("log_format = true", "log_format", "found boolean true"),
+        (
+            "[drain]\ngrace = 10",
+            "drain.grace",
+            "expected a duration such as \"10s\", found integer 10",
+        ),
+        (
+            "[drain]\ngrace = \"soon\"",
+            "drain.grace",
+            "\"soon\" is not a duration",
+        ),
+        (
+            "[drain]\ngrace = \"never\"",
+            "drain.grace",
+            "\"never\" is not a duration",
+        ),
+        (
+            "[drain]\ngrace = \"2h\"",
+            "drain.grace",
+            "2h is out of range 0..=3600",
+        ),
+        (
+            "[drain]\ngrace = \"99999999999d\"",
+            "drain.grace",
+            "out of range 0..=3600",
+        ),
+        (
+            "[drain]\nrate = 0",
+            "drain.rate",
+            "0 is not allowed; write \"unlimited\"",
+        ),
+        (
+            "[drain]\nrate = \"fast\"",
+            "drain.rate",
+            "found string \"fast\"",
+        ),
+        ("[drain]\nrate = -3", "drain.rate", "-3 is out of range"),
+        (
+            "[admin]\ntoken_file = \"\"",
+            "admin.token_file",
+            "must not be empty",
+        ),
+        (
+            "[admin]\ntoken_file = 5",
+            "admin.token_file",
+            "expected a path, found integer 5",
+        ),
+        (
+            "[auth]\njwt_algorithm = \"HS512\"",
+            "auth.jwt_algorithm",
+            "expected \"none\", \"HS256\", \"RS256\" or \"ES256\", found string \"HS512\"",
+        ),
+        (
+            "[auth]\njwt_algorithm = \"hs256\"",
+            "auth.jwt_algorithm",
+            "found string \"hs256\"",
+        ),
+        (
+            "[auth]\njwt_algorithm = 256",
+            "auth.jwt_algorithm",
+            "found integer 256",
+        ),
+        (
+            "[auth]\njwt_key_file = \"\"",
+            "auth.jwt_key_file",
+            "must not be empty",
+        ),
+        (
+            "[auth]\njwt_key_file = true",
+            "auth.jwt_key_file",
+            "expected a path, found boolean true",
+        ),
     ];
     for (text, key, detail) in cases {
         let message = error_of(text);
@@ -480,6 +602,62 @@ fn accepted_spellings_of_sizes_and_durations() {
     }
     // u32::MAX seconds is MQTT's "never"; it must be written so.
     assert!(value::parse_expiry("4294967295s").is_err());
+
+    // drain.grace: 0 means no drain; at most an hour.
+    for (text, secs) in [
+        ("0s", 0),
+        ("10s", 10),
+        ("2m", 120),
+        ("1h", 3600),
+        ("3600s", 3600),
+    ] {
+        assert_eq!(
+            value::grace_secs(value::Input::Text(text)),
+            Ok(secs),
+            "{text}"
+        );
+    }
+    for text in ["10", "3601s", "2h", "never", "-1s", ""] {
+        assert!(
+            value::grace_secs(value::Input::Text(text)).is_err(),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn jwt_needs_both_its_algorithm_and_its_key_file() {
+    assert_eq!(
+        error_of("[auth]\njwt_algorithm = \"HS256\"\n"),
+        "config: auth.jwt_key_file: is needed when auth.jwt_algorithm is set \
+         (the HS256 secret or the RS256/ES256 public key)"
+    );
+    let message = error_of("[auth]\njwt_key_file = \"/etc/berth/jwt.key\"\n");
+    assert!(
+        message.starts_with("config: auth.jwt_algorithm: is needed when auth.jwt_key_file is set"),
+        "{message}"
+    );
+    let message = from_env(&[("BERTH_AUTH_JWT_ALGORITHM", "ES256")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("config: auth.jwt_key_file: "),
+        "{message}"
+    );
+
+    // Tokens are a source of credentials: anonymous clients may be refused with JWT alone.
+    let config = from_file(
+        "[auth]\nallow_anonymous = false\njwt_algorithm = \"ES256\"\n\
+         jwt_key_file = \"/etc/berth/jwt.pem\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.auth.jwt_algorithm, Some(JwtAlgorithm::Es256));
+    assert!(
+        error_of("[auth]\nallow_anonymous = false\n").starts_with("config: auth.allow_anonymous: ")
+    );
+    // "none" is the default, for both.
+    let cleared = from_file("[auth]\njwt_algorithm = \"none\"\njwt_key_file = \"none\"\n");
+    assert_eq!(cleared.unwrap().auth, AuthConfig::default());
 }
 
 #[test]
@@ -493,247 +671,5 @@ fn v3_expiry_may_not_exceed_the_maximum() {
     assert!(from_file("[session]\nv3_persistent_expiry = \"1d\"\nmax_expiry = \"1d\"\n").is_ok());
 }
 
-#[test]
-fn environment_sets_every_key() {
-    let loaded = from_env(&[
-        ("BERTH_LISTEN", "127.0.0.1:1884"),
-        ("BERTH_HTTP", "127.0.0.1:9090"),
-        ("BERTH_DATA_DIR", "/srv/berth"),
-        ("BERTH_LOG_LEVEL", "warn"),
-        ("BERTH_STORAGE_SYNC", "true"),
-        ("BERTH_SESSION_V3_PERSISTENT_EXPIRY", "10m"),
-        ("BERTH_SESSION_MAX_EXPIRY", "1d"),
-        ("BERTH_QUEUE_MAX_MESSAGES", "50"),
-        ("BERTH_QUEUE_MAX_BYTES", "1MiB"),
-        ("BERTH_QUEUE_DROP_POLICY", "drop_oldest"),
-        ("BERTH_QUEUE_QUEUE_QOS0", "true"),
-        ("BERTH_LIMITS_MAX_PACKET_SIZE", "4096"),
-        ("BERTH_LIMITS_RECEIVE_MAXIMUM", "10"),
-        ("BERTH_LIMITS_MAX_INFLIGHT", "5"),
-        ("BERTH_LIMITS_TOPIC_ALIAS_MAXIMUM", "7"),
-        ("BERTH_LIMITS_MAX_KEEP_ALIVE", "300"),
-        ("BERTH_ACL_DENIED_FILTERS", "$SYS/#, private/+"),
-    ])
-    .unwrap();
-    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    let config = loaded.config;
-    assert_eq!(config.listen.unwrap().to_string(), "127.0.0.1:1884");
-    assert_eq!(config.http.to_string(), "127.0.0.1:9090");
-    assert_eq!(config.data_dir, Path::new("/srv/berth"));
-    assert_eq!(config.log_level, "warn");
-    assert!(config.storage_sync);
-    let broker = &config.broker;
-    assert_eq!(
-        broker.session.v3_persistent_expiry,
-        SessionExpiry::After(600)
-    );
-    assert_eq!(broker.session.max_expiry, SessionExpiry::After(86400));
-    assert_eq!(broker.queue.max_messages, Limit::AtMost(50));
-    assert_eq!(broker.queue.max_bytes, Limit::AtMost(1 << 20));
-    assert_eq!(broker.queue.drop_policy, DropPolicy::DropOldest);
-    assert!(broker.queue.queue_qos0);
-    assert_eq!(broker.limits.max_packet_size, 4096);
-    assert_eq!(broker.limits.receive_maximum, 10);
-    assert_eq!(broker.limits.max_inflight, 5);
-    assert_eq!(broker.limits.topic_alias_maximum, 7);
-    assert_eq!(broker.limits.max_keep_alive, 300);
-    assert_eq!(
-        broker.denied_filters,
-        vec![filter("$SYS/#"), filter("private/+")]
-    );
-
-    let cleared = from_env(&[("BERTH_ACL_DENIED_FILTERS", "")]).unwrap();
-    assert!(cleared.config.broker.denied_filters.is_empty());
-}
-
-#[test]
-fn a_bad_environment_value_is_refused_naming_the_variable() {
-    let cases = [
-        (
-            "BERTH_LISTEN",
-            "nowhere",
-            "\"nowhere\" is not a socket address",
-        ),
-        (
-            "BERTH_STORAGE_SYNC",
-            "yes",
-            "expected true or false, found \"yes\"",
-        ),
-        ("BERTH_QUEUE_MAX_BYTES", "lots", "\"lots\" is not a size"),
-        (
-            "BERTH_LIMITS_RECEIVE_MAXIMUM",
-            "70000",
-            "70000 is out of range 1..=65535",
-        ),
-        (
-            "BERTH_LIMITS_MAX_INFLIGHT",
-            "ten",
-            "expected an integer, found \"ten\"",
-        ),
-        (
-            "BERTH_SESSION_MAX_EXPIRY",
-            "forever",
-            "\"forever\" is not a duration",
-        ),
-        (
-            "BERTH_ACL_DENIED_FILTERS",
-            "ok/#,bad/#/x",
-            "\"bad/#/x\" is not a valid topic filter",
-        ),
-    ];
-    for (var, value, detail) in cases {
-        let message = from_env(&[(var, value)]).unwrap_err().to_string();
-        assert!(
-            message.starts_with(&format!("config: environment variable {var} (")),
-            "{var}={value} gave {message:?}"
-        );
-        assert!(
-            message.contains(detail),
-            "{var}={value} gave {message:?}, wanted {detail:?}"
-        );
-    }
-}
-
-#[test]
-fn unknown_berth_variables_are_reported_not_applied() {
-    let loaded = from_env(&[
-        ("BERTH_QUEUE_MAX_MESAGES", "5"),
-        ("BERTH_CONFIG", "/etc/berth.toml"),
-        ("HOME", "/root"),
-    ])
-    .unwrap();
-    assert_eq!(loaded.config, Config::default());
-    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-    assert!(loaded.warnings[0].contains("BERTH_QUEUE_MAX_MESAGES"));
-}
-
-fn write_file(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
-    let path = dir.path().join("berth.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-#[test]
-fn environment_wins_over_the_file_and_flags_win_over_both() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_file(
-        &dir,
-        "listen = \"127.0.0.1:1000\"\nhttp = \"127.0.0.1:2000\"\ndata_dir = \"/file\"\n\
-         [queue]\nmax_messages = 10\nmax_bytes = \"1MiB\"\n[storage]\nsync = true\n",
-    );
-    let env = vars(&[
-        ("BERTH_LISTEN", "127.0.0.1:1001"),
-        ("BERTH_DATA_DIR", "/env"),
-        ("BERTH_QUEUE_MAX_MESSAGES", "20"),
-    ]);
-    let cli = Cli::try_parse_from([
-        "berth",
-        "--listen",
-        "127.0.0.1:1002",
-        "--storage-sync=false",
-        "--log-level",
-        "debug",
-    ])
-    .unwrap();
-    let config = load(Sources {
-        file: Some(&path),
-        env: &env,
-        flags: cli.config.overrides(),
-    })
-    .unwrap()
-    .config;
-    assert_eq!(
-        config.listen.unwrap().to_string(),
-        "127.0.0.1:1002",
-        "flag over env over file"
-    );
-    assert_eq!(
-        config.http.to_string(),
-        "127.0.0.1:2000",
-        "file over default"
-    );
-    assert_eq!(config.data_dir, Path::new("/env"), "env over file");
-    assert_eq!(
-        config.broker.queue.max_messages,
-        Limit::AtMost(20),
-        "env over file"
-    );
-    assert_eq!(
-        config.broker.queue.max_bytes,
-        Limit::AtMost(1 << 20),
-        "file over default"
-    );
-    assert!(!config.storage_sync, "flag over file");
-    assert_eq!(config.log_level, "debug");
-    assert_eq!(config.broker.limits, berth_core::ProtocolLimits::default());
-}
-
-#[test]
-fn flags_parse_and_override() {
-    let cli = Cli::try_parse_from([
-        "berth",
-        "--config",
-        "/etc/berth.toml",
-        "--http",
-        "127.0.0.1:0",
-        "--data-dir",
-        "/tmp/d",
-        "--storage-sync",
-    ])
-    .unwrap();
-    assert_eq!(cli.command, None);
-    assert_eq!(
-        cli.config.config.as_deref(),
-        Some(Path::new("/etc/berth.toml"))
-    );
-    let overrides = cli.config.overrides();
-    assert_eq!(
-        overrides.http.map(|a| a.to_string()).as_deref(),
-        Some("127.0.0.1:0")
-    );
-    assert_eq!(overrides.data_dir.as_deref(), Some(Path::new("/tmp/d")));
-    assert_eq!(overrides.storage_sync, Some(true));
-    assert_eq!(overrides.listen, None);
-
-    // Flags are accepted after the subcommand too.
-    let cli = Cli::try_parse_from(["berth", "check-config", "--listen", "127.0.0.1:5"]).unwrap();
-    assert_eq!(cli.command, Some(Command::CheckConfig));
-    assert_eq!(
-        cli.config.overrides().listen.flatten().map(|a| a.port()),
-        Some(5)
-    );
-
-    // `--storage-sync` takes its value only after `=`, so it cannot swallow a subcommand.
-    let cli = Cli::try_parse_from(["berth", "--storage-sync", "check-config"]).unwrap();
-    assert_eq!(cli.config.storage_sync, Some(true));
-    assert_eq!(cli.command, Some(Command::CheckConfig));
-}
-
-#[test]
-fn bad_flags_are_refused_naming_the_flag() {
-    for (args, flag) in [
-        (&["berth", "--listen", "nowhere"][..], "--listen"),
-        (&["berth", "--http", "1.2.3.4"][..], "--http"),
-        (&["berth", "--log-level", "loud"][..], "--log-level"),
-        (&["berth", "--storage-sync=maybe"][..], "--storage-sync"),
-        (&["berth", "--max-messages", "5"][..], "--max-messages"),
-    ] {
-        let message = Cli::try_parse_from(args).unwrap_err().to_string();
-        assert!(message.contains(flag), "{args:?} gave {message}");
-    }
-}
-
-#[test]
-fn a_missing_file_is_refused_naming_it() {
-    let path = Path::new("/nonexistent/berth.toml");
-    let error = load(Sources {
-        file: Some(path),
-        ..Sources::default()
-    })
-    .unwrap_err();
-    assert!(matches!(error, ConfigError::Read { .. }));
-    assert_eq!(
-        error.to_string(),
-        "config: cannot read /nonexistent/berth.toml"
-    );
-}
+/// Environment variables, flags, and how the sources stack.
+mod sources;

@@ -61,11 +61,27 @@ impl Config {
             );
         }
         let auth = &self.auth;
+        if auth.jwt_algorithm.is_some() && auth.jwt_key_file.is_none() {
+            return rule(
+                Key::AuthJwtKeyFile,
+                "is needed when auth.jwt_algorithm is set (the HS256 secret or the RS256/ES256 public key)",
+            );
+        }
+        if auth.jwt_key_file.is_some() && auth.jwt_algorithm.is_none() {
+            return rule(
+                Key::AuthJwtAlgorithm,
+                "is needed when auth.jwt_key_file is set (\"HS256\", \"RS256\" or \"ES256\")",
+            );
+        }
         let certificates_identify = serves_tls && tls.identity_from_cert;
-        if !auth.allow_anonymous && auth.password_file.is_none() && !certificates_identify {
+        if !auth.allow_anonymous
+            && auth.password_file.is_none()
+            && auth.jwt_algorithm.is_none()
+            && !certificates_identify
+        {
             return rule(
                 Key::AuthAllowAnonymous,
-                "is false, but there is no auth.password_file and no tls.identity_from_cert: no client could connect",
+                "is false, but there is no auth.password_file, no auth.jwt_algorithm and no tls.identity_from_cert: no client could connect",
             );
         }
         Ok(())

@@ -9,13 +9,17 @@ use std::path::PathBuf;
 
 use berth_codec::TopicFilter;
 use berth_core::{DropPolicy, Limit, SessionExpiry};
+use berth_server::auth::JwtAlgorithm;
 
+use super::LogFormat;
 use super::error::Problem;
 
 /// Smallest `limits.max_packet_size`: an MQTT 5 CONNECT with a one-byte client id fits in 16 bytes.
 pub const MIN_PACKET_SIZE: u64 = 16;
 /// Largest MQTT packet: 268,435,455 bytes of remaining length plus a 5-byte fixed header.
 pub const MAX_PACKET_SIZE: u64 = 268_435_460;
+/// Longest `drain.grace`: an hour.
+pub const MAX_GRACE_SECS: u32 = 3600;
 
 /// A raw value as one source gave it.
 #[derive(Debug, Clone, Copy)]
@@ -293,6 +297,29 @@ pub fn proxy_mode(input: Input<'_>) -> Result<berth_server::proxy_protocol::Prox
     }
 }
 
+/// `"text"` or `"json"`.
+pub fn log_format(input: Input<'_>) -> Result<LogFormat, Problem> {
+    match input.text() {
+        Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        _ => Err(input.wrong_type("\"text\" or \"json\"")),
+    }
+}
+
+/// `"none"`, `"HS256"`, `"RS256"` or `"ES256"` (JOSE spellings, case as written).
+pub fn jwt_algorithm(input: Input<'_>) -> Result<Option<JwtAlgorithm>, Problem> {
+    let expected = "\"none\", \"HS256\", \"RS256\" or \"ES256\"";
+    match input.text() {
+        Some("none") => Ok(None),
+        Some(text) => JwtAlgorithm::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.as_str() == text)
+            .map(Some)
+            .ok_or_else(|| input.wrong_type(expected)),
+        None => Err(input.wrong_type(expected)),
+    }
+}
+
 /// Topic filters: a TOML array of strings, or comma-separated text in the environment.
 pub fn filters(input: Input<'_>) -> Result<Vec<TopicFilter>, Problem> {
     string_list(input, "an array of topic filters", "a topic filter string")?
@@ -466,7 +493,26 @@ pub fn timeout_secs(input: Input<'_>) -> Result<u32, Problem> {
     }
 }
 
-/// `peers` written back as the file spells them.
+/// A duration in whole seconds from 0 to [`MAX_GRACE_SECS`] (`"0s"`, `"10s"`, `"2m"`); unlike
+/// [`timeout_secs`], 0 is allowed.
+pub fn grace_secs(input: Input<'_>) -> Result<u32, Problem> {
+    let text = input
+        .text()
+        .ok_or_else(|| input.wrong_type("a duration such as \"10s\""))?;
+    let out_of_range = || Problem::OutOfRange {
+        value: text.to_owned(),
+        min: 0,
+        max: u64::from(MAX_GRACE_SECS),
+    };
+    match parse_expiry(text) {
+        Ok(SessionExpiry::After(secs)) if secs <= MAX_GRACE_SECS => Ok(secs),
+        Ok(SessionExpiry::After(_)) | Err(Problem::DurationTooLong { .. }) => Err(out_of_range()),
+        _ => Err(Problem::BadDuration {
+            value: text.to_owned(),
+        }),
+    }
+}
+
 /// A short duration: `"100ms"` or `"2s"`, from 1 ms to 60 s.
 pub fn millis(input: Input<'_>) -> Result<u32, Problem> {
     let text = input
@@ -497,6 +543,7 @@ pub fn format_millis(ms: u32) -> String {
     format!("{ms}ms")
 }
 
+/// `peers` written back as the file spells them.
 pub fn format_peers(peers: &[(u64, String)]) -> toml::Value {
     toml::Value::Array(
         peers

@@ -89,6 +89,14 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM to node `id`: it drains and stops; returns how long that took (bounded).
+    pub fn terminate(&mut self, id: u64, wait: Duration) -> Duration {
+        let node = self.nodes[(id - 1) as usize]
+            .take()
+            .expect("node is running");
+        node.terminate(wait)
+    }
+
     /// Restarts a killed node on its data directory (it rejoins by itself).
     pub fn restart(&mut self, id: u64) {
         let dir = self.dirs[(id - 1) as usize].path().to_owned();

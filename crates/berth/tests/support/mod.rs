@@ -268,6 +268,38 @@ impl Berth {
     pub fn kill9(self) {
         drop(self);
     }
+
+    /// Sends SIGTERM (what `docker stop` and Kubernetes send).
+    pub fn term(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits (bounded) for the process to exit on its own; panics unless it exits with
+    /// status 0 within `wait`. Returns how long it took.
+    pub fn wait_exit(&mut self, wait: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for berth") {
+                assert!(status.success(), "berth exited with {status}");
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < wait,
+                "berth did not exit within {wait:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then [`Berth::wait_exit`]: how long the node took to drain and stop.
+    pub fn terminate(mut self, wait: Duration) -> Duration {
+        self.term();
+        self.wait_exit(wait)
+    }
 }
 
 impl Drop for Berth {

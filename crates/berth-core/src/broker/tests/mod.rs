@@ -17,6 +17,7 @@ mod claims;
 mod cluster;
 mod connect;
 mod delivery_wait;
+mod drain;
 mod fences;
 mod flow;
 mod handoff;

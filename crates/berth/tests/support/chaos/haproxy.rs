@@ -69,7 +69,29 @@ pub fn cannot_install() -> Option<String> {
     None
 }
 
-fn config(port: u16, backends: &[Backend], send_proxy_v2: bool) -> String {
+/// How the balancer treats the nodes.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    /// A PROXY v2 header on every connection to a node.
+    send_proxy_v2: bool,
+    /// The HTTP check: `/health` (alive) or `/ready` (alive, a leader, caught up, not draining).
+    check_path: &'static str,
+    /// Cut a node's connections when it is marked down (so clients of a paused node move);
+    /// off for a drain, which moves them itself at its own pace.
+    shutdown_sessions: bool,
+}
+
+fn config(port: u16, backends: &[Backend], settings: Settings) -> String {
+    let Settings {
+        send_proxy_v2,
+        check_path,
+        shutdown_sessions,
+    } = settings;
+    let on_down = if shutdown_sessions {
+        " on-marked-down shutdown-sessions"
+    } else {
+        ""
+    };
     let mut servers = String::new();
     // `send-proxy-v2`: each connection to a node starts with a PROXY v2 header naming the
     // client (the health checks go to the HTTP port without one).
@@ -108,9 +130,9 @@ frontend mqtt
 
 backend nodes
     balance roundrobin
-    option httpchk GET /health
+    option httpchk GET {check_path}
     http-check expect status 200
-    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2 on-marked-down shutdown-sessions
+    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2{on_down}
 {servers}"
     )
 }
@@ -128,6 +150,26 @@ impl HaProxy {
         backends: &[Backend],
         send_proxy_v2: bool,
     ) -> Result<HaProxy, String> {
+        let settings = Settings {
+            send_proxy_v2,
+            check_path: "/health",
+            shutdown_sessions: true,
+        };
+        HaProxy::launch(program, backends, settings)
+    }
+
+    /// As deployed (`deploy/haproxy.cfg`): nodes checked by `/ready`, and a node marked down
+    /// keeps its connections (a draining node moves its clients itself, at its pace).
+    pub fn start_ready(program: &Path, backends: &[Backend]) -> Result<HaProxy, String> {
+        let settings = Settings {
+            send_proxy_v2: false,
+            check_path: "/ready",
+            shutdown_sessions: false,
+        };
+        HaProxy::launch(program, backends, settings)
+    }
+
+    fn launch(program: &Path, backends: &[Backend], settings: Settings) -> Result<HaProxy, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let cfg = dir.path().join("haproxy.cfg");
         let log = dir.path().join("haproxy.log");
@@ -137,7 +179,7 @@ impl HaProxy {
                 .and_then(|l| l.local_addr())
                 .map_err(|e| format!("find a free port: {e}"))?
                 .port();
-            std::fs::write(&cfg, config(port, backends, send_proxy_v2))
+            std::fs::write(&cfg, config(port, backends, settings))
                 .map_err(|e| format!("write: {e}"))?;
             let log_file = std::fs::File::create(&log).map_err(|e| format!("log: {e}"))?;
             let mut child = Command::new(program)
@@ -212,12 +254,19 @@ impl Drop for HaProxy {
 
 /// `GET /health` answered 200 within a second.
 pub async fn healthy(http: SocketAddr) -> bool {
+    answers_ok(http, "/health").await
+}
+
+/// `GET /ready` answered 200 within a second.
+pub async fn ready(http: SocketAddr) -> bool {
+    answers_ok(http, "/ready").await
+}
+
+async fn answers_ok(http: SocketAddr, path: &str) -> bool {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).await.ok()?;
         Some(head.starts_with(b"HTTP/1.1 200"))

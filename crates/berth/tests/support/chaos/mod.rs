@@ -9,6 +9,7 @@ pub mod devices;
 pub mod haproxy;
 pub mod nemesis;
 pub mod publishers;
+pub mod scenario;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -46,6 +46,18 @@ pub async fn wait_recovered(cluster: &Cluster, backends: &[Backend]) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // Ready too (a leader known, caught up, not draining): what the balancer checks when it
+    // runs with `/ready`.
+    for b in backends {
+        while !haproxy::ready(b.http).await {
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready within {RECOVER_WAIT:?}",
+                b.id
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     cluster.wait_voters(NODES as usize).await;
     // And agree: one leader in one term, every node applied at least what the leader had
     // applied a moment ago (a node back from a fault has caught up before the next one).
@@ -143,4 +155,40 @@ pub async fn nemesis(
         hold(rng.millis(1000, 3000)).await;
     }
     cluster
+}
+
+/// How long a node may take from SIGTERM to its exit (its drain grace period is 20 s).
+const DRAIN_WAIT: Duration = Duration::from_secs(40);
+
+/// A rolling restart, as an operator upgrades a cluster: each node in turn gets SIGTERM (it
+/// drains: `/ready` turns 503 so the balancer sends it no one, and its clients are sent to the
+/// others), its exit is awaited, it is restarted on its data and ports, and the next node goes
+/// only once the cluster has recovered. Returns each node's time from SIGTERM to exit.
+pub async fn rolling_restart(
+    mut cluster: Cluster,
+    shared: Arc<Shared>,
+    backends: Vec<Backend>,
+) -> (Cluster, Vec<(u64, Duration)>) {
+    let event = |what: String| shared.records().event(what);
+    let mut drains = Vec::new();
+    for node in 1..=NODES {
+        let b = backends[node as usize - 1];
+        shared.faulty.store(node, Ordering::Release);
+        event(format!(
+            "nemesis: SIGTERM node {node} (it drains and stops)"
+        ));
+        let took = tokio::task::block_in_place(|| cluster.terminate(node, DRAIN_WAIT));
+        event(format!(
+            "nemesis: node {node} drained and exited {:.2}s after SIGTERM",
+            took.as_secs_f64()
+        ));
+        drains.push((node, took));
+        event(format!("nemesis: restart node {node}"));
+        tokio::task::block_in_place(|| cluster.restart_on(node, b.mqtt, b.http));
+        wait_recovered(&cluster, &backends).await;
+        shared.faulty.store(0, Ordering::Release);
+        event(format!("nemesis: node {node} ready again"));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    (cluster, drains)
 }

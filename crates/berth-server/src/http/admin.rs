@@ -1,0 +1,106 @@
+//! The admin API under `/api/v1` (JSON). Every request needs `Authorization: Bearer <token>`
+//! when the node has a token (`admin.token_file`); without one, only clients on the loopback
+//! address are answered, so that an unconfigured node never exposes it.
+//!
+//! - `GET /api/v1/node`: this node's readiness, drain state and Raft view.
+//! - `POST /api/v1/drain`: drain this node and stop (as SIGTERM does; `berth ctl drain`).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::HttpState;
+
+pub(super) fn router(state: HttpState) -> Router<HttpState> {
+    Router::new()
+        .route("/node", get(node))
+        .route("/drain", post(drain))
+        .layer(middleware::from_fn_with_state(state, authorize))
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn authorize(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match &state.admin_token {
+        Some(token) => {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "));
+            if !presented.is_some_and(|p| same_secret(p.as_bytes(), token.as_bytes())) {
+                let mut response =
+                    error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                return response;
+            }
+        }
+        None if !peer.ip().is_loopback() => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "this node has no admin token (admin.token_file): the admin API answers loopback clients only",
+            );
+        }
+        None => {}
+    }
+    next.run(request).await
+}
+
+/// Compares two secrets in time that depends on their lengths only, not on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn node(State(state): State<HttpState>) -> Json<Value> {
+    let readiness = super::readiness(&state).await;
+    let cluster = state.cluster.health().await.map(|health| {
+        let lag: serde_json::Map<String, Value> = health
+            .follower_lag
+            .iter()
+            .map(|(node, lag)| (node.0.to_string(), json!(lag)))
+            .collect();
+        json!({
+            "leader": health.leader.map(|node| node.0),
+            "is_leader": health.is_leader,
+            "term": health.term,
+            "last_log_index": health.last_log_index,
+            "committed_index": health.committed_index,
+            "applied_index": health.applied_index,
+            "snapshot_index": health.snapshot_index,
+            "voters": health.voters,
+            "follower_lag": lag,
+        })
+    });
+    Json(json!({
+        "node_id": state.cluster.node_id().map(|node| node.0),
+        "ready": readiness.is_ok(),
+        "not_ready_because": readiness.err(),
+        "draining": state.drain.is_draining(),
+        "cluster": cluster,
+    }))
+}
+
+async fn drain(State(state): State<HttpState>) -> impl IntoResponse {
+    let already = state.drain.is_draining();
+    state.drain.ask();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "draining": true, "already_draining": already })),
+    )
+}

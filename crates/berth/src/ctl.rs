@@ -1,0 +1,147 @@
+//! `berth ctl …`: a node's admin API (`/api/v1` on its HTTP listener) from the command line.
+//! Human output by default, the API's JSON with `--json`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::cli::{CtlArgs, CtlCommand};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
+    let token = match &args.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    let (method, path) = match args.command {
+        CtlCommand::Status => ("GET", "/api/v1/node"),
+        CtlCommand::Drain => ("POST", "/api/v1/drain"),
+    };
+    let body = request(&args.at, method, path, token.as_deref()).await?;
+    if args.json {
+        println!("{body}");
+        return Ok(());
+    }
+    let value: Value = serde_json::from_str(&body)
+        .with_context(|| format!("{} answered something that is not JSON: {body}", args.at))?;
+    match args.command {
+        CtlCommand::Status => print!("{}", describe(&value)),
+        CtlCommand::Drain => {
+            if value["already_draining"] == Value::Bool(true) {
+                println!("{} is already draining", args.at);
+            } else {
+                println!(
+                    "{} is draining: it sends its clients to the other nodes, then stops",
+                    args.at
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The token is the file's first line (`admin.token_file`).
+pub fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        bail!("the admin token file {} is empty", path.display());
+    }
+    Ok(token)
+}
+
+fn describe(node: &Value) -> String {
+    let text = |value: &Value| match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "node {}: {}{}\n",
+        text(&node["node_id"]),
+        if node["ready"] == Value::Bool(true) {
+            "ready".to_owned()
+        } else {
+            format!("not ready ({})", text(&node["not_ready_because"]))
+        },
+        if node["draining"] == Value::Bool(true) {
+            ", draining"
+        } else {
+            ""
+        },
+    );
+    let cluster = &node["cluster"];
+    if !cluster.is_null() {
+        out.push_str(&format!(
+            "  raft: leader {}{}, term {}, voters {}\n  log: last {}, committed {}, applied {}, snapshot {}\n",
+            text(&cluster["leader"]),
+            if cluster["is_leader"] == Value::Bool(true) { " (this node)" } else { "" },
+            text(&cluster["term"]),
+            text(&cluster["voters"]),
+            text(&cluster["last_log_index"]),
+            text(&cluster["committed_index"]),
+            text(&cluster["applied_index"]),
+            text(&cluster["snapshot_index"]),
+        ));
+        if let Some(lag) = cluster["follower_lag"].as_object() {
+            for (follower, entries) in lag {
+                out.push_str(&format!(
+                    "  follower {follower}: {} entries behind\n",
+                    text(entries)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// One HTTP/1.1 request to `at` (host:port); the body of a 2xx answer, or an error with the
+/// API's message.
+async fn request(
+    at: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(at)
+            .await
+            .with_context(|| format!("cannot reach the HTTP listener at {at}"))?;
+        let authorization =
+            token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {at}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        anyhow::Ok(String::from_utf8_lossy(&raw).into_owned())
+    };
+    let raw = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| anyhow!("{at} did not answer within {REQUEST_TIMEOUT:?}"))??;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("{at} answered something that is not HTTP"))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow!("{at} answered something that is not HTTP"))?;
+    // axum answers with Content-Length (no chunked bodies for these small JSON answers).
+    let body = body.trim().to_owned();
+    if (200..300).contains(&status) {
+        return Ok(body);
+    }
+    let message = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    bail!("{method} {path} at {at}: HTTP {status}: {message}")
+}
