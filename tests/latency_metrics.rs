@@ -1,6 +1,6 @@
 //! What the operator's histograms and counters say about a client's life, against what ships:
 //! CONNECT → CONNACK by outcome (new, resumed, refused), PUBLISH → PUBACK, the group commit, a
-//! refusal by its reason code and a connection's end by its reason.
+//! refusal by its reason code, a connection's end by its reason, and packets and bytes.
 
 use berth_codec::{ProtocolVersion, QoS};
 use berth_e2e::client::{TestClient, connect_packet};
@@ -46,6 +46,24 @@ async fn connects_publishes_refusals_and_endings_are_measured() {
         1,
     )
     .await;
+    // Packets by type (flushed by the broker thread every 500 ms) and bytes both ways.
+    metrics::wait_for(
+        server.http,
+        "berth_packets_received_total{type=\"publish\"}",
+        5,
+    )
+    .await;
+    metrics::wait_for(server.http, "berth_packets_sent_total{type=\"puback\"}", 5).await;
+    metrics::wait_for(
+        server.http,
+        "berth_packets_received_total{type=\"connect\"}",
+        3,
+    )
+    .await;
+    metrics::wait_for(server.http, "berth_packets_sent_total{type=\"connack\"}", 3).await;
+    // 5 PUBLISHes of at least 14 bytes each came in; at least 5 PUBACKs of 4 bytes went out.
+    metrics::wait_for(server.http, "berth_bytes_received_total", 5 * 14).await;
+    metrics::wait_for(server.http, "berth_bytes_sent_total", 5 * 4).await;
     let body = scrape(server.http).await;
     assert!(
         value(&body, "berth_group_commit_duration_seconds_count").is_some_and(|n| n >= 1),

@@ -121,6 +121,10 @@ pub struct Stats {
     pub connections: u64,
     pub sessions: u64,
     pub queued_messages: u64,
+    /// The most messages one session's queue holds.
+    pub largest_queue_messages: u64,
+    /// Subscriptions of the sessions held here.
+    pub subscriptions: u64,
     pub retained_messages: u64,
     pub connects_total: u64,
     pub publishes_received_total: u64,

@@ -409,6 +409,7 @@ impl Handshake {
             keep_alive,
             inbox,
             replicated,
+            metrics,
         })
     }
 }
@@ -447,6 +448,8 @@ struct Accepted<R, W> {
     /// Boxed: inline, the connected phase's future kept room for it twice (~140 bytes more
     /// per connection than this pointer and its allocation).
     replicated: Option<Box<Replicated>>,
+    /// Bytes in and out are counted per read and per write.
+    metrics: Arc<crate::Metrics>,
 }
 
 /// The connected phase: packets in, packets out, keep alive, until either side ends it.
@@ -467,6 +470,7 @@ async fn serve<R, W>(
         mut keep_alive,
         inbox,
         replicated,
+        metrics,
     } = accepted;
     // Taken from the inbox and not yet written.
     let mut batch = VecDeque::new();
@@ -485,7 +489,8 @@ async fn serve<R, W>(
                         to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
                         break;
                     }
-                    Ok(_) => {
+                    Ok(read) => {
+                        metrics.count_bytes_received(read);
                         last_read = Instant::now();
                         if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_deref(), last_read.into_std()).await {
                             reading = false;
@@ -532,6 +537,7 @@ async fn serve<R, W>(
                     }
                     break;
                 }
+                metrics.count_bytes_sent(write_buf.len());
                 inbox.written(written);
                 write_buf.clear();
                 if write_buf.capacity() > 2 * WRITE_BUFFER_KEEP {

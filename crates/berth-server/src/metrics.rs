@@ -10,6 +10,7 @@
 
 mod cluster;
 pub mod latency;
+mod traffic;
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
@@ -20,6 +21,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncode
 
 use crate::cluster_port::ClusterHealth;
 pub use latency::ConnectOutcome;
+pub(crate) use traffic::PacketCounts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -61,6 +63,9 @@ pub struct Metrics {
     draining: IntGauge,
     ready: IntGauge,
     pub(crate) latency: latency::Latency,
+    traffic: traffic::Traffic,
+    subscriptions: IntGauge,
+    largest_queue_messages: IntGauge,
     raft: cluster::RaftGauges,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
@@ -226,6 +231,15 @@ impl Metrics {
             "1 while /ready answers 200: the broker runs, a Raft leader is known, everything committed is applied here, and the node is not draining.",
         )?;
         let latency = latency::Latency::register(&registry)?;
+        let traffic = traffic::Traffic::register(&registry)?;
+        let subscriptions = gauge(
+            "berth_subscriptions",
+            "Subscriptions of the sessions this node holds.",
+        )?;
+        let largest_queue_messages = gauge(
+            "berth_largest_queue_messages",
+            "The most messages one session's queue here holds.",
+        )?;
         let raft = cluster::RaftGauges::register(&registry)?;
         #[cfg(target_os = "linux")]
         {
@@ -266,6 +280,9 @@ impl Metrics {
             draining,
             ready,
             latency,
+            traffic,
+            subscriptions,
+            largest_queue_messages,
             raft,
             last: Mutex::new(Stats::default()),
         })
@@ -318,6 +335,19 @@ impl Metrics {
         self.raft.set(health);
     }
 
+    /// Adds the broker thread's packet counts (and zeroes them).
+    pub(crate) fn add_packets(&self, counts: &mut PacketCounts) {
+        self.traffic.flush(counts);
+    }
+
+    pub fn count_bytes_received(&self, bytes: usize) {
+        self.traffic.bytes_received.inc_by(bytes as u64);
+    }
+
+    pub fn count_bytes_sent(&self, bytes: usize) {
+        self.traffic.bytes_sent.inc_by(bytes as u64);
+    }
+
     pub fn observe_connect(&self, outcome: ConnectOutcome, took: Duration) {
         self.latency
             .connect
@@ -352,6 +382,8 @@ impl Metrics {
         set(&self.sessions, stats.sessions);
         set(&self.queued_messages, stats.queued_messages);
         set(&self.retained_messages, stats.retained_messages);
+        set(&self.subscriptions, stats.subscriptions);
+        set(&self.largest_queue_messages, stats.largest_queue_messages);
         set(&self.stranded_messages, stats.stranded_messages);
         set(&self.handoff_messages, stats.handoff_messages);
         advance(

@@ -33,7 +33,7 @@ use crate::drain::DrainStep;
 use crate::mailbox::Outbox;
 use crate::timing::Timing;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PacketCounts};
 
 /// Most commands handled before the group is committed and its actions sent.
 const GROUP_LIMIT: usize = 4096;
@@ -185,6 +185,7 @@ impl<S: Store> BrokerLoop<S> {
         let mut connections: HashMap<ConnId, ConnectionHandle> = HashMap::new();
         let mut replies = Replies::default();
         let mut timing = Timing::new(self.metrics.clone());
+        let mut packets = PacketCounts::default();
         let mut last_metrics = Instant::now();
         self.ready.store(true, Ordering::SeqCst);
         let result = loop {
@@ -210,7 +211,13 @@ impl<S: Store> BrokerLoop<S> {
                         break;
                     }
                     command => {
-                        outcome = self.apply(command, &mut connections, &mut replies, &mut timing);
+                        outcome = self.apply(
+                            command,
+                            &mut connections,
+                            &mut replies,
+                            &mut timing,
+                            &mut packets,
+                        );
                         if outcome.is_err() {
                             break;
                         }
@@ -260,6 +267,7 @@ impl<S: Store> BrokerLoop<S> {
                 &mut replies,
                 self.cluster.as_ref(),
                 &mut timing,
+                &mut packets,
             );
             for done in replies.done.drain(..) {
                 let _ = done.send(());
@@ -283,12 +291,14 @@ impl<S: Store> BrokerLoop<S> {
             }
             if last_metrics.elapsed() >= IDLE_WAKE {
                 self.metrics.observe(self.broker.stats());
+                self.metrics.add_packets(&mut packets);
                 last_metrics = Instant::now();
                 timing.forget_stale(last_metrics);
             }
         };
         self.ready.store(false, Ordering::SeqCst);
         self.metrics.observe(self.broker.stats());
+        self.metrics.add_packets(&mut packets);
         for (_, handle) in connections.drain() {
             let _ = handle.outbound.send(Outbound::Close);
         }
@@ -301,6 +311,7 @@ impl<S: Store> BrokerLoop<S> {
         connections: &mut HashMap<ConnId, ConnectionHandle>,
         replies: &mut Replies,
         timing: &mut Timing,
+        packets: &mut PacketCounts,
     ) -> Result<(), StoreError> {
         let event = match command {
             Command::Connect {
@@ -314,6 +325,7 @@ impl<S: Store> BrokerLoop<S> {
             } => {
                 connections.insert(conn, handle);
                 timing.connect_read(conn, read, taken_over);
+                packets.received(berth_codec::PacketType::Connect);
                 match epoch {
                     Some((epoch, assigned)) => Event::ConnectAs {
                         conn,
@@ -331,6 +343,7 @@ impl<S: Store> BrokerLoop<S> {
             }
             Command::Packet { conn, packet, read } => {
                 timing.packet_read(conn, &packet, read);
+                packets.received(packet.packet_type());
                 Event::Packet { conn, packet }
             }
             Command::Closed { conn, reason } => {
@@ -422,6 +435,7 @@ fn dispatch(
     replies: &mut Replies,
     cluster: &dyn ClusterPort,
     timing: &mut Timing,
+    packets: &mut PacketCounts,
 ) -> u64 {
     let mut slow = 0;
     let now = Instant::now();
@@ -438,6 +452,7 @@ fn dispatch(
                     slow += 1;
                     continue;
                 }
+                packets.sent(packet.packet_type());
                 let _ = handle.outbound.send(Outbound::Packet(Box::new(packet)));
             }
             Action::Close { conn } => {

@@ -474,7 +474,16 @@ impl<S: Store> Broker<S> {
     fn refresh_levels(&mut self) {
         self.stats.connections = self.conns.len() as u64;
         self.stats.sessions = self.sessions.len() as u64;
-        self.stats.queued_messages = self.sessions.values().map(|s| s.queue.bounds.count).sum();
+        // One pass over the sessions for the three levels (every 500 ms on the broker thread).
+        let (mut queued, mut largest, mut subscriptions) = (0, 0, 0);
+        for session in self.sessions.values() {
+            queued += session.queue.bounds.count;
+            largest = largest.max(session.queue.bounds.count);
+            subscriptions += session.subscriptions.len() as u64;
+        }
+        self.stats.queued_messages = queued;
+        self.stats.largest_queue_messages = largest;
+        self.stats.subscriptions = subscriptions;
         self.stats.retained_messages = self.retained.len() as u64;
         self.stats.handoff_messages = self.handoff.total();
         self.stats.stranded_messages = self.cluster.as_ref().map_or(0, |c| {
