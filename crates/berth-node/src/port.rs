@@ -95,6 +95,16 @@ impl ClusterPort for RaftPort {
         });
     }
 
+    fn with_registry(&self, read: &mut dyn FnMut(&berth_core::Registry)) -> bool {
+        match self.0.node.state().read() {
+            Ok(state) => {
+                read(&state.registry);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn health(&self) -> PortFuture<'_, Option<berth_server::ClusterHealth>> {
         Box::pin(async move {
             let health = self.0.node.health().await;

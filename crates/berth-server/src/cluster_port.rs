@@ -113,6 +113,13 @@ pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
     /// (`ImportBegin` … `ImportDone` to the broker, as a connection's takeover does).
     fn adopt(&self, client: ClientId, epoch: Epoch, from: Option<NodeId>, fallback: SessionExport);
 
+    /// Calls `read` with the replicated registry as this node has applied it; false (and `read`
+    /// not called): not a cluster node. `read` runs under the registry's read lock: keep it short.
+    fn with_registry(&self, read: &mut dyn FnMut(&berth_core::Registry)) -> bool {
+        let _ = read;
+        false
+    }
+
     /// The cluster's health as this node sees it; `None`: not a cluster node.
     fn health(&self) -> PortFuture<'_, Option<ClusterHealth>> {
         Box::pin(async { None })

@@ -8,6 +8,7 @@
 //! applied here (a CONNECT's claim can commit and the registry it reads is current).
 
 mod admin;
+mod registry;
 
 use std::future::Future;
 use std::net::SocketAddr;

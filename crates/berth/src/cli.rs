@@ -65,7 +65,7 @@ pub struct CtlArgs {
     pub command: CtlCommand,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum CtlCommand {
     /// The node's readiness, drain state and Raft view (leader, term, log indexes, followers'
     /// lag).
@@ -74,6 +74,19 @@ pub enum CtlCommand {
     /// connected ones are disconnected at drain.rate per second (MQTT 5: DISCONNECT 0x9C Use
     /// another server) so their sessions move to the nodes they reconnect to.
     Drain,
+    /// Sessions of the whole cluster (from the replicated registry of the node asked): client
+    /// id, owner node, connected or not, protocol, subscriptions.
+    Sessions {
+        /// Only client ids starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only sessions owned by this node.
+        #[arg(long)]
+        node: Option<u64>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 /// `berth cluster ...`: talks to the Cluster gRPC service of a running node.

@@ -18,19 +18,34 @@ pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
         Some(path) => Some(read_token(path)?),
         None => None,
     };
-    let (method, path) = match args.command {
-        CtlCommand::Status => ("GET", "/api/v1/node"),
-        CtlCommand::Drain => ("POST", "/api/v1/drain"),
+    let (method, path) = match &args.command {
+        CtlCommand::Status => ("GET", "/api/v1/node".to_owned()),
+        CtlCommand::Drain => ("POST", "/api/v1/drain".to_owned()),
+        CtlCommand::Sessions {
+            prefix,
+            node,
+            limit,
+        } => {
+            let mut path = format!("/api/v1/sessions?limit={limit}");
+            if let Some(prefix) = prefix {
+                path.push_str(&format!("&prefix={}", percent_encode(prefix)));
+            }
+            if let Some(node) = node {
+                path.push_str(&format!("&node={node}"));
+            }
+            ("GET", path)
+        }
     };
-    let body = request(&args.at, method, path, token.as_deref()).await?;
+    let body = request(&args.at, method, &path, token.as_deref()).await?;
     if args.json {
         println!("{body}");
         return Ok(());
     }
     let value: Value = serde_json::from_str(&body)
         .with_context(|| format!("{} answered something that is not JSON: {body}", args.at))?;
-    match args.command {
+    match &args.command {
         CtlCommand::Status => print!("{}", describe(&value)),
+        CtlCommand::Sessions { .. } => print!("{}", session_table(&value)),
         CtlCommand::Drain => {
             if value["already_draining"] == Value::Bool(true) {
                 println!("{} is already draining", args.at);
@@ -43,6 +58,46 @@ pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Query-string encoding of a value: unreserved characters as they are, the rest as `%XX`.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// One line per session, then where the next page starts.
+fn session_table(page: &Value) -> String {
+    let mut out = format!(
+        "{:<32} {:>5} {:<9} {:<8} {:>13}\n",
+        "CLIENT ID", "NODE", "STATE", "PROTOCOL", "SUBSCRIPTIONS"
+    );
+    for session in page["sessions"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<32} {:>5} {:<9} {:<8} {:>13}\n",
+            session["client_id"].as_str().unwrap_or("?"),
+            session["node"],
+            if session["connected"] == Value::Bool(true) {
+                "connected"
+            } else {
+                "offline"
+            },
+            session["protocol"].as_str().unwrap_or("?"),
+            session["subscriptions"],
+        ));
+    }
+    if let Some(next) = page["next"].as_str() {
+        out.push_str(&format!(
+            "(more after {next}: the API's `after` parameter)\n"
+        ));
+    }
+    out
 }
 
 /// The token is the file's first line (`admin.token_file`).

@@ -4,6 +4,8 @@
 //!
 //! - `GET /api/v1/node`: this node's readiness, drain state and Raft view.
 //! - `POST /api/v1/drain`: drain this node and stop (as SIGTERM does; `berth ctl drain`).
+//! - `GET /api/v1/sessions`, `/api/v1/sessions/{client_id}`, `/api/v1/retained`: the
+//!   replicated registry, cluster-wide from any node ([`super::registry`]).
 
 use std::net::SocketAddr;
 
@@ -21,10 +23,13 @@ pub(super) fn router(state: HttpState) -> Router<HttpState> {
     Router::new()
         .route("/node", get(node))
         .route("/drain", post(drain))
+        .route("/sessions", get(super::registry::sessions))
+        .route("/sessions/{client_id}", get(super::registry::session))
+        .route("/retained", get(super::registry::retained))
         .layer(middleware::from_fn_with_state(state, authorize))
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
