@@ -298,8 +298,7 @@ impl Handshake {
                 return None;
             }
             Ok(Err(ConnectFailure::Refused(reason))) => {
-                metrics.count_connect_refused(reason.code());
-                refuse(&mut writer, ProtocolVersion::V5, reason).await;
+                refuse(&metrics, &mut writer, ProtocolVersion::V5, reason).await;
                 return None;
             }
             Ok(Err(ConnectFailure::Closed)) | Err(_) => return None,
@@ -308,8 +307,7 @@ impl Handshake {
         if drain.is_draining() {
             // The load balancer has not yet seen /ready fail: this client belongs elsewhere.
             let reason = ConnectReasonCode::UseAnotherServer;
-            metrics.count_connect_refused(reason.code());
-            refuse(&mut writer, connect.protocol, reason).await;
+            refuse(&metrics, &mut writer, connect.protocol, reason).await;
             return None;
         }
         let mut connect = connect;
@@ -326,31 +324,24 @@ impl Handshake {
             Err(refusal) => {
                 metrics.count_auth_refused(refusal.reason());
                 tracing::info!(?conn, client = %client_addr, reason = refusal.reason(), "refused: authentication");
-                metrics.count_connect_refused(refusal_code(refusal).code());
-                refuse(&mut writer, connect.protocol, refusal_code(refusal)).await;
+                refuse(
+                    &metrics,
+                    &mut writer,
+                    connect.protocol,
+                    refusal_code(refusal),
+                )
+                .await;
                 return None;
             }
         };
-        if let Some(name) = authenticated.username {
-            // A JWT's `sub` names the client (the CONNECT's username, if any, already matched).
+        // The certificate, or a JWT's `sub`, names the client: whatever username it sent is
+        // replaced (a `sub` has already matched the CONNECT's username, if it had one).
+        if let Some(name) = cert_identity.or(authenticated.username) {
             match berth_codec::MqttString::try_from(name) {
                 Ok(username) => connect.username = Some(username),
                 Err(_) => {
                     let reason = ConnectReasonCode::BadUserNameOrPassword;
-                    metrics.count_connect_refused(reason.code());
-                    refuse(&mut writer, connect.protocol, reason).await;
-                    return None;
-                }
-            }
-        }
-        if let Some(identity) = cert_identity {
-            // The certificate names the client: whatever username it sent is replaced.
-            match berth_codec::MqttString::try_from(identity) {
-                Ok(username) => connect.username = Some(username),
-                Err(_) => {
-                    let reason = ConnectReasonCode::BadUserNameOrPassword;
-                    metrics.count_connect_refused(reason.code());
-                    refuse(&mut writer, connect.protocol, reason).await;
+                    refuse(&metrics, &mut writer, connect.protocol, reason).await;
                     return None;
                 }
             }
@@ -371,8 +362,7 @@ impl Handshake {
             Err(crate::cluster_port::NoConsensus) => {
                 // No consensus: a clear refusal, never a silent success (3.1.1: code 3).
                 let reason = ConnectReasonCode::ServerUnavailable;
-                metrics.count_connect_refused(reason.code());
-                refuse(&mut writer, connect.protocol, reason).await;
+                refuse(&metrics, &mut writer, connect.protocol, reason).await;
                 return None;
             }
         };
@@ -423,12 +413,14 @@ fn refusal_code(refusal: Refusal) -> ConnectReasonCode {
     }
 }
 
-/// Answers a CONNECT with a refusal, then closes.
+/// Answers a CONNECT with a refusal (counted by its reason code), then closes.
 async fn refuse<W: AsyncWrite + Unpin>(
+    metrics: &crate::Metrics,
     writer: &mut W,
     version: ProtocolVersion,
     reason: ConnectReasonCode,
 ) {
+    metrics.count_connect_refused(reason.code());
     let mut out = BytesMut::new();
     let connack = Packet::ConnAck(Box::new(berth_codec::ConnAck::refused(reason)));
     if encode(&connack, version, &mut out).is_ok() {

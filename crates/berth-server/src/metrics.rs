@@ -80,22 +80,8 @@ impl fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
-        let gauge = |name: &'static str, help: &str| -> Result<IntGauge, MetricsError> {
-            let gauge = IntGauge::with_opts(Opts::new(name, help))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            registry
-                .register(Box::new(gauge.clone()))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            Ok(gauge)
-        };
-        let counter = |name: &'static str, help: &str| -> Result<IntCounter, MetricsError> {
-            let counter = IntCounter::with_opts(Opts::new(name, help))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            registry
-                .register(Box::new(counter.clone()))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            Ok(counter)
-        };
+        let gauge = |name, help| gauge(&registry, name, help);
+        let counter = |name, help| counter(&registry, name, help);
         let connections = gauge("berth_connections", "Open MQTT connections.")?;
         let sessions = gauge(
             "berth_sessions",
@@ -158,11 +144,11 @@ impl Metrics {
                          help: &str,
                          reasons: &[&str]|
          -> Result<IntCounterVec, MetricsError> {
-            let counter = IntCounterVec::new(Opts::new(name, help), &["reason"])
-                .map_err(|source| MetricsError::Register { name, source })?;
-            registry
-                .register(Box::new(counter.clone()))
-                .map_err(|source| MetricsError::Register { name, source })?;
+            let counter = register(
+                &registry,
+                name,
+                IntCounterVec::new(Opts::new(name, help), &["reason"]),
+            )?;
             for reason in reasons {
                 let _ = counter.with_label_values(&[*reason]);
             }
@@ -205,17 +191,17 @@ impl Metrics {
             &close_causes,
         )?;
         let name = "berth_connects_refused_total";
-        let connects_refused_total = IntCounterVec::new(
-            Opts::new(
-                name,
-                "CONNECTs answered with a refusing CONNACK, by MQTT 5 reason code (3.1.1 clients hear the nearest return code): 0x85 client id not valid, 0x86/0x87 authentication, 0x88 no consensus, 0x9C draining, 0x9F too many failures, ...",
+        let connects_refused_total = register(
+            &registry,
+            name,
+            IntCounterVec::new(
+                Opts::new(
+                    name,
+                    "CONNECTs answered with a refusing CONNACK, by MQTT 5 reason code (3.1.1 clients hear the nearest return code): 0x85 client id not valid, 0x86/0x87 authentication, 0x88 no consensus, 0x9C draining, 0x9F too many failures, ...",
+                ),
+                &["code"],
             ),
-            &["code"],
-        )
-        .map_err(|source| MetricsError::Register { name, source })?;
-        registry
-            .register(Box::new(connects_refused_total.clone()))
-            .map_err(|source| MetricsError::Register { name, source })?;
+        )?;
         // The refusals Berth sends, at 0 from the start (a query never meets a missing series).
         for code in [
             0x80u8, 0x81, 0x82, 0x84, 0x85, 0x86, 0x87, 0x88, 0x8C, 0x95, 0x9C, 0x9F,
@@ -242,14 +228,14 @@ impl Metrics {
         )?;
         let raft = cluster::RaftGauges::register(&registry)?;
         #[cfg(target_os = "linux")]
-        {
-            let name = "process_collector";
-            registry
-                .register(Box::new(
-                    prometheus::process_collector::ProcessCollector::for_self(),
-                ))
-                .map_err(|source| MetricsError::Register { name, source })?;
-        }
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .map_err(|source| MetricsError::Register {
+                name: "process_collector",
+                source,
+            })?;
 
         Ok(Metrics {
             registry,
@@ -466,6 +452,38 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Registers `made`, a new metric (or collector) named `name`, in `registry`.
+pub(crate) fn register<M>(
+    registry: &Registry,
+    name: &'static str,
+    made: prometheus::Result<M>,
+) -> Result<M, MetricsError>
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = made.map_err(|source| MetricsError::Register { name, source })?;
+    registry
+        .register(Box::new(metric.clone()))
+        .map_err(|source| MetricsError::Register { name, source })?;
+    Ok(metric)
+}
+
+pub(crate) fn gauge(
+    registry: &Registry,
+    name: &'static str,
+    help: &str,
+) -> Result<IntGauge, MetricsError> {
+    register(registry, name, IntGauge::with_opts(Opts::new(name, help)))
+}
+
+pub(crate) fn counter(
+    registry: &Registry,
+    name: &'static str,
+    help: &str,
+) -> Result<IntCounter, MetricsError> {
+    register(registry, name, IntCounter::with_opts(Opts::new(name, help)))
 }
 
 fn set(gauge: &IntGauge, value: u64) {

@@ -19,26 +19,19 @@ pub(crate) struct RaftGauges {
 
 impl RaftGauges {
     pub(crate) fn register(registry: &Registry) -> Result<RaftGauges, MetricsError> {
-        let gauge = |name: &'static str, help: &str| -> Result<IntGauge, MetricsError> {
-            let gauge = IntGauge::with_opts(Opts::new(name, help))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            registry
-                .register(Box::new(gauge.clone()))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            Ok(gauge)
-        };
+        let gauge = |name, help| super::gauge(registry, name, help);
         let name = "berth_raft_follower_lag_entries";
-        let follower_lag = IntGaugeVec::new(
-            Opts::new(
-                name,
-                "On the leader: how many log entries each follower is behind the leader's last one.",
+        let follower_lag = super::register(
+            registry,
+            name,
+            IntGaugeVec::new(
+                Opts::new(
+                    name,
+                    "On the leader: how many log entries each follower is behind the leader's last one.",
+                ),
+                &["follower"],
             ),
-            &["follower"],
-        )
-        .map_err(|source| MetricsError::Register { name, source })?;
-        registry
-            .register(Box::new(follower_lag.clone()))
-            .map_err(|source| MetricsError::Register { name, source })?;
+        )?;
         Ok(RaftGauges {
             is_leader: gauge("berth_raft_leader", "1 while this node is the Raft leader.")?,
             has_leader: gauge(

@@ -50,27 +50,16 @@ pub(crate) struct Latency {
 impl Latency {
     pub(crate) fn register(registry: &Registry) -> Result<Latency, MetricsError> {
         let histogram = |name: &'static str, help: &str| -> Result<Histogram, MetricsError> {
-            let histogram =
-                Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))
-                    .map_err(|source| MetricsError::Register { name, source })?;
-            registry
-                .register(Box::new(histogram.clone()))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            Ok(histogram)
+            let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+            super::register(registry, name, Histogram::with_opts(opts))
         };
         let name = "berth_connect_duration_seconds";
-        let connect = HistogramVec::new(
-            HistogramOpts::new(
-                name,
-                "From a CONNECT read off the socket to its CONNACK handed to the connection, by outcome: new (Session Present 0), resumed (a session held here), taken_over (a session pulled from another node), refused. Includes the cluster's claim.",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["outcome"],
+        let opts = HistogramOpts::new(
+            name,
+            "From a CONNECT read off the socket to its CONNACK handed to the connection, by outcome: new (Session Present 0), resumed (a session held here), taken_over (a session pulled from another node), refused. Includes the cluster's claim.",
         )
-        .map_err(|source| MetricsError::Register { name, source })?;
-        registry
-            .register(Box::new(connect.clone()))
-            .map_err(|source| MetricsError::Register { name, source })?;
+        .buckets(BUCKETS.to_vec());
+        let connect = super::register(registry, name, HistogramVec::new(opts, &["outcome"]))?;
         for outcome in ConnectOutcome::ALL {
             let _ = connect.with_label_values(&[outcome.label()]);
         }

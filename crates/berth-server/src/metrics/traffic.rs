@@ -54,24 +54,17 @@ pub(crate) struct Traffic {
 impl Traffic {
     pub(crate) fn register(registry: &Registry) -> Result<Traffic, MetricsError> {
         let by_type = |name: &'static str, help: &str| -> Result<IntCounterVec, MetricsError> {
-            let counter = IntCounterVec::new(Opts::new(name, help), &["type"])
-                .map_err(|source| MetricsError::Register { name, source })?;
-            registry
-                .register(Box::new(counter.clone()))
-                .map_err(|source| MetricsError::Register { name, source })?;
+            let counter = super::register(
+                registry,
+                name,
+                IntCounterVec::new(Opts::new(name, help), &["type"]),
+            )?;
             for label in &TYPE_LABELS[1..] {
                 let _ = counter.with_label_values(&[*label]);
             }
             Ok(counter)
         };
-        let counter = |name: &'static str, help: &str| -> Result<IntCounter, MetricsError> {
-            let counter = IntCounter::with_opts(Opts::new(name, help))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            registry
-                .register(Box::new(counter.clone()))
-                .map_err(|source| MetricsError::Register { name, source })?;
-            Ok(counter)
-        };
+        let counter = |name, help| super::counter(registry, name, help);
         Ok(Traffic {
             packets_received: by_type(
                 "berth_packets_received_total",
