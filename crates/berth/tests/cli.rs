@@ -121,19 +121,13 @@ fn starts_creates_its_data_dir_and_stops_on_sigterm() {
     }
 }
 
-#[test]
-fn json_logs_are_one_object_per_line_with_the_event_fields_at_the_top() {
+/// Starts `berth` with `args` (and a temporary data dir) and returns its log lines up to and
+/// including the one saying it is starting; then kills it.
+fn startup_lines(args: &[&str]) -> Vec<String> {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let mut child = berth()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
+        .args(args)
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
@@ -149,24 +143,47 @@ fn json_logs_are_one_object_per_line_with_the_event_fields_at_the_top() {
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut lines = Vec::new();
-    let starting = loop {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = rx.recv_timeout(left) else {
             child.kill().unwrap();
             panic!("no start-up line within 20 s; lines: {lines:?}");
         };
-        let value: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"));
+        let starting = line.contains(" starting");
         lines.push(line);
-        if value["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("berth ") && m.ends_with(" starting"))
-        {
-            break value;
+        if starting {
+            break;
         }
-    };
+    }
     child.kill().unwrap();
     let _ = child.wait();
+    lines
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_event_fields_at_the_top() {
+    let lines = startup_lines(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("not a JSON object ({error}): {line}"))
+        })
+        .collect();
+    let starting = objects.last().unwrap();
+    assert!(
+        starting["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("berth ") && m.ends_with(" starting")),
+        "{starting}"
+    );
     assert_eq!(starting["level"], "INFO", "{starting}");
     assert!(starting["timestamp"].is_string(), "{starting}");
     assert!(
@@ -176,4 +193,20 @@ fn json_logs_are_one_object_per_line_with_the_event_fields_at_the_top() {
         "the event's fields are at the top level: {starting}"
     );
     assert_eq!(starting["node_id"], 1, "{starting}");
+}
+
+#[test]
+fn anonymous_clients_on_a_listener_other_hosts_reach_are_warned_about_at_start() {
+    const WARNING: &str = "anonymous clients are allowed";
+    let open = startup_lines(&["--listen", "0.0.0.0:0", "--http", "127.0.0.1:0"]);
+    assert!(
+        open.iter()
+            .any(|line| line.contains(WARNING) && line.contains("WARN")),
+        "{open:?}"
+    );
+    let loopback = startup_lines(&["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    assert!(
+        !loopback.iter().any(|line| line.contains(WARNING)),
+        "{loopback:?}"
+    );
 }
