@@ -45,9 +45,9 @@ pub struct Common {
     #[arg(long = "version", value_name = "311|5", default_value = "311", value_parser = parse_version, global = true)]
     pub mqtt_version: ProtocolVersion,
 
-    /// QoS of publishes and subscriptions, 0 or 1. [default: 0; latency, offline-queue and
-    /// sessions: 1]
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1), global = true)]
+    /// QoS of publishes and subscriptions, 0, 1 or 2. [default: 0; latency, offline-queue,
+    /// sessions and reconnect-storm: 1]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2), global = true)]
     pub qos: Option<u8>,
 
     /// Payload bytes per message; at least 20 (the stamp).
@@ -68,8 +68,8 @@ pub struct Common {
     #[arg(long, global = true)]
     pub rate: Option<f64>,
 
-    /// QoS 1 messages in flight per publisher (each PUBACK lets one more go); also capped by the
-    /// broker's Receive Maximum.
+    /// QoS 1 and 2 messages in flight per publisher (each PUBACK, or PUBCOMP, lets one more go);
+    /// also capped by the broker's Receive Maximum.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65535), global = true)]
     pub window: u32,
 
@@ -119,6 +119,10 @@ pub enum Command {
     FanIn {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
         publishers: u32,
+        /// The subscriber has a persistent session (Clean Session 0; MQTT 5: a long Session
+        /// Expiry), so a broker that stores sessions durably does so for every message.
+        #[arg(long)]
+        persistent_subscriber: bool,
     },
     /// One publisher to S subscribers of its topic.
     FanOut {
@@ -193,7 +197,27 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         verify: u32,
     },
-    /// Renders bench/compare's Markdown table (medians, ratios, targets) from JSON result lines.
+    /// N persistent sessions, each subscribed to its own topic and offline with M queued QoS 1
+    /// messages, all reconnecting at once: time until every CONNACK (Session Present = 1) and
+    /// until every backlog is delivered, lost and duplicated exactly.
+    ReconnectStorm {
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+        sessions: u32,
+        /// Queued messages per session.
+        #[arg(long, default_value_t = 10)]
+        per_session: u32,
+        /// Sessions being created at once, before the storm.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: u32,
+        /// CONNECTs awaiting their CONNACK at once during the storm.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+        storm_concurrency: u32,
+        /// Publishers that fill the queues.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        publishers: u32,
+    },
+    /// Renders bench/compare's Markdown table (medians, ratios to the best peer, targets) from
+    /// JSON result lines.
     Table {
         /// Files of JSON lines written by --json runs.
         #[arg(required = true)]
@@ -201,9 +225,10 @@ pub enum Command {
         /// Label of the broker under test.
         #[arg(long, default_value = "berth")]
         subject: String,
-        /// Label of the broker compared against.
-        #[arg(long, default_value = "mosquitto")]
-        baseline: String,
+        /// Labels of the brokers compared against, in column order, e.g. mosquitto,rumqttd.
+        /// [default: every other label in the files, sorted]
+        #[arg(long, value_delimiter = ',')]
+        peers: Vec<String>,
     },
     /// Prints a TCP port that is free on 127.0.0.1 right now.
     FreePort,
@@ -220,6 +245,7 @@ impl Command {
             Command::Takeover { .. } => "takeover",
             Command::Conns { .. } => "conns",
             Command::Sessions { .. } => "sessions",
+            Command::ReconnectStorm { .. } => "reconnect-storm",
             Command::Table { .. } => "table",
             Command::FreePort => "free-port",
         }
@@ -274,7 +300,8 @@ impl Settings {
         let qos = match common.qos {
             None => default_qos,
             Some(0) => QoS::AtMostOnce,
-            Some(_) => QoS::AtLeastOnce,
+            Some(1) => QoS::AtLeastOnce,
+            Some(_) => QoS::ExactlyOnce,
         };
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -390,12 +417,89 @@ mod tests {
             "--json",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Command::FanIn { publishers: 4 }));
+        assert!(matches!(
+            cli.command,
+            Command::FanIn {
+                publishers: 4,
+                persistent_subscriber: false
+            }
+        ));
         assert_eq!(cli.common.qos, Some(1));
         assert_eq!(cli.common.mqtt_version, ProtocolVersion::V5);
         assert!(cli.common.json);
-        assert!(Cli::try_parse_from(["berth-bench", "pairs", "--qos", "2"]).is_err());
+        assert!(Cli::try_parse_from(["berth-bench", "pairs", "--qos", "3"]).is_err());
         assert!(Cli::try_parse_from(["berth-bench", "fan-in", "--publishers", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_new_cases_of_bench_compare_parse() {
+        let cli = Cli::try_parse_from([
+            "berth-bench",
+            "fan-in",
+            "--publishers",
+            "8",
+            "--qos",
+            "1",
+            "--persistent-subscriber",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::FanIn {
+                publishers: 8,
+                persistent_subscriber: true
+            }
+        ));
+        let cli =
+            Cli::try_parse_from(["berth-bench", "pairs", "--pairs", "16", "--qos", "2"]).unwrap();
+        assert!(matches!(cli.command, Command::Pairs { pairs: 16 }));
+        assert_eq!(cli.common.qos, Some(2));
+        let cli = Cli::try_parse_from([
+            "berth-bench",
+            "reconnect-storm",
+            "--sessions",
+            "2000",
+            "--per-session",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(cli.command.name(), "reconnect-storm");
+        assert!(matches!(
+            cli.command,
+            Command::ReconnectStorm {
+                sessions: 2000,
+                per_session: 10,
+                concurrency: 64,
+                storm_concurrency: 1024,
+                publishers: 4,
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["berth-bench", "reconnect-storm", "--sessions", "0"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["berth-bench", "reconnect-storm", "--storm-concurrency", "0"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn table_peers_are_a_comma_list_or_every_other_label() {
+        let cli = Cli::try_parse_from([
+            "berth-bench",
+            "table",
+            "results.jsonl",
+            "--peers",
+            "mosquitto,rumqttd",
+        ])
+        .unwrap();
+        let Command::Table { subject, peers, .. } = cli.command else {
+            panic!("not the table command");
+        };
+        assert_eq!(subject, "berth");
+        assert_eq!(peers, ["mosquitto", "rumqttd"]);
+        let cli = Cli::try_parse_from(["berth-bench", "table", "results.jsonl"]).unwrap();
+        assert!(matches!(cli.command, Command::Table { peers, .. } if peers.is_empty()));
     }
 
     #[tokio::test]
@@ -411,5 +515,8 @@ mod tests {
         let s = Settings::new(&cli.common, QoS::AtLeastOnce).await.unwrap();
         assert_eq!(s.qos, QoS::AtLeastOnce);
         assert_eq!(s.duration_or_default(), Some(Duration::from_secs(10)));
+        let cli = Cli::try_parse_from(["berth-bench", "pairs", "--qos", "2"]).unwrap();
+        let s = Settings::new(&cli.common, QoS::AtMostOnce).await.unwrap();
+        assert_eq!((s.qos, s.qos_number()), (QoS::ExactlyOnce, 2));
     }
 }

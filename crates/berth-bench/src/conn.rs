@@ -118,7 +118,7 @@ impl Conn {
         }
     }
 
-    /// Subscribes to `filters` at `qos` and checks that every one was granted.
+    /// Subscribes to `filters` at `qos` and checks that every one was granted at that QoS.
     pub async fn subscribe(
         &mut self,
         filters: &[TopicFilter],
@@ -145,6 +145,15 @@ impl Conn {
             Packet::SubAck(ack) if ack.packet_id == packet_id => {
                 if let Some(code) = ack.reason_codes.iter().find(|code| code.is_error()) {
                     bail!("subscription refused: {code:?}");
+                }
+                // A broker may grant less than asked; the run would then measure another flow
+                // (e.g. QoS 1 in a QoS 2 case) under the QoS it claims.
+                if let Some(code) = ack.reason_codes.iter().find(|c| c.code() < qos.as_u8()) {
+                    bail!(
+                        "subscription granted at QoS {}, not the QoS {} asked for",
+                        code.code(),
+                        qos.as_u8()
+                    );
                 }
                 if ack.reason_codes.len() != filters.len() {
                     bail!(

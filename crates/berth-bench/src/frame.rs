@@ -7,7 +7,8 @@
 
 use anyhow::{Context, bail};
 use berth_codec::{
-    Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties, QoS, TopicName, encode,
+    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, PublishProperties,
+    QoS, TopicName, encode,
 };
 use bytes::{Bytes, BytesMut};
 
@@ -81,10 +82,26 @@ impl PublishTemplate {
     }
 }
 
-/// Appends a PUBACK (Success, no properties: 4 bytes in every version).
-pub fn append_puback(out: &mut BytesMut, id: PacketId, version: ProtocolVersion) {
-    // A PUBACK without properties always encodes; the result only reports the length.
-    let _ = encode(&Packet::PubAck(PubAck::new(id)), version, out);
+/// The acknowledgements of the QoS 1 flow (PUBACK) and the QoS 2 flow (PUBREC, PUBREL,
+/// PUBCOMP), named as the packets are spelled in the specification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    Puback,
+    Pubrec,
+    Pubrel,
+    Pubcomp,
+}
+
+/// Appends an acknowledgement (Success, no properties: 4 bytes in every version).
+pub fn append_ack(out: &mut BytesMut, ack: Ack, id: PacketId, version: ProtocolVersion) {
+    let packet = match ack {
+        Ack::Puback => Packet::PubAck(PubAck::new(id)),
+        Ack::Pubrec => Packet::PubRec(PubRec::new(id)),
+        Ack::Pubrel => Packet::PubRel(PubRel::new(id)),
+        Ack::Pubcomp => Packet::PubComp(PubComp::new(id)),
+    };
+    // An acknowledgement without properties always encodes; the result only reports the length.
+    let _ = encode(&packet, version, out);
 }
 
 #[cfg(test)]
@@ -188,13 +205,29 @@ mod tests {
     }
 
     #[test]
-    fn puback_is_four_bytes_and_decodes() {
+    fn acks_are_four_bytes_and_decode() {
+        let id = PacketId::new(0x1234).unwrap();
         for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
-            let mut out = BytesMut::new();
-            append_puback(&mut out, PacketId::new(0x1234).unwrap(), version);
-            assert_eq!(&out[..], &[0x40, 0x02, 0x12, 0x34]);
-            let packets = decode_all(&mut out, version);
-            assert!(matches!(&packets[..], [Packet::PubAck(a)] if a.packet_id.get() == 0x1234));
+            // PUBREL's fixed header carries the flags 0b0010 ([MQTT-3.6.1-1]).
+            for (ack, first) in [
+                (Ack::Puback, 0x40u8),
+                (Ack::Pubrec, 0x50),
+                (Ack::Pubrel, 0x62),
+                (Ack::Pubcomp, 0x70),
+            ] {
+                let mut out = BytesMut::new();
+                append_ack(&mut out, ack, id, version);
+                assert_eq!(&out[..], &[first, 0x02, 0x12, 0x34], "{ack:?}");
+                let packets = decode_all(&mut out, version);
+                let decoded_id = match &packets[..] {
+                    [Packet::PubAck(a)] if ack == Ack::Puback => a.packet_id,
+                    [Packet::PubRec(a)] if ack == Ack::Pubrec => a.packet_id,
+                    [Packet::PubRel(a)] if ack == Ack::Pubrel => a.packet_id,
+                    [Packet::PubComp(a)] if ack == Ack::Pubcomp => a.packet_id,
+                    other => panic!("{ack:?} decoded as {other:?}"),
+                };
+                assert_eq!(decoded_id, id);
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ use crate::cli::{Cli, Command, Settings};
 use crate::report::Report;
 use crate::scenario::conns::ConnsPlan;
 use crate::scenario::sessions::SessionsPlan;
+use crate::scenario::storm::StormPlan;
 use crate::scenario::traffic::Shape;
 
 fn main() -> ExitCode {
@@ -48,8 +49,8 @@ fn main() -> ExitCode {
         Command::Table {
             files,
             subject,
-            baseline,
-        } => match table::render_files(files, subject, baseline) {
+            peers,
+        } => match table::render_files(files, subject, peers) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -128,13 +129,21 @@ async fn scenario(cli: &Cli) -> anyhow::Result<Report> {
         Command::Latency { .. }
         | Command::OfflineQueue { .. }
         | Command::Sessions { .. }
+        | Command::ReconnectStorm { .. }
         | Command::Takeover { .. } => QoS::AtLeastOnce,
         _ => QoS::AtMostOnce,
     };
     let s = Settings::new(common, default_qos).await?;
     let report = match cli.command.clone() {
-        Command::FanIn { publishers } => {
-            scenario::traffic::scenario(&s, Shape::FanIn { publishers }).await
+        Command::FanIn {
+            publishers,
+            persistent_subscriber,
+        } => {
+            let shape = Shape::FanIn {
+                publishers,
+                persistent: persistent_subscriber,
+            };
+            scenario::traffic::scenario(&s, shape).await
         }
         Command::FanOut { subscribers } => {
             scenario::traffic::scenario(&s, Shape::FanOut { subscribers }).await
@@ -183,6 +192,22 @@ async fn scenario(cli: &Cli) -> anyhow::Result<Report> {
                 verify,
             };
             scenario::sessions::scenario(&s, plan).await
+        }
+        Command::ReconnectStorm {
+            sessions,
+            per_session,
+            concurrency,
+            storm_concurrency,
+            publishers,
+        } => {
+            let plan = StormPlan {
+                sessions,
+                per_session,
+                concurrency,
+                storm_concurrency,
+                publishers,
+            };
+            scenario::storm::scenario(&s, plan).await
         }
         Command::Table { .. } | Command::FreePort => unreachable_command(),
     };

@@ -7,6 +7,9 @@
 //!  └── otherwise wait for the first of: PUBACKs (read, decode in place, free ids),
 //!      the next send the rate allows, the deadline; no PUBACK for `ack_timeout`: error
 //! ```
+//!
+//! QoS 2: each PUBREC is answered with a PUBREL (those of one read in one write), and the id is
+//! freed by the PUBCOMP, so the window counts a message until its flow is complete.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +22,7 @@ use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::board::Board;
 use crate::conn::Conn;
-use crate::frame::PublishTemplate;
+use crate::frame::{Ack, PublishTemplate, append_ack};
 use crate::latency::Latency;
 use crate::payload::{Clock, Stamp};
 use crate::window::InFlight;
@@ -188,7 +191,8 @@ impl Source for TopicsSource {
 #[derive(Debug, Clone)]
 pub struct PublisherPlan {
     pub qos: QoS,
-    /// QoS 1 messages awaiting PUBACK at most (also capped by the broker's Receive Maximum).
+    /// QoS 1 and 2 messages awaiting PUBACK (PUBCOMP) at most (also capped by the broker's
+    /// Receive Maximum).
     pub window: u32,
     /// Messages encoded into one write at most.
     pub batch: u32,
@@ -206,17 +210,18 @@ pub struct PublisherPlan {
 pub struct PublisherOutcome {
     pub sent: u64,
     pub acked: u64,
-    /// PUBACKs with an error reason code (MQTT 5).
+    /// PUBACKs (PUBRECs) with an error reason code (MQTT 5).
     pub refused: u64,
-    /// PUBACKs for identifiers not in flight.
+    /// PUBACKs, PUBRECs or PUBCOMPs for identifiers not in flight.
     pub unexpected_acks: u64,
     /// Messages whose PUBACK never came (after an error).
     pub unacked: u64,
     /// When the last message was written.
     pub sending_ended: Instant,
-    /// When the last PUBACK arrived (QoS 1) or the last message was written (QoS 0).
+    /// When the last PUBACK (PUBCOMP) arrived (QoS 1 and 2) or the last message was written
+    /// (QoS 0).
     pub ended: Instant,
-    /// Send to PUBACK.
+    /// Send to PUBACK (QoS 2: to PUBCOMP).
     pub ack_latency: Latency,
     pub error: Option<String>,
 }
@@ -232,6 +237,7 @@ pub async fn run<S: Source>(
 ) -> PublisherOutcome {
     let mut state = Loop {
         inflight: InFlight::new(),
+        releases: BytesMut::new(),
         outcome: PublisherOutcome {
             sent: 0,
             acked: 0,
@@ -257,6 +263,8 @@ pub async fn run<S: Source>(
 
 struct Loop {
     inflight: InFlight,
+    /// PUBRELs answering the PUBRECs of one read (QoS 2), written together.
+    releases: BytesMut,
     outcome: PublisherOutcome,
 }
 
@@ -268,7 +276,8 @@ impl Loop {
         plan: &PublisherPlan,
         clock: Clock,
     ) -> anyhow::Result<()> {
-        let qos1 = plan.qos != QoS::AtMostOnce;
+        // QoS 1 and 2 messages hold a packet id until their flow completes.
+        let acknowledged = plan.qos != QoS::AtMostOnce;
         let window = plan.window.min(u32::from(conn.receive_maximum)).max(1);
         let batch = plan.batch.max(1);
         let mut out = BytesMut::with_capacity(64 * 1024);
@@ -282,7 +291,7 @@ impl Loop {
             }
             if sending {
                 let mut room = u64::from(batch);
-                if qos1 {
+                if acknowledged {
                     room = room.min(u64::from(window.saturating_sub(self.inflight.len())));
                 }
                 if let Some(rate) = plan.rate {
@@ -295,7 +304,7 @@ impl Loop {
                         if !source.has_next() {
                             break;
                         }
-                        let id = if qos1 {
+                        let id = if acknowledged {
                             match self.inflight.open(now_ns) {
                                 Some(id) => Some(id),
                                 None => break,
@@ -313,13 +322,13 @@ impl Loop {
                     out.clear();
                     self.outcome.sending_ended = Instant::now();
                 }
-                let window_open = !qos1 || self.inflight.len() < window;
+                let window_open = !acknowledged || self.inflight.len() < window;
                 if window_open && plan.rate.is_none() {
                     continue;
                 }
             }
             if !sending && self.inflight.is_empty() {
-                self.outcome.ended = if qos1 {
+                self.outcome.ended = if acknowledged {
                     self.outcome.ended.max(self.outcome.sending_ended)
                 } else {
                     self.outcome.sending_ended
@@ -328,7 +337,7 @@ impl Loop {
             }
             // Wake for the next send the rate allows (or the deadline) unless the window is full.
             let wake = match (sending, plan.rate) {
-                (true, Some(rate)) if !qos1 || self.inflight.len() < window => {
+                (true, Some(rate)) if !acknowledged || self.inflight.len() < window => {
                     let next = plan.start + Duration::from_secs_f64(source.sent() as f64 / rate);
                     Some(plan.deadline.map_or(next, |d| next.min(d)))
                 }
@@ -341,6 +350,7 @@ impl Loop {
                         bail!("the broker closed the connection");
                     }
                     self.take_acks(conn, clock)?;
+                    self.send_releases(conn, plan.ack_timeout).await?;
                 }
                 () = sleep_until(wake.unwrap_or(now).into()), if wake.is_some() => {}
                 () = sleep(plan.ack_timeout), if wake.is_none() => {
@@ -356,18 +366,23 @@ impl Loop {
             decode(&mut conn.rbuf, &conn.opts).context("decoding from the broker")?
         {
             match packet {
-                Packet::PubAck(ack) => match self.inflight.close(ack.packet_id) {
-                    Some(sent_ns) => {
-                        self.outcome.acked += 1;
-                        if ack.reason.is_error() {
-                            self.outcome.refused += 1;
-                        }
-                        self.outcome
-                            .ack_latency
-                            .record_ns(now_ns.saturating_sub(sent_ns));
+                Packet::PubAck(ack) => {
+                    self.complete(ack.packet_id, ack.reason.is_error(), now_ns);
+                }
+                // A PUBREC with an error code ends the QoS 2 exchange (MQTT 5): no PUBREL follows.
+                Packet::PubRec(rec) if rec.reason.is_error() => {
+                    self.complete(rec.packet_id, true, now_ns);
+                }
+                Packet::PubRec(rec) => {
+                    if self.inflight.contains(rec.packet_id) {
+                        append_ack(&mut self.releases, Ack::Pubrel, rec.packet_id, conn.version);
+                    } else {
+                        self.outcome.unexpected_acks += 1;
                     }
-                    None => self.outcome.unexpected_acks += 1,
-                },
+                }
+                Packet::PubComp(comp) => {
+                    self.complete(comp.packet_id, comp.reason.is_error(), now_ns);
+                }
                 Packet::PingResp => {}
                 Packet::Disconnect(d) => bail!("the broker disconnected: {:?}", d.reason),
                 other => bail!("unexpected {} from the broker", other.packet_type()),
@@ -378,6 +393,36 @@ impl Loop {
             conn.rbuf.reserve(16 * 1024);
         }
         Ok(())
+    }
+
+    /// Writes the PUBRELs that `take_acks` prepared.
+    async fn send_releases(&mut self, conn: &mut Conn, limit: Duration) -> anyhow::Result<()> {
+        if self.releases.is_empty() {
+            return Ok(());
+        }
+        timeout(limit, conn.stream.write_all(&self.releases))
+            .await
+            .map_err(|_| anyhow!("the broker took no PUBREL for {limit:?}"))?
+            .context("write PUBRELs")?;
+        self.releases.clear();
+        Ok(())
+    }
+
+    /// The last acknowledgement of a message's flow (PUBACK, PUBCOMP, or a refusing PUBREC):
+    /// its id is free again.
+    fn complete(&mut self, id: PacketId, refused: bool, now_ns: u64) {
+        match self.inflight.close(id) {
+            Some(sent_ns) => {
+                self.outcome.acked += 1;
+                if refused {
+                    self.outcome.refused += 1;
+                }
+                self.outcome
+                    .ack_latency
+                    .record_ns(now_ns.saturating_sub(sent_ns));
+            }
+            None => self.outcome.unexpected_acks += 1,
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The receiving loop: large reads, packets decoded in place from the read buffer, every message
-//! accounted in the ledger and the latency histogram, QoS 1 PUBACKs for a whole read sent in one
-//! write.
+//! accounted in the ledger and the latency histogram, the acknowledgements of a whole read (QoS 1
+//! PUBACK; QoS 2 PUBREC, and PUBCOMP for each PUBREL) sent in one write.
 //!
 //! It ends when every expected stream has posted its final count to the board and all of those
 //! messages arrived, or when nothing arrived for `drain_timeout` after that (messages lost).
@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use berth_codec::{Packet, decode};
+use berth_codec::{Packet, QoS, decode};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use crate::board::Board;
 use crate::conn::{Conn, HOT_READ_BUF};
-use crate::frame::append_puback;
+use crate::frame::{Ack, append_ack};
 use crate::latency::Latency;
 use crate::ledger::Ledger;
 use crate::payload::{Clock, Stamp};
@@ -126,8 +126,8 @@ impl Receiver {
         }
     }
 
-    /// Decodes every complete packet in the read buffer, then acknowledges the QoS 1 ones in
-    /// one write.
+    /// Decodes every complete packet in the read buffer, then acknowledges the QoS 1 and 2 ones
+    /// in one write.
     async fn take(&mut self, conn: &mut Conn, clock: Clock) -> anyhow::Result<()> {
         let now = Instant::now();
         let now_ns = clock.ns(now);
@@ -151,8 +151,18 @@ impl Receiver {
                         None => self.outcome.ledger.record_foreign(),
                     }
                     if let Some(id) = publish.packet_id {
-                        append_puback(&mut self.acks, id, conn.version);
+                        // QoS 2: PUBREC now, PUBCOMP when the broker's PUBREL comes. The
+                        // message is counted on arrival, so a second delivery shows as a duplicate.
+                        let ack = if publish.qos == QoS::ExactlyOnce {
+                            Ack::Pubrec
+                        } else {
+                            Ack::Puback
+                        };
+                        append_ack(&mut self.acks, ack, id, conn.version);
                     }
+                }
+                Packet::PubRel(rel) => {
+                    append_ack(&mut self.acks, Ack::Pubcomp, rel.packet_id, conn.version);
                 }
                 Packet::PingResp => {}
                 Packet::Disconnect(d) => bail!("the broker disconnected: {:?}", d.reason),

@@ -1,8 +1,16 @@
-//! The comparison table of `bench/compare`: medians of repeated runs per broker, the ratio
-//! subject ÷ baseline (Berth ÷ Mosquitto), and each target of issue 5 beside it.
+//! The comparison table of `bench/compare`: medians of repeated runs per broker, the ratio of the
+//! subject (Berth) to the best peer (Mosquitto, rumqttd), and each target of issue 14 beside it.
 //!
 //! Input: JSON lines, one [`Report`] per run (`berth-bench … --json --label NAME`). Runs that
 //! reported errors are listed and left out of the medians.
+//!
+//! "Best" only counts peers that lost nothing where the case promises delivery (every case but
+//! QoS 0): a broker that drops what it cannot keep up with has a rate that is not comparable. Such
+//! a peer keeps its figure in its column, marked "(lost N)" with N its worst run's losses.
+
+mod rows;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,151 +18,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use self::rows::{ROWS, Row, Target, Unit};
 use crate::report::{Report, micros, thousands};
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Unit {
-    /// Messages (or connections) per second.
-    PerSecond,
-    Micros,
-    Bytes,
-    /// A fraction shown as a percentage.
-    Fraction,
-    Count,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Target {
-    /// subject ÷ baseline ≥ x.
-    RatioAtLeast(f64),
-    /// subject ≤ x and subject < baseline.
-    AtMostAndBelowBaseline(f64),
-    /// subject ≤ x.
-    AtMost(f64),
-    /// subject ≥ x.
-    AtLeast(f64),
-    /// subject = 0 in every run.
-    Zero,
-    None,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Row {
-    case: &'static str,
-    metric: &'static str,
-    title: &'static str,
-    unit: Unit,
-    target: Target,
-}
-
-/// The rows of issue 5's target table, in its order, plus a few figures shown for reference.
-const ROWS: &[Row] = &[
-    Row {
-        case: "fan-in-qos0",
-        metric: "recv_msg_s",
-        title: "fan-in QoS 0, msg/s",
-        unit: Unit::PerSecond,
-        target: Target::RatioAtLeast(2.5),
-    },
-    Row {
-        case: "fan-in-qos1",
-        metric: "recv_msg_s",
-        title: "fan-in QoS 1, msg/s",
-        unit: Unit::PerSecond,
-        target: Target::RatioAtLeast(5.0),
-    },
-    Row {
-        case: "fan-out-qos1",
-        metric: "recv_msg_s",
-        title: "fan-out QoS 1, deliveries/s",
-        unit: Unit::PerSecond,
-        target: Target::RatioAtLeast(7.0),
-    },
-    Row {
-        case: "pairs-qos1",
-        metric: "recv_msg_s",
-        title: "pairs QoS 1, msg/s",
-        unit: Unit::PerSecond,
-        target: Target::RatioAtLeast(5.0),
-    },
-    Row {
-        case: "latency-qos1",
-        metric: "p99_us",
-        title: "QoS 1 latency p99",
-        unit: Unit::Micros,
-        target: Target::AtMostAndBelowBaseline(1000.0),
-    },
-    Row {
-        case: "latency-qos1",
-        metric: "p50_us",
-        title: "QoS 1 latency p50",
-        unit: Unit::Micros,
-        target: Target::None,
-    },
-    Row {
-        case: "latency-qos1",
-        metric: "max_us",
-        title: "QoS 1 latency max",
-        unit: Unit::Micros,
-        target: Target::None,
-    },
-    Row {
-        case: "offline-queue",
-        metric: "drain_msg_s",
-        title: "offline-queue drain, msg/s",
-        unit: Unit::PerSecond,
-        target: Target::RatioAtLeast(1.0),
-    },
-    Row {
-        case: "offline-queue",
-        metric: "offline_pub_ratio",
-        title: "offline-queue publish rate, offline ÷ online",
-        unit: Unit::Fraction,
-        target: Target::AtLeast(0.5),
-    },
-    Row {
-        case: "offline-queue",
-        metric: "offline_pub_msg_s",
-        title: "offline-queue publish into offline session, msg/s",
-        unit: Unit::PerSecond,
-        target: Target::None,
-    },
-    Row {
-        case: "offline-queue",
-        metric: "lost",
-        title: "offline-queue lost (worst run)",
-        unit: Unit::Count,
-        target: Target::Zero,
-    },
-    Row {
-        case: "conns",
-        metric: "rss_per_conn_b",
-        title: "idle connections, broker RSS per connection",
-        unit: Unit::Bytes,
-        target: Target::AtMost(2048.0),
-    },
-    Row {
-        case: "conns",
-        metric: "connect_per_s",
-        title: "idle connections, connects/s",
-        unit: Unit::PerSecond,
-        target: Target::None,
-    },
-    Row {
-        case: "sessions",
-        metric: "rss_per_session_b",
-        title: "offline sessions, broker RSS per session",
-        unit: Unit::Bytes,
-        target: Target::AtMost(200.0),
-    },
-    Row {
-        case: "sessions",
-        metric: "rss_per_empty_session_b",
-        title: "offline sessions, RSS per session before queueing",
-        unit: Unit::Bytes,
-        target: Target::None,
-    },
-];
 
 /// Runs of one case on one broker.
 #[derive(Debug, Default)]
@@ -163,8 +28,23 @@ struct Runs {
     failed: Vec<Report>,
 }
 
-/// Reads the result files and renders the Markdown.
-pub fn render_files(files: &[PathBuf], subject: &str, baseline: &str) -> anyhow::Result<String> {
+/// One broker's figure in one row.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Cell {
+    /// The median over its runs (the worst run for [`Target::Zero`] rows).
+    value: Option<f64>,
+    /// Messages lost in its worst run, when the case must lose none and some were.
+    lost: Option<f64>,
+}
+
+impl Cell {
+    fn lossless(&self) -> bool {
+        self.lost.is_none()
+    }
+}
+
+/// Reads the result files and renders the Markdown. `peers` empty: every other broker in them.
+pub fn render_files(files: &[PathBuf], subject: &str, peers: &[String]) -> anyhow::Result<String> {
     let mut reports = Vec::new();
     let mut unreadable = 0;
     for file in files {
@@ -177,14 +57,19 @@ pub fn render_files(files: &[PathBuf], subject: &str, baseline: &str) -> anyhow:
             }
         }
     }
-    let mut out = render(&reports, subject, baseline);
+    let mut out = render(&reports, subject, peers);
     if unreadable > 0 {
         let _ = writeln!(out, "\n{unreadable} result line(s) could not be read.");
     }
     Ok(out)
 }
 
-pub fn render(reports: &[Report], subject: &str, baseline: &str) -> String {
+pub fn render(reports: &[Report], subject: &str, peers: &[String]) -> String {
+    let peers = if peers.is_empty() {
+        other_labels(reports, subject)
+    } else {
+        peers.to_vec()
+    };
     let mut groups: BTreeMap<(String, String), Runs> = BTreeMap::new();
     let mut case_order: Vec<String> = Vec::new();
     for report in reports {
@@ -206,6 +91,28 @@ pub fn render(reports: &[Report], subject: &str, baseline: &str) -> String {
             .get(&(case.to_owned(), broker.to_owned()))
             .unwrap_or(&empty)
     };
+    let brokers: Vec<&str> = std::iter::once(subject)
+        .chain(peers.iter().map(String::as_str))
+        .collect();
+    // The run's shape, from the first broker that has a good run of the case.
+    let params_of = |case: &str| {
+        brokers
+            .iter()
+            .find_map(|&broker| runs_of(case, broker).ok.first())
+            .map(|r| r.params.clone())
+            .unwrap_or_default()
+    };
+    let cells = |case: &str, metric: &str, target: Target| {
+        let subject_cell = cell(runs_of(case, subject), case, metric, target);
+        let peer_cells: Vec<(&str, Cell)> = peers
+            .iter()
+            .map(|peer| {
+                let peer = peer.as_str();
+                (peer, cell(runs_of(case, peer), case, metric, target))
+            })
+            .collect();
+        (subject_cell, peer_cells)
+    };
 
     // Known rows for the cases present, then a throughput row for any other case.
     let rows: Vec<Row> = ROWS
@@ -213,56 +120,55 @@ pub fn render(reports: &[Report], subject: &str, baseline: &str) -> String {
         .copied()
         .filter(|row| case_order.iter().any(|c| c == row.case))
         .collect();
-    let extra_titles: Vec<String> = case_order
+    let extra_cases: Vec<&String> = case_order
         .iter()
         .filter(|c| !ROWS.iter().any(|r| r.case == c.as_str()))
-        .cloned()
         .collect();
 
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| scenario | {subject} | {baseline} | {subject} ÷ {baseline} | target | met |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---|:---:|");
+    out.push_str("| scenario |");
+    for &broker in &brokers {
+        let _ = write!(out, " {} |", display(broker));
+    }
+    let _ = writeln!(out, " {} ÷ best peer | target | met? |", display(subject));
+    let _ = writeln!(out, "|---|{}---:|---|:---:|", "---:|".repeat(brokers.len()));
     let mut previous_case = "";
     for row in rows {
-        let (s_runs, b_runs) = (runs_of(row.case, subject), runs_of(row.case, baseline));
         // The run's shape once per case, on its first row.
         let params = if row.case == previous_case {
             String::new()
         } else {
-            s_runs
-                .ok
-                .first()
-                .or(b_runs.ok.first())
-                .map(|r| r.params.clone())
-                .unwrap_or_default()
+            params_of(row.case)
         };
         previous_case = row.case;
-        let s = aggregate(&s_runs.ok, row.metric, row.target);
-        let b = aggregate(&b_runs.ok, row.metric, row.target);
+        let (subject_cell, peer_cells) = cells(row.case, row.metric, row.target);
         let _ = writeln!(
             out,
             "{}",
-            line(row.title, row.unit, row.target, &params, s, b)
+            line(
+                row.title,
+                row.unit,
+                row.target,
+                &params,
+                subject_cell,
+                &peer_cells
+            )
         );
     }
-    for case in &extra_titles {
-        let (s_runs, b_runs) = (runs_of(case, subject), runs_of(case, baseline));
-        let params = s_runs
-            .ok
-            .first()
-            .or(b_runs.ok.first())
-            .map(|r| r.params.clone())
-            .unwrap_or_default();
-        let s = aggregate(&s_runs.ok, "recv_msg_s", Target::None);
-        let b = aggregate(&b_runs.ok, "recv_msg_s", Target::None);
+    for case in extra_cases {
+        let (subject_cell, peer_cells) = cells(case, "recv_msg_s", Target::None);
         let title = format!("{case}, msg/s received");
         let _ = writeln!(
             out,
             "{}",
-            line(&title, Unit::PerSecond, Target::None, &params, s, b)
+            line(
+                &title,
+                Unit::PerSecond,
+                Target::None,
+                &params_of(case),
+                subject_cell,
+                &peer_cells
+            )
         );
     }
 
@@ -277,7 +183,7 @@ pub fn render(reports: &[Report], subject: &str, baseline: &str) -> String {
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut failures = Vec::new();
     for case in &case_order {
-        for broker in [subject, baseline] {
+        for &broker in &brokers {
             let runs = runs_of(case, broker);
             let all = runs.ok.len() + runs.failed.len();
             if all == 0 {
@@ -330,6 +236,48 @@ pub fn render(reports: &[Report], subject: &str, baseline: &str) -> String {
     out
 }
 
+/// Every broker in the reports but the subject, sorted: the peers when none are named.
+fn other_labels(reports: &[Report], subject: &str) -> Vec<String> {
+    let mut labels: Vec<String> = reports
+        .iter()
+        .filter(|r| r.broker != subject)
+        .map(|r| r.broker.clone())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    labels
+}
+
+/// A broker's name in headings: its label, capitalised for the two that are proper names.
+fn display(label: &str) -> &str {
+    match label {
+        "berth" => "Berth",
+        "mosquitto" => "Mosquitto",
+        other => other,
+    }
+}
+
+/// Whether the case promises delivery, so that a loss disqualifies: every case but QoS 0, where
+/// a broker may drop.
+fn must_not_lose(case: &str) -> bool {
+    !case.ends_with("qos0")
+}
+
+/// One broker's figure for a row, with its worst run's losses when they disqualify it.
+fn cell(runs: &Runs, case: &str, metric: &str, target: Target) -> Cell {
+    let worst_lost = runs
+        .ok
+        .iter()
+        .filter_map(|r| r.metrics.get("lost").copied())
+        .reduce(f64::max);
+    // On the row of the losses themselves, the value already says it.
+    let lost = worst_lost.filter(|&lost| lost > 0.0 && must_not_lose(case) && metric != "lost");
+    Cell {
+        value: aggregate(&runs.ok, metric, target),
+        lost,
+    }
+}
+
 /// The median over runs; the worst (largest) value for [`Target::Zero`] rows.
 fn aggregate(runs: &[Report], metric: &str, target: Target) -> Option<f64> {
     let values: Vec<f64> = runs
@@ -356,234 +304,127 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// The best figure among the peers that lost nothing, and whose it is: the highest for rates,
+/// the lowest for latency, times and memory.
+fn best_peer<'a>(peers: &[(&'a str, Cell)], unit: Unit) -> Option<(&'a str, f64)> {
+    let higher = unit.higher_is_better();
+    peers
+        .iter()
+        .filter(|(_, cell)| cell.lossless())
+        .filter_map(|&(name, cell)| cell.value.map(|v| (name, v)))
+        .reduce(|best, next| {
+            let better = if higher {
+                next.1 > best.1
+            } else {
+                next.1 < best.1
+            };
+            if better { next } else { best }
+        })
+}
+
+fn ratio(subject: Option<f64>, other: Option<f64>) -> Option<f64> {
+    match (subject, other) {
+        (Some(s), Some(o)) if o != 0.0 => Some(s / o),
+        _ => None,
+    }
+}
+
 fn line(
     title: &str,
     unit: Unit,
     target: Target,
     params: &str,
-    subject: Option<f64>,
-    baseline: Option<f64>,
+    subject: Cell,
+    peers: &[(&str, Cell)],
 ) -> String {
-    let show = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format_value(unit, v));
-    let ratio = match (subject, baseline) {
-        (Some(s), Some(b)) if b != 0.0 => Some(s / b),
-        _ => None,
+    let best = best_peer(peers, unit);
+    let ratio_text = match (ratio(subject.value, best.map(|(_, b)| b)), best) {
+        (Some(r), Some((name, _))) => format!("{r:.2}× {}", display(name)),
+        _ => "–".to_owned(),
     };
-    let ratio_text = ratio.map_or("–".to_owned(), |r| format!("{r:.2}×"));
-    let (target, met) = judge(target, subject, baseline, ratio);
+    let (target_text, met) = judge(target, unit, subject, peers, best);
     let scenario = if params.is_empty() {
         title.to_owned()
     } else {
         format!("{title} ({params})")
     };
-    format!(
-        "| {scenario} | {} | {} | {ratio_text} | {target} | {met} |",
-        show(subject),
-        show(baseline)
-    )
+    let mut out = format!("| {scenario} | {} |", show(unit, subject));
+    for (_, cell) in peers {
+        let _ = write!(out, " {} |", show(unit, *cell));
+    }
+    let _ = write!(out, " {ratio_text} | {target_text} | {met} |");
+    out
 }
 
+fn show(unit: Unit, cell: Cell) -> String {
+    let mut text = cell
+        .value
+        .map_or("n/a".to_owned(), |v| format_value(unit, v));
+    if let Some(lost) = cell.lost {
+        let _ = write!(text, " (lost {})", thousands(lost));
+    }
+    text
+}
+
+/// The target in words and whether the subject meets it (✅ met, ❌ not, – not measurable).
 fn judge(
     target: Target,
-    subject: Option<f64>,
-    baseline: Option<f64>,
-    ratio: Option<f64>,
+    unit: Unit,
+    subject: Cell,
+    peers: &[(&str, Cell)],
+    best: Option<(&str, f64)>,
 ) -> (String, &'static str) {
-    let verdict = |ok: Option<bool>| match ok {
+    // A named peer's figure, unless it lost what it should have delivered.
+    let peer = |name: &str| {
+        peers
+            .iter()
+            .find(|(p, _)| *p == name)
+            .map(|&(_, cell)| cell)
+            .filter(Cell::lossless)
+            .and_then(|cell| cell.value)
+    };
+    let s = subject.value;
+    let (text, ok) = match target {
+        Target::BestRatioAtLeast(x) => (
+            format!("≥ {x}× best peer"),
+            ratio(s, best.map(|(_, b)| b)).map(|r| r >= x),
+        ),
+        Target::PeerRatioAtLeast(name, x) => {
+            let r = ratio(s, peer(name));
+            let mut text = format!("≥ {x}× {}", display(name));
+            if let Some(r) = r {
+                let _ = write!(text, " (now {r:.2}×)");
+            }
+            (text, r.map(|r| r >= x))
+        }
+        Target::AtMostPeer(name) => (
+            format!("≤ {}", display(name)),
+            s.zip(peer(name)).map(|(s, p)| s <= p),
+        ),
+        Target::AtMostAndBelowPeers(x) => (
+            format!("≤ {} and below every peer", format_value(unit, x)),
+            s.map(|s| s <= x && best.is_none_or(|(_, b)| s < b)),
+        ),
+        Target::AtMost(x) => (format!("≤ {}", format_value(unit, x)), s.map(|s| s <= x)),
+        Target::Zero => ("0".to_owned(), s.map(|s| s == 0.0)),
+        Target::None => return (String::new(), ""),
+    };
+    // A subject that lost what it promised to deliver meets no target of the case.
+    let ok = if subject.lossless() { ok } else { Some(false) };
+    let verdict = match ok {
         Some(true) => "✅",
         Some(false) => "❌",
         None => "–",
     };
-    match target {
-        Target::RatioAtLeast(x) => (format!("≥ {x}×"), verdict(ratio.map(|r| r >= x))),
-        Target::AtMostAndBelowBaseline(x) => (
-            format!("≤ {} and below baseline", micros(x)),
-            verdict(subject.map(|s| s <= x && baseline.is_none_or(|b| s < b))),
-        ),
-        Target::AtMost(x) => (
-            format!("≤ {} B", thousands(x)),
-            verdict(subject.map(|s| s <= x)),
-        ),
-        Target::AtLeast(x) => (
-            format!("≥ {:.0} %", x * 100.0),
-            verdict(subject.map(|s| s >= x)),
-        ),
-        Target::Zero => ("0".to_owned(), verdict(subject.map(|s| s == 0.0))),
-        Target::None => (String::new(), ""),
-    }
+    (text, verdict)
 }
 
 fn format_value(unit: Unit, v: f64) -> String {
     match unit {
-        Unit::PerSecond => thousands(v),
+        Unit::PerSecond | Unit::Count => thousands(v),
         Unit::Micros => micros(v),
+        Unit::Seconds => format!("{v:.2} s"),
         Unit::Bytes => format!("{} B", thousands(v)),
         Unit::Fraction => format!("{:.0} %", v * 100.0),
-        Unit::Count => thousands(v),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn report(case: &str, broker: &str, metrics: &[(&str, f64)]) -> Report {
-        let mut r = Report {
-            case: case.into(),
-            broker: broker.into(),
-            params: "8 → 1".into(),
-            ..Report::default()
-        };
-        for (name, value) in metrics {
-            r.metric(name, *value);
-        }
-        r
-    }
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
-        assert_eq!(median(vec![]), None);
-        assert_eq!(median(vec![f64::NAN, 1.0]), Some(1.0));
-    }
-
-    #[test]
-    fn ratio_rows_use_medians_and_judge_the_target() {
-        let mut reports = Vec::new();
-        for v in [300.0, 100.0, 280.0] {
-            reports.push(report(
-                "fan-in-qos1",
-                "berth",
-                &[("recv_msg_s", v * 1000.0)],
-            ));
-        }
-        for v in [50.0, 60.0, 55.0] {
-            reports.push(report(
-                "fan-in-qos1",
-                "mosquitto",
-                &[("recv_msg_s", v * 1000.0)],
-            ));
-        }
-        let table = render(&reports, "berth", "mosquitto");
-        let row = table
-            .lines()
-            .find(|l| l.starts_with("| fan-in QoS 1"))
-            .unwrap();
-        assert!(
-            row.contains("| 280,000 | 55,000 | 5.09× | ≥ 5× | ✅ |"),
-            "{row}"
-        );
-        assert!(table.contains("| fan-in-qos1 | berth | 3/3 |"), "{table}");
-    }
-
-    #[test]
-    fn failed_runs_are_listed_and_left_out() {
-        let mut bad = report("pairs-qos1", "berth", &[("recv_msg_s", 1.0)]);
-        bad.errors.push("publisher 0: no PUBACK within 10s".into());
-        let reports = vec![
-            bad,
-            report("pairs-qos1", "berth", &[("recv_msg_s", 500_000.0)]),
-            report("pairs-qos1", "mosquitto", &[("recv_msg_s", 200_000.0)]),
-        ];
-        let table = render(&reports, "berth", "mosquitto");
-        let row = table
-            .lines()
-            .find(|l| l.starts_with("| pairs QoS 1"))
-            .unwrap();
-        assert!(
-            row.contains("| 500,000 | 200,000 | 2.50× | ≥ 5× | ❌ |"),
-            "{row}"
-        );
-        assert!(table.contains("| pairs-qos1 | berth | 1/2 |"));
-        assert!(
-            table.contains("failed run 1: publisher 0: no PUBACK"),
-            "{table}"
-        );
-    }
-
-    #[test]
-    fn absolute_targets_and_missing_baseline() {
-        let reports = vec![
-            report(
-                "latency-qos1",
-                "berth",
-                &[("p99_us", 800.0), ("p50_us", 100.0), ("max_us", 5000.0)],
-            ),
-            report(
-                "latency-qos1",
-                "mosquitto",
-                &[("p99_us", 900.0), ("p50_us", 150.0), ("max_us", 4000.0)],
-            ),
-            report(
-                "conns",
-                "berth",
-                &[("rss_per_conn_b", 3000.0), ("connect_per_s", 9000.0)],
-            ),
-            report(
-                "offline-queue",
-                "berth",
-                &[
-                    ("lost", 0.0),
-                    ("offline_pub_ratio", 0.6),
-                    ("drain_msg_s", 1.0),
-                    ("offline_pub_msg_s", 1.0),
-                ],
-            ),
-            report(
-                "offline-queue",
-                "berth",
-                &[
-                    ("lost", 2.0),
-                    ("offline_pub_ratio", 0.6),
-                    ("drain_msg_s", 1.0),
-                    ("offline_pub_msg_s", 1.0),
-                ],
-            ),
-        ];
-        let table = render(&reports, "berth", "mosquitto");
-        let p99 = table
-            .lines()
-            .find(|l| l.starts_with("| QoS 1 latency p99"))
-            .unwrap();
-        assert!(
-            p99.contains("| 800 µs | 900 µs | 0.89× | ≤ 1.00 ms and below baseline | ✅ |"),
-            "{p99}"
-        );
-        let rss = table
-            .lines()
-            .find(|l| l.starts_with("| idle connections, broker RSS"))
-            .unwrap();
-        assert!(
-            rss.contains("| 3,000 B | n/a | – | ≤ 2,048 B | ❌ |"),
-            "{rss}"
-        );
-        let lost = table
-            .lines()
-            .find(|l| l.starts_with("| offline-queue lost"))
-            .unwrap();
-        assert!(
-            lost.contains("| 2 | n/a | – | 0 | ❌ |"),
-            "worst run counts: {lost}"
-        );
-        let ratio = table
-            .lines()
-            .find(|l| l.starts_with("| offline-queue publish rate"))
-            .unwrap();
-        assert!(
-            ratio.contains("| 60 % |") && ratio.contains("✅"),
-            "{ratio}"
-        );
-        assert!(!table.contains("| sessions"), "absent cases have no rows");
-    }
-
-    #[test]
-    fn unknown_cases_get_a_throughput_row() {
-        let reports = vec![report("fan-out-qos0", "berth", &[("recv_msg_s", 10.0)])];
-        let table = render(&reports, "berth", "mosquitto");
-        assert!(
-            table.contains("| fan-out-qos0, msg/s received (8 → 1) | 10 | n/a |"),
-            "{table}"
-        );
     }
 }

@@ -1,5 +1,6 @@
-//! The QoS 1 send window of one publisher: which packet identifiers await their PUBACK and since
-//! when. Fixed-size tables (8 KiB bitmap, 512 KiB of send times), allocated once per publisher.
+//! The QoS 1 and 2 send window of one publisher: which packet identifiers await their PUBACK (or
+//! PUBCOMP) and since when. Fixed-size tables (8 KiB bitmap, 512 KiB of send times), allocated
+//! once per publisher.
 
 use berth_codec::PacketId;
 
@@ -58,6 +59,12 @@ impl InFlight {
         }
     }
 
+    /// Whether `id` awaits its acknowledgement (a PUBREC for another id is not answered).
+    pub fn contains(&self, id: PacketId) -> bool {
+        let (word, bit) = slot(id);
+        self.outstanding[word] & bit != 0
+    }
+
     /// Closes `id`: its send time, or `None` if it was not outstanding (a PUBACK the broker
     /// should not have sent).
     pub fn close(&mut self, id: PacketId) -> Option<u64> {
@@ -86,7 +93,9 @@ mod tests {
         let a = w.open(10).unwrap();
         let b = w.open(20).unwrap();
         assert_eq!((a.get(), b.get(), w.len()), (1, 2, 2));
+        assert!(w.contains(b));
         assert_eq!(w.close(b), Some(20));
+        assert!(!w.contains(b));
         assert_eq!(w.close(b), None, "second PUBACK for the same id");
         assert_eq!(w.close(a), Some(10));
         assert!(w.is_empty());

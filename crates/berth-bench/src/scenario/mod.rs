@@ -1,14 +1,17 @@
 //! The scenarios. Each builds its connections, drives them, and returns a `Report`.
 //!
-//! - `traffic`: fan-in, fan-out, pairs and latency — publishers and subscribers wired by a
-//!   `traffic::Topology`;
+//! - `traffic`: fan-in (also with a persistent subscriber), fan-out, pairs and latency —
+//!   publishers and subscribers wired by a `traffic::Topology`;
 //! - `offline`: offline-queue;
 //! - `conns`: idle connections;
-//! - `sessions`: offline persistent sessions with queued messages.
+//! - `sessions`: offline persistent sessions with queued messages;
+//! - `storm`: reconnect-storm, the same sessions all coming back at once;
+//! - `takeover`: a persistent session moving between cluster nodes.
 
 pub mod conns;
 pub mod offline;
 pub mod sessions;
+pub mod storm;
 pub mod takeover;
 pub mod traffic;
 

@@ -51,6 +51,7 @@ pub async fn scenario(s: &Settings, publishers: u32) -> anyhow::Result<Report> {
     online.subscribers.push(SubscriberSpec {
         filters: vec![filter(&format!("{p}/on/+"))?],
         streams: (0..publishers).collect(),
+        session: SessionKind::Clean,
     });
     let online_run = traffic::run(s, &online, &pace("on"))
         .await

@@ -36,102 +36,25 @@ pub struct SessionsPlan {
 }
 
 pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report> {
-    let p = prefix(s);
     let rss = |settle| async move {
         match s.broker_pid {
             Some(pid) => sys::settled_rss(pid, settle).await.map(Some),
             None => Ok(None),
         }
     };
-    let mut errors = Vec::new();
     super::warm_up(s, true).await?;
     let rss_before = rss(plan.settle).await?;
     let before = CpuSnapshot::take(s.broker_pid);
 
-    // Create the sessions.
-    let created_at = Instant::now();
-    let workers = plan.concurrency.min(plan.sessions);
-    let mut tasks = JoinSet::new();
-    for w in 0..workers {
-        let (s, p) = (s.clone(), p.clone());
-        tasks.spawn(async move {
-            let mut failures = (0u64, None::<String>);
-            for i in (w..plan.sessions).step_by(workers as usize) {
-                if let Err(e) = create_session(&s, &p, i).await {
-                    failures.0 += 1;
-                    failures
-                        .1
-                        .get_or_insert_with(|| format!("session {i}: {e:#}"));
-                }
-            }
-            failures
-        });
-    }
-    let mut failed = 0;
-    while let Some(joined) = tasks.join_next().await {
-        let (n, first) = joined?;
-        failed += n;
-        errors.extend(first);
-    }
-    if failed > 0 {
-        errors.insert(
-            0,
-            format!(
-                "{failed} of {} sessions could not be created",
-                plan.sessions
-            ),
-        );
-    }
-    let create_rate = f64::from(plan.sessions) / seconds(created_at, Instant::now());
+    let created = create_sessions(s, plan.sessions, plan.concurrency).await?;
+    let mut errors = created.errors;
     let rss_sessions = rss(plan.settle).await?;
 
-    // Fill the queues.
     let clock = Clock::new();
     let board = Arc::new(Board::new(plan.sessions as usize));
-    let start = Instant::now();
-    let pub_plan = PublisherPlan {
-        qos: QoS::AtLeastOnce,
-        window: s.window,
-        batch: s.batch,
-        start,
-        deadline: None,
-        rate: s.rate.map(|r| r / f64::from(plan.publishers)),
-        ack_timeout: s.timeout,
-    };
-    let mut pubs = JoinSet::new();
-    for k in 0..plan.publishers.min(plan.sessions) {
-        let topics = (k..plan.sessions)
-            .step_by(plan.publishers as usize)
-            .map(|i| Ok((i, topic(&format!("{p}/s/{i}"))?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let source = TopicsSource::new(
-            topics,
-            u64::from(plan.per_session),
-            QoS::AtLeastOnce,
-            s.payload,
-            s.version,
-        );
-        let spec = connect_spec(s, format!("bb{}-fill{k}", s.run_id), SessionKind::Clean);
-        let (s, pub_plan, board) = (s.clone(), pub_plan.clone(), board.clone());
-        pubs.spawn(async move {
-            let mut conn = Conn::connect(s.addr, &spec, s.timeout).await?;
-            let outcome = publisher::run(&mut conn, source, &pub_plan, clock, board).await;
-            let _ = conn.disconnect(s.timeout).await;
-            anyhow::Ok(outcome)
-        });
-    }
-    let (mut acked, mut last_ack) = (0u64, start);
-    while let Some(joined) = pubs.join_next().await {
-        match joined? {
-            Ok(outcome) => {
-                acked += outcome.acked;
-                last_ack = last_ack.max(outcome.ended);
-                errors.extend(outcome.error.map(|e| format!("filling queues: {e}")));
-            }
-            Err(e) => errors.push(format!("filling queues: {e:#}")),
-        }
-    }
-    let fill_rate = acked as f64 / seconds(start, last_ack);
+    let fill = fill_queues(s, plan.fill(), clock, &board).await?;
+    errors.extend(fill.errors);
+    let (create_rate, fill_rate) = (created.rate, fill.rate);
     let rss_queued = rss(plan.settle).await?;
     let cpu = before.report(&CpuSnapshot::take(s.broker_pid));
 
@@ -195,13 +118,160 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
     Ok(r)
 }
 
-async fn create_session(s: &Settings, p: &str, i: u32) -> anyhow::Result<()> {
-    let kind = SessionKind::Persistent { fresh: true };
-    super::subscribe_and_leave(s, session_id(s, i), kind, &format!("{p}/s/{i}")).await
+/// What creating the sessions did.
+#[derive(Debug)]
+pub(super) struct Created {
+    /// Sessions per second.
+    pub rate: f64,
+    /// How many failed and the first failure, if any did.
+    pub errors: Vec<String>,
 }
 
-fn session_id(s: &Settings, i: u32) -> String {
+/// Creates persistent sessions `0..sessions`, session i subscribed at QoS 1 to its own topic
+/// (`session_topic`), `concurrency` at a time. Shared with reconnect-storm.
+pub(super) async fn create_sessions(
+    s: &Settings,
+    sessions: u32,
+    concurrency: u32,
+) -> anyhow::Result<Created> {
+    let p = prefix(s);
+    let started = Instant::now();
+    let workers = concurrency.clamp(1, sessions.max(1));
+    let mut tasks = JoinSet::new();
+    for w in 0..workers {
+        let (s, p) = (s.clone(), p.clone());
+        tasks.spawn(async move {
+            let mut failures = (0u64, None::<String>);
+            for i in (w..sessions).step_by(workers as usize) {
+                if let Err(e) = create_session(&s, &p, i).await {
+                    failures.0 += 1;
+                    failures
+                        .1
+                        .get_or_insert_with(|| format!("session {i}: {e:#}"));
+                }
+            }
+            failures
+        });
+    }
+    let mut errors = Vec::new();
+    let mut failed = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (n, first) = joined?;
+        failed += n;
+        errors.extend(first);
+    }
+    if failed > 0 {
+        errors.insert(
+            0,
+            format!("{failed} of {sessions} sessions could not be created"),
+        );
+    }
+    Ok(Created {
+        rate: f64::from(sessions) / seconds(started, Instant::now()),
+        errors,
+    })
+}
+
+async fn create_session(s: &Settings, p: &str, i: u32) -> anyhow::Result<()> {
+    let kind = SessionKind::Persistent { fresh: true };
+    super::subscribe_and_leave(s, session_id(s, i), kind, &session_topic(p, i)).await
+}
+
+/// The client id of session i.
+pub(super) fn session_id(s: &Settings, i: u32) -> String {
     format!("bb{}-s{i}", s.run_id)
+}
+
+/// The topic session i subscribes to; messages to it are stream i.
+fn session_topic(prefix: &str, i: u32) -> String {
+    format!("{prefix}/s/{i}")
+}
+
+/// How the session queues are filled.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FillPlan {
+    pub sessions: u32,
+    pub per_session: u32,
+    pub publishers: u32,
+}
+
+impl SessionsPlan {
+    fn fill(&self) -> FillPlan {
+        FillPlan {
+            sessions: self.sessions,
+            per_session: self.per_session,
+            publishers: self.publishers,
+        }
+    }
+}
+
+/// What filling the queues did.
+#[derive(Debug)]
+pub(super) struct Fill {
+    /// Acknowledged messages per second.
+    pub rate: f64,
+    pub errors: Vec<String>,
+}
+
+/// Publishes `per_session` QoS 1 messages to the topic of every session (stream i to session
+/// i), from `publishers` connections each taking every publishers-th session, and posts the
+/// counts to `board`. Shared with reconnect-storm.
+pub(super) async fn fill_queues(
+    s: &Settings,
+    plan: FillPlan,
+    clock: Clock,
+    board: &Arc<Board>,
+) -> anyhow::Result<Fill> {
+    let p = prefix(s);
+    let start = Instant::now();
+    let publishers = plan.publishers.max(1);
+    let pub_plan = PublisherPlan {
+        qos: QoS::AtLeastOnce,
+        window: s.window,
+        batch: s.batch,
+        start,
+        deadline: None,
+        rate: s.rate.map(|r| r / f64::from(publishers)),
+        ack_timeout: s.timeout,
+    };
+    let mut pubs = JoinSet::new();
+    for k in 0..publishers.min(plan.sessions) {
+        let topics = (k..plan.sessions)
+            .step_by(publishers as usize)
+            .map(|i| Ok((i, topic(&session_topic(&p, i))?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let source = TopicsSource::new(
+            topics,
+            u64::from(plan.per_session),
+            QoS::AtLeastOnce,
+            s.payload,
+            s.version,
+        );
+        let spec = connect_spec(s, format!("bb{}-fill{k}", s.run_id), SessionKind::Clean);
+        let (s, pub_plan, board) = (s.clone(), pub_plan.clone(), board.clone());
+        pubs.spawn(async move {
+            let mut conn = Conn::connect(s.addr, &spec, s.timeout).await?;
+            let outcome = publisher::run(&mut conn, source, &pub_plan, clock, board).await;
+            let _ = conn.disconnect(s.timeout).await;
+            anyhow::Ok(outcome)
+        });
+    }
+    let (mut acked, mut last_ack) = (0u64, start);
+    let mut errors = Vec::new();
+    while let Some(joined) = pubs.join_next().await {
+        match joined? {
+            Ok(outcome) => {
+                acked += outcome.acked;
+                last_ack = last_ack.max(outcome.ended);
+                errors.extend(outcome.error.map(|e| format!("filling queues: {e}")));
+            }
+            Err(e) => errors.push(format!("filling queues: {e:#}")),
+        }
+    }
+    Ok(Fill {
+        rate: acked as f64 / seconds(start, last_ack),
+        errors,
+    })
 }
 
 /// Reconnects `plan.verify` sessions spread over the range and drains them.

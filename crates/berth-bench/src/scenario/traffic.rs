@@ -40,6 +40,8 @@ pub struct SubscriberSpec {
     pub filters: Vec<TopicFilter>,
     /// Streams whose every message must arrive here.
     pub streams: Vec<u32>,
+    /// Clean, or persistent so that the broker keeps (and may store durably) what it delivers.
+    pub session: SessionKind,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -198,14 +200,9 @@ pub async fn run(s: &Settings, topology: &Topology, pace: &Pace) -> anyhow::Resu
 
     let mut sub_conns = JoinSet::new();
     for (i, spec) in topology.subscribers.iter().enumerate() {
-        let (s, filters) = (s.clone(), spec.filters.clone());
+        let (s, filters, session) = (s.clone(), spec.filters.clone(), spec.session);
         let id = format!("bb{}-{}s{i}", s.run_id, pace.phase);
-        sub_conns.spawn(async move {
-            (
-                i,
-                subscriber_conn(&s, id, SessionKind::Clean, &filters).await,
-            )
-        });
+        sub_conns.spawn(async move { (i, subscriber_conn(&s, id, session, &filters).await) });
     }
     let mut subscribers = collect_indexed(sub_conns, topology.subscribers.len()).await?;
     let mut pub_conns = JoinSet::new();
@@ -324,15 +321,29 @@ async fn join_indexed<T: 'static>(
 /// The four traffic scenarios.
 #[derive(Debug, Clone, Copy)]
 pub enum Shape {
-    FanIn { publishers: u32 },
-    FanOut { subscribers: u32 },
-    Pairs { pairs: u32 },
-    Latency { publishers: u32, warmup: Duration },
+    /// `persistent`: the subscriber's session is persistent (persistent fan-in).
+    FanIn {
+        publishers: u32,
+        persistent: bool,
+    },
+    FanOut {
+        subscribers: u32,
+    },
+    Pairs {
+        pairs: u32,
+    },
+    Latency {
+        publishers: u32,
+        warmup: Duration,
+    },
 }
 
 impl Shape {
     fn name(self) -> &'static str {
         match self {
+            Shape::FanIn {
+                persistent: true, ..
+            } => "persistent-fan-in",
             Shape::FanIn { .. } => "fan-in",
             Shape::FanOut { .. } => "fan-out",
             Shape::Pairs { .. } => "pairs",
@@ -340,12 +351,23 @@ impl Shape {
         }
     }
 
+    fn subscriber_session(self) -> SessionKind {
+        match self {
+            // A new session (no leftovers of an earlier run), kept when the subscriber leaves.
+            Shape::FanIn {
+                persistent: true, ..
+            } => SessionKind::Persistent { fresh: true },
+            _ => SessionKind::Clean,
+        }
+    }
+
     fn topology(self, s: &Settings) -> anyhow::Result<Topology> {
         let p = prefix(s);
         let limit = s.messages;
+        let session = self.subscriber_session();
         let mut t = Topology::default();
         match self {
-            Shape::FanIn { publishers } | Shape::Latency { publishers, .. } => {
+            Shape::FanIn { publishers, .. } | Shape::Latency { publishers, .. } => {
                 for i in 0..publishers {
                     t.publishers.push(PublisherSpec {
                         topic: topic(&format!("{p}/in/{i}"))?,
@@ -356,6 +378,7 @@ impl Shape {
                 t.subscribers.push(SubscriberSpec {
                     filters: vec![filter(&format!("{p}/in/+"))?],
                     streams: (0..publishers).collect(),
+                    session,
                 });
             }
             Shape::FanOut { subscribers } => {
@@ -368,6 +391,7 @@ impl Shape {
                     t.subscribers.push(SubscriberSpec {
                         filters: vec![filter(&format!("{p}/out"))?],
                         streams: vec![0],
+                        session,
                     });
                 }
             }
@@ -381,6 +405,7 @@ impl Shape {
                     t.subscribers.push(SubscriberSpec {
                         filters: vec![filter(&format!("{p}/pair/{i}"))?],
                         streams: vec![i],
+                        session,
                     });
                 }
             }
@@ -390,7 +415,11 @@ impl Shape {
 
     fn words(self) -> String {
         match self {
-            Shape::FanIn { publishers } => format!("{publishers} → 1"),
+            Shape::FanIn {
+                publishers,
+                persistent: true,
+            } => format!("{publishers} → 1 (persistent subscriber)"),
+            Shape::FanIn { publishers, .. } => format!("{publishers} → 1"),
             Shape::FanOut { subscribers } => format!("1 → {subscribers}"),
             Shape::Pairs { pairs } => format!("{pairs} pairs"),
             Shape::Latency { publishers, .. } => format!("{publishers} → 1"),
