@@ -1,5 +1,5 @@
 //! The gRPC side of a node: Raft RPCs into openraft, and the Cluster service (forwarding,
-//! takeover, proposals from followers, administration).
+//! takeover, proposals from followers, operators' session requests, administration).
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -34,6 +34,12 @@ pub trait LocalBroker: Send + Sync + std::fmt::Debug + 'static {
     fn offer(&self, request: pb::OfferRequest) -> BoxFuture<Result<pb::OfferReply, Status>>;
     /// Publishes a message as the server (a dead owner's will), routed like any other.
     fn publish(&self, message: pb::Message) -> BoxFuture<Result<(), Status>>;
+    /// An operator's request about a session this node owns (relayed by the node the admin
+    /// API was asked); the broker's answer, or `unavailable` when it gives none in time.
+    fn session_admin(
+        &self,
+        request: pb::SessionAdminRequest,
+    ) -> BoxFuture<Result<pb::SessionAdminReply, Status>>;
 }
 
 /// The broker, once it runs (the cluster listener starts before it).
@@ -178,6 +184,17 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::OfferReply>, Status> {
         let broker = self.broker()?;
         broker.offer(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn session_admin(
+        &self,
+        request: Request<pb::SessionAdminRequest>,
+    ) -> Result<Response<pb::SessionAdminReply>, Status> {
+        let broker = self.broker()?;
+        broker
+            .session_admin(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn propose(

@@ -10,6 +10,9 @@
 //!                                                  └─▶ may_receive     every delivery
 //! ```
 //!
+//! A connection's credentials may carry topic grants of their own ([`grants`]: a JWT's `acl`
+//! claim); then the rules here and the grants must both allow.
+//!
 //! # The rules file
 //!
 //! ```toml
@@ -67,6 +70,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 use berth_codec::TopicFilter;
 use serde::Deserialize;
 
+pub mod grants;
+
+pub use grants::{Granted, Grants};
+
 /// Who is asking: the connected client as authenticated.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Principal {
@@ -74,6 +81,17 @@ pub struct Principal {
     pub client_id: String,
     /// The client's address (the PROXY header's, behind a balancer); None when unknown.
     pub source: Option<IpAddr>,
+    /// The topics its credentials grant it (a JWT's `acl` claim), which the rules must allow
+    /// too; `None`: its credentials say nothing, and the rules alone decide ([`Grants`]).
+    /// Shared: the connection's principal and its cluster grant hold the same one.
+    pub grants: Option<Arc<Grants>>,
+}
+
+impl Principal {
+    /// Whether the connection's grants allow what `check` asks; true when it has none.
+    pub fn granted(&self, check: impl FnOnce(&Grants) -> bool) -> bool {
+        self.grants.as_deref().is_none_or(check)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

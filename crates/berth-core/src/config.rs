@@ -1,9 +1,10 @@
 //! The broker's rules that operators choose, as typed values. Parsing and validation of the
 //! TOML file, environment and flags live in the `berth` binary; this crate only takes the result.
 
-use berth_codec::TopicFilter;
+use berth_codec::{SubAckReasonCode, TopicFilter};
 
 use crate::acl::{Acl, Principal};
+use crate::stats::LimitReason;
 use crate::store::SessionExpiry;
 
 /// A limit that is either a number or explicitly `unlimited`: `0` never means unlimited.
@@ -165,6 +166,37 @@ pub struct ProtocolLimits {
     /// PUBLISHes per second one connection may send (bursts up to one second's worth); beyond
     /// it the connection is closed (MQTT 5: DISCONNECT 0x96 Message rate too high).
     pub publish_rate: Limit,
+    /// Subscriptions one session may hold. A SUBSCRIBE filter that would be one more is refused
+    /// (SUBACK 0x97 Quota exceeded; 3.1.1: 0x80); one the session holds already is replaced and
+    /// does not count again. Unlimited by default: a bridge or a gateway legitimately holds
+    /// thousands, and what a client may hold is the operator's call (each subscription is kept
+    /// in every node's registry, so a cluster open to untrusted clients should set it).
+    pub max_subscriptions: Limit,
+    /// Longest topic, in bytes: of a PUBLISH (after its Topic Alias is resolved), of a will,
+    /// and of a SUBSCRIBE filter (the part matched against topics: a shared subscription's
+    /// `$share/<group>/` is not counted). 65535, the protocol's own maximum, means no limit.
+    pub max_topic_length: u16,
+    /// Most levels (`a/b/c` has three) of the same topics and filters.
+    pub max_topic_levels: Limit,
+}
+
+impl ProtocolLimits {
+    /// The topic limit `topic` is over, if any: `topic` is a topic name, or the part of a
+    /// filter that is matched against topic names ([`TopicFilter::matching_filter`]).
+    pub fn topic_over(&self, topic: &str) -> Option<LimitReason> {
+        if topic.len() > usize::from(self.max_topic_length) {
+            return Some(LimitReason::MaxTopicLength);
+        }
+        let Limit::AtMost(max) = self.max_topic_levels else {
+            return None;
+        };
+        // Levels are what lies between the separators: one more than there are `/`.
+        let separators = topic.bytes().filter(|&byte| byte == b'/').count();
+        let levels = u64::try_from(separators)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        (levels > max).then_some(LimitReason::MaxTopicLevels)
+    }
 }
 
 impl Default for ProtocolLimits {
@@ -176,6 +208,35 @@ impl Default for ProtocolLimits {
             topic_alias_maximum: 64,
             max_keep_alive: 65_535,
             publish_rate: Limit::Unlimited,
+            max_subscriptions: Limit::Unlimited,
+            max_topic_length: u16::MAX,
+            // EMQX's default: no real topic tree is that deep, and every level is a step of
+            // every index match and every ACL check, so this bounds what one PUBLISH costs.
+            max_topic_levels: Limit::AtMost(128),
+        }
+    }
+}
+
+/// Why one filter of a SUBSCRIBE is refused; [`SubscribeRefusal::reason_code`] is its SUBACK
+/// code (3.1.1 clients hear 0x80 for every refusal: the codec writes it so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeRefusal {
+    /// A per-client limit: `max_topic_length` or `max_topic_levels` (0x8F Topic Filter invalid:
+    /// the filter is well formed but not one this server accepts), or `max_subscriptions`
+    /// (0x97 Quota exceeded).
+    Limit(LimitReason),
+    /// `acl.denied_filters`, the rules file or the connection's grants (0x87).
+    NotAuthorized,
+}
+
+impl SubscribeRefusal {
+    pub fn reason_code(self) -> SubAckReasonCode {
+        match self {
+            SubscribeRefusal::Limit(LimitReason::MaxSubscriptions) => {
+                SubAckReasonCode::QuotaExceeded
+            }
+            SubscribeRefusal::Limit(_) => SubAckReasonCode::TopicFilterInvalid,
+            SubscribeRefusal::NotAuthorized => SubAckReasonCode::NotAuthorized,
         }
     }
 }
@@ -216,39 +277,103 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
-    /// Whether `who` may subscribe to `filter`: `denied_filters`, then the rules. The one place
-    /// this is decided, for SUBSCRIBE here and for the cluster's replication of a SUBSCRIBE
-    /// before it reaches the broker.
+    /// Decides every filter of one SUBSCRIBE, in order: the one place this is decided, for
+    /// SUBSCRIBE here ([`crate::Broker`]) and for the cluster's replication of it before the
+    /// broker sees it (`registry::plan::change`, with the registry's view of the session).
+    /// `holding`: how many subscriptions the session holds; `held`: whether it holds a filter.
+    ///
+    /// Each filter, in this order: the topic limits (a property of the filter itself), then
+    /// the ACL ([`BrokerConfig::may_subscribe`]), then the quota — so only a filter that would
+    /// otherwise be granted takes a place. A filter the session holds already, or granted
+    /// earlier in the same packet, is a replacement (MQTT §3.8.4) and takes none.
+    pub fn vet_subscribe<'f>(
+        &self,
+        who: &Principal,
+        holding: usize,
+        held: impl Fn(&TopicFilter) -> bool,
+        filters: impl IntoIterator<Item = &'f TopicFilter>,
+    ) -> Vec<Result<(), SubscribeRefusal>> {
+        let mut count = u64::try_from(holding).unwrap_or(u64::MAX);
+        let mut added: Vec<&TopicFilter> = Vec::new();
+        let mut verdicts = Vec::new();
+        for filter in filters {
+            let verdict = match self.vet_filter(who, filter) {
+                Err(refusal) => Err(refusal),
+                Ok(()) if held(filter) || added.contains(&filter) => Ok(()),
+                Ok(())
+                    if !self
+                        .limits
+                        .max_subscriptions
+                        .allows(count.saturating_add(1)) =>
+                {
+                    Err(SubscribeRefusal::Limit(LimitReason::MaxSubscriptions))
+                }
+                Ok(()) => {
+                    count = count.saturating_add(1);
+                    added.push(filter);
+                    Ok(())
+                }
+            };
+            verdicts.push(verdict);
+        }
+        verdicts
+    }
+
+    /// One filter on its own: the topic limits, then the ACL (no quota).
+    pub fn vet_filter(
+        &self,
+        who: &Principal,
+        filter: &TopicFilter,
+    ) -> Result<(), SubscribeRefusal> {
+        if let Some(limit) = self.limits.topic_over(filter.matching_filter()) {
+            return Err(SubscribeRefusal::Limit(limit));
+        }
+        if !self.may_subscribe(who, filter) {
+            return Err(SubscribeRefusal::NotAuthorized);
+        }
+        Ok(())
+    }
+
+    /// Whether `who` may subscribe to `filter`: `denied_filters`, then the rules, then the
+    /// connection's grants (both must allow: [`crate::acl::grants`]).
     pub fn may_subscribe(&self, who: &Principal, filter: &TopicFilter) -> bool {
-        self.may_hold(filter) && self.acl.may_subscribe(who, filter)
+        self.may_hold(filter)
+            && self.acl.may_subscribe(who, filter)
+            && who.granted(|grants| grants.may_subscribe(who, filter))
     }
 
     /// Whether any session may hold `filter`, whoever its client is: what is checked for
     /// subscriptions that arrive with a session from another node or from the registry, before
-    /// its client is known here. The rules for that client apply at delivery
-    /// ([`BrokerConfig::may_receive`]), so a subscription kept here delivers nothing they deny.
+    /// its client is known here — `denied_filters` and the topic limits, which do not depend
+    /// on the client (the quota is not: a session keeps what it was granted when it
+    /// subscribed, as under a limit lowered since). The rules and grants for that client apply
+    /// at delivery ([`BrokerConfig::may_receive`]), so a subscription kept here delivers
+    /// nothing they deny.
     pub fn may_hold(&self, filter: &TopicFilter) -> bool {
-        !self
-            .denied_filters
-            .iter()
-            .any(|denied| covers(denied, filter))
+        self.limits.topic_over(filter.matching_filter()).is_none()
+            && !self
+                .denied_filters
+                .iter()
+                .any(|denied| covers(denied, filter))
     }
 
     /// Whether `who` may publish to `topic` (a client's PUBLISH, a retained one before it is
-    /// replicated, a will at CONNECT).
+    /// replicated, a will at CONNECT): the rules, then the connection's grants.
     pub fn may_publish(&self, who: &Principal, topic: &str) -> bool {
-        self.acl.may_publish(who, topic)
+        self.acl.may_publish(who, topic) && who.granted(|grants| grants.may_publish(who, topic))
     }
 
     /// Whether a message on `topic` may be delivered to `who`: checked at every delivery, so
     /// that a wildcard subscription, one imported from another node, or one made before the
-    /// rules changed delivers nothing the rules (or `denied_filters`) deny now.
+    /// rules changed delivers nothing the rules (or `denied_filters`, or the grants of the
+    /// connection it goes out on) deny now.
     pub fn may_receive(&self, who: &Principal, topic: &berth_codec::TopicName) -> bool {
         !self
             .denied_filters
             .iter()
             .any(|denied| denied.matches(topic))
             && self.acl.may_receive(who, topic.as_str())
+            && who.granted(|grants| grants.may_receive(who, topic.as_str()))
     }
 }
 

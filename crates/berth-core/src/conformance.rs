@@ -41,6 +41,7 @@ const CASES: &[Case] = cases![
     queue::queue_reads_in_order_and_pages,
     queue::queue_orders_sequences_numerically,
     queue::dequeue_moves_bounds,
+    queue::purge_removes_the_queue_below_its_bound,
     queue::inflight_put_overwrite_delete_sorted,
     queue::incoming_qos2_put_delete,
     queue::seen_put_delete_and_go_with_the_session,

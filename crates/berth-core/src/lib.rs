@@ -34,16 +34,20 @@ pub mod store;
 pub mod time;
 pub mod vec_map;
 
-pub use broker::{Action, Broker, CloseReason, Event};
+pub use broker::{
+    Action, AdminAnswer, AdminError, AdminRequest, Broker, CloseReason, Discarded, Event, Kicked,
+    Purged, QueuedView, SessionView,
+};
 pub use cluster::{ClusterEvent, ExportError, Forwarded, RemoteSession, Replicate, SessionExport};
 pub use config::{
     BrokerConfig, DropPolicy, HandoffLimits, Limit, ProtocolLimits, QueueConfig, SessionConfig,
+    SubscribeRefusal,
 };
 pub use ids::{ClientId, ConnId, Epoch, MessageId, NodeId, QueueSeq};
 pub use mem_store::MemStore;
 pub use message::{Delivery, Message};
 pub use registry::{Command, Outcome, Registry};
-pub use stats::{CloseCause, DropReason, Stats};
+pub use stats::{CloseCause, DropReason, LimitReason, Stats};
 pub use store::{
     Batch, HandoffRecord, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionExpiry,
     SessionRecord, Store, StoreError, SubscriptionRecord, WillRecord,

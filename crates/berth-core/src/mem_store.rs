@@ -69,6 +69,10 @@ impl MemStore {
             Op::Dequeue { client, seq } => {
                 self.session(&client).queue.remove(&seq);
             }
+            Op::PurgeQueue { client, before } => {
+                let queue = &mut self.session(&client).queue;
+                *queue = queue.split_off(&before);
+            }
             Op::PutInflight {
                 client,
                 packet_id,

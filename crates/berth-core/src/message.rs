@@ -23,6 +23,11 @@ pub struct Message {
     pub retain: bool,
     pub properties: PublishProperties,
     pub expires_at: Option<UnixMillis>,
+    /// When the broker received it from its publisher (published it, for a will): what the
+    /// admin API's queue view counts a queued message's age from. `None` for a message that
+    /// carries no such time (the registry's clearing of a retained topic, a message stored by
+    /// a version before this field).
+    pub received_at: Option<UnixMillis>,
     /// Its identity in a cluster, for QoS 2 messages (`None` on a single node, and for QoS
     /// 0/1, retained messages and wills: a duplicate of those is allowed or wanted).
     pub id: Option<MessageId>,
@@ -44,6 +49,7 @@ impl Message {
             expires_at: properties
                 .message_expiry_interval
                 .map(|secs| now.plus_secs(secs)),
+            received_at: Some(now),
             properties: PublishProperties {
                 payload_format_indicator: properties.payload_format_indicator,
                 content_type: properties.content_type,

@@ -24,10 +24,12 @@ pub enum DropReason {
     /// The ACL does not let the publisher publish to its topic (a 3.1.1 publisher's message is
     /// acknowledged and dropped; MQTT 5 hears 0x87), or the receiver receive from it.
     NotAuthorized,
+    /// An operator purged the session's queue (`DELETE /api/v1/sessions/{id}/queue`).
+    Purged,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         Self::QueueFull,
         Self::Expired,
         Self::TooLargeForClient,
@@ -36,6 +38,7 @@ impl DropReason {
         Self::Duplicate,
         Self::HandoffFull,
         Self::NotAuthorized,
+        Self::Purged,
     ];
 
     /// The `reason` label value in metrics.
@@ -49,6 +52,43 @@ impl DropReason {
             Self::Duplicate => "duplicate",
             Self::HandoffFull => "handoff_full",
             Self::NotAuthorized => "not_authorized",
+            Self::Purged => "purged",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Which per-client limit refused a packet, or one filter of a SUBSCRIBE (the `reason` label of
+/// `berth_limit_refusals_total`). Named after the configuration key, so that an operator reads
+/// which key to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitReason {
+    /// `limits.max_subscriptions`: a SUBSCRIBE filter one more than the session may hold
+    /// (SUBACK 0x97 Quota exceeded; 3.1.1: 0x80).
+    MaxSubscriptions,
+    /// `limits.max_topic_length`: a PUBLISH topic (PUBACK/PUBREC 0x90), a SUBSCRIBE filter
+    /// (SUBACK 0x8F) or a will topic (CONNACK 0x90) longer than that.
+    MaxTopicLength,
+    /// `limits.max_topic_levels`: the same, for more levels than that.
+    MaxTopicLevels,
+}
+
+impl LimitReason {
+    pub const ALL: [LimitReason; 3] = [
+        Self::MaxSubscriptions,
+        Self::MaxTopicLength,
+        Self::MaxTopicLevels,
+    ];
+
+    /// The `reason` label value in metrics: the configuration key's name in `[limits]`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::MaxSubscriptions => "max_subscriptions",
+            Self::MaxTopicLength => "max_topic_length",
+            Self::MaxTopicLevels => "max_topic_levels",
         }
     }
 
@@ -78,12 +118,15 @@ pub enum CloseCause {
     ForwardFailed,
     /// The server moved the client away while draining (DISCONNECT 0x9C Use another server).
     Drained,
+    /// An operator closed it (`POST /api/v1/sessions/{id}/kick`, or the session discarded:
+    /// DISCONNECT 0x98 Administrative action).
+    Kicked,
     /// The server shut down (DISCONNECT 0x8B).
     ServerShutdown,
 }
 
 impl CloseCause {
-    pub const ALL: [CloseCause; 9] = [
+    pub const ALL: [CloseCause; 10] = [
         Self::ClientDisconnect,
         Self::ConnectionLost,
         Self::KeepAliveTimeout,
@@ -92,6 +135,7 @@ impl CloseCause {
         Self::TakenOver,
         Self::ForwardFailed,
         Self::Drained,
+        Self::Kicked,
         Self::ServerShutdown,
     ];
 
@@ -106,6 +150,7 @@ impl CloseCause {
             Self::TakenOver => "taken_over",
             Self::ForwardFailed => "forward_failed",
             Self::Drained => "drained",
+            Self::Kicked => "kicked",
             Self::ServerShutdown => "server_shutdown",
         }
     }
@@ -149,6 +194,7 @@ pub struct Stats {
     pub handoff_delivered_total: u64,
     dropped_total: [u64; DropReason::ALL.len()],
     closed_total: [u64; CloseCause::ALL.len()],
+    limit_refusals_total: [u64; LimitReason::ALL.len()],
 }
 
 impl Stats {
@@ -157,7 +203,12 @@ impl Stats {
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {
-        self.dropped_total[reason.index()] += 1;
+        self.count_drops(reason, 1);
+    }
+
+    /// `n` messages dropped at once for `reason` (a purged queue).
+    pub fn count_drops(&mut self, reason: DropReason, n: u64) {
+        self.dropped_total[reason.index()] += n;
     }
 
     /// Connections that had their CONNACK and ended for `cause`.
@@ -167,5 +218,14 @@ impl Stats {
 
     pub fn count_close(&mut self, cause: CloseCause) {
         self.closed_total[cause.index()] += 1;
+    }
+
+    /// Packets (or SUBSCRIBE filters) refused by the per-client limit `reason`.
+    pub fn limit_refusals_total(&self, reason: LimitReason) -> u64 {
+        self.limit_refusals_total[reason.index()]
+    }
+
+    pub fn count_limit(&mut self, reason: LimitReason) {
+        self.limit_refusals_total[reason.index()] += 1;
     }
 }

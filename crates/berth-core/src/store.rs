@@ -84,6 +84,8 @@ impl WillRecord {
                 qos: will.qos,
                 retain: will.retain,
                 expires_at: None,
+                // Set when it is published (`published_at`), like its expiry.
+                received_at: None,
                 properties: berth_codec::PublishProperties {
                     message_expiry_interval: will.properties.message_expiry_interval,
                     payload_format_indicator: will.properties.payload_format_indicator,
@@ -99,9 +101,10 @@ impl WillRecord {
     }
 
     /// The will as a message published at `now`: from here on its expiry is absolute, like any
-    /// routed message's.
+    /// routed message's, and its age counts from `now`.
     pub fn published_at(message: Message, now: UnixMillis) -> Message {
         let mut message = message;
+        message.received_at = Some(now);
         message.expires_at = message
             .properties
             .message_expiry_interval
@@ -237,6 +240,13 @@ pub enum Op {
     Dequeue {
         client: ClientId,
         seq: QueueSeq,
+    },
+    /// Removes every queued message of `client` with a sequence below `before` (an operator's
+    /// purge of the whole queue: one range, however long the queue, rather than one `Dequeue`
+    /// per message). Enqueues later in the same batch, at `before` or above, stay.
+    PurgeQueue {
+        client: ClientId,
+        before: QueueSeq,
     },
     PutInflight {
         client: ClientId,

@@ -94,14 +94,27 @@ pub(crate) async fn commit(
     packet: &Packet,
     now: UnixMillis,
 ) -> Result<(), Packet> {
-    let Some(command) = plan::change(
-        link.rules(),
-        &grant.principal,
-        &grant.client,
-        grant.epoch,
-        packet,
-        now,
-    ) else {
+    // The session's subscriptions as the registry here holds them, for the quota
+    // (`limits.max_subscriptions`): read under the state's lock, released before anything is
+    // awaited. A poisoned lock counts none; the broker counts its own copy again anyway.
+    let planned = {
+        let state = link.node.state().read();
+        let held = state
+            .as_ref()
+            .ok()
+            .and_then(|state| state.registry.sessions.get(&grant.client))
+            .map(|entry| &entry.subscriptions);
+        plan::change(
+            link.rules(),
+            &grant.principal,
+            &grant.client,
+            grant.epoch,
+            packet,
+            now,
+            held,
+        )
+    };
+    let Some(command) = planned else {
         return Ok(());
     };
     let committed = match link.propose(&command).await {

@@ -1,5 +1,6 @@
 //! The old owner's side of a takeover and the other requests the cluster service hands this
-//! node's broker (forwarded messages, releases, server-published wills).
+//! node's broker (forwarded messages, releases, server-published wills, operators' session
+//! requests).
 
 use std::sync::Arc;
 
@@ -164,6 +165,13 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
 
     fn publish(&self, message: pb::Message) -> berth_cluster::BoxFuture<Result<(), Status>> {
         publish_message(&self.broker, message)
+    }
+
+    fn session_admin(
+        &self,
+        request: pb::SessionAdminRequest,
+    ) -> berth_cluster::BoxFuture<Result<pb::SessionAdminReply, Status>> {
+        Box::pin(crate::admin::answer(self.broker.clone(), request))
     }
 
     fn release(&self, request: pb::ReleaseRequest) -> berth_cluster::BoxFuture<Result<(), Status>> {

@@ -6,6 +6,7 @@
 //!  broker ─Action::Forward─▶ forwarding.rs ─batched Forward RPC─▶ owner's endpoint.rs ─▶ its broker
 //!  CONNECT elsewhere ─claim─▶ admission.rs ─takeover pull─▶ old owner's endpoint.rs (export pages)
 //!  a copy left on an unreachable node ─stranded.rs─▶ offered to the owner once back
+//!  admin API on any node ─admin.rs─▶ the session's owner (SessionAdmin RPC) ─▶ its broker
 //! ```
 //!
 //! Nothing here decides a protocol rule: core plans what a CONNECT, SUBSCRIBE, UNSUBSCRIBE or
@@ -13,6 +14,7 @@
 //! expiry clamp, the will, the ACL, the retained message) before a proposal is built; core's
 //! `Registry` applies it; and every pb ⇄ core conversion is in `berth_cluster::convert`.
 
+mod admin;
 mod admission;
 mod cluster_link;
 mod endpoint;

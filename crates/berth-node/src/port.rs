@@ -4,8 +4,11 @@
 use std::sync::Arc;
 
 use berth_codec::{Connect, Packet};
-use berth_core::{ClientId, Epoch, Event, Forwarded, NodeId, Replicate, SessionExport, UnixMillis};
-use berth_server::{ClusterPort, Grant, NoConsensus, PortFuture};
+use berth_core::{
+    AdminAnswer, AdminRequest, ClientId, Epoch, Event, Forwarded, NodeId, Replicate, SessionExport,
+    UnixMillis,
+};
+use berth_server::{AdminFailure, ClusterPort, Grant, NoConsensus, PortFuture};
 
 use crate::admission;
 use crate::cluster_link::ClusterLink;
@@ -103,6 +106,14 @@ impl ClusterPort for RaftPort {
             }
             Err(_) => false,
         }
+    }
+
+    fn session_admin(
+        &self,
+        client: ClientId,
+        request: AdminRequest,
+    ) -> PortFuture<'_, Option<Result<AdminAnswer, AdminFailure>>> {
+        Box::pin(async move { Some(crate::admin::relay(&self.0, client, request).await) })
     }
 
     fn health(&self) -> PortFuture<'_, Option<berth_server::ClusterHealth>> {

@@ -22,7 +22,9 @@
 //!    any, is the client's username: a CONNECT username must equal it, and
 //!    [`Authenticated::username`] hands it back to the connection. Without `sub` the CONNECT's
 //!    username stands, or none. Anything else is [`Refusal::BadCredentials`] (details in
-//!    `auth/jwt.rs`).
+//!    `auth/jwt.rs`). An `acl` claim carries the topics the client may use
+//!    ([`Authenticated::grants`], for core's ACL); one that cannot be read is
+//!    [`Refusal::NotAuthorized`].
 //! 4. A username, with a password file configured: the user must be listed and the password
 //!    must verify against their hash; a missing password fails too ([`Refusal::BadCredentials`]).
 //! 5. A username, without a password file: with JWT configured it is refused
@@ -157,7 +159,9 @@ pub enum Refusal {
     /// JWT is used, or a JWT that does not verify or whose `sub` is not the username: 0x86 /
     /// 3.1.1 code 4.
     BadCredentials,
-    /// No credentials and anonymous clients not allowed: 0x87 / code 5.
+    /// No credentials and anonymous clients not allowed, or a JWT that verifies but whose
+    /// `acl` claim cannot be read (what it would allow is unknown, so nothing is): 0x87 /
+    /// code 5.
     NotAuthorized,
     /// Too many failures from this address lately: refused without checking (0x9F).
     RateLimited,
@@ -183,11 +187,17 @@ pub struct Authenticated {
     /// `Some(name)`: the client's username is now `name` (a JWT's `sub`); `None`: the
     /// CONNECT's username stands.
     pub username: Option<String>,
+    /// The topics its credentials grant it (a JWT's `acl` claim), for core's ACL, which the
+    /// rules file must allow too; `None`: the credentials say nothing about topics.
+    pub grants: Option<Arc<berth_core::acl::Grants>>,
 }
 
 impl Authenticated {
     /// Let in as it presented itself.
-    pub const UNCHANGED: Authenticated = Authenticated { username: None };
+    pub const UNCHANGED: Authenticated = Authenticated {
+        username: None,
+        grants: None,
+    };
 }
 
 /// What a CONNECT presents.

@@ -1,10 +1,14 @@
 //! How code outside the server (the cluster implementation of the port) reaches the broker
 //! thread: one method per request, each answered once the broker has handled it.
 
-use berth_core::{ClientId, Epoch, Event, Forwarded, NodeId, QueueSeq, SessionExport};
+use berth_core::{
+    AdminAnswer, AdminError, AdminRequest, ClientId, Epoch, Event, Forwarded, NodeId, QueueSeq,
+    SessionExport,
+};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 
+use crate::cluster_port::AdminFailure;
 use crate::runtime::Command;
 pub use crate::runtime::{ExportPage, ForwardReply};
 
@@ -96,6 +100,45 @@ impl BrokerHandle {
             reply,
         };
         self.commands.send(command).await.is_ok() && wait.await.unwrap_or(false)
+    }
+
+    /// An operator's request about `client`'s session (`Broker::admin`), answered once its
+    /// effects are stored (after group commit) and its actions sent (a kicked connection has
+    /// its DISCONNECT on the way).
+    pub async fn admin(
+        &self,
+        client: ClientId,
+        request: AdminRequest,
+    ) -> Option<Result<AdminAnswer, AdminError>> {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::Admin {
+            client,
+            request,
+            reply,
+        };
+        self.commands.send(command).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// [`BrokerHandle::admin`], waiting at most `wait` (a full command channel included): the
+    /// admin API answers an operator even when the broker does not.
+    pub async fn admin_within(
+        &self,
+        client: ClientId,
+        request: AdminRequest,
+        wait: std::time::Duration,
+    ) -> Result<AdminAnswer, AdminFailure> {
+        match tokio::time::timeout(wait, self.admin(client, request)).await {
+            Ok(Some(answer)) => answer.map_err(AdminFailure::Refused),
+            Ok(None) => Err(AdminFailure::Unreachable {
+                node: None,
+                reason: "the broker is not running".to_owned(),
+            }),
+            Err(_) => Err(AdminFailure::Unreachable {
+                node: None,
+                reason: format!("the broker did not answer within {wait:?}"),
+            }),
+        }
     }
 
     /// Takeover, old owner: whether the session's export must wait (see

@@ -9,7 +9,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use berth_codec::{Connect, Packet};
-use berth_core::{ClientId, Epoch, Forwarded, NodeId, Replicate, SessionExport, UnixMillis};
+use berth_core::{
+    AdminAnswer, AdminError, AdminRequest, ClientId, Epoch, Forwarded, NodeId, Replicate,
+    SessionExport, UnixMillis,
+};
 
 use crate::broker_handle::BrokerHandle;
 
@@ -25,8 +28,9 @@ pub struct Grant {
     pub assigned: bool,
     /// The session lived on another node, which this claim took it over from.
     pub taken_over: bool,
-    /// Who holds it, for the ACL of what the connection replicates (SUBSCRIBE, retained
-    /// PUBLISH): set by the connection once it knows the client id the claim settled on.
+    /// Who holds it (with its credentials' topic grants), for the ACL of what the connection
+    /// replicates (SUBSCRIBE, retained PUBLISH): set by the connection once it knows the client
+    /// id the claim settled on.
     /// In an `Arc`: a grant lives as long as its connection, whose task stays small.
     pub principal: std::sync::Arc<berth_core::acl::Principal>,
 }
@@ -35,6 +39,27 @@ pub struct Grant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no consensus: this node cannot reach a majority of the cluster")]
 pub struct NoConsensus;
+
+/// How long the admin API waits for the answer to an operator's request about a session (the
+/// owner's broker, through the cluster when the owner is another node): an unreachable or
+/// stalled owner is reported, never waited for.
+pub const ADMIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why an operator's request about a session got no answer from its owner.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminFailure {
+    /// The owner (or, for a session it does not list, the registry) answered: no such
+    /// session, moving, or a failed read.
+    #[error("{0}")]
+    Refused(AdminError),
+    /// The owner could not be asked or did not answer within [`ADMIN_WAIT`] (`node`: which
+    /// one, when another node owns the session). The request may still take effect there.
+    #[error("{reason}")]
+    Unreachable {
+        node: Option<NodeId>,
+        reason: String,
+    },
+}
 
 /// The cluster as this node sees it, for `/ready` and the Raft metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,6 +147,19 @@ pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
 
     /// The cluster's health as this node sees it; `None`: not a cluster node.
     fn health(&self) -> PortFuture<'_, Option<ClusterHealth>> {
+        Box::pin(async { None })
+    }
+
+    /// Has the owner of `client`'s session (the registry names it) answer an operator's
+    /// request: this node's broker, or another node's over the cluster, within
+    /// [`ADMIN_WAIT`]. A session the registry does not list is `Refused(NoSession)`. `None`:
+    /// not a cluster node, the local broker answers.
+    fn session_admin(
+        &self,
+        client: ClientId,
+        request: AdminRequest,
+    ) -> PortFuture<'_, Option<Result<AdminAnswer, AdminFailure>>> {
+        let _ = (client, request);
         Box::pin(async { None })
     }
 }

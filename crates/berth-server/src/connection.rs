@@ -355,6 +355,7 @@ impl Handshake {
                     username: connect.username.as_ref().map(|u| u.as_str().to_owned()),
                     client_id: grant.client.as_str().to_owned(),
                     source: Some(client_addr.ip()),
+                    grants: authenticated.grants.clone(),
                 });
                 Some(grant)
             }
@@ -378,6 +379,7 @@ impl Handshake {
             handle,
             epoch: grant.as_ref().map(|g| (g.epoch, g.assigned)),
             source: Some(client_addr.ip()),
+            grants: authenticated.grants,
             read,
             taken_over: grant.as_ref().is_some_and(|g| g.taken_over),
         };

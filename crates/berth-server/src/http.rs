@@ -9,6 +9,7 @@
 
 mod admin;
 mod registry;
+mod sessions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +38,9 @@ pub struct HttpState {
     pub drain: Arc<DrainState>,
     /// The admin API's bearer token; `None`: it answers loopback clients only.
     pub admin_token: Option<Arc<str>>,
+    /// The broker thread, for the admin API's session operations when this node owns the
+    /// session (or is not a cluster node); `None`: no broker runs (those answer 503).
+    pub broker: Option<crate::BrokerHandle>,
 }
 
 pub fn router(state: HttpState) -> Router {

@@ -36,7 +36,8 @@ use tokio::sync::watch;
 
 pub use broker_handle::{BrokerHandle, ExportPage, ForwardReply};
 pub use cluster_port::{
-    ClusterHealth, ClusterPort, Grant, NoConsensus, PortFuture, SingleNode, StartCluster,
+    ADMIN_WAIT, AdminFailure, ClusterHealth, ClusterPort, Grant, NoConsensus, PortFuture,
+    SingleNode, StartCluster,
 };
 pub use drain::{DrainSettings, DrainState};
 pub use metrics::{Metrics, MetricsError};
@@ -159,11 +160,12 @@ pub async fn serve_node<S: Store + 'static>(
     };
     let mut broker = Broker::open(options.broker, store, runtime::now())?;
     let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_CAPACITY);
+    let handle = BrokerHandle {
+        commands: commands.clone(),
+        metrics: metrics.clone(),
+    };
     let port: Arc<dyn ClusterPort> = match cluster {
-        Some(start) => start(BrokerHandle {
-            commands: commands.clone(),
-            metrics: metrics.clone(),
-        }),
+        Some(start) => start(handle.clone()),
         None => Arc::new(SingleNode),
     };
     if let Some(node) = port.node_id() {
@@ -199,6 +201,7 @@ pub async fn serve_node<S: Store + 'static>(
             cluster: port.clone(),
             drain: drain.clone(),
             admin_token: options.admin_token.clone(),
+            broker: Some(handle.clone()),
         };
         tokio::spawn(http::serve_http(listener, state, async move {
             let _ = stop.wait_for(|stopped| *stopped).await;

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use berth_core::{CloseCause, DropReason, Stats};
+use berth_core::{CloseCause, DropReason, LimitReason, Stats};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::cluster_port::ClusterHealth;
@@ -54,6 +54,7 @@ pub struct Metrics {
     publish_rate_exceeded_total: IntCounter,
     connections_refused_total: IntCounterVec,
     messages_dropped_total: IntCounterVec,
+    limit_refusals_total: IntCounterVec,
     proxy_headers_refused_total: IntCounterVec,
     tls_handshakes_failed_total: IntCounter,
     ws_upgrades_failed_total: IntCounter,
@@ -157,8 +158,14 @@ impl Metrics {
         let drop_reasons: Vec<&str> = DropReason::ALL.iter().map(|r| r.label()).collect();
         let messages_dropped_total = by_reason(
             "berth_messages_dropped_total",
-            "Messages dropped instead of delivered, by reason.",
+            "Messages dropped instead of delivered, by reason (purged: an operator emptied the queue).",
             &drop_reasons,
+        )?;
+        let limit_reasons: Vec<&str> = LimitReason::ALL.iter().map(|r| r.label()).collect();
+        let limit_refusals_total = by_reason(
+            "berth_limit_refusals_total",
+            "PUBLISHes, SUBSCRIBE filters and wills refused by a per-client limit, by the limit's key: max_subscriptions (SUBACK 0x97; 3.1.1: 0x80), max_topic_length and max_topic_levels (PUBACK/PUBREC 0x90, SUBACK 0x8F, CONNACK 0x90; 3.1.1: a PUBLISH acknowledged and dropped, SUBACK 0x80, CONNACK 5).",
+            &limit_reasons,
         )?;
         let proxy_headers_refused_total = by_reason(
             "berth_proxy_headers_refused_total",
@@ -187,7 +194,7 @@ impl Metrics {
         let close_causes: Vec<&str> = CloseCause::ALL.iter().map(|c| c.label()).collect();
         let connections_closed_total = by_reason(
             "berth_connections_closed_total",
-            "Connections that had their CONNACK and ended, by reason: client_disconnect, connection_lost (no DISCONNECT), keep_alive_timeout, protocol_error (a malformed packet or a violation; MQTT 5 hears the reason code), rate_limited (limits.publish_rate), taken_over (the session connected again, here or on another node), forward_failed (a 3.1.1 PUBLISH its subscribers' node did not store: closed unacknowledged), drained, server_shutdown.",
+            "Connections that had their CONNACK and ended, by reason: client_disconnect, connection_lost (no DISCONNECT), keep_alive_timeout, protocol_error (a malformed packet or a violation; MQTT 5 hears the reason code), rate_limited (limits.publish_rate), taken_over (the session connected again, here or on another node), forward_failed (a 3.1.1 PUBLISH its subscribers' node did not store: closed unacknowledged), drained, kicked (an operator, through the admin API), server_shutdown.",
             &close_causes,
         )?;
         let name = "berth_connects_refused_total";
@@ -204,7 +211,7 @@ impl Metrics {
         )?;
         // The refusals Berth sends, at 0 from the start (a query never meets a missing series).
         for code in [
-            0x80u8, 0x81, 0x82, 0x84, 0x85, 0x86, 0x87, 0x88, 0x8C, 0x95, 0x9C, 0x9F,
+            0x80u8, 0x81, 0x82, 0x84, 0x85, 0x86, 0x87, 0x88, 0x8C, 0x90, 0x95, 0x9C, 0x9F,
         ] {
             let _ = connects_refused_total.with_label_values(&[&format!("0x{code:02X}")]);
         }
@@ -257,6 +264,7 @@ impl Metrics {
             publish_rate_exceeded_total,
             connections_refused_total,
             messages_dropped_total,
+            limit_refusals_total,
             proxy_headers_refused_total,
             tls_handshakes_failed_total,
             ws_upgrades_failed_total,
@@ -438,6 +446,15 @@ impl Metrics {
                     .with_label_values(&[cause.label()]),
                 last.closed_total(cause),
                 stats.closed_total(cause),
+            );
+        }
+        for reason in LimitReason::ALL {
+            advance(
+                &self
+                    .limit_refusals_total
+                    .with_label_values(&[reason.label()]),
+                last.limit_refusals_total(reason),
+                stats.limit_refusals_total(reason),
             );
         }
         *last = stats.clone();

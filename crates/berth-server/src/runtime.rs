@@ -61,6 +61,8 @@ pub(crate) enum Command {
         epoch: Option<(berth_core::Epoch, bool)>,
         /// The client's address, for address rules of the ACL.
         source: Option<std::net::IpAddr>,
+        /// The topics its credentials grant it (a JWT's `acl` claim), for the ACL.
+        grants: Option<std::sync::Arc<berth_core::acl::Grants>>,
         /// When the connection read the CONNECT, and whether the cluster took its session over
         /// from another node (for `berth_connect_duration_seconds`).
         read: Instant,
@@ -112,6 +114,13 @@ pub(crate) enum Command {
         client: ClientId,
         reply: oneshot::Sender<bool>,
     },
+    /// An operator's request about a session (the admin API); the reply comes once the
+    /// group's changes are stored and its actions sent.
+    Admin {
+        client: ClientId,
+        request: berth_core::AdminRequest,
+        reply: oneshot::Sender<AdminReply>,
+    },
     /// Draining: close up to `count` connections (`CloseReason::Drained`); the reply comes
     /// once they are closed.
     Drain {
@@ -126,6 +135,9 @@ pub type ExportPage = Result<(Vec<Delivery>, Option<QueueSeq>), StoreError>;
 
 /// The receiving node's answer to a forward: which clients it does not own.
 pub type ForwardReply = Vec<ClientId>;
+
+/// The broker's answer to an operator's request about a session.
+pub(crate) type AdminReply = Result<berth_core::AdminAnswer, berth_core::AdminError>;
 
 /// Messages per page of a session being taken over.
 const EXPORT_PAGE: usize = 1000;
@@ -177,6 +189,8 @@ struct Replies {
     drain_asked: std::collections::HashSet<ConnId>,
     /// Clients whose connections a drain closed and whose sessions are still held here.
     drained_clients: Vec<ClientId>,
+    /// Operators' requests answered, sent once the group is committed and its actions out.
+    admin: Vec<(oneshot::Sender<AdminReply>, AdminReply)>,
 }
 
 impl<S: Store> BrokerLoop<S> {
@@ -272,6 +286,9 @@ impl<S: Store> BrokerLoop<S> {
             for done in replies.done.drain(..) {
                 let _ = done.send(());
             }
+            for (reply, answer) in replies.admin.drain(..) {
+                let _ = reply.send(answer);
+            }
             if !replies.drained.is_empty() {
                 let broker = &self.broker;
                 replies
@@ -320,6 +337,7 @@ impl<S: Store> BrokerLoop<S> {
                 handle,
                 epoch,
                 source,
+                grants,
                 read,
                 taken_over,
             } => {
@@ -333,11 +351,13 @@ impl<S: Store> BrokerLoop<S> {
                         epoch,
                         assigned,
                         source,
+                        grants,
                     },
                     None => Event::Connect {
                         conn,
                         connect,
                         source,
+                        grants,
                     },
                 }
             }
@@ -393,6 +413,17 @@ impl<S: Store> BrokerLoop<S> {
             }
             Command::ExportWaits { client, reply } => {
                 let _ = reply.send(self.broker.export_waits(&client));
+                return Ok(());
+            }
+            Command::Admin {
+                client,
+                request,
+                reply,
+            } => {
+                // Changes wait for the group's commit like an event's: the answer goes out
+                // after it (a purge or a discard answered 200 is stored).
+                let answer = self.broker.admin(now(), &client, request);
+                replies.admin.push((reply, answer));
                 return Ok(());
             }
             Command::Drain { count, reply } => {

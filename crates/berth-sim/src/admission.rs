@@ -247,6 +247,7 @@ impl Sim {
                 epoch: Epoch(epoch),
                 assigned: false,
                 source: None,
+                grants: None,
             },
         );
         self.drain_backlog(n, conn);

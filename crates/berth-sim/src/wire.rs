@@ -87,7 +87,17 @@ pub(crate) fn packet_command(
         client_id: client.as_str().to_owned(),
         ..Default::default()
     };
-    let command = plan::change(&rules, &who, client, Epoch(epoch), packet, UnixMillis(0))?;
+    // No registry view of the session: the simulator's default rules have no subscription
+    // quota, for which alone `plan::change` reads it.
+    let command = plan::change(
+        &rules,
+        &who,
+        client,
+        Epoch(epoch),
+        packet,
+        UnixMillis(0),
+        None,
+    )?;
     Some(command_to_pb(&command))
 }
 

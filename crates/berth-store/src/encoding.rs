@@ -21,12 +21,15 @@
 //! DELIVERY = size:u64 delivery:u8 MSG      size = Delivery::size(), read alone at start-up;
 //!                                          delivery = QoS (bits 0-1) | RETAIN (bit 2)
 //!                                            | re-delivery (bit 3: sent before, DUP = 1 next)
-//! MSG      = flags:u8 expires_at:u64 [origin:u64 seq:u64] own_sub_ids:u32 PUBLISH
+//! MSG      = flags:u8 expires_at:u64 [origin:u64 seq:u64] [received_at:u64] own_sub_ids:u32
+//!            PUBLISH
 //!            flags bit 0: expires_at present; bit 1: the cluster identity (origin node,
-//!            number) follows.  PUBLISH: one MQTT 5 PUBLISH packet as
-//!            berth-codec encodes it, with the message's own QoS and RETAIN, packet id 1 as a
-//!            placeholder when QoS > 0, the message's properties, then the delivery's
-//!            subscription identifiers appended after the message's own `own_sub_ids` ones.
+//!            number) follows; bit 2: received_at (when the broker received it) follows; rows
+//!            written before that bit existed have it clear and read as unknown.
+//!            PUBLISH: one MQTT 5 PUBLISH packet as berth-codec encodes it, with the message's
+//!            own QoS and RETAIN, packet id 1 as a placeholder when QoS > 0, the message's
+//!            properties, then the delivery's subscription identifiers appended after the
+//!            message's own `own_sub_ids` ones.
 //! session flags: bit 0 expires_at, bit 1 will_due_at, bit 2 will (absent values are 0), bit 3
 //!                the QoS 2 state is on an unrecovered older copy (`qos2_state_elsewhere`).
 //! options: the MQTT 5 subscription options byte (QoS, no local, retain as published, handling).
@@ -312,11 +315,18 @@ fn put_message(
     message: &Message,
     extra_ids: &[SubscriptionId],
 ) -> Result<(), StoreError> {
-    out.put_u8(u8::from(message.expires_at.is_some()) | u8::from(message.id.is_some()) << 1);
+    out.put_u8(
+        u8::from(message.expires_at.is_some())
+            | u8::from(message.id.is_some()) << 1
+            | u8::from(message.received_at.is_some()) << 2,
+    );
     out.put_u64(message.expires_at.map_or(0, |at| at.0));
     if let Some(id) = message.id {
         out.put_u64(id.origin.0);
         out.put_u64(id.seq);
+    }
+    if let Some(at) = message.received_at {
+        out.put_u64(at.0);
     }
     let own_ids = message.properties.subscription_identifiers.len();
     out.put_u32(u32::try_from(own_ids).unwrap_or(u32::MAX));
@@ -427,7 +437,7 @@ impl<'a> Reader<'a> {
     /// identifiers that belong to the delivery rather than to the message.
     fn message(&mut self) -> Result<(Message, Vec<SubscriptionId>), StoreError> {
         let flags = self.u8("message flags")?;
-        if flags & !0b11 != 0 {
+        if flags & !0b111 != 0 {
             return Err(self.corrupt(&format!("unknown message flags {flags:#04x}")));
         }
         let expires_at = self.u64("message expiry")?;
@@ -435,6 +445,11 @@ impl<'a> Reader<'a> {
             let origin = NodeId(self.u64("message origin")?);
             let seq = self.u64("message number")?;
             Some(MessageId { origin, seq })
+        } else {
+            None
+        };
+        let received_at = if flags & 0b100 != 0 {
+            Some(UnixMillis(self.u64("message receipt time")?))
         } else {
             None
         };
@@ -466,6 +481,7 @@ impl<'a> Reader<'a> {
             retain: publish.retain,
             properties,
             expires_at: (flags & 1 != 0).then_some(UnixMillis(expires_at)),
+            received_at,
             id,
         };
         Ok((message, delivery_ids))

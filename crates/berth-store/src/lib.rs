@@ -207,6 +207,13 @@ impl RocksStore {
             Op::Dequeue { client, seq } => {
                 wb.delete_cf(self.cf(Cf::Queues)?, e::queue_key(&client, seq))
             }
+            // One range tombstone, however long the queue (`[client's seq 0, before)`); an
+            // enqueue later in the batch gets a later sequence number and survives it.
+            Op::PurgeQueue { client, before } => wb.delete_range_cf(
+                self.cf(Cf::Queues)?,
+                e::queue_key(&client, QueueSeq(0)),
+                e::queue_key(&client, before),
+            ),
             Op::PutInflight {
                 client,
                 packet_id,

@@ -87,6 +87,34 @@ pub enum CtlCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Close a client's connection (MQTT 5: DISCONNECT 0x98 Administrative action; 3.1.1:
+    /// closed). Its session stays; the client may reconnect at once. Any node relays it to
+    /// the session's owner.
+    Kick {
+        /// The client id.
+        client_id: String,
+    },
+    /// End a session everywhere, as its expiry would: the connection (if any) is closed, a
+    /// waiting will is published, its subscriptions and queued messages are dropped.
+    Discard {
+        /// The client id.
+        client_id: String,
+    },
+    /// A session's queue as its owner sees it: depth, bytes, in-flight count, connection, and
+    /// the first messages (topic, QoS, size, age, expiry).
+    Queue {
+        /// The client id.
+        client_id: String,
+        /// List at most this many messages (1 to 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Empty a session's queue (counted as dropped, reason "purged"); the session, its
+    /// subscriptions and the messages in flight to a connected client stay.
+    Purge {
+        /// The client id.
+        client_id: String,
+    },
 }
 
 /// `berth cluster ...`: talks to the Cluster gRPC service of a running node.

@@ -95,6 +95,9 @@ pub enum Key {
     LimitsMaxConnections,
     LimitsConnectionRate,
     LimitsPublishRate,
+    LimitsMaxSubscriptions,
+    LimitsMaxTopicLength,
+    LimitsMaxTopicLevels,
     LogFormat,
     DrainGrace,
     DrainRate,
@@ -355,6 +358,9 @@ pub struct Overrides {
     pub max_connections: Option<Limit>,
     pub connection_rate: Option<Limit>,
     pub publish_rate: Option<Limit>,
+    pub max_subscriptions: Option<Limit>,
+    pub max_topic_length: Option<u16>,
+    pub max_topic_levels: Option<Limit>,
     pub log_format: Option<LogFormat>,
     pub drain_grace_secs: Option<u32>,
     pub drain_rate: Option<Limit>,
@@ -439,6 +445,9 @@ impl Overrides {
             max_connections: reader.field(Key::LimitsMaxConnections, value::count_limit)?,
             connection_rate: reader.field(Key::LimitsConnectionRate, value::count_limit)?,
             publish_rate: reader.field(Key::LimitsPublishRate, value::count_limit)?,
+            max_subscriptions: reader.field(Key::LimitsMaxSubscriptions, value::count_limit)?,
+            max_topic_length: reader.field(Key::LimitsMaxTopicLength, |v| value::u16_in(v, 1))?,
+            max_topic_levels: reader.field(Key::LimitsMaxTopicLevels, value::count_limit)?,
             log_format: reader.field(Key::LogFormat, value::log_format)?,
             drain_grace_secs: reader.field(Key::DrainGrace, value::grace_secs)?,
             drain_rate: reader.field(Key::DrainRate, value::count_limit)?,
@@ -507,6 +516,9 @@ impl Config {
             max_connections,
             connection_rate,
             publish_rate,
+            max_subscriptions,
+            max_topic_length,
+            max_topic_levels,
             log_format,
             drain_grace_secs,
             drain_rate,
@@ -564,6 +576,9 @@ impl Config {
         set(&mut self.max_connections, max_connections);
         set(&mut self.connection_rate, connection_rate);
         set(&mut self.broker.limits.publish_rate, publish_rate);
+        set(&mut self.broker.limits.max_subscriptions, max_subscriptions);
+        set(&mut self.broker.limits.max_topic_length, max_topic_length);
+        set(&mut self.broker.limits.max_topic_levels, max_topic_levels);
         set(&mut self.log_format, log_format);
         set(&mut self.drain.grace_secs, drain_grace_secs);
         set(&mut self.drain.rate, drain_rate);

@@ -35,6 +35,13 @@ pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
             }
             ("GET", path)
         }
+        CtlCommand::Kick { client_id } => ("POST", format!("{}/kick", session_path(client_id))),
+        CtlCommand::Discard { client_id } => ("DELETE", session_path(client_id)),
+        CtlCommand::Queue { client_id, limit } => (
+            "GET",
+            format!("{}/queue?limit={limit}", session_path(client_id)),
+        ),
+        CtlCommand::Purge { client_id } => ("DELETE", format!("{}/queue", session_path(client_id))),
     };
     let body = request(&args.at, method, &path, token.as_deref()).await?;
     if args.json {
@@ -46,6 +53,32 @@ pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
     match &args.command {
         CtlCommand::Status => print!("{}", describe(&value)),
         CtlCommand::Sessions { .. } => print!("{}", session_table(&value)),
+        CtlCommand::Kick { client_id } => {
+            if value["was_connected"] == Value::Bool(true) {
+                print!("kicked {client_id}");
+            } else {
+                print!("{client_id} was not connected");
+            }
+            if value["session_kept"] == Value::Bool(true) {
+                println!("; its session stays");
+            } else {
+                println!("; its session ended with the connection (session expiry 0)");
+            }
+        }
+        CtlCommand::Discard { client_id } => println!(
+            "discarded the session of {client_id}{} ({} queued messages dropped)",
+            if value["was_connected"] == Value::Bool(true) {
+                " and closed its connection"
+            } else {
+                ""
+            },
+            value["queued_messages_dropped"],
+        ),
+        CtlCommand::Queue { .. } => print!("{}", queue_table(&value)),
+        CtlCommand::Purge { client_id } => println!(
+            "purged {} messages ({} bytes) from the queue of {client_id}; its session and subscriptions stay",
+            value["purged_messages"], value["purged_bytes"],
+        ),
         CtlCommand::Drain => {
             if value["already_draining"] == Value::Bool(true) {
                 println!("{} is already draining", args.at);
@@ -58,6 +91,81 @@ pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `/api/v1/sessions/{client_id}`, the id percent-encoded (a client id may hold `/`, `?`, `#`).
+fn session_path(client_id: &str) -> String {
+    format!("/api/v1/sessions/{}", percent_encode(client_id))
+}
+
+/// Milliseconds as a short duration (`850ms`, `12.4s`, `3m05s`, `2h07m`), `-` for none.
+fn duration(ms: &Value) -> String {
+    let Some(ms) = ms.as_u64() else {
+        return "-".to_owned();
+    };
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+/// A session's queue: the owner's figures, then one line per message listed.
+fn queue_table(queue: &Value) -> String {
+    let connection = match queue["connected_since_ms"].as_u64() {
+        Some(since) => {
+            // The owner's clock against this machine's: close enough for "how long".
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            format!(
+                "connected from {} for {}",
+                queue["client_address"].as_str().unwrap_or("?"),
+                duration(&Value::from(now.saturating_sub(since)))
+            )
+        }
+        None => "offline".to_owned(),
+    };
+    let mut out = format!(
+        "{}: {connection}\n  queued: {} messages, {} bytes; in flight: {}; oldest: {}\n",
+        queue["client_id"].as_str().unwrap_or("?"),
+        queue["queued_messages"],
+        queue["queued_bytes"],
+        queue["in_flight"],
+        duration(&queue["oldest_message_age_ms"]),
+    );
+    let messages = queue["messages"].as_array().map_or(&[][..], Vec::as_slice);
+    if messages.is_empty() {
+        return out;
+    }
+    out.push_str(&format!(
+        "{:<40} {:>3} {:>6} {:>10} {:>8} {:>10}\n",
+        "TOPIC", "QOS", "RETAIN", "BYTES", "AGE", "EXPIRES IN"
+    ));
+    for message in messages {
+        out.push_str(&format!(
+            "{:<40} {:>3} {:>6} {:>10} {:>8} {:>10}\n",
+            message["topic"].as_str().unwrap_or("?"),
+            message["qos"],
+            if message["retain"] == Value::Bool(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            message["bytes"],
+            duration(&message["age_ms"]),
+            duration(&message["expires_in_ms"]),
+        ));
+    }
+    let listed = messages.len() as u64;
+    if queue["queued_messages"]
+        .as_u64()
+        .is_some_and(|queued| queued > listed)
+    {
+        out.push_str(&format!("(the first {listed}; --limit lists more)\n"));
+    }
+    out
 }
 
 /// Query-string encoding of a value: unreserved characters as they are, the rest as `%XX`.

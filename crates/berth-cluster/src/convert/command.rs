@@ -332,6 +332,7 @@ mod tests {
             retain: false,
             properties: Default::default(),
             expires_at: None,
+            received_at: None,
             id: None,
         };
         message.properties.message_expiry_interval = Some(30);
@@ -408,6 +409,7 @@ mod tests {
             Command::SetRetained(Message {
                 retain: true,
                 expires_at: Some(UnixMillis(123)),
+                received_at: Some(UnixMillis(120)),
                 properties: Default::default(),
                 ..will().message
             }),

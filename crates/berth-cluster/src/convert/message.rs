@@ -51,6 +51,7 @@ pub fn message_to_pb(m: &Message) -> pb::Message {
         qos: m.qos as u32,
         retain: m.retain,
         expires_at_ms: m.expires_at.map(|at| at.0),
+        received_at_ms: m.received_at.map(|at| at.0),
         payload_format: p.payload_format_indicator.map(|f| f as u32),
         content_type: p.content_type.as_ref().map(|s| s.as_str().to_string()),
         response_topic: p.response_topic.as_ref().map(|t| t.as_str().to_string()),
@@ -121,6 +122,7 @@ pub fn message_from_pb(m: pb::Message) -> Result<Message, Invalid> {
             ..Default::default()
         },
         expires_at: m.expires_at_ms.map(UnixMillis),
+        received_at: m.received_at_ms.map(UnixMillis),
         id: m.id.map(message_id_from_pb),
     })
 }
@@ -233,6 +235,7 @@ mod tests {
                 ..Default::default()
             },
             expires_at: Some(UnixMillis(42)),
+            received_at: Some(UnixMillis(7)),
             id: None,
         };
         assert_eq!(message_from_pb(message_to_pb(&message)).unwrap(), message);
@@ -266,6 +269,7 @@ mod tests {
                     ..Default::default()
                 },
                 expires_at: None,
+                received_at: None,
                 id: None,
             },
             delay_secs: 5,

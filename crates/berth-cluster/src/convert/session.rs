@@ -142,6 +142,7 @@ mod tests {
                 retain: false,
                 properties: PublishProperties::default(),
                 expires_at: None,
+                received_at: None,
                 id: Some(message_id(7)),
             }),
             qos: QoS::ExactlyOnce,

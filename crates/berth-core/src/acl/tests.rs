@@ -55,6 +55,7 @@ fn client(client_id: &str) -> Principal {
         username: None,
         client_id: client_id.to_owned(),
         source: None,
+        grants: None,
     }
 }
 

@@ -13,6 +13,15 @@ use crate::stats::CloseCause;
 use crate::store::{Op, SessionExpiry, Store, WillRecord};
 use crate::time::UnixMillis;
 
+/// What the server knows of a connecting client besides its CONNECT: who it is, for the ACL.
+#[derive(Debug, Default)]
+pub(super) struct Who {
+    /// Its address (the PROXY header's behind a balancer).
+    pub source: Option<std::net::IpAddr>,
+    /// The topics its credentials grant it (a JWT's `acl` claim).
+    pub grants: Option<std::sync::Arc<crate::acl::Grants>>,
+}
+
 /// How a connection ended, for the will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ending {
@@ -29,7 +38,7 @@ impl<S: Store> Broker<S> {
         conn: ConnId,
         connect: Connect,
         granted: Option<(crate::ids::Epoch, bool)>,
-        source: Option<std::net::IpAddr>,
+        who: Who,
     ) {
         self.stats.connects_total += 1;
         let v5 = connect.protocol.is_v5();
@@ -60,13 +69,29 @@ impl<S: Store> Broker<S> {
                 .as_ref()
                 .map(|name| name.as_str().to_owned()),
             client_id: client.as_str().to_owned(),
-            source,
+            source: who.source,
+            grants: who.grants,
         };
+        if let Some(will) = &connect.will
+            && let Some(limit) = self.config.limits.topic_over(will.topic.as_str())
+        {
+            // A will it could not publish itself is not published for it either; refused
+            // before the session (or an older connection to it) is touched. MQTT 5 has the
+            // exact code (CONNACK 0x90 Topic Name invalid); 3.1.1 has none, and its nearest is
+            // 5 (Not authorized): the server refuses this CONNECT as it stands, and the client
+            // should not retry it unchanged, which 3 (Server unavailable) would invite.
+            self.stats.count_limit(limit);
+            let reason = if v5 {
+                ConnectReasonCode::TopicNameInvalid
+            } else {
+                ConnectReasonCode::NotAuthorized
+            };
+            return self.refuse(conn, reason);
+        }
         if let Some(will) = &connect.will
             && !self.config.may_publish(&principal, will.topic.as_str())
         {
-            // A will it could not publish itself is not published for it either; refused
-            // before the session (or an older connection to it) is touched.
+            // As above: a will the client may not publish is refused with the CONNECT.
             return self.refuse(conn, ConnectReasonCode::NotAuthorized);
         }
         if let Some((epoch, _)) = granted
@@ -147,6 +172,7 @@ impl<S: Store> Broker<S> {
             aliases_in: Default::default(),
             publish_credit: self.config.limits.publish_rate.credit_burst(),
             credit_at: now,
+            connected_at: now,
         }));
         if session.stored {
             let op = Op::PutSession {
@@ -242,6 +268,10 @@ impl<S: Store> Broker<S> {
             CloseReason::Drained => (
                 Some(DisconnectReasonCode::UseAnotherServer),
                 CloseCause::Drained,
+            ),
+            CloseReason::Kicked => (
+                Some(DisconnectReasonCode::AdministrativeAction),
+                CloseCause::Kicked,
             ),
         };
         self.stats.count_close(cause);

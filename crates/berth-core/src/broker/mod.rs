@@ -13,6 +13,7 @@
 //! message is in every matched persistent session's queue.
 
 mod acks;
+mod admin;
 mod claims;
 mod cluster;
 mod connect;
@@ -43,7 +44,13 @@ use crate::stats::Stats;
 use crate::store::{Batch, Store, StoreError};
 use crate::time::UnixMillis;
 
+use connect::Who;
 use session::{Queue, Session};
+
+pub use admin::{
+    AdminAnswer, AdminError, AdminRequest, Discarded, INSPECT_LIMIT, Kicked, Purged, QueuedView,
+    SessionView,
+};
 
 /// Something that happened, reported by the server.
 #[derive(Debug)]
@@ -54,6 +61,8 @@ pub enum Event {
         connect: Box<berth_codec::Connect>,
         /// The client's address (the PROXY header's behind a balancer), for address rules.
         source: Option<std::net::IpAddr>,
+        /// The topics the client's credentials grant it (a JWT's `acl` claim), if they say.
+        grants: Option<Arc<crate::acl::Grants>>,
     },
     /// Any later packet of a connected client.
     Packet { conn: ConnId, packet: Packet },
@@ -69,6 +78,7 @@ pub enum Event {
         /// The server chose the client id (an MQTT 5 client learns it from CONNACK).
         assigned: bool,
         source: Option<std::net::IpAddr>,
+        grants: Option<Arc<crate::acl::Grants>>,
     },
     /// The replicated registry changed.
     Cluster(ClusterEvent),
@@ -143,6 +153,10 @@ pub enum CloseReason {
     /// the server closes: the will follows its delay, and the session waits for its client on
     /// whichever node it reconnects to.
     Drained,
+    /// An operator closed it (`Broker::kick`, `Broker::discard`; MQTT 5: DISCONNECT 0x98
+    /// Administrative action). As any connection the server closes: the will follows its
+    /// delay, and a session that outlives its connection waits for its client.
+    Kicked,
 }
 
 /// What the server must do.
@@ -386,13 +400,15 @@ impl<S: Store> Broker<S> {
                 conn,
                 connect,
                 source,
-            } => self.on_connect(now, conn, *connect, None, source),
+                grants,
+            } => self.on_connect(now, conn, *connect, None, Who { source, grants }),
             Event::ConnectAs {
                 conn,
                 connect,
                 epoch,
                 assigned,
                 source,
+                grants,
             } => {
                 let client = ClientId::new(connect.client_id.clone());
                 if self.import_pending(&client) {
@@ -403,6 +419,7 @@ impl<S: Store> Broker<S> {
                         epoch,
                         assigned,
                         source,
+                        grants,
                     };
                     self.park_connect(conn, client.clone(), event);
                     if !self.import_started(&client) {
@@ -412,7 +429,8 @@ impl<S: Store> Broker<S> {
                     }
                     return;
                 }
-                self.on_connect(now, conn, *connect, Some((epoch, assigned)), source)
+                let who = Who { source, grants };
+                self.on_connect(now, conn, *connect, Some((epoch, assigned)), who)
             }
             Event::Packet { conn, packet } => self.on_packet(now, conn, packet),
             Event::Closed { conn, reason } => self.on_closed(now, conn, reason),

@@ -69,8 +69,12 @@ impl<S: Store> Broker<S> {
             None => publish.topic.clone(),
         };
 
+        // The topic limits first: they are a property of the packet, whoever sends it.
+        if let Some(limit) = self.config.limits.topic_over(topic.as_str()) {
+            return self.refuse_publish(now, conn, client, &publish, Refused::Limit(limit));
+        }
         if !self.config.may_publish(&online.principal, topic.as_str()) {
-            return self.refuse_publish(now, conn, client, &publish);
+            return self.refuse_publish(now, conn, client, &publish, Refused::NotAuthorized);
         }
 
         if publish.qos == QoS::ExactlyOnce {
@@ -115,25 +119,38 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    /// A PUBLISH the ACL does not allow: dropped and counted. An MQTT 5 publisher hears 0x87
-    /// (Not authorized) on its PUBACK/PUBREC; a 3.1.1 publisher, which has no way to hear it,
-    /// gets its acknowledgement as usual (its QoS 2 exchange ends at a PUBREL answered without
-    /// an id kept).
+    /// A PUBLISH the ACL or a topic limit does not allow: dropped and counted (the ACL's in
+    /// `berth_messages_dropped_total{reason="not_authorized"}`, a limit's in
+    /// `berth_limit_refusals_total`). An MQTT 5 publisher hears why on its PUBACK/PUBREC: 0x87
+    /// (Not authorized), or 0x90 (Topic Name invalid: well formed, but not accepted here); a
+    /// QoS 0 one hears nothing, as QoS 0 has no acknowledgement. A 3.1.1 publisher, which has no
+    /// way to hear it, gets its acknowledgement as usual (its QoS 2 exchange ends at a PUBREL
+    /// answered without an id kept): a refusal it cannot act on must not make it send again.
     fn refuse_publish(
         &mut self,
         now: UnixMillis,
         conn: ConnId,
         client: &ClientId,
         publish: &Publish,
+        refused: Refused,
     ) {
-        self.stats
-            .count_drop(crate::stats::DropReason::NotAuthorized);
+        let refusal = match refused {
+            Refused::NotAuthorized => {
+                self.stats
+                    .count_drop(crate::stats::DropReason::NotAuthorized);
+                PubAckReasonCode::NotAuthorized
+            }
+            Refused::Limit(limit) => {
+                self.stats.count_limit(limit);
+                PubAckReasonCode::TopicNameInvalid
+            }
+        };
         let v5 = self
             .sessions
             .get(client)
             .is_some_and(|s| s.protocol.is_v5());
         let reason = if v5 {
-            PubAckReasonCode::NotAuthorized
+            refusal
         } else {
             PubAckReasonCode::Success
         };
@@ -533,6 +550,15 @@ fn publish_ack(qos: QoS, packet_id: Option<PacketId>, reason: PubAckReasonCode) 
         }
         _ => None,
     }
+}
+
+/// Why a client's PUBLISH is refused.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// The ACL (the rules, or the connection's grants).
+    NotAuthorized,
+    /// Its topic is over `limits.max_topic_length` or `max_topic_levels`.
+    Limit(crate::stats::LimitReason),
 }
 
 /// How to acknowledge a routed PUBLISH (see `Broker::send_ack`).

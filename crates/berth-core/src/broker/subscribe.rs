@@ -23,17 +23,26 @@ impl<S: Store> Broker<S> {
         let subscription_id = subscribe.properties.subscription_identifier;
         let mut reason_codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_for = Vec::new();
-        let Some(principal) = self
-            .sessions
-            .get(client)
-            .and_then(|s| s.online.as_ref())
-            .map(|online| online.principal.clone())
-        else {
+        let Some(session) = self.sessions.get(client) else {
             return;
         };
-        for requested in subscribe.subscriptions {
-            if !self.config.may_subscribe(&principal, &requested.filter) {
-                reason_codes.push(SubAckReasonCode::NotAuthorized);
+        let Some(online) = session.online.as_ref() else {
+            return;
+        };
+        // Decided for the whole packet first (core's one rule, which the cluster's plan of
+        // this SUBSCRIBE asked too): the quota counts the filters granted before each one.
+        let verdicts = self.config.vet_subscribe(
+            &online.principal,
+            session.subscriptions.len(),
+            |filter| session.subscriptions.contains_key(filter),
+            subscribe.subscriptions.iter().map(|s| &s.filter),
+        );
+        for (requested, verdict) in subscribe.subscriptions.into_iter().zip(verdicts) {
+            if let Err(refusal) = verdict {
+                if let crate::config::SubscribeRefusal::Limit(limit) = refusal {
+                    self.stats.count_limit(limit);
+                }
+                reason_codes.push(refusal.reason_code());
                 continue;
             }
             let Some(session) = self.sessions.get_mut(client) else {

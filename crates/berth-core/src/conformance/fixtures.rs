@@ -50,6 +50,7 @@ pub(crate) fn plain(topic_name: &str, payload: &[u8]) -> Message {
         retain: false,
         properties: PublishProperties::default(),
         expires_at: None,
+        received_at: None,
         id: None,
     }
 }
@@ -78,6 +79,7 @@ pub(crate) fn rich(topic_name: &str, qos: QoS, retain: bool) -> Message {
             content_type: Some(mqtt("application/json; charset=utf-8")),
         },
         expires_at: Some(UnixMillis(1_700_000_123_456)),
+        received_at: Some(UnixMillis(1_700_000_000_456)),
         id: Some(crate::ids::MessageId {
             origin: crate::ids::NodeId(u64::MAX),
             seq: (1 << 63) | 5,

@@ -387,3 +387,94 @@ pub(super) fn seen_put_delete_and_go_with_the_session(store: &mut dyn Store) {
     );
     assert!(seen(store).is_empty(), "a session's identities end with it");
 }
+
+/// `PurgeQueue` removes every queued message below its bound in one op, whatever the queue's
+/// length; what is enqueued after it in the same batch stays, and so do the client's other rows
+/// and other clients' queues (one whose id starts with the purged client's).
+pub(super) fn purge_removes_the_queue_below_its_bound(store: &mut dyn Store) {
+    let who = client("p");
+    let longer = client("p2");
+    write(
+        store,
+        vec![
+            Op::PutSession {
+                client: who.clone(),
+                record: bare_session(1),
+            },
+            Op::PutSession {
+                client: longer.clone(),
+                record: bare_session(1),
+            },
+            Op::PutInflight {
+                client: who.clone(),
+                packet_id: pid(4),
+                record: sent(0, numbered(0)),
+            },
+        ],
+    );
+    enqueue_all(store, &who, [1, 2, 3, 256, 257]);
+    enqueue_all(store, &longer, [1, 2]);
+    write(
+        store,
+        vec![
+            Op::PurgeQueue {
+                client: who.clone(),
+                before: QueueSeq(257),
+            },
+            Op::Enqueue {
+                client: who.clone(),
+                seq: QueueSeq(258),
+                delivery: numbered(258),
+            },
+        ],
+    );
+    assert_eq!(seqs(&queue(store, &who)), vec![257, 258]);
+    let expected = QueueBounds {
+        first: QueueSeq(257),
+        next: QueueSeq(259),
+        count: 2,
+        bytes: size_of([257, 258]),
+    };
+    assert_eq!(bounds(store, &who), expected);
+    assert_eq!(inflight(store, &who), vec![(pid(4), sent(0, numbered(0)))]);
+    assert_eq!(seqs(&queue(store, &longer)), vec![1, 2]);
+
+    // Everything, then a message enqueued behind the purge in the same batch.
+    write(
+        store,
+        vec![
+            Op::Enqueue {
+                client: who.clone(),
+                seq: QueueSeq(259),
+                delivery: numbered(259),
+            },
+            Op::PurgeQueue {
+                client: who.clone(),
+                before: QueueSeq(260),
+            },
+            Op::Enqueue {
+                client: who.clone(),
+                seq: QueueSeq(260),
+                delivery: numbered(260),
+            },
+        ],
+    );
+    assert_eq!(seqs(&queue(store, &who)), vec![260]);
+    // A purge of an empty or missing queue is fine.
+    write(
+        store,
+        vec![
+            Op::PurgeQueue {
+                client: who.clone(),
+                before: QueueSeq(261),
+            },
+            Op::PurgeQueue {
+                client: client("nobody"),
+                before: QueueSeq(u64::MAX),
+            },
+        ],
+    );
+    let empty = bounds(store, &who);
+    assert_eq!((empty.count, empty.bytes), (0, 0));
+    assert_eq!(seqs(&queue(store, &longer)), vec![1, 2]);
+}

@@ -209,6 +209,7 @@ impl Registry {
                         retain: true,
                         properties: Default::default(),
                         expires_at: None,
+                        received_at: None,
                         id: None,
                     },
                 });

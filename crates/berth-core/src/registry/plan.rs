@@ -1,10 +1,12 @@
 //! What a client's packet asks of the registry, decided by core's rules before a node proposes
 //! anything: a connection task in a cluster asks here and builds no command of its own (the
-//! empty-id rule, the expiry clamp, the will as kept, the ACL on SUBSCRIBE, the retained
-//! message are the broker's, and are decided once).
+//! empty-id rule, the expiry clamp, the will as kept, the ACL and the per-client limits on
+//! SUBSCRIBE and on retained PUBLISHes, the retained message are the broker's, and are decided
+//! once).
 
 use berth_codec::{Connect, MqttString, Packet};
 
+use super::Subscriptions;
 use super::command::{Claim, Command};
 use crate::config::BrokerConfig;
 use crate::ids::{ClientId, Epoch, NodeId};
@@ -23,7 +25,7 @@ pub fn empty_id_refused(connect: &Connect) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectPlan {
     /// Nothing: the broker refuses this CONNECT by its own rules (an empty client id where the
-    /// protocol needs one), with no claim.
+    /// protocol needs one, a will topic over the topic limits), with no claim.
     Alone,
     /// Claim the session; `assigned`: the client id was assigned here (MQTT 5 tells the client).
     Claim { claim: Box<Claim>, assigned: bool },
@@ -39,6 +41,15 @@ pub fn connect(
     sequence: u64,
 ) -> ConnectPlan {
     let mut assigned = false;
+    if connect
+        .will
+        .as_ref()
+        .is_some_and(|will| config.limits.topic_over(will.topic.as_str()).is_some())
+    {
+        // The broker refuses it whoever the client is (CONNACK 0x90): claiming the session
+        // first would only leave it owned here without a connection.
+        return ConnectPlan::Alone;
+    }
     if connect.client_id.is_empty() {
         if empty_id_refused(connect) {
             return ConnectPlan::Alone;
@@ -68,8 +79,13 @@ pub fn connect(
 /// What `packet` of `client`'s connection at `epoch` changes in the registry, if anything: the
 /// allowed filters of a SUBSCRIBE (a refused one must not reach the registry, whose
 /// subscriptions route on every node and come back at a takeover), an UNSUBSCRIBE, a retained
-/// PUBLISH (set, or cleared by an empty payload) that `who` may publish (a refused one gets its
-/// 0x87 from the broker, and must not be retained anywhere).
+/// PUBLISH (set, or cleared by an empty payload) that `who` may publish and whose topic is
+/// within the topic limits (a refused one gets its 0x87 or 0x90 from the broker, and must not
+/// be retained anywhere).
+///
+/// `held`: the session's subscriptions as the registry here holds them (`None`: none known),
+/// for `limits.max_subscriptions` — the same count the broker makes of its own copy when the
+/// SUBSCRIBE reaches it, so that both grant the same filters.
 pub fn change(
     config: &BrokerConfig,
     who: &crate::acl::Principal,
@@ -77,15 +93,23 @@ pub fn change(
     epoch: Epoch,
     packet: &Packet,
     now: UnixMillis,
+    held: Option<&Subscriptions>,
 ) -> Option<Command> {
     match packet {
         Packet::Subscribe(subscribe) => {
             let subscription_id = subscribe.properties.subscription_identifier;
+            let verdicts = config.vet_subscribe(
+                who,
+                held.map_or(0, |held| held.len()),
+                |filter| held.is_some_and(|held| held.contains_key(filter)),
+                subscribe.subscriptions.iter().map(|s| &s.filter),
+            );
             let subscriptions: Vec<_> = subscribe
                 .subscriptions
                 .iter()
-                .filter(|s| config.may_subscribe(who, &s.filter))
-                .map(|s| {
+                .zip(verdicts)
+                .filter(|(_, verdict)| verdict.is_ok())
+                .map(|(s, _)| {
                     let record = SubscriptionRecord {
                         options: s.options,
                         subscription_id,
@@ -109,6 +133,7 @@ pub fn change(
         Packet::Publish(publish)
             if publish.retain
                 && !publish.topic.is_empty()
+                && config.limits.topic_over(publish.topic.as_str()).is_none()
                 && config.may_publish(who, publish.topic.as_str()) =>
         {
             Some(if publish.payload.is_empty() {
@@ -121,3 +146,6 @@ pub fn change(
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

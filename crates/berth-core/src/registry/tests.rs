@@ -18,6 +18,7 @@ fn will() -> WillRecord {
             retain: false,
             properties: Default::default(),
             expires_at: None,
+            received_at: None,
             id: None,
         },
         delay_secs: 5,

@@ -13,6 +13,16 @@
 //! - **Subject.** A `sub` claim names the client: a CONNECT username must equal it, and the
 //!   authenticated username becomes `sub`. A `sub` that is not a non-empty string is refused.
 //!   Without `sub`, the CONNECT's username stays as it was.
+//! - **Topics.** An `acl` claim grants topics, in EMQX's shape so that tokens issued for it
+//!   work here unchanged: `"acl": {"pub": [...], "sub": [...], "all": [...]}`, each list
+//!   optional, of topic patterns as the ACL rules file writes them (`+`, `#`, `%u` for the
+//!   username, `%c` for the client id). (`sub` inside `acl` means subscribing; the top-level
+//!   `sub` stays the subject.) A client whose token carries the claim may use exactly those
+//!   topics, and the rules file must allow them too (core decides: `berth_core::acl::grants`);
+//!   `"acl": {}` allows nothing. Without the claim the rules file alone decides. A claim that
+//!   is not such an object, has another key, or holds anything but valid patterns is refused
+//!   (0x87 / 5, not 0x86: the token is genuine, but what it allows cannot be read, and reading
+//!   it as "no grants" would let the client do everything the rules file allows).
 //!
 //! Key files: HS256 reads a shared secret (the file's bytes, less a trailing line break) of at
 //! least [`MIN_SECRET_LEN`] bytes, as RFC 7518 §3.2 requires; RS256 a PEM RSA public key
@@ -26,9 +36,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use berth_core::acl::{Granted, Grants};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
 
 use super::{AuthError, Authenticated, Refusal};
+
+/// The claim that carries a token's topic grants, and its lists (see the module docs).
+const ACL_CLAIM: &str = "acl";
+const GRANT_LISTS: [(&str, Granted); 3] = [
+    ("pub", Granted::Publish),
+    ("sub", Granted::Subscribe),
+    ("all", Granted::Both),
+];
 
 /// Shortest HS256 secret: the hash's output size (RFC 7518 §3.2).
 const MIN_SECRET_LEN: usize = 32;
@@ -108,13 +128,15 @@ impl Verifier {
         Ok(())
     }
 
-    /// Verifies `token` and matches its subject with the CONNECT's `username`.
+    /// Verifies `token`, matches its subject with the CONNECT's `username` and reads the
+    /// topics it grants.
     pub(super) fn admit(
         &self,
         token: &str,
         username: Option<&str>,
     ) -> Result<Authenticated, Refusal> {
-        let subject = self.subject(token)?;
+        let claims = self.verified_claims(token)?;
+        let subject = subject(&claims)?;
         let mismatch = match (subject.as_deref(), username) {
             (Some(subject), Some(username)) => subject != username,
             _ => false,
@@ -123,34 +145,79 @@ impl Verifier {
             tracing::debug!("JWT refused: its sub is not the CONNECT's username");
             return Err(Refusal::BadCredentials);
         }
-        Ok(Authenticated { username: subject })
+        Ok(Authenticated {
+            username: subject,
+            grants: grants(&claims)?,
+        })
     }
 
-    /// The token's `sub`, once its signature, algorithm and times are verified.
-    fn subject(&self, token: &str) -> Result<Option<String>, Refusal> {
+    /// The token's claims, once its signature, algorithm and times are verified.
+    fn verified_claims(&self, token: &str) -> Result<Map<String, Value>, Refusal> {
         let key = Arc::clone(&self.key.read().unwrap_or_else(PoisonError::into_inner));
-        let claims = match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token,
-            &key,
-            &self.validation,
-        ) {
-            Ok(data) => data.claims,
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation) {
+            Ok(data) => Ok(data.claims),
             Err(error) => {
                 tracing::debug!(%error, "JWT refused");
-                return Err(Refusal::BadCredentials);
-            }
-        };
-        match claims.get("sub") {
-            None => Ok(None),
-            Some(serde_json::Value::String(subject)) if !subject.is_empty() => {
-                Ok(Some(subject.clone()))
-            }
-            Some(_) => {
-                tracing::debug!("JWT refused: its sub is not a non-empty string");
                 Err(Refusal::BadCredentials)
             }
         }
     }
+}
+
+/// The token's `sub`.
+fn subject(claims: &Map<String, Value>) -> Result<Option<String>, Refusal> {
+    match claims.get("sub") {
+        None => Ok(None),
+        Some(Value::String(subject)) if !subject.is_empty() => Ok(Some(subject.clone())),
+        Some(_) => {
+            tracing::debug!("JWT refused: its sub is not a non-empty string");
+            Err(Refusal::BadCredentials)
+        }
+    }
+}
+
+/// The topics the token's `acl` claim grants; `None` without the claim (see the module docs).
+fn grants(claims: &Map<String, Value>) -> Result<Option<Arc<Grants>>, Refusal> {
+    let Some(claim) = claims.get(ACL_CLAIM) else {
+        return Ok(None);
+    };
+    let Value::Object(lists) = claim else {
+        return Err(unreadable_acl("is not an object"));
+    };
+    if let Some(key) = lists
+        .keys()
+        .find(|key| !GRANT_LISTS.iter().any(|(name, _)| *name == key.as_str()))
+    {
+        return Err(unreadable_acl(&format!(
+            "has the key {key:?}; only \"pub\", \"sub\" and \"all\" are known"
+        )));
+    }
+    let mut patterns = Vec::new();
+    for (name, granted) in GRANT_LISTS {
+        let Some(list) = lists.get(name) else {
+            continue;
+        };
+        let Value::Array(items) = list else {
+            return Err(unreadable_acl(&format!("{name} is not an array")));
+        };
+        for item in items {
+            let Value::String(pattern) = item else {
+                return Err(unreadable_acl(&format!(
+                    "{name} holds {item}, not a string"
+                )));
+            };
+            patterns.push((granted, pattern.as_str()));
+        }
+    }
+    match Grants::parse(patterns) {
+        Ok(grants) => Ok(Some(Arc::new(grants))),
+        Err(problem) => Err(unreadable_acl(&format!("has a bad pattern: {problem}"))),
+    }
+}
+
+fn unreadable_acl(problem: &str) -> Refusal {
+    tracing::debug!("JWT refused: its acl claim {problem}");
+    Refusal::NotAuthorized
 }
 
 /// What every token is held to (see the module docs).

@@ -6,6 +6,11 @@
 //! - `POST /api/v1/drain`: drain this node and stop (as SIGTERM does; `berth ctl drain`).
 //! - `GET /api/v1/sessions`, `/api/v1/sessions/{client_id}`, `/api/v1/retained`: the
 //!   replicated registry, cluster-wide from any node ([`super::registry`]).
+//! - `POST /api/v1/sessions/{client_id}/kick`, `DELETE /api/v1/sessions/{client_id}`,
+//!   `GET|DELETE /api/v1/sessions/{client_id}/queue`: one session, acted on by its owner
+//!   ([`super::sessions`]).
+//! - `GET /api/v1/openapi.yaml`: the API described (`docs/openapi.yaml`), answered without a
+//!   token: it holds no data of the node, and tools fetch it to build their calls.
 
 use std::net::SocketAddr;
 
@@ -13,20 +18,53 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::HttpState;
 
+/// The API's description, as kept in the repository.
+pub(super) const OPENAPI: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/openapi.yaml"
+));
+
+/// Every route that needs the token: method, path under `/api/v1`, handler. The router is built
+/// from this list, and a test holds `docs/openapi.yaml` to it.
+pub(super) fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<HttpState>)> {
+    use super::{registry, sessions};
+    vec![
+        ("GET", "/node", get(node)),
+        ("POST", "/drain", post(drain)),
+        ("GET", "/sessions", get(registry::sessions)),
+        ("GET", "/sessions/{client_id}", get(sessions::detail)),
+        ("DELETE", "/sessions/{client_id}", delete(sessions::discard)),
+        ("POST", "/sessions/{client_id}/kick", post(sessions::kick)),
+        ("GET", "/sessions/{client_id}/queue", get(sessions::queue)),
+        (
+            "DELETE",
+            "/sessions/{client_id}/queue",
+            delete(sessions::purge),
+        ),
+        ("GET", "/retained", get(registry::retained)),
+    ]
+}
+
 pub(super) fn router(state: HttpState) -> Router<HttpState> {
-    Router::new()
-        .route("/node", get(node))
-        .route("/drain", post(drain))
-        .route("/sessions", get(super::registry::sessions))
-        .route("/sessions/{client_id}", get(super::registry::session))
-        .route("/retained", get(super::registry::retained))
+    let mut router = Router::new();
+    for (_, path, handler) in endpoints() {
+        // Two methods on one path (GET and DELETE of a session) merge into one route.
+        router = router.route(path, handler);
+    }
+    router
         .layer(middleware::from_fn_with_state(state, authorize))
+        // Added after the layer, so it is not behind the token.
+        .route("/openapi.yaml", get(openapi))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI)
 }
 
 pub(super) fn error(status: StatusCode, message: &str) -> Response {

@@ -5,14 +5,15 @@
 //! - `GET /api/v1/sessions?prefix=&node=&connected=&protocol=&after=&limit=`: sessions in client
 //!   id order, `limit` (default 100, at most 1000) at a time; `next` is the `after` of the next
 //!   page.
-//! - `GET /api/v1/sessions/{client_id}`: one session, its subscriptions and will.
+//! - `GET /api/v1/sessions/{client_id}`: one session, its subscriptions and will (with what
+//!   only its owner knows added by [`super::sessions`]).
 //! - `GET /api/v1/retained?prefix=&after=&limit=`: retained messages in topic order.
 
 use std::collections::HashMap;
 use std::ops::Bound;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_codec::{ProtocolVersion, QoS};
@@ -26,15 +27,20 @@ use super::admin::error;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
-type Params = Query<HashMap<String, String>>;
+pub(super) type Params = Query<HashMap<String, String>>;
 
 /// A request refused: its status and message (answered as the API's JSON error).
-struct Refused(StatusCode, String);
+pub(super) struct Refused(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         error(self.0, &self.1)
     }
+}
+
+/// Whether this server keeps the replicated registry (a cluster node).
+pub(super) fn has_registry(state: &HttpState) -> bool {
+    state.cluster.with_registry(&mut |_| {})
 }
 
 /// Reads the registry, or answers that this server keeps none (not a cluster node).
@@ -55,7 +61,8 @@ fn with_registry<T>(state: &HttpState, read: impl FnOnce(&Registry) -> T) -> Res
     }
 }
 
-fn limit(params: &HashMap<String, String>) -> Result<usize, Refused> {
+/// The `limit` parameter: 1 to 1000, 100 if absent.
+pub(super) fn limit(params: &HashMap<String, String>) -> Result<usize, Refused> {
     match params.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(text) => match text.parse::<usize>() {
@@ -205,11 +212,10 @@ fn in_range(id: &str, start: Bound<&str>) -> bool {
     }
 }
 
-pub(super) async fn session(
-    State(state): State<HttpState>,
-    Path(client_id): Path<String>,
-) -> Response {
-    let found = with_registry(&state, |registry| {
+/// One session as the registry holds it (`None`: the registry does not list it), with its
+/// subscriptions and will.
+pub(super) fn session_detail(state: &HttpState, client_id: &str) -> Result<Option<Value>, Refused> {
+    with_registry(state, |registry| {
         registry
             .sessions
             .iter()
@@ -242,12 +248,7 @@ pub(super) async fn session(
                 });
                 detail
             })
-    });
-    match found {
-        Ok(Some(detail)) => Json(detail).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "no such session"),
-        Err(refused) => refused.into_response(),
-    }
+    })
 }
 
 pub(super) async fn retained(State(state): State<HttpState>, Query(params): Params) -> Response {

@@ -14,10 +14,11 @@ use super::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Response {
-    status: u16,
-    headers: String,
-    body: String,
+/// An HTTP answer (the session tests use these helpers too).
+pub(super) struct Response {
+    pub(super) status: u16,
+    pub(super) headers: String,
+    pub(super) body: String,
 }
 
 /// One HTTP/1.1 GET over a plain socket; the server closes the connection after it.
@@ -26,7 +27,12 @@ async fn get(addr: SocketAddr, path: &str) -> Response {
 }
 
 /// One HTTP/1.1 request, with a bearer token if given.
-async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Response {
+pub(super) async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Response {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let authorization =
@@ -130,6 +136,7 @@ async fn start_with(admin_token: Option<&str>) -> Server {
         cluster: cluster.clone(),
         drain: drain.clone(),
         admin_token: admin_token.map(Arc::from),
+        broker: None,
     };
     let task = tokio::spawn(serve_http(listener, state, async {
         let _ = stopped.await;
@@ -343,5 +350,91 @@ async fn without_a_token_the_admin_api_answers_loopback_clients() {
     let node: serde_json::Value = serde_json::from_str(&node.body).unwrap();
     assert_eq!(node["ready"], false);
     assert_eq!(node["not_ready_because"], "the broker is not running");
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_the_token() {
+    let server = start_with(Some("s3cret")).await;
+    let response = request(server.addr, "GET", "/api/v1/openapi.yaml", None).await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response.headers.contains("content-type: application/yaml"),
+        "{}",
+        response.headers
+    );
+    assert_eq!(response.body, admin::OPENAPI);
+    assert!(
+        response.body.starts_with("openapi: 3.1"),
+        "{}",
+        response.body
+    );
+    server.shut_down().await;
+}
+
+/// `path → methods` of the `paths:` section of the OpenAPI document: path keys are indented by
+/// two spaces, their operations by four (the document keeps to that layout).
+fn documented_operations(document: &str) -> Vec<(String, String)> {
+    let mut operations = Vec::new();
+    let mut in_paths = false;
+    let mut path: Option<String> = None;
+    for line in document.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_paths = line == "paths:";
+            path = None;
+            continue;
+        }
+        if !in_paths {
+            continue;
+        }
+        if let Some(key) = line.strip_prefix("  ").filter(|l| l.starts_with('/')) {
+            path = key.strip_suffix(':').map(str::to_owned);
+        } else if let Some(method) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':')) {
+            let method = method.to_ascii_uppercase();
+            let known = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+            if let (Some(path), true) = (&path, known.contains(&method.as_str())) {
+                operations.push((method, path.clone()));
+            }
+        }
+    }
+    operations
+}
+
+#[test]
+fn every_admin_route_is_in_the_openapi_document() {
+    let documented = documented_operations(admin::OPENAPI);
+    assert!(
+        documented.len() > 5,
+        "the scan found the operations: {documented:?}"
+    );
+    for (method, path, _) in admin::endpoints() {
+        let full = format!("/api/v1{path}");
+        assert!(
+            documented.contains(&(method.to_owned(), full.clone())),
+            "{method} {full} is routed but not in docs/openapi.yaml"
+        );
+    }
+    for extra in ["/api/v1/openapi.yaml", "/metrics", "/health", "/ready"] {
+        assert!(
+            documented.contains(&("GET".to_owned(), extra.to_owned())),
+            "GET {extra} is routed but not in docs/openapi.yaml"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_documented_admin_operation_is_routed() {
+    // Each answers something of its own (JSON, even as a 404 or 503 here: no broker, no
+    // registry), never the router's bare 404 or 405 for a path or method it does not know.
+    let server = start().await;
+    for (method, path) in documented_operations(admin::OPENAPI) {
+        let path = path.replace("{client_id}", "dev-1");
+        let response = request(server.addr, &method, &path, None).await;
+        assert_ne!(response.status, 405, "{method} {path}");
+        assert!(
+            !(response.status == 404 && response.body.is_empty()),
+            "{method} {path} is documented but not routed"
+        );
+    }
     server.shut_down().await;
 }

@@ -53,6 +53,39 @@ fn every_metric_is_exported_with_its_type_before_any_observation() {
         );
         assert_eq!(line_value(&text, &series), 0, "{series}");
     }
+    for reason in LimitReason::ALL {
+        let series = format!(
+            "berth_limit_refusals_total{{reason=\"{}\"}}",
+            reason.label()
+        );
+        assert_eq!(line_value(&text, &series), 0, "{series}");
+    }
+    assert_eq!(
+        line_value(&text, "berth_connects_refused_total{code=\"0x90\"}"),
+        0,
+        "a will over the topic limits"
+    );
+}
+
+#[test]
+fn limit_refusals_advance_by_reason() {
+    let metrics = Metrics::new().unwrap();
+    let mut stats = Stats::default();
+    stats.count_limit(LimitReason::MaxSubscriptions);
+    stats.count_limit(LimitReason::MaxSubscriptions);
+    stats.count_limit(LimitReason::MaxTopicLevels);
+    metrics.observe(&stats);
+    metrics.observe(&stats);
+    let text = metrics.render();
+    let value = |reason: &str| {
+        line_value(
+            &text,
+            &format!("berth_limit_refusals_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(value("max_subscriptions"), 2);
+    assert_eq!(value("max_topic_levels"), 1);
+    assert_eq!(value("max_topic_length"), 0);
 }
 
 #[test]

@@ -28,6 +28,7 @@ fn message() -> Message {
             ..Default::default()
         },
         expires_at: Some(UnixMillis(42)),
+        received_at: Some(UnixMillis(7)),
         id: None,
     }
 }

@@ -132,6 +132,9 @@ struct Limits {
     max_connections: Option<toml::Value>,
     connection_rate: Option<toml::Value>,
     publish_rate: Option<toml::Value>,
+    max_subscriptions: Option<toml::Value>,
+    max_topic_length: Option<toml::Value>,
+    max_topic_levels: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +191,9 @@ impl FileConfig {
             Key::LimitsMaxConnections => self.limits.max_connections.as_ref(),
             Key::LimitsConnectionRate => self.limits.connection_rate.as_ref(),
             Key::LimitsPublishRate => self.limits.publish_rate.as_ref(),
+            Key::LimitsMaxSubscriptions => self.limits.max_subscriptions.as_ref(),
+            Key::LimitsMaxTopicLength => self.limits.max_topic_length.as_ref(),
+            Key::LimitsMaxTopicLevels => self.limits.max_topic_levels.as_ref(),
             Key::LogFormat => self.log_format.as_ref(),
             Key::DrainGrace => self.drain.grace.as_ref(),
             Key::DrainRate => self.drain.rate.as_ref(),

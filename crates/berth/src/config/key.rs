@@ -3,7 +3,7 @@
 use super::Key;
 
 impl Key {
-    pub const ALL: [Key; 50] = [
+    pub const ALL: [Key; 53] = [
         Key::Listen,
         Key::ProxyProtocol,
         Key::ProxyHeaderTimeout,
@@ -48,6 +48,9 @@ impl Key {
         Key::LimitsMaxConnections,
         Key::LimitsConnectionRate,
         Key::LimitsPublishRate,
+        Key::LimitsMaxSubscriptions,
+        Key::LimitsMaxTopicLength,
+        Key::LimitsMaxTopicLevels,
         Key::LogFormat,
         Key::DrainGrace,
         Key::DrainRate,
@@ -103,6 +106,9 @@ impl Key {
             Key::LimitsMaxConnections => "limits.max_connections",
             Key::LimitsConnectionRate => "limits.connection_rate",
             Key::LimitsPublishRate => "limits.publish_rate",
+            Key::LimitsMaxSubscriptions => "limits.max_subscriptions",
+            Key::LimitsMaxTopicLength => "limits.max_topic_length",
+            Key::LimitsMaxTopicLevels => "limits.max_topic_levels",
             Key::LogFormat => "log_format",
             Key::DrainGrace => "drain.grace",
             Key::DrainRate => "drain.rate",
@@ -158,6 +164,9 @@ impl Key {
             Key::LimitsMaxConnections => "BERTH_LIMITS_MAX_CONNECTIONS",
             Key::LimitsConnectionRate => "BERTH_LIMITS_CONNECTION_RATE",
             Key::LimitsPublishRate => "BERTH_LIMITS_PUBLISH_RATE",
+            Key::LimitsMaxSubscriptions => "BERTH_LIMITS_MAX_SUBSCRIPTIONS",
+            Key::LimitsMaxTopicLength => "BERTH_LIMITS_MAX_TOPIC_LENGTH",
+            Key::LimitsMaxTopicLevels => "BERTH_LIMITS_MAX_TOPIC_LEVELS",
             Key::LogFormat => "BERTH_LOG_FORMAT",
             Key::DrainGrace => "BERTH_DRAIN_GRACE",
             Key::DrainRate => "BERTH_DRAIN_RATE",

@@ -108,6 +108,15 @@ impl Config {
                         "publish_rate",
                         format_limit(broker.limits.publish_rate, false),
                     ),
+                    (
+                        "max_subscriptions",
+                        format_limit(broker.limits.max_subscriptions, false),
+                    ),
+                    ("max_topic_length", integer(broker.limits.max_topic_length)),
+                    (
+                        "max_topic_levels",
+                        format_limit(broker.limits.max_topic_levels, false),
+                    ),
                 ],
             ),
             (

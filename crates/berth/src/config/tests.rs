@@ -65,6 +65,9 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(broker.limits.max_inflight, 32);
     assert_eq!(broker.limits.topic_alias_maximum, 64);
     assert_eq!(broker.limits.max_keep_alive, 65535);
+    assert_eq!(broker.limits.max_subscriptions, Limit::Unlimited);
+    assert_eq!(broker.limits.max_topic_length, 65535);
+    assert_eq!(broker.limits.max_topic_levels, Limit::AtMost(128));
     assert!(broker.denied_filters.is_empty());
     assert_eq!(config.log_format, LogFormat::Text);
     assert_eq!(config.drain.grace_secs, 10);
@@ -112,6 +115,9 @@ receive_maximum = 100
 max_inflight = 10
 topic_alias_maximum = 0
 max_keep_alive = 600
+max_subscriptions = 100
+max_topic_length = 256
+max_topic_levels = "unlimited"
 
 [acl]
 denied_filters = ["$SYS/#", "secret/+/keys"]
@@ -152,6 +158,9 @@ fn every_key_is_read_from_the_file() {
     assert_eq!(broker.limits.max_inflight, 10);
     assert_eq!(broker.limits.topic_alias_maximum, 0);
     assert_eq!(broker.limits.max_keep_alive, 600);
+    assert_eq!(broker.limits.max_subscriptions, Limit::AtMost(100));
+    assert_eq!(broker.limits.max_topic_length, 256);
+    assert_eq!(broker.limits.max_topic_levels, Limit::Unlimited);
     assert_eq!(
         broker.denied_filters,
         vec![filter("$SYS/#"), filter("secret/+/keys")]
@@ -449,6 +458,36 @@ fn every_bad_value_is_refused_naming_key_and_value() {
             "[limits]\nmax_keep_alive = \"10m\"",
             "limits.max_keep_alive",
             "expected an integer",
+        ),
+        (
+            "[limits]\nmax_subscriptions = 0",
+            "limits.max_subscriptions",
+            "write \"unlimited\"",
+        ),
+        (
+            "[limits]\nmax_subscriptions = \"many\"",
+            "limits.max_subscriptions",
+            "found string \"many\"",
+        ),
+        (
+            "[limits]\nmax_topic_length = 0",
+            "limits.max_topic_length",
+            "0 is out of range 1..=65535",
+        ),
+        (
+            "[limits]\nmax_topic_length = 65536",
+            "limits.max_topic_length",
+            "65536 is out of range 1..=65535",
+        ),
+        (
+            "[limits]\nmax_topic_levels = 0",
+            "limits.max_topic_levels",
+            "write \"unlimited\"",
+        ),
+        (
+            "[limits]\nmax_topic_levels = -3",
+            "limits.max_topic_levels",
+            "-3 is out of range",
         ),
         (
             "[acl]\ndenied_filters = \"a/#\"",

@@ -222,6 +222,7 @@ fn address_rules_match_the_source_the_server_reports() {
         conn: inside,
         connect: Box::new(v5("inside", true, None)),
         source: Some("10.1.2.3".parse().unwrap()),
+        grants: None,
     });
     assert_eq!(out.connack(inside).reason, ConnectReasonCode::Success);
     let out = h.publish(inside, publish("t", b"m", QoS::AtLeastOnce, 1));
@@ -234,6 +235,7 @@ fn address_rules_match_the_source_the_server_reports() {
         conn: outside,
         connect: Box::new(v5("outside", true, None)),
         source: Some("192.168.1.1".parse().unwrap()),
+        grants: None,
     });
     let out = h.publish(outside, publish("t", b"m", QoS::AtLeastOnce, 1));
     assert_eq!(

@@ -70,6 +70,7 @@ pub(super) fn message(topic_name: &str, payload: &'static [u8]) -> Arc<Message> 
         retain: false,
         properties: PublishProperties::default(),
         expires_at: None,
+        received_at: None,
         id: None,
     })
 }

@@ -121,6 +121,7 @@ fn a_held_message_for_a_session_that_moved_here_comes_after_the_backlog() {
                 retain: false,
                 properties: Default::default(),
                 expires_at: None,
+                received_at: None,
                 id: None,
             }),
             clients: vec![client("x")],

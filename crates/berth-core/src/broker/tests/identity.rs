@@ -21,6 +21,7 @@ fn qos2_message(payload: &'static [u8], seq: u64) -> Arc<Message> {
         retain: false,
         properties: PublishProperties::default(),
         expires_at: None,
+        received_at: None,
         id: Some(MessageId {
             origin: NodeId(1),
             seq,

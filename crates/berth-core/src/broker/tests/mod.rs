@@ -13,6 +13,7 @@
 #![allow(clippy::field_reassign_with_default)]
 
 mod acl;
+mod admin;
 mod claims;
 mod cluster;
 mod connect;
@@ -20,9 +21,11 @@ mod delivery_wait;
 mod drain;
 mod fences;
 mod flow;
+mod grants;
 mod handoff;
 mod identity;
 mod limits;
+mod limits_topic;
 mod overtaken_import;
 mod qos;
 mod qos2_recovery;
@@ -315,6 +318,7 @@ impl Harness {
             conn,
             connect: Box::new(connect),
             source: None,
+            grants: None,
         });
         (conn, out)
     }
@@ -329,6 +333,7 @@ impl Harness {
             epoch: crate::ids::Epoch(epoch),
             assigned: false,
             source: None,
+            grants: None,
         });
         (conn, out)
     }

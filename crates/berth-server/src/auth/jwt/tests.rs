@@ -139,6 +139,7 @@ fn with_token<'a>(username: Option<&'a str>, token: &'a str) -> Credentials<'a> 
 fn as_device() -> Result<Authenticated, Refusal> {
     Ok(Authenticated {
         username: Some(DEVICE.to_owned()),
+        grants: None,
     })
 }
 
@@ -534,4 +535,116 @@ fn a_bad_key_file_names_its_path() {
 fn algorithms_are_spelled_as_in_jose() {
     let names: Vec<&str> = JwtAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
     assert_eq!(names, ["HS256", "RS256", "ES256"]);
+}
+
+/// The device as core's ACL sees it once connected (client id `DEVICE` too).
+fn device_principal() -> berth_core::acl::Principal {
+    berth_core::acl::Principal {
+        username: Some(DEVICE.to_owned()),
+        client_id: DEVICE.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn topic_filter(text: &str) -> berth_codec::TopicFilter {
+    berth_codec::TopicFilter::parse(text).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_acl_claim_grants_its_topics_with_placeholders_bound() {
+    let file = KeyFile::new(SECRET);
+    let auth = file.load(JwtAlgorithm::Hs256);
+    let token = hs256(&json!({
+        "sub": DEVICE,
+        "exp": now() + 600,
+        "acl": {
+            "pub": ["devices/%c/telemetry"],
+            "sub": ["devices/%u/cmd/+"],
+            "all": ["fleet/#"],
+        },
+    }));
+    let admitted = auth
+        .authenticate(with_token(None, &token))
+        .await
+        .expect("admitted");
+    assert_eq!(admitted.username.as_deref(), Some(DEVICE));
+    let grants = admitted.grants.expect("the claim's grants");
+    let who = device_principal();
+    assert!(grants.may_publish(&who, "devices/device-17/telemetry"));
+    assert!(!grants.may_publish(&who, "devices/device-18/telemetry"));
+    assert!(
+        !grants.may_publish(&who, "devices/device-17/cmd/reboot"),
+        "granted for subscribing only"
+    );
+    assert!(grants.may_subscribe(&who, &topic_filter("devices/device-17/cmd/+")));
+    assert!(grants.may_receive(&who, "devices/device-17/cmd/reboot"));
+    assert!(!grants.may_subscribe(&who, &topic_filter("devices/device-17/telemetry")));
+    assert!(grants.may_publish(&who, "fleet/status"));
+    assert!(grants.may_subscribe(&who, &topic_filter("fleet/#")));
+    // A wider filter is held when part of it is granted; delivery keeps the rest out.
+    assert!(grants.may_subscribe(&who, &topic_filter("#")));
+    assert!(!grants.may_receive(&who, "elsewhere"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_an_acl_claim_there_are_no_grants_and_an_empty_one_grants_nothing() {
+    let file = KeyFile::new(SECRET);
+    let auth = file.load(JwtAlgorithm::Hs256);
+    let token = hs256(&device_claims());
+    let admitted = auth.authenticate(with_token(None, &token)).await.unwrap();
+    assert_eq!(admitted.grants, None, "the rules file alone decides");
+
+    let empty = hs256(&json!({ "sub": DEVICE, "exp": now() + 600, "acl": {} }));
+    let admitted = auth.authenticate(with_token(None, &empty)).await.unwrap();
+    let grants = admitted.grants.expect("grants, empty");
+    assert!(grants.is_empty());
+    assert!(!grants.may_publish(&device_principal(), "anything"));
+    // Lists may be left out or empty.
+    let some =
+        hs256(&json!({ "sub": DEVICE, "exp": now() + 600, "acl": { "pub": [], "all": ["x"] } }));
+    let admitted = auth.authenticate(with_token(None, &some)).await.unwrap();
+    assert!(
+        admitted
+            .grants
+            .unwrap()
+            .may_publish(&device_principal(), "x")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_acl_claim_refuses_the_token_as_not_authorized() {
+    let file = KeyFile::new(SECRET);
+    let auth = file.load(JwtAlgorithm::Hs256);
+    let cases = [
+        json!(null),
+        json!(["devices/#"]),
+        json!("devices/#"),
+        json!({ "publish": ["devices/#"] }),
+        json!({ "pub": "devices/#" }),
+        json!({ "pub": [17] }),
+        json!({ "sub": ["a/#/b"] }),
+        json!({ "all": ["devices/x%c"] }),
+        json!({ "all": ["$share/g/devices/#"] }),
+        json!({ "pub": [""] }),
+    ];
+    for (index, acl) in cases.into_iter().enumerate() {
+        let token = hs256(&json!({ "sub": DEVICE, "exp": now() + 600, "acl": acl }));
+        let other_source = Credentials {
+            // Each from its own address: ten refusals from one would rate-limit it.
+            addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, u8::try_from(index).unwrap())),
+            ..with_token(None, &token)
+        };
+        assert_eq!(
+            auth.authenticate(other_source).await,
+            Err(Refusal::NotAuthorized),
+            "acl {acl}"
+        );
+    }
+    // A subject mismatch is still a bad credential, whatever the claim holds.
+    let token = hs256(&json!({ "sub": DEVICE, "exp": now() + 600, "acl": 5 }));
+    let other = Credentials {
+        addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 200)),
+        ..with_token(Some("someone-else"), &token)
+    };
+    assert_eq!(auth.authenticate(other).await, Err(Refusal::BadCredentials));
 }

@@ -21,6 +21,9 @@ fn environment_sets_every_key() {
         ("BERTH_LIMITS_MAX_INFLIGHT", "5"),
         ("BERTH_LIMITS_TOPIC_ALIAS_MAXIMUM", "7"),
         ("BERTH_LIMITS_MAX_KEEP_ALIVE", "300"),
+        ("BERTH_LIMITS_MAX_SUBSCRIPTIONS", "20"),
+        ("BERTH_LIMITS_MAX_TOPIC_LENGTH", "1024"),
+        ("BERTH_LIMITS_MAX_TOPIC_LEVELS", "unlimited"),
         ("BERTH_ACL_DENIED_FILTERS", "$SYS/#, private/+"),
         ("BERTH_LOG_FORMAT", "json"),
         ("BERTH_DRAIN_GRACE", "2m"),
@@ -52,6 +55,9 @@ fn environment_sets_every_key() {
     assert_eq!(broker.limits.max_inflight, 5);
     assert_eq!(broker.limits.topic_alias_maximum, 7);
     assert_eq!(broker.limits.max_keep_alive, 300);
+    assert_eq!(broker.limits.max_subscriptions, Limit::AtMost(20));
+    assert_eq!(broker.limits.max_topic_length, 1024);
+    assert_eq!(broker.limits.max_topic_levels, Limit::Unlimited);
     assert_eq!(
         broker.denied_filters,
         vec![filter("$SYS/#"), filter("private/+")]
