@@ -54,7 +54,8 @@ pub enum ClusterEvent {
     /// expiry) may run, without repeating what the leader did while this node was away.
     CaughtUp,
     /// A retained message was set (or, with an empty payload, cleared) on some node.
-    Retained { message: Message },
+    /// (Boxed: a message with all its properties is several times any other event.)
+    Retained { message: Box<Message> },
     /// Every session the cluster knows, replacing what the broker knew of other nodes.
     Reset { sessions: Vec<RemoteSession> },
 }

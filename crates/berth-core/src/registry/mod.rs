@@ -194,7 +194,7 @@ impl Registry {
             Command::SetRetained(message) => {
                 self.retained.insert(message.topic.clone(), message.clone());
                 events.push(ClusterEvent::Retained {
-                    message: message.clone(),
+                    message: Box::new(message.clone()),
                 });
                 Outcome::Applied
             }
@@ -202,7 +202,7 @@ impl Registry {
                 self.retained.remove(topic);
                 // For the broker, a retained message with an empty payload clears the topic.
                 events.push(ClusterEvent::Retained {
-                    message: Message {
+                    message: Box::new(Message {
                         topic: topic.clone(),
                         payload: bytes::Bytes::new(),
                         qos: berth_codec::QoS::AtMostOnce,
@@ -211,7 +211,7 @@ impl Registry {
                         expires_at: None,
                         received_at: None,
                         id: None,
-                    },
+                    }),
                 });
                 Outcome::Applied
             }
