@@ -2,7 +2,8 @@
 //! never passwords), a node with it lets in the right password and refuses the rest with the
 //! reason codes of both protocol versions, reads the file again on SIGHUP, and stops answering
 //! an address that keeps failing. A node with a JWT key lets in valid tokens sent as passwords
-//! and refuses expired or forged ones.
+//! and refuses expired or forged ones; a token's `acl` claim grants exactly its topics, and
+//! one that cannot be read refuses the CONNECT.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
@@ -13,8 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_codec::{ConnAck, ConnectReasonCode, MqttString, ProtocolVersion};
-use berth_e2e::client::{TestClient, connect_packet};
+use berth_codec::{
+    ConnAck, ConnectReasonCode, MqttString, Packet, ProtocolVersion, PubAckReasonCode, QoS,
+    SubAckReasonCode,
+};
+use berth_e2e::client::{TestClient, connect_packet, message, text};
 use berth_e2e::metrics;
 use bytes::Bytes;
 use support::{Berth, Options};
@@ -184,13 +188,31 @@ fn node_with_jwt_secret(dir: &Path) -> Berth {
 
 /// An HS256 token for `sub`, expiring at `exp` (seconds since the epoch).
 fn hs256_token(secret: &[u8], sub: &str, exp: u64) -> String {
-    let claims = serde_json::json!({ "sub": sub, "exp": exp });
+    hs256_signed(secret, &serde_json::json!({ "sub": sub, "exp": exp }))
+}
+
+/// An HS256 token carrying exactly `claims`.
+fn hs256_signed(secret: &[u8], claims: &serde_json::Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
+        claims,
         &jsonwebtoken::EncodingKey::from_secret(secret),
     )
     .unwrap()
+}
+
+/// Connects with `token` as the password; the client and its CONNACK, whatever it says.
+async fn connect_with_token(
+    node: &Berth,
+    version: ProtocolVersion,
+    id: &str,
+    username: Option<&str>,
+    token: &str,
+) -> (TestClient, ConnAck) {
+    let mut connect = connect_packet(version, id, true);
+    connect.username = username.map(|name| MqttString::new(name).unwrap());
+    connect.password = Some(Bytes::copy_from_slice(token.as_bytes()));
+    TestClient::connect_with(node.mqtt, connect).await
 }
 
 async fn attempt_with_token(
@@ -200,10 +222,7 @@ async fn attempt_with_token(
     username: Option<&str>,
     token: &str,
 ) -> ConnAck {
-    let mut connect = connect_packet(version, id, true);
-    connect.username = username.map(|name| MqttString::new(name).unwrap());
-    connect.password = Some(Bytes::copy_from_slice(token.as_bytes()));
-    let (mut client, connack) = TestClient::connect_with(node.mqtt, connect).await;
+    let (mut client, connack) = connect_with_token(node, version, id, username, token).await;
     if connack.reason.is_error() {
         client.expect_closed().await;
     }
@@ -256,6 +275,135 @@ async fn a_jwt_password_admits_a_valid_token_and_refuses_expired_or_forged_ones(
     metrics::wait_for(
         node.http,
         "berth_connects_refused_auth_total{reason=\"bad_credentials\"}",
+        6,
+    )
+    .await;
+}
+
+/// Publishes at QoS 1 and returns the PUBACK's reason code.
+async fn publish_reason(client: &mut TestClient, topic: &str, payload: &str) -> PubAckReasonCode {
+    let mut publish = message(topic, payload.as_bytes(), QoS::AtLeastOnce);
+    let id = client.next_packet_id();
+    publish.packet_id = Some(id);
+    client.send(Packet::Publish(publish)).await;
+    let ack = client
+        .wait_for_packet(
+            "PUBACK",
+            |p| matches!(p, Packet::PubAck(ack) if ack.packet_id == id),
+        )
+        .await;
+    match ack {
+        Packet::PubAck(ack) => ack.reason,
+        other => unreachable!("wait_for_packet returned {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_acl_claim_grants_exactly_its_topics_and_a_malformed_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_jwt_secret(dir.path());
+    let exp = jsonwebtoken::get_current_timestamp() + 600;
+    // No acl claim and no rules file: the watcher may use every topic.
+    let watcher_token = hs256_token(JWT_SECRET, "watcher", exp);
+    // %c is the client id ("dev1"), not the username (the token's sub).
+    let device_token = hs256_signed(
+        JWT_SECRET,
+        &serde_json::json!({
+            "sub": "alice",
+            "exp": exp,
+            "acl": { "pub": ["devices/%c/up"], "sub": ["devices/%c/down"] }
+        }),
+    );
+
+    let (mut watcher, connack) = connect_with_token(
+        &node,
+        ProtocolVersion::V5,
+        "watcher",
+        Some("watcher"),
+        &watcher_token,
+    )
+    .await;
+    assert_eq!(connack.reason, ConnectReasonCode::Success);
+    let ack = watcher.subscribe("devices/+/up", QoS::AtLeastOnce).await;
+    assert_eq!(ack.reason_codes, [SubAckReasonCode::GrantedQoS1]);
+
+    let (mut device, connack) = connect_with_token(
+        &node,
+        ProtocolVersion::V5,
+        "dev1",
+        Some("alice"),
+        &device_token,
+    )
+    .await;
+    assert_eq!(connack.reason, ConnectReasonCode::Success);
+
+    // PUBLISH: its own "up" only ("down" is granted for subscribing, not publishing).
+    assert_eq!(
+        publish_reason(&mut device, "devices/dev1/up", "mine").await,
+        PubAckReasonCode::Success
+    );
+    assert_eq!(
+        publish_reason(&mut device, "devices/dev2/up", "not mine").await,
+        PubAckReasonCode::NotAuthorized
+    );
+    assert_eq!(
+        publish_reason(&mut device, "devices/dev1/down", "sub only").await,
+        PubAckReasonCode::NotAuthorized
+    );
+    let got = watcher.recv_publish_and_ack().await;
+    assert_eq!(text(&got), "mine");
+    watcher.expect_nothing(Duration::from_millis(300)).await;
+
+    // SUBSCRIBE: its own "down" only.
+    let ack = device
+        .subscribe("devices/dev1/down", QoS::AtLeastOnce)
+        .await;
+    assert_eq!(ack.reason_codes, [SubAckReasonCode::GrantedQoS1]);
+    let ack = device
+        .subscribe("devices/dev2/down", QoS::AtLeastOnce)
+        .await;
+    assert_eq!(ack.reason_codes, [SubAckReasonCode::NotAuthorized]);
+    let ack = device.subscribe("devices/dev1/up", QoS::AtLeastOnce).await;
+    assert_eq!(
+        ack.reason_codes,
+        [SubAckReasonCode::NotAuthorized],
+        "pub only"
+    );
+    // What the granted subscription hears.
+    assert_eq!(
+        publish_reason(&mut watcher, "devices/dev1/down", "command").await,
+        PubAckReasonCode::Success
+    );
+    let got = device.recv_publish_and_ack().await;
+    assert_eq!(text(&got), "command");
+    metrics::wait_for(node.http, &metrics::dropped("not_authorized"), 2).await;
+
+    // A genuine token whose acl claim cannot be read: 0x87 (3.1.1: 5), never "no grants".
+    for (n, acl) in [
+        serde_json::json!({ "pub": "not-a-list" }),
+        serde_json::json!({ "publish": ["devices/%c/up"] }),
+        serde_json::json!(["devices/%c/up"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let token = hs256_signed(
+            JWT_SECRET,
+            &serde_json::json!({ "sub": "alice", "exp": exp, "acl": acl }),
+        );
+        for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+            let refused =
+                attempt_with_token(&node, version, &format!("bad{n}"), Some("alice"), &token).await;
+            assert_eq!(
+                refused.reason,
+                ConnectReasonCode::NotAuthorized,
+                "{version:?}: acl {acl}"
+            );
+        }
+    }
+    metrics::wait_for(
+        node.http,
+        "berth_connects_refused_auth_total{reason=\"not_authorized\"}",
         6,
     )
     .await;

@@ -1,6 +1,9 @@
 //! Connection limits against the real binary: `limits.max_connections` and
 //! `limits.connection_rate` close excess connections as soon as they are accepted (before a
-//! byte is read), counted by reason, and leave the admitted ones alone.
+//! byte is read), counted by reason, and leave the admitted ones alone. Per-client limits:
+//! `limits.max_topic_levels` / `max_topic_length` refuse a PUBLISH (0x90; 3.1.1 acknowledged
+//! and dropped) or a SUBSCRIBE filter (0x8F; 3.1.1 0x80), `limits.max_subscriptions` a filter
+//! one more than the session may hold (0x97; 3.1.1 0x80), each counted by its limit.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
@@ -9,8 +12,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use berth_codec::ProtocolVersion;
-use berth_e2e::client::{TestClient, connect_packet};
+use berth_codec::{Packet, ProtocolVersion, PubAckReasonCode, QoS, SubAckReasonCode};
+use berth_e2e::client::{TestClient, connect_packet, message, options, text};
 use berth_e2e::metrics;
 use support::{Berth, Options};
 use tokio::io::AsyncReadExt as _;
@@ -94,4 +97,135 @@ async fn beyond_the_connection_rate_new_connections_are_closed_at_once() {
     let (_later, connack) =
         TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "b", true).await;
     assert!(!connack.reason.is_error());
+}
+
+/// Publishes at QoS 1 and returns the PUBACK's reason code (3.1.1: always Success).
+async fn publish_reason(client: &mut TestClient, topic: &str, payload: &str) -> PubAckReasonCode {
+    let mut publish = message(topic, payload.as_bytes(), QoS::AtLeastOnce);
+    let id = client.next_packet_id();
+    publish.packet_id = Some(id);
+    client.send(Packet::Publish(publish)).await;
+    let ack = client
+        .wait_for_packet(
+            "PUBACK",
+            |p| matches!(p, Packet::PubAck(ack) if ack.packet_id == id),
+        )
+        .await;
+    match ack {
+        Packet::PubAck(ack) => ack.reason,
+        other => unreachable!("wait_for_packet returned {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_limits_and_the_subscription_quota_refuse_per_filter_and_per_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with(
+        dir.path(),
+        &[
+            ("BERTH_LIMITS_MAX_TOPIC_LEVELS", "3"),
+            ("BERTH_LIMITS_MAX_SUBSCRIPTIONS", "2"),
+            ("BERTH_LIMITS_MAX_TOPIC_LENGTH", "32"),
+        ],
+    );
+    use SubAckReasonCode::{
+        GrantedQoS0, GrantedQoS1, QuotaExceeded, TopicFilterInvalid, UnspecifiedError,
+    };
+
+    let (mut watcher, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V5, "watcher", true).await;
+    let ack = watcher.subscribe("#", QoS::AtLeastOnce).await;
+    assert_eq!(ack.reason_codes, [GrantedQoS1], "# is one level");
+
+    // MQTT 5: a topic over a limit is 0x90 and goes nowhere; within them, as usual.
+    let (mut v5, _) = TestClient::connect(node.mqtt, ProtocolVersion::V5, "v5", true).await;
+    assert_eq!(
+        publish_reason(&mut v5, "a/b/c/d", "four levels").await,
+        PubAckReasonCode::TopicNameInvalid
+    );
+    // One level, 34 bytes.
+    assert_eq!(
+        publish_reason(&mut v5, "a-single-level-topic-over-32-bytes", "too long").await,
+        PubAckReasonCode::TopicNameInvalid
+    );
+    assert_eq!(
+        publish_reason(&mut v5, "a/b/c", "three levels").await,
+        PubAckReasonCode::Success
+    );
+    // The first (and only) message "#" hears is the one within the limits.
+    let got = watcher.recv_publish_and_ack().await;
+    assert_eq!(text(&got), "three levels");
+    watcher.expect_nothing(Duration::from_millis(300)).await;
+
+    // SUBSCRIBE: a filter over the levels is 0x8F and takes no place; the quota counts the
+    // filters granted before each one; a filter already held is a replacement.
+    let ack = v5.subscribe("x/y/z/w", QoS::AtLeastOnce).await;
+    assert_eq!(ack.reason_codes, [TopicFilterInvalid]);
+    let ack = v5
+        .subscribe_with(
+            &[
+                ("s/1", options(QoS::AtMostOnce)),
+                ("s/2", options(QoS::AtMostOnce)),
+                ("s/3", options(QoS::AtMostOnce)),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(ack.reason_codes, [GrantedQoS0, GrantedQoS0, QuotaExceeded]);
+    let ack = v5.subscribe("s/1", QoS::AtLeastOnce).await;
+    assert_eq!(ack.reason_codes, [GrantedQoS1], "a replacement is granted");
+    let ack = v5
+        .subscribe_with(
+            &[
+                ("s/4", options(QoS::AtMostOnce)),
+                ("s/2", options(QoS::AtLeastOnce)),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(ack.reason_codes, [QuotaExceeded, GrantedQoS1]);
+
+    // 3.1.1: the over-level PUBLISH is acknowledged (no way to say no) and dropped.
+    let (mut v3, _) = TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "v3", true).await;
+    assert_eq!(
+        publish_reason(&mut v3, "a/b/c/d", "dropped").await,
+        PubAckReasonCode::Success
+    );
+    assert_eq!(
+        publish_reason(&mut v3, "a/b", "after").await,
+        PubAckReasonCode::Success
+    );
+    let got = watcher.recv_publish_and_ack().await;
+    assert_eq!(text(&got), "after", "the over-level one was not delivered");
+    watcher.expect_nothing(Duration::from_millis(300)).await;
+    // Its SUBSCRIBE refusals are all 0x80.
+    let ack = v3.subscribe("x/y/z/w", QoS::AtLeastOnce).await;
+    assert_eq!(ack.reason_codes, [UnspecifiedError], "over the levels");
+    let ack = v3
+        .subscribe_with(
+            &[
+                ("t/1", options(QoS::AtLeastOnce)),
+                ("t/2", options(QoS::AtLeastOnce)),
+                ("t/3", options(QoS::AtLeastOnce)),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        ack.reason_codes,
+        [GrantedQoS1, GrantedQoS1, UnspecifiedError],
+        "over the quota"
+    );
+
+    // Each refusal counted under its limit's key: levels 2 PUBLISH + 2 SUBSCRIBE, quota 3,
+    // length 1.
+    for (reason, count) in [
+        ("max_topic_levels", 4),
+        ("max_subscriptions", 3),
+        ("max_topic_length", 1),
+    ] {
+        let series = format!("berth_limit_refusals_total{{reason=\"{reason}\"}}");
+        let seen = metrics::wait_until(node.http, &series, |v| v >= count).await;
+        assert_eq!(seen, count, "{series}");
+    }
 }
