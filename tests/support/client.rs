@@ -9,9 +9,10 @@ use std::collections::VecDeque;
 
 use berth_codec::{
     ConnAck, Connect, ConnectProperties, DecodeOptions, Disconnect, DisconnectReasonCode, LastWill,
-    MqttString, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish,
-    PublishProperties, QoS, SubAck, Subscribe, SubscribeProperties, Subscription, SubscriptionId,
-    SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, decode, encode,
+    MqttString, Packet, PacketId, ProtocolVersion, PubAck, PubAckReasonCode, PubComp, PubRec,
+    PubRel, Publish, PublishProperties, QoS, SubAck, Subscribe, SubscribeProperties, Subscription,
+    SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, decode,
+    encode,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -270,6 +271,25 @@ impl TestClient {
     /// Publishes and, for QoS 1, waits for the PUBACK (QoS 2: PUBREC, PUBREL, PUBCOMP).
     pub async fn publish(&mut self, topic_name: &str, payload: &[u8], qos: QoS) {
         self.publish_with(message(topic_name, payload, qos)).await;
+    }
+
+    /// Publishes at QoS 1 and returns the PUBACK's reason code (3.1.1: always Success); other
+    /// packets read meanwhile stay queued for `recv`.
+    pub async fn publish_reason(&mut self, topic_name: &str, payload: &[u8]) -> PubAckReasonCode {
+        let mut publish = message(topic_name, payload, QoS::AtLeastOnce);
+        let id = self.next_packet_id();
+        publish.packet_id = Some(id);
+        self.send(Packet::Publish(publish)).await;
+        let ack = self
+            .wait_for_packet(
+                "PUBACK",
+                |p| matches!(p, Packet::PubAck(ack) if ack.packet_id == id),
+            )
+            .await;
+        let Packet::PubAck(ack) = ack else {
+            unreachable!()
+        };
+        ack.reason
     }
 
     /// Receives a PUBLISH (panics on anything else) and acknowledges it (QoS 1: PUBACK; QoS 2:

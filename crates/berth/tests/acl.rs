@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use berth_codec::{Packet, ProtocolVersion, PubAckReasonCode, QoS, SubAckReasonCode};
+use berth_codec::{ProtocolVersion, PubAckReasonCode, QoS, SubAckReasonCode};
 use berth_e2e::client::{TestClient, message, text};
 use support::cluster::Cluster;
 use support::{Berth, Options};
@@ -60,16 +60,6 @@ fn node_with_rules(dir: &Path, rules: &Path) -> Berth {
     )
 }
 
-async fn publish_reason(client: &mut TestClient, topic: &str, payload: &str) -> PubAckReasonCode {
-    let mut publish = message(topic, payload.as_bytes(), QoS::AtLeastOnce);
-    publish.packet_id = Some(client.next_packet_id());
-    client.send(Packet::Publish(publish)).await;
-    match client.recv().await {
-        Packet::PubAck(ack) => ack.reason,
-        other => panic!("expected PUBACK, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rules_file_decides_publish_subscribe_and_delivery_and_sighup_changes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,16 +88,16 @@ async fn the_rules_file_decides_publish_subscribe_and_delivery_and_sighup_change
 
     let (mut device, _) = TestClient::connect(node.mqtt, ProtocolVersion::V5, "d1", true).await;
     assert_eq!(
-        publish_reason(&mut device, "elsewhere/x", "no").await,
+        device.publish_reason("elsewhere/x", b"no").await,
         PubAckReasonCode::NotAuthorized
     );
     assert_eq!(
-        publish_reason(&mut device, "devices/d2/t", "not mine").await,
+        device.publish_reason("devices/d2/t", b"not mine").await,
         PubAckReasonCode::NotAuthorized
     );
     // 3.1.1 cannot hear a refusal: acknowledged, dropped.
     assert_eq!(
-        publish_reason(&mut v3, "elsewhere/x", "no").await,
+        v3.publish_reason("elsewhere/x", b"no").await,
         PubAckReasonCode::Success
     );
     device
@@ -142,7 +132,7 @@ async fn the_rules_file_decides_publish_subscribe_and_delivery_and_sighup_change
     let line = node.wait_for_log("ACL rules not reloaded", Duration::from_secs(10));
     assert!(line.contains("default"), "names what is wrong: {line}");
     assert_eq!(
-        publish_reason(&mut device, "elsewhere/x", "still no").await,
+        device.publish_reason("elsewhere/x", b"still no").await,
         PubAckReasonCode::NotAuthorized
     );
 }
@@ -212,7 +202,7 @@ async fn every_node_of_a_cluster_applies_the_same_rules_to_a_session_taken_over(
             .await;
     }
     assert_eq!(
-        publish_reason(&mut device, "devices/other/t", "no").await,
+        device.publish_reason("devices/other/t", b"no").await,
         PubAckReasonCode::NotAuthorized
     );
 

@@ -15,10 +15,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_codec::{
-    ConnAck, ConnectReasonCode, MqttString, Packet, ProtocolVersion, PubAckReasonCode, QoS,
+    ConnAck, ConnectReasonCode, MqttString, ProtocolVersion, PubAckReasonCode, QoS,
     SubAckReasonCode,
 };
-use berth_e2e::client::{TestClient, connect_packet, message, text};
+use berth_e2e::client::{TestClient, connect_packet, text};
 use berth_e2e::metrics;
 use bytes::Bytes;
 use support::{Berth, Options};
@@ -280,24 +280,6 @@ async fn a_jwt_password_admits_a_valid_token_and_refuses_expired_or_forged_ones(
     .await;
 }
 
-/// Publishes at QoS 1 and returns the PUBACK's reason code.
-async fn publish_reason(client: &mut TestClient, topic: &str, payload: &str) -> PubAckReasonCode {
-    let mut publish = message(topic, payload.as_bytes(), QoS::AtLeastOnce);
-    let id = client.next_packet_id();
-    publish.packet_id = Some(id);
-    client.send(Packet::Publish(publish)).await;
-    let ack = client
-        .wait_for_packet(
-            "PUBACK",
-            |p| matches!(p, Packet::PubAck(ack) if ack.packet_id == id),
-        )
-        .await;
-    match ack {
-        Packet::PubAck(ack) => ack.reason,
-        other => unreachable!("wait_for_packet returned {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jwt_acl_claim_grants_exactly_its_topics_and_a_malformed_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -339,15 +321,17 @@ async fn a_jwt_acl_claim_grants_exactly_its_topics_and_a_malformed_one_is_refuse
 
     // PUBLISH: its own "up" only ("down" is granted for subscribing, not publishing).
     assert_eq!(
-        publish_reason(&mut device, "devices/dev1/up", "mine").await,
+        device.publish_reason("devices/dev1/up", b"mine").await,
         PubAckReasonCode::Success
     );
     assert_eq!(
-        publish_reason(&mut device, "devices/dev2/up", "not mine").await,
+        device.publish_reason("devices/dev2/up", b"not mine").await,
         PubAckReasonCode::NotAuthorized
     );
     assert_eq!(
-        publish_reason(&mut device, "devices/dev1/down", "sub only").await,
+        device
+            .publish_reason("devices/dev1/down", b"sub only")
+            .await,
         PubAckReasonCode::NotAuthorized
     );
     let got = watcher.recv_publish_and_ack().await;
@@ -371,7 +355,9 @@ async fn a_jwt_acl_claim_grants_exactly_its_topics_and_a_malformed_one_is_refuse
     );
     // What the granted subscription hears.
     assert_eq!(
-        publish_reason(&mut watcher, "devices/dev1/down", "command").await,
+        watcher
+            .publish_reason("devices/dev1/down", b"command")
+            .await,
         PubAckReasonCode::Success
     );
     let got = device.recv_publish_and_ack().await;

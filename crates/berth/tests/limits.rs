@@ -12,8 +12,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use berth_codec::{Packet, ProtocolVersion, PubAckReasonCode, QoS, SubAckReasonCode};
-use berth_e2e::client::{TestClient, connect_packet, message, options, text};
+use berth_codec::{ProtocolVersion, PubAckReasonCode, QoS, SubAckReasonCode};
+use berth_e2e::client::{TestClient, connect_packet, options, text};
 use berth_e2e::metrics;
 use support::{Berth, Options};
 use tokio::io::AsyncReadExt as _;
@@ -99,24 +99,6 @@ async fn beyond_the_connection_rate_new_connections_are_closed_at_once() {
     assert!(!connack.reason.is_error());
 }
 
-/// Publishes at QoS 1 and returns the PUBACK's reason code (3.1.1: always Success).
-async fn publish_reason(client: &mut TestClient, topic: &str, payload: &str) -> PubAckReasonCode {
-    let mut publish = message(topic, payload.as_bytes(), QoS::AtLeastOnce);
-    let id = client.next_packet_id();
-    publish.packet_id = Some(id);
-    client.send(Packet::Publish(publish)).await;
-    let ack = client
-        .wait_for_packet(
-            "PUBACK",
-            |p| matches!(p, Packet::PubAck(ack) if ack.packet_id == id),
-        )
-        .await;
-    match ack {
-        Packet::PubAck(ack) => ack.reason,
-        other => unreachable!("wait_for_packet returned {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_limits_and_the_subscription_quota_refuse_per_filter_and_per_publish() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,16 +122,17 @@ async fn topic_limits_and_the_subscription_quota_refuse_per_filter_and_per_publi
     // MQTT 5: a topic over a limit is 0x90 and goes nowhere; within them, as usual.
     let (mut v5, _) = TestClient::connect(node.mqtt, ProtocolVersion::V5, "v5", true).await;
     assert_eq!(
-        publish_reason(&mut v5, "a/b/c/d", "four levels").await,
+        v5.publish_reason("a/b/c/d", b"four levels").await,
         PubAckReasonCode::TopicNameInvalid
     );
     // One level, 34 bytes.
     assert_eq!(
-        publish_reason(&mut v5, "a-single-level-topic-over-32-bytes", "too long").await,
+        v5.publish_reason("a-single-level-topic-over-32-bytes", b"too long")
+            .await,
         PubAckReasonCode::TopicNameInvalid
     );
     assert_eq!(
-        publish_reason(&mut v5, "a/b/c", "three levels").await,
+        v5.publish_reason("a/b/c", b"three levels").await,
         PubAckReasonCode::Success
     );
     // The first (and only) message "#" hears is the one within the limits.
@@ -188,11 +171,11 @@ async fn topic_limits_and_the_subscription_quota_refuse_per_filter_and_per_publi
     // 3.1.1: the over-level PUBLISH is acknowledged (no way to say no) and dropped.
     let (mut v3, _) = TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "v3", true).await;
     assert_eq!(
-        publish_reason(&mut v3, "a/b/c/d", "dropped").await,
+        v3.publish_reason("a/b/c/d", b"dropped").await,
         PubAckReasonCode::Success
     );
     assert_eq!(
-        publish_reason(&mut v3, "a/b", "after").await,
+        v3.publish_reason("a/b", b"after").await,
         PubAckReasonCode::Success
     );
     let got = watcher.recv_publish_and_ack().await;
