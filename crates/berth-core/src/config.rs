@@ -38,6 +38,18 @@ impl Limit {
         at: &mut crate::time::UnixMillis,
         now: crate::time::UnixMillis,
     ) -> bool {
+        self.take_credits(credit, at, now, 1)
+    }
+
+    /// [`Limit::take_credit`] for `units` at once (the bytes of a PUBLISH): false, and nothing
+    /// taken, when the bucket holds fewer. More than one second's worth is never there.
+    pub fn take_credits(
+        self,
+        credit: &mut u64,
+        at: &mut crate::time::UnixMillis,
+        now: crate::time::UnixMillis,
+        units: u64,
+    ) -> bool {
         let Limit::AtMost(per_second) = self else {
             return true;
         };
@@ -46,10 +58,11 @@ impl Limit {
         *credit = credit
             .saturating_add(elapsed.saturating_mul(per_second))
             .min(self.credit_burst());
-        if *credit < 1000 {
+        let cost = units.saturating_mul(1000);
+        if *credit < cost {
             return false;
         }
-        *credit -= 1000;
+        *credit -= cost;
         true
     }
 }
@@ -166,6 +179,10 @@ pub struct ProtocolLimits {
     /// PUBLISHes per second one connection may send (bursts up to one second's worth); beyond
     /// it the connection is closed (MQTT 5: DISCONNECT 0x96 Message rate too high).
     pub publish_rate: Limit,
+    /// Bytes of PUBLISH (topic and payload) per second one connection may send (bursts up to
+    /// one second's worth, so a PUBLISH larger than that is always over it); beyond it the
+    /// connection is closed as for `publish_rate`.
+    pub publish_rate_bytes: Limit,
     /// Subscriptions one session may hold. A SUBSCRIBE filter that would be one more is refused
     /// (SUBACK 0x97 Quota exceeded; 3.1.1: 0x80); one the session holds already is replaced and
     /// does not count again. Unlimited by default: a bridge or a gateway legitimately holds
@@ -208,6 +225,7 @@ impl Default for ProtocolLimits {
             topic_alias_maximum: 64,
             max_keep_alive: 65_535,
             publish_rate: Limit::Unlimited,
+            publish_rate_bytes: Limit::Unlimited,
             max_subscriptions: Limit::Unlimited,
             max_topic_length: u16::MAX,
             // EMQX's default: no real topic tree is that deep, and every level is a step of

@@ -109,7 +109,8 @@ pub enum CloseCause {
     KeepAliveTimeout,
     /// A malformed packet or a protocol violation (DISCONNECT with its reason code in MQTT 5).
     ProtocolError,
-    /// Over a limit of the server (`limits.publish_rate`: DISCONNECT 0x96).
+    /// Over a limit of the server (`limits.publish_rate` or `limits.publish_rate_bytes`:
+    /// DISCONNECT 0x96).
     RateLimited,
     /// Another connection took the session (here or on another node; DISCONNECT 0x8E).
     TakenOver,
@@ -187,6 +188,8 @@ pub struct Stats {
     pub publish_acks_held_total: u64,
     /// Connections closed for publishing faster than `limits.publish_rate`.
     pub publish_rate_exceeded_total: u64,
+    /// Connections closed for publishing more bytes per second than `limits.publish_rate_bytes`.
+    pub publish_bytes_rate_exceeded_total: u64,
     /// Messages kept here for other nodes' sessions whose owner could not be reached (hinted
     /// handoff), not yet delivered.
     pub handoff_messages: u64,

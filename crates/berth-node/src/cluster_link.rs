@@ -23,6 +23,7 @@ use berth_core::{
     ClientId, ClusterEvent, Command, Event, Forwarded, NodeId, Replicate, SessionExport,
 };
 use berth_server::BrokerHandle;
+use berth_server::metrics::TakeoverResult;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
@@ -173,7 +174,7 @@ impl ClusterLink {
     }
 
     /// The new owner's half of a takeover: pull the session from `from`, store it, release it.
-    /// Returns whether a session was imported.
+    /// Returns whether a session was imported; counts the takeover by its result.
     pub(crate) async fn take_over(
         &self,
         client: &ClientId,
@@ -190,11 +191,11 @@ impl ClusterLink {
         let pulled = self
             .pull(client, from, epoch, claim_log_index, Pull::Takeover)
             .await;
-        let imported = match pulled {
-            Ok(true) => true,
+        let result = match pulled {
+            Ok(true) => TakeoverResult::Completed,
             // The old owner holds nothing: the session ended there with its connection, and the
             // registry had not heard yet. The client starts afresh.
-            Ok(false) if !resume_if_absent => false,
+            Ok(false) if !resume_if_absent => TakeoverResult::StartedAfresh,
             Ok(false) => {
                 // The old owner holds nothing, but the registry kept a session that outlives its
                 // connection (`Claimed::resumes_without_state`): its state is on its way through
@@ -208,7 +209,7 @@ impl ClusterLink {
                     export: Box::new(fallback),
                 })
                 .await;
-                true
+                TakeoverResult::FromRegistry
             }
             Err(error) => {
                 // The old owner is unreachable: go on with the replicated subscriptions. The
@@ -220,14 +221,15 @@ impl ClusterLink {
                     export: Box::new(fallback),
                 })
                 .await;
-                true
+                TakeoverResult::OldOwnerUnreachable
             }
         };
         self.call(Event::ImportDone {
             client: client.clone(),
         })
         .await;
-        imported
+        self.broker.metrics().count_takeover(result);
+        result != TakeoverResult::StartedAfresh
     }
 
     /// Pulls the session `client` from `from` (state, then queue pages) and releases the copy

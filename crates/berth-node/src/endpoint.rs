@@ -171,7 +171,7 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
         &self,
         request: pb::SessionAdminRequest,
     ) -> berth_cluster::BoxFuture<Result<pb::SessionAdminReply, Status>> {
-        Box::pin(crate::admin::answer(self.broker.clone(), request))
+        Box::pin(crate::admin::answer(self.link.clone(), request))
     }
 
     fn release(&self, request: pb::ReleaseRequest) -> berth_cluster::BoxFuture<Result<(), Status>> {

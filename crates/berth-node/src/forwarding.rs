@@ -11,6 +11,9 @@
 //!  returning: every item ─▶ HandOff;  probe every PROBE_EVERY ─answer─▶ NodeReachable
 //!             ─broker: Action::ForwardResume─▶ Resume in this queue ─▶ normal
 //! ```
+//!
+//! Every message that leaves a queue is counted once in `berth_forwards_total{peer,result}`:
+//! stored, rerouted, failed or handed back (the queue holds its peer's counters).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use berth_cluster::convert::{message_from_pb, message_to_pb};
 use berth_cluster::{ClusterNode, pb};
 use berth_core::{Event, Forwarded, NodeId};
 use berth_server::BrokerHandle;
+use berth_server::metrics::{ForwardCounts, ForwardResult};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::Status;
 
@@ -67,6 +71,7 @@ pub(crate) async fn forward_loop(
     mut queue: UnboundedReceiver<ForwardCommand>,
     handoff_after: Duration,
 ) {
+    let counts = broker.metrics().forwards_to(target);
     let mut returning = false;
     // An interval, not a sleep renewed each turn: items handed back one after another must not
     // keep the probe from ever running.
@@ -81,13 +86,13 @@ pub(crate) async fn forward_loop(
                     Some(ForwardCommand::Probe) => {}
                     Some(ForwardCommand::Item(item)) => {
                         let (items, resumed) = take_queued(&mut queue, vec![item]);
-                        hand_back(&broker, target, items).await;
+                        hand_back(&broker, target, items, &counts).await;
                         returning = !resumed;
                     }
                 },
                 _ = probe_tick.tick() => {
                     if probe(&node, target, handoff_after).await {
-                        tracing::info!(target = %target, "node reachable again: forwarding resumes");
+                        tracing::info!(peer = %target, "node reachable again: forwarding resumes");
                         let _ = broker.notify(Event::NodeReachable { node: target }).await;
                     }
                 }
@@ -121,20 +126,34 @@ pub(crate) async fn forward_loop(
                 outcome
             }
             None => {
-                tracing::warn!(target = %target, bound = ?handoff_after, "node unreachable: handing its messages back to be kept here");
+                tracing::warn!(peer = %target, bound = ?handoff_after, "node unreachable: handing its messages back to be kept here");
                 let (items, resumed) = take_queued(&mut queue, batch);
-                hand_back(&broker, target, items).await;
+                hand_back(&broker, target, items, &counts).await;
                 returning = !resumed;
                 continue;
             }
         };
         let delivered = match outcome {
+            Ok((not_owned, _)) if not_owned.is_empty() => {
+                counts.add(ForwardResult::Stored, batch.len());
+                true
+            }
             Ok((not_owned, retried)) => {
-                not_owned.is_empty()
-                    || reroute(&node, &broker, &batch, not_owned, retried, handoff_after).await
+                let moved = moved_messages(&batch, &not_owned);
+                let placed =
+                    reroute(&node, &broker, &batch, not_owned, retried, handoff_after).await;
+                counts.add(ForwardResult::Stored, batch.len() - moved);
+                let result = if placed {
+                    ForwardResult::Rerouted
+                } else {
+                    ForwardResult::Failed
+                };
+                counts.add(result, moved);
+                placed
             }
             Err(error) => {
-                tracing::warn!(target = %target, %error, messages = batch.len(), "forwarding failed");
+                tracing::warn!(peer = %target, %error, messages = batch.len(), "forwarding failed");
+                counts.add(ForwardResult::Failed, batch.len());
                 false
             }
         };
@@ -186,8 +205,27 @@ fn take_queued(
     (items, false)
 }
 
+/// Messages of `batch` with a client among `not_owned` (its session moved while it travelled).
+fn moved_messages(batch: &[ForwardItem], not_owned: &[String]) -> usize {
+    batch
+        .iter()
+        .filter(|item| {
+            item.forwarded
+                .clients
+                .iter()
+                .any(|client| not_owned.iter().any(|n| n.as_str() == client.as_str()))
+        })
+        .count()
+}
+
 /// The broker keeps `items` for their sessions (`Event::HandOff`).
-async fn hand_back(broker: &BrokerHandle, target: NodeId, items: Vec<ForwardItem>) {
+async fn hand_back(
+    broker: &BrokerHandle,
+    target: NodeId,
+    items: Vec<ForwardItem>,
+    counts: &ForwardCounts,
+) {
+    counts.add(ForwardResult::HandedBack, items.len());
     let items = items
         .into_iter()
         .map(|item| (item.token, item.forwarded))
@@ -242,7 +280,7 @@ async fn send_watched(
                     return None;
                 }
                 if sent_at.elapsed() >= resend_after {
-                    tracing::debug!(target = %target, messages = batch.len(), "forward unanswered by a node that answers probes: sending it again");
+                    tracing::debug!(peer = %target, messages = batch.len(), "forward unanswered by a node that answers probes: sending it again");
                     send.set(send_with_retry(node, target, batch, true));
                     sent_at = tokio::time::Instant::now();
                     resend_after = (resend_after * 2).min(ATTEMPT_TIMEOUT);

@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
-use berth_codec::{Connect, Packet};
+use berth_codec::{Connect, Packet, TopicName};
+use berth_core::broker::{OperatorPublish, SubscriptionAnswer, SubscriptionChange};
 use berth_core::{
     AdminAnswer, AdminRequest, ClientId, Epoch, Event, Forwarded, NodeId, Replicate, SessionExport,
     UnixMillis,
 };
-use berth_server::{AdminFailure, ClusterPort, Grant, NoConsensus, PortFuture};
+use berth_server::{
+    AdminFailure, ClusterMembers, ClusterPort, Grant, NoConsensus, OperatorFailure, PortFuture,
+};
 
 use crate::admission;
 use crate::cluster_link::ClusterLink;
@@ -114,6 +117,47 @@ impl ClusterPort for RaftPort {
         request: AdminRequest,
     ) -> PortFuture<'_, Option<Result<AdminAnswer, AdminFailure>>> {
         Box::pin(async move { Some(crate::admin::relay(&self.0, client, request).await) })
+    }
+
+    fn session_subscription(
+        &self,
+        client: ClientId,
+        change: SubscriptionChange,
+    ) -> PortFuture<'_, Option<Result<SubscriptionAnswer, AdminFailure>>> {
+        Box::pin(
+            async move { Some(crate::admin::relay_subscription(&self.0, client, change).await) },
+        )
+    }
+
+    fn operator_retain<'a>(
+        &'a self,
+        request: &'a OperatorPublish,
+        now: UnixMillis,
+    ) -> PortFuture<'a, Option<Result<(), OperatorFailure>>> {
+        Box::pin(async move { Some(crate::admin::retain(&self.0, request, now).await) })
+    }
+
+    fn clear_retained(
+        &self,
+        topic: TopicName,
+    ) -> PortFuture<'_, Option<Result<(), OperatorFailure>>> {
+        Box::pin(async move { Some(crate::admin::clear_retained(&self.0, topic).await) })
+    }
+
+    fn members(&self) -> PortFuture<'_, Option<ClusterMembers>> {
+        Box::pin(async move { Some(crate::admin::members(&self.0).await) })
+    }
+
+    fn add_member(
+        &self,
+        id: NodeId,
+        address: String,
+    ) -> PortFuture<'_, Option<Result<(), OperatorFailure>>> {
+        Box::pin(async move { Some(crate::admin::add_member(&self.0, id, address).await) })
+    }
+
+    fn remove_member(&self, id: NodeId) -> PortFuture<'_, Option<Result<(), OperatorFailure>>> {
+        Box::pin(async move { Some(crate::admin::remove_member(&self.0, id).await) })
     }
 
     fn health(&self) -> PortFuture<'_, Option<berth_server::ClusterHealth>> {

@@ -1,6 +1,9 @@
 //! How code outside the server (the cluster implementation of the port) reaches the broker
 //! thread: one method per request, each answered once the broker has handled it.
 
+use berth_core::broker::{
+    OperatorPublish, OperatorPublished, PublishRefusal, SubscriptionAnswer, SubscriptionChange,
+};
 use berth_core::{
     AdminAnswer, AdminError, AdminRequest, ClientId, Epoch, Event, Forwarded, NodeId, QueueSeq,
     SessionExport,
@@ -11,6 +14,17 @@ use tokio::sync::oneshot;
 use crate::cluster_port::AdminFailure;
 use crate::runtime::Command;
 pub use crate::runtime::{ExportPage, ForwardReply};
+
+/// What became of an operator's PUBLISH ([`BrokerHandle::operator_publish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Routed, and at QoS 1/2 stored for every matched session, here and on the owner nodes
+    /// it was forwarded to (the promise of a PUBACK).
+    Stored(OperatorPublished),
+    /// An owner node of matched sessions did not store it (its forward failed, as a client's
+    /// PUBLISH would have been answered with a failure): some sessions may lack it.
+    NotStored(OperatorPublished),
+}
 
 /// A handle on the broker thread. Every method returns `None` (or `false`) once the broker is
 /// gone (shutdown, or a storage failure stopped it).
@@ -129,6 +143,59 @@ impl BrokerHandle {
         wait: std::time::Duration,
     ) -> Result<AdminAnswer, AdminFailure> {
         match tokio::time::timeout(wait, self.admin(client, request)).await {
+            Ok(Some(answer)) => answer.map_err(AdminFailure::Refused),
+            Ok(None) => Err(AdminFailure::Unreachable {
+                node: None,
+                reason: "the broker is not running".to_owned(),
+            }),
+            Err(_) => Err(AdminFailure::Unreachable {
+                node: None,
+                reason: format!("the broker did not answer within {wait:?}"),
+            }),
+        }
+    }
+
+    /// An operator's PUBLISH (`Broker::operator_publish`), routed as a client's; the answer
+    /// comes once it is stored wherever it went (QoS 0: once routed and committed). A message
+    /// that goes to other nodes' sessions waits for their owners, which the forwarding bounds.
+    pub async fn operator_publish(
+        &self,
+        request: OperatorPublish,
+    ) -> Option<Result<PublishOutcome, PublishRefusal>> {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::Publish {
+            request: Box::new(request),
+            reply,
+        };
+        self.commands.send(command).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// An operator's change to `client`'s subscriptions (`Broker::change_subscription`),
+    /// answered once stored.
+    pub async fn change_subscription(
+        &self,
+        client: ClientId,
+        change: SubscriptionChange,
+    ) -> Option<Result<SubscriptionAnswer, AdminError>> {
+        let (reply, wait) = oneshot::channel();
+        let command = Command::Subscription {
+            client,
+            change,
+            reply,
+        };
+        self.commands.send(command).await.ok()?;
+        wait.await.ok()
+    }
+
+    /// [`BrokerHandle::change_subscription`], waiting at most `wait`.
+    pub async fn change_subscription_within(
+        &self,
+        client: ClientId,
+        change: SubscriptionChange,
+        wait: std::time::Duration,
+    ) -> Result<SubscriptionAnswer, AdminFailure> {
+        match tokio::time::timeout(wait, self.change_subscription(client, change)).await {
             Ok(Some(answer)) => answer.map_err(AdminFailure::Refused),
             Ok(None) => Err(AdminFailure::Unreachable {
                 node: None,

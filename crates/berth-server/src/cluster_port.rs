@@ -8,7 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use berth_codec::{Connect, Packet};
+use berth_codec::{Connect, Packet, TopicName};
+use berth_core::broker::{OperatorPublish, SubscriptionAnswer, SubscriptionChange};
 use berth_core::{
     AdminAnswer, AdminError, AdminRequest, ClientId, Epoch, Forwarded, NodeId, Replicate,
     SessionExport, UnixMillis,
@@ -44,6 +45,51 @@ pub struct NoConsensus;
 /// owner's broker, through the cluster when the owner is another node): an unreachable or
 /// stalled owner is reported, never waited for.
 pub const ADMIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long the admin API waits for an operator's change that commits through Raft first (a
+/// subscription, a retained message): the commit (bounded by `cluster.commit_timeout`), then
+/// the owner's broker.
+pub const ADMIN_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// Why an operator's request about the cluster (a retained message, a member) was not done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorFailure {
+    /// The request breaks a rule (a limit of the configuration, a bad node id or address); the
+    /// message names the field at fault.
+    #[error("{0}")]
+    Invalid(String),
+    /// What it names does not exist (a node that is not a member).
+    #[error("{0}")]
+    NotFound(String),
+    /// The cluster could not do it in time: no leader, no consensus, a node that did not
+    /// answer. It may still take effect.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// One member of the cluster as the node asked sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: NodeId,
+    /// Its cluster (gRPC) address.
+    pub address: String,
+    /// A voter (false: a learner, which replicates but does not vote).
+    pub voter: bool,
+    /// Whether it answered a status probe just now.
+    pub online: bool,
+    /// Its Raft state as it reports it (`Leader`, `Follower`, `Learner`, `Candidate`).
+    pub state: Option<String>,
+    /// The last log index it applied, as it reports it.
+    pub applied_index: Option<u64>,
+}
+
+/// The membership as the node asked sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMembers {
+    pub members: Vec<Member>,
+    /// A membership change is under way (two configurations, joint consensus).
+    pub joint: bool,
+}
 
 /// Why an operator's request about a session got no answer from its owner.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,6 +206,66 @@ pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
         request: AdminRequest,
     ) -> PortFuture<'_, Option<Result<AdminAnswer, AdminFailure>>> {
         let _ = (client, request);
+        Box::pin(async { None })
+    }
+
+    /// Has the owner of `client`'s session apply an operator's subscription change: the
+    /// registry commits it (vetted by core, `plan_subscription`), then the owner's broker
+    /// holds it; bounded by [`ADMIN_COMMIT_WAIT`]. `None`: not a cluster node, the local
+    /// broker answers.
+    fn session_subscription(
+        &self,
+        client: ClientId,
+        change: SubscriptionChange,
+    ) -> PortFuture<'_, Option<Result<SubscriptionAnswer, AdminFailure>>> {
+        let _ = (client, change);
+        Box::pin(async { None })
+    }
+
+    /// Commits an operator's retained message (set, or cleared by an empty payload) to the
+    /// registry as a client's retained PUBLISH is, before the broker routes it (vetted by core,
+    /// `OperatorPublish::plan_retained`; no ACL), and waits until this node's broker has it.
+    /// `Ok` at once for a message that is not retained. `None`: not a cluster node.
+    fn operator_retain<'a>(
+        &'a self,
+        request: &'a OperatorPublish,
+        now: UnixMillis,
+    ) -> PortFuture<'a, Option<Result<(), OperatorFailure>>> {
+        let _ = (request, now);
+        Box::pin(async { None })
+    }
+
+    /// Clears the retained message of `topic` on every node (the registry's `ClearRetained`,
+    /// which a retained PUBLISH with an empty payload commits too), and waits until this
+    /// node's broker has it. `None`: not a cluster node.
+    fn clear_retained(
+        &self,
+        topic: TopicName,
+    ) -> PortFuture<'_, Option<Result<(), OperatorFailure>>> {
+        let _ = topic;
+        Box::pin(async { None })
+    }
+
+    /// The members, each probed (bounded). `None`: not a cluster node.
+    fn members(&self) -> PortFuture<'_, Option<ClusterMembers>> {
+        Box::pin(async { None })
+    }
+
+    /// Adds node `id` at cluster address `address`: as a learner, then a voter, through the
+    /// leader (what `berth cluster add` asks). `None`: not a cluster node.
+    fn add_member(
+        &self,
+        id: NodeId,
+        address: String,
+    ) -> PortFuture<'_, Option<Result<(), OperatorFailure>>> {
+        let _ = (id, address);
+        Box::pin(async { None })
+    }
+
+    /// Removes voter `id` from the cluster, through the leader (what `berth cluster remove`
+    /// asks). `None`: not a cluster node.
+    fn remove_member(&self, id: NodeId) -> PortFuture<'_, Option<Result<(), OperatorFailure>>> {
+        let _ = id;
         Box::pin(async { None })
     }
 }

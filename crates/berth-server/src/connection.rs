@@ -110,7 +110,10 @@ impl Connection {
     }
 
     /// Reads the PROXY header, sets up TLS where the listener has it, then the MQTT handshake.
-    /// `None`: the connection ended (refused, closed, timed out).
+    /// `None`: the connection ended (refused, closed, timed out). Its span gives the events of
+    /// the handshake (the claim and a takeover included) the client id once CONNECT names it;
+    /// the connected phase keeps none (a span per idle connection would cost memory).
+    #[tracing::instrument(name = "connection", skip_all, fields(client_id = tracing::field::Empty))]
     async fn open(self) -> Option<Opened> {
         let Connection {
             permit: _,
@@ -142,14 +145,7 @@ impl Connection {
                     return None;
                 }
             };
-        tracing::debug!(
-            ?conn,
-            client = %client_addr,
-            via = %peer,
-            tls = tls.is_some(),
-            ws = ws_path.is_some(),
-            "connection"
-        );
+        tracing::debug!(?conn, client = %client_addr, via = %peer, tls = tls.is_some(), ws = ws_path.is_some(), "connection");
         let mut handshake = Handshake {
             conn,
             commands,
@@ -304,6 +300,9 @@ impl Handshake {
             Ok(Err(ConnectFailure::Closed)) | Err(_) => return None,
         };
         let read = std::time::Instant::now();
+        if !connect.client_id.as_str().is_empty() {
+            tracing::Span::current().record("client_id", connect.client_id.as_str());
+        }
         if drain.is_draining() {
             // The load balancer has not yet seen /ready fail: this client belongs elsewhere.
             let reason = ConnectReasonCode::UseAnotherServer;
@@ -351,6 +350,7 @@ impl Handshake {
             .await
         {
             Ok(Some(mut grant)) => {
+                tracing::Span::current().record("client_id", grant.client.as_str());
                 grant.principal = Arc::new(berth_core::acl::Principal {
                     username: connect.username.as_ref().map(|u| u.as_str().to_owned()),
                     client_id: grant.client.as_str().to_owned(),

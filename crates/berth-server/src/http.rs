@@ -8,8 +8,14 @@
 //! applied here (a CONNECT's claim can commit and the registry it reads is current).
 
 mod admin;
+mod base64;
+mod body;
+mod cluster;
+mod publish;
 mod registry;
+mod retained;
 mod sessions;
+mod subscriptions;
 
 use std::future::Future;
 use std::net::SocketAddr;

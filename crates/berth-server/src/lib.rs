@@ -16,6 +16,9 @@ mod broker_handle;
 mod cluster_port;
 mod connection;
 mod drain;
+/// For the fuzz targets in `fuzz/` only.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod http;
 mod listener;
@@ -34,12 +37,13 @@ use berth_core::{Broker, BrokerConfig, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use broker_handle::{BrokerHandle, ExportPage, ForwardReply};
+pub use broker_handle::{BrokerHandle, ExportPage, ForwardReply, PublishOutcome};
 pub use cluster_port::{
-    ADMIN_WAIT, AdminFailure, ClusterHealth, ClusterPort, Grant, NoConsensus, PortFuture,
-    SingleNode, StartCluster,
+    ADMIN_COMMIT_WAIT, ADMIN_WAIT, AdminFailure, ClusterHealth, ClusterMembers, ClusterPort, Grant,
+    Member, NoConsensus, OperatorFailure, PortFuture, SingleNode, StartCluster,
 };
 pub use drain::{DrainSettings, DrainState};
+pub use listener::{ListenerKind, ListenerSet, MqttListener};
 pub use metrics::{Metrics, MetricsError};
 
 /// Commands (decoded packets) that may wait for the broker thread before connections stop
@@ -95,7 +99,8 @@ impl Default for ProxySettings {
     }
 }
 
-/// Sockets the server serves, bound by the caller (tests bind port 0).
+/// Sockets the server serves, bound by the caller (tests bind port 0): one MQTT listener of
+/// each kind at most (a [`ListenerSet`] has any number).
 #[derive(Debug, Default)]
 pub struct Listeners {
     /// MQTT over TCP.
@@ -130,7 +135,7 @@ pub enum ServerError {
 pub async fn serve<S: Store + 'static>(
     options: ServerOptions,
     store: S,
-    listeners: Listeners,
+    listeners: impl Into<ListenerSet>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     serve_node(options, store, listeners, None, shutdown).await
@@ -141,7 +146,7 @@ pub async fn serve<S: Store + 'static>(
 pub async fn serve_node<S: Store + 'static>(
     options: ServerOptions,
     store: S,
-    listeners: Listeners,
+    listeners: impl Into<ListenerSet>,
     cluster: Option<StartCluster>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -151,7 +156,8 @@ pub async fn serve_node<S: Store + 'static>(
     let max_packet_size = options.broker.limits.max_packet_size;
     let proxy = options.proxy;
     let tls = options.tls.clone();
-    if (listeners.tls.is_some() || listeners.wss.is_some()) && tls.is_none() {
+    let listeners: ListenerSet = listeners.into();
+    if listeners.mqtt.iter().any(|l| l.kind.is_tls()) && tls.is_none() {
         return Err(ServerError::TlsWithoutCertificate);
     }
     let auth = match options.auth.clone() {
@@ -223,30 +229,12 @@ pub async fn serve_node<S: Store + 'static>(
     } else {
         Arc::from(options.ws_path.as_str())
     };
-    let files = tls.as_ref().map(|tls| tls.files.clone());
-    let tls_proxy = tls.as_ref().map_or(proxy, |tls| tls.proxy);
-    let kinds = [
-        (listeners.mqtt, proxy, None, None),
-        (listeners.tls, tls_proxy, files.clone(), None),
-        (listeners.ws, proxy, None, Some(ws_path.clone())),
-        (listeners.wss, tls_proxy, files, Some(ws_path)),
-    ];
-    for (socket, proxy, tls, ws_path) in kinds {
-        let Some(socket) = socket else { continue };
-        let listener = listener::Listener {
-            socket,
-            proxy,
-            tls,
-            ws_path,
-        };
-        tracing::info!(
-            addr = ?listener.socket.local_addr().ok(),
-            tls = listener.tls.is_some(),
-            websocket = listener.ws_path.is_some(),
-            "serving MQTT"
-        );
-        tokio::spawn(listener.run(shared.clone(), stop_rx.clone()));
-    }
+    let defaults = listener::Defaults {
+        proxy,
+        tls,
+        ws_path,
+    };
+    listener::spawn_all(listeners.mqtt, &defaults, &shared, &stop_rx);
     drop(shared);
     let mut stop = stop_rx.clone();
     let broker_stopped = tokio::select! {

@@ -1,5 +1,6 @@
 //! Prometheus export of the broker's [`Stats`], the latency histograms ([`latency`]), Raft's
-//! health ([`cluster`]) and the process's own figures (CPU, memory, file descriptors, threads).
+//! health ([`cluster`]), what passes between nodes ([`peer`]: forwards by peer, takeovers) and
+//! the process's own figures (CPU, memory, file descriptors, threads).
 //!
 //! The broker keeps plain numbers ([`Stats`]); something on the tokio side calls
 //! [`Metrics::observe`] with a snapshot now and then, and `GET /metrics` calls
@@ -10,17 +11,19 @@
 
 mod cluster;
 pub mod latency;
+mod peer;
 mod traffic;
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use berth_core::{CloseCause, DropReason, LimitReason, Stats};
+use berth_core::{CloseCause, DropReason, LimitReason, NodeId, Stats};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::cluster_port::ClusterHealth;
 pub use latency::ConnectOutcome;
+pub use peer::{ForwardCounts, ForwardResult, TakeoverResult};
 pub(crate) use traffic::PacketCounts;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +55,9 @@ pub struct Metrics {
     handoff_delivered_total: IntCounter,
     publish_acks_held_total: IntCounter,
     publish_rate_exceeded_total: IntCounter,
+    publish_bytes_rate_exceeded_total: IntCounter,
     connections_refused_total: IntCounterVec,
+    listener_refusals_total: IntCounterVec,
     messages_dropped_total: IntCounterVec,
     limit_refusals_total: IntCounterVec,
     proxy_headers_refused_total: IntCounterVec,
@@ -68,6 +73,7 @@ pub struct Metrics {
     subscriptions: IntGauge,
     largest_queue_messages: IntGauge,
     raft: cluster::RaftGauges,
+    peer: peer::PeerCounters,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
 }
@@ -139,6 +145,10 @@ impl Metrics {
             "berth_publish_rate_exceeded_total",
             "Connections closed for publishing faster than limits.publish_rate (MQTT 5: DISCONNECT 0x96).",
         )?;
+        let publish_bytes_rate_exceeded_total = counter(
+            "berth_publish_bytes_rate_exceeded_total",
+            "Connections closed for publishing more bytes (topic and payload) per second than limits.publish_rate_bytes (MQTT 5: DISCONNECT 0x96).",
+        )?;
 
         // Every reason is exported from the start (at 0), so a query never meets a missing series.
         let by_reason = |name: &'static str,
@@ -181,6 +191,19 @@ impl Metrics {
             "Connections closed as soon as they were accepted, before reading anything: max_connections (limits.max_connections open already), connection_rate (over limits.connection_rate new connections per second).",
             &crate::gate::Refused::REASONS,
         )?;
+        // Each listener's series are made (at 0) when it starts (`show_listener`).
+        let name = "berth_listener_refusals_total";
+        let listener_refusals_total = register(
+            &registry,
+            name,
+            IntCounterVec::new(
+                Opts::new(
+                    name,
+                    "Connections closed as soon as they were accepted by a listener's own limit, by listener name and reason: max_connections (its max_connections open already).",
+                ),
+                &["listener", "reason"],
+            ),
+        )?;
         let ws_upgrades_failed_total = counter(
             "berth_ws_upgrades_failed_total",
             "WebSocket connections closed before MQTT because the HTTP upgrade failed or timed out (wrong path, a subprotocol other than mqtt, not a WebSocket request).",
@@ -194,7 +217,7 @@ impl Metrics {
         let close_causes: Vec<&str> = CloseCause::ALL.iter().map(|c| c.label()).collect();
         let connections_closed_total = by_reason(
             "berth_connections_closed_total",
-            "Connections that had their CONNACK and ended, by reason: client_disconnect, connection_lost (no DISCONNECT), keep_alive_timeout, protocol_error (a malformed packet or a violation; MQTT 5 hears the reason code), rate_limited (limits.publish_rate), taken_over (the session connected again, here or on another node), forward_failed (a 3.1.1 PUBLISH its subscribers' node did not store: closed unacknowledged), drained, kicked (an operator, through the admin API), server_shutdown.",
+            "Connections that had their CONNACK and ended, by reason: client_disconnect, connection_lost (no DISCONNECT), keep_alive_timeout, protocol_error (a malformed packet or a violation; MQTT 5 hears the reason code), rate_limited (limits.publish_rate, limits.publish_rate_bytes), taken_over (the session connected again, here or on another node), forward_failed (a 3.1.1 PUBLISH its subscribers' node did not store: closed unacknowledged), drained, kicked (an operator, through the admin API), server_shutdown.",
             &close_causes,
         )?;
         let name = "berth_connects_refused_total";
@@ -234,6 +257,7 @@ impl Metrics {
             "The most messages one session's queue here holds.",
         )?;
         let raft = cluster::RaftGauges::register(&registry)?;
+        let peer = peer::PeerCounters::register(&registry)?;
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -262,7 +286,9 @@ impl Metrics {
             handoff_delivered_total,
             publish_acks_held_total,
             publish_rate_exceeded_total,
+            publish_bytes_rate_exceeded_total,
             connections_refused_total,
+            listener_refusals_total,
             messages_dropped_total,
             limit_refusals_total,
             proxy_headers_refused_total,
@@ -278,6 +304,7 @@ impl Metrics {
             subscriptions,
             largest_queue_messages,
             raft,
+            peer,
             last: Mutex::new(Stats::default()),
         })
     }
@@ -297,6 +324,22 @@ impl Metrics {
         self.connections_refused_total
             .with_label_values(&[reason])
             .inc();
+    }
+
+    /// A connection closed at accept by the limit of the listener named `listener`.
+    pub fn count_listener_refused(&self, listener: &str, reason: &str) {
+        self.listener_refusals_total
+            .with_label_values(&[listener, reason])
+            .inc();
+    }
+
+    /// Makes the refusal series of the listener named `listener`, at 0.
+    pub fn show_listener(&self, listener: &str) {
+        for reason in crate::gate::Refused::LISTENER_REASONS {
+            let _ = self
+                .listener_refusals_total
+                .with_label_values(&[listener, reason]);
+        }
     }
 
     pub fn count_ws_refused(&self) {
@@ -324,9 +367,21 @@ impl Metrics {
         self.ready.set(i64::from(ready));
     }
 
-    /// Raft's health as this node sees it (set at every scrape).
+    /// Raft's health as this node sees it (set at every scrape; a term higher than at the
+    /// previous scrape counts its elections).
     pub fn observe_cluster(&self, health: &ClusterHealth) {
         self.raft.set(health);
+    }
+
+    /// `peer`'s series of `berth_forwards_total`, for its forward queue to count batches
+    /// without a label lookup.
+    pub fn forwards_to(&self, peer: NodeId) -> ForwardCounts {
+        self.peer.forwards_to(peer)
+    }
+
+    /// A takeover of a session from another node ended with `result`.
+    pub fn count_takeover(&self, result: TakeoverResult) {
+        self.peer.count_takeover(result);
     }
 
     /// Adds the broker thread's packet counts (and zeroes them).
@@ -399,6 +454,11 @@ impl Metrics {
             &self.publish_rate_exceeded_total,
             last.publish_rate_exceeded_total,
             stats.publish_rate_exceeded_total,
+        );
+        advance(
+            &self.publish_bytes_rate_exceeded_total,
+            last.publish_bytes_rate_exceeded_total,
+            stats.publish_bytes_rate_exceeded_total,
         );
         advance(
             &self.connects_total,

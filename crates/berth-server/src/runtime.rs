@@ -13,6 +13,8 @@
 //! Acknowledgements leave only after the write (and fsync) that made them true: group commit.
 //! The broker runs on its own OS thread because RocksDB calls block; it never awaits.
 
+mod operator;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,6 +123,18 @@ pub(crate) enum Command {
         request: berth_core::AdminRequest,
         reply: oneshot::Sender<AdminReply>,
     },
+    /// An operator's PUBLISH (the admin API); the reply comes once it is stored wherever it
+    /// went (`runtime/operator.rs`).
+    Publish {
+        request: Box<berth_core::broker::OperatorPublish>,
+        reply: oneshot::Sender<operator::PublishReply>,
+    },
+    /// An operator's change to a session's subscriptions; the reply comes once it is stored.
+    Subscription {
+        client: ClientId,
+        change: berth_core::broker::SubscriptionChange,
+        reply: oneshot::Sender<operator::SubscriptionReply>,
+    },
     /// Draining: close up to `count` connections (`CloseReason::Drained`); the reply comes
     /// once they are closed.
     Drain {
@@ -191,6 +205,8 @@ struct Replies {
     drained_clients: Vec<ClientId>,
     /// Operators' requests answered, sent once the group is committed and its actions out.
     admin: Vec<(oneshot::Sender<AdminReply>, AdminReply)>,
+    /// Operators' publishes and subscription changes.
+    operators: operator::Operators,
 }
 
 impl<S: Store> BrokerLoop<S> {
@@ -289,6 +305,7 @@ impl<S: Store> BrokerLoop<S> {
             for (reply, answer) in replies.admin.drain(..) {
                 let _ = reply.send(answer);
             }
+            replies.operators.answer_committed();
             if !replies.drained.is_empty() {
                 let broker = &self.broker;
                 replies
@@ -426,6 +443,20 @@ impl<S: Store> BrokerLoop<S> {
                 replies.admin.push((reply, answer));
                 return Ok(());
             }
+            Command::Publish { request, reply } => {
+                replies.operators.publish(&mut self.broker, *request, reply);
+                return Ok(());
+            }
+            Command::Subscription {
+                client,
+                change,
+                reply,
+            } => {
+                replies
+                    .operators
+                    .subscription(&mut self.broker, client, change, reply);
+                return Ok(());
+            }
             Command::Drain { count, reply } => {
                 let chosen: Vec<ConnId> = connections
                     .keys()
@@ -474,6 +505,8 @@ fn dispatch(
         match action {
             Action::Send { conn, packet } => {
                 let Some(handle) = connections.get(&conn) else {
+                    // An operator's publish is acknowledged (stored everywhere).
+                    replies.operators.settle(conn, true);
                     continue;
                 };
                 timing.sent(conn, &packet, now);
@@ -492,6 +525,8 @@ fn dispatch(
                 }
                 timing.closed(conn);
                 replies.drain_asked.remove(&conn);
+                // An operator's publish that an owner did not store.
+                replies.operators.settle(conn, false);
             }
             Action::ForwardAccepted { token, not_owned } => {
                 if let Some(reply) = replies.forwards.remove(&token) {

@@ -115,6 +115,117 @@ pub enum CtlCommand {
         /// The client id.
         client_id: String,
     },
+    /// Add a subscription to a session, connected or not (or replace the options of the one
+    /// it has to FILTER). The session's owner commits it to the registry, so every node routes
+    /// to it; no retained message is sent for it.
+    Subscribe {
+        /// The client id.
+        client_id: String,
+        /// The topic filter (wildcards allowed; quote it for the shell).
+        filter: String,
+        /// The maximum QoS the session gets messages with.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+        qos: u8,
+        /// Do not deliver the client's own messages back to it.
+        #[arg(long)]
+        no_local: bool,
+        /// Keep the RETAIN flag of messages as published.
+        #[arg(long)]
+        retain_as_published: bool,
+        /// MQTT 5 Retain Handling kept with the subscription (0, 1 or 2); it matters only if
+        /// the client subscribes again itself.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+        retain_handling: u8,
+    },
+    /// Remove a subscription of a session, connected or not.
+    Unsubscribe {
+        /// The client id.
+        client_id: String,
+        /// The topic filter, exactly as the session holds it.
+        filter: String,
+    },
+    /// Publish a message as the operator, routed as a client's PUBLISH is (the ACL does not
+    /// apply). At QoS 1 or 2 it returns once the message is stored for every matched session,
+    /// on every node.
+    Publish {
+        /// The topic (no wildcards).
+        topic: String,
+        /// The payload as text (UTF-8); empty if neither this nor --base64 is given.
+        #[arg(long, short = 'm', conflicts_with = "base64")]
+        message: Option<String>,
+        /// The payload as base64, for bytes that are not text.
+        #[arg(long)]
+        base64: Option<String>,
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+        qos: u8,
+        /// Retain it (an empty payload clears the topic's retained message, and is delivered).
+        #[arg(long)]
+        retain: bool,
+        /// MQTT 5 Message Expiry Interval, in seconds.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..))]
+        expiry: Option<u32>,
+        /// MQTT 5 Content Type.
+        #[arg(long)]
+        content_type: Option<String>,
+        /// An MQTT 5 User Property, KEY=VALUE (repeat for more).
+        #[arg(long = "user-property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        user_properties: Vec<(String, String)>,
+    },
+    /// Retained messages of the whole cluster: list, show one, delete one.
+    #[command(subcommand)]
+    Retained(CtlRetainedCommand),
+    /// The cluster's members (address, voter or learner, online, Raft state, lag), leader and
+    /// term; `add` and `remove` change the membership through the leader.
+    Cluster {
+        #[command(subcommand)]
+        command: Option<CtlClusterCommand>,
+    },
+}
+
+/// `berth ctl retained ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum CtlRetainedCommand {
+    /// Retained messages in topic order (topic, QoS, size, expiry).
+    List {
+        /// Only topics starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One retained message, with its payload and properties.
+    Get {
+        /// The topic.
+        topic: String,
+    },
+    /// Delete the retained message of a topic on every node (nothing is delivered to
+    /// subscribers).
+    Delete {
+        /// The topic.
+        topic: String,
+    },
+}
+
+/// `berth ctl cluster ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum CtlClusterCommand {
+    /// Add a node (running with that --node-id and --cluster-listen): a learner first, then a
+    /// voter.
+    Add {
+        /// The new node's id.
+        #[arg(long)]
+        node: u64,
+        /// The new node's cluster address.
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+        addr: String,
+    },
+    /// Remove a voter from the cluster.
+    Remove {
+        /// The id of the node to remove.
+        #[arg(long)]
+        node: u64,
+    },
 }
 
 /// `berth cluster ...`: talks to the Cluster gRPC service of a running node.
@@ -275,6 +386,13 @@ fn parse_log_level(text: &str) -> Result<String, String> {
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     crate::config::value::log_format(Input::Text(text)).map_err(|problem| problem.to_string())
+}
+
+/// `KEY=VALUE` (the value may hold `=`).
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 fn parse_host_port(text: &str) -> Result<String, String> {

@@ -8,6 +8,9 @@
 //!   --listen, --http, ... ──▶ Overrides ─┘      (cross-key checks)
 //! ```
 //!
+//! The MQTT listeners are the shorthand keys' (`listen`, `tls.listen`, `ws.listen`,
+//! `ws.tls_listen`) and the file's `[[listeners]]` list, together ([`Config::mqtt_listeners`]).
+//!
 //! Every value is converted and checked where it enters (see [`value`]), so an error names the
 //! key, or the variable, and the value. `0` never means "unlimited": that is spelled `unlimited`.
 //! The example `berth.toml` at the repository root and `docs/configuration.md` list every key;
@@ -17,6 +20,7 @@ mod env;
 mod error;
 mod file;
 mod key;
+mod listener;
 mod render;
 mod validate;
 pub mod value;
@@ -36,6 +40,7 @@ use berth_server::{ProxySettings, ServerOptions};
 pub use env::{NOT_KEYS, process_env};
 pub use error::{ConfigError, Origin, Problem};
 pub use file::parse_file;
+pub use listener::{ListenerConfig, Listening};
 use value::Input;
 
 /// Default MQTT listener.
@@ -95,6 +100,7 @@ pub enum Key {
     LimitsMaxConnections,
     LimitsConnectionRate,
     LimitsPublishRate,
+    LimitsPublishRateBytes,
     LimitsMaxSubscriptions,
     LimitsMaxTopicLength,
     LimitsMaxTopicLevels,
@@ -109,7 +115,8 @@ pub enum Key {
 /// The effective configuration of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// MQTT over TCP; `None`: no plain TCP listener (TLS only, say).
+    /// MQTT over TCP; `None`: no plain TCP listener (TLS only, say). Its default,
+    /// [`DEFAULT_LISTEN`], applies only when no source sets it and `[[listeners]]` is empty.
     pub listen: Option<SocketAddr>,
     /// The PROXY protocol on `listen`: off, optional or required.
     pub proxy_protocol: ProxyMode,
@@ -140,6 +147,9 @@ pub struct Config {
     /// `admin.token_file`: the file whose first line is the admin API's bearer token (read
     /// at start by `main`); `None`: the admin API answers only clients on the loopback address.
     pub admin_token_file: Option<PathBuf>,
+    /// `[[listeners]]`: MQTT listeners besides the shorthand keys' (all of them:
+    /// [`Config::mqtt_listeners`]).
+    pub listeners: Vec<ListenerConfig>,
 }
 
 /// `log_format`: how log lines are written.
@@ -307,6 +317,7 @@ impl Default for Config {
             connection_rate: Limit::Unlimited,
             drain: DrainConfig::default(),
             admin_token_file: None,
+            listeners: Vec::new(),
         }
     }
 }
@@ -367,6 +378,9 @@ pub struct Overrides {
     pub admin_token_file: Option<Option<PathBuf>>,
     pub jwt_algorithm: Option<Option<JwtAlgorithm>>,
     pub jwt_key_file: Option<Option<PathBuf>>,
+    pub publish_rate_bytes: Option<Limit>,
+    /// `[[listeners]]`, from the file only (a list has no variable or flag).
+    pub listeners: Option<Vec<ListenerConfig>>,
 }
 
 /// Reads one source key by key: `get` finds a key's raw value, `origin` names it in errors.
@@ -454,6 +468,9 @@ impl Overrides {
             admin_token_file: reader.field(Key::AdminTokenFile, value::optional_path)?,
             jwt_algorithm: reader.field(Key::AuthJwtAlgorithm, value::jwt_algorithm)?,
             jwt_key_file: reader.field(Key::AuthJwtKeyFile, value::optional_path)?,
+            publish_rate_bytes: reader.field(Key::LimitsPublishRateBytes, value::byte_limit)?,
+            // Read by `file::parse_file`, which alone has lists of tables.
+            listeners: None,
         })
     }
 }
@@ -462,8 +479,15 @@ impl Config {
     /// The defaults with `layers` applied in order (later wins), then the cross-key checks.
     pub fn resolve(layers: impl IntoIterator<Item = Overrides>) -> Result<Config, ConfigError> {
         let mut config = Config::default();
+        let mut listen_set = false;
         for layer in layers {
+            listen_set |= layer.listen.is_some();
             config.apply(layer);
+        }
+        // A node configured with a list listens where the list says: the default `listen`
+        // (every interface, without TLS) is not added behind the operator's back.
+        if !listen_set && !config.listeners.is_empty() {
+            config.listen = None;
         }
         config.validate()?;
         Ok(config)
@@ -525,6 +549,8 @@ impl Config {
             admin_token_file,
             jwt_algorithm,
             jwt_key_file,
+            publish_rate_bytes,
+            listeners,
         } = layer;
         let broker = &mut self.broker;
         set(&mut self.listen, listen);
@@ -585,6 +611,11 @@ impl Config {
         set(&mut self.admin_token_file, admin_token_file);
         set(&mut self.auth.jwt_algorithm, jwt_algorithm);
         set(&mut self.auth.jwt_key_file, jwt_key_file);
+        set(
+            &mut self.broker.limits.publish_rate_bytes,
+            publish_rate_bytes,
+        );
+        set(&mut self.listeners, listeners);
     }
 
     /// What `berth_server::serve` takes besides sockets and the store.

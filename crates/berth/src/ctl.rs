@@ -1,5 +1,8 @@
 //! `berth ctl …`: a node's admin API (`/api/v1` on its HTTP listener) from the command line.
-//! Human output by default, the API's JSON with `--json`.
+//! Human output by default, the API's JSON with `--json`. The session, retained message,
+//! publish and cluster commands added for the operator's changes are in [`ops`].
+
+mod ops;
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +21,24 @@ pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
         Some(path) => Some(read_token(path)?),
         None => None,
     };
+    if let Some(call) = ops::call(&args.command) {
+        let body = request(
+            &args.at,
+            call.method,
+            &call.path,
+            token.as_deref(),
+            call.body.as_deref(),
+        )
+        .await?;
+        if args.json {
+            println!("{body}");
+            return Ok(());
+        }
+        let value: Value = serde_json::from_str(&body)
+            .with_context(|| format!("{} answered something that is not JSON: {body}", args.at))?;
+        print!("{}", ops::render(&args.command, &value));
+        return Ok(());
+    }
     let (method, path) = match &args.command {
         CtlCommand::Status => ("GET", "/api/v1/node".to_owned()),
         CtlCommand::Drain => ("POST", "/api/v1/drain".to_owned()),
@@ -42,8 +63,14 @@ pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
             format!("{}/queue?limit={limit}", session_path(client_id)),
         ),
         CtlCommand::Purge { client_id } => ("DELETE", format!("{}/queue", session_path(client_id))),
+        // Answered by `ops` above.
+        CtlCommand::Subscribe { .. }
+        | CtlCommand::Unsubscribe { .. }
+        | CtlCommand::Publish { .. }
+        | CtlCommand::Retained(_)
+        | CtlCommand::Cluster { .. } => bail!("not an admin API call: {:?}", args.command),
     };
-    let body = request(&args.at, method, &path, token.as_deref()).await?;
+    let body = request(&args.at, method, &path, token.as_deref(), None).await?;
     if args.json {
         println!("{body}");
         return Ok(());
@@ -89,6 +116,11 @@ pub async fn run(args: &CtlArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        CtlCommand::Subscribe { .. }
+        | CtlCommand::Unsubscribe { .. }
+        | CtlCommand::Publish { .. }
+        | CtlCommand::Retained(_)
+        | CtlCommand::Cluster { .. } => {}
     }
     Ok(())
 }
@@ -99,7 +131,7 @@ fn session_path(client_id: &str) -> String {
 }
 
 /// Milliseconds as a short duration (`850ms`, `12.4s`, `3m05s`, `2h07m`), `-` for none.
-fn duration(ms: &Value) -> String {
+pub(crate) fn duration(ms: &Value) -> String {
     let Some(ms) = ms.as_u64() else {
         return "-".to_owned();
     };
@@ -169,7 +201,7 @@ fn queue_table(queue: &Value) -> String {
 }
 
 /// Query-string encoding of a value: unreserved characters as they are, the rest as `%XX`.
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -264,13 +296,14 @@ fn describe(node: &Value) -> String {
     out
 }
 
-/// One HTTP/1.1 request to `at` (host:port); the body of a 2xx answer, or an error with the
-/// API's message.
+/// One HTTP/1.1 request to `at` (host:port), with a JSON `body` if given; the body of a 2xx
+/// answer, or an error with the API's message.
 async fn request(
     at: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
+    body: Option<&str>,
 ) -> anyhow::Result<String> {
     let exchange = async {
         let mut stream = TcpStream::connect(at)
@@ -278,8 +311,15 @@ async fn request(
             .with_context(|| format!("cannot reach the HTTP listener at {at}"))?;
         let authorization =
             token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+        let content_type = if body.is_some() {
+            "Content-Type: application/json\r\n"
+        } else {
+            ""
+        };
+        let body = body.unwrap_or("");
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {at}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {at}\r\n{authorization}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         );
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();

@@ -25,8 +25,8 @@ pub struct Edge {
 impl Edge {
     /// Reads the files the configuration names; an error names the key and the file.
     pub fn load(config: &Config) -> anyhow::Result<Edge> {
-        let serves_tls = config.tls.listen.is_some() || config.ws.tls_listen.is_some();
-        let tls = match (serves_tls, &config.tls.cert, &config.tls.key) {
+        // Any tls or wss listener, a shorthand key's or a `[[listeners]]` entry.
+        let tls = match (config.serves_tls(), &config.tls.cert, &config.tls.key) {
             (true, Some(cert), Some(key)) => {
                 let files = TlsFiles::load(TlsSettings {
                     cert: cert.clone(),

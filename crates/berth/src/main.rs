@@ -7,10 +7,13 @@ use anyhow::{Context as _, anyhow};
 use berth::cli::{Cli, Command};
 use berth::config::{self, LogFormat, Sources};
 use berth::node;
-use berth_server::Listeners;
+use berth_server::{ListenerKind, ListenerSet};
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::{Format, FormatEvent, FormatFields, Json, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -39,11 +42,11 @@ async fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(log_filter(&config.log_level))?;
     match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).try_init(),
-        // One JSON object per line, the event's fields (client id, node, reason) at its top.
+        // One JSON object per line: the node, the event's fields (reason, error) and its
+        // connection's client id, all at its top (`JsonLines`).
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .event_format(JsonLines::new(config.cluster.node_id))
             .with_env_filter(filter)
             .try_init(),
     }
@@ -62,29 +65,12 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mqtt = match &config.listen {
-        Some(addr) => Some(bind(addr, "MQTT").await?),
-        None => None,
-    };
-    let tls = match &config.tls.listen {
-        Some(addr) => Some(bind(addr, "MQTT over TLS").await?),
-        None => None,
-    };
-    let ws = match &config.ws.listen {
-        Some(addr) => Some(bind(addr, "MQTT over WebSocket").await?),
-        None => None,
-    };
-    let wss = match &config.ws.tls_listen {
-        Some(addr) => Some(bind(addr, "MQTT over WebSocket over TLS").await?),
-        None => None,
-    };
+    // Every MQTT listener (the shorthand keys' and `[[listeners]]`), each logged as bound.
+    let mqtt = node::bind_listeners(&config).await?;
     let http = bind(&config.http, "HTTP").await?;
     let mqtt_addrs: Vec<_> = mqtt
         .iter()
-        .chain(tls.iter())
-        .chain(ws.iter())
-        .chain(wss.iter())
-        .filter_map(|l| l.local_addr().ok())
+        .filter_map(|l| l.socket.local_addr().ok())
         .collect();
     edge.warn_if_open(&mqtt_addrs);
     berth::edge::reload_on_sighup(edge.clone())?;
@@ -94,17 +80,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let store = node::open_store(&config.data_dir, config.storage_sync)?;
     let (cluster, node) = node::start_cluster(&config, cluster_listener).await?;
-    let shown = |listener: &Option<TcpListener>| {
-        listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map_or_else(|| "none".to_owned(), |addr| addr.to_string())
-    };
+    // The first listener of each kind, as before there could be several.
+    let shown = |kind| berth::node::first_address(&mqtt, kind);
     tracing::info!(
-        mqtt = %shown(&mqtt),
-        tls = %shown(&tls),
-        ws = %shown(&ws),
-        wss = %shown(&wss),
+        mqtt = %shown(ListenerKind::Tcp),
+        tls = %shown(ListenerKind::Tls),
+        ws = %shown(ListenerKind::Ws),
+        wss = %shown(ListenerKind::Wss),
+        listeners = mqtt.len(),
         http = %http.local_addr()?,
         node_id = config.cluster.node_id,
         data_dir = %config.data_dir.display(),
@@ -118,11 +101,8 @@ async fn main() -> anyhow::Result<()> {
     let served = berth_server::serve_node(
         options,
         store,
-        Listeners {
+        ListenerSet {
             mqtt,
-            tls,
-            ws,
-            wss,
             http: Some(http),
         },
         Some(cluster),
@@ -142,6 +122,94 @@ fn log_filter(configured: &str) -> String {
         configured.to_owned()
     } else {
         format!("{configured},openraft=warn")
+    }
+}
+
+/// The JSON log format: one object per line with the node's id (`node`), the event's own fields
+/// and those of the spans it happened in (a connection's `client_id`) at its top level, so that
+/// a log shipper indexes them without knowing how tracing nests spans. An event's own field wins
+/// over a span's of the same name; an event's own `node` (a member it is about) is written as
+/// `event_node`, `node` being always the node that logged.
+#[derive(Debug)]
+struct JsonLines {
+    node: u64,
+    inner: Format<Json>,
+}
+
+/// Keys the inner format writes itself, which a span's field must not repeat.
+const FORMAT_KEYS: [&str; 4] = ["timestamp", "level", "target", "message"];
+
+impl JsonLines {
+    fn new(node: u64) -> JsonLines {
+        JsonLines {
+            node,
+            inner: tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false),
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let own = |name: &str| event.fields().any(|field| field.name() == name);
+        let mut top = serde_json::Map::new();
+        top.insert("node".to_owned(), self.node.into());
+        // Innermost span first: its value of a field wins over an outer span's.
+        for span in ctx.event_scope().into_iter().flatten() {
+            let extensions = span.extensions();
+            // With `.json()`, a span's fields are kept as one JSON object.
+            let Some(formatted) = extensions.get::<FormattedFields<N>>() else {
+                continue;
+            };
+            let Ok(serde_json::Value::Object(fields)) =
+                serde_json::from_str::<serde_json::Value>(formatted.fields.as_str())
+            else {
+                continue;
+            };
+            for (name, value) in fields {
+                if !own(name.as_str()) && !FORMAT_KEYS.contains(&name.as_str()) {
+                    top.entry(name).or_insert(value);
+                }
+            }
+        }
+        let renamed;
+        let line = if own("node") {
+            let mut fields: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&line).map_err(|_| std::fmt::Error)?;
+            if let Some(theirs) = fields.remove("node") {
+                fields.insert("event_node".to_owned(), theirs);
+            }
+            renamed = serde_json::to_string(&fields).map_err(|_| std::fmt::Error)? + "\n";
+            renamed.as_str()
+        } else {
+            line.as_str()
+        };
+        let Some(body) = line.strip_prefix('{') else {
+            return writer.write_str(line);
+        };
+        // `{"node":…,…` without its closing brace, then the event's object without its opening
+        // one.
+        let head = serde_json::to_string(&top).map_err(|_| std::fmt::Error)?;
+        writer.write_str(head.strip_suffix('}').unwrap_or(&head))?;
+        if !body.starts_with('}') {
+            writer.write_char(',')?;
+        }
+        writer.write_str(body)
     }
 }
 
@@ -175,4 +243,94 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static
         }
         tracing::info!("Ctrl-C received; shutting down");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use super::JsonLines;
+
+    /// What the subscriber writes, shared with the test.
+    #[derive(Debug, Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines `log` writes with the JSON format of node 7.
+    fn logged(log: impl FnOnce()) -> Vec<String> {
+        let written = Written::default();
+        let writer = written.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .event_format(JsonLines::new(7))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let bytes = written.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn object(line: &str) -> serde_json::Value {
+        serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"))
+    }
+
+    #[test]
+    fn json_lines_carry_the_node_and_their_connection_s_client_id_at_the_top() {
+        let lines = logged(|| {
+            tracing::info!(mqtt = "127.0.0.1:1883", "starting");
+            // As a connection's handshake does (`connection.rs`).
+            let span = tracing::info_span!("connection", client_id = tracing::field::Empty);
+            let _entered = span.enter();
+            tracing::debug!("below the level: not written");
+            tracing::info!("before CONNECT");
+            span.record("client_id", "sensor-1");
+            tracing::warn!(reason = "bad_credentials", "refused: authentication");
+            tracing::info!(client_id = "its-own", "an event naming a client itself");
+            tracing::warn!(node = 3, "a member stopped answering");
+        });
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        let objects: Vec<_> = lines.iter().map(|line| object(line)).collect();
+        for (line, object) in lines.iter().zip(&objects) {
+            assert_eq!(object["node"], 7, "{line}");
+            assert!(object["timestamp"].is_string(), "{line}");
+            assert!(
+                object.get("spans").is_none() && object.get("span").is_none(),
+                "{line}"
+            );
+            assert_eq!(
+                line.matches("\"client_id\"").count(),
+                usize::from(object.get("client_id").is_some()),
+                "one client_id at most: {line}"
+            );
+        }
+        assert_eq!(objects[0]["message"], "starting");
+        assert_eq!(objects[0]["mqtt"], "127.0.0.1:1883");
+        assert!(objects[0].get("client_id").is_none(), "{}", lines[0]);
+        assert!(
+            objects[1].get("client_id").is_none(),
+            "not named yet: {}",
+            lines[1]
+        );
+        assert_eq!(objects[2]["client_id"], "sensor-1", "{}", lines[2]);
+        assert_eq!(objects[2]["reason"], "bad_credentials");
+        assert_eq!(objects[2]["level"], "WARN");
+        assert_eq!(objects[3]["client_id"], "its-own", "{}", lines[3]);
+        assert_eq!(objects[4]["event_node"], 3, "{}", lines[4]);
+        assert_eq!(objects[4]["client_id"], "sensor-1");
+    }
 }

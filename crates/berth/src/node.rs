@@ -1,14 +1,63 @@
-//! How a node is put together from its parts — the session store (RocksDB) and the cluster
-//! (openraft, one member unless peers or join say otherwise) — shared by `main.rs` and the
-//! end-to-end tests, so that those run against what ships.
+//! How a node is put together from its parts — its MQTT listeners, the session store (RocksDB)
+//! and the cluster (openraft, one member unless peers or join say otherwise) — shared by
+//! `main.rs` and the end-to-end tests, so that those run against what ships.
 
 use std::path::Path;
 
 use anyhow::Context as _;
+use berth_core::Limit;
+use berth_server::{ListenerKind, MqttListener};
 use berth_store::{RocksOptions, RocksStore};
 use tokio::net::TcpListener;
 
 use crate::config;
+
+/// Binds every MQTT listener of the configuration ([`config::Config::mqtt_listeners`]: the
+/// shorthand keys' and `[[listeners]]`), in order, and logs each with its name, kind and bound
+/// address (`MQTT listener bound listener=NAME kind=KIND bound=ADDR`: tests read the addresses
+/// of port-0 listeners from it). A listener that cannot bind stops the node, naming its key.
+pub async fn bind_listeners(config: &config::Config) -> anyhow::Result<Vec<MqttListener>> {
+    let mut bound = Vec::new();
+    for config::Listening { key, listener, .. } in config.mqtt_listeners() {
+        let socket = TcpListener::bind(listener.bind).await.with_context(|| {
+            format!(
+                "{key}: cannot listen for MQTT ({}) on {}",
+                listener.kind, listener.bind
+            )
+        })?;
+        let addr = socket
+            .local_addr()
+            .with_context(|| format!("{key}: the address bound for {}", listener.bind))?;
+        tracing::info!(
+            listener = %listener.name,
+            kind = %listener.kind,
+            bound = %addr,
+            "MQTT listener bound"
+        );
+        bound.push(MqttListener {
+            name: listener.name,
+            kind: listener.kind,
+            socket,
+            proxy: Some(config.proxy_settings(listener.proxy_protocol)),
+            ws_path: listener.path,
+            max_connections: match listener.max_connections {
+                Limit::Unlimited => None,
+                Limit::AtMost(max) => Some(max),
+            },
+        });
+    }
+    Ok(bound)
+}
+
+/// The bound address of the first listener of `kind`, or `none` (the start-up line's `mqtt=`,
+/// `tls=`, `ws=` and `wss=`).
+pub fn first_address(listeners: &[MqttListener], kind: ListenerKind) -> String {
+    listeners
+        .iter()
+        .filter(|listener| listener.kind == kind)
+        .find_map(|listener| listener.socket.local_addr().ok())
+        .map_or_else(|| "none".to_owned(), |addr| addr.to_string())
+}
 
 /// The node's RocksDB in `data_dir` (created if missing). RocksDB locks the directory, so a
 /// second node on the same directory stops here with a clear error.

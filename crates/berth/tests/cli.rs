@@ -193,6 +193,10 @@ fn json_logs_are_one_object_per_line_with_the_event_fields_at_the_top() {
         "the event's fields are at the top level: {starting}"
     );
     assert_eq!(starting["node_id"], 1, "{starting}");
+    // Every line names the node that wrote it (`cluster.node_id`, 1 by default).
+    for object in &objects {
+        assert_eq!(object["node"], 1, "{object}");
+    }
 }
 
 #[test]

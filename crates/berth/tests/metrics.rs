@@ -1,5 +1,6 @@
-//! What Prometheus and an operator see: the README's metric table equals what a node exports,
-//! a scrape passes `promtool check metrics`, the dashboard and the alert rules name only
+//! What Prometheus and an operator see: the README's metric table equals what a node exports
+//! (a node that has forwarded included: per-peer series appear with a peer's first forward),
+//! its scrapes pass `promtool check metrics`, the dashboard and the alert rules name only
 //! exported metrics (and the rules pass `promtool check rules`), and Debian's Prometheus scrapes
 //! a three-node cluster. promtool and prometheus come from Debian's `prometheus` package
 //! (`scripts/setup.sh` installs it); where it clearly cannot be installed the promtool and
@@ -16,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_codec::{Packet, ProtocolVersion, QoS};
+use berth_e2e::client::TestClient;
 use berth_e2e::metrics::scrape;
 use support::cluster::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -106,11 +109,78 @@ async fn leader_scrape(cluster: &Cluster) -> String {
     }
 }
 
+/// Node 2's scrape once a message published there has reached a subscriber on node 1: node 2
+/// has forwarded to node 1, so its `berth_forwards_total{peer="1",…}` series exist.
+async fn forwarding_scrape(cluster: &Cluster) -> String {
+    let topic = "metrics/forward";
+    let (mut subscriber, _) =
+        TestClient::connect(cluster.mqtt(1), ProtocolVersion::V5, "metrics-sub", true).await;
+    subscriber.subscribe(topic, QoS::AtLeastOnce).await;
+    let (mut publisher, _) =
+        TestClient::connect(cluster.mqtt(2), ProtocolVersion::V5, "metrics-pub", true).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Until node 2 has applied the subscription, what is published there has no subscriber.
+    loop {
+        let reason = publisher.publish_reason(topic, b"forwarded").await;
+        assert!(!reason.is_error(), "{reason:?}");
+        if let Some(Packet::Publish(_)) = subscriber.try_recv(Duration::from_millis(300)).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing published on node 2 reached node 1's subscriber within 30 s"
+        );
+    }
+    let stored = "berth_forwards_total{peer=\"1\",result=\"stored\"} ";
+    loop {
+        let body = scrape(cluster.node(2).http).await;
+        let counted = body
+            .lines()
+            .find_map(|line| line.strip_prefix(stored))
+            .is_some_and(|value| value != "0");
+        if counted {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 did not count its forward to node 1:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `promtool check metrics` on `scrape`.
+fn promtool_accepts(promtool: &Path, scrape: &str) {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_lists_every_metric_a_node_exports_and_promtool_accepts_a_scrape() {
     let cluster = Cluster::start(3).await;
     let body = leader_scrape(&cluster).await;
-    let exported = exported(&body);
+    let forwarding = forwarding_scrape(&cluster).await;
+    let mut families = exported(&body);
+    families.extend(exported(&forwarding));
+    let exported = families;
     let documented = readme_metrics();
     let missing: Vec<_> = exported
         .keys()
@@ -135,29 +205,22 @@ async fn the_readme_lists_every_metric_a_node_exports_and_promtool_accepts_a_scr
     assert!(body.contains("berth_raft_voters 3\n"), "{body}");
     assert!(body.contains("berth_ready 1\n"), "{body}");
 
+    for zero in [
+        "berth_takeovers_total{result=\"completed\"} 0\n",
+        "berth_takeovers_total{result=\"old_owner_unreachable\"} 0\n",
+    ] {
+        assert!(body.contains(zero), "exported from the start: {zero}{body}");
+    }
+    assert!(
+        body.contains("# TYPE berth_raft_elections_total counter\n"),
+        "{body}"
+    );
+
     let Some(promtool) = tool_or_skip("promtool") else {
         return;
     };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    promtool_accepts(&promtool, &body);
+    promtool_accepts(&promtool, &forwarding);
 }
 
 #[test]

@@ -1,17 +1,139 @@
 //! An operator's request about one session and its owner's answer (the admin API relayed to
-//! the session's owner: `SessionAdmin`) ⇄ their protobuf form.
+//! the session's owner: `SessionAdmin`) ⇄ their protobuf form: the session operations
+//! (`AdminRequest`) and the subscription changes (`SubscriptionChange`), which share the RPC.
 
-use berth_codec::TopicName;
+use berth_codec::{TopicFilter, TopicName};
+use berth_core::broker::{SubscriptionAnswer, SubscriptionChange};
 use berth_core::{
-    AdminAnswer, AdminError, AdminRequest, ClientId, Discarded, Kicked, Purged, QueuedView,
-    SessionView, UnixMillis,
+    AdminAnswer, AdminError, AdminRequest, ClientId, Discarded, Kicked, LimitReason, Purged,
+    QueuedView, SessionView, SubscribeRefusal, SubscriptionRecord, UnixMillis,
 };
 use berth_proto::v1 as pb;
 use pb::session_admin_reply::Result as Reply;
 use pb::session_admin_request::Op;
 
-use super::message::{Invalid, invalid, qos_from};
+use super::message::{Invalid, invalid, qos_from, subscription_from_pb, subscription_to_pb};
 use super::session::client_id;
+
+/// An operator's request relayed to a session's owner, as the owner reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionAdminCall {
+    Session(AdminRequest),
+    Subscription(SubscriptionChange),
+}
+
+pub fn subscription_request_to_pb(
+    client: &ClientId,
+    change: &SubscriptionChange,
+) -> pb::SessionAdminRequest {
+    let op = match change {
+        SubscriptionChange::Subscribe { filter, options } => {
+            let record = SubscriptionRecord {
+                options: *options,
+                subscription_id: None,
+            };
+            Op::Subscribe(subscription_to_pb(filter, &record))
+        }
+        SubscriptionChange::Unsubscribe { filter } => Op::Unsubscribe(pb::AdminUnsubscribe {
+            filter: filter.as_str().to_owned(),
+        }),
+    };
+    pb::SessionAdminRequest {
+        client_id: client.as_str().to_owned(),
+        op: Some(op),
+    }
+}
+
+/// Any request of `SessionAdmin`: a session operation or a subscription change.
+pub fn admin_call_from_pb(
+    request: pb::SessionAdminRequest,
+) -> Result<(ClientId, SessionAdminCall), Invalid> {
+    let client = client_id(&request.client_id).ok_or(invalid("client_id"))?;
+    let call = match request.op.ok_or(invalid("op"))? {
+        Op::Kick(_) => SessionAdminCall::Session(AdminRequest::Kick),
+        Op::Discard(_) => SessionAdminCall::Session(AdminRequest::Discard),
+        Op::Inspect(inspect) => SessionAdminCall::Session(AdminRequest::Inspect {
+            limit: usize::try_from(inspect.limit).unwrap_or(usize::MAX),
+        }),
+        Op::Purge(_) => SessionAdminCall::Session(AdminRequest::Purge),
+        Op::Subscribe(subscription) => {
+            // An operator's subscription carries no identifier.
+            let (filter, record) = subscription_from_pb(&subscription)?;
+            SessionAdminCall::Subscription(SubscriptionChange::Subscribe {
+                filter,
+                options: record.options,
+            })
+        }
+        Op::Unsubscribe(unsubscribe) => {
+            SessionAdminCall::Subscription(SubscriptionChange::Unsubscribe {
+                filter: TopicFilter::parse(&unsubscribe.filter).map_err(|_| invalid("filter"))?,
+            })
+        }
+    };
+    Ok((client, call))
+}
+
+/// A refused filter as the reply names it: the limit's key, or `not_authorized`.
+fn refusal_to_pb(refusal: SubscribeRefusal) -> String {
+    match refusal {
+        SubscribeRefusal::Limit(limit) => limit.label().to_owned(),
+        SubscribeRefusal::NotAuthorized => "not_authorized".to_owned(),
+    }
+}
+
+fn refusal_from_pb(text: &str) -> Result<SubscribeRefusal, Invalid> {
+    if text == "not_authorized" {
+        return Ok(SubscribeRefusal::NotAuthorized);
+    }
+    LimitReason::ALL
+        .into_iter()
+        .find(|limit| limit.label() == text)
+        .map(SubscribeRefusal::Limit)
+        .ok_or(invalid("subscribe_refused"))
+}
+
+pub fn subscription_reply_to_pb(
+    answer: &Result<SubscriptionAnswer, AdminError>,
+) -> pb::SessionAdminReply {
+    let result = match answer {
+        Ok(SubscriptionAnswer::Subscribed { replaced }) => Reply::Subscribed(pb::AdminSubscribed {
+            replaced: *replaced,
+        }),
+        Ok(SubscriptionAnswer::Refused(refusal)) => {
+            Reply::SubscribeRefused(refusal_to_pb(*refusal))
+        }
+        Ok(SubscriptionAnswer::Unsubscribed { existed }) => {
+            Reply::Unsubscribed(pb::AdminUnsubscribed { existed: *existed })
+        }
+        Err(AdminError::NoSession) => Reply::NoSession(pb::Blank {}),
+        Err(AdminError::Moving) => Reply::Moving(pb::Blank {}),
+        Err(AdminError::Storage(message)) => Reply::StorageError(message.clone()),
+    };
+    pb::SessionAdminReply {
+        result: Some(result),
+    }
+}
+
+pub fn subscription_reply_from_pb(
+    reply: pb::SessionAdminReply,
+) -> Result<Result<SubscriptionAnswer, AdminError>, Invalid> {
+    Ok(match reply.result.ok_or(invalid("result"))? {
+        Reply::Subscribed(subscribed) => Ok(SubscriptionAnswer::Subscribed {
+            replaced: subscribed.replaced,
+        }),
+        Reply::SubscribeRefused(text) => Ok(SubscriptionAnswer::Refused(refusal_from_pb(&text)?)),
+        Reply::Unsubscribed(unsubscribed) => Ok(SubscriptionAnswer::Unsubscribed {
+            existed: unsubscribed.existed,
+        }),
+        Reply::NoSession(_) => Err(AdminError::NoSession),
+        Reply::Moving(_) => Err(AdminError::Moving),
+        Reply::StorageError(message) => Err(AdminError::Storage(message)),
+        // An answer to a session operation: a peer at odds with this node.
+        Reply::Kicked(_) | Reply::Discarded(_) | Reply::Inspected(_) | Reply::Purged(_) => {
+            return Err(invalid("result"));
+        }
+    })
+}
 
 pub fn admin_request_to_pb(client: &ClientId, request: &AdminRequest) -> pb::SessionAdminRequest {
     let op = match request {
@@ -28,19 +150,14 @@ pub fn admin_request_to_pb(client: &ClientId, request: &AdminRequest) -> pb::Ses
     }
 }
 
+/// A session operation (a subscription change is `Invalid` here: see [`admin_call_from_pb`]).
 pub fn admin_request_from_pb(
     request: pb::SessionAdminRequest,
 ) -> Result<(ClientId, AdminRequest), Invalid> {
-    let client = client_id(&request.client_id).ok_or(invalid("client_id"))?;
-    let request = match request.op.ok_or(invalid("op"))? {
-        Op::Kick(_) => AdminRequest::Kick,
-        Op::Discard(_) => AdminRequest::Discard,
-        Op::Inspect(inspect) => AdminRequest::Inspect {
-            limit: usize::try_from(inspect.limit).unwrap_or(usize::MAX),
-        },
-        Op::Purge(_) => AdminRequest::Purge,
-    };
-    Ok((client, request))
+    match admin_call_from_pb(request)? {
+        (client, SessionAdminCall::Session(request)) => Ok((client, request)),
+        (_, SessionAdminCall::Subscription(_)) => Err(invalid("op")),
+    }
 }
 
 pub fn admin_reply_to_pb(answer: &Result<AdminAnswer, AdminError>) -> pb::SessionAdminReply {
@@ -87,6 +204,10 @@ pub fn admin_reply_from_pb(
         Reply::NoSession(_) => Err(AdminError::NoSession),
         Reply::Moving(_) => Err(AdminError::Moving),
         Reply::StorageError(message) => Err(AdminError::Storage(message)),
+        // An answer to a subscription change: a peer at odds with this node.
+        Reply::Subscribed(_) | Reply::SubscribeRefused(_) | Reply::Unsubscribed(_) => {
+            return Err(invalid("result"));
+        }
     })
 }
 
@@ -169,6 +290,64 @@ mod tests {
             op: None,
         };
         assert_eq!(admin_request_from_pb(missing).unwrap_err().field, "op");
+    }
+
+    #[test]
+    fn every_subscription_change_and_answer_round_trips() {
+        use berth_codec::{RetainHandling, SubscriptionOptions};
+        let options = SubscriptionOptions {
+            qos: QoS::ExactlyOnce,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: RetainHandling::DoNotSend,
+        };
+        for change in [
+            SubscriptionChange::Subscribe {
+                filter: TopicFilter::parse("$share/g/cmd/+/#").unwrap(),
+                options,
+            },
+            SubscriptionChange::Unsubscribe {
+                filter: TopicFilter::parse("cmd/#").unwrap(),
+            },
+        ] {
+            let request = subscription_request_to_pb(&client(), &change);
+            assert_eq!(
+                admin_call_from_pb(request.clone()).unwrap(),
+                (client(), SessionAdminCall::Subscription(change))
+            );
+            assert_eq!(admin_request_from_pb(request).unwrap_err().field, "op");
+        }
+        for answer in [
+            Ok(SubscriptionAnswer::Subscribed { replaced: true }),
+            Ok(SubscriptionAnswer::Refused(SubscribeRefusal::NotAuthorized)),
+            Ok(SubscriptionAnswer::Refused(SubscribeRefusal::Limit(
+                LimitReason::MaxSubscriptions,
+            ))),
+            Ok(SubscriptionAnswer::Refused(SubscribeRefusal::Limit(
+                LimitReason::MaxTopicLevels,
+            ))),
+            Ok(SubscriptionAnswer::Unsubscribed { existed: false }),
+            Err(AdminError::NoSession),
+            Err(AdminError::Moving),
+            Err(AdminError::Storage("disk on fire".into())),
+        ] {
+            assert_eq!(
+                subscription_reply_from_pb(subscription_reply_to_pb(&answer)).unwrap(),
+                answer
+            );
+        }
+        // Answers of the other kind do not convert as these.
+        let kicked = admin_reply_to_pb(&Ok(AdminAnswer::Kicked(Kicked {
+            was_connected: true,
+            session_kept: true,
+        })));
+        assert_eq!(
+            subscription_reply_from_pb(kicked).unwrap_err().field,
+            "result"
+        );
+        let subscribed =
+            subscription_reply_to_pb(&Ok(SubscriptionAnswer::Unsubscribed { existed: true }));
+        assert_eq!(admin_reply_from_pb(subscribed).unwrap_err().field, "result");
     }
 
     #[test]

@@ -14,7 +14,15 @@
 //! - inspect: queue depth and bytes, in-flight count, connection time and address, and the
 //!   first queued messages (topic, QoS, size, age, expiry) — what only the owner knows;
 //! - purge: the queue is emptied while the session and its subscriptions stay (counted as
-//!   dropped, `reason="purged"`).
+//!   dropped, `reason="purged"`);
+//! - a subscription added to or removed from a session, online or offline
+//!   ([`subscription`]);
+//! - a message published by the operator, routed as a client's PUBLISH is ([`publish`]).
+
+mod publish;
+mod subscription;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 
@@ -28,6 +36,11 @@ use crate::message::Delivery;
 use crate::stats::DropReason;
 use crate::store::{Op, QueueBounds, Store, StoreError};
 use crate::time::UnixMillis;
+
+pub use publish::{
+    OperatorPublish, OperatorPublished, PublishRefusal, is_operator_conn, operator_conn,
+};
+pub use subscription::{SubscriptionAnswer, SubscriptionChange, plan_subscription};
 
 /// The most queued messages one inspection returns (the admin API's `limit` is capped here).
 pub const INSPECT_LIMIT: usize = 1000;

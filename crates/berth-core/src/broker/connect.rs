@@ -172,6 +172,8 @@ impl<S: Store> Broker<S> {
             aliases_in: Default::default(),
             publish_credit: self.config.limits.publish_rate.credit_burst(),
             credit_at: now,
+            bytes_credit: self.config.limits.publish_rate_bytes.credit_burst(),
+            bytes_credit_at: now,
             connected_at: now,
         }));
         if session.stored {

@@ -48,8 +48,9 @@ use connect::Who;
 use session::{Queue, Session};
 
 pub use admin::{
-    AdminAnswer, AdminError, AdminRequest, Discarded, INSPECT_LIMIT, Kicked, Purged, QueuedView,
-    SessionView,
+    AdminAnswer, AdminError, AdminRequest, Discarded, INSPECT_LIMIT, Kicked, OperatorPublish,
+    OperatorPublished, PublishRefusal, Purged, QueuedView, SessionView, SubscriptionAnswer,
+    SubscriptionChange, is_operator_conn, operator_conn, plan_subscription,
 };
 
 /// Something that happened, reported by the server.

@@ -25,6 +25,7 @@ impl<S: Store> Broker<S> {
         self.stats.publishes_received_total += 1;
         let alias_maximum = self.config.limits.topic_alias_maximum;
         let publish_rate = self.config.limits.publish_rate;
+        let publish_rate_bytes = self.config.limits.publish_rate_bytes;
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
@@ -34,6 +35,23 @@ impl<S: Store> Broker<S> {
         if !publish_rate.take_credit(&mut online.publish_credit, &mut online.credit_at, now) {
             // Not acknowledged: the client sends its QoS 1/2 messages again when it is back.
             self.stats.publish_rate_exceeded_total += 1;
+            return self.disconnect_with(
+                now,
+                conn,
+                client,
+                DisconnectReasonCode::MessageRateTooHigh,
+            );
+        }
+        // The bytes it carries: its topic as sent (empty when an alias stands for it) and its
+        // payload.
+        let bytes = (publish.topic.as_str().len() + publish.payload.len()) as u64;
+        if !publish_rate_bytes.take_credits(
+            &mut online.bytes_credit,
+            &mut online.bytes_credit_at,
+            now,
+            bytes,
+        ) {
+            self.stats.publish_bytes_rate_exceeded_total += 1;
             return self.disconnect_with(
                 now,
                 conn,

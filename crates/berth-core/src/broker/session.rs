@@ -142,6 +142,10 @@ pub(crate) struct Online {
     /// The publish rate limit's bucket: credit in thousandths of a PUBLISH, as of `credit_at`.
     pub publish_credit: u64,
     pub credit_at: crate::time::UnixMillis,
+    /// The byte rate limit's bucket (`publish_rate_bytes`): thousandths of a byte, as of
+    /// `bytes_credit_at`.
+    pub bytes_credit: u64,
+    pub bytes_credit_at: crate::time::UnixMillis,
     /// When its CONNECT was accepted (the admin API's "connected since").
     pub connected_at: crate::time::UnixMillis,
     /// How many QoS 1/2 messages may be un-acknowledged towards the client.

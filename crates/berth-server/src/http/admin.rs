@@ -9,6 +9,15 @@
 //! - `POST /api/v1/sessions/{client_id}/kick`, `DELETE /api/v1/sessions/{client_id}`,
 //!   `GET|DELETE /api/v1/sessions/{client_id}/queue`: one session, acted on by its owner
 //!   ([`super::sessions`]).
+//! - `PUT|DELETE /api/v1/sessions/{client_id}/subscriptions/{filter}`: one subscription of a
+//!   session, online or offline, committed to the registry and held by its owner
+//!   ([`super::subscriptions`]).
+//! - `GET|DELETE /api/v1/retained/{topic}`: one retained message; a delete clears it on every
+//!   node ([`super::retained`]).
+//! - `POST /api/v1/publish`: a message published by the operator, routed as a client's
+//!   ([`super::publish`]).
+//! - `GET /api/v1/cluster`, `POST /api/v1/cluster/members`, `DELETE
+//!   /api/v1/cluster/members/{id}`: membership, through the leader ([`super::cluster`]).
 //! - `GET /api/v1/openapi.yaml`: the API described (`docs/openapi.yaml`), answered without a
 //!   token: it holds no data of the node, and tools fetch it to build their calls.
 
@@ -18,11 +27,12 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::HttpState;
+use crate::cluster_port::OperatorFailure;
 
 /// The API's description, as kept in the repository.
 pub(super) const OPENAPI: &str = include_str!(concat!(
@@ -33,7 +43,7 @@ pub(super) const OPENAPI: &str = include_str!(concat!(
 /// Every route that needs the token: method, path under `/api/v1`, handler. The router is built
 /// from this list, and a test holds `docs/openapi.yaml` to it.
 pub(super) fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<HttpState>)> {
-    use super::{registry, sessions};
+    use super::{cluster, publish, registry, retained, sessions, subscriptions};
     vec![
         ("GET", "/node", get(node)),
         ("POST", "/drain", post(drain)),
@@ -47,7 +57,23 @@ pub(super) fn endpoints() -> Vec<(&'static str, &'static str, MethodRouter<HttpS
             "/sessions/{client_id}/queue",
             delete(sessions::purge),
         ),
+        (
+            "PUT",
+            "/sessions/{client_id}/subscriptions/{filter}",
+            put(subscriptions::subscribe),
+        ),
+        (
+            "DELETE",
+            "/sessions/{client_id}/subscriptions/{filter}",
+            delete(subscriptions::unsubscribe),
+        ),
         ("GET", "/retained", get(registry::retained)),
+        ("GET", "/retained/{topic}", get(retained::get_one)),
+        ("DELETE", "/retained/{topic}", delete(retained::delete)),
+        ("POST", "/publish", post(publish::publish)),
+        ("GET", "/cluster", get(cluster::cluster)),
+        ("POST", "/cluster/members", post(cluster::add)),
+        ("DELETE", "/cluster/members/{id}", delete(cluster::remove)),
     ]
 }
 
@@ -69,6 +95,16 @@ async fn openapi() -> impl IntoResponse {
 
 pub(super) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// The answer to an operator's request the cluster did not do.
+pub(super) fn operator_failed(failure: OperatorFailure) -> Response {
+    let status = match &failure {
+        OperatorFailure::Invalid(_) => StatusCode::BAD_REQUEST,
+        OperatorFailure::NotFound(_) => StatusCode::NOT_FOUND,
+        OperatorFailure::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, &failure.to_string())
 }
 
 async fn authorize(

@@ -30,6 +30,7 @@ const MAX_LIMIT: usize = 1000;
 pub(super) type Params = Query<HashMap<String, String>>;
 
 /// A request refused: its status and message (answered as the API's JSON error).
+#[derive(Debug)]
 pub(super) struct Refused(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for Refused {
@@ -44,7 +45,10 @@ pub(super) fn has_registry(state: &HttpState) -> bool {
 }
 
 /// Reads the registry, or answers that this server keeps none (not a cluster node).
-fn with_registry<T>(state: &HttpState, read: impl FnOnce(&Registry) -> T) -> Result<T, Refused> {
+pub(super) fn with_registry<T>(
+    state: &HttpState,
+    read: impl FnOnce(&Registry) -> T,
+) -> Result<T, Refused> {
     let mut read = Some(read);
     let mut out = None;
     let held = state.cluster.with_registry(&mut |registry| {
@@ -134,7 +138,7 @@ fn protocol_name(protocol: ProtocolVersion) -> &'static str {
     }
 }
 
-fn qos_number(qos: QoS) -> u8 {
+pub(super) fn qos_number(qos: QoS) -> u8 {
     qos as u8
 }
 
@@ -145,7 +149,7 @@ fn expiry(expiry: SessionExpiry) -> Value {
     }
 }
 
-fn millis(at: Option<UnixMillis>) -> Value {
+pub(super) fn millis(at: Option<UnixMillis>) -> Value {
     at.map_or(Value::Null, |at| json!(at.0))
 }
 

@@ -68,7 +68,7 @@ async fn ask(
 }
 
 /// The answer to a request that got none from the owner.
-fn failed(failure: AdminFailure) -> Response {
+pub(super) fn failed(failure: AdminFailure) -> Response {
     match failure {
         AdminFailure::Refused(AdminError::NoSession) => {
             error(StatusCode::NOT_FOUND, "no such session")

@@ -1,6 +1,9 @@
-//! Raft's health as gauges, read from the cluster port at every scrape.
+//! Raft's health as gauges, read from the cluster port at every scrape, and the elections
+//! counted from the term's increases between scrapes.
 
-use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
+use std::sync::{Mutex, PoisonError};
+
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::MetricsError;
 use crate::cluster_port::ClusterHealth;
@@ -15,6 +18,10 @@ pub(crate) struct RaftGauges {
     snapshot_index: IntGauge,
     voters: IntGauge,
     follower_lag: IntGaugeVec,
+    elections: IntCounter,
+    /// The term at the previous scrape; `None` before the first, whose term is the baseline
+    /// (a restarted node reads its persisted term: those elections were counted before).
+    last_term: Mutex<Option<u64>>,
 }
 
 impl RaftGauges {
@@ -60,6 +67,12 @@ impl RaftGauges {
             )?,
             voters: gauge("berth_raft_voters", "Voting members of the cluster.")?,
             follower_lag,
+            elections: super::counter(
+                registry,
+                "berth_raft_elections_total",
+                "Raft elections this node has seen since its first scrape: each increase of the term counts one (the term grows only when a candidate stands). The term is read at every scrape, so elections between two scrapes add up; the first scrape's term is the baseline (a restarted node reads its persisted term).",
+            )?,
+            last_term: Mutex::new(None),
         })
     }
 
@@ -73,6 +86,7 @@ impl RaftGauges {
         self.applied_index.set(int(health.applied_index));
         self.snapshot_index.set(int(health.snapshot_index));
         self.voters.set(int(health.voters as u64));
+        self.count_elections(health.term);
         // Followers come and go (and a follower reports none): the series are the current ones.
         self.follower_lag.reset();
         for (follower, lag) in &health.follower_lag {
@@ -80,5 +94,21 @@ impl RaftGauges {
                 .with_label_values(&[&follower.0.to_string()])
                 .set(int(*lag));
         }
+    }
+
+    /// Counts the elections between the previous reading of the term and `term`.
+    fn count_elections(&self, term: u64) {
+        let mut last_term = self
+            .last_term
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous: Option<u64> = *last_term;
+        if let Some(previous) = previous
+            && term > previous
+        {
+            self.elections.inc_by(term - previous);
+        }
+        // Never lowered: the term is persisted and only grows, so a lower reading is stale.
+        *last_term = Some(previous.map_or(term, |previous| previous.max(term)));
     }
 }

@@ -40,6 +40,8 @@ fn every_metric_is_exported_with_its_type_before_any_observation() {
         "berth_sessions_expired_total",
         "berth_protocol_errors_total",
         "berth_messages_dropped_total",
+        "berth_takeovers_total",
+        "berth_raft_elections_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {counter} counter\n")),
@@ -163,4 +165,91 @@ fn two_instances_do_not_share_values() {
     a.observe(&connects(9, 0));
     assert_eq!(line_value(&b.render(), "berth_connects_total"), 0);
     assert_eq!(line_value(&a.render(), "berth_connects_total"), 9);
+}
+
+fn forwards(text: &str, peer: &str, result: &str) -> u64 {
+    line_value(
+        text,
+        &format!("berth_forwards_total{{peer=\"{peer}\",result=\"{result}\"}}"),
+    )
+}
+
+#[test]
+fn forwards_count_messages_by_peer_and_result() {
+    let metrics = Metrics::new().unwrap();
+    assert!(
+        !metrics.render().contains("berth_forwards_total"),
+        "a peer's series appear with its first forward"
+    );
+    let to_2 = metrics.forwards_to(NodeId(2));
+    let to_3 = metrics.forwards_to(NodeId(3));
+    to_2.add(ForwardResult::Stored, 512);
+    to_2.add(ForwardResult::Stored, 3);
+    to_2.add(ForwardResult::HandedBack, 7);
+    to_3.add(ForwardResult::Failed, 2);
+    to_3.add(ForwardResult::Rerouted, 0);
+    // Another handle on the same peer (its queue started again) adds to the same series.
+    metrics.forwards_to(NodeId(2)).add(ForwardResult::Failed, 1);
+
+    let text = metrics.render();
+    assert!(
+        text.contains("# TYPE berth_forwards_total counter\n"),
+        "{text}"
+    );
+    assert_eq!(forwards(&text, "2", "stored"), 515);
+    assert_eq!(forwards(&text, "2", "handed_back"), 7);
+    assert_eq!(forwards(&text, "2", "failed"), 1);
+    assert_eq!(forwards(&text, "2", "rerouted"), 0);
+    assert_eq!(forwards(&text, "3", "failed"), 2);
+    // Every result of a known peer is exported, at 0 until it happens.
+    assert_eq!(forwards(&text, "3", "stored"), 0);
+    assert_eq!(forwards(&text, "3", "rerouted"), 0);
+    assert_eq!(forwards(&text, "3", "handed_back"), 0);
+}
+
+#[test]
+fn takeovers_count_by_result_every_result_exported_from_the_start() {
+    let metrics = Metrics::new().unwrap();
+    let value = |text: &str, result: TakeoverResult| {
+        line_value(
+            text,
+            &format!("berth_takeovers_total{{result=\"{}\"}}", result.label()),
+        )
+    };
+    let text = metrics.render();
+    for result in TakeoverResult::ALL {
+        assert_eq!(value(&text, result), 0, "{}", result.label());
+    }
+    metrics.count_takeover(TakeoverResult::Completed);
+    metrics.count_takeover(TakeoverResult::Completed);
+    metrics.count_takeover(TakeoverResult::OldOwnerUnreachable);
+    let text = metrics.render();
+    assert_eq!(value(&text, TakeoverResult::Completed), 2);
+    assert_eq!(value(&text, TakeoverResult::OldOwnerUnreachable), 1);
+    assert_eq!(value(&text, TakeoverResult::FromRegistry), 0);
+    assert_eq!(value(&text, TakeoverResult::StartedAfresh), 0);
+}
+
+#[test]
+fn elections_are_the_term_increases_after_the_first_scrape() {
+    let metrics = Metrics::new().unwrap();
+    let at_term = |term: u64| ClusterHealth {
+        term,
+        ..ClusterHealth::default()
+    };
+    let elections = |metrics: &Metrics| line_value(&metrics.render(), "berth_raft_elections_total");
+    // A restarted node reads its persisted term: the baseline, not 57 new elections.
+    metrics.observe_cluster(&at_term(57));
+    assert_eq!(elections(&metrics), 0);
+    metrics.observe_cluster(&at_term(57));
+    metrics.observe_cluster(&at_term(58));
+    assert_eq!(elections(&metrics), 1);
+    // Three elections between two scrapes (candidates that did not win) add up.
+    metrics.observe_cluster(&at_term(61));
+    assert_eq!(elections(&metrics), 4);
+    // A stale, lower reading neither lowers the baseline nor counts again.
+    metrics.observe_cluster(&at_term(60));
+    metrics.observe_cluster(&at_term(61));
+    assert_eq!(elections(&metrics), 4);
+    assert_eq!(line_value(&metrics.render(), "berth_raft_term"), 61);
 }

@@ -33,6 +33,10 @@ pub enum ConfigError {
     },
     #[error("config: environment variable {var} is not valid UTF-8")]
     EnvNotUnicode { var: String },
+    /// A listener that breaks a rule involving others (a name or an address taken twice);
+    /// `at` is `listeners[i].field` or a shorthand key.
+    #[error("config: {at}: {message}")]
+    Listener { at: String, message: String },
 }
 
 /// Where a refused value came from.
@@ -42,6 +46,8 @@ pub enum Origin {
     File { key: Key },
     /// An environment variable, e.g. `BERTH_QUEUE_MAX_MESSAGES`.
     Env { key: Key },
+    /// A field of a `[[listeners]]` entry of the file, e.g. `listeners[2].kind` (counted from 0).
+    Listener { index: usize, field: &'static str },
 }
 
 impl fmt::Display for Origin {
@@ -51,6 +57,7 @@ impl fmt::Display for Origin {
             Origin::Env { key } => {
                 write!(f, "environment variable {} ({})", key.env_var(), key.name())
             }
+            Origin::Listener { index, field } => write!(f, "listeners[{index}].{field}"),
         }
     }
 }
@@ -95,4 +102,12 @@ pub enum Problem {
     BadHostPort { value: String },
     #[error("{value:?} is not a peer; write id=host:port, e.g. \"1=10.0.0.1:7001\"")]
     BadPeer { value: String },
+    #[error("expected one of tcp, tls, ws, wss, got {value:?}")]
+    BadListenerKind { value: String },
+    #[error("{value:?} is not a listener name; write 1 to {max} letters, digits, '-', '_' or '.'")]
+    BadListenerName { value: String, max: usize },
+    #[error("is required: {hint}")]
+    Required { hint: &'static str },
+    #[error("only ws and wss listeners have a path; this one is {kind}")]
+    PathWithoutWebSocket { kind: &'static str },
 }

@@ -41,6 +41,8 @@ struct FileConfig {
     drain: Drain,
     #[serde(default)]
     admin: Admin,
+    /// `[[listeners]]`: converted by [`super::listener::read`], which names the entry.
+    listeners: Option<Vec<super::listener::RawListener>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +134,7 @@ struct Limits {
     max_connections: Option<toml::Value>,
     connection_rate: Option<toml::Value>,
     publish_rate: Option<toml::Value>,
+    publish_rate_bytes: Option<toml::Value>,
     max_subscriptions: Option<toml::Value>,
     max_topic_length: Option<toml::Value>,
     max_topic_levels: Option<toml::Value>,
@@ -191,6 +194,7 @@ impl FileConfig {
             Key::LimitsMaxConnections => self.limits.max_connections.as_ref(),
             Key::LimitsConnectionRate => self.limits.connection_rate.as_ref(),
             Key::LimitsPublishRate => self.limits.publish_rate.as_ref(),
+            Key::LimitsPublishRateBytes => self.limits.publish_rate_bytes.as_ref(),
             Key::LimitsMaxSubscriptions => self.limits.max_subscriptions.as_ref(),
             Key::LimitsMaxTopicLength => self.limits.max_topic_length.as_ref(),
             Key::LimitsMaxTopicLevels => self.limits.max_topic_levels.as_ref(),
@@ -220,8 +224,14 @@ pub fn parse_file(text: &str, path: &Path) -> Result<Overrides, ConfigError> {
         message: error.to_string().trim_end().to_owned(),
     })?;
     let get = |key: Key| file.value(key).map(Input::Toml);
-    Overrides::read(&Reader {
+    let mut overrides = Overrides::read(&Reader {
         get: &get,
         origin: |key| Origin::File { key },
-    })
+    })?;
+    overrides.listeners = file
+        .listeners
+        .as_deref()
+        .map(super::listener::read)
+        .transpose()?;
+    Ok(overrides)
 }

@@ -3,7 +3,7 @@
 use super::Key;
 
 impl Key {
-    pub const ALL: [Key; 53] = [
+    pub const ALL: [Key; 54] = [
         Key::Listen,
         Key::ProxyProtocol,
         Key::ProxyHeaderTimeout,
@@ -48,6 +48,7 @@ impl Key {
         Key::LimitsMaxConnections,
         Key::LimitsConnectionRate,
         Key::LimitsPublishRate,
+        Key::LimitsPublishRateBytes,
         Key::LimitsMaxSubscriptions,
         Key::LimitsMaxTopicLength,
         Key::LimitsMaxTopicLevels,
@@ -106,6 +107,7 @@ impl Key {
             Key::LimitsMaxConnections => "limits.max_connections",
             Key::LimitsConnectionRate => "limits.connection_rate",
             Key::LimitsPublishRate => "limits.publish_rate",
+            Key::LimitsPublishRateBytes => "limits.publish_rate_bytes",
             Key::LimitsMaxSubscriptions => "limits.max_subscriptions",
             Key::LimitsMaxTopicLength => "limits.max_topic_length",
             Key::LimitsMaxTopicLevels => "limits.max_topic_levels",
@@ -164,6 +166,7 @@ impl Key {
             Key::LimitsMaxConnections => "BERTH_LIMITS_MAX_CONNECTIONS",
             Key::LimitsConnectionRate => "BERTH_LIMITS_CONNECTION_RATE",
             Key::LimitsPublishRate => "BERTH_LIMITS_PUBLISH_RATE",
+            Key::LimitsPublishRateBytes => "BERTH_LIMITS_PUBLISH_RATE_BYTES",
             Key::LimitsMaxSubscriptions => "BERTH_LIMITS_MAX_SUBSCRIPTIONS",
             Key::LimitsMaxTopicLength => "BERTH_LIMITS_MAX_TOPIC_LENGTH",
             Key::LimitsMaxTopicLevels => "BERTH_LIMITS_MAX_TOPIC_LEVELS",

@@ -109,6 +109,10 @@ impl Config {
                         format_limit(broker.limits.publish_rate, false),
                     ),
                     (
+                        "publish_rate_bytes",
+                        format_limit(broker.limits.publish_rate_bytes, true),
+                    ),
+                    (
                         "max_subscriptions",
                         format_limit(broker.limits.max_subscriptions, false),
                     ),
@@ -207,6 +211,13 @@ impl Config {
                 let _ = writeln!(out, "\n[{section}]");
             }
             for (key, value) in entries {
+                let _ = writeln!(out, "{key} = {value}");
+            }
+        }
+        // Last: every line after a `[[listeners]]` header belongs to that entry.
+        for listener in &self.listeners {
+            let _ = writeln!(out, "\n[[listeners]]");
+            for (key, value) in listener.to_toml_entries() {
                 let _ = writeln!(out, "{key} = {value}");
             }
         }

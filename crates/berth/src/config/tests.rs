@@ -712,3 +712,6 @@ fn v3_expiry_may_not_exceed_the_maximum() {
 
 /// Environment variables, flags, and how the sources stack.
 mod sources;
+
+/// `[[listeners]]` and the shorthand keys beside it; `limits.publish_rate_bytes`.
+mod listeners;

@@ -3,7 +3,7 @@
 
 use berth_core::SessionExpiry;
 
-use super::{Config, ConfigError, Key, value};
+use super::{Config, ConfigError, Key, listener, value};
 
 impl Config {
     /// Rules between keys; single values were checked where they entered.
@@ -30,29 +30,33 @@ impl Config {
             })
         };
         let tls = &self.tls;
-        let ws = &self.ws;
-        if self.listen.is_none()
-            && tls.listen.is_none()
-            && ws.listen.is_none()
-            && ws.tls_listen.is_none()
-        {
+        let listeners = self.mqtt_listeners();
+        if listeners.is_empty() {
             return rule(
                 Key::Listen,
-                "is \"none\" and so are tls.listen, ws.listen and ws.tls_listen: clients could not connect at all",
+                "is \"none\" and so are tls.listen, ws.listen and ws.tls_listen, and there is no [[listeners]] entry: clients could not connect at all",
             );
         }
-        let serves_tls = tls.listen.is_some() || ws.tls_listen.is_some();
-        if serves_tls && tls.cert.is_none() {
-            return rule(
-                Key::TlsCert,
-                "is needed when tls.listen or ws.tls_listen is set",
-            );
-        }
-        if serves_tls && tls.key.is_none() {
-            return rule(
-                Key::TlsKey,
-                "is needed when tls.listen or ws.tls_listen is set",
-            );
+        listener::validate(&listeners)?;
+        let tls_user = listeners
+            .iter()
+            .find(|listening| listening.listener.kind.is_tls());
+        let serves_tls = tls_user.is_some();
+        if let Some(user) = tls_user {
+            let needed = if user.listed {
+                format!(
+                    "is needed by {}, a {} listener",
+                    user.key, user.listener.kind
+                )
+            } else {
+                "is needed when tls.listen or ws.tls_listen is set".to_owned()
+            };
+            if tls.cert.is_none() {
+                return rule(Key::TlsCert, needed.as_str());
+            }
+            if tls.key.is_none() {
+                return rule(Key::TlsKey, needed.as_str());
+            }
         }
         if tls.identity_from_cert && tls.client_ca.is_none() {
             return rule(

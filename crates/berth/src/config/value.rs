@@ -297,6 +297,36 @@ pub fn proxy_mode(input: Input<'_>) -> Result<berth_server::proxy_protocol::Prox
     }
 }
 
+/// A `[[listeners]]` entry's `kind`: `"tcp"`, `"tls"`, `"ws"` or `"wss"`.
+pub fn listener_kind(input: Input<'_>) -> Result<berth_server::ListenerKind, Problem> {
+    let text = input
+        .text()
+        .ok_or_else(|| input.wrong_type("one of tcp, tls, ws, wss"))?;
+    berth_server::ListenerKind::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+        .ok_or_else(|| Problem::BadListenerKind {
+            value: text.to_owned(),
+        })
+}
+
+/// Longest listener name.
+pub const MAX_LISTENER_NAME: usize = 64;
+
+/// A listener's name: letters, digits, `-`, `_` and `.`, as a metric label and a log field
+/// read back without quoting.
+pub fn listener_name(input: Input<'_>) -> Result<String, Problem> {
+    let text = input.text().ok_or_else(|| input.wrong_type("a name"))?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if text.is_empty() || text.len() > MAX_LISTENER_NAME || !text.chars().all(allowed) {
+        return Err(Problem::BadListenerName {
+            value: text.to_owned(),
+            max: MAX_LISTENER_NAME,
+        });
+    }
+    Ok(text.to_owned())
+}
+
 /// `"text"` or `"json"`.
 pub fn log_format(input: Input<'_>) -> Result<LogFormat, Problem> {
     match input.text() {

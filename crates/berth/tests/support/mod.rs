@@ -36,9 +36,39 @@ pub struct Berth {
     /// The MQTT over WebSocket listeners (plain, over TLS), when it has them.
     pub ws: Option<SocketAddr>,
     pub wss: Option<SocketAddr>,
+    /// Every MQTT listener it bound, in order, as its start-up log names them.
+    pub listeners: Vec<BoundListener>,
     pub data_dir: PathBuf,
     pub node_id: u64,
     extra: Vec<String>,
+}
+
+/// One MQTT listener of a running `berth`: `MQTT listener bound listener=NAME kind=KIND
+/// bound=ADDR` in its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundListener {
+    pub name: String,
+    /// `tcp`, `tls`, `ws` or `wss`.
+    pub kind: String,
+    pub addr: SocketAddr,
+}
+
+impl BoundListener {
+    /// The listener a log line reports, if it is such a line.
+    pub fn parse(line: &str) -> Option<BoundListener> {
+        if !line.contains("MQTT listener bound") {
+            return None;
+        }
+        let word = |name: &str| -> Option<String> {
+            let rest = &line[line.find(name)? + name.len()..];
+            rest.split_whitespace().next().map(str::to_owned)
+        };
+        Some(BoundListener {
+            name: word(" listener=")?,
+            kind: word(" kind=")?,
+            addr: addr_after(line, " bound=")?,
+        })
+    }
 }
 
 /// How to start one.
@@ -181,6 +211,7 @@ impl Berth {
         let mut tls = None;
         let mut ws = None;
         let mut wss = None;
+        let mut listeners = Vec::new();
         loop {
             if let (Some(mqtt), Some(http), true) =
                 (mqtt, http, cluster.is_some() || !wants_cluster)
@@ -207,6 +238,7 @@ impl Berth {
                     tls,
                     ws,
                     wss,
+                    listeners,
                     data_dir: data_dir.to_owned(),
                     node_id,
                     extra: args,
@@ -225,7 +257,18 @@ impl Berth {
             tls = tls.or_else(|| addr_after(&line, " tls="));
             ws = ws.or_else(|| addr_after(&line, " ws="));
             wss = wss.or_else(|| addr_after(&line, " wss="));
+            // Logged before the start-up line, one per listener.
+            listeners.extend(BoundListener::parse(&line));
         }
+    }
+
+    /// The bound address of its MQTT listener named `name` (see [`BoundListener`]).
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|listener| listener.name == name)
+            .map(|listener| listener.addr)
+            .unwrap_or_else(|| panic!("no listener {name:?} in {:?}", self.listeners))
     }
 
     /// The process id, for signals (`SIGSTOP`/`SIGCONT`). With a wrapper such as

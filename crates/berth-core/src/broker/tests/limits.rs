@@ -343,3 +343,55 @@ fn a_connection_publishing_faster_than_the_publish_rate_is_closed_with_0x96() {
         assert!(!out.closed(steady), "publish {id} at 5/s");
     }
 }
+
+#[test]
+fn a_connection_publishing_more_bytes_than_the_byte_rate_is_closed_with_0x96() {
+    let mut config = BrokerConfig::default();
+    // Ten PUBLISHes of topic "t" (1 byte) and 9 bytes of payload per second.
+    config.limits.publish_rate_bytes = crate::Limit::AtMost(100);
+    let mut h = Harness::with_config(config);
+    let fast = h.connect_ok(v5("fast", true, None));
+    // A second's worth at once.
+    for id in 1..=10 {
+        let out = h.publish(fast, publish("t", b"123456789", QoS::AtLeastOnce, id));
+        assert!(!out.closed(fast), "publish {id} is within the burst");
+    }
+    let out = h.publish(fast, publish("t", b"123456789", QoS::AtLeastOnce, 11));
+    assert_eq!(
+        out.disconnect_reason(fast),
+        Some(DisconnectReasonCode::MessageRateTooHigh)
+    );
+    assert!(out.closed(fast));
+    assert!(
+        !out.to(fast)
+            .iter()
+            .any(|p| matches!(p, Packet::PubAck(ack) if ack.packet_id == pid(11))),
+        "the refused PUBLISH is not acknowledged: it comes again after a reconnect"
+    );
+    let stats = h.broker.stats();
+    assert_eq!(stats.publish_bytes_rate_exceeded_total, 1);
+    assert_eq!(
+        stats.publish_rate_exceeded_total, 0,
+        "the message rate is not"
+    );
+    assert_eq!(stats.closed_total(crate::stats::CloseCause::RateLimited), 1);
+
+    // At the rate, a publisher goes on for as long as it likes; 3.1.1 is closed without a word.
+    let steady = h.connect_ok(v3("steady", true));
+    for id in 1..=20 {
+        h.tick_after_millis(100);
+        let out = h.publish(steady, publish("t", b"123456789", QoS::AtLeastOnce, id));
+        assert!(!out.closed(steady), "publish {id} at 100 B/s");
+    }
+    let big = h.publish(steady, publish("t", &[b'x'; 100], QoS::AtLeastOnce, 21));
+    assert!(
+        big.closed(steady),
+        "101 bytes are more than a second's worth"
+    );
+    assert_eq!(
+        big.disconnect_reason(steady),
+        None,
+        "3.1.1 has no DISCONNECT"
+    );
+    assert_eq!(h.broker.stats().publish_bytes_rate_exceeded_total, 2);
+}

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use berth_codec::{
-    ConnAck, Connect, ConnectProperties, DecodeOptions, DisconnectReasonCode, MqttString, Packet,
-    PacketId, ProtocolVersion, PubAck, Publish, PublishProperties, QoS, Subscribe, Subscription,
-    SubscriptionOptions, TopicFilter, TopicName, decode, encode,
+    ConnAck, Connect, ConnectProperties, DecodeOptions, Disconnect, DisconnectReasonCode,
+    MqttString, Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties, QoS,
+    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 use berth_core::MemStore;
 use bytes::{Bytes, BytesMut};
@@ -75,6 +75,25 @@ impl Node {
         let response = request(self.http, method, path, None).await;
         let body = serde_json::from_str(&response.body).unwrap_or(Value::Null);
         (response.status, body)
+    }
+
+    /// `method path` on the admin API with a JSON `body`: the status and the JSON answer.
+    async fn api_with(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let exchange = async {
+            let mut stream = TcpStream::connect(self.http).await.unwrap();
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).await.unwrap();
+            String::from_utf8(raw).unwrap()
+        };
+        let raw = tokio::time::timeout(WAIT * 2, exchange).await.unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
     /// Waits (bounded) until `/metrics` has `series` at `value` or more.
@@ -325,5 +344,53 @@ async fn a_kicked_v3_client_is_closed_without_a_packet() {
     assert_eq!(again["session_kept"], true);
     let (status, refused) = node.api("GET", "/api/v1/sessions/old/queue?limit=0").await;
     assert_eq!(status, 400, "{refused}");
+    node.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_subscribes_an_offline_session_and_publishes_to_it() {
+    let node = start().await;
+    let (mut dev, _) = Client::connect(node.mqtt, ProtocolVersion::V5, "dev", false).await;
+    let bye = Disconnect::new(DisconnectReasonCode::NormalDisconnection);
+    dev.send(Packet::Disconnect(bye)).await;
+    dev.until_closed().await;
+
+    let path = "/api/v1/sessions/dev/subscriptions/cmd%2Fdev";
+    let (status, subscribed) = node.api_with("PUT", path, r#"{"qos": 1}"#).await;
+    assert_eq!(status, 200, "{subscribed}");
+    assert_eq!(subscribed["replaced"], false);
+    assert_eq!(subscribed["filter"], "cmd/dev");
+    let publish = r#"{"topic": "cmd/dev", "payload": "from the operator", "qos": 1}"#;
+    let (status, published) = node.api_with("POST", "/api/v1/publish", publish).await;
+    assert_eq!(status, 200, "{published}");
+    assert_eq!(published["matched"], 1);
+    assert_eq!(published["stored"], true);
+    let (_, queue) = node.api("GET", "/api/v1/sessions/dev/queue").await;
+    assert_eq!(queue["queued_messages"], 1, "{queue}");
+
+    let (mut dev, connack) = Client::connect(node.mqtt, ProtocolVersion::V5, "dev", false).await;
+    assert!(connack.session_present);
+    match dev.recv().await {
+        Some(Packet::Publish(publish)) => {
+            assert_eq!(&publish.payload[..], b"from the operator");
+            assert_eq!(publish.qos, QoS::AtLeastOnce);
+        }
+        other => panic!("expected the operator's message, got {other:?}"),
+    }
+
+    let (status, _) = node.api("DELETE", path).await;
+    assert_eq!(status, 200);
+    let (status, published) = node.api_with("POST", "/api/v1/publish", publish).await;
+    assert_eq!(status, 200, "{published}");
+    assert_eq!(published["matched"], 0, "unsubscribed");
+    let (status, _) = node.api("DELETE", path).await;
+    assert_eq!(status, 404, "nothing left to remove");
+    let (status, _) = node
+        .api_with("PUT", "/api/v1/sessions/nobody/subscriptions/a", "")
+        .await;
+    assert_eq!(status, 404);
+    // This server keeps no registry: retained messages are not listed here.
+    let (status, _) = node.api("GET", "/api/v1/retained/cmd%2Fdev").await;
+    assert_eq!(status, 404);
     node.shut_down().await;
 }
