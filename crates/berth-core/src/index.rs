@@ -11,13 +11,14 @@ use std::collections::HashMap;
 
 use berth_codec::{QoS, SubscriptionId, TopicFilter, TopicName};
 
+use crate::fast_map::FastMap;
 use crate::ids::ClientId;
 use crate::store::SubscriptionRecord;
 use crate::vec_map::reserve_gently;
 
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: FastMap<Box<str>, Node>,
     direct: Vec<(ClientId, SubscriptionRecord)>,
     /// Shared groups ending at this node, by group name; members in join order. Boxed: most
     /// nodes have none, and every node of a large trie pays for the empty map's size.
@@ -109,8 +110,8 @@ impl SubscriptionIndex {
         topic: &TopicName,
         publisher: Option<&ClientId>,
         is_online: impl Fn(&ClientId) -> bool,
-    ) -> HashMap<ClientId, Match> {
-        let mut found: HashMap<ClientId, Match> = HashMap::new();
+    ) -> FastMap<ClientId, Match> {
+        let mut found: FastMap<ClientId, Match> = FastMap::default();
         let levels: Vec<&str> = topic.levels().collect();
         let mut visit = |node: &mut Node| {
             for (client, record) in &node.direct {
@@ -134,7 +135,7 @@ impl SubscriptionIndex {
     }
 }
 
-fn merge(found: &mut HashMap<ClientId, Match>, client: &ClientId, record: &SubscriptionRecord) {
+fn merge(found: &mut FastMap<ClientId, Match>, client: &ClientId, record: &SubscriptionRecord) {
     let entry = found.entry(client.clone()).or_insert(Match {
         qos: QoS::AtMostOnce,
         retain_as_published: false,

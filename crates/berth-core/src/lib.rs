@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod fast_map;
 pub mod ids;
 pub mod index;
 pub mod mem_store;

@@ -68,6 +68,25 @@ pub(crate) async fn relay(
     if owner == link.node_id() {
         return link.broker.admin_within(client, request, ADMIN_WAIT).await;
     }
+    let reply = ask_owner(
+        link,
+        owner,
+        admin_request_to_pb(&client, &request),
+        ADMIN_WAIT,
+    )
+    .await?;
+    admin_reply_from_pb(reply)
+        .map_err(|error| unconverted(owner, &error))?
+        .map_err(AdminFailure::Refused)
+}
+
+/// `request` sent to `owner`'s `SessionAdmin`, answered within `wait`.
+async fn ask_owner(
+    link: &ClusterLink,
+    owner: NodeId,
+    request: pb::SessionAdminRequest,
+    wait: std::time::Duration,
+) -> Result<pb::SessionAdminReply, AdminFailure> {
     let unreachable = |reason: String| AdminFailure::Unreachable {
         node: Some(owner),
         reason,
@@ -76,17 +95,22 @@ pub(crate) async fn relay(
         .node
         .client(owner.0)
         .map_err(|error| unreachable(error.to_string()))?;
-    let call = rpc.session_admin(admin_request_to_pb(&client, &request));
-    match tokio::time::timeout(ADMIN_WAIT, call).await {
-        Err(_) => Err(unreachable(format!("no answer within {ADMIN_WAIT:?}"))),
+    match tokio::time::timeout(wait, rpc.session_admin(request)).await {
+        Err(_) => Err(unreachable(format!("no answer within {wait:?}"))),
         Ok(Err(status)) => Err(unreachable(format!(
             "{:?}: {}",
             status.code(),
             status.message()
         ))),
-        Ok(Ok(reply)) => admin_reply_from_pb(reply.into_inner())
-            .map_err(|error| unreachable(format!("its answer did not convert: {error}")))?
-            .map_err(AdminFailure::Refused),
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+    }
+}
+
+/// `owner`'s answer did not convert back.
+fn unconverted(owner: NodeId, error: &dyn std::fmt::Display) -> AdminFailure {
+    AdminFailure::Unreachable {
+        node: Some(owner),
+        reason: format!("its answer did not convert: {error}"),
     }
 }
 
@@ -109,28 +133,16 @@ pub(crate) async fn relay_subscription(
             }),
         };
     }
-    let unreachable = |reason: String| AdminFailure::Unreachable {
-        node: Some(owner),
-        reason,
-    };
-    let mut rpc = link
-        .node
-        .client(owner.0)
-        .map_err(|error| unreachable(error.to_string()))?;
-    let call = rpc.session_admin(subscription_request_to_pb(&client, &change));
-    match tokio::time::timeout(ADMIN_COMMIT_WAIT, call).await {
-        Err(_) => Err(unreachable(format!(
-            "no answer within {ADMIN_COMMIT_WAIT:?}"
-        ))),
-        Ok(Err(status)) => Err(unreachable(format!(
-            "{:?}: {}",
-            status.code(),
-            status.message()
-        ))),
-        Ok(Ok(reply)) => subscription_reply_from_pb(reply.into_inner())
-            .map_err(|error| unreachable(format!("its answer did not convert: {error}")))?
-            .map_err(AdminFailure::Refused),
-    }
+    let reply = ask_owner(
+        link,
+        owner,
+        subscription_request_to_pb(&client, &change),
+        ADMIN_COMMIT_WAIT,
+    )
+    .await?;
+    subscription_reply_from_pb(reply)
+        .map_err(|error| unconverted(owner, &error))?
+        .map_err(AdminFailure::Refused)
 }
 
 /// The owner's half of a subscription change: the registry first (so that every node routes

@@ -142,17 +142,7 @@ impl BrokerHandle {
         request: AdminRequest,
         wait: std::time::Duration,
     ) -> Result<AdminAnswer, AdminFailure> {
-        match tokio::time::timeout(wait, self.admin(client, request)).await {
-            Ok(Some(answer)) => answer.map_err(AdminFailure::Refused),
-            Ok(None) => Err(AdminFailure::Unreachable {
-                node: None,
-                reason: "the broker is not running".to_owned(),
-            }),
-            Err(_) => Err(AdminFailure::Unreachable {
-                node: None,
-                reason: format!("the broker did not answer within {wait:?}"),
-            }),
-        }
+        within(wait, self.admin(client, request)).await
     }
 
     /// An operator's PUBLISH (`Broker::operator_publish`), routed as a client's; the answer
@@ -195,17 +185,7 @@ impl BrokerHandle {
         change: SubscriptionChange,
         wait: std::time::Duration,
     ) -> Result<SubscriptionAnswer, AdminFailure> {
-        match tokio::time::timeout(wait, self.change_subscription(client, change)).await {
-            Ok(Some(answer)) => answer.map_err(AdminFailure::Refused),
-            Ok(None) => Err(AdminFailure::Unreachable {
-                node: None,
-                reason: "the broker is not running".to_owned(),
-            }),
-            Err(_) => Err(AdminFailure::Unreachable {
-                node: None,
-                reason: format!("the broker did not answer within {wait:?}"),
-            }),
-        }
+        within(wait, self.change_subscription(client, change)).await
     }
 
     /// Takeover, old owner: whether the session's export must wait (see
@@ -214,5 +194,24 @@ impl BrokerHandle {
         let (reply, wait) = oneshot::channel();
         let command = Command::ExportWaits { client, reply };
         self.commands.send(command).await.is_ok() && wait.await.unwrap_or(false)
+    }
+}
+
+/// An operator's request to the broker thread, answered within `wait` (a full command channel
+/// included): the admin API answers even when the broker does not.
+async fn within<T>(
+    wait: std::time::Duration,
+    asked: impl std::future::Future<Output = Option<Result<T, AdminError>>>,
+) -> Result<T, AdminFailure> {
+    match tokio::time::timeout(wait, asked).await {
+        Ok(Some(answer)) => answer.map_err(AdminFailure::Refused),
+        Ok(None) => Err(AdminFailure::Unreachable {
+            node: None,
+            reason: "the broker is not running".to_owned(),
+        }),
+        Err(_) => Err(AdminFailure::Unreachable {
+            node: None,
+            reason: format!("the broker did not answer within {wait:?}"),
+        }),
     }
 }

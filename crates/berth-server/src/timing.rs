@@ -2,12 +2,12 @@
 //! PUBACK/PUBREC, from when the connection read the packet off the socket (so the wait for the
 //! broker's channel and for the cluster's claim count) to when the answer is handed back to it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_codec::{ConnectReasonCode, Packet, PacketId};
 use berth_core::ConnId;
+use berth_core::fast_map::FastMap;
 
 use crate::metrics::{ConnectOutcome, Metrics};
 
@@ -19,17 +19,17 @@ pub(crate) struct Timing {
     metrics: Arc<Metrics>,
     /// CONNECTs waiting for their CONNACK: when they were read, and whether the cluster took
     /// their session over from another node.
-    connects: HashMap<ConnId, (Instant, bool)>,
+    connects: FastMap<ConnId, (Instant, bool)>,
     /// QoS 1/2 PUBLISHes waiting for their acknowledgement.
-    acks: HashMap<(ConnId, PacketId), Instant>,
+    acks: FastMap<(ConnId, PacketId), Instant>,
 }
 
 impl Timing {
     pub(crate) fn new(metrics: Arc<Metrics>) -> Timing {
         Timing {
             metrics,
-            connects: HashMap::new(),
-            acks: HashMap::new(),
+            connects: FastMap::default(),
+            acks: FastMap::default(),
         }
     }
 

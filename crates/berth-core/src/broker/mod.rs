@@ -37,6 +37,7 @@ use berth_codec::{DecodeError, DisconnectReasonCode, Packet, TopicName};
 
 use crate::cluster::{ClusterEvent, Forwarded, NodeId, QueuePage, Replicate, SessionExport};
 use crate::config::BrokerConfig;
+use crate::fast_map::FastMap;
 use crate::ids::{ClientId, ConnId, Epoch};
 use crate::index::SubscriptionIndex;
 use crate::message::Message;
@@ -240,8 +241,8 @@ pub struct Broker<S: Store> {
     store: S,
     /// Boxed: a `Session` is ~300 bytes, and a map holding it inline pays that for every empty
     /// bucket too (a hash table runs between 44 % and 87 % full).
-    sessions: HashMap<ClientId, Box<Session>>,
-    conns: HashMap<ConnId, ClientId>,
+    sessions: FastMap<ClientId, Box<Session>>,
+    conns: FastMap<ConnId, ClientId>,
     index: SubscriptionIndex,
     retained: HashMap<TopicName, Arc<Message>>,
     timers: BTreeSet<(UnixMillis, Timer)>,
@@ -276,8 +277,8 @@ impl<S: Store> Broker<S> {
         let mut broker = Broker {
             config,
             store,
-            sessions: HashMap::new(),
-            conns: HashMap::new(),
+            sessions: FastMap::default(),
+            conns: FastMap::default(),
             index: SubscriptionIndex::new(),
             retained: HashMap::new(),
             timers: BTreeSet::new(),

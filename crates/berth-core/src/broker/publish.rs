@@ -554,7 +554,11 @@ impl<S: Store> Broker<S> {
 }
 
 /// The PUBACK (QoS 1) or PUBREC (QoS 2) of a client's PUBLISH with `reason`; `None` for QoS 0.
-fn publish_ack(qos: QoS, packet_id: Option<PacketId>, reason: PubAckReasonCode) -> Option<Packet> {
+pub(super) fn publish_ack(
+    qos: QoS,
+    packet_id: Option<PacketId>,
+    reason: PubAckReasonCode,
+) -> Option<Packet> {
     match (qos, packet_id) {
         (QoS::AtLeastOnce, Some(id)) => {
             let mut ack = PubAck::new(id);

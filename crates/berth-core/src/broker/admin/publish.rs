@@ -19,8 +19,8 @@
 use std::sync::Arc;
 
 use berth_codec::{
-    Packet, PacketId, PayloadFormat, ProtocolVersion, PubAck, PubAckReasonCode, PubRec, Publish,
-    PublishProperties, QoS, TopicName,
+    Packet, PacketId, PayloadFormat, ProtocolVersion, PubAckReasonCode, Publish, PublishProperties,
+    QoS, TopicName,
 };
 use bytes::Bytes;
 
@@ -212,19 +212,7 @@ impl<S: Store> Broker<S> {
         } else {
             PubAckReasonCode::Success
         };
-        let ack = match (qos, packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => {
-                let mut ack = PubAck::new(id);
-                ack.reason = reason;
-                Some(Packet::PubAck(ack))
-            }
-            (QoS::ExactlyOnce, Some(id)) => {
-                let mut rec = PubRec::new(id);
-                rec.reason = reason;
-                Some(Packet::PubRec(rec))
-            }
-            _ => None,
-        };
+        let ack = super::super::publish::publish_ack(qos, packet_id, reason);
         let acknowledged = ack.is_some();
         if let Some(ack) = ack {
             // No congested subscriber holds it: the operator is not flow-controlled.
