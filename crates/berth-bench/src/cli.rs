@@ -9,6 +9,7 @@ use berth_codec::{ProtocolVersion, QoS};
 use clap::{Args, Parser, Subcommand};
 
 use crate::payload::STAMP_LEN;
+use crate::transport::{DEFAULT_SERVER_NAME, TlsClient};
 
 /// Load generator for MQTT 3.1.1 and 5.0 brokers.
 ///
@@ -111,6 +112,17 @@ pub struct Common {
     /// Print the result as one JSON object on stdout; the human line goes to stderr.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// PEM file of the CA certificate(s) the broker's certificate must chain to. With it, every
+    /// connection is MQTT over TLS (TLS 1.3 or 1.2, whichever the broker picks), each one a
+    /// full handshake: no session is resumed.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Name the broker's certificate must be valid for, also sent as SNI: a DNS name or an IP
+    /// address. Needs --tls-ca. [default: localhost]
+    #[arg(long, value_name = "NAME", global = true)]
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -274,6 +286,8 @@ pub struct Settings {
     pub case: Option<String>,
     /// Unique per run: keeps topics and client ids apart from earlier runs on the same broker.
     pub run_id: String,
+    /// With --tls-ca: every connection's TLS; `None`: plain TCP.
+    pub tls: Option<TlsClient>,
 }
 
 impl Settings {
@@ -297,6 +311,14 @@ impl Settings {
         if common.messages == Some(0) {
             bail!("--messages 0 sends nothing");
         }
+        let tls = match (&common.tls_ca, &common.tls_server_name) {
+            (Some(ca), name) => Some(TlsClient::load(
+                ca,
+                name.as_deref().unwrap_or(DEFAULT_SERVER_NAME),
+            )?),
+            (None, Some(_)) => bail!("--tls-server-name needs --tls-ca"),
+            (None, None) => None,
+        };
         let qos = match common.qos {
             None => default_qos,
             Some(0) => QoS::AtMostOnce,
@@ -325,6 +347,7 @@ impl Settings {
             label: common.label.clone().unwrap_or_else(|| "broker".to_owned()),
             case: common.case.clone(),
             run_id: format!("{:x}{:06x}", std::process::id(), nanos >> 8),
+            tls,
         })
     }
 
@@ -500,6 +523,46 @@ mod tests {
         assert_eq!(peers, ["mosquitto", "rumqttd"]);
         let cli = Cli::try_parse_from(["berth-bench", "table", "results.jsonl"]).unwrap();
         assert!(matches!(cli.command, Command::Table { peers, .. } if peers.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn tls_options_are_checked_before_anything_connects() {
+        let cli = Cli::try_parse_from(["berth-bench", "pairs"]).unwrap();
+        let s = Settings::new(&cli.common, QoS::AtMostOnce).await.unwrap();
+        assert!(s.tls.is_none(), "plain TCP unless --tls-ca");
+        let cli = Cli::try_parse_from([
+            "berth-bench",
+            "conns",
+            "--tls-server-name",
+            "broker.example",
+        ])
+        .unwrap();
+        let err = Settings::new(&cli.common, QoS::AtMostOnce)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("needs --tls-ca"), "{err}");
+        let cli = Cli::try_parse_from(["berth-bench", "conns", "--tls-ca", "/nonexistent/ca.crt"])
+            .unwrap();
+        let err = Settings::new(&cli.common, QoS::AtMostOnce)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("--tls-ca /nonexistent/ca.crt"),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from([
+            "berth-bench",
+            "conns",
+            "--tls-ca",
+            "/nonexistent/ca.crt",
+            "--tls-server-name",
+            "not a name",
+        ])
+        .unwrap();
+        let err = Settings::new(&cli.common, QoS::AtMostOnce)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("--tls-server-name"), "{err}");
     }
 
     #[tokio::test]

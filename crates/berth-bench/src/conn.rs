@@ -1,5 +1,6 @@
 //! One MQTT client connection: the handshake steps (CONNECT, SUBSCRIBE, DISCONNECT), each bounded
-//! in time, and the socket plus read buffer that the hot loops drive directly.
+//! in time, and the socket (TCP, or TLS over it: see `transport`) plus read buffer that the hot
+//! loops drive directly.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,9 +12,11 @@ use berth_codec::{
     TopicFilter, decode, encode,
 };
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use crate::transport::{BrokerStream, TlsClient};
 
 /// Read buffer of a connection that carries traffic; reads fill it in one system call.
 pub const HOT_READ_BUF: usize = 256 * 1024;
@@ -40,11 +43,13 @@ pub struct ConnectSpec {
     pub client_id: String,
     pub session: SessionKind,
     pub keep_alive: u16,
+    /// TLS over the TCP connection (`--tls-ca`); `None`: plain TCP.
+    pub tls: Option<TlsClient>,
 }
 
 #[derive(Debug)]
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: BrokerStream,
     pub rbuf: BytesMut,
     pub version: ProtocolVersion,
     pub opts: DecodeOptions,
@@ -56,7 +61,8 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// TCP connect, CONNECT, and an accepting CONNACK, within `limit`.
+    /// TCP connect (and the TLS handshake, with `spec.tls`), CONNECT, and an accepting CONNACK,
+    /// within `limit`.
     pub async fn connect(
         addr: SocketAddr,
         spec: &ConnectSpec,
@@ -68,10 +74,17 @@ impl Conn {
     }
 
     async fn connect_unbounded(addr: SocketAddr, spec: &ConnectSpec) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr)
+        let tcp = TcpStream::connect(addr)
             .await
             .with_context(|| format!("TCP connect to {addr}"))?;
-        stream.set_nodelay(true).context("TCP_NODELAY")?;
+        tcp.set_nodelay(true).context("TCP_NODELAY")?;
+        let stream = match &spec.tls {
+            None => BrokerStream::Tcp(tcp),
+            Some(tls) => tls
+                .handshake(tcp)
+                .await
+                .with_context(|| format!("TLS handshake with {addr}"))?,
+        };
         let mut conn = Conn {
             stream,
             rbuf: BytesMut::with_capacity(SMALL_READ_BUF),
@@ -190,7 +203,10 @@ impl Conn {
     pub async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
         self.wbuf.clear();
         encode(packet, self.version, &mut self.wbuf).context("encoding")?;
-        self.stream.write_all(&self.wbuf).await.context("write")?;
+        self.stream
+            .write_all_flushed(&self.wbuf)
+            .await
+            .context("write")?;
         Ok(())
     }
 
@@ -219,8 +235,8 @@ impl Conn {
         }
     }
 
-    /// The socket alone, for connections that are only held open.
-    pub fn into_stream(self) -> TcpStream {
+    /// The socket alone (with its TLS session, if any), for connections that are only held open.
+    pub fn into_stream(self) -> BrokerStream {
         self.stream
     }
 }

@@ -14,6 +14,9 @@
 //!
 //! No channel, lock or allocation per message: the publisher and subscriber of a message share
 //! only the process clock (the stamp's send time) and, at the end, the per-stream counts.
+//!
+//! With `--tls-ca` every connection is MQTT over TLS (rustls on *ring*, see `transport`); the
+//! report's shape then names the TLS version, cipher suite and key exchange the broker agreed.
 
 mod board;
 mod cli;
@@ -28,6 +31,7 @@ mod scenario;
 mod subscriber;
 mod sys;
 mod table;
+mod transport;
 mod window;
 
 use std::process::ExitCode;
@@ -211,7 +215,15 @@ async fn scenario(cli: &Cli) -> anyhow::Result<Report> {
         }
         Command::Table { .. } | Command::FreePort => unreachable_command(),
     };
-    report.with_context(|| format!("{} against {}", cli.command.name(), s.addr))
+    let mut report =
+        report.with_context(|| format!("{} against {}", cli.command.name(), s.addr))?;
+    if let Some(tls) = &s.tls {
+        // Brokers that agree on another version or cipher suite do different work per byte and
+        // per handshake: each run's shape names what it had.
+        let agreed = tls.negotiated().unwrap_or("no handshake completed");
+        report.params.push_str(&format!(", TLS ({agreed})"));
+    }
+    Ok(report)
 }
 
 fn unreachable_command() -> anyhow::Result<Report> {

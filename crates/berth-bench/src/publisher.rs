@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use berth_codec::{Packet, PacketId, ProtocolVersion, QoS, TopicName, decode};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::time::{sleep, sleep_until, timeout};
 
 use crate::board::Board;
@@ -315,7 +315,7 @@ impl Loop {
                         source.append(&mut out, id, now_ns)?;
                     }
                     // A broker that takes no bytes for this long has stalled.
-                    timeout(plan.ack_timeout, conn.stream.write_all(&out))
+                    timeout(plan.ack_timeout, conn.stream.write_all_flushed(&out))
                         .await
                         .map_err(|_| anyhow!("the broker took no data for {:?}", plan.ack_timeout))?
                         .context("write")?;
@@ -400,7 +400,7 @@ impl Loop {
         if self.releases.is_empty() {
             return Ok(());
         }
-        timeout(limit, conn.stream.write_all(&self.releases))
+        timeout(limit, conn.stream.write_all_flushed(&self.releases))
             .await
             .map_err(|_| anyhow!("the broker took no PUBREL for {limit:?}"))?
             .context("write PUBRELs")?;

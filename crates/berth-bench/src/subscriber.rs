@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use berth_codec::{Packet, QoS, decode};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::time::timeout;
 
 use crate::board::Board;
@@ -174,7 +174,7 @@ impl Receiver {
             self.outcome.last_at = Some(now);
         }
         if !self.acks.is_empty() {
-            timeout(self.io_timeout, conn.stream.write_all(&self.acks))
+            timeout(self.io_timeout, conn.stream.write_all_flushed(&self.acks))
                 .await
                 .map_err(|_| anyhow!("the broker took no PUBACK for {:?}", self.io_timeout))?
                 .context("write PUBACKs")?;

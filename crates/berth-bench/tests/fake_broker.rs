@@ -1,9 +1,11 @@
 //! berth-bench, the real binary, against a tiny in-test broker on 127.0.0.1:0 that can drop or
-//! duplicate chosen messages: the loss and duplicate counts must come out exact.
+//! duplicate chosen messages: the loss and duplicate counts must come out exact. The same broker
+//! behind TLS (a certificate made with `openssl`, as bench/compare makes it) checks `--tls-ca`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,10 +15,13 @@ use berth_codec::{
     SubAckReasonCode, TopicFilter, decode, encode,
 };
 use bytes::{Bytes, BytesMut};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 /// Which routed messages (counted from 1 over the whole broker) to tamper with.
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,6 +57,25 @@ impl Broker {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(broker.clone().serve(stream));
+            }
+        });
+        addr
+    }
+
+    /// An honest broker speaking MQTT over TLS with `acceptor`'s certificate.
+    async fn start_tls(acceptor: TlsAcceptor) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let broker = Arc::new(Broker::default());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (broker, acceptor) = (broker.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends here: nothing to serve.
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        broker.serve(tls).await;
+                    }
+                });
             }
         });
         addr
@@ -94,12 +118,16 @@ impl Broker {
         }
     }
 
-    async fn serve(self: Arc<Self>, stream: TcpStream) {
-        let (mut rd, mut wr) = stream.into_split();
+    async fn serve<S>(self: Arc<Self>, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
-                if wr.write_all(&frame).await.is_err() {
+                // The flush sends what TLS may still hold of the frame (a no-op on TCP).
+                if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
             }
@@ -161,6 +189,105 @@ impl Broker {
             }
         }
     }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (scripts/setup.sh installs it)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// In `dir`, a CA and a server certificate for localhost and 127.0.0.1 signed by it, as
+/// bench/compare makes them: the CA certificate's path, and an acceptor presenting the server's.
+fn pki(dir: &Path) -> (PathBuf, TlsAcceptor) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=berth-bench test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    let certs = CertificateDer::pem_file_iter(dir.join("server.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    (dir.join("ca.crt"), TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Runs berth-bench with `args` against `addr` and returns its JSON report.
@@ -286,4 +413,81 @@ async fn paced_latency_run_keeps_its_rate() {
     assert_eq!(delivery(&report, "lost"), 0);
     let p50 = report["latency"]["p50_us"].as_f64().unwrap();
     assert!(p50 > 0.0 && p50 < 1_000_000.0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_over_tls_lose_nothing_and_name_the_tls_they_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, acceptor) = pki(dir.path());
+    let addr = Broker::start_tls(acceptor).await;
+    let ca = ca.to_string_lossy().into_owned();
+    let report = tokio::task::spawn_blocking(move || {
+        bench(
+            addr,
+            &[
+                "pairs",
+                "--pairs",
+                "2",
+                "--qos",
+                "1",
+                "--messages",
+                "2000",
+                "--tls-ca",
+                ca.as_str(),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
+    assert_eq!(delivery(&report, "sent"), 4000);
+    assert_eq!(delivery(&report, "unique"), 4000);
+    assert_eq!(delivery(&report, "lost"), 0);
+    let params = report["params"].as_str().unwrap();
+    assert!(params.contains(", TLS (TLSv1_3, "), "{params}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_check_the_broker_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, acceptor) = pki(dir.path());
+    let other_dir = tempfile::tempdir().unwrap();
+    let (other_ca, _) = pki(other_dir.path());
+    let addr = Broker::start_tls(acceptor).await;
+    let ca = ca.to_string_lossy().into_owned();
+    let other_ca = other_ca.to_string_lossy().into_owned();
+    let conns = move |ca: &str, name: &str| {
+        let args = [
+            "conns",
+            "--connections",
+            "20",
+            "--tls-ca",
+            ca,
+            "--tls-server-name",
+            name,
+        ];
+        bench(addr, &args)
+    };
+    let (trusted, other_issuer, other_name) = tokio::task::spawn_blocking(move || {
+        (
+            conns(ca.as_str(), "localhost"),
+            conns(other_ca.as_str(), "localhost"),
+            conns(ca.as_str(), "broker.example"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(trusted["errors"], Value::Array(vec![]), "{trusted}");
+    assert_eq!(
+        trusted["metrics"]["connections"].as_f64(),
+        Some(20.0),
+        "{trusted}"
+    );
+    for refused in [other_issuer, other_name] {
+        let errors = refused["errors"].to_string();
+        assert!(
+            errors.contains("TLS handshake") && errors.contains("certificate"),
+            "a certificate the client must not accept: {refused}"
+        );
+    }
 }

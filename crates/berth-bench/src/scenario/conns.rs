@@ -3,13 +3,14 @@
 //! warm-up (see `warm_up`).
 //!
 //! `concurrency` tasks each open their share of the connections one after another and keep the
-//! bare sockets; nothing is read or written after the CONNACK.
+//! sockets (with their TLS sessions, if any); nothing is read or written after the CONNACK. With
+//! `--tls-ca` each connection is a full TLS handshake first, so the rate is TLS handshakes (plus
+//! CONNECTs) per second.
 
 use std::time::Instant;
 
 use anyhow::bail;
 use berth_codec::TopicFilter;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::{connect_spec, seconds};
@@ -18,6 +19,7 @@ use crate::conn::{Conn, SessionKind};
 use crate::latency::Latency;
 use crate::report::{Report, micros, thousands};
 use crate::sys::{self, CpuSnapshot};
+use crate::transport::BrokerStream;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConnsPlan {
@@ -30,7 +32,7 @@ pub struct ConnsPlan {
 }
 
 struct Opened {
-    streams: Vec<TcpStream>,
+    streams: Vec<BrokerStream>,
     latency: Latency,
     /// SUBSCRIBE → SUBACK, with `--subscribe`.
     subscribe: Latency,

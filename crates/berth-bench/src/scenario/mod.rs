@@ -40,6 +40,7 @@ pub fn connect_spec(s: &Settings, client_id: String, session: SessionKind) -> Co
         client_id,
         session,
         keep_alive: s.keep_alive,
+        tls: s.tls.clone(),
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use berth_codec::{Packet, QoS, decode};
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -312,7 +312,7 @@ impl Drain {
                 *last_at = Some(Instant::now());
             }
             if !acks.is_empty() {
-                timeout(self.io_timeout, conn.stream.write_all(&acks))
+                timeout(self.io_timeout, conn.stream.write_all_flushed(&acks))
                     .await
                     .map_err(|_| anyhow!("the broker took no PUBACK for {:?}", self.io_timeout))?
                     .context("write PUBACKs")?;

@@ -1,5 +1,5 @@
 //! The rows of the comparison table: the targets of issue 14, in its order, and figures shown
-//! beside them for reference.
+//! beside them for reference (among them issue 12's TLS cases, which have no target).
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Unit {
@@ -93,6 +93,15 @@ pub(super) const ROWS: &[Row] = &[
         unit: Unit::PerSecond,
         target: Target::BestRatioAtLeast(1.0),
     },
+    // Issue 12: the same pairs over TLS, every broker presenting one certificate. No target:
+    // the figure is what TLS costs each broker.
+    Row {
+        case: "pairs-qos1-tls",
+        metric: "recv_msg_s",
+        title: "pairs QoS 1 over TLS, msg/s",
+        unit: Unit::PerSecond,
+        target: Target::None,
+    },
     Row {
         case: "latency-qos1",
         metric: "p99_us",
@@ -155,6 +164,28 @@ pub(super) const ROWS: &[Row] = &[
         title: "idle connections, broker RSS per connection",
         unit: Unit::Bytes,
         target: Target::AtMost(1024.0),
+    },
+    // Issue 12: conns over TLS, each connection a full handshake (no resumption). No target.
+    Row {
+        case: "conns-tls",
+        metric: "connect_per_s",
+        title: "TLS connections, handshakes/s (TCP + TLS + CONNECT → CONNACK)",
+        unit: Unit::PerSecond,
+        target: Target::None,
+    },
+    Row {
+        case: "conns-tls",
+        metric: "connect_p99_us",
+        title: "TLS connections, TCP connect → CONNACK p99",
+        unit: Unit::Micros,
+        target: Target::None,
+    },
+    Row {
+        case: "conns-tls",
+        metric: "rss_per_conn_b",
+        title: "TLS connections, broker RSS per idle connection",
+        unit: Unit::Bytes,
+        target: Target::None,
     },
     Row {
         case: "reconnect-storm",

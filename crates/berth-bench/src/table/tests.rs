@@ -287,6 +287,47 @@ fn absent_peers_absolute_targets_and_a_lossy_subject() {
 }
 
 #[test]
+fn tls_cases_have_their_own_rows_without_targets() {
+    let reports = vec![
+        report(
+            "conns-tls",
+            "berth",
+            &[("connect_per_s", 3000.0), ("rss_per_conn_b", 9000.0)],
+        ),
+        report(
+            "conns-tls",
+            "mosquitto",
+            &[("connect_per_s", 2000.0), ("rss_per_conn_b", 6000.0)],
+        ),
+        report(
+            "pairs-qos1-tls",
+            "berth",
+            &[("recv_msg_s", 50_000.0), ("lost", 0.0)],
+        ),
+    ];
+    let peers = ["mosquitto".to_owned(), "rumqttd".to_owned()];
+    let table = render(&reports, "berth", &peers);
+    assert!(
+        row(&table, "TLS connections, handshakes/s")
+            .ends_with("| 3,000 | 2,000 | n/a | 1.50× Mosquitto |  |  |"),
+        "{table}"
+    );
+    assert!(
+        row(&table, "TLS connections, broker RSS per idle connection")
+            .ends_with("| 9,000 B | 6,000 B | n/a | 1.50× Mosquitto |  |  |"),
+        "{table}"
+    );
+    assert!(
+        row(&table, "pairs QoS 1 over TLS, msg/s").ends_with("| 50,000 | n/a | n/a | – |  |  |"),
+        "a broker without TLS runs is n/a: {table}"
+    );
+    assert!(
+        !table.contains("| idle connections, connects/s"),
+        "the plain conns rows are not the TLS ones: {table}"
+    );
+}
+
+#[test]
 fn unknown_cases_get_a_throughput_row() {
     let reports = vec![report("fan-out-qos0", "berth", &[("recv_msg_s", 10.0)])];
     let table = render(&reports, "berth", &[]);

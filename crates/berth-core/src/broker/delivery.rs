@@ -249,8 +249,20 @@ impl<S: Store> Broker<S> {
         now < until
     }
 
-    /// `Timer::DeliveryWait`: the older copy did not come back in time; the queue flows.
+    /// `Timer::DeliveryWait`: the older copy did not come back in time; the queue flows, and
+    /// the re-sent PUBLISHes that waited for it are taken as new (routed, unless their id
+    /// became known meanwhile).
     pub(super) fn delivery_wait_due(&mut self, now: UnixMillis, client: &ClientId) {
+        let held = self
+            .sessions
+            .get_mut(client)
+            .and_then(|s| s.qos2_wait.as_mut())
+            .filter(|w| w.deliveries_wait_until.is_some_and(|until| until <= now))
+            .map(|w| std::mem::take(&mut w.held))
+            .unwrap_or_default();
+        for held in held {
+            self.settle_held_qos2(now, client, held);
+        }
         if self
             .sessions
             .get(client)

@@ -116,12 +116,17 @@ impl<S: Store> Broker<S> {
                     DisconnectReasonCode::ReceiveMaximumExceeded,
                 );
             }
-            if publish.dup && session.qos2_state_elsewhere {
+            if publish.dup && session.qos2_state_elsewhere && self.deliveries_held(now, client) {
                 // Re-sent, and its first send may have reached the older copy this session
                 // resumed without: whether it is a duplicate is known once that copy's ids are
-                // here (`recover_qos2_state`).
+                // here (`recover_qos2_state`) — or, if it does not come back within
+                // `QOS2_STATE_WAIT`, it is taken as new (`delivery_wait_due`): the publisher
+                // never waits on a node that does not come back.
                 return self.hold_qos2(conn, client, publish, topic);
             }
+            let Some(session) = self.sessions.get_mut(client) else {
+                return;
+            };
             // Remembered now (a re-send on this connection is a duplicate), stored below:
             // with the deliveries when every match is here, or when the last other owner has
             // stored it (`on_forward_done`). Stored earlier, a crash before those owners
@@ -355,7 +360,7 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    fn settle_held_qos2(
+    pub(super) fn settle_held_qos2(
         &mut self,
         now: UnixMillis,
         client: &ClientId,

@@ -146,6 +146,25 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The Raft figures `/node` and `/cluster` both show, as one JSON object to extend.
+pub(super) fn raft_json(
+    health: &crate::cluster_port::ClusterHealth,
+) -> serde_json::Map<String, Value> {
+    [
+        ("leader", json!(health.leader.map(|node| node.0))),
+        ("is_leader", json!(health.is_leader)),
+        ("term", json!(health.term)),
+        ("last_log_index", json!(health.last_log_index)),
+        ("committed_index", json!(health.committed_index)),
+        ("applied_index", json!(health.applied_index)),
+        ("snapshot_index", json!(health.snapshot_index)),
+        ("voters", json!(health.voters)),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect()
+}
+
 async fn node(State(state): State<HttpState>) -> Json<Value> {
     let readiness = super::readiness(&state).await;
     let cluster = state.cluster.health().await.map(|health| {
@@ -154,17 +173,9 @@ async fn node(State(state): State<HttpState>) -> Json<Value> {
             .iter()
             .map(|(node, lag)| (node.0.to_string(), json!(lag)))
             .collect();
-        json!({
-            "leader": health.leader.map(|node| node.0),
-            "is_leader": health.is_leader,
-            "term": health.term,
-            "last_log_index": health.last_log_index,
-            "committed_index": health.committed_index,
-            "applied_index": health.applied_index,
-            "snapshot_index": health.snapshot_index,
-            "voters": health.voters,
-            "follower_lag": lag,
-        })
+        let mut raft = raft_json(&health);
+        raft.insert("follower_lag".to_owned(), Value::Object(lag));
+        Value::Object(raft)
     });
     Json(json!({
         "node_id": state.cluster.node_id().map(|node| node.0),

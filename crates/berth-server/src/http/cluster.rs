@@ -82,19 +82,14 @@ async fn view(state: &HttpState) -> Result<Option<Value>, Response> {
             })
         })
         .collect();
-    Ok(Some(json!({
-        "node_id": state.cluster.node_id().map(|node| node.0),
-        "leader": health.leader.map(|node| node.0),
-        "is_leader": health.is_leader,
-        "term": health.term,
-        "last_log_index": health.last_log_index,
-        "committed_index": health.committed_index,
-        "applied_index": health.applied_index,
-        "snapshot_index": health.snapshot_index,
-        "voters": health.voters,
-        "joint": members.joint,
-        "members": listed,
-    })))
+    let mut view = super::admin::raft_json(&health);
+    view.insert(
+        "node_id".to_owned(),
+        json!(state.cluster.node_id().map(|node| node.0)),
+    );
+    view.insert("joint".to_owned(), json!(members.joint));
+    view.insert("members".to_owned(), Value::Array(listed));
+    Ok(Some(Value::Object(view)))
 }
 
 async fn answer_view(state: &HttpState) -> Response {

@@ -32,7 +32,7 @@ use super::admin::error;
 use super::registry::{self, Params};
 use crate::cluster_port::{ADMIN_WAIT, AdminFailure};
 
-/// What the port may take beyond [`ADMIN_WAIT`] (it bounds its own calls by it) before the
+/// What the port may take beyond its bound (`ADMIN_WAIT`, `ADMIN_COMMIT_WAIT`) before the
 /// request is answered as unreachable anyway.
 const PORT_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -42,24 +42,40 @@ async fn ask(
     client: ClientId,
     request: AdminRequest,
 ) -> Result<AdminAnswer, AdminFailure> {
-    let relayed = tokio::time::timeout(
-        ADMIN_WAIT + PORT_SLACK,
+    ask_owner(
+        state,
+        ADMIN_WAIT,
         state.cluster.session_admin(client.clone(), request),
+        |broker| async move { broker.admin_within(client, request, ADMIN_WAIT).await },
     )
-    .await;
-    match relayed {
+    .await
+}
+
+/// The answer of a session's owner, wherever it is: relayed by the cluster (`relayed` gives
+/// `None` on a node that is not in one), bounded by `wait` (the port bounds its own calls by
+/// it) plus a little slack, or else this broker's own (`local`).
+pub(super) async fn ask_owner<T, Local>(
+    state: &HttpState,
+    wait: std::time::Duration,
+    relayed: impl std::future::Future<Output = Option<Result<T, AdminFailure>>>,
+    local: impl FnOnce(crate::BrokerHandle) -> Local,
+) -> Result<T, AdminFailure>
+where
+    Local: std::future::Future<Output = Result<T, AdminFailure>>,
+{
+    match tokio::time::timeout(wait + PORT_SLACK, relayed).await {
         Ok(Some(answer)) => return answer,
         Ok(None) => {}
         Err(_) => {
             return Err(AdminFailure::Unreachable {
                 node: None,
-                reason: format!("the cluster did not answer within {ADMIN_WAIT:?}"),
+                reason: format!("the cluster did not answer within {wait:?}"),
             });
         }
     }
     // Not a cluster node: the session, if any, is this broker's.
     match &state.broker {
-        Some(broker) => broker.admin_within(client, request, ADMIN_WAIT).await,
+        Some(broker) => local(broker.clone()).await,
         None => Err(AdminFailure::Unreachable {
             node: None,
             reason: "the broker is not running".to_owned(),

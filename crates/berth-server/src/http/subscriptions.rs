@@ -37,9 +37,6 @@ use super::registry::Refused;
 use super::sessions::failed;
 use crate::cluster_port::{ADMIN_COMMIT_WAIT, AdminFailure};
 
-/// What the port may take beyond [`ADMIN_COMMIT_WAIT`] (it bounds its own calls by it).
-const PORT_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
-
 const FIELDS: &[&str] = &["qos", "no_local", "retain_as_published", "retain_handling"];
 
 /// The subscription options of a `PUT` body.
@@ -80,35 +77,19 @@ async fn ask(
     client: ClientId,
     change: SubscriptionChange,
 ) -> Result<SubscriptionAnswer, AdminFailure> {
-    let relayed = tokio::time::timeout(
-        ADMIN_COMMIT_WAIT + PORT_SLACK,
+    super::sessions::ask_owner(
+        state,
+        ADMIN_COMMIT_WAIT,
         state
             .cluster
             .session_subscription(client.clone(), change.clone()),
-    )
-    .await;
-    match relayed {
-        Ok(Some(answer)) => return answer,
-        Ok(None) => {}
-        Err(_) => {
-            return Err(AdminFailure::Unreachable {
-                node: None,
-                reason: format!("the cluster did not answer within {ADMIN_COMMIT_WAIT:?}"),
-            });
-        }
-    }
-    // Not a cluster node: the session, if any, is this broker's.
-    match &state.broker {
-        Some(broker) => {
+        |broker| async move {
             broker
                 .change_subscription_within(client, change, crate::ADMIN_WAIT)
                 .await
-        }
-        None => Err(AdminFailure::Unreachable {
-            node: None,
-            reason: "the broker is not running".to_owned(),
-        }),
-    }
+        },
+    )
+    .await
 }
 
 /// Why a filter was refused, naming the setting.

@@ -188,3 +188,23 @@ fn a_late_copy_that_itself_lacked_state_settles_only_what_it_knows() {
         "m2 was received by the second copy"
     );
 }
+
+/// The older copy never comes back (its node is gone for good): a re-sent PUBLISH does not
+/// wait for it forever, which would stall the publisher's acknowledgements behind it. After
+/// `QOS2_STATE_WAIT` it is taken as new: routed and acknowledged, in its place.
+#[test]
+fn a_held_resend_is_routed_when_the_older_copy_does_not_come_back() {
+    use crate::broker::delivery::QOS2_STATE_WAIT;
+    let (mut b, y, publisher) = resumed_without_state();
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert!(out.to(publisher).is_empty(), "waits for the older copy");
+    let out = b.tick_after_millis(QOS2_STATE_WAIT - 1);
+    assert!(out.to(publisher).is_empty() && out.publishes(y).is_empty());
+    let out = b.tick_after_millis(1);
+    assert_eq!(pubrecs(&out, publisher), vec![7]);
+    assert_eq!(payloads(&out.publishes(y)), vec!["m1"]);
+    // Taken as new, so a later re-send under the same id is a duplicate, acknowledged alone.
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert_eq!(pubrecs(&out, publisher), vec![7]);
+    assert!(out.publishes(y).is_empty());
+}
