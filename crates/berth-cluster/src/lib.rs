@@ -13,6 +13,7 @@
 // bytes); the helpers that produce them return the same types rather than boxing and unboxing.
 #![allow(clippy::result_large_err)]
 
+mod batch;
 pub mod convert;
 pub mod leader;
 pub mod log_store;

@@ -9,10 +9,11 @@ use std::time::Duration;
 use berth_core::{Command, Outcome};
 use berth_proto::v1 as pb;
 use berth_proto::v1::cluster_client::ClusterClient;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::batch::{Batcher, Proposer};
 use crate::log_store::{CF_LOG, CF_META, LogStore};
 use crate::network::Network;
 use crate::pool::ChannelPool;
@@ -81,6 +82,9 @@ pub struct ClusterNode {
     pub(crate) state: SharedState,
     pub(crate) pool: ChannelPool,
     pub(crate) commit_timeout: Duration,
+    proposer: Proposer,
+    /// Every command this node proposes goes through it (`batch.rs`).
+    batcher: Batcher,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -143,12 +147,19 @@ impl ClusterNode {
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let proposer = Proposer {
+            raft: raft.clone(),
+            pool: pool.clone(),
+        };
+        let batcher = Batcher::start(proposer.clone());
         let node = ClusterNode {
             id: config.node_id,
             raft,
             state,
             pool,
             commit_timeout: config.commit_timeout,
+            proposer,
+            batcher,
         };
         Ok((node, rx))
     }
@@ -250,13 +261,7 @@ impl ClusterNode {
 
     /// The cluster address of `node`, from the current membership.
     pub fn addr_of(&self, node: NodeId) -> Option<String> {
-        let metrics = self.raft.metrics().borrow().clone();
-        metrics
-            .membership_config
-            .membership()
-            .nodes()
-            .find(|(id, _)| **id == node)
-            .map(|(_, n)| n.addr.clone())
+        self.proposer.addr_of(node)
     }
 
     /// A client for `node`'s Cluster service on the pooled channel.
@@ -264,16 +269,7 @@ impl ClusterNode {
         &self,
         node: NodeId,
     ) -> Result<ClusterClient<tonic::transport::Channel>, ClusterError> {
-        let addr = self
-            .addr_of(node)
-            .ok_or(ClusterError::UnknownNode { node })?;
-        let channel = self.pool.get(&addr).map_err(|e| ClusterError::Rpc {
-            node,
-            message: e.to_string(),
-        })?;
-        Ok(ClusterClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20))
+        self.proposer.client(node)
     }
 
     /// Commits `command` through Raft (via the leader if this node is not it), waiting at most
@@ -297,52 +293,7 @@ impl ClusterNode {
     /// [`ClusterNode::propose`] of a command in its log form.
     async fn propose_pb(&self, command: pb::Command) -> Result<pb::CommandResult, ClusterError> {
         let timeout = self.commit_timeout;
-        match tokio::time::timeout(timeout, self.propose_unbounded(command)).await {
-            Ok(result) => result,
-            Err(_) => Err(ClusterError::Timeout(timeout)),
-        }
-    }
-
-    async fn propose_unbounded(
-        &self,
-        command: pb::Command,
-    ) -> Result<pb::CommandResult, ClusterError> {
-        loop {
-            match self.raft.client_write(command.clone()).await {
-                Ok(response) => return Ok(response.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    let Some(leader) = forward.leader_id else {
-                        // An election is under way: try again shortly.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    };
-                    match self.propose_at(leader, command.clone()).await {
-                        Ok(result) => return Ok(result),
-                        Err(error) => {
-                            tracing::debug!(%error, leader, "propose via leader failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-                Err(e) => return Err(ClusterError::Raft(e.to_string())),
-            }
-        }
-    }
-
-    async fn propose_at(
-        &self,
-        leader: NodeId,
-        command: pb::Command,
-    ) -> Result<pb::CommandResult, ClusterError> {
-        let mut client = self.client(leader)?;
-        let reply = client
-            .propose(command)
-            .await
-            .map_err(|status| ClusterError::Rpc {
-                node: leader,
-                message: status.message().to_string(),
-            })?;
-        Ok(reply.into_inner())
+        self.batcher.propose(command, timeout).await
     }
 
     /// Waits until this node has applied the log up to `index` (bounded).

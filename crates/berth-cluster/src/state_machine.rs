@@ -199,7 +199,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         }
                     }
                 };
-                result.log_index = entry.log_id.index;
+                set_log_index(&mut result, entry.log_id.index);
                 last_index = entry.log_id.index;
                 results.push(result);
             }
@@ -255,5 +255,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             },
             snapshot: Box::new(Cursor::new(data)),
         }))
+    }
+}
+
+/// Where a command sits in the log: a batch's commands all sit in its entry.
+fn set_log_index(result: &mut pb::CommandResult, index: u64) {
+    result.log_index = index;
+    if let Some(pb::command_result::Kind::Batch(batch)) = &mut result.kind {
+        for result in &mut batch.results {
+            set_log_index(result, index);
+        }
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct Connection {
 
 /// Where a connection came from, for the handshake.
 pub(crate) struct Edge {
+    /// The listener that accepted it, by name: in the handshake's log lines.
+    pub listener: Arc<str>,
     /// The TCP peer: the client, or the load balancer in front of it (then the PROXY header,
     /// when the listener expects one, names the client).
     pub peer: std::net::SocketAddr,
@@ -113,7 +115,11 @@ impl Connection {
     /// `None`: the connection ended (refused, closed, timed out). Its span gives the events of
     /// the handshake (the claim and a takeover included) the client id once CONNECT names it;
     /// the connected phase keeps none (a span per idle connection would cost memory).
-    #[tracing::instrument(name = "connection", skip_all, fields(client_id = tracing::field::Empty))]
+    #[tracing::instrument(
+        name = "connection",
+        skip_all,
+        fields(listener = %self.edge.listener, client_id = tracing::field::Empty)
+    )]
     async fn open(self) -> Option<Opened> {
         let Connection {
             permit: _,
@@ -124,6 +130,7 @@ impl Connection {
             max_packet_size,
         } = self;
         let Edge {
+            listener: _,
             peer,
             proxy,
             tls,
@@ -775,6 +782,7 @@ mod tests {
             conn: ConnId(1),
             stream,
             edge: Box::new(Edge {
+                listener: Arc::from("tcp"),
                 peer,
                 proxy: crate::ProxySettings::default(),
                 tls: None,

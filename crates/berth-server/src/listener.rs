@@ -288,6 +288,7 @@ impl Listener {
                         conn: ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed)),
                         stream,
                         edge: Box::new(Edge {
+                            listener: self.name.clone(),
                             peer,
                             proxy: self.proxy,
                             tls: self.tls.clone(),

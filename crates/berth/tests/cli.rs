@@ -124,23 +124,8 @@ fn starts_creates_its_data_dir_and_stops_on_sigterm() {
 /// Starts `berth` with `args` (and a temporary data dir) and returns its log lines up to and
 /// including the one saying it is starting; then kills it.
 fn startup_lines(args: &[&str]) -> Vec<String> {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = berth()
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = spawn_logging(berth().args(args), dir.path());
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut lines = Vec::new();
     loop {
@@ -213,4 +198,94 @@ fn anonymous_clients_on_a_listener_other_hosts_reach_are_warned_about_at_start()
         !loopback.iter().any(|line| line.contains(WARNING)),
         "{loopback:?}"
     );
+}
+
+/// Starts `command` with the data dir `dir`; its log lines (stdout) arrive on the receiver.
+fn spawn_logging(
+    command: &mut Command,
+    dir: &std::path::Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// The first JSON log line `matches` accepts within 20 s.
+fn wait_for_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            panic!("no such line within 20 s; lines: {seen:#?}");
+        };
+        let object: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if matches(&object) {
+            return object;
+        }
+        seen.push(line);
+    }
+}
+
+/// A connection's log lines say which listener accepted it and, once its CONNECT named it,
+/// which client it is — so an operator can find one device's handshake among thousands.
+#[test]
+fn a_connections_log_lines_name_its_listener_and_client() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    // No users, and anonymous clients refused: the refusal is logged inside the connection's
+    // span.
+    let passwords = dir.path().join("passwords");
+    std::fs::write(&passwords, "").unwrap();
+    let (mut child, rx) = spawn_logging(
+        berth()
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--log-format", "json", "--log-level", "info"])
+            .env("BERTH_AUTH_ALLOW_ANONYMOUS", "false")
+            .env("BERTH_AUTH_PASSWORD_FILE", &passwords),
+        &dir.path().join("data"),
+    );
+    let starting = wait_for_line(&rx, |o| {
+        o["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with(" starting"))
+    });
+    let addr = starting["mqtt"].as_str().unwrap().to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // CONNECT, MQTT 3.1.1, Clean Session, keep-alive 60, client id "span-check", no credentials.
+    let mut connect = vec![
+        0x10, 22, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 10,
+    ];
+    connect.extend_from_slice(b"span-check");
+    stream.write_all(&connect).unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).unwrap();
+    assert_eq!(connack[0], 0x20, "CONNACK");
+    assert_ne!(connack[3], 0, "an anonymous client is refused");
+    let refused = wait_for_line(&rx, |o| {
+        o["message"].as_str() == Some("refused: authentication")
+    });
+    assert_eq!(refused["listener"], "tcp", "{refused}");
+    assert_eq!(refused["client_id"], "span-check", "{refused}");
+    child.kill().unwrap();
+    let _ = child.wait();
 }

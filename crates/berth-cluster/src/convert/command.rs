@@ -151,6 +151,8 @@ pub fn command_from_pb(command: &pb::Command) -> Result<Command, Invalid> {
             node: NodeId(d.node_id),
             at: UnixMillis(d.at_ms),
         },
+        // Applied command by command (`apply`), never read as one.
+        Kind::Batch(_) => return Err(invalid("a batch where one command belongs")),
         Kind::Reassert(r) => Command::Reassert(Reassert {
             client: client(&r.client_id)?,
             node: NodeId(r.node_id),
@@ -203,6 +205,7 @@ pub fn outcome_from_pb(result: &pb::CommandResult) -> Result<Option<Outcome>, In
             current: Epoch(f.current_epoch),
         }),
         Kind::Internal(_) => None,
+        Kind::Batch(_) => return Err(invalid("a batch's results where one belongs")),
     })
 }
 
@@ -225,6 +228,19 @@ pub fn apply(
     command: &pb::Command,
     events: &mut Vec<ClusterEvent>,
 ) -> pb::CommandResult {
+    if let Some(pb::command::Kind::Batch(batch)) = &command.kind {
+        let results = batch
+            .commands
+            .iter()
+            .map(|command| apply(registry, command, events))
+            .collect();
+        return pb::CommandResult {
+            kind: Some(pb::command_result::Kind::Batch(pb::CommandResults {
+                results,
+            })),
+            log_index: 0,
+        };
+    }
     match command_from_pb(command) {
         Ok(command) => outcome_to_pb(&registry.apply(&command, events)),
         Err(error) => {
