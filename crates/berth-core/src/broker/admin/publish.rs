@@ -177,7 +177,13 @@ impl<S: Store> Broker<S> {
         if self.next_deadline().is_some_and(|at| at <= now) {
             self.on_tick(now);
         }
-        request.vet(&self.config)?;
+        if let Err(refusal) = request.vet(&self.config) {
+            // Counted as a client's PUBLISH over the same limit is (`berth_limit_refusals_total`).
+            if let PublishRefusal::TopicLimit(limit) = refusal {
+                self.stats.count_limit(limit);
+            }
+            return Err(refusal);
+        }
         let qos = request.qos;
         // Any id: the acknowledgement goes to the operator's own connection, which has no
         // other message in flight.

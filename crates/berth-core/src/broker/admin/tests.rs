@@ -152,6 +152,13 @@ fn what_a_client_could_not_publish_the_operator_cannot_either() {
         answer,
         Err(PublishRefusal::TopicLimit(LimitReason::MaxTopicLevels))
     );
+    assert_eq!(
+        h.broker
+            .stats()
+            .limit_refusals_total(LimitReason::MaxTopicLevels),
+        1,
+        "counted as a client's PUBLISH over the limit is"
+    );
     assert!(out.actions.is_empty());
     assert!(h.loaded().retained.is_empty());
     let (answer, _) = operate(
