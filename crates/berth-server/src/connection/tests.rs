@@ -1,0 +1,38 @@
+use super::*;
+
+/// Every idle connection holds its task's future for as long as it is open: that future
+/// is the largest part of the per-connection memory, so its size is kept small (rare,
+/// large steps such as a Raft commit are boxed and allocated only while they run).
+#[tokio::test]
+async fn an_idle_connection_task_stays_small() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _client = TcpStream::connect(addr).await.unwrap();
+    let (stream, peer) = listener.accept().await.unwrap();
+    let (commands, _rx) = tokio::sync::mpsc::channel(1);
+    let connection = Connection {
+        permit: None,
+        conn: ConnId(1),
+        stream,
+        edge: Box::new(Edge {
+            listener: Arc::from("tcp"),
+            peer,
+            proxy: crate::ProxySettings::default(),
+            tls: None,
+            ws_path: None,
+            auth: Arc::new(
+                crate::auth::Authenticator::load(crate::auth::AuthSettings::default()).unwrap(),
+            ),
+            metrics: Arc::new(crate::Metrics::new().unwrap()),
+            cluster: Arc::new(crate::cluster_port::SingleNode),
+            drain: Arc::default(),
+        }),
+        commands,
+        max_packet_size: 1 << 20,
+    };
+    let task = connection.run();
+    let size = std::mem::size_of_val(&task);
+    eprintln!("connection task: {size} bytes");
+    // 7,000 bytes before the handshake and the Raft commits were boxed.
+    assert!(size <= 1024, "connection task future is {size} bytes");
+}
