@@ -18,7 +18,7 @@ use berth_e2e::client::{TestClient, will};
 use berth_e2e::metrics::{dropped, wait_for};
 use serde_json::Value;
 use support::cluster::Cluster;
-use support::{Berth, Options};
+use support::{Berth, Options, ctl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path`: the status and the JSON body.
@@ -167,28 +167,6 @@ async fn any_node_lists_and_shows_the_sessions_and_retained_messages_of_the_clus
     );
     drop(a);
     drop(c);
-}
-
-/// `berth ctl --at HTTP ARGS…`: its standard output; panics unless it succeeds.
-async fn ctl(http: SocketAddr, args: &[&str]) -> String {
-    let mut all = vec!["ctl".to_owned(), "--at".to_owned(), http.to_string()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(&all)
-            .env_clear()
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 /// Polls `GET path` at `http` until `done` holds for its answer (bounded); returns it.

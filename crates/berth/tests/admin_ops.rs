@@ -16,7 +16,7 @@ use berth_codec::QoS;
 use berth_e2e::client::{TestClient, text};
 use serde_json::{Value, json};
 use support::cluster::{Cluster, wait_accepting};
-use support::{Berth, Options};
+use support::{Berth, Options, ctl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `method path` with an optional JSON body: the status and the JSON answer.
@@ -64,28 +64,6 @@ async fn wait_answer(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `berth ctl --at HTTP ARGS…`: its standard output; panics unless it succeeds.
-async fn ctl(http: SocketAddr, args: &[&str]) -> String {
-    let mut all = vec!["ctl".to_owned(), "--at".to_owned(), http.to_string()];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(&all)
-            .env_clear()
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 /// The `error` of a refusal, asserting its status.

@@ -56,6 +56,20 @@ fn node_requiring_proxy(data_dir: &std::path::Path, extra: &[(&str, String)]) ->
     )
 }
 
+/// HAProxy in front of `node` alone, sending a PROXY v2 header on every connection.
+fn haproxy_sending_proxy_v2(program: &std::path::Path, node: &Berth) -> HaProxy {
+    HaProxy::start_with(
+        program,
+        &[Backend {
+            id: 1,
+            mqtt: node.mqtt,
+            http: node.http,
+        }],
+        true,
+    )
+    .expect("haproxy starts")
+}
+
 /// A TCP connection to `to` from `source` (any port).
 async fn open_from(source: IpAddr, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
     let socket = match source {
@@ -116,16 +130,7 @@ async fn clients_behind_haproxy_send_proxy_v2_are_seen_with_their_own_address() 
     };
     let dir = tempfile::tempdir().unwrap();
     let node = node_requiring_proxy(dir.path(), &[]);
-    let lb = HaProxy::start_with(
-        &program,
-        &[Backend {
-            id: 1,
-            mqtt: node.mqtt,
-            http: node.http,
-        }],
-        true,
-    )
-    .expect("haproxy starts");
+    let lb = haproxy_sending_proxy_v2(&program, &node);
 
     let mut subscriber = connect_through(lb.addr, "sub").await;
     subscriber.subscribe("plant/+/temp", QoS::AtLeastOnce).await;
@@ -218,16 +223,7 @@ async fn an_acl_rule_by_source_network_matches_the_address_in_the_proxy_header()
         &dir.path().join("data"),
         &[("BERTH_ACL_FILE", rules.display().to_string())],
     );
-    let lb = HaProxy::start_with(
-        &program,
-        &[Backend {
-            id: 1,
-            mqtt: node.mqtt,
-            http: node.http,
-        }],
-        true,
-    )
-    .expect("haproxy starts");
+    let lb = haproxy_sending_proxy_v2(&program, &node);
 
     // Both clients reach the node from haproxy's address, 127.0.0.1: only the header differs.
     let mut allowed = connect_through(lb.addr, "from-first").await;

@@ -394,3 +394,25 @@ fn note_panic(node_id: u64, line: &str) {
 pub fn node_panics() -> Vec<String> {
     NODE_PANICS.lock().map(|p| p.clone()).unwrap_or_default()
 }
+
+/// `berth ctl --at HTTP ARGS…`: its standard output; panics unless it succeeds.
+pub async fn ctl(http: SocketAddr, args: &[&str]) -> String {
+    let mut all = vec!["ctl".to_owned(), "--at".to_owned(), http.to_string()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(&all)
+            .env_clear()
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

@@ -322,17 +322,7 @@ fn a_connection_publishing_faster_than_the_publish_rate_is_closed_with_0x96() {
         assert!(!out.closed(fast), "publish {id} is within the burst");
     }
     let out = h.publish(fast, publish("t", b"m", QoS::AtLeastOnce, 6));
-    assert_eq!(
-        out.disconnect_reason(fast),
-        Some(DisconnectReasonCode::MessageRateTooHigh)
-    );
-    assert!(out.closed(fast));
-    assert!(
-        !out.to(fast)
-            .iter()
-            .any(|p| matches!(p, Packet::PubAck(ack) if ack.packet_id == pid(6))),
-        "the refused PUBLISH is not acknowledged: it comes again after a reconnect"
-    );
+    assert_closed_over_the_rate(&out, fast, 6);
     assert_eq!(h.broker.stats().publish_rate_exceeded_total, 1);
 
     // At the rate, a publisher goes on for as long as it likes.
@@ -357,17 +347,7 @@ fn a_connection_publishing_more_bytes_than_the_byte_rate_is_closed_with_0x96() {
         assert!(!out.closed(fast), "publish {id} is within the burst");
     }
     let out = h.publish(fast, publish("t", b"123456789", QoS::AtLeastOnce, 11));
-    assert_eq!(
-        out.disconnect_reason(fast),
-        Some(DisconnectReasonCode::MessageRateTooHigh)
-    );
-    assert!(out.closed(fast));
-    assert!(
-        !out.to(fast)
-            .iter()
-            .any(|p| matches!(p, Packet::PubAck(ack) if ack.packet_id == pid(11))),
-        "the refused PUBLISH is not acknowledged: it comes again after a reconnect"
-    );
+    assert_closed_over_the_rate(&out, fast, 11);
     let stats = h.broker.stats();
     assert_eq!(stats.publish_bytes_rate_exceeded_total, 1);
     assert_eq!(
@@ -394,4 +374,20 @@ fn a_connection_publishing_more_bytes_than_the_byte_rate_is_closed_with_0x96() {
         "3.1.1 has no DISCONNECT"
     );
     assert_eq!(h.broker.stats().publish_bytes_rate_exceeded_total, 2);
+}
+
+/// The connection of `fast` was closed with 0x96 (Message rate too high), and the PUBLISH with
+/// id `refused` was not acknowledged: it comes again after a reconnect.
+fn assert_closed_over_the_rate(out: &Out, fast: ConnId, refused: u16) {
+    assert_eq!(
+        out.disconnect_reason(fast),
+        Some(DisconnectReasonCode::MessageRateTooHigh)
+    );
+    assert!(out.closed(fast));
+    assert!(
+        !out.to(fast)
+            .iter()
+            .any(|p| matches!(p, Packet::PubAck(ack) if ack.packet_id == pid(refused))),
+        "the refused PUBLISH is not acknowledged: it comes again after a reconnect"
+    );
 }
