@@ -5,8 +5,10 @@
 //! twice. Without it the packet id was the only name a QoS 2 message had, and a second copy
 //! went to the client under a new packet id: delivered twice.
 //!
-//! Only deliveries at QoS 2 are checked and remembered: QoS 0/1 promise no more than at least
-//! once, and remembering them would cost a write per message on the hot path.
+//! Only deliveries at QoS 2 are remembered: QoS 0/1 promise no more than at least once, and
+//! remembering them would cost a write per message on the hot path. A QoS 2 message taken at
+//! QoS 0/1 is only checked against the send window (`already_in_flight`), so that a second
+//! copy does not overtake the first's re-send.
 
 use berth_codec::QoS;
 
@@ -37,8 +39,30 @@ impl<S: Store> Broker<S> {
     pub(super) fn take_once(&mut self, client: &ClientId, delivery: &Delivery) -> bool {
         match qos2_identity(delivery) {
             Some(id) => self.take_id(client, id),
-            None => true,
+            None => !self.already_in_flight(client, delivery),
         }
+    }
+
+    /// Whether a QoS 2 message taken at QoS 0/1 (it has an identity but is not remembered, see
+    /// the module's header) is in `client`'s send window already: a second copy of it (a
+    /// forward held by a partition arriving after its retry) would go out under a new packet
+    /// id with DUP = 0 while the first still waits to be re-sent with DUP = 1 (simulator seed
+    /// 2268, `5-dup`). The window is small and only such messages look, so this costs nothing
+    /// on the hot path; a copy already acknowledged is at-least-once's to deliver again.
+    fn already_in_flight(&mut self, client: &ClientId, delivery: &Delivery) -> bool {
+        let Some(id) = delivery.message.id else {
+            return false;
+        };
+        let Some(session) = self.sessions.get(client) else {
+            return false;
+        };
+        let in_flight = session.inflight.iter().any(|(_, outgoing)| {
+            matches!(outgoing, super::session::Outgoing::Sent { delivery, .. } if delivery.message.id == Some(id))
+        });
+        if in_flight {
+            self.stats.count_drop(DropReason::Duplicate);
+        }
+        in_flight
     }
 
     /// Whether `client`'s session takes the QoS 2 message `id` (see `take_once`).

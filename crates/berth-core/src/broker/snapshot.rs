@@ -41,6 +41,21 @@ impl<S: Store> Broker<S> {
             .filter(|s| s.owner == node && self.import_pending(&s.client))
             .map(|s| s.client.clone())
             .collect();
+        // Their newest claim is recorded as the entry would have: a connection still waiting
+        // here under an older grant of the same client is stale (`superseded`; simulator seed
+        // 2040: three CONNECTs queued on a paused node, the live one started at the middle
+        // epoch and was left running under the newest).
+        let importing_claims: Vec<(ClientId, Epoch)> = sessions
+            .iter()
+            .filter(|s| s.owner == node && self.import_pending(&s.client))
+            .map(|s| (s.client.clone(), s.epoch))
+            .collect();
+        if let Some(cluster) = self.cluster.as_mut() {
+            for (client, epoch) in importing_claims {
+                let newest = cluster.newest_claim.entry(client).or_default();
+                *newest = (*newest).max(epoch);
+            }
+        }
         for session in mine {
             claimed_here.insert(session.client.clone());
             let kept = session.started < session.epoch;

@@ -283,6 +283,22 @@ fn a_claim_of_this_node_learnt_from_a_snapshot_waits_for_its_import() {
     );
 }
 
+/// Simulator seed 2040: three CONNECTs of `x` queued on a paused node claim it at epochs 2, 3
+/// and 4; the node, behind, learns the newest from a snapshot while the first claim's import
+/// runs. The connection granted 3 is stale once the import is done: it must not start (it
+/// would run under 3 while the registry records 4, and nobody would close it).
+#[test]
+fn a_newer_claim_of_this_node_learnt_from_a_snapshot_makes_older_grants_stale() {
+    let mut a = holder();
+    let mut b = node(2);
+    a.event(claim(2, 2));
+    b.event(claim(2, 2));
+    b.event(import_begin());
+    b.event(super::stranded::snapshot(2, 4, 1));
+    pull_whole(&mut b, &mut a, 2);
+    assert_runs_at(&mut b, 3, 4);
+}
+
 #[test]
 fn a_publishers_export_waits_for_its_qos2_publish_still_out() {
     let mut h = node(1);

@@ -309,3 +309,31 @@ fn the_identity_of_a_qos2_publish_in_doubt_survives_a_restart() {
     let (_, second) = forward_of(&a.publish(publisher, resent(b"m1", 1)));
     assert_eq!(second, first);
 }
+
+/// A QoS 2 message delivered at QoS 1 (a QoS 1 subscription) is not remembered, but a second
+/// copy of it (a forward held by a partition arriving after its retry) while the first still
+/// waits for its PUBACK is dropped: it would go out under a new packet id with DUP = 0 while
+/// the first is re-sent with DUP = 1 (simulator `5-dup`). Once acknowledged, a copy is
+/// at-least-once's to deliver again.
+#[test]
+fn a_second_copy_of_a_message_in_the_window_is_not_sent_beside_it() {
+    let mut b = node(2);
+    let conn = b.connect_ok(v5("x", false, Some(600)));
+    b.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    let m = qos2_message(b"m1", 10);
+    let first = forward(&mut b, 1, &m, false);
+    let sent = first.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["m1"]);
+    assert_eq!(sent[0].qos, QoS::AtLeastOnce);
+
+    let second = forward(&mut b, 2, &m, true);
+    assert!(
+        second.publishes(conn).is_empty(),
+        "still in flight: not again"
+    );
+    assert_eq!(b.broker.stats().dropped_total(DropReason::Duplicate), 1);
+
+    b.puback(conn, sent[0].packet_id.unwrap());
+    let third = forward(&mut b, 3, &m, true);
+    assert_eq!(payloads(&third.publishes(conn)), vec!["m1"]);
+}
