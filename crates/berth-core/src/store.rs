@@ -130,6 +130,11 @@ pub struct SessionRecord {
     /// not known until that copy is recovered (`Event::ImportLate`), so a re-sent one waits
     /// for it rather than be delivered a second time or answered as a duplicate.
     pub qos2_state_elsewhere: bool,
+    /// Only the client's side of that is in doubt: an older copy here stood in for the
+    /// unreachable owner's state (`Broker::merge_import`). It tells which ids this node's
+    /// deliveries used, so they go on, but not which QoS 2 PUBLISHes that owner received: a
+    /// re-sent one with an id not known here waits for that owner's copy, as above.
+    pub incoming_qos2_elsewhere: bool,
 }
 
 /// A stored subscription.

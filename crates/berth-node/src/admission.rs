@@ -58,6 +58,7 @@ pub(crate) async fn claim(
                 will: None,
                 will_due_at: None,
                 qos2_state_elsewhere: true,
+                incoming_qos2_elsewhere: false,
             },
             subscriptions: claimed.subscriptions,
             inflight: Vec::new(),

@@ -197,6 +197,7 @@ impl Sim {
                         will: None,
                         will_due_at: None,
                         qos2_state_elsewhere: true,
+                        incoming_qos2_elsewhere: false,
                     },
                     subscriptions: subscriptions_from(&claimed.subscriptions),
                     inflight: Vec::new(),

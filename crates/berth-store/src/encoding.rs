@@ -31,7 +31,9 @@
 //!            properties, then the delivery's subscription identifiers appended after the
 //!            message's own `own_sub_ids` ones.
 //! session flags: bit 0 expires_at, bit 1 will_due_at, bit 2 will (absent values are 0), bit 3
-//!                the QoS 2 state is on an unrecovered older copy (`qos2_state_elsewhere`).
+//!                the QoS 2 state is on an unrecovered older copy (`qos2_state_elsewhere`), bit 4
+//!                only the client's QoS 2 PUBLISHes are (`incoming_qos2_elsewhere`; records
+//!                written before that bit existed have it clear).
 //! options: the MQTT 5 subscription options byte (QoS, no local, retain as published, handling).
 //! ```
 //!
@@ -220,7 +222,8 @@ pub(crate) fn encode_session(record: &SessionRecord) -> Result<BytesMut, StoreEr
     let flags = u8::from(record.expires_at.is_some())
         | u8::from(record.will_due_at.is_some()) << 1
         | u8::from(record.will.is_some()) << 2
-        | u8::from(record.qos2_state_elsewhere) << 3;
+        | u8::from(record.qos2_state_elsewhere) << 3
+        | u8::from(record.incoming_qos2_elsewhere) << 4;
     out.put_u8(flags);
     out.put_u64(record.expires_at.map_or(0, |at| at.0));
     out.put_u64(record.will_due_at.map_or(0, |at| at.0));
@@ -523,7 +526,7 @@ pub(crate) fn decode_session(key: &[u8], value: &[u8]) -> Result<SessionRecord, 
         .ok_or_else(|| r.corrupt(&format!("unknown protocol level {level}")))?;
     let expiry = SessionExpiry::from_interval(r.u32("session expiry")?);
     let flags = r.u8("session flags")?;
-    if flags & !0b1111 != 0 {
+    if flags & !0b1_1111 != 0 {
         return Err(r.corrupt(&format!("unknown session flags {flags:#04x}")));
     }
     let expires_at = r.u64("session deadline")?;
@@ -550,6 +553,7 @@ pub(crate) fn decode_session(key: &[u8], value: &[u8]) -> Result<SessionRecord, 
         will,
         will_due_at: (flags & 0b10 != 0).then_some(UnixMillis(will_due_at)),
         qos2_state_elsewhere: flags & 0b1000 != 0,
+        incoming_qos2_elsewhere: flags & 0b1_0000 != 0,
     })
 }
 

@@ -107,6 +107,7 @@ fn garbage_values_are_corrupt_errors() {
             will: None,
             will_due_at: None,
             qos2_state_elsewhere: false,
+            incoming_qos2_elsewhere: false,
         };
         store
             .write(Batch {

@@ -54,6 +54,7 @@ pub fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
         will: record.will.as_ref().map(will_to_pb),
         will_due_at_ms: record.will_due_at.map(|at| at.0),
         qos2_state_elsewhere: record.qos2_state_elsewhere,
+        incoming_qos2_elsewhere: record.incoming_qos2_elsewhere,
         seen: export.seen.iter().copied().map(message_id_to_pb).collect(),
         qos2_retry: export
             .qos2_retry
@@ -94,6 +95,7 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
             will,
             will_due_at: header.will_due_at_ms.map(berth_core::UnixMillis),
             qos2_state_elsewhere: header.qos2_state_elsewhere,
+            incoming_qos2_elsewhere: header.incoming_qos2_elsewhere,
         },
         subscriptions: subscriptions_from(&header.subscriptions),
         inflight,
@@ -159,6 +161,7 @@ mod tests {
                 will: None,
                 will_due_at: None,
                 qos2_state_elsewhere: true,
+                incoming_qos2_elsewhere: true,
             },
             subscriptions: Vec::new(),
             inflight: vec![

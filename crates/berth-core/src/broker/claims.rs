@@ -115,6 +115,7 @@ impl<S: Store> Broker<S> {
                 will: None,
                 will_due_at: None,
                 qos2_state_elsewhere: unclaimed.from.is_some(),
+                incoming_qos2_elsewhere: false,
             },
             subscriptions: unclaimed.subscriptions.clone(),
             inflight: Vec::new(),

@@ -233,12 +233,30 @@ impl<S: Store> Broker<S> {
     /// client holds for QoS 2 is still delivered and acknowledged by it, and holding them
     /// would cost every session that resumed after a node crash its messages for that long.
     pub(super) fn deliveries_held(&mut self, now: UnixMillis, client: &ClientId) -> bool {
+        let in_doubt = self
+            .sessions
+            .get(client)
+            .is_some_and(|s| s.qos2_state_elsewhere);
+        in_doubt && self.qos2_wait_running(now, client)
+    }
+
+    /// Whether `client`'s re-sent QoS 2 PUBLISHes with an id not known here wait for an older
+    /// copy's state: also when only the client's side of it is in doubt
+    /// (`incoming_qos2_elsewhere`), on the same clock as the deliveries.
+    pub(super) fn resends_held(&mut self, now: UnixMillis, client: &ClientId) -> bool {
+        let in_doubt = self
+            .sessions
+            .get(client)
+            .is_some_and(|s| s.qos2_state_elsewhere || s.incoming_qos2_elsewhere);
+        in_doubt && self.qos2_wait_running(now, client)
+    }
+
+    /// The wait for an older copy's QoS 2 state, started at the first thing that waits:
+    /// whether it still runs.
+    fn qos2_wait_running(&mut self, now: UnixMillis, client: &ClientId) -> bool {
         let Some(session) = self.sessions.get_mut(client) else {
             return false;
         };
-        if !session.qos2_state_elsewhere {
-            return false;
-        }
         let wait = session.qos2_wait.get_or_insert_with(Default::default);
         let until = *wait.deliveries_wait_until.get_or_insert_with(|| {
             let until = now.plus_millis(QOS2_STATE_WAIT);

@@ -48,9 +48,19 @@ impl<S: Store> Broker<S> {
         // state (`qos2_state_elsewhere`), this copy is that state recovered — unless it
         // resumed without one itself: both count, and the session still waits if neither is
         // complete. Held re-sends belonged to this copy's connection, which is gone.
+        //
+        // That holds for the ids this copy's deliveries used (they go on), but not for the
+        // client's side: the imported state lacked an older copy, and whether that is this one
+        // is not known — the owner before the claim may have been another node, which
+        // received QoS 2 PUBLISHes that are in neither (a takeover back after its owner could
+        // not be reached). So a re-sent PUBLISH with an id not known here waits for the
+        // missing copy (`incoming_qos2_elsewhere`): taken as new, it could be delivered twice
+        // (simulator seeds 23, 1661, 1994, 2327, 2727).
         let missing = record.qos2_state_elsewhere;
+        let incoming_missing = missing || record.incoming_qos2_elsewhere;
         session.qos2_state_elsewhere = missing && session.qos2_state_elsewhere;
-        if session.qos2_state_elsewhere {
+        session.incoming_qos2_elsewhere = incoming_missing && !session.qos2_state_elsewhere;
+        if session.qos2_state_elsewhere || session.incoming_qos2_elsewhere {
             if let Some(wait) = session.qos2_wait.as_mut() {
                 wait.held.clear();
             }
@@ -80,6 +90,7 @@ impl<S: Store> Broker<S> {
                 client: client.clone(),
                 record: crate::store::SessionRecord {
                     qos2_state_elsewhere: session.qos2_state_elsewhere,
+                    incoming_qos2_elsewhere: session.incoming_qos2_elsewhere,
                     ..record
                 },
             });

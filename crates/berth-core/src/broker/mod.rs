@@ -316,6 +316,7 @@ impl<S: Store> Broker<S> {
         session.will_due_at = record.will_due_at;
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
+        session.incoming_qos2_elsewhere = record.incoming_qos2_elsewhere;
         if !stored.qos2_retry.is_empty() {
             session.qos2_retry = Some(Box::new(stored.qos2_retry.into_iter().collect()));
         }
@@ -579,6 +580,7 @@ fn record_of(session: &Session) -> crate::store::SessionRecord {
         will: session.will.as_deref().cloned(),
         will_due_at: session.will_due_at,
         qos2_state_elsewhere: session.qos2_state_elsewhere,
+        incoming_qos2_elsewhere: session.incoming_qos2_elsewhere,
     }
 }
 

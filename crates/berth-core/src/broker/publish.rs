@@ -116,7 +116,10 @@ impl<S: Store> Broker<S> {
                     DisconnectReasonCode::ReceiveMaximumExceeded,
                 );
             }
-            if publish.dup && session.qos2_state_elsewhere && self.deliveries_held(now, client) {
+            if publish.dup
+                && (session.qos2_state_elsewhere || session.incoming_qos2_elsewhere)
+                && self.resends_held(now, client)
+            {
                 // Re-sent, and its first send may have reached the older copy this session
                 // resumed without: whether it is a duplicate is known once that copy's ids are
                 // here (`recover_qos2_state`) — or, if it does not come back within
@@ -289,12 +292,12 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         ids: Vec<PacketId>,
         retry: Vec<(PacketId, crate::ids::MessageId)>,
-        still_missing: bool,
+        late: crate::store::SessionRecord,
     ) {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
-        if !session.qos2_state_elsewhere {
+        if !session.qos2_state_elsewhere && !session.incoming_qos2_elsewhere {
             // This session's ids are complete: an older copy's could only be stale (the
             // client may have released and reused them since).
             return;
@@ -302,7 +305,11 @@ impl<S: Store> Broker<S> {
         let mut wait = session.qos2_wait.take().unwrap_or_default();
         // A copy that resumed without an older copy's state itself does not complete this
         // session's: the re-sends its ids do not settle keep waiting (simulator seed 152).
-        session.qos2_state_elsewhere = still_missing;
+        // Which ids the deliveries used was in doubt only if it was here before.
+        session.qos2_state_elsewhere = session.qos2_state_elsewhere && late.qos2_state_elsewhere;
+        session.incoming_qos2_elsewhere = !session.qos2_state_elsewhere
+            && (late.qos2_state_elsewhere || late.incoming_qos2_elsewhere);
+        let still_missing = session.qos2_state_elsewhere || session.incoming_qos2_elsewhere;
         let stored = session.stored;
         for id in ids {
             if !wait.released.contains(&id) && session.incoming_qos2.insert(id) && stored {
@@ -546,7 +553,7 @@ impl<S: Store> Broker<S> {
                     packet_id: id,
                 });
             }
-        } else if session.qos2_state_elsewhere {
+        } else if session.qos2_state_elsewhere || session.incoming_qos2_elsewhere {
             // Likely received by the older copy this session resumed without: the exchange
             // ends here, and that copy's id must not count as pending when it is recovered.
             let wait = session.qos2_wait.get_or_insert_with(Default::default);

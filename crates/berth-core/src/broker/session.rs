@@ -40,6 +40,10 @@ pub(crate) struct Session {
     /// `incoming_qos2` may be missing ids that an unrecovered older copy holds
     /// ([`crate::store::SessionRecord::qos2_state_elsewhere`]).
     pub qos2_state_elsewhere: bool,
+    /// Only the client's QoS 2 PUBLISHes are in doubt
+    /// ([`crate::store::SessionRecord::incoming_qos2_elsewhere`]): re-sends wait, deliveries
+    /// do not.
+    pub incoming_qos2_elsewhere: bool,
     /// What waits for the older copy's QoS 2 ids while `qos2_state_elsewhere` (boxed: almost
     /// every session has none).
     pub qos2_wait: Option<Box<Qos2Wait>>,
@@ -206,6 +210,7 @@ impl Session {
             inflight_loaded: true,
             incoming_qos2: HashSet::new(),
             qos2_state_elsewhere: false,
+            incoming_qos2_elsewhere: false,
             qos2_wait: None,
             seen: None,
             qos2_retry: None,

@@ -197,6 +197,7 @@ impl<S: Store> Broker<S> {
         session.inflight_loaded = false;
         session.incoming_qos2 = export.incoming_qos2.iter().copied().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
+        session.incoming_qos2_elsewhere = record.incoming_qos2_elsewhere;
         if !export.qos2_retry.is_empty() {
             session.qos2_retry = Some(Box::new(export.qos2_retry.iter().copied().collect()));
             if session.stored {
@@ -342,13 +343,7 @@ impl<S: Store> Broker<S> {
         self.join_late_window(now, client, inflight);
         // Folded when the import is done: before, they would swallow its pages still to come.
         self.defer_seen(client, seen);
-        self.recover_qos2_state(
-            now,
-            client,
-            incoming_qos2,
-            qos2_retry,
-            record.qos2_state_elsewhere,
-        );
+        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record);
     }
 
     /// Whether the import under way for `client` brings an older copy than the session here
@@ -400,13 +395,7 @@ impl<S: Store> Broker<S> {
             self.deliver(now, client, delivery);
         }
         self.fold_seen(client, seen);
-        self.recover_qos2_state(
-            now,
-            client,
-            incoming_qos2,
-            qos2_retry,
-            record.qos2_state_elsewhere,
-        );
+        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record);
     }
 
     /// Sessions held here that other nodes have claimed, with their new owner and epoch: a

@@ -121,6 +121,7 @@ pub(crate) fn full_session(epoch: u64) -> SessionRecord {
         }),
         will_due_at: Some(UnixMillis(1_800_000_045_000)),
         qos2_state_elsewhere: true,
+        incoming_qos2_elsewhere: false,
     }
 }
 
@@ -134,6 +135,7 @@ pub(crate) fn bare_session(epoch: u64) -> SessionRecord {
         will: None,
         will_due_at: None,
         qos2_state_elsewhere: false,
+        incoming_qos2_elsewhere: false,
     }
 }
 

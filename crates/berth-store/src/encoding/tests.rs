@@ -58,6 +58,7 @@ fn session() -> SessionRecord {
         }),
         will_due_at: None,
         qos2_state_elsewhere: false,
+        incoming_qos2_elsewhere: true,
     }
 }
 

@@ -654,6 +654,7 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
                 will: None,
                 will_due_at: None,
                 qos2_state_elsewhere: false,
+                incoming_qos2_elsewhere: false,
             },
             subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
             inflight: Vec::new(),

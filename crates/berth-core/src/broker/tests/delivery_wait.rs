@@ -41,6 +41,7 @@ fn resumed_without_state() -> (Harness, ConnId, ConnId) {
                 will: None,
                 will_due_at: None,
                 qos2_state_elsewhere: true,
+                incoming_qos2_elsewhere: false,
             },
             subscriptions: vec![(filter("t"), subscription)],
             inflight: Vec::new(),

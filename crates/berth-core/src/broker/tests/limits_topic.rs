@@ -271,6 +271,7 @@ fn an_imported_session_keeps_only_subscriptions_within_the_topic_limits() {
             will: None,
             will_due_at: None,
             qos2_state_elsewhere: false,
+            incoming_qos2_elsewhere: false,
         },
         subscriptions: vec![
             (filter("t"), record()),

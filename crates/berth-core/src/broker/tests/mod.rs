@@ -499,6 +499,7 @@ pub(super) fn late_copy(
             will: None,
             will_due_at: None,
             qos2_state_elsewhere: false,
+            incoming_qos2_elsewhere: false,
         },
         subscriptions: Vec::new(),
         inflight,

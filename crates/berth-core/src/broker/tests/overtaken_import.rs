@@ -23,6 +23,7 @@ fn export(epoch: u64, protocol: ProtocolVersion, queued: u64) -> Box<SessionExpo
             will: None,
             will_due_at: None,
             qos2_state_elsewhere: false,
+            incoming_qos2_elsewhere: false,
         },
         subscriptions: vec![(filter("t"), super::stranded::record())],
         inflight: Vec::new(),

@@ -37,6 +37,7 @@ fn resumed_without_state() -> (Harness, ConnId, ConnId) {
                 will: None,
                 will_due_at: None,
                 qos2_state_elsewhere: true,
+                incoming_qos2_elsewhere: false,
             },
             subscriptions: Vec::new(),
             inflight: Vec::new(),
@@ -207,4 +208,87 @@ fn a_held_resend_is_routed_when_the_older_copy_does_not_come_back() {
     let out = b.publish(publisher, resent(b"m1", 7));
     assert_eq!(pubrecs(&out, publisher), vec![7]);
     assert!(out.publishes(y).is_empty());
+}
+
+/// Simulator seed 23: node 2 holds an older copy of `pub` (epoch 1, complete); node 1 claims the
+/// session at epoch 2 and receives QoS 2 PUBLISH id 7 there; the client comes back to node 2
+/// (epoch 3) while node 1 cannot be reached. The stand-in merged with the copy here lacks what
+/// node 1 received: a re-sent id 7 waits for node 1's copy (a duplicate, acknowledged alone)
+/// instead of being taken as new and delivered twice.
+#[test]
+fn an_older_copy_here_does_not_stand_for_the_owner_it_could_not_reach() {
+    let mut b = node(2);
+    let y = b.connect_ok(v3("y", false));
+    b.subscribe(y, subscribe(1, "t", QoS::ExactlyOnce));
+    let (publisher, _) = b.connect_as(v3("pub", false), 1);
+    b.lose(publisher);
+    let owner = |node: u64, epoch: u64| {
+        Event::Cluster(ClusterEvent::Owner {
+            client: client("pub"),
+            owner: NodeId(node),
+            epoch: Epoch(epoch),
+            kept: true,
+            subscriptions: Vec::new(),
+        })
+    };
+    b.event(owner(1, 2));
+    // Node 1 never pulled the copy here; the session comes back at epoch 3.
+    b.event(owner(2, 3));
+    b.event(Event::ImportBegin {
+        client: client("pub"),
+    });
+    b.event(Event::ImportState {
+        client: client("pub"),
+        export: Box::new(SessionExport {
+            record: SessionRecord {
+                epoch: Epoch(3),
+                protocol: berth_codec::ProtocolVersion::V3_1_1,
+                expiry: crate::store::SessionExpiry::Never,
+                expires_at: None,
+                will: None,
+                will_due_at: None,
+                qos2_state_elsewhere: true,
+                incoming_qos2_elsewhere: false,
+            },
+            subscriptions: Vec::new(),
+            inflight: Vec::new(),
+            incoming_qos2: Vec::new(),
+            queued: 0,
+            seen: Vec::new(),
+            qos2_retry: Vec::new(),
+        }),
+    });
+    b.event(Event::ImportDone {
+        client: client("pub"),
+    });
+    let (publisher, out) = b.connect_as(v3("pub", false), 3);
+    assert!(out.connack(publisher).session_present);
+    let stored = b.stored_session("pub").unwrap().record;
+    assert!(stored.incoming_qos2_elsewhere && !stored.qos2_state_elsewhere);
+
+    // Its own QoS 2 deliveries do not wait: the copy here knows which ids it used.
+    let other = b.connect_ok(v3("other", true));
+    b.subscribe(publisher, subscribe(2, "back", QoS::ExactlyOnce));
+    let out = b.publish(other, publish("back", b"d1", QoS::ExactlyOnce, 1));
+    assert_eq!(payloads(&out.publishes(publisher)), vec!["d1"]);
+
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert!(
+        out.to(publisher).is_empty() && out.publishes(y).is_empty(),
+        "node 1 may have received it: it waits for node 1's copy"
+    );
+    let out = b.event(Event::ImportLate {
+        client: client("pub"),
+        epoch: Epoch(3),
+        export: late_copy(Vec::new(), vec![pid(7)], Vec::new()),
+        page: Vec::new(),
+    });
+    assert_eq!(pubrecs(&out, publisher), vec![7]);
+    assert!(out.publishes(y).is_empty(), "received by node 1: not again");
+    assert!(
+        !b.stored_session("pub")
+            .unwrap()
+            .record
+            .incoming_qos2_elsewhere
+    );
 }
