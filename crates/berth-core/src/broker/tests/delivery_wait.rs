@@ -10,7 +10,7 @@ use super::*;
 use crate::broker::delivery::QOS2_STATE_WAIT;
 use crate::cluster::{ClusterEvent, SessionExport};
 use crate::ids::{Epoch, NodeId};
-use crate::store::{InflightRecord, SessionRecord, SubscriptionRecord};
+use crate::store::{InflightRecord, SubscriptionRecord};
 
 /// Node 2 takes `x` (subscribed to `t` at QoS 2) over at epoch 2 from node 1 without reaching
 /// it; returns the node, `x`'s connection and a publisher's.
@@ -32,24 +32,7 @@ fn resumed_without_state() -> (Harness, ConnId, ConnId) {
     };
     b.event(Event::ImportState {
         client: client("x"),
-        export: Box::new(SessionExport {
-            record: SessionRecord {
-                epoch: Epoch(2),
-                protocol: berth_codec::ProtocolVersion::V3_1_1,
-                expiry: crate::store::SessionExpiry::Never,
-                expires_at: None,
-                will: None,
-                will_due_at: None,
-                qos2_state_elsewhere: true,
-                incoming_qos2_elsewhere: false,
-            },
-            subscriptions: vec![(filter("t"), subscription)],
-            inflight: Vec::new(),
-            incoming_qos2: Vec::new(),
-            queued: 0,
-            seen: Vec::new(),
-            qos2_retry: Vec::new(),
-        }),
+        export: fallback(2, vec![(filter("t"), subscription)]),
     });
     b.event(Event::ImportDone {
         client: client("x"),

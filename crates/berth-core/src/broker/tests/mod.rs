@@ -484,6 +484,19 @@ pub(super) fn v5_limits(
     connect
 }
 
+/// A takeover's fallback for a 3.1.1 session at `epoch` (its old owner could not be reached):
+/// the registry's `subscriptions` and nothing else, its QoS 2 state elsewhere.
+pub(super) fn fallback(
+    epoch: u64,
+    subscriptions: Vec<(TopicFilter, crate::store::SubscriptionRecord)>,
+) -> Box<crate::cluster::SessionExport> {
+    let mut export = late_copy(Vec::new(), Vec::new(), Vec::new());
+    export.record.epoch = crate::ids::Epoch(epoch);
+    export.record.qos2_state_elsewhere = true;
+    export.subscriptions = subscriptions;
+    export
+}
+
 /// The state of a copy recovered late (`Event::ImportLate`), with what a test gives of it.
 pub(super) fn late_copy(
     inflight: Vec<(PacketId, crate::store::InflightRecord)>,

@@ -6,9 +6,8 @@
 
 use super::stranded::node;
 use super::*;
-use crate::cluster::{ClusterEvent, SessionExport};
+use crate::cluster::ClusterEvent;
 use crate::ids::{Epoch, NodeId};
-use crate::store::SessionRecord;
 
 /// Node 2, with `y` subscribed to `t` at QoS 2, takes `pub` over at epoch 2 from node 1
 /// without reaching it; returns the node and the connections of `y` and `pub`.
@@ -28,24 +27,7 @@ fn resumed_without_state() -> (Harness, ConnId, ConnId) {
     });
     b.event(Event::ImportState {
         client: client("pub"),
-        export: Box::new(SessionExport {
-            record: SessionRecord {
-                epoch: Epoch(2),
-                protocol: berth_codec::ProtocolVersion::V3_1_1,
-                expiry: crate::store::SessionExpiry::Never,
-                expires_at: None,
-                will: None,
-                will_due_at: None,
-                qos2_state_elsewhere: true,
-                incoming_qos2_elsewhere: false,
-            },
-            subscriptions: Vec::new(),
-            inflight: Vec::new(),
-            incoming_qos2: Vec::new(),
-            queued: 0,
-            seen: Vec::new(),
-            qos2_retry: Vec::new(),
-        }),
+        export: fallback(2, Vec::new()),
     });
     b.event(Event::ImportDone {
         client: client("pub"),
@@ -239,24 +221,7 @@ fn an_older_copy_here_does_not_stand_for_the_owner_it_could_not_reach() {
     });
     b.event(Event::ImportState {
         client: client("pub"),
-        export: Box::new(SessionExport {
-            record: SessionRecord {
-                epoch: Epoch(3),
-                protocol: berth_codec::ProtocolVersion::V3_1_1,
-                expiry: crate::store::SessionExpiry::Never,
-                expires_at: None,
-                will: None,
-                will_due_at: None,
-                qos2_state_elsewhere: true,
-                incoming_qos2_elsewhere: false,
-            },
-            subscriptions: Vec::new(),
-            inflight: Vec::new(),
-            incoming_qos2: Vec::new(),
-            queued: 0,
-            seen: Vec::new(),
-            qos2_retry: Vec::new(),
-        }),
+        export: fallback(3, Vec::new()),
     });
     b.event(Event::ImportDone {
         client: client("pub"),
