@@ -16,8 +16,9 @@ use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// mimalloc rather than glibc's malloc: the broker allocates and frees small buffers per packet
-/// on several threads; medians of 3 runs on the 2-core bench machine: QoS 1 fan-in +20 %,
-/// fan-out +8 %, pairs +25 % (bench/results/2026-12-04-allocator.md).
+/// on several threads; medians of 3 runs on the 2-core bench machine, with
+/// freed pages purged at once: QoS 1 fan-in +17 %, fan-out +12 %, pairs +14 %
+/// (bench/results/2026-12-04-allocator.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -36,20 +36,17 @@ impl<S: Store> Broker<S> {
             .collect();
         // Claims of this node whose import runs: their routes point here and what they match
         // waits for the backlog (dropping them would answer PUBLISHes as matching nobody).
-        let mut claimed_here: HashSet<ClientId> = sessions
-            .iter()
-            .filter(|s| s.owner == node && self.import_pending(&s.client))
-            .map(|s| s.client.clone())
-            .collect();
-        // Their newest claim is recorded as the entry would have: a connection still waiting
-        // here under an older grant of the same client is stale (`superseded`; simulator seed
-        // 2040: three CONNECTs queued on a paused node, the live one started at the middle
-        // epoch and was left running under the newest).
         let importing_claims: Vec<(ClientId, Epoch)> = sessions
             .iter()
             .filter(|s| s.owner == node && self.import_pending(&s.client))
             .map(|s| (s.client.clone(), s.epoch))
             .collect();
+        let mut claimed_here: HashSet<ClientId> =
+            importing_claims.iter().map(|(c, _)| c.clone()).collect();
+        // Their newest claim is recorded as the entry would have: a connection still waiting
+        // here under an older grant of the same client is stale (`superseded`; simulator seed
+        // 2040: three CONNECTs queued on a paused node, the live one started at the middle
+        // epoch and was left running under the newest).
         if let Some(cluster) = self.cluster.as_mut() {
             for (client, epoch) in importing_claims {
                 let newest = cluster.newest_claim.entry(client).or_default();
