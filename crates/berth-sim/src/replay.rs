@@ -77,10 +77,21 @@ pub(crate) fn describe_event(event: &Event) -> String {
         }
         Event::ImportBegin { client } => format!("ImportBegin {client}"),
         Event::ImportState { client, export } => format!(
-            "ImportState {client} e{} ({} subscriptions, {} in flight)",
+            "ImportState {client} e{} ({} subscriptions, {} in flight, QoS 2 ids {:?}{}{})",
             export.record.epoch.0,
             export.subscriptions.len(),
-            export.inflight.len()
+            export.inflight.len(),
+            export.incoming_qos2,
+            if export.record.qos2_state_elsewhere {
+                ", without an older copy's QoS 2 state"
+            } else {
+                ""
+            },
+            if export.record.incoming_qos2_elsewhere {
+                ", without an older copy's incoming QoS 2 ids"
+            } else {
+                ""
+            }
         ),
         Event::ImportQueue { client, page } => format!("ImportQueue {client} ({})", page.len()),
         Event::ImportDone { client } => format!("ImportDone {client}"),
