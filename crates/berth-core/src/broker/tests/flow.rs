@@ -153,6 +153,50 @@ fn an_offline_session_never_holds_a_publisher_up() {
     assert_eq!(h.broker.stats().publish_acks_held_total, 0);
 }
 
+/// What publishers sent before their acknowledgements were held is already on its way: a
+/// connected subscriber's queue takes up to one Receive Maximum beyond its limit for it instead
+/// of dropping acknowledged messages, and no more.
+#[test]
+fn messages_already_sent_when_the_hold_begins_are_queued_not_dropped() {
+    let mut config = BrokerConfig::default();
+    config.queue.max_messages = Limit::AtMost(20);
+    config.limits.max_inflight = 2;
+    config.limits.receive_maximum = 5;
+    let mut h = Harness::with_config(config);
+    let sub = h.connect_ok(v3("sub", true));
+    h.subscribe(sub, subscribe(1, "t", QoS::AtLeastOnce));
+    let publisher = h.connect_ok(v3("pub", true));
+    // 2 in the window, 25 queued: the limit (20) and a Receive Maximum (5) beyond it.
+    publish_ids(&mut h, publisher, sub, 1..=27);
+    assert_eq!(h.broker.stats().queued_messages, 25);
+    assert_eq!(
+        h.broker
+            .stats()
+            .dropped_total(crate::stats::DropReason::QueueFull),
+        0
+    );
+    publish_ids(&mut h, publisher, sub, 28..=28);
+    assert_eq!(h.broker.stats().queued_messages, 25);
+    assert_eq!(
+        h.broker
+            .stats()
+            .dropped_total(crate::stats::DropReason::QueueFull),
+        1
+    );
+
+    // Offline, the plain limit holds again for what arrives.
+    let mut config = BrokerConfig::default();
+    config.queue.max_messages = Limit::AtMost(20);
+    config.limits.receive_maximum = 5;
+    let mut h = Harness::with_config(config);
+    let sub = h.connect_ok(v3("sub", false));
+    h.subscribe(sub, subscribe(1, "t", QoS::AtLeastOnce));
+    h.lose(sub);
+    let publisher = h.connect_ok(v3("pub", true));
+    publish_ids(&mut h, publisher, sub, 1..=25);
+    assert_eq!(h.broker.stats().queued_messages, 20);
+}
+
 #[test]
 fn without_backpressure_every_publish_is_acknowledged_at_once() {
     let (mut h, sub, publisher) = congested_setup(false);
