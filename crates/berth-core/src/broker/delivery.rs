@@ -4,7 +4,7 @@
 use berth_codec::{Packet, PacketId, PubRel, Publish, QoS, TopicName, encoded_len};
 
 use super::Broker;
-use super::session::{Outgoing, QUEUE_PAGE};
+use super::session::{Outgoing, QUEUE_PAGE, Session};
 use crate::config::DropPolicy;
 use crate::ids::{ClientId, QueueSeq};
 use crate::message::Delivery;
@@ -76,12 +76,8 @@ impl<S: Store> Broker<S> {
     /// 3.1.1 publishers. One Receive Maximum (the most an MQTT 5 publisher may have in flight)
     /// bounds the extra memory; the byte limit stays exact, and an offline session (nobody
     /// drains it, nobody is held) keeps the plain limit.
-    fn flow_control_headroom(&self, client: &ClientId) -> u64 {
-        let online = self
-            .sessions
-            .get(client)
-            .is_some_and(|s| s.online.is_some());
-        if online && self.config.queue.backpressure {
+    fn flow_control_headroom(&self, session: &Session) -> u64 {
+        if session.online.is_some() && self.config.queue.backpressure {
             u64::from(self.config.limits.receive_maximum)
         } else {
             0
@@ -98,7 +94,6 @@ impl<S: Store> Broker<S> {
     pub(super) fn enqueue(&mut self, client: &ClientId, delivery: Delivery) {
         let size = delivery.size();
         let limits = self.config.queue.clone();
-        let headroom = self.flow_control_headroom(client);
         // A message that cannot fit even in an empty queue is dropped by itself: evicting the
         // whole queue first (drop_oldest) would lose every queued message and still not make room.
         if !limits.max_bytes.allows(size) {
@@ -109,6 +104,7 @@ impl<S: Store> Broker<S> {
                 return;
             };
             let bounds = session.queue.bounds;
+            let headroom = self.flow_control_headroom(session);
             if limits
                 .max_messages
                 .allows((bounds.count + 1).saturating_sub(headroom))
