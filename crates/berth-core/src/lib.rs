@@ -50,7 +50,7 @@ pub use message::{Delivery, Message};
 pub use registry::{Command, Outcome, Registry};
 pub use stats::{CloseCause, DropReason, LimitReason, Stats};
 pub use store::{
-    Batch, HandoffRecord, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, SessionExpiry,
-    SessionRecord, Store, StoreError, SubscriptionRecord, WillRecord,
+    Batch, CopyRef, HandoffRecord, InflightRecord, Loaded, LoadedSession, Op, Qos2Doubt,
+    QueueBounds, SessionExpiry, SessionRecord, Store, StoreError, SubscriptionRecord, WillRecord,
 };
 pub use time::UnixMillis;

@@ -13,7 +13,7 @@ use berth_codec::{
     PacketId, ProtocolVersion, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName,
 };
 
-use crate::ids::{ClientId, Epoch, MessageId, QueueSeq};
+use crate::ids::{ClientId, Epoch, MessageId, NodeId, QueueSeq};
 use crate::message::{Delivery, Message};
 use crate::time::UnixMillis;
 
@@ -135,6 +135,33 @@ pub struct SessionRecord {
     /// deliveries used, so they go on, but not which QoS 2 PUBLISHes that owner received: a
     /// re-sent one with an id not known here waits for that owner's copy, as above.
     pub incoming_qos2_elsewhere: bool,
+    /// What is known about that doubt (empty when there is none).
+    pub qos2_doubt: Qos2Doubt,
+    /// The oldest claim this node's copy has served since it was created or imported here
+    /// (`epoch` when it has served only one): an import that lacks the copy of this node at
+    /// an epoch in `landed..=epoch` lacks exactly this copy (`Broker::merge_import`).
+    pub landed: Epoch,
+}
+
+/// One node's copy of a session, named by the claim it served: epochs are never handed out
+/// twice, so a claim's copy is on one node only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyRef {
+    pub node: NodeId,
+    pub epoch: Epoch,
+}
+
+/// What a session in doubt about its QoS 2 state (`SessionRecord::qos2_state_elsewhere`,
+/// `incoming_qos2_elsewhere`) knows about it, so that the copy it lacks can be told apart from
+/// a stale one when the two meet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Qos2Doubt {
+    /// The copy whose state is missing, when exactly one is (`None`: not known which).
+    pub lacking: Option<CopyRef>,
+    /// Every packet id the client released (PUBREL) while the state was in doubt: that
+    /// copy's exchange under such an id has ended, and the id may since carry a new message.
+    /// Sorted, each id once.
+    pub released: Vec<PacketId>,
 }
 
 /// A stored subscription.

@@ -6,7 +6,7 @@
 
 use berth_codec::{Connect, Packet};
 use berth_core::registry::plan::{self, ConnectPlan};
-use berth_core::{Command, Outcome, SessionExport, SessionRecord, UnixMillis};
+use berth_core::{Command, CopyRef, Outcome, Qos2Doubt, SessionExport, SessionRecord, UnixMillis};
 
 use berth_server::{Grant, NoConsensus};
 
@@ -59,6 +59,14 @@ pub(crate) async fn claim(
                 will_due_at: None,
                 qos2_state_elsewhere: true,
                 incoming_qos2_elsewhere: false,
+                qos2_doubt: Qos2Doubt {
+                    lacking: Some(CopyRef {
+                        node: from,
+                        epoch: claimed.previous_epoch,
+                    }),
+                    released: Vec::new(),
+                },
+                landed: epoch,
             },
             subscriptions: claimed.subscriptions,
             inflight: Vec::new(),

@@ -8,7 +8,10 @@ use std::collections::VecDeque;
 use crate::NodeId;
 use berth_cluster::pb;
 use berth_codec::{ConnAck, ConnectReasonCode, Packet, SubAck, SubAckReasonCode};
-use berth_core::{BrokerConfig, CloseReason, ConnId, Epoch, Event, SessionExport, SessionRecord};
+use berth_core::{
+    BrokerConfig, CloseReason, ConnId, CopyRef, Epoch, Event, Qos2Doubt, SessionExport,
+    SessionRecord,
+};
 
 use crate::node::*;
 use crate::raft::ProposalFor;
@@ -198,6 +201,14 @@ impl Sim {
                         will_due_at: None,
                         qos2_state_elsewhere: true,
                         incoming_qos2_elsewhere: false,
+                        qos2_doubt: Qos2Doubt {
+                            lacking: Some(CopyRef {
+                                node: berth_core::NodeId(from),
+                                epoch: Epoch(claimed.previous_epoch),
+                            }),
+                            released: Vec::new(),
+                        },
+                        landed: Epoch(epoch),
                     },
                     subscriptions: subscriptions_from(&claimed.subscriptions),
                     inflight: Vec::new(),

@@ -77,7 +77,7 @@ pub(crate) fn describe_event(event: &Event) -> String {
         }
         Event::ImportBegin { client } => format!("ImportBegin {client}"),
         Event::ImportState { client, export } => format!(
-            "ImportState {client} e{} ({} subscriptions, {} in flight, QoS 2 ids {:?}{}{})",
+            "ImportState {client} e{} ({} subscriptions, {} in flight, QoS 2 ids {:?}{}{}{})",
             export.record.epoch.0,
             export.subscriptions.len(),
             export.inflight.len(),
@@ -91,7 +91,8 @@ pub(crate) fn describe_event(event: &Event) -> String {
                 ", without an older copy's incoming QoS 2 ids"
             } else {
                 ""
-            }
+            },
+            doubt(&export.record.qos2_doubt),
         ),
         Event::ImportQueue { client, page } => format!("ImportQueue {client} ({})", page.len()),
         Event::ImportDone { client } => format!("ImportDone {client}"),
@@ -115,4 +116,17 @@ pub(crate) fn describe_event(event: &Event) -> String {
         Event::Release { client, epoch, .. } => format!("Release {client} e{}", epoch.0),
         _ => String::new(),
     }
+}
+
+/// Which copy an imported state lacks and what the client released meanwhile, if known.
+fn doubt(doubt: &berth_core::Qos2Doubt) -> String {
+    let mut text = String::new();
+    if let Some(copy) = doubt.lacking {
+        text += &format!(" (that of n{} at e{})", copy.node.0, copy.epoch.0);
+    }
+    if !doubt.released.is_empty() {
+        let ids: Vec<u16> = doubt.released.iter().map(|id| id.get()).collect();
+        text += &format!(", released since {ids:?}");
+    }
+    text
 }

@@ -9,7 +9,7 @@
 //!
 //! | column family   | key                                  | value                                  |
 //! |-----------------|--------------------------------------|----------------------------------------|
-//! | `sessions`      | `len:u16 client`                     | `1 epoch:u64 level:u8 expiry:u32 flags:u8 expires_at:u64 will_due_at:u64 [delay:u32 MSG]` |
+//! | `sessions`      | `len:u16 client`                     | `1 epoch:u64 level:u8 expiry:u32 flags:u8 expires_at:u64 will_due_at:u64 [landed:u64] [DOUBT] [delay:u32 MSG]` |
 //! | `subscriptions` | `len:u16 client filter`              | `1 options:u8 sub_id:u32` (0 = none)   |
 //! | `queues`        | `len:u16 client seq:u64`             | `1 DELIVERY`                           |
 //! | `inflight`      | `len:u16 client packet_id:u16`       | `1 kind:u8 order:u64 [DELIVERY]` (1 = Sent with DELIVERY, 2 = Released) |
@@ -33,7 +33,11 @@
 //! session flags: bit 0 expires_at, bit 1 will_due_at, bit 2 will (absent values are 0), bit 3
 //!                the QoS 2 state is on an unrecovered older copy (`qos2_state_elsewhere`), bit 4
 //!                only the client's QoS 2 PUBLISHes are (`incoming_qos2_elsewhere`; records
-//!                written before that bit existed have it clear).
+//!                written before that bit existed have it clear), bit 5 `landed:u64` follows
+//!                (absent: `landed` = `epoch`), bit 6 the QoS 2 doubt follows:
+//!                `lacking_node:u64 lacking_epoch:u64 (node 0: not known) count:u16
+//!                released:u16*count` (absent: none). Both come before the will, whose
+//!                PUBLISH runs to the end of the value.
 //! options: the MQTT 5 subscription options byte (QoS, no local, retain as published, handling).
 //! ```
 //!
@@ -47,8 +51,9 @@ use berth_codec::{
     SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 use berth_core::{
-    ClientId, Delivery, Epoch, HandoffRecord, InflightRecord, Message, MessageId, NodeId, QueueSeq,
-    SessionExpiry, SessionRecord, StoreError, SubscriptionRecord, UnixMillis, WillRecord,
+    ClientId, CopyRef, Delivery, Epoch, HandoffRecord, InflightRecord, Message, MessageId, NodeId,
+    Qos2Doubt, QueueSeq, SessionExpiry, SessionRecord, StoreError, SubscriptionRecord, UnixMillis,
+    WillRecord,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
@@ -223,10 +228,29 @@ pub(crate) fn encode_session(record: &SessionRecord) -> Result<BytesMut, StoreEr
         | u8::from(record.will_due_at.is_some()) << 1
         | u8::from(record.will.is_some()) << 2
         | u8::from(record.qos2_state_elsewhere) << 3
-        | u8::from(record.incoming_qos2_elsewhere) << 4;
+        | u8::from(record.incoming_qos2_elsewhere) << 4
+        | u8::from(record.landed != record.epoch) << 5
+        | u8::from(record.qos2_doubt != Qos2Doubt::default()) << 6;
     out.put_u8(flags);
     out.put_u64(record.expires_at.map_or(0, |at| at.0));
     out.put_u64(record.will_due_at.map_or(0, |at| at.0));
+    if record.landed != record.epoch {
+        out.put_u64(record.landed.0);
+    }
+    if record.qos2_doubt != Qos2Doubt::default() {
+        let doubt = &record.qos2_doubt;
+        let (node, epoch) = doubt
+            .lacking
+            .map_or((0, 0), |copy| (copy.node.0, copy.epoch.0));
+        out.put_u64(node);
+        out.put_u64(epoch);
+        // At most 65,535 distinct packet ids.
+        out.put_u16(doubt.released.len() as u16);
+        for id in &doubt.released {
+            out.put_u16(id.get());
+        }
+    }
+    // Last: the will's PUBLISH runs to the end of the value.
     if let Some(will) = &record.will {
         out.put_u32(will.delay_secs);
         put_message(&mut out, &will.message, &[])?;
@@ -403,6 +427,10 @@ impl<'a> Reader<'a> {
         self.take::<1>(what).map(|[b]| b)
     }
 
+    fn u16(&mut self, what: &str) -> Result<u16, StoreError> {
+        self.take(what).map(u16::from_be_bytes)
+    }
+
     fn u32(&mut self, what: &str) -> Result<u32, StoreError> {
         self.take(what).map(u32::from_be_bytes)
     }
@@ -526,11 +554,35 @@ pub(crate) fn decode_session(key: &[u8], value: &[u8]) -> Result<SessionRecord, 
         .ok_or_else(|| r.corrupt(&format!("unknown protocol level {level}")))?;
     let expiry = SessionExpiry::from_interval(r.u32("session expiry")?);
     let flags = r.u8("session flags")?;
-    if flags & !0b1_1111 != 0 {
+    if flags & !0b111_1111 != 0 {
         return Err(r.corrupt(&format!("unknown session flags {flags:#04x}")));
     }
     let expires_at = r.u64("session deadline")?;
     let will_due_at = r.u64("will deadline")?;
+    let landed = if flags & 0b10_0000 != 0 {
+        Epoch(r.u64("landed epoch")?)
+    } else {
+        epoch
+    };
+    let qos2_doubt = if flags & 0b100_0000 != 0 {
+        let node = r.u64("lacking copy node")?;
+        let lacking_epoch = r.u64("lacking copy epoch")?;
+        let count = r.u16("released packet id count")?;
+        let mut released = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let id = r.u16("released packet id")?;
+            released.push(PacketId::new(id).ok_or_else(|| r.corrupt("released packet id 0"))?);
+        }
+        Qos2Doubt {
+            lacking: (node != 0).then_some(CopyRef {
+                node: NodeId(node),
+                epoch: Epoch(lacking_epoch),
+            }),
+            released,
+        }
+    } else {
+        Qos2Doubt::default()
+    };
     let will = if flags & 0b100 != 0 {
         let delay_secs = r.u32("will delay")?;
         let (message, extra_ids) = r.message()?;
@@ -554,6 +606,8 @@ pub(crate) fn decode_session(key: &[u8], value: &[u8]) -> Result<SessionRecord, 
         will_due_at: (flags & 0b10 != 0).then_some(UnixMillis(will_due_at)),
         qos2_state_elsewhere: flags & 0b1000 != 0,
         incoming_qos2_elsewhere: flags & 0b1_0000 != 0,
+        qos2_doubt,
+        landed,
     })
 }
 

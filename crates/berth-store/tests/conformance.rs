@@ -108,6 +108,8 @@ fn garbage_values_are_corrupt_errors() {
             will_due_at: None,
             qos2_state_elsewhere: false,
             incoming_qos2_elsewhere: false,
+            qos2_doubt: Default::default(),
+            landed: Epoch(1),
         };
         store
             .write(Batch {

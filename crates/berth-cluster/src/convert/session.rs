@@ -55,6 +55,16 @@ pub fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
         will_due_at_ms: record.will_due_at.map(|at| at.0),
         qos2_state_elsewhere: record.qos2_state_elsewhere,
         incoming_qos2_elsewhere: record.incoming_qos2_elsewhere,
+        qos2_lacking: record.qos2_doubt.lacking.map(|copy| pb::CopyRef {
+            node: copy.node.0,
+            epoch: copy.epoch.0,
+        }),
+        qos2_released: record
+            .qos2_doubt
+            .released
+            .iter()
+            .map(|id| u32::from(id.get()))
+            .collect(),
         seen: export.seen.iter().copied().map(message_id_to_pb).collect(),
         qos2_retry: export
             .qos2_retry
@@ -96,6 +106,24 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
             will_due_at: header.will_due_at_ms.map(berth_core::UnixMillis),
             qos2_state_elsewhere: header.qos2_state_elsewhere,
             incoming_qos2_elsewhere: header.incoming_qos2_elsewhere,
+            qos2_doubt: berth_core::Qos2Doubt {
+                lacking: header.qos2_lacking.map(|copy| berth_core::CopyRef {
+                    node: berth_core::NodeId(copy.node),
+                    epoch: berth_core::Epoch(copy.epoch),
+                }),
+                released: header
+                    .qos2_released
+                    .iter()
+                    .map(|id| {
+                        u16::try_from(*id)
+                            .ok()
+                            .and_then(berth_codec::PacketId::new)
+                            .ok_or(invalid("qos2_released"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            // The importer's copy starts at its claim (`Broker::on_import_state`).
+            landed: berth_core::Epoch(epoch),
         },
         subscriptions: subscriptions_from(&header.subscriptions),
         inflight,
@@ -162,6 +190,14 @@ mod tests {
                 will_due_at: None,
                 qos2_state_elsewhere: true,
                 incoming_qos2_elsewhere: true,
+                qos2_doubt: berth_core::Qos2Doubt {
+                    lacking: Some(berth_core::CopyRef {
+                        node: berth_core::NodeId(2),
+                        epoch: Epoch(3),
+                    }),
+                    released: vec![id(3), id(11)],
+                },
+                landed: Epoch(4),
             },
             subscriptions: Vec::new(),
             inflight: vec![

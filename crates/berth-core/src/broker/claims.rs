@@ -5,7 +5,7 @@
 use berth_codec::TopicFilter;
 
 use super::{Action, Broker, Event};
-use crate::cluster::{NodeId, Replicate};
+use crate::cluster::Replicate;
 use crate::ids::{ClientId, ConnId, Epoch};
 use crate::store::{Op, Store, SubscriptionRecord};
 use crate::time::UnixMillis;
@@ -13,8 +13,9 @@ use crate::time::UnixMillis;
 #[derive(Debug)]
 pub(crate) struct Unclaimed {
     pub epoch: Epoch,
-    /// The node that held the session before (where its backlog is).
-    pub from: Option<NodeId>,
+    /// The node that held the session before (where its backlog is), and the claim it held
+    /// it under.
+    pub from: Option<crate::store::CopyRef>,
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
     /// The takeover runs without a connection (`Action::Adopt` was sent).
     pub adopted: bool,
@@ -116,6 +117,11 @@ impl<S: Store> Broker<S> {
                 will_due_at: None,
                 qos2_state_elsewhere: unclaimed.from.is_some(),
                 incoming_qos2_elsewhere: false,
+                qos2_doubt: crate::store::Qos2Doubt {
+                    lacking: unclaimed.from,
+                    released: Vec::new(),
+                },
+                landed: unclaimed.epoch,
             },
             subscriptions: unclaimed.subscriptions.clone(),
             inflight: Vec::new(),
@@ -127,7 +133,7 @@ impl<S: Store> Broker<S> {
         self.actions.push(Action::Adopt {
             client: client.clone(),
             epoch: unclaimed.epoch,
-            from: unclaimed.from,
+            from: unclaimed.from.map(|copy| copy.node),
             fallback: Box::new(fallback),
         });
     }

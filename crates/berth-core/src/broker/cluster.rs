@@ -175,16 +175,25 @@ impl<S: Store> Broker<S> {
                 if owner == node {
                     // Where the session's newest state is: the node its copy here was moving
                     // to, or its owner so far.
-                    let from = self
+                    let from_copy = self
                         .cluster
                         .as_ref()
                         .and_then(|c| {
                             c.moving
                                 .get(&client)
-                                .map(|(to, _)| *to)
-                                .or_else(|| c.remote.get(&client).map(|r| r.owner))
+                                .map(|(to, epoch)| crate::store::CopyRef {
+                                    node: *to,
+                                    epoch: *epoch,
+                                })
+                                .or_else(|| {
+                                    c.remote.get(&client).map(|r| crate::store::CopyRef {
+                                        node: r.owner,
+                                        epoch: r.epoch,
+                                    })
+                                })
                         })
-                        .filter(|from| *from != node);
+                        .filter(|from| from.node != node);
+                    let from = from_copy.map(|copy| copy.node);
                     // A copy here that was moving to another node is an *older* copy of the
                     // session this node now takes back: like a session that is not here at
                     // all, it waits for the state of the current owner.
@@ -213,7 +222,7 @@ impl<S: Store> Broker<S> {
                                 client.clone(),
                                 Unclaimed {
                                     epoch,
-                                    from,
+                                    from: from_copy,
                                     subscriptions,
                                     adopted: false,
                                 },

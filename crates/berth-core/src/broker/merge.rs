@@ -33,10 +33,10 @@ impl<S: Store> Broker<S> {
         // Never back: a second pull for the same claim (an adopted one beside its connection's)
         // must not undo a newer claim of this node that the first import already took.
         record.epoch = self.landing_epoch(client, record.epoch);
+        let node = self.cluster.as_ref().map(|c| c.node);
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
-        session.epoch = record.epoch;
         session.protocol = record.protocol;
         session.expiry = record.expiry;
         session.will = record.will.clone().map(Box::new);
@@ -45,39 +45,66 @@ impl<S: Store> Broker<S> {
         // The copy here is older than the imported state. If that state is complete, its
         // incoming QoS 2 ids are the client's (this copy's may have been released and reused
         // since, and would swallow a new message). If it resumed without an older copy's
-        // state (`qos2_state_elsewhere`), this copy is that state recovered — unless it
-        // resumed without one itself: both count, and the session still waits if neither is
-        // complete. Held re-sends belonged to this copy's connection, which is gone.
+        // state (`qos2_state_elsewhere`), this copy stands in for that state's delivery ids —
+        // unless it resumed without one itself: both count, and the session still waits if
+        // neither is complete. Held re-sends belonged to this copy's connection, which is gone.
         //
-        // That holds for the ids this copy's deliveries used (they go on), but not for the
-        // client's side: the imported state lacked an older copy, and whether that is this one
-        // is not known — the owner before the claim may have been another node, which
-        // received QoS 2 PUBLISHes that are in neither (a takeover back after its owner could
-        // not be reached). So a re-sent PUBLISH with an id not known here waits for the
-        // missing copy (`incoming_qos2_elsewhere`): taken as new, it could be delivered twice
-        // (simulator seeds 23, 1661, 1994, 2327, 2727).
+        // The client's side is exact only when the imported state names the copy it lacks
+        // and that copy is this one (`lacking_this`): then this copy's ids join, less those
+        // the client released since (`Qos2Doubt::released`, every PUBREL while in doubt), and
+        // what is still missing is what this copy lacked. Otherwise the owner before the claim
+        // may have been another node, which received QoS 2 PUBLISHes that are in neither (a
+        // takeover back after its owner could not be reached), so a re-sent PUBLISH with an
+        // id not known here waits for the missing copy (`incoming_qos2_elsewhere`): taken as
+        // new, it could be delivered twice (simulator seeds 23, 1661, 1994, 2327, 2727, 875).
+        let imported_doubt = std::mem::take(&mut record.qos2_doubt);
+        let imported_in_doubt = record.qos2_state_elsewhere || record.incoming_qos2_elsewhere;
+        let local_doubt = session.qos2_doubt();
+        let local_in_doubt = session.qos2_in_doubt();
+        let lacking_this = imported_in_doubt
+            && imported_doubt.lacking.is_some_and(|copy| {
+                Some(copy.node) == node
+                    && session.landed <= copy.epoch
+                    && copy.epoch <= session.epoch
+            });
         let missing = record.qos2_state_elsewhere;
-        let incoming_missing = missing || record.incoming_qos2_elsewhere;
         session.qos2_state_elsewhere = missing && session.qos2_state_elsewhere;
-        session.incoming_qos2_elsewhere = incoming_missing && !session.qos2_state_elsewhere;
-        if session.qos2_state_elsewhere || session.incoming_qos2_elsewhere {
-            if let Some(wait) = session.qos2_wait.as_mut() {
-                wait.held.clear();
-            }
+        session.incoming_qos2_elsewhere = !session.qos2_state_elsewhere
+            && if lacking_this {
+                local_in_doubt
+            } else {
+                imported_in_doubt
+            };
+        let lacking = if lacking_this || !imported_in_doubt {
+            local_doubt.lacking
+        } else if !local_in_doubt || local_doubt.lacking == imported_doubt.lacking {
+            imported_doubt.lacking
+        } else {
+            None
+        };
+        let released: HashSet<PacketId> = imported_doubt.released.iter().copied().collect();
+        session.epoch = record.epoch;
+        session.landed = record.epoch;
+        if session.qos2_in_doubt() {
+            let wait = session.qos2_wait.get_or_insert_with(Default::default);
+            wait.held.clear();
+            wait.lacking = lacking;
+            wait.released.extend(released.iter().copied());
         } else {
             session.qos2_wait = None;
         }
         let mut stale_ids = Vec::new();
-        if !missing {
-            let imported: HashSet<PacketId> = export.incoming_qos2.iter().copied().collect();
-            session.incoming_qos2.retain(|id| {
-                let keep = imported.contains(id);
-                if !keep {
-                    stale_ids.push(*id);
-                }
-                keep
-            });
-        }
+        let imported_ids: HashSet<PacketId> = export.incoming_qos2.iter().copied().collect();
+        session.incoming_qos2.retain(|id| {
+            // Released since (whichever copy held it), or, from a complete state that does
+            // not hold it, released and maybe reused since.
+            let keep =
+                imported_ids.contains(id) || (!released.contains(id) && (missing || lacking_this));
+            if !keep {
+                stale_ids.push(*id);
+            }
+            keep
+        });
         let stored = session.stored;
         if stored {
             for packet_id in stale_ids {
@@ -91,6 +118,8 @@ impl<S: Store> Broker<S> {
                 record: crate::store::SessionRecord {
                     qos2_state_elsewhere: session.qos2_state_elsewhere,
                     incoming_qos2_elsewhere: session.incoming_qos2_elsewhere,
+                    qos2_doubt: session.qos2_doubt(),
+                    landed: session.landed,
                     ..record
                 },
             });

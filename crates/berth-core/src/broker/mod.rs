@@ -317,6 +317,8 @@ impl<S: Store> Broker<S> {
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         session.incoming_qos2_elsewhere = record.incoming_qos2_elsewhere;
+        session.restore_qos2_doubt(record.qos2_doubt);
+        session.landed = record.landed.min(record.epoch);
         if !stored.qos2_retry.is_empty() {
             session.qos2_retry = Some(Box::new(stored.qos2_retry.into_iter().collect()));
         }
@@ -581,6 +583,8 @@ fn record_of(session: &Session) -> crate::store::SessionRecord {
         will_due_at: session.will_due_at,
         qos2_state_elsewhere: session.qos2_state_elsewhere,
         incoming_qos2_elsewhere: session.incoming_qos2_elsewhere,
+        qos2_doubt: session.qos2_doubt(),
+        landed: session.landed,
     }
 }
 

@@ -310,6 +310,11 @@ impl<S: Store> Broker<S> {
         session.incoming_qos2_elsewhere = !session.qos2_state_elsewhere
             && (late.qos2_state_elsewhere || late.incoming_qos2_elsewhere);
         let still_missing = session.qos2_state_elsewhere || session.incoming_qos2_elsewhere;
+        // What is still missing is what that copy lacked, and which copy that is is not known
+        // here (the late copy is not named); its releases count as the session's.
+        wait.lacking = None;
+        wait.released
+            .extend(late.qos2_doubt.released.iter().copied());
         let stored = session.stored;
         for id in ids {
             if !wait.released.contains(&id) && session.incoming_qos2.insert(id) && stored {
@@ -318,12 +323,6 @@ impl<S: Store> Broker<S> {
                     packet_id: id,
                 });
             }
-        }
-        if stored && let Some(session) = self.sessions.get(client) {
-            self.batch.push(Op::PutSession {
-                client: client.clone(),
-                record: super::record_of(session),
-            });
         }
         // Its PUBLISHes in doubt: a re-send that waited goes under the same identity.
         for (packet_id, id) in retry {
@@ -353,6 +352,12 @@ impl<S: Store> Broker<S> {
             if let Some(session) = self.sessions.get_mut(client) {
                 session.qos2_wait = Some(wait);
             }
+        }
+        if stored && let Some(session) = self.sessions.get(client) {
+            self.batch.push(Op::PutSession {
+                client: client.clone(),
+                record: super::record_of(session),
+            });
         }
         for held in held {
             self.settle_held_qos2(now, client, held);
@@ -546,19 +551,27 @@ impl<S: Store> Broker<S> {
         };
         let id = rel.packet_id;
         let mut comp = PubComp::new(id);
-        if session.incoming_qos2.remove(&id) {
-            if session.stored {
-                self.batch.push(Op::DeleteIncomingQos2 {
+        let known = session.incoming_qos2.remove(&id);
+        if known && session.stored {
+            self.batch.push(Op::DeleteIncomingQos2 {
+                client: client.clone(),
+                packet_id: id,
+            });
+        }
+        if session.qos2_in_doubt() {
+            // Unknown here, it was likely received by the older copy this session resumed
+            // without; known, the older copy may hold the id too (from a first send). Either
+            // way the exchange ends here, and that copy's id must not count as pending when
+            // it is recovered or merged: written down, as the record's `Qos2Doubt::released`.
+            let wait = session.qos2_wait.get_or_insert_with(Default::default);
+            if wait.released.insert(id) && session.stored {
+                let record = super::record_of(session);
+                self.batch.push(Op::PutSession {
                     client: client.clone(),
-                    packet_id: id,
+                    record,
                 });
             }
-        } else if session.qos2_state_elsewhere || session.incoming_qos2_elsewhere {
-            // Likely received by the older copy this session resumed without: the exchange
-            // ends here, and that copy's id must not count as pending when it is recovered.
-            let wait = session.qos2_wait.get_or_insert_with(Default::default);
-            wait.released.insert(id);
-        } else {
+        } else if !known {
             comp.reason = PubRelReasonCode::PacketIdentifierNotFound;
         }
         self.send(conn, Packet::PubComp(comp));

@@ -20,6 +20,8 @@ pub(crate) const QUEUE_PAGE: usize = 256;
 #[derive(Debug)]
 pub(crate) struct Session {
     pub epoch: Epoch,
+    /// The oldest claim this copy has served here ([`crate::store::SessionRecord::landed`]).
+    pub landed: Epoch,
     pub protocol: ProtocolVersion,
     pub expiry: SessionExpiry,
     pub subscriptions: VecMap<TopicFilter, SubscriptionRecord>,
@@ -78,6 +80,8 @@ pub(crate) struct Qos2Wait {
     /// Until when QoS 2 deliveries wait for the older copy (`Broker::deliveries_held`):
     /// set at the first delivery that has to wait.
     pub deliveries_wait_until: Option<UnixMillis>,
+    /// Which copy that is, when exactly one is known ([`crate::store::Qos2Doubt::lacking`]).
+    pub lacking: Option<crate::store::CopyRef>,
 }
 
 #[derive(Debug)]
@@ -197,6 +201,7 @@ impl Session {
     pub fn new(epoch: Epoch, protocol: ProtocolVersion, expiry: SessionExpiry) -> Box<Session> {
         Box::new(Session {
             epoch,
+            landed: epoch,
             protocol,
             expiry,
             subscriptions: VecMap::new(),
@@ -218,6 +223,38 @@ impl Session {
             next_order: 0,
             online: None,
         })
+    }
+
+    /// Whether some of its QoS 2 state is on an older copy not recovered yet.
+    pub fn qos2_in_doubt(&self) -> bool {
+        self.qos2_state_elsewhere || self.incoming_qos2_elsewhere
+    }
+
+    /// What it knows about that doubt, as stored and exported.
+    pub fn qos2_doubt(&self) -> crate::store::Qos2Doubt {
+        let Some(wait) = self.qos2_wait.as_deref().filter(|_| self.qos2_in_doubt()) else {
+            return crate::store::Qos2Doubt::default();
+        };
+        let mut released: Vec<PacketId> = wait.released.iter().copied().collect();
+        released.sort_unstable();
+        crate::store::Qos2Doubt {
+            lacking: wait.lacking,
+            released,
+        }
+    }
+
+    /// Takes `doubt` over from a stored or imported record (nothing when not in doubt).
+    pub fn restore_qos2_doubt(&mut self, doubt: crate::store::Qos2Doubt) {
+        if !self.qos2_in_doubt() {
+            self.qos2_wait = None;
+            return;
+        }
+        if doubt.lacking.is_none() && doubt.released.is_empty() && self.qos2_wait.is_none() {
+            return;
+        }
+        let wait = self.qos2_wait.get_or_insert_with(Default::default);
+        wait.lacking = doubt.lacking;
+        wait.released.extend(doubt.released);
     }
 
     pub fn conn(&self) -> Option<ConnId> {

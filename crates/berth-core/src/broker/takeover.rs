@@ -188,7 +188,9 @@ impl<S: Store> Broker<S> {
         if self.sessions.contains_key(client) {
             return self.merge_import(client, export);
         }
-        let record = export.record;
+        let mut record = export.record;
+        // A copy that lands here starts serving at this claim.
+        record.landed = record.epoch;
         let mut session = Session::new(record.epoch, record.protocol, record.expiry);
         session.stored = !record.expiry.is_zero();
         session.will = record.will.clone().map(Box::new);
@@ -198,6 +200,7 @@ impl<S: Store> Broker<S> {
         session.incoming_qos2 = export.incoming_qos2.iter().copied().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         session.incoming_qos2_elsewhere = record.incoming_qos2_elsewhere;
+        session.restore_qos2_doubt(record.qos2_doubt.clone());
         if !export.qos2_retry.is_empty() {
             session.qos2_retry = Some(Box::new(export.qos2_retry.iter().copied().collect()));
             if session.stored {

@@ -122,6 +122,8 @@ pub(crate) fn full_session(epoch: u64) -> SessionRecord {
         will_due_at: Some(UnixMillis(1_800_000_045_000)),
         qos2_state_elsewhere: true,
         incoming_qos2_elsewhere: false,
+        qos2_doubt: Default::default(),
+        landed: Epoch(epoch),
     }
 }
 
@@ -136,6 +138,8 @@ pub(crate) fn bare_session(epoch: u64) -> SessionRecord {
         will_due_at: None,
         qos2_state_elsewhere: false,
         incoming_qos2_elsewhere: false,
+        qos2_doubt: Default::default(),
+        landed: Epoch(epoch),
     }
 }
 

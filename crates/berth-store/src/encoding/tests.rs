@@ -59,6 +59,8 @@ fn session() -> SessionRecord {
         will_due_at: None,
         qos2_state_elsewhere: false,
         incoming_qos2_elsewhere: true,
+        qos2_doubt: Default::default(),
+        landed: Epoch(9),
     }
 }
 
@@ -121,6 +123,27 @@ fn values_round_trip() {
         decode_session(key, &encode_session(&session()).unwrap()).unwrap(),
         session()
     );
+    // In doubt about its QoS 2 state, named and with releases, having served several claims.
+    let in_doubt = SessionRecord {
+        qos2_state_elsewhere: true,
+        qos2_doubt: berth_core::Qos2Doubt {
+            lacking: Some(berth_core::CopyRef {
+                node: berth_core::NodeId(3),
+                epoch: Epoch(7),
+            }),
+            released: vec![PacketId::new(1).unwrap(), PacketId::new(65_535).unwrap()],
+        },
+        landed: Epoch(5),
+        ..session()
+    };
+    assert_eq!(
+        decode_session(key, &encode_session(&in_doubt).unwrap()).unwrap(),
+        in_doubt
+    );
+    // A record written before those fields existed reads as not in doubt, landed at its epoch.
+    let old = encode_session(&session()).unwrap();
+    assert_eq!(old[14] & 0b110_0000, 0);
+    assert_eq!(decode_session(key, &old).unwrap().landed, Epoch(9));
     let record = SubscriptionRecord {
         options: SubscriptionOptions::new(QoS::AtLeastOnce),
         subscription_id: SubscriptionId::new(SubscriptionId::MAX),

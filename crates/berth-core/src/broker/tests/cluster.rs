@@ -655,6 +655,8 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
                 will_due_at: None,
                 qos2_state_elsewhere: false,
                 incoming_qos2_elsewhere: false,
+                qos2_doubt: Default::default(),
+                landed: Epoch(2),
             },
             subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
             inflight: Vec::new(),

@@ -272,6 +272,8 @@ fn an_imported_session_keeps_only_subscriptions_within_the_topic_limits() {
             will_due_at: None,
             qos2_state_elsewhere: false,
             incoming_qos2_elsewhere: false,
+            qos2_doubt: Default::default(),
+            landed: Epoch(2),
         },
         subscriptions: vec![
             (filter("t"), record()),

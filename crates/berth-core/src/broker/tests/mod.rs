@@ -513,6 +513,8 @@ pub(super) fn late_copy(
             will_due_at: None,
             qos2_state_elsewhere: false,
             incoming_qos2_elsewhere: false,
+            qos2_doubt: Default::default(),
+            landed: crate::ids::Epoch(1),
         },
         subscriptions: Vec::new(),
         inflight,

@@ -24,6 +24,8 @@ fn export(epoch: u64, protocol: ProtocolVersion, queued: u64) -> Box<SessionExpo
             will_due_at: None,
             qos2_state_elsewhere: false,
             incoming_qos2_elsewhere: false,
+            qos2_doubt: Default::default(),
+            landed: Epoch(epoch),
         },
         subscriptions: vec![(filter("t"), super::stranded::record())],
         inflight: Vec::new(),

@@ -257,3 +257,86 @@ fn an_older_copy_here_does_not_stand_for_the_owner_it_could_not_reach() {
             .incoming_qos2_elsewhere
     );
 }
+
+/// Simulator seed 875: node 2 received QoS 2 PUBLISHes 7 and 8 of `pub` (epoch 1); node 1
+/// claimed the session (epoch 2) without reaching node 2, and the client released id 8 there.
+/// The state node 1 hands back to node 2 (epoch 3) names the copy it lacks: node 2's, at epoch
+/// 1 — this one. The merge takes its ids back, less the one released since: a re-sent 7 is a
+/// duplicate, acknowledged alone at once, and a new message under id 8 is delivered.
+#[test]
+fn the_copy_a_session_lacked_completes_it_when_they_merge() {
+    let mut b = node(2);
+    let y = b.connect_ok(v3("y", false));
+    b.subscribe(y, subscribe(1, "t", QoS::ExactlyOnce));
+    let (publisher, _) = b.connect_as(v3("pub", false), 1);
+    for (payload, id) in [(&b"m1"[..], 7), (b"m2", 8)] {
+        let out = b.publish(publisher, publish("t", payload, QoS::ExactlyOnce, id));
+        assert_eq!(out.publishes(y).len(), 1);
+    }
+    b.lose(publisher);
+    let owner = |node: u64, epoch: u64| {
+        Event::Cluster(ClusterEvent::Owner {
+            client: client("pub"),
+            owner: NodeId(node),
+            epoch: Epoch(epoch),
+            kept: true,
+            subscriptions: Vec::new(),
+        })
+    };
+    b.event(owner(1, 2));
+    b.event(owner(2, 3));
+    b.event(Event::ImportBegin {
+        client: client("pub"),
+    });
+    // Node 1's state: only the client's side in doubt (an older copy there stood in for this
+    // one's deliveries), lacking node 2's copy of epoch 1, id 8 released meanwhile.
+    let mut export = fallback(3, Vec::new());
+    export.record.qos2_state_elsewhere = false;
+    export.record.incoming_qos2_elsewhere = true;
+    export.record.qos2_doubt = crate::store::Qos2Doubt {
+        lacking: Some(crate::store::CopyRef {
+            node: NodeId(2),
+            epoch: Epoch(1),
+        }),
+        released: vec![pid(8)],
+    };
+    b.event(Event::ImportState {
+        client: client("pub"),
+        export,
+    });
+    b.event(Event::ImportDone {
+        client: client("pub"),
+    });
+    let (publisher, out) = b.connect_as(v3("pub", false), 3);
+    assert!(out.connack(publisher).session_present);
+    let stored = b.stored_session("pub").unwrap();
+    assert!(!stored.record.qos2_state_elsewhere && !stored.record.incoming_qos2_elsewhere);
+    assert_eq!(stored.incoming_qos2, vec![pid(7)]);
+
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert_eq!(
+        pubrecs(&out, publisher),
+        vec![7],
+        "a duplicate, known at once"
+    );
+    assert!(out.publishes(y).is_empty(), "m1 reached y once");
+    let out = b.publish(publisher, resent(b"m3", 8));
+    assert_eq!(
+        payloads(&out.publishes(y)),
+        vec!["m3"],
+        "id 8 ended at node 1"
+    );
+}
+
+/// A PUBREL while the state is in doubt is written down with the session (and so travels
+/// with it and survives a restart), whether or not the id was known here.
+#[test]
+fn releases_while_in_doubt_are_stored_with_the_session() {
+    let (mut b, _y, publisher) = resumed_without_state();
+    b.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 4));
+    b.pubrel(publisher, pid(4));
+    b.pubrel(publisher, pid(9));
+    let record = b.stored_session("pub").unwrap().record;
+    assert_eq!(record.qos2_doubt.released, vec![pid(4), pid(9)]);
+    assert!(record.qos2_state_elsewhere);
+}
