@@ -28,6 +28,19 @@ impl<S: Store> Broker<S> {
         }
         let imported_seen = export.seen.clone();
         self.mark_queue_redelivered(client);
+        let taken: HashSet<MessageId> = imported_seen
+            .iter()
+            .copied()
+            .chain(
+                imported_inflight
+                    .iter()
+                    .filter_map(|(_, record)| match record {
+                        InflightRecord::Sent { delivery, .. } => delivery.message.id,
+                        InflightRecord::Released { .. } => None,
+                    }),
+            )
+            .collect();
+        self.drop_taken_from_queue(client, &taken);
         self.defer_seen(client, std::mem::take(&mut export.seen));
         let mut record = export.record;
         // Never back: a second pull for the same claim (an adopted one beside its connection's)
@@ -162,6 +175,114 @@ impl<S: Store> Broker<S> {
             }
         }
         self.merge_inflight(client, imported_inflight, &imported_seen);
+    }
+
+    /// The copy here may have been pulled before, its release lost (its node restarted before
+    /// the release reached it): its queue then holds QoS 2 messages the imported state took
+    /// already, and delivered after the imported ones, the client would take them a second
+    /// time (simulator seed 1994). They are dropped here, and forgotten by this copy's window
+    /// of identities: where the imported state still holds one in its queue, that copy (a
+    /// page still to come) is then taken instead of being dropped as this one's duplicate.
+    /// The rest of the queue stays, in order.
+    fn drop_taken_from_queue(&mut self, client: &ClientId, taken: &HashSet<MessageId>) {
+        const PAGE: usize = 256;
+        let Some(session) = self.sessions.get(client) else {
+            return;
+        };
+        if taken.is_empty() || session.queue.bounds.count == 0 {
+            return;
+        }
+        let is_taken = |delivery: &Delivery| {
+            delivery.qos == QoS::ExactlyOnce
+                && delivery.message.id.is_some_and(|id| taken.contains(&id))
+        };
+        let mut dropped: Vec<(crate::ids::QueueSeq, u64)> = Vec::new();
+        let mut dropped_ids: HashSet<MessageId> = HashSet::new();
+        let mut first_kept = None;
+        if session.stored {
+            let mut from = session.queue.bounds.first;
+            loop {
+                let page = match super::delivery::read_queue_through(
+                    &self.store,
+                    &self.batch,
+                    client,
+                    from,
+                    PAGE,
+                ) {
+                    Ok(page) => page,
+                    Err(error) => {
+                        self.fault = Some(error);
+                        return;
+                    }
+                };
+                let full = page.len() == PAGE;
+                let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                    break;
+                };
+                for (seq, delivery) in page {
+                    if is_taken(&delivery) {
+                        dropped.push((seq, delivery.size()));
+                        dropped_ids.extend(delivery.message.id);
+                    } else if first_kept.is_none() {
+                        first_kept = Some(seq);
+                    }
+                }
+                if !full {
+                    break;
+                }
+                from = last.next();
+            }
+        } else {
+            for (seq, delivery) in &session.queue.head {
+                if is_taken(delivery) {
+                    dropped.push((*seq, delivery.size()));
+                    dropped_ids.extend(delivery.message.id);
+                } else if first_kept.is_none() {
+                    first_kept = Some(*seq);
+                }
+            }
+        }
+        if dropped.is_empty() {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let gone: HashSet<crate::ids::QueueSeq> = dropped.iter().map(|(seq, _)| *seq).collect();
+        session.queue.head.retain(|(seq, _)| !gone.contains(seq));
+        let mut forgotten = Vec::new();
+        if let Some(seen) = session.seen.as_mut() {
+            seen.ids.retain(|(slot, id)| {
+                let keep = !dropped_ids.contains(id);
+                if !keep {
+                    forgotten.push(*slot);
+                }
+                keep
+            });
+        }
+        let bounds = &mut session.queue.bounds;
+        for (_, size) in &dropped {
+            bounds.count = bounds.count.saturating_sub(1);
+            bounds.bytes = bounds.bytes.saturating_sub(*size);
+        }
+        bounds.first = first_kept.unwrap_or(bounds.next);
+        if session.stored {
+            for (seq, _) in dropped.iter() {
+                self.batch.push(Op::Dequeue {
+                    client: client.clone(),
+                    seq: *seq,
+                });
+            }
+            for slot in forgotten {
+                self.batch.push(Op::DeleteSeen {
+                    client: client.clone(),
+                    slot,
+                });
+            }
+        }
+        for _ in &dropped {
+            self.stats.count_drop(crate::stats::DropReason::Duplicate);
+        }
     }
 
     /// The in-flight windows of a merge. The imported one is what the client holds now: its
