@@ -46,6 +46,10 @@ pub(crate) struct ClusterState {
     /// Identities an imported session's previous owner had taken, folded into the session
     /// once its import is done (before, they would swallow the queue pages still arriving).
     pub import_seen: HashMap<ClientId, Vec<crate::ids::MessageId>>,
+    /// QoS 2 messages an older copy merged here holds queued that the imported state took
+    /// and that its queue pages have not brought (yet): once the import is done, the state
+    /// had delivered them, and the copy's are dropped (`Broker::requeue_older_copy`).
+    pub taken_by_import: HashMap<ClientId, HashSet<crate::ids::MessageId>>,
     /// Other nodes' sessions matched by the message being routed.
     /// (Ordered by node, so that a run's actions are a function of its inputs.)
     pub route_remote: std::collections::BTreeMap<NodeId, Vec<ClientId>>,

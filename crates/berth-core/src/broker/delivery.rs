@@ -517,54 +517,6 @@ impl<S: Store> Broker<S> {
     }
 }
 
-impl<S: Store> Broker<S> {
-    /// Every QoS 1/2 message queued for `client` here goes out with DUP = 1 (rewritten in the
-    /// store too, so that a restart keeps the flag). For a local copy that is merged ahead of
-    /// the state a newer owner hands back: that owner may have pulled this very copy (its
-    /// release lost in a crash here) and delivered from it already, so each of these "might
-    /// be a re-delivery" (§3.3.1.1). Merges are rare; the queue is read once, in pages.
-    pub(super) fn mark_queue_redelivered(&mut self, client: &ClientId) {
-        const PAGE: usize = 256;
-        let Some(session) = self.sessions.get_mut(client) else {
-            return;
-        };
-        for (_, delivery) in session.queue.head.iter_mut() {
-            delivery.redelivery = delivery.qos != QoS::AtMostOnce;
-        }
-        if !session.stored || session.queue.bounds.count == 0 {
-            return;
-        }
-        let mut from = session.queue.bounds.first;
-        loop {
-            let page = match read_queue_through(&self.store, &self.batch, client, from, PAGE) {
-                Ok(page) => page,
-                Err(error) => {
-                    self.fault = Some(error);
-                    return;
-                }
-            };
-            let full = page.len() == PAGE;
-            let Some(last) = page.last().map(|(seq, _)| *seq) else {
-                return;
-            };
-            for (seq, mut delivery) in page {
-                if delivery.qos != QoS::AtMostOnce && !delivery.redelivery {
-                    delivery.redelivery = true;
-                    self.batch.push(Op::Enqueue {
-                        client: client.clone(),
-                        seq,
-                        delivery,
-                    });
-                }
-            }
-            if !full {
-                return;
-            }
-            from = last.next();
-        }
-    }
-}
-
 /// `Store::read_queue`, plus what this event (and, under `handle_deferred`, the events before it
 /// in the group) already changed: those ops are still in the uncommitted `batch` (written
 /// together, atomically, at the commit), and a read before the commit must see them. Otherwise a message queued earlier in the
@@ -582,28 +534,44 @@ pub(super) fn read_queue_through<S: Store>(
         .iter()
         .rposition(|op| matches!(op, Op::DeleteSession { client: c } if c == client));
     // A session deleted in this event has nothing in the store any more.
-    let (mut page, pending) = match deleted {
-        Some(at) => (Vec::new(), &batch.ops[at + 1..]),
-        None => (store.read_queue(client, from, limit)?, &batch.ops[..]),
+    let pending = match deleted {
+        Some(at) => &batch.ops[at + 1..],
+        None => &batch.ops[..],
     };
+    // What this batch does to each seq, the last op winning: written (a message queued, or
+    // one rewritten by a merge) or removed (delivered, or dropped from the middle by a merge,
+    // `requeue_older_copy`).
+    let mut changed: std::collections::BTreeMap<QueueSeq, Option<&Delivery>> = Default::default();
     for op in pending {
-        if let Op::Enqueue {
-            client: c,
-            seq,
-            delivery,
-        } = op
-            && c == client
-            && *seq >= from
-        {
-            page.push((*seq, delivery.clone()));
+        match op {
+            Op::Enqueue {
+                client: c,
+                seq,
+                delivery,
+            } if c == client && *seq >= from => {
+                changed.insert(*seq, Some(delivery));
+            }
+            Op::Dequeue { client: c, seq } if c == client && *seq >= from => {
+                changed.insert(*seq, None);
+            }
+            _ => {}
         }
     }
-    // Stable: the store's entry, then this batch's in order. A seq written again in this batch
-    // (`mark_queue_redelivered`) is the batch's version: keep the last of each seq.
+    let mut page = match deleted {
+        Some(_) => Vec::new(),
+        // As many more as this batch removed, so that a full page stays full.
+        None => {
+            let removed = changed.values().filter(|d| d.is_none()).count();
+            store.read_queue(client, from, limit + removed)?
+        }
+    };
+    page.retain(|(seq, _)| !changed.contains_key(seq));
+    page.extend(
+        changed
+            .into_iter()
+            .filter_map(|(seq, delivery)| delivery.map(|d| (seq, d.clone()))),
+    );
     page.sort_by_key(|(seq, _)| *seq);
-    page.reverse();
-    page.dedup_by_key(|(seq, _)| *seq);
-    page.reverse();
     page.truncate(limit);
     Ok(page)
 }

@@ -9,7 +9,7 @@ use berth_codec::{PacketId, QoS, TopicFilter};
 use super::Broker;
 use super::session::Outgoing;
 use crate::cluster::SessionExport;
-use crate::ids::{ClientId, MessageId};
+use crate::ids::{ClientId, MessageId, QueueSeq};
 use crate::message::Delivery;
 use crate::store::{InflightRecord, Op, Store, SubscriptionRecord};
 
@@ -27,20 +27,27 @@ impl<S: Store> Broker<S> {
             self.keep_for_retry(client, packet_id, id);
         }
         let imported_seen = export.seen.clone();
-        self.mark_queue_redelivered(client);
-        let taken: HashSet<MessageId> = imported_seen
+        // This copy's queue may hold QoS 2 messages the imported state took (this copy was
+        // pulled before, its release lost): those in the imported window go out from there,
+        // and this copy's are dropped now; the others are dropped when the import is done,
+        // unless its pages bring them (then the copy here is the one delivered, the page's
+        // being this copy's duplicate) — a pull cut short never drops them.
+        let in_window: HashSet<MessageId> = imported_inflight
             .iter()
-            .copied()
-            .chain(
-                imported_inflight
-                    .iter()
-                    .filter_map(|(_, record)| match record {
-                        InflightRecord::Sent { delivery, .. } => delivery.message.id,
-                        InflightRecord::Released { .. } => None,
-                    }),
-            )
+            .filter_map(|(_, record)| match record {
+                InflightRecord::Sent { delivery, .. } => delivery.message.id,
+                InflightRecord::Released { .. } => None,
+            })
             .collect();
-        self.drop_taken_from_queue(client, &taken);
+        self.requeue_older_copy(client, &in_window, true);
+        if let Some(cluster) = self.cluster.as_mut() {
+            let later: HashSet<MessageId> = imported_seen
+                .iter()
+                .copied()
+                .filter(|id| !in_window.contains(id))
+                .collect();
+            cluster.taken_by_import.insert(client.clone(), later);
+        }
         self.defer_seen(client, std::mem::take(&mut export.seen));
         let mut record = export.record;
         // Never back: a second pull for the same claim (an adopted one beside its connection's)
@@ -177,29 +184,42 @@ impl<S: Store> Broker<S> {
         self.merge_inflight(client, imported_inflight, &imported_seen);
     }
 
-    /// The copy here may have been pulled before, its release lost (its node restarted before
-    /// the release reached it): its queue then holds QoS 2 messages the imported state took
-    /// already, and delivered after the imported ones, the client would take them a second
-    /// time (simulator seed 1994). They are dropped here, and forgotten by this copy's window
-    /// of identities: where the imported state still holds one in its queue, that copy (a
-    /// page still to come) is then taken instead of being dropped as this one's duplicate.
-    /// The rest of the queue stays, in order.
-    fn drop_taken_from_queue(&mut self, client: &ClientId, taken: &HashSet<MessageId>) {
+    /// This copy's queue, which follows the imported state (late), as it should go out:
+    /// without the QoS 2 messages in `taken` (the imported state took them; delivered after
+    /// the imported ones, the client would take them a second time: simulator seed 1994), and,
+    /// at the merge (`mark_redelivered`), every QoS 1/2 message with DUP = 1 (rewritten in the
+    /// store too, so that a restart keeps the flag) — the newer owner may have pulled this very
+    /// copy, its release lost in a crash here, and delivered from it already, so each "might
+    /// be a re-delivery" (§3.3.1.1). Merges are rare; the queue is read once, in pages.
+    pub(super) fn requeue_older_copy(
+        &mut self,
+        client: &ClientId,
+        taken: &HashSet<MessageId>,
+        mark_redelivered: bool,
+    ) {
         const PAGE: usize = 256;
-        let Some(session) = self.sessions.get(client) else {
+        let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
-        if taken.is_empty() || session.queue.bounds.count == 0 {
-            return;
-        }
         let is_taken = |delivery: &Delivery| {
             delivery.qos == QoS::ExactlyOnce
                 && delivery.message.id.is_some_and(|id| taken.contains(&id))
         };
-        let mut dropped: Vec<(crate::ids::QueueSeq, u64)> = Vec::new();
-        let mut dropped_ids: HashSet<MessageId> = HashSet::new();
+        let mut dropped: Vec<(QueueSeq, u64)> = Vec::new();
         let mut first_kept = None;
-        if session.stored {
+        for (seq, delivery) in session.queue.head.iter_mut() {
+            if mark_redelivered {
+                delivery.redelivery = delivery.qos != QoS::AtMostOnce;
+            }
+            if !session.stored {
+                if is_taken(delivery) {
+                    dropped.push((*seq, delivery.size()));
+                } else if first_kept.is_none() {
+                    first_kept = Some(*seq);
+                }
+            }
+        }
+        if session.stored && session.queue.bounds.count > 0 {
             let mut from = session.queue.bounds.first;
             loop {
                 let page = match super::delivery::read_queue_through(
@@ -219,27 +239,25 @@ impl<S: Store> Broker<S> {
                 let Some(last) = page.last().map(|(seq, _)| *seq) else {
                     break;
                 };
-                for (seq, delivery) in page {
+                for (seq, mut delivery) in page {
                     if is_taken(&delivery) {
                         dropped.push((seq, delivery.size()));
-                        dropped_ids.extend(delivery.message.id);
-                    } else if first_kept.is_none() {
-                        first_kept = Some(seq);
+                        continue;
+                    }
+                    first_kept.get_or_insert(seq);
+                    if mark_redelivered && delivery.qos != QoS::AtMostOnce && !delivery.redelivery {
+                        delivery.redelivery = true;
+                        self.batch.push(Op::Enqueue {
+                            client: client.clone(),
+                            seq,
+                            delivery,
+                        });
                     }
                 }
                 if !full {
                     break;
                 }
                 from = last.next();
-            }
-        } else {
-            for (seq, delivery) in &session.queue.head {
-                if is_taken(delivery) {
-                    dropped.push((*seq, delivery.size()));
-                    dropped_ids.extend(delivery.message.id);
-                } else if first_kept.is_none() {
-                    first_kept = Some(*seq);
-                }
             }
         }
         if dropped.is_empty() {
@@ -248,18 +266,8 @@ impl<S: Store> Broker<S> {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
-        let gone: HashSet<crate::ids::QueueSeq> = dropped.iter().map(|(seq, _)| *seq).collect();
+        let gone: HashSet<QueueSeq> = dropped.iter().map(|(seq, _)| *seq).collect();
         session.queue.head.retain(|(seq, _)| !gone.contains(seq));
-        let mut forgotten = Vec::new();
-        if let Some(seen) = session.seen.as_mut() {
-            seen.ids.retain(|(slot, id)| {
-                let keep = !dropped_ids.contains(id);
-                if !keep {
-                    forgotten.push(*slot);
-                }
-                keep
-            });
-        }
         let bounds = &mut session.queue.bounds;
         for (_, size) in &dropped {
             bounds.count = bounds.count.saturating_sub(1);
@@ -267,16 +275,10 @@ impl<S: Store> Broker<S> {
         }
         bounds.first = first_kept.unwrap_or(bounds.next);
         if session.stored {
-            for (seq, _) in dropped.iter() {
+            for (seq, _) in &dropped {
                 self.batch.push(Op::Dequeue {
                     client: client.clone(),
                     seq: *seq,
-                });
-            }
-            for slot in forgotten {
-                self.batch.push(Op::DeleteSeen {
-                    client: client.clone(),
-                    slot,
                 });
             }
         }

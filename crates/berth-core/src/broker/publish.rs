@@ -310,8 +310,8 @@ impl<S: Store> Broker<S> {
         session.incoming_qos2_elsewhere = !session.qos2_state_elsewhere
             && (late.qos2_state_elsewhere || late.incoming_qos2_elsewhere);
         let still_missing = session.qos2_state_elsewhere || session.incoming_qos2_elsewhere;
-        // What is still missing is what that copy lacked, and which copy that is is not known
-        // here (the late copy is not named); its releases count as the session's.
+        // What is still missing is what that copy lacked; which copy that is stays unknown
+        // here (kept exact only through merges), and its releases count as the session's.
         wait.lacking = None;
         wait.released
             .extend(late.qos2_doubt.released.iter().copied());

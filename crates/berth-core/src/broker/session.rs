@@ -74,8 +74,9 @@ pub(crate) struct Qos2Wait {
     /// acknowledged until its ids are here; their PUBREC holds its place among the connection's
     /// acknowledgements (`token`).
     pub held: Vec<HeldQos2>,
-    /// Ids the client released (PUBREL) here that this node did not know: the older copy's
-    /// exchange with that id ended, and the id may since carry a new message.
+    /// Ids the client released (PUBREL) while in doubt, known here or not: the older copy's
+    /// exchange with that id ended, and the id may since carry a new message (stored and
+    /// exported as [`crate::store::Qos2Doubt::released`]).
     pub released: HashSet<PacketId>,
     /// Until when QoS 2 deliveries wait for the older copy (`Broker::deliveries_held`):
     /// set at the first delivery that has to wait.
@@ -178,8 +179,10 @@ pub(crate) enum Outgoing {
 
 /// Position and paged-in head of the session's queue.
 ///
-/// Invariant: `head` holds the queued messages with sequences `bounds.first ..` contiguously,
-/// a prefix of the whole queue. For a session that is not persistent, `head` *is* the queue.
+/// Invariant: `head` holds the queued messages from `bounds.first` on, in order, a prefix of
+/// the whole queue. Sequences are contiguous except where a merge dropped messages from the
+/// middle (`Broker::requeue_older_copy`); readers go by range, so a gap is skipped. For a
+/// session that is not persistent, `head` *is* the queue.
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
     pub bounds: QueueBounds,

@@ -142,6 +142,11 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         export: SessionExport,
     ) {
+        // A second state for the same import (the fallback after a pull cut short) voids what
+        // the first one said was taken: an older copy's messages stay.
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.taken_by_import.remove(client);
+        }
         let mut moving_on = self.is_moving(client);
         let node = self.cluster.as_ref().map(|c| c.node);
         let elsewhere = self
@@ -200,7 +205,9 @@ impl<S: Store> Broker<S> {
         session.incoming_qos2 = export.incoming_qos2.iter().copied().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         session.incoming_qos2_elsewhere = record.incoming_qos2_elsewhere;
-        session.restore_qos2_doubt(record.qos2_doubt.clone());
+        session.restore_qos2_doubt(std::mem::take(&mut record.qos2_doubt));
+        // As the session holds it (none when not in doubt).
+        record.qos2_doubt = session.qos2_doubt();
         if !export.qos2_retry.is_empty() {
             session.qos2_retry = Some(Box::new(export.qos2_retry.iter().copied().collect()));
             if session.stored {
@@ -305,6 +312,18 @@ impl<S: Store> Broker<S> {
     pub(super) fn on_import_queue(&mut self, now: UnixMillis, client: &ClientId, page: QueuePage) {
         if !self.sessions.contains_key(client) {
             return;
+        }
+        // Brought after all: an older copy's own of these stays (`taken_by_import`).
+        if let Some(taken) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.taken_by_import.get_mut(client))
+        {
+            for delivery in &page {
+                if let Some(id) = delivery.message.id {
+                    taken.remove(&id);
+                }
+            }
         }
         if self.receives_late_import(client) {
             self.stats.stranded_recovered_total += page.len() as u64;
@@ -440,11 +459,15 @@ impl<S: Store> Broker<S> {
         // Taken in any case: an import abandoned meanwhile (a Clean Start elsewhere) leaves
         // nothing to fold them into, and they must not stay behind.
         let seen = cluster.import_seen.remove(client);
+        let taken = cluster.taken_by_import.remove(client);
         if !cluster.importing.remove(client) {
             return;
         }
         if let Some(seen) = seen {
             self.fold_seen(client, seen);
+        }
+        if let Some(taken) = taken.filter(|t| !t.is_empty()) {
+            self.requeue_older_copy(client, &taken, false);
         }
         let Some(cluster) = self.cluster.as_mut() else {
             return;

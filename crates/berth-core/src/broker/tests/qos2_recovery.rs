@@ -204,15 +204,6 @@ fn an_older_copy_here_does_not_stand_for_the_owner_it_could_not_reach() {
     b.subscribe(y, subscribe(1, "t", QoS::ExactlyOnce));
     let (publisher, _) = b.connect_as(v3("pub", false), 1);
     b.lose(publisher);
-    let owner = |node: u64, epoch: u64| {
-        Event::Cluster(ClusterEvent::Owner {
-            client: client("pub"),
-            owner: NodeId(node),
-            epoch: Epoch(epoch),
-            kept: true,
-            subscriptions: Vec::new(),
-        })
-    };
     b.event(owner(1, 2));
     // Node 1 never pulled the copy here; the session comes back at epoch 3.
     b.event(owner(2, 3));
@@ -274,15 +265,6 @@ fn the_copy_a_session_lacked_completes_it_when_they_merge() {
         assert_eq!(out.publishes(y).len(), 1);
     }
     b.lose(publisher);
-    let owner = |node: u64, epoch: u64| {
-        Event::Cluster(ClusterEvent::Owner {
-            client: client("pub"),
-            owner: NodeId(node),
-            epoch: Epoch(epoch),
-            kept: true,
-            subscriptions: Vec::new(),
-        })
-    };
     b.event(owner(1, 2));
     b.event(owner(2, 3));
     b.event(Event::ImportBegin {
@@ -328,8 +310,8 @@ fn the_copy_a_session_lacked_completes_it_when_they_merge() {
     );
 }
 
-/// A PUBREL while the state is in doubt is written down with the session (and so travels
-/// with it and survives a restart), whether or not the id was known here.
+/// A PUBREL while the state is in doubt is written down in the session's record (what a
+/// restart and a takeover read), whether or not the id was known here.
 #[test]
 fn releases_while_in_doubt_are_stored_with_the_session() {
     let (mut b, _y, publisher) = resumed_without_state();
@@ -339,4 +321,15 @@ fn releases_while_in_doubt_are_stored_with_the_session() {
     let record = b.stored_session("pub").unwrap().record;
     assert_eq!(record.qos2_doubt.released, vec![pid(4), pid(9)]);
     assert!(record.qos2_state_elsewhere);
+}
+
+/// Node `node` claims `pub` at `epoch`, keeping the session.
+fn owner(node: u64, epoch: u64) -> Event {
+    Event::Cluster(ClusterEvent::Owner {
+        client: client("pub"),
+        owner: NodeId(node),
+        epoch: Epoch(epoch),
+        kept: true,
+        subscriptions: Vec::new(),
+    })
 }

@@ -2,7 +2,7 @@
 //! release reached it), meets the session again when the client comes back to its node: what
 //! the session took since is not taken a second time.
 
-use super::stranded::{claim, node};
+use super::stranded::{claim, node, pull_back};
 use super::*;
 use crate::ids::Epoch;
 
@@ -12,39 +12,7 @@ use crate::ids::Epoch;
 /// the stale queue here holds q1 and q2 too, and neither goes out again.
 #[test]
 fn a_stale_copys_queue_does_not_deliver_what_the_session_took_since() {
-    let mut a = node(1);
-    let conn = a.connect_ok(v3("x", false));
-    a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
-    a.lose(conn);
-    let publisher = a.connect_ok(v3("pub", true));
-    a.publish(publisher, publish("t", b"q1", QoS::ExactlyOnce, 1));
-    a.publish(publisher, publish("t", b"q2", QoS::ExactlyOnce, 2));
-    assert_eq!(a.stored_queue("x"), vec!["q1", "q2"]);
-
-    // Node 2 pulls the session whole.
-    let mut b = node(2);
-    a.event(claim(2, 2));
-    b.event(claim(2, 2));
-    b.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    let export = a
-        .broker
-        .export_session(&client("x"), Epoch(2))
-        .unwrap()
-        .unwrap();
-    let (page, _) = a.broker.export_queue(&client("x"), None, 10).unwrap();
-    b.event(Event::ImportState {
-        client: client("x"),
-        export: Box::new(export),
-    });
-    b.event(Event::ImportQueue {
-        client: client("x"),
-        page,
-    });
-    b.event(Event::ImportDone {
-        client: client("x"),
-    });
+    let (mut a, mut b) = pulled_with_queued(&[b"q1", b"q2"]);
     let (conn, out) = b.connect_as(v3("x", false), 2);
     let sent = out.publishes(conn);
     assert_eq!(payloads(&sent), vec!["q1", "q2"]);
@@ -56,22 +24,7 @@ fn a_stale_copys_queue_does_not_deliver_what_the_session_took_since() {
     // Back on node 1, which still holds its copy.
     a.event(claim(1, 3));
     b.event(claim(1, 3));
-    a.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    let mut export = b
-        .broker
-        .export_session(&client("x"), Epoch(3))
-        .unwrap()
-        .unwrap();
-    export.record.epoch = Epoch(3);
-    a.event(Event::ImportState {
-        client: client("x"),
-        export: Box::new(export),
-    });
-    a.event(Event::ImportDone {
-        client: client("x"),
-    });
+    pull(&mut b, &mut a, 3);
     let (conn, out) = a.connect_as(v3("x", false), 3);
     assert!(out.connack(conn).session_present);
     let sent = out.publishes(conn);
@@ -88,44 +41,114 @@ fn a_stale_copys_queue_does_not_deliver_what_the_session_took_since() {
 /// the state) is the one taken: the message goes out once.
 #[test]
 fn a_message_both_copies_hold_queued_goes_out_once() {
-    let mut a = node(1);
-    let conn = a.connect_ok(v3("x", false));
-    a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
-    a.lose(conn);
-    let publisher = a.connect_ok(v3("pub", true));
-    a.publish(publisher, publish("t", b"q1", QoS::ExactlyOnce, 1));
-
-    let mut b = node(2);
-    a.event(claim(2, 2));
-    b.event(claim(2, 2));
-    let pull = |from: &mut Harness, to: &mut Harness, epoch: u64| {
-        to.event(Event::ImportBegin {
-            client: client("x"),
-        });
-        let mut export = from
-            .broker
-            .export_session(&client("x"), Epoch(epoch))
-            .unwrap()
-            .unwrap();
-        export.record.epoch = Epoch(epoch);
-        let (page, _) = from.broker.export_queue(&client("x"), None, 10).unwrap();
-        to.event(Event::ImportState {
-            client: client("x"),
-            export: Box::new(export),
-        });
-        to.event(Event::ImportQueue {
-            client: client("x"),
-            page,
-        });
-        to.event(Event::ImportDone {
-            client: client("x"),
-        });
-    };
-    pull(&mut a, &mut b, 2);
+    let (mut a, mut b) = pulled_with_queued(&[b"q1"]);
     // The client does not come to node 2; the session goes back to node 1.
     a.event(claim(1, 3));
     b.event(claim(1, 3));
     pull(&mut b, &mut a, 3);
     let (conn, out) = a.connect_as(v3("x", false), 3);
     assert_eq!(payloads(&out.publishes(conn)), vec!["q1"]);
+}
+
+/// Node 1 holds `x` (subscribed to `t` at QoS 2) offline with `queued` QoS 2 messages; node 2
+/// claims it (epoch 2) and pulls it whole. Node 1's copy stays: the release never reaches it.
+fn pulled_with_queued(queued: &[&'static [u8]]) -> (Harness, Harness) {
+    let mut a = node(1);
+    let conn = a.connect_ok(v3("x", false));
+    a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
+    a.lose(conn);
+    let publisher = a.connect_ok(v3("pub", true));
+    for (id, payload) in (1..).zip(queued) {
+        a.publish(publisher, publish("t", payload, QoS::ExactlyOnce, id));
+    }
+    assert_eq!(a.stored_queue("x").len(), queued.len());
+    let mut b = node(2);
+    a.event(claim(2, 2));
+    b.event(claim(2, 2));
+    pull(&mut a, &mut b, 2);
+    (a, b)
+}
+
+/// `to` takes `x` over at `epoch` and pulls it whole from `from`.
+fn pull(from: &mut Harness, to: &mut Harness, epoch: u64) {
+    to.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    pull_back(to, from, epoch);
+}
+
+/// A pull cut short after the state (the stream broke before the queue pages): the takeover
+/// goes on with its fallback, and the older copy's messages here stay — the imported state
+/// had only queued them, and its pages never came.
+#[test]
+fn a_pull_cut_short_keeps_the_older_copys_messages() {
+    let (mut a, mut b) = pulled_with_queued(&[b"q1"]);
+    a.event(claim(1, 3));
+    b.event(claim(1, 3));
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let mut export = b
+        .broker
+        .export_session(&client("x"), Epoch(3))
+        .unwrap()
+        .unwrap();
+    export.record.epoch = Epoch(3);
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: fallback(3, Vec::new()),
+    });
+    a.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["q1"]);
+}
+
+/// Reads before a commit see what the batch removed from the middle of a queue (a group of
+/// events shares one batch): a dropped message is not paged in again, and a full page stays
+/// full.
+#[test]
+fn a_read_through_the_batch_skips_what_it_dequeued() {
+    let mut h = Harness::new();
+    let conn = h.connect_ok(v3("x", false));
+    h.subscribe(conn, subscribe(1, "t", QoS::AtLeastOnce));
+    h.lose(conn);
+    let publisher = h.connect_ok(v3("pub", true));
+    for (id, payload) in (1..).zip([&b"q1"[..], b"q2", b"q3", b"q4"]) {
+        h.publish(publisher, publish("t", payload, QoS::AtLeastOnce, id));
+    }
+    let queued = h
+        .store()
+        .read_queue(&client("x"), crate::ids::QueueSeq(0), 10)
+        .unwrap();
+    let (second, delivery) = queued[1].clone();
+    let mut batch = crate::store::Batch::default();
+    // Rewritten (as a merge marks it re-delivered), then dropped.
+    batch.push(crate::store::Op::Enqueue {
+        client: client("x"),
+        seq: second,
+        delivery,
+    });
+    batch.push(crate::store::Op::Dequeue {
+        client: client("x"),
+        seq: second,
+    });
+    let page = crate::broker::delivery::read_queue_through(
+        h.store(),
+        &batch,
+        &client("x"),
+        crate::ids::QueueSeq(0),
+        3,
+    )
+    .unwrap();
+    let payloads: Vec<&[u8]> = page
+        .iter()
+        .map(|(_, d)| d.message.payload.as_ref())
+        .collect();
+    assert_eq!(payloads, vec![&b"q1"[..], b"q3", b"q4"]);
 }

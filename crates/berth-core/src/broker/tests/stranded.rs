@@ -277,7 +277,7 @@ fn a_release_for_an_overtaken_claim_deletes_the_copy_its_puller_stored() {
 
 /// Node 2 pulled `x` from node 1 at `epoch` is answered: the exported state and queue are
 /// imported on node 1 and the import ends.
-fn pull_back(a: &mut Harness, b: &mut Harness, epoch: u64) -> Out {
+pub(super) fn pull_back(a: &mut Harness, b: &mut Harness, epoch: u64) -> Out {
     let mut export = b
         .broker
         .export_session(&client("x"), Epoch(epoch))
