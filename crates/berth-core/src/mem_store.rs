@@ -127,7 +127,9 @@ impl Store for MemStore {
             .sessions
             .iter()
             .filter_map(|(client, session)| {
-                let record = session.record.clone()?;
+                let mut record = session.record.clone()?;
+                // As a real store: `landed` is not kept (see `SessionRecord::landed`).
+                record.landed = record.epoch;
                 let queue = QueueBounds {
                     first: session.queue.keys().next().copied().unwrap_or_default(),
                     next: session

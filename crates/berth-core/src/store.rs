@@ -139,7 +139,11 @@ pub struct SessionRecord {
     pub qos2_doubt: Qos2Doubt,
     /// The oldest claim this node's copy has served since it was created or imported here
     /// (`epoch` when it has served only one): an import that lacks the copy of this node at
-    /// an epoch in `landed..=epoch` lacks exactly this copy (`Broker::merge_import`).
+    /// an epoch in `landed..=epoch` lacks exactly this copy (`Broker::merge_import`). Kept in
+    /// memory only: after a restart the copy counts as landed at its epoch, a narrower range,
+    /// so that a merge then falls back to the rule for a copy not known to be the missing one
+    /// (never wrongly exact), and a session row not in doubt keeps the layout older binaries
+    /// read. Stores return `epoch` here.
     pub landed: Epoch,
 }
 

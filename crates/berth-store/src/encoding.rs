@@ -9,7 +9,7 @@
 //!
 //! | column family   | key                                  | value                                  |
 //! |-----------------|--------------------------------------|----------------------------------------|
-//! | `sessions`      | `len:u16 client`                     | `1 epoch:u64 level:u8 expiry:u32 flags:u8 expires_at:u64 will_due_at:u64 [landed:u64] [DOUBT] [delay:u32 MSG]` |
+//! | `sessions`      | `len:u16 client`                     | `1 epoch:u64 level:u8 expiry:u32 flags:u8 expires_at:u64 will_due_at:u64 [DOUBT] [delay:u32 MSG]` |
 //! | `subscriptions` | `len:u16 client filter`              | `1 options:u8 sub_id:u32` (0 = none)   |
 //! | `queues`        | `len:u16 client seq:u64`             | `1 DELIVERY`                           |
 //! | `inflight`      | `len:u16 client packet_id:u16`       | `1 kind:u8 order:u64 [DELIVERY]` (1 = Sent with DELIVERY, 2 = Released) |
@@ -33,11 +33,12 @@
 //! session flags: bit 0 expires_at, bit 1 will_due_at, bit 2 will (absent values are 0), bit 3
 //!                the QoS 2 state is on an unrecovered older copy (`qos2_state_elsewhere`), bit 4
 //!                only the client's QoS 2 PUBLISHes are (`incoming_qos2_elsewhere`; records
-//!                written before that bit existed have it clear), bit 5 `landed:u64` follows
-//!                (absent: `landed` = `epoch`), bit 6 the QoS 2 doubt follows:
-//!                `lacking_node:u64 lacking_epoch:u64 (node 0: not known) count:u16
-//!                released:u16*count` (absent: none). Both come before the will, whose
-//!                PUBLISH runs to the end of the value.
+//!                written before that bit existed have it clear), bit 5 the QoS 2 doubt
+//!                follows (DOUBT): `lacking_node:u64 lacking_epoch:u64 (node 0: not known)
+//!                count:u16 released:u16*count` (absent: none), before the will, whose
+//!                PUBLISH runs to the end of the value. `SessionRecord::landed` is not stored
+//!                (read back as `epoch`), so that a row of a session not in doubt stays
+//!                readable by binaries from before bit 5.
 //! options: the MQTT 5 subscription options byte (QoS, no local, retain as published, handling).
 //! ```
 //!
@@ -229,14 +230,10 @@ pub(crate) fn encode_session(record: &SessionRecord) -> Result<BytesMut, StoreEr
         | u8::from(record.will.is_some()) << 2
         | u8::from(record.qos2_state_elsewhere) << 3
         | u8::from(record.incoming_qos2_elsewhere) << 4
-        | u8::from(record.landed != record.epoch) << 5
-        | u8::from(record.qos2_doubt != Qos2Doubt::default()) << 6;
+        | u8::from(record.qos2_doubt != Qos2Doubt::default()) << 5;
     out.put_u8(flags);
     out.put_u64(record.expires_at.map_or(0, |at| at.0));
     out.put_u64(record.will_due_at.map_or(0, |at| at.0));
-    if record.landed != record.epoch {
-        out.put_u64(record.landed.0);
-    }
     if record.qos2_doubt != Qos2Doubt::default() {
         let doubt = &record.qos2_doubt;
         let (node, epoch) = doubt
@@ -554,17 +551,12 @@ pub(crate) fn decode_session(key: &[u8], value: &[u8]) -> Result<SessionRecord, 
         .ok_or_else(|| r.corrupt(&format!("unknown protocol level {level}")))?;
     let expiry = SessionExpiry::from_interval(r.u32("session expiry")?);
     let flags = r.u8("session flags")?;
-    if flags & !0b111_1111 != 0 {
+    if flags & !0b11_1111 != 0 {
         return Err(r.corrupt(&format!("unknown session flags {flags:#04x}")));
     }
     let expires_at = r.u64("session deadline")?;
     let will_due_at = r.u64("will deadline")?;
-    let landed = if flags & 0b10_0000 != 0 {
-        Epoch(r.u64("landed epoch")?)
-    } else {
-        epoch
-    };
-    let qos2_doubt = if flags & 0b100_0000 != 0 {
+    let qos2_doubt = if flags & 0b10_0000 != 0 {
         let node = r.u64("lacking copy node")?;
         let lacking_epoch = r.u64("lacking copy epoch")?;
         let count = r.u16("released packet id count")?;
@@ -607,7 +599,8 @@ pub(crate) fn decode_session(key: &[u8], value: &[u8]) -> Result<SessionRecord, 
         qos2_state_elsewhere: flags & 0b1000 != 0,
         incoming_qos2_elsewhere: flags & 0b1_0000 != 0,
         qos2_doubt,
-        landed,
+        // Not stored (see `SessionRecord::landed`).
+        landed: epoch,
     })
 }
 
