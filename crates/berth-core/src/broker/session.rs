@@ -209,7 +209,7 @@ impl Queue {
 /// released from it by the newer copy's PUBREL, which would make the older copy's re-send,
 /// merged later, a second delivery (simulator seeds 336, 4751).
 fn first_packet_id(epoch: Epoch) -> u16 {
-    if epoch.0 % 2 == 0 { 32_768 } else { 1 }
+    if epoch.0.is_multiple_of(2) { 32_768 } else { 1 }
 }
 
 impl Session {
