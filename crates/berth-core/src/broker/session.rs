@@ -201,15 +201,16 @@ impl Queue {
 }
 
 /// Where a copy of a session that starts at `epoch` (created, restored or imported) begins
-/// giving out packet ids: claims of alternate parity begin in opposite halves of the id space.
-/// Two copies of one session that follow each other (the newer resumed without the older,
-/// which could not be reached) then do not hand out the same ids for their first 32,767
-/// messages: a device still holding an id of the older copy's QoS 2 exchange (PUBREC sent,
+/// giving out packet ids: by the claim's number modulo 4, in one of four quarters of the id
+/// space (the first claim, and so a single node's sessions, at 1). Copies of one session up to three claims apart (each newer one resumed without the
+/// older, which could not be reached) then do not hand out the same ids for their first 16,383
+/// messages: a device still holding an id of an older copy's QoS 2 exchange (PUBREC sent,
 /// PUBREL not yet) is not sent a new message under it (dropped there as a duplicate), nor
 /// released from it by the newer copy's PUBREL, which would make the older copy's re-send,
-/// merged later, a second delivery (simulator seeds 336, 4751).
+/// merged later, a second delivery (simulator seeds 2154, 4751 and their kind; halves by
+/// parity fixed 9 of 19 failing seeds in 6,000, quarters 2 more).
 fn first_packet_id(epoch: Epoch) -> u16 {
-    if epoch.0.is_multiple_of(2) { 32_768 } else { 1 }
+    ((epoch.0.wrapping_sub(1) % 4) as u16) * 16_384 + 1
 }
 
 impl Session {

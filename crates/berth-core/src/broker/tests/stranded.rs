@@ -132,8 +132,9 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
     });
     let sent = late.publishes(conn);
     assert_eq!(payloads(&sent), vec!["m1", "m2", "m3"]);
-    // m1 went out on node 1 under id 1; node 2's copy (epoch 2) gives out ids from the other
-    // half of the id space (m4 holds 32,768), so m1 keeps its id: the client may still hold it.
+    // m1 went out on node 1 under id 1 (epoch 1's quarter); node 2's copy (epoch 2) gives
+    // out ids from another quarter (m4 holds 16,385), so m1 keeps its id: the client may
+    // still hold it.
     assert!(sent[0].dup);
     assert_eq!(sent[0].packet_id, Some(pid(1)));
 
@@ -660,8 +661,8 @@ fn a_late_copys_unacknowledged_message_keeps_its_packet_id_where_it_is_free() {
     let mut b = owner_without_backlog(&mut a);
     let (conn, _) = b.connect_as(v3("x", false), 2);
     let m4 = forward(&mut b, 1, b"m4").publish(conn);
-    assert_eq!(m4.packet_id, Some(pid(32_768)), "epoch 2: the other half");
-    b.puback(conn, pid(32_768));
+    assert_eq!(m4.packet_id, Some(pid(16_385)), "epoch 2: another quarter");
+    b.puback(conn, pid(16_385));
     let export = a
         .broker
         .export_session(&client("x"), Epoch(2))
