@@ -144,7 +144,7 @@ impl<S: Store> Broker<S> {
             .sessions
             .entry(client.clone())
             .or_insert_with(|| Session::new(epoch, connect.protocol, expiry));
-        session.epoch = epoch;
+        session.serve_claim(epoch);
         session.protocol = connect.protocol;
         session.expiry = expiry;
         if session.will_due_at.take().is_some() {

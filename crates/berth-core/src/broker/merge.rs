@@ -103,7 +103,7 @@ impl<S: Store> Broker<S> {
             None
         };
         let released: HashSet<PacketId> = imported_doubt.released.iter().copied().collect();
-        session.epoch = record.epoch;
+        session.serve_claim(record.epoch);
         session.landed = record.epoch;
         if session.qos2_in_doubt() {
             let wait = session.qos2_wait.get_or_insert_with(Default::default);
