@@ -352,6 +352,17 @@ impl<S: Store> Broker<S> {
         }
         let mut imported = imported;
         imported.sort_by_key(|(_, record)| record.order());
+        // The imported window's QoS 2 messages are taken here now, as an import without an
+        // older copy takes them (`on_import_state`): a second state for the same claim (two
+        // pulls, an adopted claim beside its connection's) arriving before this import is done
+        // would otherwise send them again under new ids (simulator seed 3272).
+        let window_ids: Vec<MessageId> = imported
+            .iter()
+            .filter_map(|(_, record)| match record {
+                InflightRecord::Sent { delivery, .. } => super::identity::qos2_identity(delivery),
+                InflightRecord::Released { .. } => None,
+            })
+            .collect();
         for (id, record) in imported {
             window.push_back(match record {
                 InflightRecord::Sent { delivery, .. } => {
@@ -408,6 +419,16 @@ impl<S: Store> Broker<S> {
                     packet_id: *packet_id,
                     record,
                 });
+            }
+        }
+        for id in window_ids {
+            let taken = self
+                .sessions
+                .get(client)
+                .and_then(|s| s.seen.as_ref())
+                .is_some_and(|seen| seen.contains(id));
+            if !taken {
+                self.take_id(client, id);
             }
         }
         for delivery in no_id {

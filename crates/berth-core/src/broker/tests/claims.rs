@@ -491,3 +491,56 @@ fn a_second_pull_for_the_same_claim_does_not_take_the_session_back_to_an_older_e
     }
     assert_runs_at(&mut b, 2, 4);
 }
+
+#[test]
+fn a_qos2_message_in_flight_goes_out_once_when_two_pulls_bring_it() {
+    // Simulator seed 3272: node 2 still held an older copy of x (its release lost) when it
+    // claimed x at epochs 3 and 4, and two pulls ran for epoch 3 (an adopted one beside its
+    // connection's). Both states arrived before either import was done: the first merged with
+    // the older copy, the second went behind it as a late window, and m1 — sent to x at QoS 2
+    // on node 1, PUBREC not yet — went out under its own id and again under a new one: the
+    // device, which holds only the first id, delivered it twice.
+    let mut b = node(2);
+    b.event(claim(2, 1));
+    let (x, _) = b.connect_as(v3("x", false), 1);
+    b.subscribe(x, subscribe(1, "t", QoS::ExactlyOnce));
+    b.lose(x);
+    let mut a = node(1);
+    a.event(claim(2, 1));
+    a.event(claim(1, 2));
+    b.event(claim(1, 2));
+    a.event(import_begin());
+    pull_whole(&mut a, &mut b, 2);
+    let (x, out) = a.connect_as(v3("x", false), 2);
+    assert!(out.connack(x).session_present);
+    let publisher = a.connect_ok(v3("pub", true));
+    let out = a.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
+    assert_eq!(payloads(&out.publishes(x)), vec!["m1"]);
+    a.lose(x);
+    for epoch in [3, 4] {
+        a.event(claim(2, epoch));
+        b.event(claim(2, epoch));
+    }
+    b.event(import_begin());
+    b.event(import_begin());
+    let first = pull(&mut a, 3);
+    let second = pull(&mut a, 3);
+    assert_eq!(first.0.inflight.len(), 1, "m1 is in flight on node 1");
+    for (export, _) in [&first, &second] {
+        b.event(Event::ImportState {
+            client: client("x"),
+            export: Box::new(export.clone()),
+        });
+    }
+    for (_, page) in [first, second] {
+        b.event(Event::ImportQueue {
+            client: client("x"),
+            page,
+        });
+    }
+    b.event(import_done());
+    b.event(import_done());
+    let (conn, out) = b.connect_as(v3("x", false), 4);
+    assert!(out.connack(conn).session_present);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["m1"]);
+}
