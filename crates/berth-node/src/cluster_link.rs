@@ -327,6 +327,7 @@ impl ClusterLink {
             self.call(Event::ImportLate {
                 client: client.clone(),
                 epoch: berth_core::Epoch(epoch),
+                holder: from,
                 export,
                 page: late,
             })

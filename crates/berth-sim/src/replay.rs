@@ -99,11 +99,13 @@ pub(crate) fn describe_event(event: &Event) -> String {
         Event::ImportLate {
             client,
             epoch,
+            holder,
             page,
             export,
         } => format!(
-            "ImportLate {client} e{} ({} in flight, {} queued, QoS 2 ids {:?}{})",
+            "ImportLate {client} e{} from n{} ({} in flight, {} queued, QoS 2 ids {:?}{})",
             epoch.0,
+            holder.0,
             export.inflight.len(),
             page.len(),
             export.incoming_qos2,

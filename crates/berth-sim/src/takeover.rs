@@ -120,6 +120,7 @@ impl Sim {
                             Event::ImportLate {
                                 client: client.clone(),
                                 epoch: Epoch(epoch),
+                                holder: berth_core::NodeId(from),
                                 export,
                                 page,
                             },

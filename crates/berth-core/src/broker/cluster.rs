@@ -637,9 +637,10 @@ pub(super) fn handle_cluster_event<S: Store>(
         Event::ImportLate {
             client,
             epoch,
+            holder,
             export,
             page,
-        } => broker.on_import_late(now, &client, epoch, *export, page),
+        } => broker.on_import_late(now, &client, epoch, holder, *export, page),
         Event::Release { client, epoch } => broker.on_release(&client, epoch),
         Event::ExportWanted { client, epoch } => broker.on_export_wanted(&client, epoch),
         Event::PublishMessage { message } => broker.on_publish_message(now, *message),

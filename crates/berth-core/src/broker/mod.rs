@@ -121,6 +121,8 @@ pub enum Event {
     ImportLate {
         client: ClientId,
         epoch: Epoch,
+        /// The node the backlog was recovered from.
+        holder: NodeId,
         /// The recovered copy's state: its in-flight window (under the packet ids the client
         /// may still hold), its incoming QoS 2 ids and those in doubt, the identities it took,
         /// and whether it resumed without an older copy's QoS 2 state itself.

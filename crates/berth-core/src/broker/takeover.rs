@@ -365,7 +365,7 @@ impl<S: Store> Broker<S> {
         self.join_late_window(now, client, inflight);
         // Folded when the import is done: before, they would swallow its pages still to come.
         self.defer_seen(client, seen);
-        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record);
+        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, None);
     }
 
     /// Whether the import under way for `client` brings an older copy than the session here
@@ -395,6 +395,7 @@ impl<S: Store> Broker<S> {
         now: UnixMillis,
         client: &ClientId,
         epoch: crate::ids::Epoch,
+        holder: crate::cluster::NodeId,
         export: SessionExport,
         page: QueuePage,
     ) {
@@ -417,7 +418,7 @@ impl<S: Store> Broker<S> {
             self.deliver(now, client, delivery);
         }
         self.fold_seen(client, seen);
-        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record);
+        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, Some(holder));
     }
 
     /// Sessions held here that other nodes have claimed, with their new owner and epoch: a

@@ -86,6 +86,7 @@ fn deliveries_wait_for_the_older_copy_and_its_message_keeps_its_packet_id() {
     let out = b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: older_copy_with_m1_in_flight(),
         page: Vec::new(),
     });

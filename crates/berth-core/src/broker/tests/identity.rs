@@ -169,6 +169,7 @@ fn a_stranded_copy_holding_a_message_the_session_got_by_another_way_does_not_del
     let late = b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: late_copy(Vec::new(), Vec::new(), full.seen),
         page,
     });

@@ -58,6 +58,7 @@ fn recovered(b: &mut Harness, ids: &[u16]) -> Out {
     b.event(Event::ImportLate {
         client: client("pub"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: late_copy(
             Vec::new(),
             ids.iter().map(|id| pid(*id)).collect(),
@@ -129,6 +130,7 @@ fn the_wait_survives_a_restart_and_held_publishes_go_with_their_connection() {
     let out = b.event(Event::ImportLate {
         client: client("pub"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: late_copy(Vec::new(), Vec::new(), Vec::new()),
         page: Vec::new(),
     });
@@ -151,6 +153,7 @@ fn a_late_copy_that_itself_lacked_state_settles_only_what_it_knows() {
     let out = b.event(Event::ImportLate {
         client: client("pub"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: first,
         page: Vec::new(),
     });
@@ -236,6 +239,7 @@ fn an_older_copy_here_does_not_stand_for_the_owner_it_could_not_reach() {
     let out = b.event(Event::ImportLate {
         client: client("pub"),
         epoch: Epoch(3),
+        holder: crate::ids::NodeId(1),
         export: late_copy(Vec::new(), vec![pid(7)], Vec::new()),
         page: Vec::new(),
     });
@@ -332,4 +336,59 @@ fn owner(node: u64, epoch: u64) -> Event {
         kept: true,
         subscriptions: Vec::new(),
     })
+}
+
+/// Simulator seed 5861: the session resumed without node 1's copy (named by its claim); a
+/// stale copy on node 3 (pulled before, its release lost) comes back first, complete and
+/// empty. It is not the copy the session lacks: the re-send it does not know keeps waiting,
+/// and node 1's copy, which has it, settles it as a duplicate (before, node 3's copy ended
+/// the wait and m1 was delivered a second time).
+#[test]
+fn a_stale_copy_from_another_node_does_not_end_the_wait_for_the_one_lacked() {
+    let mut b = node(2);
+    let y = b.connect_ok(v3("y", false));
+    b.subscribe(y, subscribe(1, "t", QoS::ExactlyOnce));
+    b.event(owner(2, 2));
+    b.event(Event::ImportBegin {
+        client: client("pub"),
+    });
+    let mut state = fallback(2, Vec::new());
+    state.record.qos2_doubt.lacking = Some(crate::store::CopyRef {
+        node: NodeId(1),
+        epoch: Epoch(1),
+    });
+    b.event(Event::ImportState {
+        client: client("pub"),
+        export: state,
+    });
+    b.event(Event::ImportDone {
+        client: client("pub"),
+    });
+    let (publisher, out) = b.connect_as(v3("pub", false), 2);
+    assert!(out.connack(publisher).session_present);
+    let out = b.publish(publisher, resent(b"m1", 7));
+    assert!(out.to(publisher).is_empty(), "m1's re-send waits");
+
+    let out = b.event(Event::ImportLate {
+        client: client("pub"),
+        epoch: Epoch(2),
+        holder: NodeId(3),
+        export: late_copy(Vec::new(), Vec::new(), Vec::new()),
+        page: Vec::new(),
+    });
+    assert!(
+        pubrecs(&out, publisher).is_empty(),
+        "still waiting for node 1's copy"
+    );
+    assert!(out.publishes(y).is_empty());
+
+    let out = b.event(Event::ImportLate {
+        client: client("pub"),
+        epoch: Epoch(2),
+        holder: NodeId(1),
+        export: late_copy(Vec::new(), vec![pid(7)], Vec::new()),
+        page: Vec::new(),
+    });
+    assert_eq!(pubrecs(&out, publisher), vec![7]);
+    assert!(out.publishes(y).is_empty(), "node 1 had m1: a duplicate");
 }

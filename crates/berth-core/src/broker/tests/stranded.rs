@@ -127,6 +127,7 @@ fn a_stranded_backlog_is_appended_to_the_session_on_its_new_owner_and_the_copy_r
     let late = b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: late_copy(export.inflight, Vec::new(), Vec::new()),
         page,
     });
@@ -158,6 +159,7 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
     b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(1),
+        holder: crate::ids::NodeId(1),
         export: late_copy(Vec::new(), Vec::new(), Vec::new()),
         page: export.unacknowledged(),
     });
@@ -165,6 +167,7 @@ fn a_late_backlog_for_another_epoch_is_not_stored() {
     b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: late_copy(Vec::new(), Vec::new(), Vec::new()),
         page: export.unacknowledged(),
     });
@@ -672,6 +675,7 @@ fn a_late_copys_unacknowledged_message_keeps_its_packet_id_where_it_is_free() {
     let late = b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: late_copy(export.inflight, Vec::new(), Vec::new()),
         page,
     });
@@ -710,6 +714,7 @@ fn a_late_message_moved_to_a_new_packet_id_never_takes_one_another_late_message_
     let late = b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
+        holder: crate::ids::NodeId(1),
         export: late_copy(
             vec![(pid(1), sent(1, b"m1")), (pid(2), sent(2, b"m2"))],
             Vec::new(),
