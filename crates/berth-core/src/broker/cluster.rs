@@ -50,6 +50,8 @@ pub(crate) struct ClusterState {
     /// and that its queue pages have not brought (yet): once the import is done, the state
     /// had delivered them, and the copy's are dropped (`Broker::requeue_older_copy`).
     pub taken_by_import: HashMap<ClientId, HashSet<crate::ids::MessageId>>,
+    /// Messages with an identity forwarded here lately, per session (`RecentForwards`).
+    pub recent_forwards: super::forwarding::RecentForwards,
     /// Other nodes' sessions matched by the message being routed.
     /// (Ordered by node, so that a run's actions are a function of its inputs.)
     pub route_remote: std::collections::BTreeMap<NodeId, Vec<ClientId>>,

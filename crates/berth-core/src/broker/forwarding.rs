@@ -414,8 +414,18 @@ impl<S: Store> Broker<S> {
                 self.delivery_for(client, &forwarded.message, forwarded.publisher.as_ref())
             {
                 // A retried forward may be stored here already (its answer was lost): the
-                // client may get it twice, so it gets DUP = 1 [MQTT-3.3.1-1].
-                delivery.redelivery = forwarded.retried && delivery.qos != QoS::AtMostOnce;
+                // client may get it twice, so it gets DUP = 1 [MQTT-3.3.1-1]. So does the
+                // first attempt arriving after its retry (held up by a partition): the retry's
+                // copy may sit unacknowledged in a copy of the session this one resumed
+                // without (simulator seed 2268, `5-dup`).
+                let again = self.cluster.as_mut().is_some_and(|c| {
+                    forwarded
+                        .message
+                        .id
+                        .is_some_and(|id| !c.recent_forwards.insert(client, id))
+                });
+                delivery.redelivery =
+                    (forwarded.retried || again) && delivery.qos != QoS::AtMostOnce;
                 self.deliver(now, client, delivery);
             }
         }
@@ -463,5 +473,34 @@ fn set_ack_reason(packet: &mut Packet, reason: PubAckReasonCode) {
         Packet::PubAck(ack) => ack.reason = reason,
         Packet::PubRec(rec) => rec.reason = reason,
         _ => {}
+    }
+}
+
+/// The last `RecentForwards::CAPACITY` messages with an identity (QoS 2 PUBLISHes) forwarded
+/// here, per session, in memory: a second copy of one (a retry and its first attempt, both
+/// delivered) is a possible re-delivery however the session moved meanwhile.
+#[derive(Debug, Default)]
+pub(crate) struct RecentForwards {
+    order: std::collections::VecDeque<(ClientId, crate::ids::MessageId)>,
+    known: std::collections::HashSet<(ClientId, crate::ids::MessageId)>,
+}
+
+impl RecentForwards {
+    const CAPACITY: usize = 4_096;
+
+    /// Remembers `id` for `client`; false if it was remembered already.
+    pub fn insert(&mut self, client: &ClientId, id: crate::ids::MessageId) -> bool {
+        let key = (client.clone(), id);
+        if self.known.contains(&key) {
+            return false;
+        }
+        if self.order.len() == Self::CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.known.remove(&oldest);
+        }
+        self.order.push_back(key.clone());
+        self.known.insert(key);
+        true
     }
 }

@@ -338,3 +338,24 @@ fn a_second_copy_of_a_message_in_the_window_is_not_sent_beside_it() {
     let third = forward(&mut b, 3, &m, true);
     assert_eq!(payloads(&third.publishes(conn)), vec!["m1"]);
 }
+
+/// Simulator seed 2268: a forward held up by a partition arrived after its retry. The retry's
+/// copy had gone out (DUP = 1) and left this session's window (here: acknowledged; in the
+/// seed, in a copy of the session on a node that then crashed), so the first attempt went out
+/// as new, DUP = 0, to a client that had it. A second copy of a forward with an identity
+/// goes out with DUP = 1, however the session moved meanwhile.
+#[test]
+fn the_first_attempt_of_a_forward_arriving_after_its_retry_is_a_possible_redelivery() {
+    let mut b = node(2);
+    let x = b.connect_ok(v5("x", false, Some(600)));
+    b.subscribe(x, subscribe(1, "t", QoS::AtLeastOnce));
+    let m1 = qos2_message(b"m1", 1);
+    let out = forward(&mut b, 1, &m1, true);
+    let sent = out.publishes(x);
+    assert!(sent[0].dup, "a retry might be a re-delivery");
+    b.puback(x, sent[0].packet_id.unwrap());
+    let out = forward(&mut b, 2, &m1, false);
+    let sent = out.publishes(x);
+    assert_eq!(payloads(&sent), vec!["m1"], "QoS 1: at least once");
+    assert!(sent[0].dup, "the first attempt, late, is a second copy");
+}
