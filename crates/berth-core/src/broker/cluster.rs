@@ -590,7 +590,7 @@ impl<S: Store> Broker<S> {
         }
         let message = Arc::new(message);
         self.route(now, None, message.clone());
-        self.forward_matches(&message, None, None);
+        self.forward_matches(now, &message, None, None);
     }
 
     /// The broker asks the cluster to record a session change (only when it runs as a node).

@@ -117,7 +117,7 @@ impl<S: Store> Broker<S> {
         let message = Arc::new(message);
         self.route(now, Some(client), message.clone());
         // Wills are not acknowledged to anyone: other owners get them without waiting.
-        self.forward_matches(&message, Some(client), None);
+        self.forward_matches(now, &message, Some(client), None);
     }
 
     /// Ends a session: a will still waiting is published, its subscriptions leave the index and

@@ -36,6 +36,7 @@ impl<S: Store> Broker<S> {
     /// sessions, see `fences`); returns how many acknowledgements `token` must wait for.
     pub(super) fn forward_matches(
         &mut self,
+        now: UnixMillis,
         message: &Arc<Message>,
         publisher: Option<&ClientId>,
         token: Option<u64>,
@@ -59,9 +60,24 @@ impl<S: Store> Broker<S> {
                 self.keep_for_import(&client, message, publisher, false);
             }
         }
+        // What goes to other nodes carries an identity, QoS 1 too (a QoS 2 message has one
+        // already): a forward's first attempt held up by a partition may arrive after its
+        // retry, and the owner then knows the second copy for one (`RecentForwards`: DUP = 1,
+        // or dropped while the first is still in the window; simulator seeds 2268, 6557).
+        // Local deliveries keep the message without one: no window check on the hot path.
+        let forwarded_message = match message.id {
+            None if message.qos != QoS::AtMostOnce && !groups.is_empty() => {
+                let id = self.new_message_id(now);
+                Arc::new(Message {
+                    id,
+                    ..(**message).clone()
+                })
+            }
+            _ => message.clone(),
+        };
         for (node, clients) in groups {
             let forwarded = Forwarded {
-                message: message.clone(),
+                message: forwarded_message.clone(),
                 clients,
                 publisher: publisher.cloned(),
                 retried: false,

@@ -215,7 +215,7 @@ impl<S: Store> Broker<S> {
         } else {
             self.new_token()
         };
-        let waiting_nodes = self.forward_matches(&message, Some(client), token);
+        let waiting_nodes = self.forward_matches(now, &message, Some(client), token);
         let waiting_on = token
             .filter(|_| waiting_nodes > 0)
             .map(|t| (t, waiting_nodes));

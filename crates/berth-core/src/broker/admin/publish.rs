@@ -206,7 +206,7 @@ impl<S: Store> Broker<S> {
             QoS::AtMostOnce => None,
             QoS::AtLeastOnce | QoS::ExactlyOnce => self.new_token(),
         };
-        let waiting_nodes = self.forward_matches(&message, None, token);
+        let waiting_nodes = self.forward_matches(now, &message, None, token);
         let waiting_on = token
             .filter(|_| waiting_nodes > 0)
             .map(|token| (token, waiting_nodes));
