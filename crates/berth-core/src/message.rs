@@ -28,8 +28,10 @@ pub struct Message {
     /// carries no such time (the registry's clearing of a retained topic, a message stored by
     /// a version before this field).
     pub received_at: Option<UnixMillis>,
-    /// Its identity in a cluster, for QoS 2 messages (`None` on a single node, and for QoS
-    /// 0/1, retained messages and wills: a duplicate of those is allowed or wanted).
+    /// Its identity in a cluster: for QoS 2 messages from where they are received, for QoS 1
+    /// ones only on their way to another node (`Broker::forward_matches`: a second copy of a
+    /// forward is known there). `None` on a single node, for QoS 0, for retained messages, and
+    /// for the local deliveries of a QoS 1 message.
     pub id: Option<MessageId>,
 }
 

@@ -127,7 +127,7 @@ pub(crate) async fn forward_loop(
             }
             None => {
                 tracing::warn!(peer = %target, bound = ?handoff_after, "node unreachable: handing its messages back to be kept here");
-                let (items, resumed) = take_queued(&mut queue, batch);
+                let (items, resumed) = take_queued(&mut queue, sent_once(batch));
                 hand_back(&broker, target, items, &counts).await;
                 returning = !resumed;
                 continue;
@@ -216,6 +216,16 @@ fn moved_messages(batch: &[ForwardItem], not_owned: &[String]) -> usize {
                 .any(|client| not_owned.iter().any(|n| n.as_str() == client.as_str()))
         })
         .count()
+}
+
+/// A batch handed back after it was sent: it may have arrived (its answer lost), so what is
+/// kept of it goes again with DUP = 1, like a retry (else a copy delivered there before the
+/// cut reaches the session again as new: DUP = 0 re-deliveries in the chaos test).
+fn sent_once(mut batch: Vec<ForwardItem>) -> Vec<ForwardItem> {
+    for item in &mut batch {
+        item.forwarded.retried = true;
+    }
+    batch
 }
 
 /// The broker keeps `items` for their sessions (`Event::HandOff`).

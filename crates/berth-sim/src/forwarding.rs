@@ -143,7 +143,11 @@ impl Sim {
             return;
         };
         queue.returning = true;
+        // Sent: it may have arrived (`sent_once` of `berth-node`).
         let mut items = batch.items;
+        for item in &mut items {
+            item.forwarded.retried = true;
+        }
         items.extend(queue.waiting.drain(..));
         self.hand_back(n, target, items);
         self.at_node(n, PROBE_EVERY, NodeEv::Timer(Timer::ProbeTick { target }));

@@ -50,7 +50,7 @@ pub(crate) struct ClusterState {
     /// and that its queue pages have not brought (yet): once the import is done, the state
     /// had delivered them, and the copy's are dropped (`Broker::requeue_older_copy`).
     pub taken_by_import: HashMap<ClientId, HashSet<crate::ids::MessageId>>,
-    /// Messages with an identity forwarded here lately, per session (`RecentForwards`).
+    /// Forwarded messages delivered here lately, by session and identity (`RecentForwards`).
     pub recent_forwards: super::forwarding::RecentForwards,
     /// Other nodes' sessions matched by the message being routed.
     /// (Ordered by node, so that a run's actions are a function of its inputs.)

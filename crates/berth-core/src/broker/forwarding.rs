@@ -492,9 +492,12 @@ fn set_ack_reason(packet: &mut Packet, reason: PubAckReasonCode) {
     }
 }
 
-/// The last `RecentForwards::CAPACITY` messages with an identity (QoS 2 PUBLISHes) forwarded
-/// here, per session, in memory: a second copy of one (a retry and its first attempt, both
-/// delivered) is a possible re-delivery however the session moved meanwhile.
+/// The last `RecentForwards::CAPACITY` deliveries of forwarded messages (all carry an
+/// identity at QoS 1 and 2) on this node, by session and identity, in memory: a second copy
+/// of one (a retry and its first attempt, both delivered) is a possible re-delivery however
+/// the session moved meanwhile. One window for the node, so under heavy cross-node traffic it
+/// covers less time than a long partition; a restart forgets it (the session's window check,
+/// `already_in_flight`, still holds).
 #[derive(Debug, Default)]
 pub(crate) struct RecentForwards {
     order: std::collections::VecDeque<(ClientId, crate::ids::MessageId)>,
@@ -507,7 +510,7 @@ impl RecentForwards {
     /// Remembers `id` for `client`; false if it was remembered already.
     pub fn insert(&mut self, client: &ClientId, id: crate::ids::MessageId) -> bool {
         let key = (client.clone(), id);
-        if self.known.contains(&key) {
+        if !self.known.insert(key.clone()) {
             return false;
         }
         if self.order.len() == Self::CAPACITY
@@ -515,8 +518,7 @@ impl RecentForwards {
         {
             self.known.remove(&oldest);
         }
-        self.order.push_back(key.clone());
-        self.known.insert(key);
+        self.order.push_back(key);
         true
     }
 }

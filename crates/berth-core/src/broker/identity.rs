@@ -6,9 +6,11 @@
 //! went to the client under a new packet id: delivered twice.
 //!
 //! Only deliveries at QoS 2 are remembered: QoS 0/1 promise no more than at least once, and
-//! remembering them would cost a write per message on the hot path. A QoS 2 message taken at
-//! QoS 0/1 is only checked against the send window (`already_in_flight`), so that a second
-//! copy does not overtake the first's re-send.
+//! remembering them would cost a write per message on the hot path. A message with an
+//! identity taken at QoS 0/1 (a QoS 2 one downgraded by its subscription, or a QoS 1 one
+//! forwarded from another node, which gets an identity on its way) is only checked against
+//! the send window (`already_in_flight`), so that a second copy does not overtake the first's
+//! re-send, and a second copy forwarded to the node goes out with DUP = 1 (`RecentForwards`).
 
 use berth_codec::QoS;
 
@@ -21,7 +23,8 @@ use crate::store::{Op, Store};
 use crate::time::UnixMillis;
 
 impl<S: Store> Broker<S> {
-    /// A new identity for a QoS 2 message received here; `None` on a single node. Numbers
+    /// A new identity for a QoS 2 message received here, or a QoS 1 one forwarded from here;
+    /// `None` on a single node. Numbers
     /// start from the clock (1,024 per millisecond) and never go back while the node runs, so
     /// a restarted node does not hand out a number it gave before.
     pub(super) fn new_message_id(&mut self, now: UnixMillis) -> Option<MessageId> {
@@ -43,12 +46,13 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    /// Whether a QoS 2 message taken at QoS 0/1 (it has an identity but is not remembered, see
-    /// the module's header) is in `client`'s send window already: a second copy of it (a
-    /// forward held by a partition arriving after its retry) would go out under a new packet
-    /// id with DUP = 0 while the first still waits to be re-sent with DUP = 1 (simulator seed
-    /// 2268, `5-dup`). The window is small and only such messages look, so this costs nothing
-    /// on the hot path; a copy already acknowledged is at-least-once's to deliver again.
+    /// Whether a message with an identity taken at QoS 0/1 (not remembered, see the module's
+    /// header) is in `client`'s send window already: a second copy of it (a forward held by a
+    /// partition arriving after its retry) would go out under a new packet id with DUP = 0
+    /// while the first still waits to be re-sent with DUP = 1 (simulator seeds 2268, 6557).
+    /// Only forwarded messages look (local QoS 1 deliveries carry no identity), and the window
+    /// is small (`max_inflight`, 32 by default); a copy already acknowledged is
+    /// at-least-once's to deliver again.
     fn already_in_flight(&mut self, client: &ClientId, delivery: &Delivery) -> bool {
         let Some(id) = delivery.message.id else {
             return false;

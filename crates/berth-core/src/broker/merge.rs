@@ -103,7 +103,6 @@ impl<S: Store> Broker<S> {
             None
         };
         let released: HashSet<PacketId> = imported_doubt.released.iter().copied().collect();
-        session.serve_claim(record.epoch);
         session.landed = record.epoch;
         if session.qos2_in_doubt() {
             let wait = session.qos2_wait.get_or_insert_with(Default::default);
@@ -113,6 +112,8 @@ impl<S: Store> Broker<S> {
         } else {
             session.qos2_wait = None;
         }
+        // After the doubt is known: the claim's quarter of packet ids avoids the lacked copy's.
+        session.serve_claim(record.epoch);
         let mut stale_ids = Vec::new();
         let imported_ids: HashSet<PacketId> = export.incoming_qos2.iter().copied().collect();
         session.incoming_qos2.retain(|id| {

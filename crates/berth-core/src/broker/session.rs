@@ -244,9 +244,18 @@ impl Session {
     }
 
     /// This copy serves claim `epoch` from now on; at a newer claim its next packet ids come
-    /// from that claim's quarter (`first_packet_id`; ids still in the window are skipped).
+    /// from that claim's quarter (`first_packet_id`; ids still in the window are skipped) —
+    /// unless that is the quarter of the copy this session is in doubt about (`Qos2Doubt::
+    /// lacking`, whose ids the client may still hold): every fourth claim comes back to it,
+    /// and the ids go on where they are instead.
     pub fn serve_claim(&mut self, epoch: Epoch) {
-        if epoch != self.epoch {
+        let quarter = |epoch: Epoch| epoch.0.wrapping_sub(1) % 4;
+        let lacked = self
+            .qos2_wait
+            .as_ref()
+            .filter(|_| self.qos2_in_doubt())
+            .and_then(|wait| wait.lacking);
+        if epoch != self.epoch && lacked.is_none_or(|copy| quarter(copy.epoch) != quarter(epoch)) {
             self.next_packet_id = first_packet_id(epoch);
         }
         self.epoch = epoch;
@@ -341,6 +350,34 @@ mod tests {
         let newer_id = newer.allocate_packet_id().map(PacketId::get);
         assert_eq!(older_id, Some(32_769));
         assert_eq!(newer_id, Some(49_153));
+    }
+
+    /// A session in doubt about the copy that served claim 3 (ids from 32,769) does not come
+    /// back to that quarter at claim 7, three reconnects later: the client may still hold ids
+    /// of that copy's QoS 2 messages.
+    #[test]
+    fn a_claim_does_not_take_the_quarter_of_the_copy_the_session_lacks() {
+        let mut session = v5_session(4);
+        session.qos2_state_elsewhere = true;
+        session.qos2_wait = Some(Box::default());
+        if let Some(wait) = session.qos2_wait.as_mut() {
+            wait.lacking = Some(crate::store::CopyRef {
+                node: crate::cluster::NodeId(3),
+                epoch: Epoch(3),
+            });
+        }
+        assert_eq!(
+            session.allocate_packet_id().map(PacketId::get),
+            Some(49_153)
+        );
+        for claim in 5..=7 {
+            session.serve_claim(Epoch(claim));
+        }
+        let next = session.allocate_packet_id().map(PacketId::get);
+        assert!(
+            next.is_some_and(|id| !(32_769..49_153).contains(&id)),
+            "id {next:?} is in the lacked copy's quarter"
+        );
     }
 
     #[test]

@@ -81,22 +81,41 @@ fn what_a_cluster_node_forwards_at_qos_1_or_2_carries_an_identity() {
 
 /// Simulator seed 6557: a QoS 1 forward's first attempt, held up by a partition, arrived after
 /// its retry, whose copy was still in the session's window: it went out a second time under a
-/// new packet id with DUP = 0. With the identity its node now gives it (the test above), the
-/// owner knows it for the same message.
+/// new packet id with DUP = 0. With the identity node 1 now gives it on its way, node 2 knows
+/// the second copy for the same message.
 #[test]
 fn the_first_attempt_of_a_qos1_forward_arriving_after_its_retry_is_not_sent_as_new() {
+    let mut a = node(1);
+    far_subscriber(&mut a);
+    let publisher = a.connect_ok(v5("pub", true, None));
+    let out = a.publish(publisher, publish("t", b"m1", QoS::AtLeastOnce, 1));
+    let m1 = out
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Forward { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .expect("m1 goes to node 2");
     let mut b = node(2);
-    let x = b.connect_ok(v5("x", false, Some(600)));
-    b.subscribe(x, subscribe(1, "t", QoS::AtLeastOnce));
-    let m1 = Arc::new(Message {
-        qos: QoS::AtLeastOnce,
-        ..(*qos2_message(b"m1", 1)).clone()
-    });
-    let out = forward(&mut b, 1, &m1, true);
-    assert_eq!(payloads(&out.publishes(x)), vec!["m1"]);
-    let out = forward(&mut b, 2, &m1, false);
+    let far = b.connect_ok(v5("far", false, Some(600)));
+    b.subscribe(far, subscribe(1, "t", QoS::AtLeastOnce));
+    let forward_far = |b: &mut Harness, token: u64, retried: bool| {
+        b.event(Event::Forwarded {
+            token,
+            messages: vec![Forwarded {
+                message: m1.clone(),
+                clients: vec![client("far")],
+                publisher: None,
+                retried,
+            }],
+        })
+    };
+    let out = forward_far(&mut b, 1, true);
+    assert_eq!(payloads(&out.publishes(far)), vec!["m1"]);
+    let out = forward_far(&mut b, 2, false);
     assert!(
-        out.publishes(x).is_empty(),
+        out.publishes(far).is_empty(),
         "still in the window, unacknowledged: re-sent from there, not again as new"
     );
 }
