@@ -40,12 +40,12 @@ impl<S: Store> Broker<S> {
             })
             .collect();
         self.requeue_older_copy(client, &in_window, true);
-        if let Some(cluster) = self.cluster.as_mut() {
-            let later: HashSet<MessageId> = imported_seen
-                .iter()
-                .copied()
-                .filter(|id| !in_window.contains(id))
-                .collect();
+        let later: HashSet<MessageId> = imported_seen
+            .iter()
+            .copied()
+            .filter(|id| !in_window.contains(id))
+            .collect();
+        if let Some(cluster) = self.cluster.as_mut().filter(|_| !later.is_empty()) {
             cluster.taken_by_import.insert(client.clone(), later);
         }
         self.defer_seen(client, std::mem::take(&mut export.seen));
