@@ -480,7 +480,9 @@ async fn serve<R, W>(
     let mut write_buf = BytesMut::new();
     let mut last_read = Instant::now();
     let mut reading = true;
+    let mut read_size = read_size::ReadSize::default();
     loop {
+        let offered = read_size.prepare(&mut read_buf);
         let keep_alive_deadline = (keep_alive > 0 && reading)
             .then(|| last_read + Duration::from_millis(u64::from(keep_alive) * 1500));
         tokio::select! {
@@ -491,6 +493,7 @@ async fn serve<R, W>(
                         break;
                     }
                     Ok(read) => {
+                        read_size.observe(read, offered);
                         metrics.count_bytes_received(read);
                         last_read = Instant::now();
                         if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_deref(), last_read.into_std()).await {
@@ -763,5 +766,6 @@ async fn read_connect<R: AsyncRead + Unpin>(
     }
 }
 
+mod read_size;
 #[cfg(test)]
 mod tests;

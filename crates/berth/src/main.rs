@@ -22,44 +22,34 @@ use tracing_subscriber::registry::LookupSpan;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` and `mi_option_allow_thp`, by their index in mimalloc v3 (the
-/// crate's default).
+/// `mi_option_purge_delay`, by its index in mimalloc v3 (the crate's default).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// Milliseconds a freed page stays mapped before it goes back to the OS.
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
 /// How mimalloc gives memory back, measured on the 2-core bench machine (persistent fan-in
 /// QoS 1, 8 → 1, msg/s; RSS per idle connection of 10,000):
 ///
-/// - purged at once, transparent huge pages allowed (the setting before): 62,000–72,000 msg/s,
+/// - purged at once, transparent huge pages (the setting before): 62,000–72,000 msg/s,
 ///   3,710 B. A third of the broker thread went to the kernel: every purge was an `madvise`,
 ///   and the next allocation faulted a 2 MiB huge page back in and zeroed it.
-/// - purged after 100 ms, no huge pages: 85,000–95,000 msg/s, 3,697 B. mimalloc purges on its
-///   next activity after the delay, and the broker thread wakes every 500 ms even when idle,
-///   so an idle broker still gives back what its connections' handshakes freed (mimalloc's
-///   own default, 10 ms with huge pages, kept it: 4,976 B per idle connection).
+/// - purged after 100 ms, no huge pages (libmimalloc-sys's `no_thp`: mimalloc no longer asks
+///   for them, and the kernel gives them only when asked): 85,000–95,000 msg/s, 3,697 B.
+///   mimalloc purges on its next activity after the delay, and the broker thread wakes every
+///   500 ms even when idle, so an idle broker still gives back what its connections'
+///   handshakes freed (mimalloc's own default, 10 ms with huge pages, kept it: 4,976 B per
+///   idle connection).
 ///
-/// `MIMALLOC_PURGE_DELAY` / `MIMALLOC_ALLOW_THP` in the environment win over these.
+/// `MIMALLOC_PURGE_DELAY` in the environment wins over this.
 fn tune_allocator() {
-    let options = [
-        (
-            "MIMALLOC_PURGE_DELAY",
-            MI_OPTION_PURGE_DELAY,
-            PURGE_DELAY_MS,
-        ),
-        ("MIMALLOC_ALLOW_THP", MI_OPTION_ALLOW_THP, 0),
-    ];
-    for (variable, option, value) in options {
-        if std::env::var_os(variable).is_some() {
-            continue;
-        }
-        // SAFETY: sets a process-wide allocator option by its documented index; mimalloc
-        // reads options on use, so setting one after start is supported.
-        #[allow(unsafe_code)]
-        unsafe {
-            libmimalloc_sys::mi_option_set(option, value);
-        }
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: sets a process-wide allocator option by its documented index; mimalloc reads
+    // options on use, so setting one after start is supported.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
     }
 }
 

@@ -1,0 +1,92 @@
+//! How much room a connection's read buffer gets before each read.
+//!
+//! A `BytesMut` with no spare room asks the socket for 64 bytes at a time (`BufMut` reserves
+//! 64), and decoded packets are split off the front of the buffer, so under steady traffic the
+//! room left was mostly that: 16 pairs of QoS 1 clients cost 3.4 million `recvfrom` calls in
+//! 10 s, 1.3 packets per call. Room that doubles while reads fill it and halves while they
+//! don't keeps a busy connection at a few calls per burst, and a quiet one (an idle device
+//! sending a PINGREQ now and then) at the smallest block, so idle connections hold no more
+//! memory than before.
+
+use bytes::BytesMut;
+
+/// Room for a few small packets: what a quiet connection reads into.
+const MIN_ROOM: usize = 64;
+/// At most this much is asked for in one read. Decoded packets share the block they were read
+/// into (their payloads are slices of it), so a larger block stays alive longer.
+const MAX_ROOM: usize = 16 * 1024;
+
+#[derive(Debug)]
+pub(crate) struct ReadSize {
+    room: usize,
+}
+
+impl Default for ReadSize {
+    fn default() -> Self {
+        ReadSize { room: MIN_ROOM }
+    }
+}
+
+impl ReadSize {
+    /// Makes room in `buf` for the next read; returns the room offered.
+    pub(crate) fn prepare(&self, buf: &mut BytesMut) -> usize {
+        if buf.capacity() - buf.len() < self.room {
+            buf.reserve(self.room);
+        }
+        buf.capacity() - buf.len()
+    }
+
+    /// After a read of `read` bytes into `offered` bytes of room.
+    pub(crate) fn observe(&mut self, read: usize, offered: usize) {
+        if read >= offered {
+            self.room = (self.room * 2).min(MAX_ROOM);
+        } else if read * 4 < self.room {
+            self.room = (self.room / 2).max(MIN_ROOM);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_grows_while_reads_fill_it_and_shrinks_back_when_they_do_not() {
+        let mut size = ReadSize::default();
+        let mut buf = BytesMut::new();
+        for _ in 0..20 {
+            let offered = size.prepare(&mut buf);
+            size.observe(offered, offered);
+            buf.clear();
+        }
+        assert_eq!(
+            size.room, MAX_ROOM,
+            "a full read each time: the room grows to its cap"
+        );
+        assert!(size.prepare(&mut buf) >= MAX_ROOM);
+        for _ in 0..20 {
+            let offered = size.prepare(&mut buf);
+            size.observe(2, offered);
+        }
+        assert_eq!(
+            size.room, MIN_ROOM,
+            "small reads: back to the smallest block"
+        );
+    }
+
+    #[test]
+    fn a_quiet_connection_never_grows_its_buffer() {
+        let mut size = ReadSize::default();
+        let mut buf = BytesMut::new();
+        for _ in 0..100 {
+            let offered = size.prepare(&mut buf);
+            size.observe(2, offered);
+            let _ = buf.split_to(0);
+        }
+        assert!(
+            buf.capacity() <= 2 * MIN_ROOM,
+            "capacity {}",
+            buf.capacity()
+        );
+    }
+}
