@@ -36,6 +36,18 @@ pub struct Message {
 }
 
 impl Message {
+    /// The same message in allocations of its own. A decoded PUBLISH is a slice of the buffer
+    /// its connection read it into, shared with every other packet of that read (up to 16 KiB):
+    /// what is kept for long (a retained message) must not keep the whole read alive.
+    pub fn detached(&self) -> Message {
+        Message {
+            topic: self.topic.detached(),
+            payload: Bytes::copy_from_slice(&self.payload),
+            properties: self.properties.detached(),
+            ..self.clone()
+        }
+    }
+
     /// The application message of `publish` (its topic resolved to `topic`) as the broker
     /// routes, stores and retains it, received at `now`: the properties that travel with it,
     /// and its Message Expiry Interval as a deadline. The one place this is decided (a cluster
@@ -91,5 +103,41 @@ pub struct Delivery {
 impl Delivery {
     pub fn size(&self) -> u64 {
         self.message.queued_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_codec::{MqttString, UserProperty};
+
+    #[test]
+    fn a_detached_message_shares_no_memory_with_the_buffer_it_was_read_from() {
+        let read = Bytes::from_static(b"sensors/1hello-worldtext/plainkv");
+        let mut properties = PublishProperties::default();
+        properties.content_type = Some(MqttString::from_bytes(read.slice(25..30)).unwrap());
+        properties.user_properties.push(UserProperty {
+            key: MqttString::from_bytes(read.slice(30..31)).unwrap(),
+            value: MqttString::from_bytes(read.slice(31..32)).unwrap(),
+        });
+        let message = Message {
+            topic: TopicName::new(MqttString::from_bytes(read.slice(0..9)).unwrap()).unwrap(),
+            payload: read.slice(9..20),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties,
+            expires_at: None,
+            received_at: None,
+            id: None,
+        };
+        let detached = message.detached();
+        assert_eq!(detached, message, "the same message");
+        let inside = |p: *const u8| read.as_ptr_range().contains(&p);
+        assert!(!inside(detached.payload.as_ptr()));
+        assert!(!inside(detached.topic.as_str().as_ptr()));
+        let content_type = detached.properties.content_type.as_ref().unwrap();
+        assert!(!inside(content_type.as_str().as_ptr()));
+        let user = &detached.properties.user_properties[0];
+        assert!(!inside(user.key.as_str().as_ptr()) && !inside(user.value.as_str().as_ptr()));
     }
 }

@@ -384,6 +384,28 @@ pub struct PublishProperties {
 }
 
 impl PublishProperties {
+    /// The same properties in allocations of their own: decoded ones are slices of the packet's
+    /// buffer, which a connection shares among every packet of one read.
+    pub fn detached(&self) -> PublishProperties {
+        PublishProperties {
+            response_topic: self.response_topic.as_ref().map(TopicName::detached),
+            correlation_data: self
+                .correlation_data
+                .as_ref()
+                .map(|data| Bytes::copy_from_slice(data)),
+            user_properties: self
+                .user_properties
+                .iter()
+                .map(|p| UserProperty {
+                    key: p.key.detached(),
+                    value: p.value.detached(),
+                })
+                .collect(),
+            content_type: self.content_type.as_ref().map(MqttString::detached),
+            ..self.clone()
+        }
+    }
+
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
         let packet = r.packet();
         let mut p = Self::default();

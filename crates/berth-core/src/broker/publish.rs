@@ -473,10 +473,11 @@ impl<S: Store> Broker<S> {
         }
         // Without its identity: a retained message is sent again to every new subscription,
         // and each of those is a delivery of its own, not a duplicate.
+        // Detached: it may be kept for as long as the broker runs.
         let stored = Message {
             retain: true,
             id: None,
-            ..message.clone()
+            ..message.detached()
         };
         self.batch.push(Op::PutRetained {
             message: stored.clone(),
