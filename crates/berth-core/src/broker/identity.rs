@@ -123,7 +123,7 @@ impl<S: Store> Broker<S> {
                 });
             }
         }
-        if session.seen.as_ref().is_some_and(|s| s.ids.is_empty()) {
+        if session.seen.as_ref().is_some_and(|s| s.is_empty()) {
             session.seen = None;
         }
     }

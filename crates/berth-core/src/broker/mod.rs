@@ -327,7 +327,7 @@ impl<S: Store> Broker<S> {
         if !stored.seen.is_empty() {
             let mut seen = stored.seen;
             seen.sort_by_key(|(slot, _)| *slot);
-            session.seen = Some(Box::new(session::Seen { ids: seen.into() }));
+            session.seen = Some(Box::new(session::Seen::from_rows(seen)));
         }
         session.queue = Queue {
             bounds: stored.queue,

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use berth_codec::{PacketId, ProtocolVersion, Publish, TopicFilter, TopicName};
 
-use crate::ids::{ConnId, Epoch, MessageId, QueueSeq};
+use crate::ids::{ConnId, Epoch, MessageId, NodeId, QueueSeq};
 use crate::message::Delivery;
 use crate::store::{QueueBounds, SessionExpiry, SubscriptionRecord, WillRecord};
 use crate::time::UnixMillis;
@@ -104,21 +104,57 @@ pub(crate) const SEEN_WINDOW: usize = 256;
 /// so that older identities folded in from an imported copy go before the ones taken here.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
-    pub ids: VecDeque<(u64, MessageId)>,
+    ids: VecDeque<(u64, MessageId)>,
+    /// Per origin node, a sequence number at or above that of every identity of that origin in
+    /// `ids` (never lowered when one leaves the window). Identities are numbered upwards where
+    /// they are received, so a new message's is above it, and `contains` answers without
+    /// scanning the 256 identities: that scan was the broker thread's top entry for QoS 2.
+    newest: Vec<(NodeId, u64)>,
 }
 
 impl Seen {
     /// Slots start in the middle of the range, so that both ends have room.
     const FIRST_SLOT: u64 = 1 << 63;
 
+    /// The stored rows of a session, in slot order.
+    pub fn from_rows(rows: Vec<(u64, MessageId)>) -> Seen {
+        let mut seen = Seen::default();
+        for (_, id) in &rows {
+            seen.note(*id);
+        }
+        seen.ids = rows.into();
+        seen
+    }
+
     pub fn contains(&self, id: MessageId) -> bool {
-        self.ids.iter().any(|(_, seen)| *seen == id)
+        let above_all = self
+            .newest
+            .iter()
+            .find(|(origin, _)| *origin == id.origin)
+            .is_none_or(|(_, newest)| id.seq > *newest);
+        !above_all && self.ids.iter().any(|(_, seen)| *seen == id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn note(&mut self, id: MessageId) {
+        match self
+            .newest
+            .iter_mut()
+            .find(|(origin, _)| *origin == id.origin)
+        {
+            Some((_, newest)) => *newest = (*newest).max(id.seq),
+            None => self.newest.push((id.origin, id.seq)),
+        }
     }
 
     /// Records `id` as the newest; returns its slot and the slot of the identity it pushed
     /// out of the window, if any.
     pub fn push_newest(&mut self, id: MessageId) -> (u64, Option<u64>) {
         let slot = self.ids.back().map_or(Self::FIRST_SLOT, |(s, _)| s + 1);
+        self.note(id);
         self.ids.push_back((slot, id));
         let evicted = (self.ids.len() > SEEN_WINDOW)
             .then(|| self.ids.pop_front().map(|(s, _)| s))
@@ -132,6 +168,7 @@ impl Seen {
             return None;
         }
         let slot = self.ids.front().map_or(Self::FIRST_SLOT, |(s, _)| s - 1);
+        self.note(id);
         self.ids.push_front((slot, id));
         Some(slot)
     }
@@ -330,6 +367,49 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mid(origin: u64, seq: u64) -> MessageId {
+        MessageId {
+            origin: NodeId(origin),
+            seq,
+        }
+    }
+
+    #[test]
+    fn seen_knows_every_identity_in_its_window_whatever_order_they_came_in() {
+        let mut seen = Seen::default();
+        for seq in [10, 5, 30, 20] {
+            seen.push_newest(mid(1, seq));
+        }
+        seen.push_oldest(mid(1, 40)); // folded from an older copy, numbered above the rest
+        seen.push_oldest(mid(2, 7));
+        for id in [
+            mid(1, 10),
+            mid(1, 5),
+            mid(1, 30),
+            mid(1, 20),
+            mid(1, 40),
+            mid(2, 7),
+        ] {
+            assert!(seen.contains(id), "{id:?}");
+        }
+        for id in [mid(1, 41), mid(1, 6), mid(2, 8), mid(2, 6), mid(3, 1)] {
+            assert!(!seen.contains(id), "{id:?}");
+        }
+        let loaded = Seen::from_rows(seen.ids.iter().copied().collect());
+        assert!(loaded.contains(mid(1, 40)) && loaded.contains(mid(2, 7)));
+        assert!(!loaded.contains(mid(1, 41)));
+    }
+
+    #[test]
+    fn an_identity_pushed_out_of_the_window_is_forgotten() {
+        let mut seen = Seen::default();
+        for seq in 0..(SEEN_WINDOW as u64 + 1) {
+            seen.push_newest(mid(1, seq));
+        }
+        assert!(!seen.contains(mid(1, 0)));
+        assert!(seen.contains(mid(1, 1)) && seen.contains(mid(1, SEEN_WINDOW as u64)));
+    }
 
     fn v5_session(epoch: u64) -> Box<Session> {
         Session::new(
