@@ -114,12 +114,14 @@ mod tests {
     #[test]
     fn a_detached_message_shares_no_memory_with_the_buffer_it_was_read_from() {
         let read = Bytes::from_static(b"sensors/1hello-worldtext/plainkv");
-        let mut properties = PublishProperties::default();
-        properties.content_type = Some(MqttString::from_bytes(read.slice(25..30)).unwrap());
-        properties.user_properties.push(UserProperty {
-            key: MqttString::from_bytes(read.slice(30..31)).unwrap(),
-            value: MqttString::from_bytes(read.slice(31..32)).unwrap(),
-        });
+        let properties = PublishProperties {
+            content_type: Some(MqttString::from_bytes(read.slice(25..30)).unwrap()),
+            user_properties: vec![UserProperty {
+                key: MqttString::from_bytes(read.slice(30..31)).unwrap(),
+                value: MqttString::from_bytes(read.slice(31..32)).unwrap(),
+            }],
+            ..PublishProperties::default()
+        };
         let message = Message {
             topic: TopicName::new(MqttString::from_bytes(read.slice(0..9)).unwrap()).unwrap(),
             payload: read.slice(9..20),
