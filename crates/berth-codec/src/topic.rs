@@ -49,12 +49,12 @@ impl TopicName {
         Ok(TopicName(name))
     }
 
-    /// Parses a literal or owned text.
     /// The same name in an allocation of its own (see [`MqttString::detached`]).
     pub fn detached(&self) -> TopicName {
         TopicName(self.0.detached())
     }
 
+    /// Parses a literal or owned text.
     pub fn parse(text: &str) -> Result<TopicName, TopicError> {
         TopicName::new(
             MqttString::new(text).map_err(|source| TopicError::InvalidString { source })?,

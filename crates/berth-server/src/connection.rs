@@ -500,6 +500,7 @@ async fn serve<R, W>(
                             reading = false;
                             to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::Malformed(error) }).await;
                         }
+                        read_size::ReadSize::release_drained(&mut read_buf);
                     }
                 }
             }

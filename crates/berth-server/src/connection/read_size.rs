@@ -36,6 +36,16 @@ impl ReadSize {
         buf.capacity() - buf.len()
     }
 
+    /// After what was read has been decoded: a buffer left empty is given up, so that a
+    /// connection that goes quiet after a burst does not keep its last block (up to
+    /// `MAX_ROOM`) while it idles. It costs nothing while traffic flows: the decoded packets
+    /// still hold that block, so the next `prepare` would have allocated a new one anyway.
+    pub(crate) fn release_drained(buf: &mut BytesMut) {
+        if buf.is_empty() && buf.capacity() > MIN_ROOM {
+            *buf = BytesMut::new();
+        }
+    }
+
     /// After a read of `read` bytes into `offered` bytes of room.
     pub(crate) fn observe(&mut self, read: usize, offered: usize) {
         if read >= offered {
@@ -72,6 +82,28 @@ mod tests {
             size.room, MIN_ROOM,
             "small reads: back to the smallest block"
         );
+    }
+
+    #[test]
+    fn a_buffer_drained_after_a_burst_is_given_up() {
+        let mut size = ReadSize::default();
+        let mut buf = BytesMut::new();
+        for _ in 0..10 {
+            let offered = size.prepare(&mut buf);
+            size.observe(offered, offered);
+        }
+        assert!(
+            buf.capacity() >= 1024,
+            "a burst grew it: {}",
+            buf.capacity()
+        );
+        buf.extend_from_slice(&[0x30; 100]);
+        let _packets = buf.split().freeze(); // decoded: slices of the block, still alive
+        ReadSize::release_drained(&mut buf);
+        assert_eq!(buf.capacity(), 0, "nothing kept while the connection idles");
+        buf.extend_from_slice(b"partial");
+        ReadSize::release_drained(&mut buf);
+        assert_eq!(&buf[..], b"partial", "a partial packet is kept");
     }
 
     #[test]
