@@ -44,7 +44,11 @@ impl Message {
             topic: self.topic.detached(),
             payload: Bytes::copy_from_slice(&self.payload),
             properties: self.properties.detached(),
-            ..self.clone()
+            qos: self.qos,
+            retain: self.retain,
+            expires_at: self.expires_at,
+            received_at: self.received_at,
+            id: self.id,
         }
     }
 

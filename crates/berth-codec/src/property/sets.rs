@@ -402,7 +402,10 @@ impl PublishProperties {
                 })
                 .collect(),
             content_type: self.content_type.as_ref().map(MqttString::detached),
-            ..self.clone()
+            payload_format_indicator: self.payload_format_indicator,
+            message_expiry_interval: self.message_expiry_interval,
+            topic_alias: self.topic_alias,
+            subscription_identifiers: self.subscription_identifiers.clone(),
         }
     }
 
