@@ -377,9 +377,7 @@ impl Handshake {
         let version = connect.protocol;
         let keep_alive = connect.keep_alive;
         let (outbox, inbox) = mailbox();
-        let handle = ConnectionHandle {
-            outbound: outbox.clone(),
-        };
+        let handle = ConnectionHandle::new(outbox.clone());
         let command = Command::Connect {
             conn,
             connect: Box::new(connect),

@@ -75,6 +75,25 @@ impl Outbox {
         true
     }
 
+    /// Queues everything in `messages` (left empty, its room kept) in order, with one lock and
+    /// one wake; dropped once the task is gone.
+    pub fn send_all(&self, messages: &mut Vec<Outbound>) {
+        let packets = messages
+            .iter()
+            .filter(|m| matches!(m, Outbound::Packet(_)))
+            .count();
+        {
+            let mut state = self.0.lock();
+            if state.receiver_gone {
+                messages.clear();
+                return;
+            }
+            state.queue.extend(messages.drain(..));
+        }
+        self.0.pending.fetch_add(packets, Ordering::Relaxed);
+        self.0.notify.notify_one();
+    }
+
     /// Packets sent and not yet written to the socket: how far behind the client is.
     pub fn pending(&self) -> usize {
         self.0.pending.load(Ordering::Relaxed)
@@ -207,10 +226,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_staged_group_arrives_whole_and_in_order_after_what_was_sent_before() {
+        let (outbox, inbox) = mailbox();
+        assert!(outbox.send(Outbound::Packet(Box::new(Packet::PingReq))));
+        let mut staged = vec![packet(), packet(), Outbound::Close];
+        outbox.send_all(&mut staged);
+        assert!(staged.is_empty());
+        assert_eq!(outbox.pending(), 3, "three packets; a close is not one");
+        let mut batch = VecDeque::new();
+        assert!(inbox.recv(&mut batch).await);
+        let kinds: Vec<&str> = batch
+            .iter()
+            .map(|m| match m {
+                Outbound::Packet(p) if matches!(**p, Packet::PingReq) => "req",
+                Outbound::Packet(_) => "resp",
+                Outbound::Close => "close",
+            })
+            .collect();
+        assert_eq!(kinds, ["req", "resp", "resp", "close"]);
+    }
+
+    #[tokio::test]
     async fn nothing_is_kept_for_a_task_that_is_gone() {
         let (outbox, inbox) = mailbox();
         drop(inbox);
         assert!(!outbox.send(packet()));
+        let mut staged = vec![packet()];
+        outbox.send_all(&mut staged);
+        assert!(staged.is_empty());
         assert_eq!(outbox.pending(), 0);
     }
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_codec::{Connect, Packet};
 use berth_core::DropReason;
+use berth_core::fast_map::FastMap;
 use berth_core::{
     Action, Broker, ClientId, CloseReason, ConnId, Delivery, Event, QueueSeq, SessionExport, Store,
     StoreError, UnixMillis,
@@ -45,10 +46,72 @@ const IDLE_WAKE: Duration = Duration::from_millis(500);
 /// QoS 1/2 are already bounded by the send window; this bounds what a slow reader can cost.
 pub(crate) const OUTBOUND_QOS0_LIMIT: usize = 10_000;
 
+/// Packets staged for one connection that are handed over at once, before the group's other
+/// actions are dispatched. Measured (fan-out QoS 1, 1 → 8, 2 runs each): one at a time (no
+/// staging) 787,000–803,000 deliveries/s; 4, 8, 16: 852,000–876,000; 32: 828,000–847,000; the
+/// whole group at its end: 752,000–790,000, as the connections then start writing only after
+/// the last action of the group.
+const STAGE_CHUNK: usize = 8;
+
+/// Actions of one group beyond which their vector's room is given up after the group (a burst,
+/// say a retained-message flood to a new subscriber, is not kept as a standing buffer).
+const ACTIONS_KEEP: usize = 8192;
+
 /// The broker thread's end of one connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct ConnectionHandle {
-    pub outbound: Outbox,
+    outbound: Outbox,
+    /// Packets for the connection not yet handed over: a few at a time (`STAGE_CHUNK`), the
+    /// rest when the group's actions are all dispatched, so that a connection sent hundreds of
+    /// packets a group (a fan-out's subscribers) costs one lock and one wake per few packets,
+    /// not per packet.
+    staged: Vec<Outbound>,
+}
+
+impl ConnectionHandle {
+    pub(crate) fn new(outbound: Outbox) -> ConnectionHandle {
+        ConnectionHandle {
+            outbound,
+            staged: Vec::new(),
+        }
+    }
+
+    /// Packets handed over or staged and not yet written: how far behind the client is.
+    fn pending(&self) -> usize {
+        self.outbound.pending() + self.staged.len()
+    }
+
+    /// Stages `message`, handing the staged packets over once there are `STAGE_CHUNK` of
+    /// them; true if the connection has packets staged that were not before (the caller
+    /// hands them over at the end of the group).
+    fn stage(&mut self, message: Outbound) -> bool {
+        self.staged.push(message);
+        if self.staged.len() >= STAGE_CHUNK {
+            self.hand_over();
+            return false;
+        }
+        self.staged.len() == 1
+    }
+
+    /// Hands what is staged to the connection task, keeping the room for more of this group.
+    fn hand_over(&mut self) {
+        if !self.staged.is_empty() {
+            self.outbound.send_all(&mut self.staged);
+        }
+    }
+
+    /// Hands over the rest of the group and gives the room up: most connections are idle
+    /// most of the time, and each would otherwise keep it after its last packet.
+    fn end_group(&mut self) {
+        self.hand_over();
+        self.staged = Vec::new();
+    }
+
+    /// Hands over what is staged, then the close.
+    fn close(mut self) {
+        self.hand_over();
+        let _ = self.outbound.send(Outbound::Close);
+    }
 }
 
 /// From a connection task to the broker thread.
@@ -212,11 +275,13 @@ struct Replies {
 impl<S: Store> BrokerLoop<S> {
     /// Runs until `Command::Shutdown` or every sender is gone.
     pub(crate) fn run(mut self) -> Result<(), StoreError> {
-        let mut connections: HashMap<ConnId, ConnectionHandle> = HashMap::new();
+        let mut connections: FastMap<ConnId, ConnectionHandle> = FastMap::default();
         let mut replies = Replies::default();
         let mut timing = Timing::new(self.metrics.clone());
         let mut packets = PacketCounts::default();
         let mut last_metrics = Instant::now();
+        // The group's actions, dispatched; the vector goes back to the broker for the next.
+        let mut actions = Vec::new();
         self.ready.store(true, Ordering::SeqCst);
         let result = loop {
             let timeout = self.time_to_next_deadline();
@@ -291,8 +356,9 @@ impl<S: Store> BrokerLoop<S> {
                 tracing::error!(%error, "storage failed; the broker stops");
                 break Err(error);
             }
+            self.broker.swap_actions(&mut actions);
             let slow = dispatch(
-                self.broker.take_actions(),
+                &mut actions,
                 &mut connections,
                 &mut replies,
                 self.cluster.as_ref(),
@@ -334,7 +400,7 @@ impl<S: Store> BrokerLoop<S> {
         self.metrics.observe(self.broker.stats());
         self.metrics.add_packets(&mut packets);
         for (_, handle) in connections.drain() {
-            let _ = handle.outbound.send(Outbound::Close);
+            handle.close();
         }
         result
     }
@@ -342,7 +408,7 @@ impl<S: Store> BrokerLoop<S> {
     fn apply(
         &mut self,
         command: Command,
-        connections: &mut HashMap<ConnId, ConnectionHandle>,
+        connections: &mut FastMap<ConnId, ConnectionHandle>,
         replies: &mut Replies,
         timing: &mut Timing,
         packets: &mut PacketCounts,
@@ -492,8 +558,8 @@ impl<S: Store> BrokerLoop<S> {
 /// Hands actions to the connections; returns how many QoS 0 PUBLISHes were dropped because
 /// their connection was too far behind.
 fn dispatch(
-    actions: Vec<Action>,
-    connections: &mut HashMap<ConnId, ConnectionHandle>,
+    actions: &mut Vec<Action>,
+    connections: &mut FastMap<ConnId, ConnectionHandle>,
     replies: &mut Replies,
     cluster: &dyn ClusterPort,
     timing: &mut Timing,
@@ -501,10 +567,12 @@ fn dispatch(
 ) -> u64 {
     let mut slow = 0;
     let now = Instant::now();
-    for action in actions {
+    // Connections with packets staged, handed over once every action is dispatched.
+    let mut staged = Vec::new();
+    for action in actions.drain(..) {
         match action {
             Action::Send { conn, packet } => {
-                let Some(handle) = connections.get(&conn) else {
+                let Some(handle) = connections.get_mut(&conn) else {
                     // An operator's publish is acknowledged (stored everywhere).
                     replies.operators.settle(conn, true);
                     continue;
@@ -512,16 +580,18 @@ fn dispatch(
                 timing.sent(conn, &packet, now);
                 let is_qos0_publish =
                     matches!(&packet, Packet::Publish(p) if p.qos == berth_codec::QoS::AtMostOnce);
-                if is_qos0_publish && handle.outbound.pending() >= OUTBOUND_QOS0_LIMIT {
+                if is_qos0_publish && handle.pending() >= OUTBOUND_QOS0_LIMIT {
                     slow += 1;
                     continue;
                 }
                 packets.sent(packet.packet_type());
-                let _ = handle.outbound.send(Outbound::Packet(Box::new(packet)));
+                if handle.stage(Outbound::Packet(Box::new(packet))) {
+                    staged.push(conn);
+                }
             }
             Action::Close { conn } => {
                 if let Some(handle) = connections.remove(&conn) {
-                    let _ = handle.outbound.send(Outbound::Close);
+                    handle.close();
                 }
                 timing.closed(conn);
                 replies.drain_asked.remove(&conn);
@@ -562,6 +632,15 @@ fn dispatch(
             } => {
                 cluster.adopt(client, epoch, from, *fallback);
             }
+        }
+    }
+    if actions.capacity() > ACTIONS_KEEP {
+        *actions = Vec::new();
+    }
+    for conn in staged {
+        // Gone meanwhile: its close handed the staged packets over first.
+        if let Some(handle) = connections.get_mut(&conn) {
+            handle.end_group();
         }
     }
     slow

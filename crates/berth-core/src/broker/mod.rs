@@ -221,6 +221,9 @@ pub enum Action {
     },
 }
 
+/// Store operations a group's batch is given room for at most up front (see `commit`).
+const BATCH_ROOM_KEEP: usize = 4096;
+
 /// `expires_at` of an offline session that never expires.
 const NEVER: UnixMillis = UnixMillis(u64::MAX);
 
@@ -456,6 +459,14 @@ impl<S: Store> Broker<S> {
         std::mem::take(&mut self.actions)
     }
 
+    /// [`Broker::take_actions`] into `spare` (emptied first), whose room the next events'
+    /// actions then reuse: the server's loop takes a group's actions this way, so that a group
+    /// of thousands of actions does not grow a new vector, copy by copy, every time.
+    pub fn swap_actions(&mut self, spare: &mut Vec<Action>) {
+        spare.clear();
+        std::mem::swap(&mut self.actions, spare);
+    }
+
     /// When the next will or session expiry is due, for the server's timer.
     pub fn next_deadline(&self) -> Option<UnixMillis> {
         let timer = self.timers.first().map(|(at, _)| *at);
@@ -527,7 +538,15 @@ impl<S: Store> Broker<S> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = self.batch.take();
+        // The next group starts with the room this one needed (up to a bound): a busy broker's
+        // groups are alike, and growing each from empty copied the ops over and over.
+        let room = self.batch.ops.len().min(BATCH_ROOM_KEEP);
+        let batch = std::mem::replace(
+            &mut self.batch,
+            Batch {
+                ops: Vec::with_capacity(room),
+            },
+        );
         self.store.write(batch)
     }
 
