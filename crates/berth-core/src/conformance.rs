@@ -17,6 +17,7 @@ mod messages;
 mod queue;
 mod records;
 mod reopen;
+mod sent_mark;
 
 use crate::store::Store;
 
@@ -46,6 +47,9 @@ const CASES: &[Case] = cases![
     queue::incoming_qos2_put_delete,
     queue::seen_put_delete_and_go_with_the_session,
     queue::qos2_retry_shares_the_received_row,
+    sent_mark::rows_at_or_below_the_sent_mark_read_back_as_redeliveries,
+    sent_mark::sequences_go_on_above_the_sent_mark,
+    sent_mark::delete_session_removes_the_sent_mark,
     lifecycle::delete_session_removes_everything,
     lifecycle::delete_session_spares_prefix_clients,
     lifecycle::batch_ops_apply_in_order,

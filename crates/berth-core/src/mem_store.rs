@@ -21,6 +21,8 @@ struct MemSession {
     /// `None`: received; `Some`: routed under that identity, in doubt (`Op::PutQos2Retry`).
     incoming_qos2: BTreeMap<PacketId, Option<MessageId>>,
     seen: BTreeMap<u64, MessageId>,
+    /// `Op::PutSentMark`.
+    sent_mark: Option<QueueSeq>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +85,8 @@ impl MemStore {
             Op::DeleteInflight { client, packet_id } => {
                 self.session(&client).inflight.remove(&packet_id);
             }
+            Op::PutSentMark { client, seq } => self.session(&client).sent_mark = Some(seq),
+            Op::DeleteSentMark { client } => self.session(&client).sent_mark = None,
             Op::PutIncomingQos2 { client, packet_id } => {
                 self.session(&client).incoming_qos2.insert(packet_id, None);
             }
@@ -137,7 +141,13 @@ impl Store for MemStore {
                         .keys()
                         .next_back()
                         .map(|seq| seq.next())
-                        .unwrap_or_default(),
+                        .unwrap_or_default()
+                        .max(
+                            session
+                                .sent_mark
+                                .map(|mark| mark.next())
+                                .unwrap_or_default(),
+                        ),
                     count: session.queue.len() as u64,
                     bytes: session.queue.values().map(Delivery::size).sum(),
                 };
@@ -194,7 +204,13 @@ impl Store for MemStore {
                     .queue
                     .range(from..)
                     .take(limit)
-                    .map(|(seq, delivery)| (*seq, delivery.clone()))
+                    .map(|(seq, delivery)| {
+                        let mut delivery = delivery.clone();
+                        if session.sent_mark.is_some_and(|mark| *seq <= mark) {
+                            delivery.redelivery = true;
+                        }
+                        (*seq, delivery)
+                    })
                     .collect()
             })
             .unwrap_or_default())

@@ -289,6 +289,19 @@ pub enum Op {
         packet_id: PacketId,
         record: InflightRecord,
     },
+    /// `client`'s queued messages up to `seq` may have been sent to its client: their rows
+    /// stay until acknowledged, as the in-flight records of a connected session's QoS 1
+    /// deliveries (`broker/row_backed.rs`). [`Store::read_queue`] returns rows at or below the
+    /// mark as redeliveries, and [`Store::load`] continues sequences above it. One per session
+    /// (a later one replaces it).
+    PutSentMark {
+        client: ClientId,
+        seq: QueueSeq,
+    },
+    /// Removes `client`'s sent mark (its rows at or below it were written as in-flight rows).
+    DeleteSentMark {
+        client: ClientId,
+    },
     DeleteInflight {
         client: ClientId,
         packet_id: PacketId,
@@ -363,7 +376,8 @@ pub trait Store: Send {
     fn load(&mut self) -> Result<Loaded, StoreError>;
     /// Applies `batch` atomically; durable against a process kill when it returns.
     fn write(&mut self, batch: Batch) -> Result<(), StoreError>;
-    /// Up to `limit` queued messages of `client` with sequence `>= from`, in order.
+    /// Up to `limit` queued messages of `client` with sequence `>= from`, in order; those at or
+    /// below its sent mark (`Op::PutSentMark`) with `redelivery` set.
     fn read_queue(
         &self,
         client: &ClientId,

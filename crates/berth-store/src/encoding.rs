@@ -145,6 +145,20 @@ pub(crate) fn queue_key(client: &ClientId, seq: QueueSeq) -> Vec<u8> {
     key
 }
 
+/// Key of a session's sent mark (`Op::PutSentMark`) in `queues`: the bare client prefix, which
+/// sorts before every queue row of the client, so a scan of its rows from a sequence on never
+/// meets it. Its value is the sequence, 8 bytes big-endian.
+pub(crate) fn sent_mark_key(client: &ClientId) -> Vec<u8> {
+    client_prefix(client)
+}
+
+pub(crate) fn decode_sent_mark(key: &[u8], value: &[u8]) -> Result<QueueSeq, StoreError> {
+    let bytes: [u8; 8] = value
+        .try_into()
+        .map_err(|_| corrupt(Cf::Queues, key, "sent mark is not 8 bytes"))?;
+    Ok(QueueSeq(u64::from_be_bytes(bytes)))
+}
+
 /// Key of `inflight` and `qos2_in` rows.
 pub(crate) fn packet_key(client: &ClientId, packet_id: PacketId) -> Vec<u8> {
     let mut key = client_prefix(client);

@@ -207,6 +207,14 @@ impl RocksStore {
             Op::Dequeue { client, seq } => {
                 wb.delete_cf(self.cf(Cf::Queues)?, e::queue_key(&client, seq))
             }
+            Op::PutSentMark { client, seq } => wb.put_cf(
+                self.cf(Cf::Queues)?,
+                e::sent_mark_key(&client),
+                seq.0.to_be_bytes(),
+            ),
+            Op::DeleteSentMark { client } => {
+                wb.delete_cf(self.cf(Cf::Queues)?, e::sent_mark_key(&client))
+            }
             // One range tombstone, however long the queue (`[client's seq 0, before)`); an
             // enqueue later in the batch gets a later sequence number and survives it.
             Op::PurgeQueue { client, before } => wb.delete_range_cf(
@@ -363,12 +371,19 @@ impl Store for RocksStore {
             &mut sessions,
             &index,
             |session, key, rest, value| {
+                if rest.is_empty() {
+                    // The sent mark, before the rows: sequences go on above it (rows at or
+                    // below it read back as redeliveries, and a new message must not).
+                    let mark = encoding::decode_sent_mark(key, value)?;
+                    session.queue.next = session.queue.next.max(mark.next());
+                    return Ok(());
+                }
                 let seq = encoding::seq_from_key(key, rest)?;
                 let bounds = &mut session.queue;
                 if bounds.count == 0 {
                     bounds.first = seq;
                 }
-                bounds.next = QueueSeq(seq.0.saturating_add(1));
+                bounds.next = bounds.next.max(QueueSeq(seq.0.saturating_add(1)));
                 bounds.count += 1;
                 bounds.bytes += encoding::delivery_size(key, value)?;
                 Ok(())
@@ -443,10 +458,23 @@ impl Store for RocksStore {
             return Ok(out);
         }
         let prefix = encoding::client_prefix(client);
+        let mark_key = encoding::sent_mark_key(client);
+        let mark = match self
+            .db
+            .get_pinned_cf(self.cf(Cf::Queues)?, &mark_key)
+            .map_err(io("read sent mark"))?
+        {
+            Some(value) => Some(encoding::decode_sent_mark(&mark_key, &value)?),
+            None => None,
+        };
         let start = encoding::queue_key(client, from);
         self.scan(Cf::Queues, &prefix, &start, |key, value| {
             let seq = encoding::seq_from_key(key, &key[prefix.len()..])?;
-            out.push((seq, encoding::decode_delivery(key, value)?));
+            let mut delivery = encoding::decode_delivery(key, value)?;
+            if mark.is_some_and(|mark| seq <= mark) {
+                delivery.redelivery = true;
+            }
+            out.push((seq, delivery));
             Ok(out.len() < limit)
         })?;
         Ok(out)

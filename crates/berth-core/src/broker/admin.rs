@@ -277,6 +277,8 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
     ) -> Result<Purged, AdminError> {
         self.admin_target(now, client)?;
+        // The purge's range would take the rows of its in-flight messages with it.
+        self.settle_rows(client);
         let Some(session) = self.sessions.get_mut(client) else {
             return Err(AdminError::NoSession);
         };

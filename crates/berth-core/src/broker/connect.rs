@@ -175,6 +175,7 @@ impl<S: Store> Broker<S> {
             bytes_credit: self.config.limits.publish_rate_bytes.credit_burst(),
             bytes_credit_at: now,
             connected_at: now,
+            row_backed: Vec::new(),
         }));
         if session.stored {
             let op = Op::PutSession {
@@ -331,6 +332,8 @@ impl<S: Store> Broker<S> {
     /// The session loses its connection: the will is discarded or scheduled, and the session
     /// either ends (expiry 0) or starts counting down to its expiry.
     pub(super) fn detach(&mut self, now: UnixMillis, client: &ClientId, ending: Ending) {
+        // Offline, the store holds its in-flight window as in-flight rows.
+        self.settle_rows(client);
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };

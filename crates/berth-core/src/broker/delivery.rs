@@ -42,7 +42,7 @@ impl<S: Store> Broker<S> {
                     && session.qos2_state_elsewhere
                     && self.deliveries_held(now, client))
             {
-                return self.send_in_window(now, client, delivery);
+                return self.send_in_window(now, client, delivery, None);
             }
         } else if delivery.qos == QoS::AtMostOnce && !queue_qos0 {
             return self.stats.count_drop(DropReason::Qos0Offline);
@@ -180,6 +180,14 @@ impl<S: Store> Broker<S> {
 
     /// Takes the oldest queued message, paging the next ones in from storage when needed.
     fn pop_queue(&mut self, client: &ClientId) -> Option<(QueueSeq, Delivery)> {
+        let (seq, delivery) = self.take_front(client)?;
+        self.delete_row(client, seq);
+        Some((seq, delivery))
+    }
+
+    /// [`Broker::pop_queue`] without deleting its row from the store: the caller does, or keeps
+    /// it as an in-flight record (`row_backed`).
+    fn take_front(&mut self, client: &ClientId) -> Option<(QueueSeq, Delivery)> {
         self.page_in(client);
         let session = self.sessions.get_mut(client)?;
         if session.queue.bounds.count == 0 {
@@ -194,13 +202,17 @@ impl<S: Store> Broker<S> {
         } else {
             seq.next()
         };
-        if session.stored {
+        Some((seq, delivery))
+    }
+
+    /// Deletes the queue row `seq` of `client` from the store, if the session is stored.
+    pub(super) fn delete_row(&mut self, client: &ClientId, seq: QueueSeq) {
+        if self.sessions.get(client).is_some_and(|s| s.stored) {
             self.batch.push(Op::Dequeue {
                 client: client.clone(),
                 seq,
             });
         }
-        Some((seq, delivery))
     }
 
     /// Moves queued messages into the send window while it has room.
@@ -218,6 +230,7 @@ impl<S: Store> Broker<S> {
             if !session.window_has_room() || session.queue.is_empty() {
                 return;
             }
+            let stored = session.stored;
             // A QoS 2 message waits at the head, and what is behind it with it (order). The
             // flag first: almost no session has it, and this runs for every message sent.
             if session.qos2_state_elsewhere
@@ -226,17 +239,25 @@ impl<S: Store> Broker<S> {
             {
                 return;
             }
-            let Some((_, delivery)) = self.pop_queue(client) else {
+            let Some((seq, delivery)) = self.take_front(client) else {
                 return;
             };
             if delivery.message.is_expired(now) {
+                self.delete_row(client, seq);
                 self.stats.count_drop(DropReason::Expired);
                 continue;
             }
-            if delivery.qos == QoS::AtMostOnce {
-                self.transmit(now, client, &delivery, None, false);
-            } else {
-                self.send_in_window(now, client, delivery);
+            match delivery.qos {
+                QoS::AtMostOnce => {
+                    self.delete_row(client, seq);
+                    self.transmit(now, client, &delivery, None, false);
+                }
+                // Its queue row stays as its in-flight record (`row_backed`).
+                QoS::AtLeastOnce if stored => self.send_in_window(now, client, delivery, Some(seq)),
+                _ => {
+                    self.delete_row(client, seq);
+                    self.send_in_window(now, client, delivery, None);
+                }
             }
         }
     }
@@ -310,21 +331,44 @@ impl<S: Store> Broker<S> {
         }
     }
 
-    fn send_in_window(&mut self, now: UnixMillis, client: &ClientId, delivery: Delivery) {
+    /// Sends `delivery` under a free packet id and keeps it in the window. `row`: the queue row
+    /// it was taken from, which becomes its in-flight record (`row_backed`); without one an
+    /// in-flight row is written.
+    fn send_in_window(
+        &mut self,
+        now: UnixMillis,
+        client: &ClientId,
+        delivery: Delivery,
+        row: Option<QueueSeq>,
+    ) {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
         let Some(id) = session.allocate_packet_id() else {
+            if let Some(seq) = row {
+                self.delete_row(client, seq);
+            }
             return self.enqueue(client, delivery);
         };
         if !self.transmit(now, client, &delivery, Some(id), false) {
+            // Dropped as if delivered (see `transmit`).
+            if let Some(seq) = row {
+                self.delete_row(client, seq);
+            }
             return;
         }
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
         let order = session.take_order();
-        if session.stored {
+        let stored = session.stored;
+        if let Some(seq) = row {
+            session
+                .inflight
+                .push_back((id, Outgoing::Sent { order, delivery }));
+            return self.keep_row(client, id, seq);
+        }
+        if stored {
             self.batch.push(Op::PutInflight {
                 client: client.clone(),
                 packet_id: id,
@@ -445,12 +489,7 @@ impl<S: Store> Broker<S> {
             return;
         };
         session.inflight.retain(|(used, _)| *used != id);
-        if session.stored {
-            self.batch.push(Op::DeleteInflight {
-                client: client.clone(),
-                packet_id: id,
-            });
-        }
+        self.delete_inflight_record(client, id);
     }
 
     /// Sends one PUBLISH to the session's connection. Returns false if it was dropped because
@@ -514,6 +553,22 @@ impl<S: Store> Broker<S> {
         self.stats.publishes_sent_total += 1;
         self.send(conn, packet);
         true
+    }
+}
+
+impl<S: Store> Broker<S> {
+    /// Deletes the durable record of the in-flight `id`: its queue row if it is row-backed,
+    /// else its in-flight row.
+    pub(super) fn delete_inflight_record(&mut self, client: &ClientId, id: PacketId) {
+        if let Some(seq) = self.take_row(client, id) {
+            return self.delete_row(client, seq);
+        }
+        if self.sessions.get(client).is_some_and(|s| s.stored) {
+            self.batch.push(Op::DeleteInflight {
+                client: client.clone(),
+                packet_id: id,
+            });
+        }
     }
 }
 

@@ -145,6 +145,8 @@ impl<S: Store> Broker<S> {
             self.batch.push(Op::DeleteSession {
                 client: client.clone(),
             });
+            // A mark op before the delete is void: a new session's marks go after it.
+            self.sent_marks.remove(client);
         }
     }
 }

@@ -22,6 +22,8 @@ impl<S: Store> Broker<S> {
     /// recovered — and the imported queue pages follow them (`on_import_queue`). Nothing of
     /// either is dropped, except a second copy of a QoS 2 message the session took.
     pub(super) fn merge_import(&mut self, client: &ClientId, mut export: SessionExport) {
+        // Rewritten wholesale below: the window as in-flight rows first (`row_backed`).
+        self.settle_rows(client);
         let imported_inflight = std::mem::take(&mut export.inflight);
         for (packet_id, id) in std::mem::take(&mut export.qos2_retry) {
             self.keep_for_retry(client, packet_id, id);
@@ -199,6 +201,8 @@ impl<S: Store> Broker<S> {
         mark_redelivered: bool,
     ) {
         const PAGE: usize = 256;
+        // Rewritten wholesale below: the window as in-flight rows first (`row_backed`).
+        self.settle_rows(client);
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
@@ -492,6 +496,8 @@ impl<S: Store> Broker<S> {
         if late.is_empty() {
             return;
         }
+        // Rewritten wholesale below: the window as in-flight rows first (`row_backed`).
+        self.settle_rows(client);
         late.sort_by_key(|(_, record)| record.order());
         let mut used: HashSet<PacketId> = match self.window_records(client) {
             Ok(window) => window.into_iter().map(|(id, _)| id).collect(),

@@ -25,6 +25,7 @@ mod handoff;
 mod identity;
 mod merge;
 mod publish;
+mod row_backed;
 mod session;
 mod snapshot;
 mod subscribe;
@@ -268,6 +269,8 @@ pub struct Broker<S: Store> {
     cluster: Option<Box<cluster::ClusterState>>,
     /// Messages kept for other nodes' sessions whose owner could not be reached.
     handoff: handoff::Handoff,
+    /// Where in `batch` each session's `Op::PutSentMark` of this group is (`row_backed`).
+    sent_marks: FastMap<ClientId, usize>,
 }
 
 impl<S: Store> Broker<S> {
@@ -297,6 +300,7 @@ impl<S: Store> Broker<S> {
             held: acks::HeldAcks::default(),
             cluster: None,
             handoff: handoff::Handoff::restore(loaded.handoff),
+            sent_marks: FastMap::default(),
         };
         for message in loaded.retained {
             broker
@@ -541,6 +545,7 @@ impl<S: Store> Broker<S> {
         // The next group starts with the room this one needed (up to a bound): a busy broker's
         // groups are alike, and growing each from empty copied the ops over and over.
         let room = self.batch.ops.len().min(BATCH_ROOM_KEEP);
+        self.sent_marks.clear();
         let batch = std::mem::replace(
             &mut self.batch,
             Batch {

@@ -550,12 +550,7 @@ impl<S: Store> Broker<S> {
         let Some((packet_id, _)) = session.inflight.remove(position) else {
             return;
         };
-        if session.stored {
-            self.batch.push(Op::DeleteInflight {
-                client: client.clone(),
-                packet_id,
-            });
-        }
+        self.delete_inflight_record(client, packet_id);
         self.pump(now, client);
     }
 

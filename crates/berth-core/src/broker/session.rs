@@ -203,6 +203,9 @@ pub(crate) struct Online {
     pub aliases_out: HashMap<TopicName, u16>,
     /// Aliases the client set towards us.
     pub aliases_in: HashMap<u16, TopicName>,
+    /// In-flight QoS 1 deliveries of a stored session whose durable record is still their
+    /// queue row, by packet id (`broker/row_backed.rs`).
+    pub row_backed: Vec<(PacketId, QueueSeq)>,
 }
 
 /// A message sent to the client and not yet fully acknowledged.

@@ -23,6 +23,9 @@ impl<S: Store> Broker<S> {
         if self.import_pending(client) {
             return Err(ExportError::StillArriving);
         }
+        // Read from the store: a connection still open here has its window written there first.
+        self.settle_rows(client);
+        self.commit()?;
         let Some(session) = self.sessions.get(client) else {
             return Ok(None);
         };
@@ -132,6 +135,8 @@ impl<S: Store> Broker<S> {
             self.batch.push(Op::DeleteSession {
                 client: client.clone(),
             });
+            // A mark op before the delete is void: a new session's marks go after it.
+            self.sent_marks.remove(client);
         }
     }
 

@@ -32,6 +32,7 @@ mod qos2_recovery;
 mod queue;
 mod restart;
 mod retained;
+mod row_backed;
 mod stale_copy;
 mod stranded;
 mod subscribe;

@@ -1,0 +1,120 @@
+//! A connected persistent session's QoS 1 deliveries from its queue keep their queue row as
+//! their in-flight record (`broker/row_backed.rs`): what the store holds while connected, after
+//! an orderly end, and after a crash.
+
+use std::num::NonZeroU16;
+
+use berth_codec::QoS;
+
+use super::*;
+
+/// A persistent MQTT 5 subscriber to `t` that takes one QoS 1 message at a time, and three
+/// messages for it: `m1` went out at once (an in-flight row), `m2` and `m3` wait in the queue.
+fn one_at_a_time() -> (Harness, ConnId) {
+    let mut h = Harness::new();
+    let mut connect = v5("sub", false, Some(3600));
+    connect.properties.receive_maximum = NonZeroU16::new(1);
+    let sub = h.connect_ok(connect);
+    h.subscribe(sub, subscribe(1, "t", QoS::AtLeastOnce));
+    let publisher = h.connect_ok(v5("pub", true, None));
+    for (n, payload) in [b"m1", b"m2", b"m3"].into_iter().enumerate() {
+        h.publish(
+            publisher,
+            publish("t", payload, QoS::AtLeastOnce, n as u16 + 1),
+        );
+    }
+    (h, sub)
+}
+
+fn resume(h: &mut Harness) -> (ConnId, Vec<berth_codec::Publish>) {
+    let mut connect = v5("sub", false, Some(3600));
+    connect.properties.receive_maximum = NonZeroU16::new(1);
+    let (sub, out) = h.connect(connect);
+    assert!(out.connack(sub).session_present);
+    (sub, out.publishes(sub))
+}
+
+#[test]
+fn a_delivery_from_the_queue_writes_no_in_flight_row_and_its_puback_deletes_the_queue_row() {
+    let (mut h, sub) = one_at_a_time();
+    assert_eq!(
+        h.stored_inflight("sub"),
+        [1],
+        "m1 went out at once: an in-flight row"
+    );
+    assert_eq!(h.stored_queue("sub"), ["m2", "m3"]);
+
+    let out = h.puback(sub, pid(1));
+    assert_eq!(payloads(&out.publishes(sub)), ["m2"]);
+    assert!(
+        h.stored_inflight("sub").is_empty(),
+        "m2's record is its queue row"
+    );
+    assert_eq!(h.stored_queue("sub"), ["m2", "m3"]);
+
+    let id = out.publish(sub).packet_id.unwrap();
+    let out = h.puback(sub, id);
+    assert_eq!(payloads(&out.publishes(sub)), ["m3"]);
+    assert_eq!(h.stored_queue("sub"), ["m3"], "m2's PUBACK deleted its row");
+    let id = out.publish(sub).packet_id.unwrap();
+    h.puback(sub, id);
+    assert!(h.stored_queue("sub").is_empty());
+    assert!(h.stored_inflight("sub").is_empty());
+}
+
+#[test]
+fn an_orderly_end_writes_the_window_as_in_flight_rows_and_a_resume_resends_it_as_before() {
+    let (mut h, sub) = one_at_a_time();
+    let out = h.puback(sub, pid(1));
+    let m2_id = out.publish(sub).packet_id.unwrap();
+    h.lose(sub);
+    assert_eq!(h.stored_inflight("sub"), [m2_id.get()]);
+    assert_eq!(h.stored_queue("sub"), ["m3"]);
+
+    let (_, publishes) = resume(&mut h);
+    assert_eq!(payloads(&publishes), ["m2"]);
+    assert!(publishes[0].dup, "a re-delivery");
+    assert_eq!(publishes[0].packet_id, Some(m2_id), "under its packet id");
+}
+
+#[test]
+fn after_a_crash_a_sent_row_goes_out_again_with_dup_and_none_is_lost() {
+    let (mut h, sub) = one_at_a_time();
+    let out = h.puback(sub, pid(1));
+    assert_eq!(payloads(&out.publishes(sub)), ["m2"]);
+    // Crash: the connection is never told closed, nothing is settled.
+    h.restart_after(1);
+    let (sub, publishes) = resume(&mut h);
+    assert_eq!(payloads(&publishes), ["m2"]);
+    assert!(publishes[0].dup, "it may have reached the client: DUP = 1");
+
+    let out = h.puback(sub, publishes[0].packet_id.unwrap());
+    let m3 = out.publish(sub);
+    assert_eq!(payloads(std::slice::from_ref(&m3)), ["m3"]);
+    assert!(!m3.dup, "never sent before the crash");
+    h.puback(sub, m3.packet_id.unwrap());
+    assert!(h.stored_queue("sub").is_empty());
+    // A message queued now takes a sequence above the mark: a first delivery, DUP = 0.
+    let publisher = h.connect_ok(v5("pub", true, None));
+    let out = h.publish(publisher, publish("t", b"m4", QoS::AtLeastOnce, 1));
+    let m4 = out.publish(sub);
+    assert!(!m4.dup);
+}
+
+#[test]
+fn a_purge_keeps_the_messages_in_flight() {
+    let (mut h, sub) = one_at_a_time();
+    let out = h.puback(sub, pid(1));
+    let m2_id = out.publish(sub).packet_id.unwrap();
+    let purged = h.broker.purge_queue(h.now, &client("sub")).expect("purges");
+    assert_eq!(purged.messages, 1, "m3 only");
+    h.broker.commit_pending().unwrap();
+    assert_eq!(
+        h.stored_inflight("sub"),
+        [m2_id.get()],
+        "m2 is still in flight"
+    );
+    h.restart_after(1);
+    let (_, publishes) = resume(&mut h);
+    assert_eq!(payloads(&publishes), ["m2"]);
+}
