@@ -361,14 +361,17 @@ impl<S: Store> Broker<S> {
             return;
         };
         let order = session.take_order();
-        let stored = session.stored;
         if let Some(seq) = row {
             session
                 .inflight
                 .push_back((id, Outgoing::Sent { order, delivery }));
             return self.keep_row(client, id, seq);
         }
-        if stored {
+        if session.stored {
+            // After a crash, in-flight rows are re-sent before queue rows: older deliveries
+            // still backed by their queue row become in-flight rows first, so that the
+            // window goes out again in the order it was sent [MQTT-4.6.0-1].
+            self.settle_rows(client);
             self.batch.push(Op::PutInflight {
                 client: client.clone(),
                 packet_id: id,
@@ -378,9 +381,11 @@ impl<S: Store> Broker<S> {
                 },
             });
         }
-        session
-            .inflight
-            .push_back((id, Outgoing::Sent { order, delivery }));
+        if let Some(session) = self.sessions.get_mut(client) {
+            session
+                .inflight
+                .push_back((id, Outgoing::Sent { order, delivery }));
+        }
     }
 
     /// After CONNACK of a resumed session: re-send the in-flight window in its original order

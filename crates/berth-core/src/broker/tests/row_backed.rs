@@ -118,3 +118,36 @@ fn a_purge_keeps_the_messages_in_flight() {
     let (_, publishes) = resume(&mut h);
     assert_eq!(payloads(&publishes), ["m2"]);
 }
+
+#[test]
+fn a_direct_send_behind_row_backed_ones_keeps_the_resend_order_after_a_crash() {
+    let (mut h, sub) = one_at_a_time();
+    // Take the window to 3: m2 and m3 go out from the queue (row-backed), m4 straight.
+    let out = h.puback(sub, pid(1));
+    let m2 = out.publish(sub).packet_id.unwrap();
+    h.puback(sub, m2);
+    let publisher = h.connect_ok(v5("pub", true, None));
+    h.publish(publisher, publish("t", b"m4", QoS::AtLeastOnce, 1));
+    assert_eq!(
+        h.stored_queue("sub"),
+        ["m3", "m4"],
+        "m3 in flight from its row, m4 waits"
+    );
+    h.lose(sub);
+    // Resumed with room for everything: m3 again from its in-flight row, m4 from its queue
+    // row (row-backed); then m5 straight out, and a crash with all three unacknowledged.
+    let (sub, out) = h.connect(v5("sub", false, Some(3600)));
+    assert_eq!(payloads(&out.publishes(sub)), ["m3", "m4"]);
+    assert_eq!(h.stored_queue("sub"), ["m4"]);
+    let out = h.publish(publisher, publish("t", b"m5", QoS::AtLeastOnce, 2));
+    assert_eq!(payloads(&out.publishes(sub)), ["m5"]);
+    h.restart_after(1);
+    let (sub, out) = h.connect(v5("sub", false, Some(3600)));
+    let again = out.publishes(sub);
+    assert_eq!(
+        payloads(&again),
+        ["m3", "m4", "m5"],
+        "in the order they were sent"
+    );
+    assert!(again.iter().all(|p| p.dup));
+}
