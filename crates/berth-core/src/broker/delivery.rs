@@ -561,22 +561,6 @@ impl<S: Store> Broker<S> {
     }
 }
 
-impl<S: Store> Broker<S> {
-    /// Deletes the durable record of the in-flight `id`: its queue row if it is row-backed,
-    /// else its in-flight row.
-    pub(super) fn delete_inflight_record(&mut self, client: &ClientId, id: PacketId) {
-        if let Some(seq) = self.take_row(client, id) {
-            return self.delete_row(client, seq);
-        }
-        if self.sessions.get(client).is_some_and(|s| s.stored) {
-            self.batch.push(Op::DeleteInflight {
-                client: client.clone(),
-                packet_id: id,
-            });
-        }
-    }
-}
-
 /// `Store::read_queue`, plus what this event (and, under `handle_deferred`, the events before it
 /// in the group) already changed: those ops are still in the uncommitted `batch` (written
 /// together, atomically, at the commit), and a read before the commit must see them. Otherwise a message queued earlier in the

@@ -26,7 +26,8 @@ use crate::ids::{ClientId, QueueSeq};
 use crate::store::{InflightRecord, Op, Store};
 
 impl<S: Store> Broker<S> {
-    /// `id` went out from the queue row `seq`, which stays as its in-flight record.
+    /// `id` went out from the queue row `seq`, which stays as its in-flight record. Called
+    /// only after the PUBLISH was handed to the session's connection, so it is connected.
     pub(super) fn keep_row(&mut self, client: &ClientId, id: PacketId, seq: QueueSeq) {
         let Some(online) = self
             .sessions
@@ -36,20 +37,32 @@ impl<S: Store> Broker<S> {
             return;
         };
         online.row_backed.push((id, seq));
-        // Rows are taken in sequence order, so the newest is the mark.
-        match self.sent_marks.get(client) {
-            Some(&at) => {
-                if let Some(Op::PutSentMark { seq: mark, .. }) = self.batch.ops.get_mut(at) {
-                    *mark = seq;
-                }
-            }
-            None => {
-                self.sent_marks.insert(client.clone(), self.batch.ops.len());
-                self.batch.push(Op::PutSentMark {
-                    client: client.clone(),
-                    seq,
-                });
-            }
+        // Rows are taken in sequence order, so the newest is the mark: this group's mark op
+        // for the session is moved up, or the first one written.
+        if let Some(&at) = self.sent_marks.get(client)
+            && let Some(Op::PutSentMark { seq: mark, .. }) = self.batch.ops.get_mut(at)
+        {
+            *mark = seq;
+            return;
+        }
+        self.sent_marks.insert(client.clone(), self.batch.ops.len());
+        self.batch.push(Op::PutSentMark {
+            client: client.clone(),
+            seq,
+        });
+    }
+
+    /// Deletes the durable record of the in-flight `id`: its queue row if it is row-backed,
+    /// else its in-flight row.
+    pub(super) fn delete_inflight_record(&mut self, client: &ClientId, id: PacketId) {
+        if let Some(seq) = self.take_row(client, id) {
+            return self.delete_row(client, seq);
+        }
+        if self.sessions.get(client).is_some_and(|s| s.stored) {
+            self.batch.push(Op::DeleteInflight {
+                client: client.clone(),
+                packet_id: id,
+            });
         }
     }
 
