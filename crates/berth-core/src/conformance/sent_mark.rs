@@ -14,6 +14,19 @@ fn mark(who: &crate::ids::ClientId, seq: u64) -> Op {
     }
 }
 
+/// Stores a bare session record for each of `clients`, and `rows` queued for the first.
+fn sessions_with_rows(store: &mut dyn Store, clients: &[&crate::ids::ClientId], rows: u64) {
+    let records = clients
+        .iter()
+        .map(|who| Op::PutSession {
+            client: (*who).clone(),
+            record: bare_session(1),
+        })
+        .collect();
+    write(store, records);
+    enqueue_all(store, clients[0], 1..=rows);
+}
+
 fn redelivered(store: &dyn Store, who: &crate::ids::ClientId) -> Vec<u64> {
     queue(store, who)
         .into_iter()
@@ -25,20 +38,7 @@ fn redelivered(store: &dyn Store, who: &crate::ids::ClientId) -> Vec<u64> {
 pub(super) fn rows_at_or_below_the_sent_mark_read_back_as_redeliveries(store: &mut dyn Store) {
     let who = client("m");
     let other = client("m2");
-    write(
-        store,
-        vec![
-            Op::PutSession {
-                client: who.clone(),
-                record: bare_session(1),
-            },
-            Op::PutSession {
-                client: other.clone(),
-                record: bare_session(1),
-            },
-        ],
-    );
-    enqueue_all(store, &who, 1..=5);
+    sessions_with_rows(store, &[&who, &other], 5);
     enqueue_all(store, &other, 1..=5);
     assert!(redelivered(store, &who).is_empty(), "no mark, no flag");
     write(store, vec![mark(&who, 2)]);
@@ -69,14 +69,7 @@ pub(super) fn rows_at_or_below_the_sent_mark_read_back_as_redeliveries(store: &m
 
 pub(super) fn sequences_go_on_above_the_sent_mark(store: &mut dyn Store) {
     let who = client("n");
-    write(
-        store,
-        vec![Op::PutSession {
-            client: who.clone(),
-            record: bare_session(1),
-        }],
-    );
-    enqueue_all(store, &who, 1..=3);
+    sessions_with_rows(store, &[&who], 3);
     let dequeued = (1..=3)
         .map(|seq| Op::Dequeue {
             client: who.clone(),
@@ -99,14 +92,7 @@ pub(super) fn sequences_go_on_above_the_sent_mark(store: &mut dyn Store) {
 
 pub(super) fn delete_session_removes_the_sent_mark(store: &mut dyn Store) {
     let who = client("o");
-    write(
-        store,
-        vec![Op::PutSession {
-            client: who.clone(),
-            record: bare_session(1),
-        }],
-    );
-    enqueue_all(store, &who, 1..=3);
+    sessions_with_rows(store, &[&who], 3);
     write(store, vec![mark(&who, 3)]);
     write(
         store,
