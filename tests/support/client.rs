@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use berth_codec::{
     ConnAck, Connect, ConnectProperties, DecodeOptions, Disconnect, DisconnectReasonCode, LastWill,
     MqttString, Packet, PacketId, ProtocolVersion, PubAck, PubAckReasonCode, PubComp, PubRec,
-    PubRel, Publish, PublishProperties, QoS, SubAck, Subscribe, SubscribeProperties, Subscription,
+    PubRel, Publish, QoS, SubAck, Subscribe, SubscribeProperties, Subscription,
     SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, decode,
     encode,
 };
@@ -494,7 +494,7 @@ pub fn message(topic_name: &str, payload: &[u8], qos: QoS) -> Publish {
         topic: topic(topic_name),
         packet_id: None,
         payload: Bytes::copy_from_slice(payload),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
     }
 }
 

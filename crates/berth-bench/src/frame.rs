@@ -7,7 +7,7 @@
 
 use anyhow::{Context, bail};
 use berth_codec::{
-    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, PublishProperties,
+    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish,
     QoS, TopicName, encode,
 };
 use bytes::{Bytes, BytesMut};
@@ -44,7 +44,7 @@ impl PublishTemplate {
             topic: topic.clone(),
             packet_id,
             payload: Bytes::from(vec![b'.'; payload_len]),
-            properties: PublishProperties::default(),
+            properties: Default::default(),
         };
         let mut out = BytesMut::new();
         encode(&Packet::Publish(publish), version, &mut out)
@@ -185,7 +185,7 @@ mod tests {
             topic: t,
             packet_id: PacketId::new(77),
             payload: Bytes::from(payload),
-            properties: PublishProperties::default(),
+            properties: Default::default(),
         };
         let mut direct = BytesMut::new();
         encode(&Packet::Publish(publish), version, &mut direct).unwrap();

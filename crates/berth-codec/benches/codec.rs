@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use berth_codec::{
     Connect, ConnectProperties, DecodeOptions, MqttString, Packet, PacketId, ProtocolVersion,
-    Publish, PublishProperties, QoS, TopicName, decode, encode,
+    Publish, QoS, TopicName, decode, encode,
 };
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -20,7 +20,7 @@ fn publish_qos1() -> Packet {
         topic: TopicName::parse("sensors/building-7/floor-3/temperature").unwrap(),
         packet_id: PacketId::new(4242),
         payload: Bytes::from(vec![0x5A; 64]),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
     })
 }
 

@@ -37,8 +37,8 @@ pub use packet::{
 };
 pub use property::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
-    PayloadFormat, PropertyId, PublishProperties, SubscribeProperties, UnsubscribeProperties,
-    UserProperty, WillProperties,
+    PayloadFormat, PropertyId, PublishProperties, SparseProperties, SubscribeProperties,
+    UnsubscribeProperties, UserProperty, WillProperties,
 };
 pub use reason::{
     AuthReasonCode, ConnectReasonCode, DisconnectReasonCode, PubAckReasonCode, PubRelReasonCode,

@@ -330,7 +330,7 @@ fn publish(qos: QoS, packet_id: Option<u16>) -> Publish {
         topic: TopicName::parse("a/b").unwrap(),
         packet_id: packet_id.and_then(PacketId::new),
         payload: Bytes::from_static(b"x"),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
     }
 }
 
@@ -375,10 +375,10 @@ fn encode_publish_qos0_with_packet_id_or_dup() {
 
 #[test]
 fn encode_auth_before_v5() {
-    let packet = Packet::Auth(Auth {
+    let packet = Packet::Auth(Box::new(Auth {
         reason: AuthReasonCode::Success,
         properties: AuthProperties::default(),
-    });
+    }));
     for version in [V3_1, V3_1_1] {
         let expected = EncodeError::NotInVersion {
             packet: PacketType::Auth,
@@ -431,7 +431,7 @@ fn encode_binary_field_longer_than_65535_bytes() {
         properties: PublishProperties {
             correlation_data: Some(Bytes::from(vec![0; 65_536])),
             ..Default::default()
-        },
+        }.into(),
         ..publish(QoS::AtMostOnce, None)
     });
     let expected = EncodeError::BinaryTooLong {

@@ -315,7 +315,7 @@ fn auth_short_form_and_exchanges() {
         reason: AuthReasonCode::Success,
         properties: AuthProperties::default(),
     };
-    assert_wire(V5, &[0xF0, 0x00], &Packet::Auth(success));
+    assert_wire(V5, &[0xF0, 0x00], &Packet::Auth(Box::new(success)));
 
     let bytes = wire(&[
         &[0xF0, 0x11],                               // AUTH, remaining length 17
@@ -332,7 +332,7 @@ fn auth_short_form_and_exchanges() {
             ..Default::default()
         },
     };
-    assert_wire(V5, &bytes, &Packet::Auth(packet));
+    assert_wire(V5, &bytes, &Packet::Auth(Box::new(packet)));
 
     let bytes = wire(&[
         &[0xF0, 0x16],             // AUTH, remaining length 22
@@ -351,7 +351,7 @@ fn auth_short_form_and_exchanges() {
             user_properties: vec![user("k", "v")],
         },
     };
-    assert_wire(V5, &bytes, &Packet::Auth(packet));
+    assert_wire(V5, &bytes, &Packet::Auth(Box::new(packet)));
 
     // Success that ends a re-authentication, naming the method.
     let bytes = wire(&[
@@ -367,5 +367,5 @@ fn auth_short_form_and_exchanges() {
             ..Default::default()
         },
     };
-    assert_wire(V5, &bytes, &Packet::Auth(packet));
+    assert_wire(V5, &bytes, &Packet::Auth(Box::new(packet)));
 }

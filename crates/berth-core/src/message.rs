@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use berth_codec::{PublishProperties, QoS, SubscriptionId, TopicName};
+use berth_codec::{QoS, SparseProperties, SubscriptionId, TopicName};
 use bytes::Bytes;
 
 use crate::ids::MessageId;
@@ -21,7 +21,7 @@ pub struct Message {
     pub qos: QoS,
     /// The RETAIN flag it was published with.
     pub retain: bool,
-    pub properties: PublishProperties,
+    pub properties: SparseProperties,
     pub expires_at: Option<UnixMillis>,
     /// When the broker received it from its publisher (published it, for a will): what the
     /// admin API's queue view counts a queued message's age from. `None` for a message that
@@ -58,24 +58,24 @@ impl Message {
     /// node's retained PUBLISH goes to the registry in this form). Takes the PUBLISH by value:
     /// on the publish path its properties move, they are not copied.
     pub fn published(publish: berth_codec::Publish, topic: TopicName, now: UnixMillis) -> Message {
-        let properties = publish.properties;
+        // What stays with the message: the expiry becomes a deadline, the topic alias and
+        // subscription identifiers belong to one hop.
+        let mut properties = publish.properties;
+        let expiry = properties.message_expiry_interval;
+        if let Some(set) = properties.get_mut() {
+            set.message_expiry_interval = None;
+            set.topic_alias = None;
+            set.subscription_identifiers = Vec::new();
+        }
+        properties.compact();
         Message {
             topic,
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
-            expires_at: properties
-                .message_expiry_interval
-                .map(|secs| now.plus_secs(secs)),
+            expires_at: expiry.map(|secs| now.plus_secs(secs)),
             received_at: Some(now),
-            properties: PublishProperties {
-                payload_format_indicator: properties.payload_format_indicator,
-                content_type: properties.content_type,
-                response_topic: properties.response_topic,
-                correlation_data: properties.correlation_data,
-                user_properties: properties.user_properties,
-                ..Default::default()
-            },
+            properties,
             id: None,
         }
     }
@@ -113,7 +113,7 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_codec::{MqttString, UserProperty};
+    use berth_codec::{MqttString, PublishProperties, UserProperty};
 
     #[test]
     fn a_detached_message_shares_no_memory_with_the_buffer_it_was_read_from() {
@@ -131,7 +131,7 @@ mod tests {
             payload: read.slice(9..20),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties,
+            properties: properties.into(),
             expires_at: None,
             received_at: None,
             id: None,

@@ -94,7 +94,7 @@ impl WillRecord {
                     correlation_data: will.properties.correlation_data,
                     user_properties: will.properties.user_properties,
                     ..Default::default()
-                },
+                }.into(),
                 id: None,
             },
         }
@@ -107,9 +107,10 @@ impl WillRecord {
         message.received_at = Some(now);
         message.expires_at = message
             .properties
-            .message_expiry_interval
-            .take()
+            .get_mut()
+            .and_then(|set| set.message_expiry_interval.take())
             .map(|secs| now.plus_secs(secs));
+        message.properties.compact();
         message
     }
 }

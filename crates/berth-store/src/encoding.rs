@@ -369,9 +369,11 @@ fn put_message(
     let own_ids = message.properties.subscription_identifiers.len();
     out.put_u32(u32::try_from(own_ids).unwrap_or(u32::MAX));
     let mut properties = message.properties.clone();
-    properties
-        .subscription_identifiers
-        .extend_from_slice(extra_ids);
+    if !extra_ids.is_empty() {
+        properties
+            .subscription_identifiers
+            .extend_from_slice(extra_ids);
+    }
     let publish = Publish {
         dup: false,
         qos: message.qos,
@@ -515,7 +517,11 @@ impl<'a> Reader<'a> {
         if own_ids > properties.subscription_identifiers.len() {
             return Err(self.corrupt("more own subscription identifiers than the PUBLISH carries"));
         }
-        let delivery_ids = properties.subscription_identifiers.split_off(own_ids);
+        let delivery_ids = match properties.get_mut() {
+            Some(set) => set.subscription_identifiers.split_off(own_ids),
+            None => Vec::new(),
+        };
+        properties.compact();
         let message = Message {
             topic: publish.topic,
             payload: publish.payload,

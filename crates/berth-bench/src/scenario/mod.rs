@@ -104,7 +104,7 @@ const WARM_UP: u32 = 64;
 /// Both brokers get the same warm-up.
 pub async fn warm_up(s: &Settings, persistent: bool) -> anyhow::Result<()> {
     use anyhow::Context;
-    use berth_codec::{Packet, PacketId, Publish, PublishProperties, QoS};
+    use berth_codec::{Packet, PacketId, Publish, QoS};
 
     use crate::conn::Conn;
 
@@ -134,7 +134,7 @@ pub async fn warm_up(s: &Settings, persistent: bool) -> anyhow::Result<()> {
             topic: topic(&format!("{p}/warm/{i}"))?,
             packet_id: Some(packet_id),
             payload: bytes::Bytes::from(vec![b'.'; s.payload]),
-            properties: PublishProperties::default(),
+            properties: Default::default(),
         };
         publisher.send(&Packet::Publish(publish)).await?;
         match tokio::time::timeout(s.timeout, publisher.recv_unbounded()).await {

@@ -120,7 +120,7 @@ pub fn message_from_pb(m: pb::Message) -> Result<Message, Invalid> {
             user_properties,
             content_type,
             ..Default::default()
-        },
+        }.into(),
         expires_at: m.expires_at_ms.map(UnixMillis),
         received_at: m.received_at_ms.map(UnixMillis),
         id: m.id.map(message_id_from_pb),
@@ -194,7 +194,11 @@ pub fn subscription_from_pb(
 /// interval until the will is published (see `WillRecord::of_connect`).
 pub fn will_to_pb(will: &WillRecord) -> pb::Will {
     let mut message = will.message.clone();
-    let message_expiry_interval = message.properties.message_expiry_interval.take();
+    let message_expiry_interval = message
+        .properties
+        .get_mut()
+        .and_then(|set| set.message_expiry_interval.take());
+    message.properties.compact();
     pb::Will {
         message: Some(message_to_pb(&message)),
         delay_secs: will.delay_secs,
@@ -204,7 +208,9 @@ pub fn will_to_pb(will: &WillRecord) -> pb::Will {
 
 pub fn will_from_pb(will: pb::Will) -> Result<WillRecord, Invalid> {
     let mut message = message_from_pb(will.message.ok_or(invalid("will.message"))?)?;
-    message.properties.message_expiry_interval = will.message_expiry_interval;
+    if will.message_expiry_interval.is_some() {
+        message.properties.message_expiry_interval = will.message_expiry_interval;
+    }
     Ok(WillRecord {
         message,
         delay_secs: will.delay_secs,
@@ -233,7 +239,7 @@ mod tests {
                     value: MqttString::new("v").unwrap(),
                 }],
                 ..Default::default()
-            },
+            }.into(),
             expires_at: Some(UnixMillis(42)),
             received_at: Some(UnixMillis(7)),
             id: None,
@@ -267,7 +273,7 @@ mod tests {
                 properties: berth_codec::PublishProperties {
                     message_expiry_interval: Some(30),
                     ..Default::default()
-                },
+                }.into(),
                 expires_at: None,
                 received_at: None,
                 id: None,

@@ -151,7 +151,7 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
 mod tests {
     use std::sync::Arc;
 
-    use berth_codec::{PacketId, ProtocolVersion, PublishProperties, QoS, TopicName};
+    use berth_codec::{PacketId, ProtocolVersion, QoS, TopicName};
     use berth_core::{Delivery, Epoch, Message, MessageId, NodeId};
     use bytes::Bytes;
 
@@ -170,7 +170,7 @@ mod tests {
                 payload: Bytes::from_static(b"m"),
                 qos: QoS::ExactlyOnce,
                 retain: false,
-                properties: PublishProperties::default(),
+                properties: Default::default(),
                 expires_at: None,
                 received_at: None,
                 id: Some(message_id(7)),

@@ -43,7 +43,8 @@ pub enum Packet {
     PingReq,
     PingResp,
     Disconnect(Disconnect),
-    Auth(Auth),
+    /// Boxed, as CONNECT and CONNACK: rare, and its properties would make every packet larger.
+    Auth(Box<Auth>),
 }
 
 impl Packet {
@@ -214,7 +215,7 @@ fn decode_body(
             Packet::PingResp
         }
         PacketType::Disconnect => Packet::Disconnect(Disconnect::decode(&mut r, version)?),
-        PacketType::Auth => Packet::Auth(Auth::decode(&mut r)?),
+        PacketType::Auth => Packet::Auth(Box::new(Auth::decode(&mut r)?)),
     })
 }
 

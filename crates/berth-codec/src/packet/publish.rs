@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{property_block_len, put_property_block, read_packet_id};
 use crate::error::{DecodeError, EncodeError};
-use crate::property::PublishProperties;
+use crate::property::{PublishProperties, SparseProperties};
 use crate::topic::{TopicError, TopicName};
 use crate::types::{PacketId, PacketType, ProtocolVersion, QoS};
 use crate::wire::{Reader, binary_len, put_string};
@@ -21,8 +21,9 @@ pub struct Publish {
     /// Present exactly when `qos` is 1 or 2.
     pub packet_id: Option<PacketId>,
     pub payload: Bytes,
-    /// MQTT 5 only.
-    pub properties: PublishProperties,
+    /// MQTT 5 only. Out of line and absent while empty (`SparseProperties`): a `Publish` is
+    /// moved by value many times on its way through the broker.
+    pub properties: SparseProperties,
 }
 
 impl Publish {
@@ -35,7 +36,7 @@ impl Publish {
             topic,
             packet_id: None,
             payload,
-            properties: PublishProperties::default(),
+            properties: SparseProperties::none(),
         }
     }
 
@@ -58,9 +59,9 @@ impl Publish {
             QoS::AtLeastOnce | QoS::ExactlyOnce => Some(read_packet_id(r)?),
         };
         let properties = if version.is_v5() {
-            PublishProperties::decode(r)?
+            SparseProperties::from(PublishProperties::decode(r)?)
         } else {
-            Default::default()
+            SparseProperties::none()
         };
         let topic = if raw_topic.is_empty() {
             if !version.is_v5() {
@@ -106,7 +107,7 @@ impl Publish {
             len += 2;
         }
         if version.is_v5() {
-            len += property_block_len(&self.properties, PacketType::Publish)?;
+            len += property_block_len(&*self.properties, PacketType::Publish)?;
         }
         Ok(len)
     }
@@ -117,7 +118,7 @@ impl Publish {
             out.put_u16(id.get());
         }
         if version.is_v5() {
-            put_property_block(out, &self.properties);
+            put_property_block(out, &*self.properties);
         }
         out.put_slice(&self.payload);
     }

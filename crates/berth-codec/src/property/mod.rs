@@ -7,6 +7,7 @@
 //! then the output buffer, so length and bytes cannot disagree.
 
 mod sets;
+mod sparse;
 
 use std::num::{NonZeroU16, NonZeroU32};
 
@@ -22,6 +23,7 @@ pub use sets::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,
     PublishProperties, SubscribeProperties, UnsubscribeProperties, WillProperties,
 };
+pub use sparse::SparseProperties;
 
 /// Property identifiers (MQTT 5 table 2-4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -384,6 +384,18 @@ pub struct PublishProperties {
 }
 
 impl PublishProperties {
+    /// No properties, as a constant (what an absent [`super::SparseProperties`] reads as).
+    pub const EMPTY: PublishProperties = PublishProperties {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        topic_alias: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+        subscription_identifiers: Vec::new(),
+        content_type: None,
+    };
+
     /// The same properties in allocations of their own: decoded ones are slices of the packet's
     /// buffer, which a connection shares among every packet of one read.
     pub fn detached(&self) -> PublishProperties {
@@ -447,7 +459,14 @@ impl PublishProperties {
     }
 
     pub fn is_empty(&self) -> bool {
-        *self == PublishProperties::default()
+        self.payload_format_indicator.is_none()
+            && self.message_expiry_interval.is_none()
+            && self.topic_alias.is_none()
+            && self.response_topic.is_none()
+            && self.correlation_data.is_none()
+            && self.user_properties.is_empty()
+            && self.subscription_identifiers.is_empty()
+            && self.content_type.is_none()
     }
 }
 

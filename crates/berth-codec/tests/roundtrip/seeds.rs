@@ -110,8 +110,9 @@ fn publishes(version: ProtocolVersion) -> Vec<Packet> {
                     ],
                     content_type: Some(s("json")),
                 }
+                .into()
             } else {
-                PublishProperties::default()
+                Default::default()
             },
         }),
     ];
@@ -123,7 +124,7 @@ fn publishes(version: ProtocolVersion) -> Vec<Packet> {
             properties: PublishProperties {
                 topic_alias: NonZeroU16::new(3),
                 ..PublishProperties::default()
-            },
+            }.into(),
             ..Publish::at_most_once(TopicName::empty(), Bytes::from_static(b"x"))
         }));
     }
@@ -262,7 +263,7 @@ fn stream(version: ProtocolVersion) -> Vec<Packet> {
         Packet::PingResp,
     ];
     if v5 {
-        packets.push(Packet::Auth(Auth {
+        packets.push(Packet::Auth(Box::new(Auth {
             reason: AuthReasonCode::ContinueAuthentication,
             properties: AuthProperties {
                 authentication_method: Some(s("SCRAM-SHA-1")),
@@ -270,7 +271,7 @@ fn stream(version: ProtocolVersion) -> Vec<Packet> {
                 reason_string: None,
                 user_properties: Vec::new(),
             },
-        }));
+        })));
         packets.push(Packet::Disconnect(Disconnect {
             reason: DisconnectReasonCode::DisconnectWithWillMessage,
             properties: DisconnectProperties {

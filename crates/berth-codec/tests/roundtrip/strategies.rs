@@ -501,7 +501,7 @@ pub fn publish(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     topic,
                     packet_id: (!at_most_once).then_some(id),
                     payload,
-                    properties,
+                    properties: properties.into(),
                 })
             },
         )
@@ -673,12 +673,12 @@ pub fn disconnect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
 /// zero bytes, §3.15.2.1) or carries an Authentication Method (§3.15.2.2.2).
 pub fn auth() -> impl Strategy<Value = Packet> {
     prop_oneof![
-        1 => Just(Packet::Auth(Auth {
+        1 => Just(Packet::Auth(Box::new(Auth {
             reason: AuthReasonCode::Success,
             properties: AuthProperties::default(),
-        })),
+        }))),
         4 => (select(AuthReasonCode::ALL), auth_properties())
-            .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties })),
+            .prop_map(|(reason, properties)| Packet::Auth(Box::new(Auth { reason, properties }))),
     ]
 }
 

@@ -3,7 +3,7 @@
 //! typed side.
 
 use berth_codec::{
-    DecodeOptions, MqttString, Packet, PacketId, ProtocolVersion, Publish, PublishProperties, QoS,
+    DecodeOptions, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
     TopicFilter, TopicName, UserProperty, decode, encode, encoded_len,
 };
 use bytes::{Bytes, BytesMut};
@@ -42,7 +42,7 @@ pub fn publish(qos: QoS, id: Option<u16>, name: TopicName, payload: &'static [u8
         topic: name,
         packet_id: id.map(pid),
         payload: Bytes::from_static(payload),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
     }
 }
 

@@ -523,8 +523,15 @@ impl<S: Store> Broker<S> {
             return false;
         }
         let mut properties = message.properties.clone();
-        properties.message_expiry_interval = message.expires_at.map(|at| now.secs_until(at).max(1));
-        properties.subscription_identifiers = delivery.subscription_ids.clone();
+        let expiry = message.expires_at.map(|at| now.secs_until(at).max(1));
+        if expiry.is_some() || !delivery.subscription_ids.is_empty() {
+            properties.message_expiry_interval = expiry;
+            properties.subscription_identifiers = delivery.subscription_ids.clone();
+        } else if let Some(set) = properties.get_mut() {
+            // Without either, a message with no properties gets no set allocated.
+            set.message_expiry_interval = None;
+            set.subscription_identifiers = Vec::new();
+        }
         let mut packet = Packet::Publish(Publish {
             // [MQTT-3.3.1-2]: never on QoS 0.
             dup: (dup || delivery.redelivery) && delivery.qos != QoS::AtMostOnce,

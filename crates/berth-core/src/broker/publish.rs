@@ -273,7 +273,9 @@ impl<S: Store> Broker<S> {
             return;
         }
         publish.topic = topic;
-        publish.properties.topic_alias = None;
+        if let Some(set) = publish.properties.get_mut() {
+            set.topic_alias = None;
+        }
         wait.held.push(super::session::HeldQos2 {
             conn,
             token,

@@ -48,7 +48,7 @@ pub(crate) fn plain(topic_name: &str, payload: &[u8]) -> Message {
         payload: Bytes::copy_from_slice(payload),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         expires_at: None,
         received_at: None,
         id: None,
@@ -77,7 +77,7 @@ pub(crate) fn rich(topic_name: &str, qos: QoS, retain: bool) -> Message {
             ],
             subscription_identifiers: Vec::new(),
             content_type: Some(mqtt("application/json; charset=utf-8")),
-        },
+        }.into(),
         expires_at: Some(UnixMillis(1_700_000_123_456)),
         received_at: Some(UnixMillis(1_700_000_000_456)),
         id: Some(crate::ids::MessageId {

@@ -110,7 +110,7 @@ impl OperatorPublish {
                 topic_alias: None,
                 subscription_identifiers: Vec::new(),
                 ..self.properties.clone()
-            },
+            }.into(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use berth_codec::{Packet, PubAckReasonCode, PublishProperties, QoS, SubscriptionOptions};
+use berth_codec::{Packet, PubAckReasonCode, QoS, SubscriptionOptions};
 use bytes::Bytes;
 
 use super::{
@@ -23,7 +23,7 @@ fn message(topic_name: &str, payload: &'static [u8], qos: QoS, retain: bool) -> 
         payload: Bytes::from_static(payload),
         qos,
         retain,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
     }
 }
 

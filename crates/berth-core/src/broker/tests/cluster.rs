@@ -68,7 +68,7 @@ pub(super) fn message(topic_name: &str, payload: &'static [u8]) -> Arc<Message> 
         payload: Bytes::from_static(payload),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         expires_at: None,
         received_at: None,
         id: None,

@@ -19,7 +19,7 @@ fn qos2_message(payload: &'static [u8], seq: u64) -> Arc<Message> {
         payload: Bytes::from_static(payload),
         qos: QoS::ExactlyOnce,
         retain: false,
-        properties: PublishProperties::default(),
+        properties: Default::default(),
         expires_at: None,
         received_at: None,
         id: Some(MessageId {

@@ -42,8 +42,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 
 use berth_codec::{
     ConnAck, Connect, ConnectProperties, Disconnect, DisconnectReasonCode, LastWill, MqttString,
-    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, PublishProperties,
-    QoS, Subscribe, SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions,
+    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Subscribe, SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions,
     TopicFilter, TopicName, Unsubscribe, WillProperties,
 };
 use bytes::Bytes;
@@ -141,7 +140,7 @@ pub(super) fn publish(topic_name: &str, payload: &'static [u8], qos: QoS, id: u1
         topic: topic(topic_name),
         packet_id: (qos != QoS::AtMostOnce).then(|| pid(id)),
         payload: Bytes::from_static(payload),
-        properties: PublishProperties::default(),
+        properties: Default::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use berth_codec::{
     ConnAck, Connect, ConnectProperties, DecodeOptions, Disconnect, DisconnectReasonCode,
-    MqttString, Packet, PacketId, ProtocolVersion, PubAck, Publish, PublishProperties, QoS,
+    MqttString, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS,
     Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 use berth_core::MemStore;
@@ -207,7 +207,7 @@ impl Client {
             topic: TopicName::parse(topic).unwrap(),
             packet_id: PacketId::new(id),
             payload: Bytes::from_static(payload),
-            properties: PublishProperties::default(),
+            properties: Default::default(),
         }))
         .await;
         assert!(matches!(self.recv().await, Some(Packet::PubAck(_))));
