@@ -433,7 +433,8 @@ fn mosquitto_sub_v5_topic_alias_and_subscription_identifier() {
                 subscription_identifiers: sub_ids.clone(),
                 content_type: Some(text("text/plain")),
                 ..Default::default()
-            }.into(),
+            }
+            .into(),
             ..Publish::at_most_once(topic, Bytes::from(format!("msg{n}")))
         }));
         let Packet::PubAck(ack) = peer.recv() else {

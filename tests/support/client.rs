@@ -10,9 +10,8 @@ use std::collections::VecDeque;
 use berth_codec::{
     ConnAck, Connect, ConnectProperties, DecodeOptions, Disconnect, DisconnectReasonCode, LastWill,
     MqttString, Packet, PacketId, ProtocolVersion, PubAck, PubAckReasonCode, PubComp, PubRec,
-    PubRel, Publish, QoS, SubAck, Subscribe, SubscribeProperties, Subscription,
-    SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, decode,
-    encode,
+    PubRel, Publish, QoS, SubAck, Subscribe, SubscribeProperties, Subscription, SubscriptionId,
+    SubscriptionOptions, TopicFilter, TopicName, UnsubAck, Unsubscribe, decode, encode,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -7,8 +7,8 @@
 
 use anyhow::{Context, bail};
 use berth_codec::{
-    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish,
-    QoS, TopicName, encode,
+    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS, TopicName,
+    encode,
 };
 use bytes::{Bytes, BytesMut};
 

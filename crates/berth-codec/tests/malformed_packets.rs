@@ -431,7 +431,8 @@ fn encode_binary_field_longer_than_65535_bytes() {
         properties: PublishProperties {
             correlation_data: Some(Bytes::from(vec![0; 65_536])),
             ..Default::default()
-        }.into(),
+        }
+        .into(),
         ..publish(QoS::AtMostOnce, None)
     });
     let expected = EncodeError::BinaryTooLong {

@@ -505,7 +505,8 @@ fn v5_publish_with_properties() -> (Vec<u8>, Packet) {
         properties: PublishProperties {
             user_properties: vec![UserProperty::new(s("k"), s("v"))],
             ..Default::default()
-        }.into(),
+        }
+        .into(),
         ..publish(QoS::AtLeastOnce, Some(7), topic("a/b"), b"payload")
     });
     (bytes, packet)

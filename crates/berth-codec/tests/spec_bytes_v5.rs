@@ -304,7 +304,8 @@ fn publish_topic_alias_with_and_without_topic_name() {
             properties: PublishProperties {
                 topic_alias: NonZeroU16::new(5),
                 ..Default::default()
-            }.into(),
+            }
+            .into(),
             ..publish(QoS::AtMostOnce, None, name, b"x")
         })
     };
@@ -359,7 +360,8 @@ fn publish_qos2_retain_with_every_publish_property() {
                 .map(|id| SubscriptionId::new(id).unwrap())
                 .to_vec(),
             content_type: Some(s("application/json")),
-        }.into(),
+        }
+        .into(),
         ..publish(QoS::ExactlyOnce, Some(0x1234), topic("t/1"), br#"{"t":21}"#)
     };
     assert_wire(V5, &bytes, &Packet::Publish(packet.clone()));

@@ -94,7 +94,8 @@ impl WillRecord {
                     correlation_data: will.properties.correlation_data,
                     user_properties: will.properties.user_properties,
                     ..Default::default()
-                }.into(),
+                }
+                .into(),
                 id: None,
             },
         }

@@ -120,7 +120,8 @@ pub fn message_from_pb(m: pb::Message) -> Result<Message, Invalid> {
             user_properties,
             content_type,
             ..Default::default()
-        }.into(),
+        }
+        .into(),
         expires_at: m.expires_at_ms.map(UnixMillis),
         received_at: m.received_at_ms.map(UnixMillis),
         id: m.id.map(message_id_from_pb),
@@ -239,7 +240,8 @@ mod tests {
                     value: MqttString::new("v").unwrap(),
                 }],
                 ..Default::default()
-            }.into(),
+            }
+            .into(),
             expires_at: Some(UnixMillis(42)),
             received_at: Some(UnixMillis(7)),
             id: None,
@@ -273,7 +275,8 @@ mod tests {
                 properties: berth_codec::PublishProperties {
                     message_expiry_interval: Some(30),
                     ..Default::default()
-                }.into(),
+                }
+                .into(),
                 expires_at: None,
                 received_at: None,
                 id: None,

@@ -129,7 +129,11 @@ mod tests {
 
     #[test]
     fn an_empty_set_converts_to_no_allocation_and_a_set_keeps_its_values() {
-        assert!(SparseProperties::from(PublishProperties::default()).0.is_none());
+        assert!(
+            SparseProperties::from(PublishProperties::default())
+                .0
+                .is_none()
+        );
         let set = PublishProperties {
             message_expiry_interval: Some(30),
             ..PublishProperties::default()

@@ -124,7 +124,8 @@ fn publishes(version: ProtocolVersion) -> Vec<Packet> {
             properties: PublishProperties {
                 topic_alias: NonZeroU16::new(3),
                 ..PublishProperties::default()
-            }.into(),
+            }
+            .into(),
             ..Publish::at_most_once(TopicName::empty(), Bytes::from_static(b"x"))
         }));
     }

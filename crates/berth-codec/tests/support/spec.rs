@@ -3,8 +3,8 @@
 //! typed side.
 
 use berth_codec::{
-    DecodeOptions, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS,
-    TopicFilter, TopicName, UserProperty, decode, encode, encoded_len,
+    DecodeOptions, MqttString, Packet, PacketId, ProtocolVersion, Publish, QoS, TopicFilter,
+    TopicName, UserProperty, decode, encode, encoded_len,
 };
 use bytes::{Bytes, BytesMut};
 

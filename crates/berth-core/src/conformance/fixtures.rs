@@ -77,7 +77,8 @@ pub(crate) fn rich(topic_name: &str, qos: QoS, retain: bool) -> Message {
             ],
             subscription_identifiers: Vec::new(),
             content_type: Some(mqtt("application/json; charset=utf-8")),
-        }.into(),
+        }
+        .into(),
         expires_at: Some(UnixMillis(1_700_000_123_456)),
         received_at: Some(UnixMillis(1_700_000_000_456)),
         id: Some(crate::ids::MessageId {

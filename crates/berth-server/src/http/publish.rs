@@ -161,7 +161,8 @@ pub(super) fn parse(body: &Bytes) -> Result<OperatorPublish, Refused> {
             correlation_data,
             user_properties: user_properties(fields.value("user_properties"))?,
             ..PublishProperties::default()
-        }.into(),
+        }
+        .into(),
     })
 }
 

@@ -26,7 +26,8 @@ fn message() -> Message {
             )],
             content_type: Some(MqttString::new("text/plain").unwrap()),
             ..Default::default()
-        }.into(),
+        }
+        .into(),
         expires_at: Some(UnixMillis(42)),
         received_at: Some(UnixMillis(7)),
         id: None,

@@ -110,7 +110,8 @@ impl OperatorPublish {
                 topic_alias: None,
                 subscription_identifiers: Vec::new(),
                 ..self.properties.clone()
-            }.into(),
+            }
+            .into(),
         }
     }
 

@@ -42,8 +42,9 @@ use std::num::{NonZeroU16, NonZeroU32};
 
 use berth_codec::{
     ConnAck, Connect, ConnectProperties, Disconnect, DisconnectReasonCode, LastWill, MqttString,
-    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Subscribe, SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions,
-    TopicFilter, TopicName, Unsubscribe, WillProperties,
+    Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Subscribe,
+    SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName,
+    Unsubscribe, WillProperties,
 };
 use bytes::Bytes;
 

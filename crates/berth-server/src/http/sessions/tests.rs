@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use berth_codec::{
     ConnAck, Connect, ConnectProperties, DecodeOptions, Disconnect, DisconnectReasonCode,
-    MqttString, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS,
-    Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
+    MqttString, Packet, PacketId, ProtocolVersion, PubAck, Publish, QoS, Subscribe, Subscription,
+    SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 use berth_core::MemStore;
 use bytes::{Bytes, BytesMut};
