@@ -304,6 +304,9 @@ impl Node {
 
     /// Whether anything of the cluster machinery is still under way here.
     pub fn busy(&mut self) -> Option<String> {
+        if let Some(waits) = self.qos2_waits() {
+            return Some(waits);
+        }
         let kept = self
             .broker
             .as_mut()
@@ -347,6 +350,20 @@ impl Node {
             return Some(format!("n{}: proposals", self.id));
         }
         None
+    }
+}
+
+impl Node {
+    /// Sessions whose deliveries wait (up to `QOS2_STATE_WAIT`) for an older copy's QoS 2
+    /// state: what is held goes out once the wait ends, so the run is not over before.
+    pub fn qos2_waits(&self) -> Option<String> {
+        let waits = self.broker.as_ref().map_or(0, |b| b.qos2_waits());
+        (waits > 0).then(|| {
+            format!(
+                "n{}: {waits} sessions wait for an older copy's QoS 2 state",
+                self.id
+            )
+        })
     }
 }
 

@@ -417,6 +417,11 @@ impl Sim {
     }
 
     pub fn quiesce(&mut self) {
+        if self.nodes.iter().any(|n| n.qos2_waits().is_some()) {
+            // Held deliveries go out when the wait ends: that counts as activity, so the run
+            // goes on until they have arrived.
+            self.last_activity = self.now;
+        }
         let waiting = self
             .clients_settled()
             .or_else(|| self.nodes.iter_mut().find_map(|n| n.busy()))

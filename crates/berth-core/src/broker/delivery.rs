@@ -308,6 +308,16 @@ impl<S: Store> Broker<S> {
         now < until
     }
 
+    /// Sessions here whose deliveries or re-sent PUBLISHes wait for an older copy's QoS 2
+    /// state, until it comes or `QOS2_STATE_WAIT` has run out and its end was handled: for a
+    /// harness that waits until the cluster is quiet.
+    pub fn qos2_waits(&self) -> usize {
+        self.timers
+            .iter()
+            .filter(|(_, timer)| matches!(timer, super::Timer::DeliveryWait(_)))
+            .count()
+    }
+
     /// `Timer::DeliveryWait`: the older copy did not come back in time; the queue flows, and
     /// the re-sent PUBLISHes that waited for it are taken as new (routed, unless their id
     /// became known meanwhile).

@@ -9,6 +9,7 @@ use berth_codec::{PacketId, QoS, TopicFilter};
 use super::Broker;
 use super::session::Outgoing;
 use crate::cluster::SessionExport;
+use crate::ids::Epoch;
 use crate::ids::{ClientId, MessageId, QueueSeq};
 use crate::message::Delivery;
 use crate::store::{InflightRecord, Op, Store, SubscriptionRecord};
@@ -20,8 +21,15 @@ impl<S: Store> Broker<S> {
     /// imported record, subscriptions and in-flight window win (`merge_inflight`), this copy's
     /// queue and unacknowledged messages follow that window — late, like a stranded backlog
     /// recovered — and the imported queue pages follow them (`on_import_queue`). Nothing of
-    /// either is dropped, except a second copy of a QoS 2 message the session took.
-    pub(super) fn merge_import(&mut self, client: &ClientId, mut export: SessionExport) {
+    /// either is dropped, except a second copy of a QoS 2 message the session took. `served`:
+    /// the claim the merged copy serves from now on (the import's, before a newer claim of
+    /// this node moves the record's epoch on).
+    pub(super) fn merge_import(
+        &mut self,
+        client: &ClientId,
+        mut export: SessionExport,
+        served: Epoch,
+    ) {
         // Rewritten wholesale below: the window as in-flight rows first (`row_backed`).
         self.settle_rows(client);
         let imported_inflight = std::mem::take(&mut export.inflight);
@@ -90,7 +98,17 @@ impl<S: Store> Broker<S> {
                     && copy.epoch <= session.epoch
             });
         let missing = record.qos2_state_elsewhere;
-        session.qos2_state_elsewhere = missing && session.qos2_state_elsewhere;
+        // This copy stands in for the delivery state the imported one lacks only where it
+        // holds what that state sent: it is the lacked copy, or landed here after it. A newer
+        // lacked copy may have sent QoS 2 messages this copy still has queued or in flight (the
+        // two may share an ancestor whose release was lost); sent again now, under other packet
+        // ids, the client would take them twice (simulator seeds 1370, 5331, 10071, 10997), so
+        // the session still waits for it (at most `QOS2_STATE_WAIT`).
+        let stands_in = lacking_this
+            || imported_doubt
+                .lacking
+                .is_some_and(|copy| copy.epoch < session.landed);
+        session.qos2_state_elsewhere = missing && (session.qos2_state_elsewhere || !stands_in);
         session.incoming_qos2_elsewhere = !session.qos2_state_elsewhere
             && if lacking_this {
                 local_in_doubt
@@ -102,10 +120,19 @@ impl<S: Store> Broker<S> {
         } else if !local_in_doubt || local_doubt.lacking == imported_doubt.lacking {
             imported_doubt.lacking
         } else {
-            None
+            match (local_doubt.lacking, imported_doubt.lacking) {
+                // Two claims of one node: its copy stayed there between them (a claim elsewhere
+                // that could not reach it fell back and left it), so the later names the same
+                // copy, grown. Forgotten, a merge with that copy would drop its ids as stale
+                // (simulator seed 31).
+                (Some(a), Some(b)) if a.node == b.node => {
+                    Some(if a.epoch >= b.epoch { a } else { b })
+                }
+                _ => None,
+            }
         };
         let released: HashSet<PacketId> = imported_doubt.released.iter().copied().collect();
-        session.landed = record.epoch;
+        session.landed = served.min(record.epoch);
         if session.qos2_in_doubt() {
             let wait = session.qos2_wait.get_or_insert_with(Default::default);
             wait.held.clear();

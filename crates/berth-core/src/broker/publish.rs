@@ -323,9 +323,10 @@ impl<S: Store> Broker<S> {
                 || late.incoming_qos2_elsewhere
                 || (another_copy && was_in_doubt));
         if !another_copy {
-            // What is still missing is what that copy lacked; which copy that is stays unknown
-            // here (kept exact only through merges), and its releases count as the session's.
-            wait.lacking = None;
+            // What is still missing is what that copy lacked (the copy it names, if any), and
+            // its releases count as the session's. Forgetting the name would make a later
+            // merge with that very copy drop its ids as stale (simulator seed 11551).
+            wait.lacking = late.qos2_doubt.lacking;
         }
         let still_missing = session.qos2_state_elsewhere || session.incoming_qos2_elsewhere;
         wait.released

@@ -148,9 +148,12 @@ impl<S: Store> Broker<S> {
         export: SessionExport,
     ) {
         // A second state for the same import (the fallback after a pull cut short) voids what
-        // the first one said was taken: an older copy's messages stay.
+        // the first one said was taken: an older copy's messages stay, and the previous owner's
+        // identities, whose queue pages never came, do not mark those messages as had here
+        // (a later import bringing them would drop them as duplicates: simulator seed 2149).
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.taken_by_import.remove(client);
+            cluster.import_seen.remove(client);
         }
         let mut moving_on = self.is_moving(client);
         let node = self.cluster.as_ref().map(|c| c.node);
@@ -184,6 +187,10 @@ impl<S: Store> Broker<S> {
             return self.import_overtaken(now, client, export);
         }
         let mut export = export;
+        // The claim the copy made here serves (`Session::landed`): a lacked copy named by it
+        // is this one, also when a newer claim of this node, already applied, moves the
+        // record's epoch on below (simulator seed 31).
+        let served = export.record.epoch;
         if !moving_on {
             // A newer claim of this node applied while this import ran (a second CONNECT here)
             // is the session's epoch from now on: a connection still holding the older grant
@@ -196,11 +203,11 @@ impl<S: Store> Broker<S> {
             .subscriptions
             .retain(|(filter, _)| self.config.may_hold(filter));
         if self.sessions.contains_key(client) {
-            return self.merge_import(client, export);
+            return self.merge_import(client, export, served);
         }
         let mut record = export.record;
         // A copy that lands here starts serving at this claim.
-        record.landed = record.epoch;
+        record.landed = served.min(record.epoch);
         let mut session = Session::new(record.epoch, record.protocol, record.expiry);
         session.stored = !record.expiry.is_zero();
         session.will = record.will.clone().map(Box::new);

@@ -79,7 +79,9 @@ fn pull(from: &mut Harness, to: &mut Harness, epoch: u64) {
 
 /// A pull cut short after the state (the stream broke before the queue pages): the takeover
 /// goes on with its fallback, and the older copy's messages here stay — the imported state
-/// had only queued them, and its pages never came.
+/// had only queued them, and its pages never came. Its QoS 2 message waits for the copy the
+/// fallback lacks (that copy pulled this one and may have delivered it), and goes out when
+/// the wait ends.
 #[test]
 fn a_pull_cut_short_keeps_the_older_copys_messages() {
     let (mut a, mut b) = pulled_with_queued(&[b"q1"]);
@@ -106,6 +108,8 @@ fn a_pull_cut_short_keeps_the_older_copys_messages() {
         client: client("x"),
     });
     let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(out.publishes(conn).is_empty(), "waits for the lacked copy");
+    let out = a.tick_after_millis(crate::broker::delivery::QOS2_STATE_WAIT);
     assert_eq!(payloads(&out.publishes(conn)), vec!["q1"]);
 }
 
