@@ -12,8 +12,9 @@
 //!    `3-zombie`: once the cluster is healed, no client is left on a connection whose epoch is
 //!    no longer the session's (it would wait forever for messages routed elsewhere).
 //! 4. `4-order`: per publisher, device and owner epoch, messages arrive in publish order; late
-//!    ones that came with a stranded backlog (`ImportLate`) or that the publisher re-sent are
-//!    counted, not failed.
+//!    ones that came with a stranded backlog (`ImportLate`, an older copy merged) or that the
+//!    publisher re-sent are counted, not failed, and a message of such a backlog does not set
+//!    the bar for the regular stream either.
 //! 5. `5-dup`: a message the device received and did not acknowledge on an earlier connection
 //!    comes again with DUP = 1.
 //! 6. `6-qos2`: a QoS 2 message (QoS 2 subscription) reaches the application once; `6-qos2-id`:

@@ -51,16 +51,6 @@ impl SparseProperties {
             self.0 = None;
         }
     }
-
-    /// The set, leaving none behind.
-    pub fn take(&mut self) -> PublishProperties {
-        self.0.take().map(|set| *set).unwrap_or_default()
-    }
-
-    /// The set by value.
-    pub fn into_inner(self) -> PublishProperties {
-        self.0.map(|set| *set).unwrap_or_default()
-    }
 }
 
 impl From<PublishProperties> for SparseProperties {
@@ -138,12 +128,11 @@ mod tests {
             message_expiry_interval: Some(30),
             ..PublishProperties::default()
         };
-        let sparse = SparseProperties::from(set.clone());
+        let mut sparse = SparseProperties::from(set.clone());
         assert_eq!(sparse, set);
-        assert_eq!(sparse.clone().into_inner(), set);
-        let mut taken = sparse;
-        assert_eq!(taken.take(), set);
-        assert!(taken.0.is_none());
+        sparse.get_mut().unwrap().message_expiry_interval = None;
+        sparse.compact();
+        assert!(sparse.0.is_none(), "an emptied set is given up");
     }
 
     #[test]

@@ -308,13 +308,18 @@ impl<S: Store> Broker<S> {
         now < until
     }
 
-    /// Sessions here whose deliveries or re-sent PUBLISHes wait for an older copy's QoS 2
-    /// state, until it comes or `QOS2_STATE_WAIT` has run out and its end was handled: for a
-    /// harness that waits until the cluster is quiet.
+    /// Sessions here still in doubt about an older copy's QoS 2 state whose wait for it
+    /// (`QOS2_STATE_WAIT`) has not ended yet: what they hold goes out when it ends. For a
+    /// harness that waits until the cluster is quiet. (A wait's timer stays after the doubt is
+    /// settled, so the timers alone would overstate it.)
     pub fn qos2_waits(&self) -> usize {
         self.timers
             .iter()
-            .filter(|(_, timer)| matches!(timer, super::Timer::DeliveryWait(_)))
+            .filter_map(|(_, timer)| match timer {
+                super::Timer::DeliveryWait(client) => self.sessions.get(client),
+                _ => None,
+            })
+            .filter(|s| s.qos2_state_elsewhere || s.incoming_qos2_elsewhere)
             .count()
     }
 
@@ -532,16 +537,12 @@ impl<S: Store> Broker<S> {
             self.stats.count_drop(DropReason::NotAuthorized);
             return false;
         }
-        let mut properties = message.properties.clone();
-        let expiry = message.expires_at.map(|at| now.secs_until(at).max(1));
-        if expiry.is_some() || !delivery.subscription_ids.is_empty() {
-            properties.message_expiry_interval = expiry;
-            properties.subscription_identifiers = delivery.subscription_ids.clone();
-        } else if let Some(set) = properties.get_mut() {
-            // Without either, a message with no properties gets no set allocated.
-            set.message_expiry_interval = None;
-            set.subscription_identifiers = Vec::new();
-        }
+        // MQTT 3.1.1 carries no properties: none are copied or allocated.
+        let properties = if protocol.is_v5() {
+            delivered_properties(delivery, now)
+        } else {
+            berth_codec::SparseProperties::none()
+        };
         let mut packet = Packet::Publish(Publish {
             // [MQTT-3.3.1-2]: never on QoS 0.
             dup: (dup || delivery.redelivery) && delivery.qos != QoS::AtMostOnce,
@@ -576,6 +577,23 @@ impl<S: Store> Broker<S> {
         self.send(conn, packet);
         true
     }
+}
+
+/// The properties an MQTT 5 delivery carries: the message's, with its remaining expiry and the
+/// identifiers of the matching subscriptions. Without either, a message with no properties gets
+/// no set allocated.
+fn delivered_properties(delivery: &Delivery, now: UnixMillis) -> berth_codec::SparseProperties {
+    let message = &delivery.message;
+    let mut properties = message.properties.clone();
+    let expiry = message.expires_at.map(|at| now.secs_until(at).max(1));
+    if expiry.is_some() || !delivery.subscription_ids.is_empty() {
+        properties.message_expiry_interval = expiry;
+        properties.subscription_identifiers = delivery.subscription_ids.clone();
+    } else if let Some(set) = properties.get_mut() {
+        set.message_expiry_interval = None;
+        set.subscription_identifiers = Vec::new();
+    }
+    properties
 }
 
 /// `Store::read_queue`, plus what this event (and, under `handle_deferred`, the events before it

@@ -75,9 +75,10 @@ impl<S: Store> Broker<S> {
         // The copy here is older than the imported state. If that state is complete, its
         // incoming QoS 2 ids are the client's (this copy's may have been released and reused
         // since, and would swallow a new message). If it resumed without an older copy's
-        // state (`qos2_state_elsewhere`), this copy stands in for that state's delivery ids —
-        // unless it resumed without one itself: both count, and the session still waits if
-        // neither is complete. Held re-sends belonged to this copy's connection, which is gone.
+        // state (`qos2_state_elsewhere`), this copy stands in for that state's delivery ids
+        // only where it holds what that state sent (`stands_in` below) and is complete itself;
+        // otherwise the session still waits. Held re-sends belonged to this copy's connection,
+        // which is gone.
         //
         // The client's side is exact only when the imported state names the copy it lacks
         // and that copy is this one (`lacking_this`): then this copy's ids join, less those
@@ -132,7 +133,7 @@ impl<S: Store> Broker<S> {
             }
         };
         let released: HashSet<PacketId> = imported_doubt.released.iter().copied().collect();
-        session.landed = served.min(record.epoch);
+        session.landed = served;
         if session.qos2_in_doubt() {
             let wait = session.qos2_wait.get_or_insert_with(Default::default);
             wait.held.clear();

@@ -276,6 +276,7 @@ impl<S: Store> Broker<S> {
         if let Some(set) = publish.properties.get_mut() {
             set.topic_alias = None;
         }
+        publish.properties.compact();
         wait.held.push(super::session::HeldQos2 {
             conn,
             token,

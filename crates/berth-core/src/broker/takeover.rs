@@ -153,7 +153,14 @@ impl<S: Store> Broker<S> {
         // (a later import bringing them would drop them as duplicates: simulator seed 2149).
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.taken_by_import.remove(client);
-            cluster.import_seen.remove(client);
+            // Only where one pull runs: two overlapping pulls each bring their own state.
+            if cluster
+                .import_started
+                .get(client)
+                .is_none_or(|running| *running <= 1)
+            {
+                cluster.import_seen.remove(client);
+            }
         }
         let mut moving_on = self.is_moving(client);
         let node = self.cluster.as_ref().map(|c| c.node);
@@ -207,7 +214,7 @@ impl<S: Store> Broker<S> {
         }
         let mut record = export.record;
         // A copy that lands here starts serving at this claim.
-        record.landed = served.min(record.epoch);
+        record.landed = served;
         let mut session = Session::new(record.epoch, record.protocol, record.expiry);
         session.stored = !record.expiry.is_zero();
         session.will = record.will.clone().map(Box::new);

@@ -161,8 +161,7 @@ pub(super) fn parse(body: &Bytes) -> Result<OperatorPublish, Refused> {
             correlation_data,
             user_properties: user_properties(fields.value("user_properties"))?,
             ..PublishProperties::default()
-        }
-        .into(),
+        },
     })
 }
 
