@@ -183,6 +183,12 @@ pub struct Stats {
     pub stranded_messages: u64,
     /// Messages of such backlogs recovered later and appended to sessions owned here.
     pub stranded_recovered_total: u64,
+    /// Waits begun for an older copy's QoS 2 state (`QOS2_STATE_WAIT`): a session here held
+    /// QoS 2 deliveries or a client's re-sent QoS 2 PUBLISH until that copy is back.
+    pub qos2_state_waits_total: u64,
+    /// Of those, waits that ran out with the state still missing: what was held went on
+    /// without it (exactly once is then not promised for it).
+    pub qos2_state_waits_expired_total: u64,
     /// QoS 1/2 acknowledgements held back because the message was queued for a connected
     /// session that is not keeping up (publisher flow control, `queue.backpressure`).
     pub publish_acks_held_total: u64,

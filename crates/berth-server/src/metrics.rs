@@ -51,6 +51,8 @@ pub struct Metrics {
     protocol_errors_total: IntCounter,
     stranded_messages: IntGauge,
     stranded_recovered_total: IntCounter,
+    qos2_state_waits_total: IntCounter,
+    qos2_state_waits_expired_total: IntCounter,
     handoff_messages: IntGauge,
     handoff_delivered_total: IntCounter,
     publish_acks_held_total: IntCounter,
@@ -126,6 +128,15 @@ impl Metrics {
         let stranded_recovered_total = counter(
             "berth_stranded_messages_recovered_total",
             "Messages of such stranded backlogs recovered from another node into sessions owned here.",
+        )?;
+
+        let qos2_state_waits_total = counter(
+            "berth_qos2_state_waits_total",
+            "Waits begun for an older copy's QoS 2 state: a session held QoS 2 deliveries or a re-sent QoS 2 PUBLISH until the copy it resumed without is back (at most 30 s).",
+        )?;
+        let qos2_state_waits_expired_total = counter(
+            "berth_qos2_state_waits_expired_total",
+            "Of those waits, the ones that ran out with the state still missing: what was held went on without it, and exactly once is not promised for it.",
         )?;
 
         let handoff_messages = gauge(
@@ -282,6 +293,8 @@ impl Metrics {
             protocol_errors_total,
             stranded_messages,
             stranded_recovered_total,
+            qos2_state_waits_total,
+            qos2_state_waits_expired_total,
             handoff_messages,
             handoff_delivered_total,
             publish_acks_held_total,
@@ -444,6 +457,16 @@ impl Metrics {
             &self.stranded_recovered_total,
             last.stranded_recovered_total,
             stats.stranded_recovered_total,
+        );
+        advance(
+            &self.qos2_state_waits_total,
+            last.qos2_state_waits_total,
+            stats.qos2_state_waits_total,
+        );
+        advance(
+            &self.qos2_state_waits_expired_total,
+            last.qos2_state_waits_expired_total,
+            stats.qos2_state_waits_expired_total,
         );
         advance(
             &self.publish_acks_held_total,

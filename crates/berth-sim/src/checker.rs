@@ -92,6 +92,11 @@ pub struct Report {
     /// Takeovers that went on without the old owner (unreachable).
     pub fallbacks: u64,
     pub stranded_recovered: u64,
+    /// Waits for an older copy's QoS 2 state begun, and those that ran out with the state
+    /// still missing (`berth_qos2_state_waits_*_total`, summed over the nodes' brokers, each
+    /// incarnation of a node counted).
+    pub qos2_waits: u64,
+    pub qos2_waits_expired: u64,
     pub pauses: u64,
     pub crashes: u64,
     pub partitions: u64,
@@ -142,7 +147,7 @@ impl Report {
     /// One line of counts.
     pub fn summary(&self) -> String {
         format!(
-            "seed {}: published {} acked {} (0x10 {}, refused {}) delivered {} lost {} lost-sessions {} duplicates {} redelivered {} late {} (stranded {}, resent {}, handoff {}) takeovers {} (fallback {}) stranded-recovered {} | pauses {} crashes {} partitions {} declared-down {} snapshots {} stale-copy {} | {} events, {:.1}s simulated | {} violations",
+            "seed {}: published {} acked {} (0x10 {}, refused {}) delivered {} lost {} lost-sessions {} duplicates {} redelivered {} late {} (stranded {}, resent {}, handoff {}) takeovers {} (fallback {}) stranded-recovered {} qos2-waits {} (expired {}) | pauses {} crashes {} partitions {} declared-down {} snapshots {} stale-copy {} | {} events, {:.1}s simulated | {} violations",
             self.seed,
             self.published,
             self.acked,
@@ -160,6 +165,8 @@ impl Report {
             self.takeovers,
             self.fallbacks,
             self.stranded_recovered,
+            self.qos2_waits,
+            self.qos2_waits_expired,
             self.pauses,
             self.crashes,
             self.partitions,

@@ -97,6 +97,7 @@ fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let mut failed = Vec::new();
     let mut total = berth_sim::Report::default();
+    let mut seeds_with_expired_waits = 0u64;
     let count = args.seeds.end.saturating_sub(args.seeds.start);
     for seed in args.seeds.clone() {
         let report = run(seed, &args.config);
@@ -131,10 +132,15 @@ fn main() -> ExitCode {
         total.crashes += report.crashes;
         total.partitions += report.partitions;
         total.stale_copy_scripts += report.stale_copy_scripts;
+        total.qos2_waits += report.qos2_waits;
+        total.qos2_waits_expired += report.qos2_waits_expired;
+        if report.qos2_waits_expired > 0 {
+            seeds_with_expired_waits += 1;
+        }
         total.ack_ms.extend(&report.ack_ms);
     }
     println!(
-        "{count} seeds in {:.1}s: {} failed | published {} acked {} delivered {} lost {} duplicates {} late {} (stranded {}, resent {}, handoff {}) takeovers {} pauses {} crashes {} partitions {} stale-copy scripts {}",
+        "{count} seeds in {:.1}s: {} failed | published {} acked {} delivered {} lost {} duplicates {} late {} (stranded {}, resent {}, handoff {}) takeovers {} pauses {} crashes {} partitions {} stale-copy scripts {} | QoS 2 state waits {} (expired {}, in {} seeds)",
         started.elapsed().as_secs_f64(),
         failed.len(),
         total.published,
@@ -151,6 +157,9 @@ fn main() -> ExitCode {
         total.crashes,
         total.partitions,
         total.stale_copy_scripts,
+        total.qos2_waits,
+        total.qos2_waits_expired,
+        seeds_with_expired_waits,
     );
     total.ack_ms.sort_unstable();
     let at = |q: f64| {

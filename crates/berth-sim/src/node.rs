@@ -636,6 +636,7 @@ impl Sim {
         for conn in lost {
             self.client_lost(conn);
         }
+        self.count_qos2_waits(n);
         let now_ms = self.now;
         let node = self.node_mut(n);
         let store = node

@@ -1,6 +1,8 @@
 //! Whether a node is quiet: what the heal phase waits for before the checks.
 
+use crate::NodeId;
 use crate::node::{FwdStage, Node};
+use crate::sim::Sim;
 
 impl Node {
     /// Whether anything of the cluster machinery is still under way here.
@@ -63,5 +65,21 @@ impl Node {
                 self.id
             )
         })
+    }
+}
+
+impl Sim {
+    /// Adds node `n`'s counts of QoS 2 state waits to the report: at a crash (its broker's
+    /// counters go with it) and at the end.
+    pub(crate) fn count_qos2_waits(&mut self, n: NodeId) {
+        if let Some(broker) = self.node_mut(n).broker.as_mut() {
+            let stats = broker.stats();
+            let (begun, expired) = (
+                stats.qos2_state_waits_total,
+                stats.qos2_state_waits_expired_total,
+            );
+            self.report.qos2_waits += begun;
+            self.report.qos2_waits_expired += expired;
+        }
     }
 }

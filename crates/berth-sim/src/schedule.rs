@@ -457,6 +457,9 @@ impl Sim {
     }
 
     pub fn finish(mut self) -> crate::Report {
+        for n in self.node_ids() {
+            self.count_qos2_waits(n);
+        }
         self.report.now = self.now;
         self.report.sim_ms = self.now;
         self.report.events = self.events;

@@ -303,6 +303,7 @@ impl<S: Store> Broker<S> {
             let until = now.plus_millis(QOS2_STATE_WAIT);
             self.timers
                 .insert((until, super::Timer::DeliveryWait(client.clone())));
+            self.stats.qos2_state_waits_total += 1;
             until
         });
         now < until
@@ -327,6 +328,15 @@ impl<S: Store> Broker<S> {
     /// the re-sent PUBLISHes that waited for it are taken as new (routed, unless their id
     /// became known meanwhile).
     pub(super) fn delivery_wait_due(&mut self, now: UnixMillis, client: &ClientId) {
+        if self.sessions.get(client).is_some_and(|s| {
+            (s.qos2_state_elsewhere || s.incoming_qos2_elsewhere)
+                && s.qos2_wait
+                    .as_ref()
+                    .and_then(|w| w.deliveries_wait_until)
+                    .is_some_and(|until| until <= now)
+        }) {
+            self.stats.qos2_state_waits_expired_total += 1;
+        }
         let held = self
             .sessions
             .get_mut(client)

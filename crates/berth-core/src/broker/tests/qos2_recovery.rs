@@ -189,6 +189,15 @@ fn a_held_resend_is_routed_when_the_older_copy_does_not_come_back() {
     let out = b.tick_after_millis(1);
     assert_eq!(pubrecs(&out, publisher), vec![7]);
     assert_eq!(payloads(&out.publishes(y)), vec!["m1"]);
+    let stats = b.broker.stats();
+    assert_eq!(
+        (
+            stats.qos2_state_waits_total,
+            stats.qos2_state_waits_expired_total
+        ),
+        (1, 1),
+        "one wait, run out (berth_qos2_state_waits_*_total)"
+    );
     // Taken as new, so a later re-send under the same id is a duplicate, acknowledged alone.
     let out = b.publish(publisher, resent(b"m1", 7));
     assert_eq!(pubrecs(&out, publisher), vec![7]);
@@ -256,6 +265,16 @@ fn an_older_copy_here_does_not_stand_for_the_owner_it_could_not_reach() {
     );
     let record = b.stored_session("pub").unwrap().record;
     assert!(!record.incoming_qos2_elsewhere && !record.qos2_state_elsewhere);
+    // The wait ends with the copy back: not counted as run out, also when its timer fires.
+    b.tick_after_millis(crate::broker::delivery::QOS2_STATE_WAIT);
+    let stats = b.broker.stats();
+    assert_eq!(
+        (
+            stats.qos2_state_waits_total,
+            stats.qos2_state_waits_expired_total
+        ),
+        (1, 0)
+    );
 }
 
 /// Simulator seed 875: node 2 received QoS 2 PUBLISHes 7 and 8 of `pub` (epoch 1); node 1
