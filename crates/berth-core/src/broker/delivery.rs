@@ -320,7 +320,7 @@ impl<S: Store> Broker<S> {
                 super::Timer::DeliveryWait(client) => self.sessions.get(client),
                 _ => None,
             })
-            .filter(|s| s.qos2_state_elsewhere || s.incoming_qos2_elsewhere)
+            .filter(|s| s.qos2_in_doubt())
             .count()
     }
 
@@ -329,7 +329,7 @@ impl<S: Store> Broker<S> {
     /// became known meanwhile).
     pub(super) fn delivery_wait_due(&mut self, now: UnixMillis, client: &ClientId) {
         if self.sessions.get(client).is_some_and(|s| {
-            (s.qos2_state_elsewhere || s.incoming_qos2_elsewhere)
+            s.qos2_in_doubt()
                 && s.qos2_wait
                     .as_ref()
                     .and_then(|w| w.deliveries_wait_until)
@@ -397,14 +397,8 @@ impl<S: Store> Broker<S> {
             // still backed by their queue row become in-flight rows first, so that the
             // window goes out again in the order it was sent [MQTT-4.6.0-1].
             self.settle_rows(client);
-            self.batch.push(Op::PutInflight {
-                client: client.clone(),
-                packet_id: id,
-                record: InflightRecord::Sent {
-                    order,
-                    delivery: delivery.clone(),
-                },
-            });
+            self.batch
+                .push(super::row_backed::sent_row(client, id, order, &delivery));
         }
         if let Some(session) = self.sessions.get_mut(client) {
             session

@@ -23,6 +23,7 @@ use berth_codec::PacketId;
 use super::Broker;
 use super::session::Outgoing;
 use crate::ids::{ClientId, QueueSeq};
+use crate::message::Delivery;
 use crate::store::{InflightRecord, Op, Store};
 
 impl<S: Store> Broker<S> {
@@ -98,19 +99,24 @@ impl<S: Store> Broker<S> {
                 _ => None,
             });
             if let Some((order, delivery)) = sent {
-                self.batch.push(Op::PutInflight {
-                    client: client.clone(),
-                    packet_id: id,
-                    record: InflightRecord::Sent {
-                        order,
-                        delivery: delivery.clone(),
-                    },
-                });
+                self.batch.push(sent_row(client, id, order, delivery));
             }
         }
         self.sent_marks.remove(client);
         self.batch.push(Op::DeleteSentMark {
             client: client.clone(),
         });
+    }
+}
+
+/// The in-flight row of a QoS 1/2 delivery sent under `id`, `order`-th in the window.
+pub(super) fn sent_row(client: &ClientId, id: PacketId, order: u64, delivery: &Delivery) -> Op {
+    Op::PutInflight {
+        client: client.clone(),
+        packet_id: id,
+        record: InflightRecord::Sent {
+            order,
+            delivery: delivery.clone(),
+        },
     }
 }
