@@ -144,20 +144,22 @@ pub struct SessionExport {
 
 impl SessionExport {
     /// The messages sent but not acknowledged, in send order, as deliveries to queue again
-    /// (a PUBREL in flight needs no message: the client has it).
+    /// (a PUBREL in flight needs no message: the client has it). A QoS 2 message keeps the
+    /// packet id it was sent under (`Delivery::sent_as`): the client may still hold it.
     pub fn unacknowledged(&self) -> QueuePage {
-        let mut sent: Vec<(u64, &Delivery)> = self
+        let mut sent: Vec<(u64, PacketId, &Delivery)> = self
             .inflight
             .iter()
-            .filter_map(|(_, record)| match record {
-                InflightRecord::Sent { order, delivery } => Some((*order, delivery)),
+            .filter_map(|(id, record)| match record {
+                InflightRecord::Sent { order, delivery } => Some((*order, *id, delivery)),
                 InflightRecord::Released { .. } => None,
             })
             .collect();
-        sent.sort_by_key(|(order, _)| *order);
+        sent.sort_by_key(|(order, ..)| *order);
         sent.into_iter()
-            .map(|(_, d)| Delivery {
+            .map(|(_, id, d)| Delivery {
                 redelivery: d.qos != berth_codec::QoS::AtMostOnce,
+                sent_as: (d.qos == berth_codec::QoS::ExactlyOnce).then_some(id),
                 ..d.clone()
             })
             .collect()

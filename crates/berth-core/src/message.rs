@@ -102,6 +102,12 @@ pub struct Delivery {
     /// Sent to the client before (by an earlier owner, or an older copy of its session) and not
     /// acknowledged: queued again, it goes out with DUP = 1 (§3.3.1.1).
     pub redelivery: bool,
+    /// A QoS 2 message an older copy of the session sent under this packet id and whose
+    /// exchange it did not see end: the client may still hold the id (PUBREC sent, PUBREL not
+    /// yet). It goes out under this id again, where the client recognises it as the same
+    /// message, and waits while the send window uses the id; under another id it would reach
+    /// the client's application twice (simulator seeds 7482, 11040).
+    pub sent_as: Option<berth_codec::PacketId>,
 }
 
 impl Delivery {

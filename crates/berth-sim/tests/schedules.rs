@@ -158,7 +158,8 @@ fn messages_published_while_a_stale_copy_is_taken_back_are_not_lost() {
 }
 
 /// Schedules that once broke QoS 2 exactly-once (a merge that dropped the incoming ids of the
-/// very copy its session waited for; an older copy standing in for a newer one's deliveries)
+/// very copy its session waited for; an older copy standing in for a newer one's deliveries;
+/// an older copy's QoS 2 message coming back under a new packet id because its own was in use)
 /// or, while that was being fixed, lost messages (the identities of a pull cut short marking
 /// messages as had; a heal phase ending before a held delivery went out) or their order:
 /// every promise holds in each. A seed replays its schedule only while the simulator draws
@@ -166,8 +167,8 @@ fn messages_published_while_a_stale_copy_is_taken_back_are_not_lost() {
 /// reach the cases named in `crates/berth-sim/README.md`.
 #[test]
 fn schedules_that_broke_qos2_exactly_once_keep_every_promise() {
-    const SEEDS: [u64; 11] = [
-        31, 1370, 3625, 5331, 10071, 10997, 11551, 45, 2149, 4543, 9329,
+    const SEEDS: [u64; 13] = [
+        31, 1370, 3625, 5331, 10071, 10997, 11551, 45, 2149, 4543, 9329, 7482, 11040,
     ];
     let config = SimConfig::default();
     let failures: Vec<Report> = SEEDS

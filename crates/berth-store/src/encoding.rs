@@ -18,9 +18,12 @@
 //! | `retained`      | `topic`                              | `1 MSG`                                |
 //!
 //! ```text
-//! DELIVERY = size:u64 delivery:u8 MSG      size = Delivery::size(), read alone at start-up;
+//! DELIVERY = size:u64 delivery:u8 [sent_as:u16] MSG
+//!                                          size = Delivery::size(), read alone at start-up;
 //!                                          delivery = QoS (bits 0-1) | RETAIN (bit 2)
 //!                                            | re-delivery (bit 3: sent before, DUP = 1 next)
+//!                                            | sent_as (bit 4: the packet id an older copy
+//!                                              sent this QoS 2 message under follows)
 //! MSG      = flags:u8 expires_at:u64 [origin:u64 seq:u64] [received_at:u64] own_sub_ids:u32
 //!            PUBLISH
 //!            flags bit 0: expires_at present; bit 1: the cluster identity (origin node,
@@ -343,8 +346,14 @@ pub(crate) fn encode_handoff(record: &HandoffRecord) -> Result<BytesMut, StoreEr
 fn put_delivery(out: &mut BytesMut, delivery: &Delivery) -> Result<(), StoreError> {
     out.put_u64(delivery.size());
     out.put_u8(
-        delivery.qos.as_u8() | u8::from(delivery.retain) << 2 | u8::from(delivery.redelivery) << 3,
+        delivery.qos.as_u8()
+            | u8::from(delivery.retain) << 2
+            | u8::from(delivery.redelivery) << 3
+            | u8::from(delivery.sent_as.is_some()) << 4,
     );
+    if let Some(id) = delivery.sent_as {
+        out.put_u16(id.get());
+    }
     put_message(out, &delivery.message, &delivery.subscription_ids)
 }
 
@@ -539,10 +548,16 @@ impl<'a> Reader<'a> {
     fn delivery(&mut self) -> Result<Delivery, StoreError> {
         let size = self.u64("delivery size")?;
         let byte = self.u8("delivery flags")?;
-        if byte & !0b1111 != 0 {
+        if byte & !0b1_1111 != 0 {
             return Err(self.corrupt(&format!("unknown delivery flags {byte:#04x}")));
         }
         let qos = self.qos(byte & 0b11, "delivery QoS")?;
+        let sent_as = if byte & 0b1_0000 != 0 {
+            let id = self.u16("delivery packet id")?;
+            Some(PacketId::new(id).ok_or_else(|| self.corrupt("delivery packet id 0"))?)
+        } else {
+            None
+        };
         let (message, subscription_ids) = self.message()?;
         let delivery = Delivery {
             message: Arc::new(message),
@@ -550,6 +565,7 @@ impl<'a> Reader<'a> {
             retain: byte & 0b100 != 0,
             subscription_ids,
             redelivery: byte & 0b1000 != 0,
+            sent_as,
         };
         if delivery.size() != size {
             return Err(self.corrupt(&format!(

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use berth_codec::{
-    MqttString, PayloadFormat, ProtocolVersion, PublishProperties, QoS, RetainHandling,
+    MqttString, PacketId, PayloadFormat, ProtocolVersion, PublishProperties, QoS, RetainHandling,
     SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, UserProperty,
 };
 use berth_core::{
@@ -23,6 +23,14 @@ pub struct Invalid {
 
 pub(crate) fn invalid(field: &'static str) -> Invalid {
     Invalid { field }
+}
+
+/// A packet identifier (1..=65,535) carried as `uint32`.
+pub(crate) fn packet_id_from_pb(id: u32) -> Result<PacketId, Invalid> {
+    u16::try_from(id)
+        .ok()
+        .and_then(PacketId::new)
+        .ok_or(invalid("packet_id"))
 }
 
 fn string(text: &str, field: &'static str) -> Result<MqttString, Invalid> {
@@ -135,6 +143,7 @@ pub fn delivery_to_pb(d: &Delivery) -> pb::Delivery {
         retain: d.retain,
         subscription_ids: d.subscription_ids.iter().map(|id| id.get()).collect(),
         redelivery: d.redelivery,
+        sent_as: d.sent_as.map(|id| u32::from(id.get())),
     }
 }
 
@@ -150,6 +159,7 @@ pub fn delivery_from_pb(d: pb::Delivery) -> Result<Delivery, Invalid> {
             .map(|id| SubscriptionId::new(*id).ok_or(invalid("subscription_id")))
             .collect::<Result<_, _>>()?,
         redelivery: d.redelivery,
+        sent_as: d.sent_as.map(packet_id_from_pb).transpose()?,
     })
 }
 

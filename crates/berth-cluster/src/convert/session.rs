@@ -5,8 +5,9 @@ use berth_core::{ClientId, InflightRecord, SessionExpiry, SessionExport, Session
 use berth_proto::v1 as pb;
 
 use super::message::{
-    Invalid, delivery_from_pb, delivery_to_pb, message_id_from_pb, message_id_to_pb, protocol_from,
-    subscription_from_pb, subscription_to_pb, will_from_pb, will_to_pb,
+    Invalid, delivery_from_pb, delivery_to_pb, message_id_from_pb, message_id_to_pb,
+    packet_id_from_pb, protocol_from, subscription_from_pb, subscription_to_pb, will_from_pb,
+    will_to_pb,
 };
 
 /// A client id as the registry spells it; `None` for one that is not a valid MQTT string.
@@ -82,10 +83,7 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
     let protocol = protocol_from(header.protocol)?;
     let mut inflight = Vec::new();
     for entry in header.inflight {
-        let id = u16::try_from(entry.packet_id)
-            .ok()
-            .and_then(berth_codec::PacketId::new)
-            .ok_or(invalid("packet_id"))?;
+        let id = packet_id_from_pb(entry.packet_id)?;
         let record = match entry.sent {
             Some(delivery) => InflightRecord::Sent {
                 order: entry.order,
@@ -138,9 +136,7 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
             .qos2_retry
             .into_iter()
             .filter_map(|retry| {
-                let packet_id = u16::try_from(retry.packet_id)
-                    .ok()
-                    .and_then(berth_codec::PacketId::new)?;
+                let packet_id = packet_id_from_pb(retry.packet_id).ok()?;
                 Some((packet_id, message_id_from_pb(retry.id?)))
             })
             .collect(),
@@ -179,6 +175,7 @@ mod tests {
             retain: false,
             subscription_ids: Vec::new(),
             redelivery: false,
+            sent_as: berth_codec::PacketId::new(9),
         };
         let export = SessionExport {
             record: SessionRecord {

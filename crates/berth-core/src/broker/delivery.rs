@@ -205,6 +205,18 @@ impl<S: Store> Broker<S> {
         Some((seq, delivery))
     }
 
+    /// Undoes [`Broker::take_front`]: `delivery` is the oldest queued message again.
+    fn put_back_front(&mut self, client: &ClientId, seq: QueueSeq, delivery: Delivery) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let bounds = &mut session.queue.bounds;
+        bounds.count += 1;
+        bounds.bytes += delivery.size();
+        bounds.first = seq;
+        session.queue.head.push_front((seq, delivery));
+    }
+
     /// Deletes the queue row `seq` of `client` from the store, if the session is stored.
     pub(super) fn delete_row(&mut self, client: &ClientId, seq: QueueSeq) {
         if self.sessions.get(client).is_some_and(|s| s.stored) {
@@ -242,6 +254,19 @@ impl<S: Store> Broker<S> {
             let Some((seq, delivery)) = self.take_front(client) else {
                 return;
             };
+            // A QoS 2 message that must go out under the id an older copy sent it under waits
+            // at the head while the window uses that id: it is freed when the client
+            // acknowledges what holds it, and that acknowledgement pumps again.
+            if let Some(id) = delivery.sent_as
+                && self
+                    .sessions
+                    .get(client)
+                    .is_some_and(|s| s.uses_packet_id(id))
+                && !delivery.message.is_expired(now)
+            {
+                self.put_back_front(client, seq, delivery);
+                return;
+            }
             if delivery.message.is_expired(now) {
                 self.delete_row(client, seq);
                 self.stats.count_drop(DropReason::Expired);
@@ -369,7 +394,13 @@ impl<S: Store> Broker<S> {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
-        let Some(id) = session.allocate_packet_id() else {
+        let id = match delivery.sent_as {
+            // Waits in the queue until the window no longer uses its id (see `pump_window`).
+            Some(id) if session.uses_packet_id(id) => None,
+            Some(id) => Some(id),
+            None => session.allocate_packet_id(),
+        };
+        let Some(id) = id else {
             if let Some(seq) = row {
                 self.delete_row(client, seq);
             }

@@ -479,6 +479,7 @@ impl<S: Store> Broker<S> {
             retain: message.retain && m.retain_as_published,
             subscription_ids: m.subscription_ids,
             redelivery: false,
+            sent_as: None,
         })
     }
 }

@@ -325,7 +325,9 @@ impl<S: Store> Broker<S> {
     /// one id and gets again under another reaches its application twice), so it keeps its ids
     /// and is re-sent first. This copy's window is older: its unacknowledged messages follow
     /// (DUP = 1), each under its own id unless the imported window uses it, then this copy's
-    /// queue — late, as a stranded backlog recovered is. Of its PUBRELs only
+    /// queue — late, as a stranded backlog recovered is. Where the imported window uses the id,
+    /// a QoS 1 message gets a new one; a QoS 2 message is queued behind this copy's queue to go
+    /// out under its own once it is free (`Delivery::sent_as`). Of its PUBRELs only
     /// those whose id the imported window does not use are kept (they end an exchange the
     /// client may still hold).
     fn merge_inflight(
@@ -409,14 +411,23 @@ impl<S: Store> Broker<S> {
             return;
         };
         session.inflight = window;
-        let mut no_id = Vec::new();
+        let mut to_queue = Vec::new();
         for (id, delivery) in older {
             // The client may still hold the message under its old id (received, PUBREL not yet
             // come): re-sent under it, a QoS 2 message is recognised as a duplicate there.
-            if !session.inflight.iter().any(|(used, _)| *used == id) {
+            if !session.uses_packet_id(id) {
                 session
                     .inflight
                     .push_back((id, Outgoing::Sent { order: 0, delivery }));
+                continue;
+            }
+            // Under another id it would reach the client's application twice: it waits in the
+            // queue until the window no longer uses its own (`Delivery::sent_as`).
+            if delivery.qos == QoS::ExactlyOnce {
+                to_queue.push(Delivery {
+                    sent_as: Some(id),
+                    ..delivery
+                });
                 continue;
             }
             match session.allocate_packet_id() {
@@ -424,7 +435,7 @@ impl<S: Store> Broker<S> {
                     .inflight
                     .push_back((id, Outgoing::Sent { order: 0, delivery })),
                 // Every id in use (65,535 in flight): queued instead, behind this copy's queue.
-                None => no_id.push(delivery),
+                None => to_queue.push(delivery),
             }
         }
         // One send order over the merged window, written down (a restart re-sends it so).
@@ -464,7 +475,7 @@ impl<S: Store> Broker<S> {
                 self.take_id(client, id);
             }
         }
-        for delivery in no_id {
+        for delivery in to_queue {
             self.enqueue(client, delivery);
         }
     }
@@ -512,9 +523,10 @@ impl<S: Store> Broker<S> {
     /// The in-flight window of an older copy recovered late (`Event::ImportLate`), oldest
     /// first. Each unacknowledged message the session has not taken joins its window under its
     /// own packet id where the session does not use that id — the client may still hold it
-    /// (received, PUBREL not yet come), and then recognises a QoS 2 message as a duplicate —
-    /// and is delivered under a new id otherwise. A PUBREL whose id is free is sent again: it
-    /// ends an exchange the client may still hold.
+    /// (received, PUBREL not yet come), and then recognises a QoS 2 message as a duplicate.
+    /// Where the session uses the id, a QoS 2 message is queued to go out under it once it is
+    /// free (`Delivery::sent_as`), a QoS 1 message is delivered under a new id. A PUBREL whose
+    /// id is free is sent again: it ends an exchange the client may still hold.
     pub(super) fn join_late_window(
         &mut self,
         now: crate::time::UnixMillis,
@@ -544,6 +556,13 @@ impl<S: Store> Broker<S> {
                         redelivery: delivery.qos != QoS::AtMostOnce,
                         ..delivery
                     };
+                    if delivery.qos == QoS::ExactlyOnce && used.contains(&id) {
+                        displaced.push(Delivery {
+                            sent_as: Some(id),
+                            ..delivery
+                        });
+                        continue;
+                    }
                     if used.contains(&id)
                         || delivery.qos == QoS::AtMostOnce
                         || delivery.message.is_expired(now)

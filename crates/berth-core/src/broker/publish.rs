@@ -455,6 +455,7 @@ impl<S: Store> Broker<S> {
                 retain: message.retain && matched.retain_as_published,
                 subscription_ids: matched.subscription_ids,
                 redelivery: false,
+                sent_as: None,
             };
             self.deliver(now, &client, delivery);
         }

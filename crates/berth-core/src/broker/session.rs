@@ -337,6 +337,11 @@ impl Session {
         self.online.as_ref().map(|online| online.conn)
     }
 
+    /// Whether the in-flight window uses `id`.
+    pub fn uses_packet_id(&self, id: PacketId) -> bool {
+        self.inflight.iter().any(|(used, _)| *used == id)
+    }
+
     /// A packet identifier not used by the in-flight window.
     pub fn allocate_packet_id(&mut self) -> Option<PacketId> {
         for _ in 0..u16::MAX {
@@ -347,7 +352,7 @@ impl Session {
                 candidate + 1
             };
             let id = PacketId::new(candidate)?;
-            if !self.inflight.iter().any(|(used, _)| *used == id) {
+            if !self.uses_packet_id(id) {
                 return Some(id);
             }
         }

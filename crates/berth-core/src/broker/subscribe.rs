@@ -101,6 +101,7 @@ impl<S: Store> Broker<S> {
                     retain: true,
                     subscription_ids: record.subscription_id.into_iter().collect(),
                     redelivery: false,
+                    sent_as: None,
                 };
                 self.deliver(now, client, delivery);
             }

@@ -95,6 +95,7 @@ pub(crate) fn delivery(message: Message, qos: QoS, retain: bool, ids: &[u32]) ->
         retain,
         subscription_ids: ids.iter().map(|&id| sub_id(id)).collect(),
         redelivery: false,
+        sent_as: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn delivery() -> Delivery {
             SubscriptionId::new(70_000).unwrap(),
         ],
         redelivery: true,
+        sent_as: None,
     }
 }
 
@@ -160,6 +161,15 @@ fn values_round_trip() {
     let value = encode_delivery(&delivery()).unwrap();
     assert_eq!(decode_delivery(key, &value).unwrap(), delivery());
     assert_eq!(delivery_size(key, &value).unwrap(), delivery().size());
+    // A QoS 2 message waiting for the packet id an older copy sent it under keeps that id.
+    let pinned = Delivery {
+        qos: QoS::ExactlyOnce,
+        sent_as: PacketId::new(65_535),
+        ..delivery()
+    };
+    let value = encode_delivery(&pinned).unwrap();
+    assert_eq!(decode_delivery(key, &value).unwrap(), pinned);
+    assert_eq!(delivery_size(key, &value).unwrap(), pinned.size());
     let sent = InflightRecord::Sent {
         order: 5,
         delivery: delivery(),

@@ -14,7 +14,7 @@ use crate::store::{InflightRecord, SubscriptionRecord};
 
 /// Node 2 takes `x` (subscribed to `t` at QoS 2) over at epoch 2 from node 1 without reaching
 /// it; returns the node, `x`'s connection and a publisher's.
-fn resumed_without_state() -> (Harness, ConnId, ConnId) {
+pub(super) fn resumed_without_state() -> (Harness, ConnId, ConnId) {
     let mut b = node(2);
     b.event(Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
@@ -45,6 +45,11 @@ fn resumed_without_state() -> (Harness, ConnId, ConnId) {
 
 /// The older copy's window: `m1` sent at QoS 2 under packet id 1, not acknowledged there.
 fn older_copy_with_m1_in_flight() -> Box<SessionExport> {
+    older_copy_with_m1_in_flight_as(pid(1))
+}
+
+/// The older copy's window: `m1` sent at QoS 2 under packet id `id`, not acknowledged there.
+pub(super) fn older_copy_with_m1_in_flight_as(id: PacketId) -> Box<SessionExport> {
     let mut message = (*super::cluster::message("t", b"m1")).clone();
     message.qos = QoS::ExactlyOnce;
     let m1 = InflightRecord::Sent {
@@ -55,9 +60,10 @@ fn older_copy_with_m1_in_flight() -> Box<SessionExport> {
             retain: false,
             subscription_ids: Vec::new(),
             redelivery: false,
+            sent_as: None,
         },
     };
-    late_copy(vec![(pid(1), m1)], Vec::new(), Vec::new())
+    late_copy(vec![(id, m1)], Vec::new(), Vec::new())
 }
 
 #[test]

@@ -33,6 +33,7 @@ mod queue;
 mod restart;
 mod retained;
 mod row_backed;
+mod sent_as;
 mod stale_copy;
 mod stranded;
 mod subscribe;

@@ -43,6 +43,7 @@ fn page(payload: &'static [u8]) -> Vec<Delivery> {
         retain: false,
         subscription_ids: Vec::new(),
         redelivery: false,
+        sent_as: None,
     }]
 }
 

@@ -709,6 +709,7 @@ fn a_late_message_moved_to_a_new_packet_id_never_takes_one_another_late_message_
             retain: false,
             subscription_ids: Vec::new(),
             redelivery: false,
+            sent_as: None,
         },
     };
     let late = b.event(Event::ImportLate {

@@ -1,0 +1,126 @@
+//! A QoS 2 message an older copy of a session sent, coming back while the session uses its
+//! packet id for another message, goes out under that id once the id is free
+//! (`Delivery::sent_as`). The client may still hold the id for it (PUBREC sent, PUBREL not
+//! yet) and then recognises it as the same message; under another id its application would
+//! get it twice (simulator seeds 7482: a late window; 11040: a merge).
+
+use super::delivery_wait::{older_copy_with_m1_in_flight_as, resumed_without_state};
+use super::stranded::{claim, node};
+use super::*;
+use crate::cluster::SessionExport;
+use crate::ids::{Epoch, NodeId};
+use crate::message::Delivery;
+use crate::store::InflightRecord;
+
+/// Node 2's session `x` has `m0` (QoS 1) in flight, unacknowledged, when node 1's copy comes
+/// back with `m1` (QoS 2) in flight under the same packet id. Returns the node, `x`'s
+/// connection and that id.
+fn late_m1_under_the_id_of_m0() -> (Harness, ConnId, PacketId) {
+    let (mut b, x, publisher) = resumed_without_state();
+    let out = b.publish(publisher, publish("t", b"m0", QoS::AtLeastOnce, 9));
+    let m0 = out.publishes(x)[0].packet_id.unwrap();
+    let out = b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(2),
+        holder: NodeId(1),
+        export: older_copy_with_m1_in_flight_as(m0),
+        page: Vec::new(),
+    });
+    assert!(
+        out.publishes(x).is_empty(),
+        "m1 waits: its packet id carries m0, not acknowledged yet"
+    );
+    (b, x, m0)
+}
+
+#[test]
+fn a_late_qos2_message_waits_for_its_packet_id_and_goes_out_under_it() {
+    let (mut b, x, id) = late_m1_under_the_id_of_m0();
+    let out = b.puback(x, id);
+    let sent = out.publishes(x);
+    assert_eq!(payloads(&sent), vec!["m1"]);
+    assert_eq!(
+        (sent[0].packet_id, sent[0].dup),
+        (Some(id), true),
+        "m1 again under the id the client may hold for it: it drops it as a duplicate"
+    );
+}
+
+#[test]
+fn a_qos2_message_waiting_for_its_packet_id_keeps_it_across_a_restart() {
+    let (mut b, x, id) = late_m1_under_the_id_of_m0();
+    b.lose(x);
+    b.restart_after(1);
+    b.broker.join_cluster(NodeId(2));
+    let (x, out) = b.connect_as(v3("x", false), 2);
+    assert!(out.connack(x).session_present);
+    let sent = out.publishes(x);
+    assert_eq!(payloads(&sent), vec!["m0"], "m0 again; m1 still waits");
+    assert_eq!(sent[0].packet_id, Some(id));
+    let out = b.puback(x, id);
+    let sent = out.publishes(x);
+    assert_eq!(payloads(&sent), vec!["m1"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
+}
+
+/// `x` was on node 1, where `m1` (QoS 2) went out under a packet id that node 2, which served
+/// the session meanwhile, used for `m4` (QoS 1). The session comes back to node 1, which merges
+/// node 2's state with its older copy: `m4` keeps the id (the client holds the newer window),
+/// `m1` waits for it.
+#[test]
+fn a_merged_older_copys_qos2_message_waits_for_its_packet_id() {
+    let mut a = node(1);
+    let conn = a.connect_ok(v3("x", false));
+    a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
+    let publisher = a.connect_ok(v3("pub", true));
+    let out = a.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
+    let id = out.publishes(conn)[0].packet_id.unwrap();
+    a.lose(conn);
+
+    // Node 2's state at epoch 2, as its pull brings it: m4 in flight under the same id.
+    a.event(claim(2, 2));
+    let mut newer: SessionExport = a
+        .broker
+        .export_session(&client("x"), Epoch(2))
+        .unwrap()
+        .unwrap();
+    let m4 = Delivery {
+        message: super::cluster::message("t", b"m4"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        subscription_ids: Vec::new(),
+        redelivery: false,
+        sent_as: None,
+    };
+    newer.inflight = vec![(
+        id,
+        InflightRecord::Sent {
+            order: 0,
+            delivery: m4,
+        },
+    )];
+    newer.queued = 0;
+    newer.seen.clear();
+    newer.record.epoch = Epoch(3);
+
+    a.event(claim(1, 3));
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(newer),
+    });
+    a.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    let sent = out.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["m4"], "m1 waits for m4's id");
+    assert_eq!(sent[0].packet_id, Some(id));
+    let out = a.puback(conn, id);
+    let sent = out.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["m1"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
+}
