@@ -557,6 +557,25 @@ impl<S: Store> BrokerLoop<S> {
 
 /// Hands actions to the connections; returns how many QoS 0 PUBLISHes were dropped because
 /// their connection was too far behind.
+/// Each PUBLISH handed to a connection, at TRACE under `berth::delivery` (off unless asked for,
+/// e.g. `--log-level info,berth::delivery=trace`): for following one message through a cluster
+/// test's node logs (its packet id, DUP, and the first bytes of its payload).
+fn trace_publish_out(conn: ConnId, publish: &berth_codec::Publish) {
+    if tracing::enabled!(target: "berth::delivery", tracing::Level::TRACE) {
+        let shown = &publish.payload[..publish.payload.len().min(24)];
+        tracing::trace!(
+            target: "berth::delivery",
+            conn = conn.0,
+            topic = publish.topic.as_str(),
+            payload = %String::from_utf8_lossy(shown),
+            packet_id = publish.packet_id.map_or(0, |id| id.get()),
+            dup = publish.dup,
+            qos = publish.qos as u8,
+            "publish out"
+        );
+    }
+}
+
 fn dispatch(
     actions: &mut Vec<Action>,
     connections: &mut FastMap<ConnId, ConnectionHandle>,
@@ -578,6 +597,9 @@ fn dispatch(
                     continue;
                 };
                 timing.sent(conn, &packet, now);
+                if let Packet::Publish(publish) = &packet {
+                    trace_publish_out(conn, publish);
+                }
                 let is_qos0_publish =
                     matches!(&packet, Packet::Publish(p) if p.qos == berth_codec::QoS::AtMostOnce);
                 if is_qos0_publish && handle.pending() >= OUTBOUND_QOS0_LIMIT {

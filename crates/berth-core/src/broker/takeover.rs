@@ -1,12 +1,13 @@
 //! A session moving between nodes: the old owner exports it (state, then queue pages) and
 //! deletes it on release; the new owner imports it and then lets waiting messages through.
 
-use berth_codec::TopicFilter;
+use berth_codec::{QoS, TopicFilter};
 
 use super::Broker;
 use super::session::Session;
 use crate::cluster::{ExportError, QueuePage, SessionExport};
 use crate::ids::{ClientId, QueueSeq};
+use crate::message::Delivery;
 use crate::store::{Op, Store, StoreError};
 use crate::time::UnixMillis;
 
@@ -433,8 +434,21 @@ impl<S: Store> Broker<S> {
         // What the session took here since is compared first (a copy that came both ways is
         // dropped), then what the late copy took joins, for copies still on their way.
         self.join_late_window(now, client, inflight);
+        // The copy may have been pulled before, its release lost (its node cut off or
+        // restarted first), and its queue delivered by the puller: what it brings may be a
+        // re-delivery, so it carries DUP = 1 [MQTT-3.3.1-1], as an older copy's messages do at
+        // a merge (`requeue_older_copy`). The process chaos test saw such a queued QoS 1
+        // message go out again with DUP = 0, 17 s after the puller had delivered it.
         for delivery in page {
-            self.deliver(now, client, delivery);
+            let redelivery = delivery.qos != QoS::AtMostOnce;
+            self.deliver(
+                now,
+                client,
+                Delivery {
+                    redelivery,
+                    ..delivery
+                },
+            );
         }
         self.fold_seen(client, seen);
         self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, Some(holder));

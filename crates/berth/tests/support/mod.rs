@@ -155,7 +155,14 @@ impl Berth {
             .arg("--data-dir")
             .arg(data_dir)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
+            // `BERTH_TEST_LOG_LEVEL`: the nodes' log filter instead of `info` (e.g.
+            // `info,berth::delivery=trace` to follow messages, with `BERTH_TEST_LOG_DIR`).
+            .env(
+                "BERTH_LOG_LEVEL",
+                std::env::var("BERTH_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("BERTH_TEST_LOG_LEVEL")
+            .env_remove("BERTH_TEST_LOG_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
