@@ -556,26 +556,44 @@ async fn serve<R, W>(
             }
         }
         if !reading {
-            // Reported closed: wait (bounded) for the broker's last packets and Close.
-            let deadline = Instant::now() + CLOSE_GRACE;
-            'grace: while let Ok(true) =
-                tokio::time::timeout_at(deadline, inbox.recv(&mut batch)).await
-            {
-                for message in batch.drain(..) {
-                    match message {
-                        Outbound::Packet(packet) => {
-                            let _ = encode(&packet, version, &mut write_buf);
-                        }
-                        Outbound::Close => break 'grace,
-                    }
-                }
-            }
-            let _ = writer.write_all(&write_buf).await;
-            let _ = writer.shutdown().await;
+            // Boxed, as below: these steps run once, at the end, and inline their futures
+            // would stay part of every idle connection's task.
+            Box::pin(write_last_packets(
+                &inbox,
+                batch,
+                version,
+                write_buf,
+                &mut writer,
+            ))
+            .await;
             return;
         }
     }
-    drain_until_close(&inbox, batch).await;
+    Box::pin(drain_until_close(&inbox, batch)).await;
+}
+
+/// Reported closed: waits (bounded) for the broker's last packets and Close, writes them and
+/// shuts the socket down.
+async fn write_last_packets<W: AsyncWrite + Unpin>(
+    inbox: &Inbox,
+    mut batch: VecDeque<Outbound>,
+    version: ProtocolVersion,
+    mut write_buf: BytesMut,
+    writer: &mut W,
+) {
+    let deadline = Instant::now() + CLOSE_GRACE;
+    'grace: while let Ok(true) = tokio::time::timeout_at(deadline, inbox.recv(&mut batch)).await {
+        for message in batch.drain(..) {
+            match message {
+                Outbound::Packet(packet) => {
+                    let _ = encode(&packet, version, &mut write_buf);
+                }
+                Outbound::Close => break 'grace,
+            }
+        }
+    }
+    let _ = writer.write_all(&write_buf).await;
+    let _ = writer.shutdown().await;
 }
 
 /// Writes `bytes` and flushes them: a no-op for TCP, what makes TLS records and WebSocket

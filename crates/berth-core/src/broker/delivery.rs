@@ -598,12 +598,13 @@ impl<S: Store> Broker<S> {
         if online.alias_maximum > 0
             && let Packet::Publish(publish) = &mut packet
         {
-            if let Some(alias) = online.aliases_out.get(&message.topic) {
+            let aliases = &mut online.aliases.get_or_insert_default().out;
+            if let Some(alias) = aliases.get(&message.topic) {
                 publish.properties.topic_alias = std::num::NonZeroU16::new(*alias);
                 publish.topic = TopicName::empty();
-            } else if online.aliases_out.len() < usize::from(online.alias_maximum) {
-                let alias = online.aliases_out.len() as u16 + 1;
-                online.aliases_out.insert(message.topic.clone(), alias);
+            } else if aliases.len() < usize::from(online.alias_maximum) {
+                let alias = aliases.len() as u16 + 1;
+                aliases.insert(message.topic.clone(), alias);
                 publish.properties.topic_alias = std::num::NonZeroU16::new(alias);
             }
         }

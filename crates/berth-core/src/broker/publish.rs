@@ -69,7 +69,11 @@ impl<S: Store> Broker<S> {
                     DisconnectReasonCode::TopicAliasInvalid,
                 );
             }
-            Some(alias) if publish.topic.is_empty() => match online.aliases_in.get(&alias.get()) {
+            Some(alias) if publish.topic.is_empty() => match online
+                .aliases
+                .as_ref()
+                .and_then(|aliases| aliases.inbound.get(&alias.get()))
+            {
                 Some(topic) => topic.clone(),
                 None => {
                     return self.disconnect_with(
@@ -81,7 +85,11 @@ impl<S: Store> Broker<S> {
                 }
             },
             Some(alias) => {
-                online.aliases_in.insert(alias.get(), publish.topic.clone());
+                online
+                    .aliases
+                    .get_or_insert_default()
+                    .inbound
+                    .insert(alias.get(), publish.topic.clone());
                 publish.topic.clone()
             }
             None => publish.topic.clone(),

@@ -198,14 +198,23 @@ pub(crate) struct Online {
     pub send_window: usize,
     /// Largest packet the client accepts.
     pub max_packet_size: u32,
-    /// Topic aliases the client accepts from us, and those we assigned.
+    /// Topic aliases the client accepts from us.
     pub alias_maximum: u16,
-    pub aliases_out: HashMap<TopicName, u16>,
-    /// Aliases the client set towards us.
-    pub aliases_in: HashMap<u16, TopicName>,
+    /// The topic aliases in use, both ways: allocated at the first one. Most connections never
+    /// use one, and two empty maps inline cost every connection 96 bytes (`bench conns`).
+    pub aliases: Option<Box<Aliases>>,
     /// In-flight QoS 1 deliveries of a stored session whose durable record is still their
     /// queue row, by packet id (`broker/row_backed.rs`).
     pub row_backed: Vec<(PacketId, QueueSeq)>,
+}
+
+/// An MQTT 5 connection's topic aliases (§3.3.2.3.4).
+#[derive(Debug, Default)]
+pub(crate) struct Aliases {
+    /// Those we assigned, by topic.
+    pub out: HashMap<TopicName, u16>,
+    /// Those the client set towards us.
+    pub inbound: HashMap<u16, TopicName>,
 }
 
 /// A message sent to the client and not yet fully acknowledged.
