@@ -555,11 +555,10 @@ impl<S: Store> BrokerLoop<S> {
     }
 }
 
-/// Hands actions to the connections; returns how many QoS 0 PUBLISHes were dropped because
-/// their connection was too far behind.
 /// Each PUBLISH handed to a connection, at TRACE under `berth::delivery` (off unless asked for,
 /// e.g. `--log-level info,berth::delivery=trace`): for following one message through a cluster
-/// test's node logs (its packet id, DUP, and the first bytes of its payload).
+/// test's node logs (its packet id, DUP, and the first bytes of its payload; the topic is empty
+/// where a topic alias stands for it).
 fn trace_publish_out(conn: ConnId, publish: &berth_codec::Publish) {
     if tracing::enabled!(target: "berth::delivery", tracing::Level::TRACE) {
         let shown = &publish.payload[..publish.payload.len().min(24)];
@@ -576,6 +575,8 @@ fn trace_publish_out(conn: ConnId, publish: &berth_codec::Publish) {
     }
 }
 
+/// Hands actions to the connections; returns how many QoS 0 PUBLISHes were dropped because
+/// their connection was too far behind.
 fn dispatch(
     actions: &mut Vec<Action>,
     connections: &mut FastMap<ConnId, ConnectionHandle>,
@@ -597,14 +598,14 @@ fn dispatch(
                     continue;
                 };
                 timing.sent(conn, &packet, now);
-                if let Packet::Publish(publish) = &packet {
-                    trace_publish_out(conn, publish);
-                }
                 let is_qos0_publish =
                     matches!(&packet, Packet::Publish(p) if p.qos == berth_codec::QoS::AtMostOnce);
                 if is_qos0_publish && handle.pending() >= OUTBOUND_QOS0_LIMIT {
                     slow += 1;
                     continue;
+                }
+                if let Packet::Publish(publish) = &packet {
+                    trace_publish_out(conn, publish);
                 }
                 packets.sent(packet.packet_type());
                 if handle.stage(Outbound::Packet(Box::new(packet))) {

@@ -20,7 +20,9 @@ impl<S: Store> Broker<S> {
     /// Gives `delivery` to `client`'s session: straight to the connection if the window has room
     /// and nothing waits before it, otherwise to the back of its queue.
     pub(super) fn deliver(&mut self, now: UnixMillis, client: &ClientId, delivery: Delivery) {
-        if delivery.message.is_expired(now) {
+        // A message an older copy sent (`sent_as`) does not expire: its delivery has begun
+        // (§3.3.2.3.3), and the client may hold its packet id until it comes again.
+        if delivery.message.is_expired(now) && delivery.sent_as.is_none() {
             return self.stats.count_drop(DropReason::Expired);
         }
         if !self.take_once(client, &delivery) {
@@ -96,29 +98,34 @@ impl<S: Store> Broker<S> {
         let limits = self.config.queue.clone();
         // A message that cannot fit even in an empty queue is dropped by itself: evicting the
         // whole queue first (drop_oldest) would lose every queued message and still not make room.
-        if !limits.max_bytes.allows(size) {
+        // A QoS 2 message an older copy sent waits here only for its packet id (`sent_as`): it
+        // is in flight, as a window entry is, and the queue's limits do not apply to it.
+        let in_flight = delivery.sent_as.is_some();
+        if !in_flight && !limits.max_bytes.allows(size) {
             return self.refuse_for_quota();
         }
-        loop {
-            let Some(session) = self.sessions.get(client) else {
-                return;
-            };
-            let bounds = session.queue.bounds;
-            let headroom = self.flow_control_headroom(session);
-            if limits
-                .max_messages
-                .allows((bounds.count + 1).saturating_sub(headroom))
-                && limits.max_bytes.allows(bounds.bytes + size)
-            {
-                break;
-            }
-            if limits.drop_policy == DropPolicy::DropNewest || bounds.count == 0 {
-                return self.refuse_for_quota();
-            }
-            if self.pop_queue(client).is_some() {
-                self.stats.count_drop(DropReason::QueueFull);
-            } else {
-                return self.refuse_for_quota();
+        if !in_flight {
+            loop {
+                let Some(session) = self.sessions.get(client) else {
+                    return;
+                };
+                let bounds = session.queue.bounds;
+                let headroom = self.flow_control_headroom(session);
+                if limits
+                    .max_messages
+                    .allows((bounds.count + 1).saturating_sub(headroom))
+                    && limits.max_bytes.allows(bounds.bytes + size)
+                {
+                    break;
+                }
+                if limits.drop_policy == DropPolicy::DropNewest || bounds.count == 0 {
+                    return self.refuse_for_quota();
+                }
+                if self.pop_queue(client).is_some() {
+                    self.stats.count_drop(DropReason::QueueFull);
+                } else {
+                    return self.refuse_for_quota();
+                }
             }
         }
         let Some(session) = self.sessions.get_mut(client) else {
@@ -262,12 +269,11 @@ impl<S: Store> Broker<S> {
                     .sessions
                     .get(client)
                     .is_some_and(|s| s.uses_packet_id(id))
-                && !delivery.message.is_expired(now)
             {
                 self.put_back_front(client, seq, delivery);
                 return;
             }
-            if delivery.message.is_expired(now) {
+            if delivery.message.is_expired(now) && delivery.sent_as.is_none() {
                 self.delete_row(client, seq);
                 self.stats.count_drop(DropReason::Expired);
                 continue;

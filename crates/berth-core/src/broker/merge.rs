@@ -412,6 +412,7 @@ impl<S: Store> Broker<S> {
         };
         session.inflight = window;
         let mut to_queue = Vec::new();
+        let mut displaced = Vec::new();
         for (id, delivery) in older {
             // The client may still hold the message under its old id (received, PUBREL not yet
             // come): re-sent under it, a QoS 2 message is recognised as a duplicate there.
@@ -419,8 +420,13 @@ impl<S: Store> Broker<S> {
                 session
                     .inflight
                     .push_back((id, Outgoing::Sent { order: 0, delivery }));
-                continue;
+            } else {
+                displaced.push((id, delivery));
             }
+        }
+        // New ids only once every message that keeps its own has joined: a new id is then
+        // never one a later message of this copy brings.
+        for (id, delivery) in displaced {
             // Under another id it would reach the client's application twice: it waits in the
             // queue until the window no longer uses its own (`Delivery::sent_as`).
             if delivery.qos == QoS::ExactlyOnce {

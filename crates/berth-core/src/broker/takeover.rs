@@ -347,8 +347,17 @@ impl<S: Store> Broker<S> {
         }
         if self.receives_late_import(client) {
             self.stats.stranded_recovered_total += page.len() as u64;
+            // Late, like a stranded backlog's page (`on_import_late`): DUP = 1.
             for delivery in page {
-                self.deliver(now, client, delivery);
+                let redelivery = delivery.qos != QoS::AtMostOnce;
+                self.deliver(
+                    now,
+                    client,
+                    Delivery {
+                        redelivery,
+                        ..delivery
+                    },
+                );
             }
             return;
         }

@@ -163,6 +163,7 @@ impl Berth {
             )
             .env_remove("BERTH_TEST_LOG_LEVEL")
             .env_remove("BERTH_TEST_LOG_DIR")
+            .env_remove("BERTH_TEST_LOGS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

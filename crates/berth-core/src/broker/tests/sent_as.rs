@@ -124,3 +124,29 @@ fn a_merged_older_copys_qos2_message_waits_for_its_packet_id() {
     assert_eq!(payloads(&sent), vec!["m1"]);
     assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
 }
+
+/// Its delivery has begun (the older copy sent it): a message that waits for its packet id
+/// does not expire meanwhile, or the client would keep holding the id for it.
+#[test]
+fn a_qos2_message_waiting_for_its_packet_id_does_not_expire() {
+    let (mut b, x, publisher) = resumed_without_state();
+    let out = b.publish(publisher, publish("t", b"m0", QoS::AtLeastOnce, 9));
+    let m0 = out.publishes(x)[0].packet_id.unwrap();
+    let mut late = older_copy_with_m1_in_flight_as(m0);
+    if let Some((_, InflightRecord::Sent { delivery, .. })) = late.inflight.first_mut() {
+        let mut message = (*delivery.message).clone();
+        message.expires_at = Some(crate::time::UnixMillis(1));
+        delivery.message = std::sync::Arc::new(message);
+    }
+    b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(2),
+        holder: NodeId(1),
+        export: late,
+        page: Vec::new(),
+    });
+    let out = b.puback(x, m0);
+    let sent = out.publishes(x);
+    assert_eq!(payloads(&sent), vec!["m1"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(m0), true));
+}
