@@ -347,18 +347,7 @@ impl<S: Store> Broker<S> {
         }
         if self.receives_late_import(client) {
             self.stats.stranded_recovered_total += page.len() as u64;
-            // Late, like a stranded backlog's page (`on_import_late`): DUP = 1.
-            for delivery in page {
-                let redelivery = delivery.qos != QoS::AtMostOnce;
-                self.deliver(
-                    now,
-                    client,
-                    Delivery {
-                        redelivery,
-                        ..delivery
-                    },
-                );
-            }
+            self.deliver_late_page(now, client, page);
             return;
         }
         for delivery in page {
@@ -443,11 +432,18 @@ impl<S: Store> Broker<S> {
         // What the session took here since is compared first (a copy that came both ways is
         // dropped), then what the late copy took joins, for copies still on their way.
         self.join_late_window(now, client, inflight);
-        // The copy may have been pulled before, its release lost (its node cut off or
-        // restarted first), and its queue delivered by the puller: what it brings may be a
-        // re-delivery, so it carries DUP = 1 [MQTT-3.3.1-1], as an older copy's messages do at
-        // a merge (`requeue_older_copy`). The process chaos test saw such a queued QoS 1
-        // message go out again with DUP = 0, 17 s after the puller had delivered it.
+        self.deliver_late_page(now, client, page);
+        self.fold_seen(client, seen);
+        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, Some(holder));
+    }
+
+    /// The queue of a copy recovered late (a stranded backlog, an overtaken import), after
+    /// what the session holds. The copy may have been pulled before, its release lost (its node
+    /// cut off or restarted first), and its queue delivered by the puller: what it brings may
+    /// be a re-delivery, so it carries DUP = 1 [MQTT-3.3.1-1], as an older copy's messages do
+    /// at a merge (`requeue_older_copy`). The process chaos test saw such a queued QoS 1
+    /// message go out again with DUP = 0, 17 s after the puller had delivered it.
+    fn deliver_late_page(&mut self, now: UnixMillis, client: &ClientId, page: QueuePage) {
         for delivery in page {
             let redelivery = delivery.qos != QoS::AtMostOnce;
             self.deliver(
@@ -459,8 +455,6 @@ impl<S: Store> Broker<S> {
                 },
             );
         }
-        self.fold_seen(client, seen);
-        self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, Some(holder));
     }
 
     /// Sessions held here that other nodes have claimed, with their new owner and epoch: a
