@@ -13,17 +13,23 @@ use crate::message::Delivery;
 use crate::store::InflightRecord;
 
 /// Node 2's session `x` has `m0` (QoS 1) in flight, unacknowledged, when node 1's copy comes
-/// back with `m1` (QoS 2) in flight under the same packet id. Returns the node, `x`'s
-/// connection and that id.
-fn late_m1_under_the_id_of_m0() -> (Harness, ConnId, PacketId) {
+/// back with `m1` (QoS 2) in flight under the same packet id (`expired`: `m1`'s Message Expiry
+/// already past). Returns the node, `x`'s connection and that id.
+fn late_m1_under_the_id_of_m0(expired: bool) -> (Harness, ConnId, PacketId) {
     let (mut b, x, publisher) = resumed_without_state();
     let out = b.publish(publisher, publish("t", b"m0", QoS::AtLeastOnce, 9));
     let m0 = out.publishes(x)[0].packet_id.unwrap();
+    let mut late = older_copy_with_m1_in_flight_as(m0);
+    if expired && let Some((_, InflightRecord::Sent { delivery, .. })) = late.inflight.first_mut() {
+        let mut message = (*delivery.message).clone();
+        message.expires_at = Some(crate::time::UnixMillis(1));
+        delivery.message = std::sync::Arc::new(message);
+    }
     let out = b.event(Event::ImportLate {
         client: client("x"),
         epoch: Epoch(2),
         holder: NodeId(1),
-        export: older_copy_with_m1_in_flight_as(m0),
+        export: late,
         page: Vec::new(),
     });
     assert!(
@@ -33,11 +39,11 @@ fn late_m1_under_the_id_of_m0() -> (Harness, ConnId, PacketId) {
     (b, x, m0)
 }
 
-#[test]
-fn a_late_qos2_message_waits_for_its_packet_id_and_goes_out_under_it() {
-    let (mut b, x, id) = late_m1_under_the_id_of_m0();
-    let out = b.puback(x, id);
-    let sent = out.publishes(x);
+/// The client acknowledges what held `id` on `conn`: `m1` goes out under `id`, DUP = 1, where
+/// the client may still hold it for `m1` and drops it as a duplicate.
+fn m1_goes_out_under_its_id_once_free(h: &mut Harness, conn: ConnId, id: PacketId) {
+    let out = h.puback(conn, id);
+    let sent = out.publishes(conn);
     assert_eq!(payloads(&sent), vec!["m1"]);
     assert_eq!(
         (sent[0].packet_id, sent[0].dup),
@@ -47,8 +53,14 @@ fn a_late_qos2_message_waits_for_its_packet_id_and_goes_out_under_it() {
 }
 
 #[test]
+fn a_late_qos2_message_waits_for_its_packet_id_and_goes_out_under_it() {
+    let (mut b, x, id) = late_m1_under_the_id_of_m0(false);
+    m1_goes_out_under_its_id_once_free(&mut b, x, id);
+}
+
+#[test]
 fn a_qos2_message_waiting_for_its_packet_id_keeps_it_across_a_restart() {
-    let (mut b, x, id) = late_m1_under_the_id_of_m0();
+    let (mut b, x, id) = late_m1_under_the_id_of_m0(false);
     b.lose(x);
     b.restart_after(1);
     b.broker.join_cluster(NodeId(2));
@@ -57,10 +69,7 @@ fn a_qos2_message_waiting_for_its_packet_id_keeps_it_across_a_restart() {
     let sent = out.publishes(x);
     assert_eq!(payloads(&sent), vec!["m0"], "m0 again; m1 still waits");
     assert_eq!(sent[0].packet_id, Some(id));
-    let out = b.puback(x, id);
-    let sent = out.publishes(x);
-    assert_eq!(payloads(&sent), vec!["m1"]);
-    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
+    m1_goes_out_under_its_id_once_free(&mut b, x, id);
 }
 
 /// `x` was on node 1, where `m1` (QoS 2) went out under a packet id that node 2, which served
@@ -119,34 +128,13 @@ fn a_merged_older_copys_qos2_message_waits_for_its_packet_id() {
     let sent = out.publishes(conn);
     assert_eq!(payloads(&sent), vec!["m4"], "m1 waits for m4's id");
     assert_eq!(sent[0].packet_id, Some(id));
-    let out = a.puback(conn, id);
-    let sent = out.publishes(conn);
-    assert_eq!(payloads(&sent), vec!["m1"]);
-    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
+    m1_goes_out_under_its_id_once_free(&mut a, conn, id);
 }
 
 /// Its delivery has begun (the older copy sent it): a message that waits for its packet id
 /// does not expire meanwhile, or the client would keep holding the id for it.
 #[test]
 fn a_qos2_message_waiting_for_its_packet_id_does_not_expire() {
-    let (mut b, x, publisher) = resumed_without_state();
-    let out = b.publish(publisher, publish("t", b"m0", QoS::AtLeastOnce, 9));
-    let m0 = out.publishes(x)[0].packet_id.unwrap();
-    let mut late = older_copy_with_m1_in_flight_as(m0);
-    if let Some((_, InflightRecord::Sent { delivery, .. })) = late.inflight.first_mut() {
-        let mut message = (*delivery.message).clone();
-        message.expires_at = Some(crate::time::UnixMillis(1));
-        delivery.message = std::sync::Arc::new(message);
-    }
-    b.event(Event::ImportLate {
-        client: client("x"),
-        epoch: Epoch(2),
-        holder: NodeId(1),
-        export: late,
-        page: Vec::new(),
-    });
-    let out = b.puback(x, m0);
-    let sent = out.publishes(x);
-    assert_eq!(payloads(&sent), vec!["m1"]);
-    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(m0), true));
+    let (mut b, x, id) = late_m1_under_the_id_of_m0(true);
+    m1_goes_out_under_its_id_once_free(&mut b, x, id);
 }
