@@ -100,6 +100,12 @@ pub struct Common {
     #[arg(long, global = true)]
     pub broker_pid: Option<u32>,
 
+    /// The broker's Prometheus endpoint, e.g. http://127.0.0.1:8080/metrics: sessions reads the
+    /// memory its databases hold for themselves there (Berth's berth_store_memory_bytes) and
+    /// reports the RSS per session without it.
+    #[arg(long, global = true)]
+    pub metrics_url: Option<String>,
+
     /// Name of the broker in the report, e.g. berth or mosquitto.
     #[arg(long, global = true)]
     pub label: Option<String>,
@@ -282,6 +288,7 @@ pub struct Settings {
     pub timeout: Duration,
     pub drain_timeout: Duration,
     pub broker_pid: Option<u32>,
+    pub metrics_url: Option<String>,
     pub label: String,
     pub case: Option<String>,
     /// Unique per run: keeps topics and client ids apart from earlier runs on the same broker.
@@ -344,6 +351,7 @@ impl Settings {
             timeout: common.timeout,
             drain_timeout: common.drain_timeout,
             broker_pid: common.broker_pid,
+            metrics_url: common.metrics_url.clone(),
             label: common.label.clone().unwrap_or_else(|| "broker".to_owned()),
             case: common.case.clone(),
             run_id: format!("{:x}{:06x}", std::process::id(), nanos >> 8),

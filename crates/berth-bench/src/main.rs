@@ -28,6 +28,7 @@ mod payload;
 mod publisher;
 mod report;
 mod scenario;
+mod scrape;
 mod subscriber;
 mod sys;
 mod table;

@@ -72,6 +72,8 @@ pub struct RaftHealth {
     pub voters: usize,
     /// On the leader: each follower's lag in entries behind the leader's last log index.
     pub follower_lag: Vec<(NodeId, u64)>,
+    /// What the Raft database (log, registry) holds in memory for itself.
+    pub memory: berth_core::StoreMemory,
 }
 
 /// A running cluster node.
@@ -85,6 +87,8 @@ pub struct ClusterNode {
     proposer: Proposer,
     /// Every command this node proposes goes through it (`batch.rs`).
     batcher: Batcher,
+    /// The Raft database, for its memory figures (`RaftHealth::memory`).
+    db: Arc<DB>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -97,6 +101,22 @@ impl std::fmt::Debug for ClusterNode {
 
 /// Memtable size of each Raft column family.
 const RAFT_WRITE_BUFFER_BYTES: usize = 4 << 20;
+
+/// What the Raft database holds in memory: its memtables and table readers (RocksDB's
+/// approximate usage), and its block cache (the default one, which no option names); zero where
+/// RocksDB cannot say (the figures are for the metrics only).
+fn memory_of(db: &DB) -> berth_core::StoreMemory {
+    let stats = rocksdb::perf::get_memory_usage_stats(Some(&[db]), None).ok();
+    berth_core::StoreMemory {
+        memtables: stats.as_ref().map_or(0, |s| s.mem_table_total),
+        table_readers: stats.as_ref().map_or(0, |s| s.mem_table_readers_total),
+        block_cache: db
+            .property_int_value("rocksdb.block-cache-usage")
+            .ok()
+            .flatten()
+            .unwrap_or(0),
+    }
+}
 
 /// Opens (or creates) `<dir>`'s Raft database.
 fn open_db(dir: &Path) -> Result<DB, ClusterError> {
@@ -131,7 +151,8 @@ impl ClusterNode {
         let db = Arc::new(open_db(dir)?);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let log = LogStore::new(db.clone());
-        let sm = StateMachine::open(db, tx).map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let sm =
+            StateMachine::open(db.clone(), tx).map_err(|e| ClusterError::Storage(e.to_string()))?;
         let state = sm.shared();
         let raft_config = openraft::Config {
             cluster_name: "berth".into(),
@@ -160,6 +181,7 @@ impl ClusterNode {
             commit_timeout: config.commit_timeout,
             proposer,
             batcher,
+            db,
         };
         Ok((node, rx))
     }
@@ -357,6 +379,7 @@ impl ClusterNode {
             snapshot_index: metrics.snapshot.map_or(0, |id| id.index),
             voters: metrics.membership_config.membership().voter_ids().count(),
             follower_lag,
+            memory: memory_of(&self.db),
         }
     }
 

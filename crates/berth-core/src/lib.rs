@@ -51,6 +51,7 @@ pub use registry::{Command, Outcome, Registry};
 pub use stats::{CloseCause, DropReason, LimitReason, Stats};
 pub use store::{
     Batch, CopyRef, HandoffRecord, InflightRecord, Loaded, LoadedSession, Op, Qos2Doubt,
-    QueueBounds, SessionExpiry, SessionRecord, Store, StoreError, SubscriptionRecord, WillRecord,
+    QueueBounds, SessionExpiry, SessionRecord, Store, StoreError, StoreMemory, SubscriptionRecord,
+    WillRecord,
 };
 pub use time::UnixMillis;

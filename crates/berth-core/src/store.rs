@@ -393,4 +393,27 @@ pub trait Store: Send {
     ) -> Result<Vec<(PacketId, InflightRecord)>, StoreError>;
     /// Makes every completed `write` durable against power loss.
     fn sync(&mut self) -> Result<(), StoreError>;
+    /// What the store holds in memory for itself: write buffers and caches, bounded by its
+    /// configuration rather than by the number of sessions (for the metrics, so that a
+    /// per-session memory figure can leave them out). Default: nothing.
+    fn memory(&self) -> StoreMemory {
+        StoreMemory::default()
+    }
+}
+
+/// Memory a store holds for itself, in bytes (RocksDB's approximate usage).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Write buffers (memtables), flushed to disk when full.
+    pub memtables: u64,
+    /// The block cache: recently read blocks of the files on disk.
+    pub block_cache: u64,
+    /// Open files' indexes and filters kept in memory.
+    pub table_readers: u64,
+}
+
+impl StoreMemory {
+    pub fn total(self) -> u64 {
+        self.memtables + self.block_cache + self.table_readers
+    }
 }

@@ -177,6 +177,7 @@ impl ClusterPort for RaftPort {
                     .into_iter()
                     .map(|(node, lag)| (NodeId(node), lag))
                     .collect(),
+                memory: health.memory,
             })
         })
     }

@@ -123,6 +123,8 @@ pub struct ClusterHealth {
     pub voters: usize,
     /// On the leader: each follower's lag in log entries behind the leader's last one.
     pub follower_lag: Vec<(NodeId, u64)>,
+    /// What the cluster's own database (the Raft log and registry) holds in memory for itself.
+    pub memory: berth_core::StoreMemory,
 }
 
 impl ClusterHealth {

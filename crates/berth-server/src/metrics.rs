@@ -12,6 +12,7 @@
 mod cluster;
 pub mod latency;
 mod peer;
+mod store;
 mod traffic;
 
 use std::fmt;
@@ -76,6 +77,7 @@ pub struct Metrics {
     largest_queue_messages: IntGauge,
     raft: cluster::RaftGauges,
     peer: peer::PeerCounters,
+    store: store::StoreGauges,
     /// The snapshot the counters stand at; `observe` advances them by the difference.
     last: Mutex<Stats>,
 }
@@ -269,6 +271,7 @@ impl Metrics {
         )?;
         let raft = cluster::RaftGauges::register(&registry)?;
         let peer = peer::PeerCounters::register(&registry)?;
+        let store = store::StoreGauges::register(&registry)?;
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -318,6 +321,7 @@ impl Metrics {
             largest_queue_messages,
             raft,
             peer,
+            store,
             last: Mutex::new(Stats::default()),
         })
     }
@@ -384,6 +388,12 @@ impl Metrics {
     /// previous scrape counts its elections).
     pub fn observe_cluster(&self, health: &ClusterHealth) {
         self.raft.set(health);
+        self.store.set(store::Database::Raft, health.memory);
+    }
+
+    /// What the session store holds in memory for itself (the broker thread's, with `observe`).
+    pub fn observe_store(&self, memory: berth_core::StoreMemory) {
+        self.store.set(store::Database::Sessions, memory);
     }
 
     /// `peer`'s series of `berth_forwards_total`, for its forward queue to count batches

@@ -391,6 +391,7 @@ impl<S: Store> BrokerLoop<S> {
             }
             if last_metrics.elapsed() >= IDLE_WAKE {
                 self.metrics.observe(self.broker.stats());
+                self.metrics.observe_store(self.broker.store().memory());
                 self.metrics.add_packets(&mut packets);
                 last_metrics = Instant::now();
                 timing.forget_stale(last_metrics);

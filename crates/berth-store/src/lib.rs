@@ -25,7 +25,7 @@ use std::path::Path;
 use berth_codec::PacketId;
 use berth_core::{
     Batch, ClientId, Delivery, InflightRecord, Loaded, LoadedSession, Op, QueueBounds, QueueSeq,
-    Store, StoreError,
+    Store, StoreError, StoreMemory,
 };
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
@@ -59,6 +59,8 @@ pub struct RocksOptions {
 /// The RocksDB-backed [`Store`].
 pub struct RocksStore {
     db: DB,
+    /// The block cache every column family shares (for [`Store::memory`]).
+    cache: Cache,
     write_options: WriteOptions,
     options: RocksOptions,
 }
@@ -69,6 +71,20 @@ impl fmt::Debug for RocksStore {
             .field("path", &self.db.path())
             .field("options", &self.options)
             .finish_non_exhaustive()
+    }
+}
+
+/// What `db` (and `cache`, which its tables use) hold in memory: RocksDB's approximate usage,
+/// zero if it cannot say (the figure is for the metrics only).
+pub fn memory_of(db: &DB, cache: Option<&Cache>) -> StoreMemory {
+    let caches: Vec<&Cache> = cache.into_iter().collect();
+    match rocksdb::perf::get_memory_usage_stats(Some(&[db]), Some(&caches)) {
+        Ok(stats) => StoreMemory {
+            memtables: stats.mem_table_total,
+            block_cache: stats.cache_total,
+            table_readers: stats.mem_table_readers_total,
+        },
+        Err(_) => StoreMemory::default(),
     }
 }
 
@@ -111,6 +127,7 @@ impl RocksStore {
         write_options.set_sync(false);
         Ok(RocksStore {
             db,
+            cache,
             write_options,
             options,
         })
@@ -497,5 +514,9 @@ impl Store for RocksStore {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(io("sync write-ahead log"))
+    }
+
+    fn memory(&self) -> StoreMemory {
+        memory_of(&self.db, Some(&self.cache))
     }
 }

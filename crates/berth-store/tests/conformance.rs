@@ -187,3 +187,40 @@ fn garbage_keys_are_corrupt_errors() {
     put_raw(dir.path(), "handoff", &[1, 2, 3], &[1]);
     assert_corrupt(open(dir.path()).load(), "handoff/0x010203");
 }
+
+/// The metrics' figure of what the store holds for itself: its memtables grow with what is
+/// written, and its block cache stays within the configured size.
+#[test]
+fn memory_counts_the_memtables_writes_fill() {
+    let dir = TempDir::new().unwrap();
+    let mut store = open(dir.path());
+    let before = store.memory();
+    let ops = (0..2000)
+        .map(|n| Op::PutSession {
+            client: client(&format!("device-{n}")),
+            record: SessionRecord {
+                epoch: Epoch(1),
+                protocol: berth_codec::ProtocolVersion::V5,
+                expiry: SessionExpiry::Never,
+                expires_at: None,
+                will: None,
+                will_due_at: None,
+                qos2_state_elsewhere: false,
+                incoming_qos2_elsewhere: false,
+                qos2_doubt: Default::default(),
+                landed: Epoch(1),
+            },
+        })
+        .collect();
+    store.write(Batch { ops }).unwrap();
+    let after = store.memory();
+    assert!(
+        after.memtables >= before.memtables + 2000 * 20,
+        "{before:?} → {after:?}"
+    );
+    assert!(after.block_cache <= 32 << 20, "{after:?}");
+    assert_eq!(
+        after.total(),
+        after.memtables + after.block_cache + after.table_readers
+    );
+}

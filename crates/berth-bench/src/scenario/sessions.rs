@@ -1,5 +1,8 @@
 //! sessions: N offline persistent sessions, each subscribed to its own topic with M queued QoS 1
-//! messages. The broker's RSS is read before, with the empty sessions, and with the queues full.
+//! messages. The broker's RSS is read before, with the empty sessions, and with the queues full;
+//! with `--metrics-url`, so is the memory its databases hold for themselves (RocksDB's
+//! memtables and caches, bounded by configuration), and the RSS per session is also given
+//! without it.
 //!
 //! ```text
 //!  baseline RSS
@@ -42,13 +45,22 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
             None => Ok(None),
         }
     };
+    // What the broker's databases hold for themselves (memtables, caches), read with each RSS.
+    let stores = || async move {
+        match &s.metrics_url {
+            Some(url) => crate::scrape::store_memory(url).await.map(Some),
+            None => Ok(None),
+        }
+    };
     super::warm_up(s, true).await?;
     let rss_before = rss(plan.settle).await?;
+    let stores_before = stores().await?;
     let before = CpuSnapshot::take(s.broker_pid);
 
     let created = create_sessions(s, plan.sessions, plan.concurrency).await?;
     let mut errors = created.errors;
     let rss_sessions = rss(plan.settle).await?;
+    let stores_sessions = stores().await?;
 
     let clock = Clock::new();
     let board = Arc::new(Board::new(plan.sessions as usize));
@@ -56,6 +68,7 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
     errors.extend(fill.errors);
     let (create_rate, fill_rate) = (created.rate, fill.rate);
     let rss_queued = rss(plan.settle).await?;
+    let stores_queued = stores().await?;
     let cpu = before.report(&CpuSnapshot::take(s.broker_pid));
 
     // Check a sample: every message there exactly once.
@@ -110,6 +123,25 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
             thousands(per_empty),
             thousands(per_message)
         ));
+        if let (Some(sb), Some(se), Some(sq)) = (stores_before, stores_sessions, stores_queued) {
+            // RSS growth less the databases' own growth, per session.
+            let beyond =
+                |rss: u64, store: u64| (rss as f64 - b as f64 - (store as f64 - sb as f64)) / n;
+            let per_session = beyond(q, sq);
+            let per_empty = beyond(e, se);
+            r.metric("store_memory_before_b", sb as f64);
+            r.metric("store_memory_queued_b", sq as f64);
+            r.metric("rss_per_session_beyond_stores_b", per_session);
+            r.metric("rss_per_empty_session_beyond_stores_b", per_empty);
+            summary.push_str(&format!(
+                "; the databases' own memory (memtables, caches) {} → {} → {} KiB: {} B per session beyond it ({} B empty)",
+                thousands(sb as f64 / 1024.0),
+                thousands(se as f64 / 1024.0),
+                thousands(sq as f64 / 1024.0),
+                thousands(per_session),
+                thousands(per_empty)
+            ));
+        }
     } else {
         summary.push_str("; broker RSS not measured (no --broker-pid)");
     }

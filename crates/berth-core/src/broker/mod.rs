@@ -507,6 +507,10 @@ impl<S: Store> Broker<S> {
     }
 
     /// The storage port, for the server's group-commit `sync`.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
     }

@@ -253,3 +253,34 @@ fn elections_are_the_term_increases_after_the_first_scrape() {
     assert_eq!(elections(&metrics), 4);
     assert_eq!(line_value(&metrics.render(), "berth_raft_term"), 61);
 }
+
+#[test]
+fn each_databases_own_memory_is_a_series_of_its_own() {
+    let metrics = Metrics::new().unwrap();
+    metrics.observe_store(berth_core::StoreMemory {
+        memtables: 64 << 20,
+        block_cache: 4096,
+        table_readers: 10,
+    });
+    metrics.observe_cluster(&ClusterHealth {
+        memory: berth_core::StoreMemory {
+            memtables: 6144,
+            block_cache: 0,
+            table_readers: 1,
+        },
+        ..ClusterHealth::default()
+    });
+    let text = metrics.render();
+    let bytes = |store: &str, kind: &str| {
+        line_value(
+            &text,
+            &format!("berth_store_memory_bytes{{kind=\"{kind}\",store=\"{store}\"}}"),
+        )
+    };
+    assert_eq!(bytes("sessions", "memtables"), 64 << 20);
+    assert_eq!(bytes("sessions", "block_cache"), 4096);
+    assert_eq!(bytes("sessions", "table_readers"), 10);
+    assert_eq!(bytes("raft", "memtables"), 6144);
+    assert_eq!(bytes("raft", "block_cache"), 0);
+    assert_eq!(bytes("raft", "table_readers"), 1);
+}
