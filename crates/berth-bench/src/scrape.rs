@@ -81,6 +81,68 @@ fn sum_of(text: &str, name: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// A one-shot HTTP server on a free port answering `response`; the request it read.
+    async fn answering(response: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 1024];
+            let n = socket.read(&mut request).await.unwrap();
+            socket.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        (format!("http://{addr}"), served)
+    }
+
+    #[tokio::test]
+    async fn reads_the_sum_from_a_plain_answer_and_asks_for_the_path() {
+        let (base, served) = answering(
+            "HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\nberth_store_memory_bytes{kind=\"a\"} 4096\n",
+        )
+        .await;
+        assert_eq!(
+            store_memory(&format!("{base}/metrics")).await.unwrap(),
+            4096
+        );
+        assert!(
+            served
+                .await
+                .unwrap()
+                .starts_with("GET /metrics HTTP/1.1\r\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_url_without_a_path_asks_for_the_root() {
+        let (base, served) = answering("HTTP/1.1 200 OK\r\n\r\nberth_store_memory_bytes 1\n").await;
+        assert_eq!(store_memory(&base).await.unwrap(), 1);
+        assert!(served.await.unwrap().starts_with("GET / HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn an_error_status_a_chunked_body_or_no_series_is_an_error_naming_the_url() {
+        let (base, _) = answering("HTTP/1.1 404 Not Found\r\n\r\n").await;
+        let error = format!("{:#}", store_memory(&base).await.unwrap_err());
+        assert!(
+            error.contains("404 Not Found") && error.contains(&base),
+            "{error}"
+        );
+        let (base, _) = answering(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        )
+        .await;
+        let error = format!("{:#}", store_memory(&base).await.unwrap_err());
+        assert!(error.contains("chunked"), "{error}");
+        let (base, _) = answering("HTTP/1.1 200 OK\r\n\r\nberth_sessions 5\n").await;
+        let error = format!("{:#}", store_memory(&base).await.unwrap_err());
+        assert!(
+            error.contains("no berth_store_memory_bytes series"),
+            "{error}"
+        );
+        assert!(store_memory("https://example/metrics").await.is_err());
+    }
+
     #[test]
     fn sums_every_series_of_the_metric_and_nothing_else() {
         let text = "# HELP berth_store_memory_bytes Memory.\n\

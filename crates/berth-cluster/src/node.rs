@@ -10,7 +10,7 @@ use berth_core::{Command, Outcome};
 use berth_proto::v1 as pb;
 use berth_proto::v1::cluster_client::ClusterClient;
 use openraft::error::RaftError;
-use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::batch::{Batcher, Proposer};
@@ -87,8 +87,9 @@ pub struct ClusterNode {
     proposer: Proposer,
     /// Every command this node proposes goes through it (`batch.rs`).
     batcher: Batcher,
-    /// The Raft database, for its memory figures (`RaftHealth::memory`).
+    /// The Raft database and its block cache, for their memory figures (`RaftHealth::memory`).
     db: Arc<DB>,
+    cache: Cache,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -102,29 +103,43 @@ impl std::fmt::Debug for ClusterNode {
 /// Memtable size of each Raft column family.
 const RAFT_WRITE_BUFFER_BYTES: usize = 4 << 20;
 
-/// What the Raft database holds in memory: its memtables and table readers (RocksDB's
-/// approximate usage), and its block cache (the default one, which no option names); zero where
-/// RocksDB cannot say (the figures are for the metrics only).
-fn memory_of(db: &DB) -> berth_core::StoreMemory {
-    let stats = rocksdb::perf::get_memory_usage_stats(Some(&[db]), None).ok();
-    berth_core::StoreMemory {
-        memtables: stats.as_ref().map_or(0, |s| s.mem_table_total),
-        table_readers: stats.as_ref().map_or(0, |s| s.mem_table_readers_total),
-        block_cache: db
-            .property_int_value("rocksdb.block-cache-usage")
-            .ok()
-            .flatten()
-            .unwrap_or(0),
+/// Block cache of the Raft database, shared by its column families. Without one set, RocksDB
+/// gives every family a 32 MB cache of its own, which no setting of Berth's would bound. Reads
+/// of the log are rare (recent entries are in the memtables and openraft's own cache), so a
+/// small one suffices.
+const RAFT_BLOCK_CACHE_BYTES: usize = 8 << 20;
+
+/// The Raft database and the block cache its column families share.
+struct RaftDb {
+    db: DB,
+    cache: Cache,
+}
+
+/// What the Raft database holds in memory for itself: memtables, table readers and its block
+/// cache (RocksDB's approximate usage); zero if RocksDB cannot say (for the metrics only).
+fn memory_of(db: &DB, cache: &Cache) -> berth_core::StoreMemory {
+    match rocksdb::perf::get_memory_usage_stats(Some(&[db]), Some(&[cache])) {
+        Ok(stats) => berth_core::StoreMemory {
+            memtables: stats.mem_table_total,
+            block_cache: stats.cache_total,
+            table_readers: stats.mem_table_readers_total,
+        },
+        Err(_) => berth_core::StoreMemory::default(),
     }
 }
 
 /// Opens (or creates) `<dir>`'s Raft database.
-fn open_db(dir: &Path) -> Result<DB, ClusterError> {
+fn open_db(dir: &Path) -> Result<RaftDb, ClusterError> {
+    let cache = Cache::new_lru_cache(RAFT_BLOCK_CACHE_BYTES);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
+    options.set_block_based_table_factory(&table);
     let cfs = [CF_LOG, CF_META].into_iter().map(|name| {
         let mut cf = Options::default();
+        cf.set_block_based_table_factory(&table);
         // Small memtables: the log is appended, applied, snapshotted and purged; held in 64 MB
         // memtables (RocksDB's default) it would stay in memory long after it was purged, and
         // on a busy node that is ~500 bytes of RAM per session for entries nobody reads again.
@@ -132,7 +147,9 @@ fn open_db(dir: &Path) -> Result<DB, ClusterError> {
         cf.set_max_write_buffer_number(2);
         ColumnFamilyDescriptor::new(name, cf)
     });
-    DB::open_cf_descriptors(&options, dir, cfs).map_err(|e| ClusterError::Storage(e.to_string()))
+    let db = DB::open_cf_descriptors(&options, dir, cfs)
+        .map_err(|e| ClusterError::Storage(e.to_string()))?;
+    Ok(RaftDb { db, cache })
 }
 
 impl ClusterNode {
@@ -148,7 +165,8 @@ impl ClusterNode {
         ),
         ClusterError,
     > {
-        let db = Arc::new(open_db(dir)?);
+        let RaftDb { db, cache } = open_db(dir)?;
+        let db = Arc::new(db);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let log = LogStore::new(db.clone());
         let sm =
@@ -182,6 +200,7 @@ impl ClusterNode {
             proposer,
             batcher,
             db,
+            cache,
         };
         Ok((node, rx))
     }
@@ -379,7 +398,7 @@ impl ClusterNode {
             snapshot_index: metrics.snapshot.map_or(0, |id| id.index),
             voters: metrics.membership_config.membership().voter_ids().count(),
             follower_lag,
-            memory: memory_of(&self.db),
+            memory: memory_of(&self.db, &self.cache),
         }
     }
 

@@ -411,9 +411,3 @@ pub struct StoreMemory {
     /// Open files' indexes and filters kept in memory.
     pub table_readers: u64,
 }
-
-impl StoreMemory {
-    pub fn total(self) -> u64 {
-        self.memtables + self.block_cache + self.table_readers
-    }
-}

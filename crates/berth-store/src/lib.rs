@@ -74,11 +74,10 @@ impl fmt::Debug for RocksStore {
     }
 }
 
-/// What `db` (and `cache`, which its tables use) hold in memory: RocksDB's approximate usage,
+/// What `db` and `cache`, which its tables use, hold in memory: RocksDB's approximate usage,
 /// zero if it cannot say (the figure is for the metrics only).
-pub fn memory_of(db: &DB, cache: Option<&Cache>) -> StoreMemory {
-    let caches: Vec<&Cache> = cache.into_iter().collect();
-    match rocksdb::perf::get_memory_usage_stats(Some(&[db]), Some(&caches)) {
+fn memory_of(db: &DB, cache: &Cache) -> StoreMemory {
+    match rocksdb::perf::get_memory_usage_stats(Some(&[db]), Some(&[cache])) {
         Ok(stats) => StoreMemory {
             memtables: stats.mem_table_total,
             block_cache: stats.cache_total,
@@ -517,6 +516,6 @@ impl Store for RocksStore {
     }
 
     fn memory(&self) -> StoreMemory {
-        memory_of(&self.db, Some(&self.cache))
+        memory_of(&self.db, &self.cache)
     }
 }

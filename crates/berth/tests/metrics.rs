@@ -203,6 +203,14 @@ async fn the_readme_lists_every_metric_a_node_exports_and_promtool_accepts_a_scr
     }
     assert!(body.contains("berth_raft_has_leader 1\n"), "{body}");
     assert!(body.contains("berth_raft_voters 3\n"), "{body}");
+    // The Raft database's own memory, read at the scrape: its memtables hold the log so far.
+    let raft_memtables = body
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("berth_store_memory_bytes{kind=\"memtables\",store=\"raft\"} ")
+        })
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(raft_memtables.is_some_and(|bytes| bytes > 0), "{body}");
     assert!(body.contains("berth_ready 1\n"), "{body}");
 
     for zero in [

@@ -46,21 +46,27 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
         }
     };
     // What the broker's databases hold for themselves (memtables, caches), read with each RSS.
-    let stores = || async move {
-        match &s.metrics_url {
-            Some(url) => crate::scrape::store_memory(url).await.map(Some),
-            None => Ok(None),
-        }
+    // A failed reading costs the run only the figures without it (the first failure is noted).
+    let mut unread: Option<String> = None;
+    let stores = async |unread: &mut Option<String>| match &s.metrics_url {
+        Some(url) => match crate::scrape::store_memory(url).await {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                unread.get_or_insert_with(|| format!("{error:#}"));
+                None
+            }
+        },
+        None => None,
     };
     super::warm_up(s, true).await?;
     let rss_before = rss(plan.settle).await?;
-    let stores_before = stores().await?;
+    let stores_before = stores(&mut unread).await;
     let before = CpuSnapshot::take(s.broker_pid);
 
     let created = create_sessions(s, plan.sessions, plan.concurrency).await?;
     let mut errors = created.errors;
     let rss_sessions = rss(plan.settle).await?;
-    let stores_sessions = stores().await?;
+    let stores_sessions = stores(&mut unread).await;
 
     let clock = Clock::new();
     let board = Arc::new(Board::new(plan.sessions as usize));
@@ -68,7 +74,7 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
     errors.extend(fill.errors);
     let (create_rate, fill_rate) = (created.rate, fill.rate);
     let rss_queued = rss(plan.settle).await?;
-    let stores_queued = stores().await?;
+    let stores_queued = stores(&mut unread).await;
     let cpu = before.report(&CpuSnapshot::take(s.broker_pid));
 
     // Check a sample: every message there exactly once.
@@ -124,12 +130,10 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
             thousands(per_message)
         ));
         if let (Some(sb), Some(se), Some(sq)) = (stores_before, stores_sessions, stores_queued) {
-            // RSS growth less the databases' own growth, per session.
-            let beyond =
-                |rss: u64, store: u64| (rss as f64 - b as f64 - (store as f64 - sb as f64)) / n;
-            let per_session = beyond(q, sq);
-            let per_empty = beyond(e, se);
+            let per_session = per_session_beyond((b, q), (sb, sq), n);
+            let per_empty = per_session_beyond((b, e), (sb, se), n);
             r.metric("store_memory_before_b", sb as f64);
+            r.metric("store_memory_sessions_b", se as f64);
             r.metric("store_memory_queued_b", sq as f64);
             r.metric("rss_per_session_beyond_stores_b", per_session);
             r.metric("rss_per_empty_session_beyond_stores_b", per_empty);
@@ -142,12 +146,24 @@ pub async fn scenario(s: &Settings, plan: SessionsPlan) -> anyhow::Result<Report
                 thousands(per_empty)
             ));
         }
+        if let Some(error) = &unread {
+            summary.push_str(&format!("; the databases' own memory not read: {error}"));
+        }
     } else {
         summary.push_str("; broker RSS not measured (no --broker-pid)");
     }
     summary.push_str(&format!("; {verified} sampled sessions checked"));
     r.summary = summary;
     Ok(r)
+}
+
+/// RSS per session beyond the databases' own memory: the growth of the broker's RSS from
+/// `rss.0` to `rss.1` less the databases' growth over the same span (negative when a memtable
+/// was flushed meanwhile), divided by the `sessions` created.
+fn per_session_beyond(rss: (u64, u64), stores: (u64, u64), sessions: f64) -> f64 {
+    let grown = rss.1 as f64 - rss.0 as f64;
+    let stores_grown = stores.1 as f64 - stores.0 as f64;
+    (grown - stores_grown) / sessions
 }
 
 /// What creating the sessions did.
@@ -367,4 +383,20 @@ async fn verify(
         }
     }
     (verified, sum, streams)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_session_beyond;
+
+    #[test]
+    fn the_databases_growth_is_left_out_and_their_shrinking_added_back() {
+        // RSS +3 MB, the databases +1 MB: 2 MB for 1,000 sessions.
+        let grew = per_session_beyond((10_000_000, 13_000_000), (5_000_000, 6_000_000), 1000.0);
+        assert_eq!(grew, 2000.0);
+        // A memtable flushed between the readings (the databases −2 MB): the RSS kept that
+        // memory, so the sessions are charged with it, as the figure says.
+        let shrank = per_session_beyond((10_000_000, 11_000_000), (6_000_000, 4_000_000), 1000.0);
+        assert_eq!(shrank, 3000.0);
+    }
 }

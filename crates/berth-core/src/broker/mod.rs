@@ -506,11 +506,12 @@ impl<S: Store> Broker<S> {
         &self.config
     }
 
-    /// The storage port, for the server's group-commit `sync`.
+    /// The storage port, for the metrics' [`Store::memory`].
     pub fn store(&self) -> &S {
         &self.store
     }
 
+    /// The storage port, for the server's group-commit `sync`.
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
     }
