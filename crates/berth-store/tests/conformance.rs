@@ -94,28 +94,32 @@ fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>, expected_ke
     }
 }
 
+/// A session record with nothing optional set.
+fn session_record() -> SessionRecord {
+    SessionRecord {
+        epoch: Epoch(1),
+        protocol: berth_codec::ProtocolVersion::V5,
+        expiry: SessionExpiry::Never,
+        expires_at: None,
+        will: None,
+        will_due_at: None,
+        qos2_state_elsewhere: false,
+        incoming_qos2_elsewhere: false,
+        qos2_doubt: Default::default(),
+        landed: Epoch(1),
+    }
+}
+
 #[test]
 fn garbage_values_are_corrupt_errors() {
     let dir = TempDir::new().unwrap();
     {
         let mut store = open(dir.path());
-        let record = SessionRecord {
-            epoch: Epoch(1),
-            protocol: berth_codec::ProtocolVersion::V5,
-            expiry: SessionExpiry::Never,
-            expires_at: None,
-            will: None,
-            will_due_at: None,
-            qos2_state_elsewhere: false,
-            incoming_qos2_elsewhere: false,
-            qos2_doubt: Default::default(),
-            landed: Epoch(1),
-        };
         store
             .write(Batch {
                 ops: vec![Op::PutSession {
                     client: client("dev"),
-                    record,
+                    record: session_record(),
                 }],
             })
             .unwrap();
@@ -198,18 +202,7 @@ fn memory_counts_the_memtables_writes_fill() {
     let ops = (0..2000)
         .map(|n| Op::PutSession {
             client: client(&format!("device-{n}")),
-            record: SessionRecord {
-                epoch: Epoch(1),
-                protocol: berth_codec::ProtocolVersion::V5,
-                expiry: SessionExpiry::Never,
-                expires_at: None,
-                will: None,
-                will_due_at: None,
-                qos2_state_elsewhere: false,
-                incoming_qos2_elsewhere: false,
-                qos2_doubt: Default::default(),
-                landed: Epoch(1),
-            },
+            record: session_record(),
         })
         .collect();
     store.write(Batch { ops }).unwrap();
