@@ -18,6 +18,7 @@ mod operator;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_codec::{Connect, Packet};
@@ -40,6 +41,10 @@ use crate::metrics::{Metrics, PacketCounts};
 
 /// Most commands handled before the group is committed and its actions sent.
 const GROUP_LIMIT: usize = 4096;
+/// Most commands taken from the channel at once. Taking them in chunks returns their channel
+/// slots in one step each (one at a time, the slot's return took the channel's lock per
+/// command, ~6 % of this thread's time in pairs QoS 2).
+const RECV_CHUNK: usize = 256;
 /// How often the metrics are refreshed and how long the loop sleeps with no timer due.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
 /// Packets waiting for one connection's socket beyond which QoS 0 PUBLISHes to it are dropped.
@@ -282,47 +287,51 @@ impl<S: Store> BrokerLoop<S> {
         let mut last_metrics = Instant::now();
         // The group's actions, dispatched; the vector goes back to the broker for the next.
         let mut actions = Vec::new();
+        // Commands taken from the channel, a chunk at a time.
+        let mut taken = Vec::with_capacity(RECV_CHUNK);
         self.ready.store(true, Ordering::SeqCst);
         let result = loop {
             let timeout = self.time_to_next_deadline();
             let commands = &mut self.commands;
             // The timer must be created inside the runtime's context, hence the async block.
-            let waited = self
-                .runtime
-                .block_on(async { tokio::time::timeout(timeout, commands.recv()).await });
-            let first = match waited {
-                Ok(Some(command)) => Some(command),
-                Ok(None) => Some(Command::Shutdown),
-                Err(_elapsed) => None,
-            };
+            let waited = self.runtime.block_on(async {
+                tokio::time::timeout(timeout, commands.recv_many(&mut taken, RECV_CHUNK)).await
+            });
+            if let Ok(0) = waited {
+                // Every sender is gone.
+                taken.push(Command::Shutdown);
+            }
             let mut shutdown = false;
             let mut outcome = Ok(());
-            let mut pending = first;
             let mut handled = 0;
-            while let Some(command) = pending.take() {
-                match command {
-                    Command::Shutdown => {
+            'group: while !taken.is_empty() {
+                // Read once per chunk: a chunk is well under a millisecond of work, and the
+                // clock read per command was ~5 % of this thread's time.
+                let group_now = now();
+                for command in taken.drain(..) {
+                    if let Command::Shutdown = command {
                         shutdown = true;
-                        break;
+                        break 'group;
                     }
-                    command => {
-                        outcome = self.apply(
-                            command,
-                            &mut connections,
-                            &mut replies,
-                            &mut timing,
-                            &mut packets,
-                        );
-                        if outcome.is_err() {
-                            break;
-                        }
+                    outcome = self.apply(
+                        command,
+                        group_now,
+                        &mut connections,
+                        &mut replies,
+                        &mut timing,
+                        &mut packets,
+                    );
+                    if outcome.is_err() {
+                        break 'group;
                     }
+                    handled += 1;
                 }
-                handled += 1;
                 if handled < GROUP_LIMIT {
-                    pending = self.commands.try_recv().ok();
+                    take_waiting(&mut self.commands, &mut taken);
                 }
             }
+            // What a shutdown or a failure left untaken is dropped with the loop.
+            taken.clear();
             // One store write for the whole group: nothing of it has been acknowledged yet
             // (actions are dispatched below, after this write and the optional sync).
             let commit_started = Instant::now();
@@ -406,9 +415,11 @@ impl<S: Store> BrokerLoop<S> {
         result
     }
 
+    /// Handles one command; `now` is the clock as read for its chunk.
     fn apply(
         &mut self,
         command: Command,
+        now: UnixMillis,
         connections: &mut FastMap<ConnId, ConnectionHandle>,
         replies: &mut Replies,
         timing: &mut Timing,
@@ -506,7 +517,7 @@ impl<S: Store> BrokerLoop<S> {
             } => {
                 // Changes wait for the group's commit like an event's: the answer goes out
                 // after it (a purge or a discard answered 200 is stored).
-                let answer = self.broker.admin(now(), &client, request);
+                let answer = self.broker.admin(now, &client, request);
                 replies.admin.push((reply, answer));
                 return Ok(());
             }
@@ -538,14 +549,14 @@ impl<S: Store> BrokerLoop<S> {
                     }
                     let reason = CloseReason::Drained;
                     self.broker
-                        .handle_deferred(now(), Event::Closed { conn, reason })?;
+                        .handle_deferred(now, Event::Closed { conn, reason })?;
                 }
                 replies.drained.push((reply, chosen.len()));
                 return Ok(());
             }
             Command::Shutdown => return Ok(()),
         };
-        self.broker.handle_deferred(now(), event)
+        self.broker.handle_deferred(now, event)
     }
 
     fn time_to_next_deadline(&self) -> Duration {
@@ -574,6 +585,14 @@ fn trace_publish_out(conn: ConnId, publish: &berth_codec::Publish) {
             "publish out"
         );
     }
+}
+
+/// Moves the commands already waiting (at most `RECV_CHUNK`) into `taken`, without waiting.
+fn take_waiting(commands: &mut Receiver<Command>, taken: &mut Vec<Command>) {
+    let mut context = Context::from_waker(Waker::noop());
+    // Pending (nothing waiting) leaves the no-op waker registered; the next wait in `run`
+    // registers its own before it looks again, so no wake-up is lost.
+    let _ = commands.poll_recv_many(&mut context, taken, RECV_CHUNK);
 }
 
 /// Hands actions to the connections; returns how many QoS 0 PUBLISHes were dropped because
@@ -669,3 +688,6 @@ fn dispatch(
     }
     slow
 }
+
+#[cfg(test)]
+mod tests;
