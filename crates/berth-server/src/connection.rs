@@ -34,8 +34,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Write buffers larger than this are released after use.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
-/// Capacity (in packets) of the taken batch kept between bursts; more is released once written.
-const BATCH_KEEP: usize = 64;
+/// Capacity (in packets, 104 bytes each) of the taken batch kept between bursts; more is
+/// released once written. The mailbox holds the other of the two queues that take turns, so a
+/// busy connection keeps up to twice this, until a wake-up brings a single packet.
+const BATCH_KEEP: usize = 32;
 
 pub(crate) struct Connection {
     /// Its place under the node's connection limits, released when the task ends.
@@ -518,7 +520,7 @@ async fn serve<R, W>(
                     let Some(message) = batch.pop_front() else { break };
                     match message {
                         Outbound::Packet(packet) => {
-                            if let Packet::ConnAck(connack) = packet.as_ref()
+                            if let Packet::ConnAck(connack) = &packet
                                 && let Some(server_keep_alive) = connack.properties.server_keep_alive
                             {
                                 keep_alive = server_keep_alive;
@@ -546,7 +548,9 @@ async fn serve<R, W>(
                 if write_buf.capacity() > 2 * WRITE_BUFFER_KEEP {
                     write_buf = BytesMut::new();
                 }
-                if batch.is_empty() && batch.capacity() > BATCH_KEEP {
+                // A wake-up with a single packet (a CONNACK, a PINGRESP, a trickle) keeps no
+                // room: an idle connection holds none. A busy one keeps up to `BATCH_KEEP`.
+                if batch.is_empty() && (written <= 1 || batch.capacity() > BATCH_KEEP) {
                     batch = VecDeque::new();
                 }
                 if close {
@@ -725,7 +729,7 @@ async fn replicate_or_refuse(r: &Replicated, packet: Packet) -> Option<Packet> {
     {
         Ok(()) => Some(packet),
         Err(reply) => {
-            let _ = r.replies.send(Outbound::Packet(Box::new(reply)));
+            let _ = r.replies.send(Outbound::Packet(reply));
             None
         }
     }

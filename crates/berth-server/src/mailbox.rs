@@ -176,7 +176,7 @@ mod tests {
     use super::*;
 
     fn packet() -> Outbound {
-        Outbound::Packet(Box::new(Packet::PingResp))
+        Outbound::Packet(Packet::PingResp)
     }
 
     #[tokio::test]
@@ -228,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn a_staged_group_arrives_whole_and_in_order_after_what_was_sent_before() {
         let (outbox, inbox) = mailbox();
-        assert!(outbox.send(Outbound::Packet(Box::new(Packet::PingReq))));
+        assert!(outbox.send(Outbound::Packet(Packet::PingReq)));
         let mut staged = vec![packet(), packet(), Outbound::Close];
         outbox.send_all(&mut staged);
         assert!(staged.is_empty());
@@ -238,7 +238,7 @@ mod tests {
         let kinds: Vec<&str> = batch
             .iter()
             .map(|m| match m {
-                Outbound::Packet(p) if matches!(**p, Packet::PingReq) => "req",
+                Outbound::Packet(Packet::PingReq) => "req",
                 Outbound::Packet(_) => "resp",
                 Outbound::Close => "close",
             })
