@@ -395,7 +395,6 @@ impl<S: Store> Broker<S> {
             session.queue.head.clear();
             session.queue.head.shrink_to_fit();
             session.inflight.clear();
-            session.inflight.shrink_to_fit();
             session.inflight_loaded = false;
             let op = Op::PutSession {
                 client: client.clone(),

@@ -410,7 +410,7 @@ impl<S: Store> Broker<S> {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
-        session.inflight = window;
+        session.inflight = window.into_iter().collect();
         let mut to_queue = Vec::new();
         let mut displaced = Vec::new();
         for (id, delivery) in older {
@@ -445,7 +445,7 @@ impl<S: Store> Broker<S> {
             }
         }
         // One send order over the merged window, written down (a restart re-sends it so).
-        for (order, (_, outgoing)) in session.inflight.iter_mut().enumerate() {
+        for (order, outgoing) in session.inflight.outgoing_mut().enumerate() {
             if let Outgoing::Sent { order: o, .. } = outgoing {
                 *o = order as u64;
             }

@@ -30,6 +30,7 @@ mod session;
 mod snapshot;
 mod subscribe;
 mod takeover;
+mod window;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -531,7 +531,9 @@ impl<S: Store> Broker<S> {
             // The receiver refused the message: the exchange ends here (§4.3.3).
             return self.complete_outgoing(now, client, position);
         }
-        session.inflight[position].1 = Outgoing::Released;
+        if let Some(outgoing) = session.inflight.outgoing_at_mut(position) {
+            *outgoing = Outgoing::Released;
+        }
         if session.stored {
             self.batch.push(Op::PutInflight {
                 client: client.clone(),

@@ -32,7 +32,7 @@ pub(crate) struct Session {
     pub queue: Queue,
     /// Written through to the store (it was created with a non-zero expiry).
     pub stored: bool,
-    pub inflight: VecDeque<(PacketId, Outgoing)>,
+    pub inflight: super::window::Window,
     /// In-flight PUBLISHes of an earlier connection not yet re-sent on this one, in order: the
     /// client's Receive Maximum may be smaller than the window it left behind.
     pub resend: VecDeque<PacketId>,
@@ -277,7 +277,7 @@ impl Session {
             expires_at: None,
             queue: Queue::default(),
             stored: !expiry.is_zero(),
-            inflight: VecDeque::new(),
+            inflight: super::window::Window::default(),
             resend: VecDeque::new(),
             inflight_loaded: true,
             incoming_qos2: HashSet::new(),
@@ -348,7 +348,7 @@ impl Session {
 
     /// Whether the in-flight window uses `id`.
     pub fn uses_packet_id(&self, id: PacketId) -> bool {
-        self.inflight.iter().any(|(used, _)| *used == id)
+        self.inflight.uses(id)
     }
 
     /// A packet identifier not used by the in-flight window.
@@ -361,7 +361,7 @@ impl Session {
                 candidate + 1
             };
             let id = PacketId::new(candidate)?;
-            if !self.uses_packet_id(id) {
+            if !self.inflight.uses_tightening(id) {
                 return Some(id);
             }
         }
