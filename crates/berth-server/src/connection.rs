@@ -36,7 +36,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 /// Capacity (in packets, 104 bytes each) of the taken batch kept between bursts; more is
 /// released once written. The mailbox holds the other of the two queues that take turns, so a
-/// busy connection keeps up to twice this, until a wake-up brings a single packet.
+/// busy connection keeps up to twice this, until a wake-up brings a single packet. A steady
+/// trickle of single packets then allocates a small queue per packet (as the box per packet
+/// did before packets went inline).
 const BATCH_KEEP: usize = 32;
 
 pub(crate) struct Connection {
@@ -549,8 +551,11 @@ async fn serve<R, W>(
                     write_buf = BytesMut::new();
                 }
                 // A wake-up with a single packet (a CONNACK, a PINGRESP, a trickle) keeps no
-                // room: an idle connection holds none. A busy one keeps up to `BATCH_KEEP`.
-                if batch.is_empty() && (written <= 1 || batch.capacity() > BATCH_KEEP) {
+                // room, here or in the mailbox: an idle connection holds none.
+                if batch.is_empty() && written <= 1 {
+                    batch = VecDeque::new();
+                    inbox.shed();
+                } else if batch.is_empty() && batch.capacity() > BATCH_KEEP {
                     batch = VecDeque::new();
                 }
                 if close {

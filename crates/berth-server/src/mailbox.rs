@@ -157,6 +157,16 @@ impl Inbox {
     pub fn written(&self, written: usize) {
         self.0.pending.fetch_sub(written, Ordering::Relaxed);
     }
+
+    /// Gives up the room of the mailbox's queue if nothing waits in it: the task's own batch
+    /// and this queue take turns, and a connection gone quiet after a burst should keep
+    /// neither's room.
+    pub fn shed(&self) {
+        let mut state = self.0.lock();
+        if state.queue.is_empty() {
+            state.queue = VecDeque::new();
+        }
+    }
 }
 
 impl Drop for Inbox {
@@ -244,6 +254,26 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["req", "resp", "resp", "close"]);
+    }
+
+    #[tokio::test]
+    async fn shedding_gives_up_an_empty_queues_room_and_keeps_what_waits() {
+        let (outbox, inbox) = mailbox();
+        let mut burst: Vec<Outbound> = (0..32).map(|_| packet()).collect();
+        outbox.send_all(&mut burst);
+        let mut batch = VecDeque::new();
+        assert!(inbox.recv(&mut batch).await);
+        batch.clear();
+        // The burst's room went back to the mailbox with the next turn.
+        outbox.send(packet());
+        assert!(inbox.recv(&mut batch).await);
+        assert!(inbox.0.lock().queue.capacity() >= 32);
+        inbox.shed();
+        assert_eq!(inbox.0.lock().queue.capacity(), 0);
+
+        outbox.send(packet());
+        inbox.shed();
+        assert_eq!(inbox.0.lock().queue.len(), 1, "a waiting packet stays");
     }
 
     #[tokio::test]

@@ -237,6 +237,9 @@ pub(crate) enum Outbound {
     Close,
 }
 
+// The size the queues' room is reckoned in (`connection.rs`, `BATCH_KEEP`).
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 104);
+
 pub(crate) fn now() -> UnixMillis {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -305,8 +308,9 @@ impl<S: Store> BrokerLoop<S> {
             let mut outcome = Ok(());
             let mut handled = 0;
             'group: while !taken.is_empty() {
-                // Read once per chunk: a chunk is well under a millisecond of work, and the
-                // clock read per command was ~5 % of this thread's time.
+                // Read once per chunk: the clock read per command was ~5 % of this thread's
+                // time, and what it dates (expiries, will delays) counts in seconds; a chunk
+                // of traffic is well under a millisecond of work.
                 let group_now = now();
                 for command in taken.drain(..) {
                     if let Command::Shutdown = command {
@@ -327,7 +331,7 @@ impl<S: Store> BrokerLoop<S> {
                     handled += 1;
                 }
                 if handled < GROUP_LIMIT {
-                    take_waiting(&mut self.commands, &mut taken);
+                    take_waiting(&mut self.commands, &mut taken, GROUP_LIMIT - handled);
                 }
             }
             // What a shutdown or a failure left untaken is dropped with the loop.
@@ -587,12 +591,13 @@ fn trace_publish_out(conn: ConnId, publish: &berth_codec::Publish) {
     }
 }
 
-/// Moves the commands already waiting (at most `RECV_CHUNK`) into `taken`, without waiting.
-fn take_waiting(commands: &mut Receiver<Command>, taken: &mut Vec<Command>) {
+/// Moves the commands already waiting (at most `RECV_CHUNK`, and at most `room`) into
+/// `taken`, without waiting.
+fn take_waiting(commands: &mut Receiver<Command>, taken: &mut Vec<Command>, room: usize) {
     let mut context = Context::from_waker(Waker::noop());
     // Pending (nothing waiting) leaves the no-op waker registered; the next wait in `run`
     // registers its own before it looks again, so no wake-up is lost.
-    let _ = commands.poll_recv_many(&mut context, taken, RECV_CHUNK);
+    let _ = commands.poll_recv_many(&mut context, taken, RECV_CHUNK.min(room));
 }
 
 /// Hands actions to the connections; returns how many QoS 0 PUBLISHes were dropped because

@@ -32,7 +32,7 @@ async fn waiting_commands_are_taken_in_order_a_chunk_at_a_time_and_their_slots_r
     assert!(sender.try_send(closed(999)).is_err(), "the channel is full");
 
     let mut taken = Vec::new();
-    take_waiting(&mut receiver, &mut taken);
+    take_waiting(&mut receiver, &mut taken, usize::MAX);
     assert_eq!(conns(&taken), (0..RECV_CHUNK as u64).collect::<Vec<_>>());
     // Their slots are free again: senders waiting for room go on.
     for conn in 0..RECV_CHUNK as u64 {
@@ -40,20 +40,32 @@ async fn waiting_commands_are_taken_in_order_a_chunk_at_a_time_and_their_slots_r
     }
 
     taken.clear();
-    take_waiting(&mut receiver, &mut taken);
+    take_waiting(&mut receiver, &mut taken, usize::MAX);
     assert_eq!(taken.len(), RECV_CHUNK, "a chunk at most");
     assert_eq!(
         conns(&taken[..10]),
         (RECV_CHUNK as u64..total as u64).collect::<Vec<_>>()
     );
     assert_eq!(conns(&taken[10..11]), [1000]);
+
+    taken.clear();
+    take_waiting(&mut receiver, &mut taken, 3);
+    assert_eq!(
+        conns(&taken),
+        [
+            1000 + RECV_CHUNK as u64 - 10,
+            1001 + RECV_CHUNK as u64 - 10,
+            1002 + RECV_CHUNK as u64 - 10
+        ],
+        "no more than the group's room"
+    );
 }
 
 #[tokio::test]
 async fn an_empty_channel_takes_nothing_and_a_later_command_still_wakes_the_wait() {
     let (sender, mut receiver) = mpsc::channel(8);
     let mut taken = Vec::new();
-    take_waiting(&mut receiver, &mut taken);
+    take_waiting(&mut receiver, &mut taken, usize::MAX);
     assert!(taken.is_empty());
 
     let later = tokio::spawn(async move {
