@@ -505,9 +505,10 @@ impl<S: Store> Broker<S> {
         let position = session.inflight.iter().position(|(pid, out)| {
             *pid == id && matches!(out, Outgoing::Sent { delivery, .. } if delivery.qos == QoS::AtLeastOnce)
         });
-        if let Some(position) = position {
-            self.complete_outgoing(now, client, position);
-        }
+        let Some((packet_id, _)) = position.and_then(|at| session.inflight.remove(at)) else {
+            return;
+        };
+        self.outgoing_done(now, client, packet_id);
     }
 
     pub(super) fn on_pubrec(&mut self, now: UnixMillis, client: &ClientId, rec: PubRec) {
@@ -565,6 +566,12 @@ impl<S: Store> Broker<S> {
         let Some((packet_id, _)) = session.inflight.remove(position) else {
             return;
         };
+        self.outgoing_done(now, client, packet_id);
+    }
+
+    /// The exchange of `packet_id`, taken out of the window already, ended: its record goes,
+    /// and the window takes from the queue.
+    fn outgoing_done(&mut self, now: UnixMillis, client: &ClientId, packet_id: PacketId) {
         self.delete_inflight_record(client, packet_id);
         self.pump(now, client);
     }

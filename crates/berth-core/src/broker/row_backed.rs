@@ -56,22 +56,25 @@ impl<S: Store> Broker<S> {
     /// Deletes the durable record of the in-flight `id`: its queue row if it is row-backed,
     /// else its in-flight row.
     pub(super) fn delete_inflight_record(&mut self, client: &ClientId, id: PacketId) {
-        if let Some(seq) = self.take_row(client, id) {
-            return self.delete_row(client, seq);
+        // One lookup: this runs at every acknowledgement.
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let row = session.online.as_mut().and_then(|online| {
+            let at = online.row_backed.iter().position(|(used, _)| *used == id)?;
+            Some(online.row_backed.swap_remove(at).1)
+        });
+        if !session.stored {
+            return;
         }
-        if self.sessions.get(client).is_some_and(|s| s.stored) {
-            self.batch.push(Op::DeleteInflight {
-                client: client.clone(),
+        let client = client.clone();
+        self.batch.push(match row {
+            Some(seq) => Op::Dequeue { client, seq },
+            None => Op::DeleteInflight {
+                client,
                 packet_id: id,
-            });
-        }
-    }
-
-    /// The queue row behind the in-flight `id`, if that is its record (taken off the list).
-    pub(super) fn take_row(&mut self, client: &ClientId, id: PacketId) -> Option<QueueSeq> {
-        let online = self.sessions.get_mut(client)?.online.as_mut()?;
-        let at = online.row_backed.iter().position(|(used, _)| *used == id)?;
-        Some(online.row_backed.swap_remove(at).1)
+            },
+        });
     }
 
     /// Writes `client`'s row-backed deliveries as ordinary in-flight rows (their queue rows
