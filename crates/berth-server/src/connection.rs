@@ -21,12 +21,13 @@ use tokio::sync::mpsc::Sender;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::auth::{Authenticator, Credentials, Refusal};
-use crate::cluster_port::{ClusterPort, Grant};
+use crate::cluster_port::ClusterPort;
 use crate::drain::DrainState;
-use crate::mailbox::{Inbox, Outbox, mailbox};
+use crate::mailbox::{Inbox, mailbox};
 use crate::proxy_protocol::{Prefixed, read_header};
 use crate::runtime::{Command, ConnectionHandle, Outbound};
 use crate::tls::TlsFiles;
+use forward::{Replicated, forward_packets};
 
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -638,108 +639,6 @@ async fn drain_until_close(inbox: &Inbox, mut batch: VecDeque<Outbound>) {
     }
 }
 
-/// A cluster connection's way to replicate packets and answer those that did not commit.
-struct Replicated {
-    port: Arc<dyn ClusterPort>,
-    grant: Grant,
-    replies: Outbox,
-}
-
-async fn forward_packets(
-    conn: ConnId,
-    read_buf: &mut BytesMut,
-    opts: &DecodeOptions,
-    commands: &Sender<Command>,
-    replicated: Option<&Replicated>,
-    read: std::time::Instant,
-) -> Result<(), DecodeError> {
-    loop {
-        match next_packet(conn, read_buf, opts, commands, replicated, read)? {
-            Step::Sent => {}
-            Step::Wait(wait) => {
-                if !wait.await {
-                    return Ok(());
-                }
-            }
-            Step::Empty | Step::BrokerGone => return Ok(()),
-        }
-    }
-}
-
-type Wait<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
-
-/// What handing one buffered packet to the broker came to.
-enum Step<'a> {
-    /// Handed over.
-    Sent,
-    /// It needs waiting for (a Raft commit, or room in the broker's channel); the packet is
-    /// inside this boxed future. False once the broker is gone.
-    Wait(Wait<'a>),
-    /// No complete packet is buffered.
-    Empty,
-    BrokerGone,
-}
-
-/// Decodes the next packet and hands it to the broker without waiting when it can. Not async
-/// on purpose: a decoded packet is never held across an await by the connection's task (it
-/// would make every connection's task that much larger); the rare waits take it along in a box.
-fn next_packet<'a>(
-    conn: ConnId,
-    read_buf: &mut BytesMut,
-    opts: &DecodeOptions,
-    commands: &'a Sender<Command>,
-    replicated: Option<&'a Replicated>,
-    read: std::time::Instant,
-) -> Result<Step<'a>, DecodeError> {
-    let Some(packet) = decode(read_buf, opts)? else {
-        return Ok(Step::Empty);
-    };
-    if let Some(r) = replicated
-        && crate::cluster_port::needs_commit(&packet)
-    {
-        return Ok(Step::Wait(Box::pin(async move {
-            match replicate_or_refuse(r, packet).await {
-                Some(packet) => {
-                    to_broker(commands, move || Command::Packet { conn, packet, read }).await
-                }
-                // Refused and answered here: the connection goes on.
-                None => true,
-            }
-        })));
-    }
-    Ok(match commands.try_reserve() {
-        Ok(permit) => {
-            permit.send(Command::Packet { conn, packet, read });
-            Step::Sent
-        }
-        // The broker is behind: wait for room (TCP backpressure on this client).
-        Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {
-            Step::Wait(Box::pin(to_broker(commands, move || Command::Packet {
-                conn,
-                packet,
-                read,
-            })))
-        }
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => Step::BrokerGone,
-    })
-}
-
-/// Commits what `packet` changes in the cluster (SUBSCRIBE, UNSUBSCRIBE, retained PUBLISH);
-/// when that fails, answers the client here (e.g. SUBACK 0x80) and returns `None`.
-async fn replicate_or_refuse(r: &Replicated, packet: Packet) -> Option<Packet> {
-    match r
-        .port
-        .commit(&r.grant, &packet, crate::runtime::now())
-        .await
-    {
-        Ok(()) => Some(packet),
-        Err(reply) => {
-            let _ = r.replies.send(Outbound::Packet(reply));
-            None
-        }
-    }
-}
-
 enum ConnectFailure {
     UnsupportedLevel,
     /// An MQTT 5 CONNECT that failed to decode: CONNACK with this reason, then close.
@@ -792,6 +691,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
     }
 }
 
+mod forward;
 mod read_size;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@
 //! The cluster is a port ([`ClusterPort`]): this crate has its single-node implementation and
 //! builds without Raft or gRPC; `berth-node` implements it over openraft and tonic.
 
+mod ack_run;
 pub mod auth;
 mod broker_handle;
 mod cluster_port;

@@ -144,6 +144,11 @@ pub(crate) enum Command {
         /// When the connection read it (for `berth_publish_ack_duration_seconds`).
         read: Instant,
     },
+    /// Consecutive PUBACKs of one connection, read together (`ack_run`).
+    PubAcks {
+        conn: ConnId,
+        acks: crate::ack_run::AckRun,
+    },
     Closed {
         conn: ConnId,
         reason: CloseReason,
@@ -239,6 +244,8 @@ pub(crate) enum Outbound {
 
 // The size the queues' room is reckoned in (`connection.rs`, `BATCH_KEEP`).
 const _: () = assert!(std::mem::size_of::<Outbound>() <= 104);
+// A run of PUBACKs rides in the room a command carrying a packet takes anyway (`ack_run`).
+const _: () = assert!(std::mem::size_of::<Command>() <= 136);
 
 pub(crate) fn now() -> UnixMillis {
     let millis = SystemTime::now()
@@ -464,6 +471,15 @@ impl<S: Store> BrokerLoop<S> {
                 timing.packet_read(conn, &packet, read);
                 packets.received(packet.packet_type());
                 Event::Packet { conn, packet }
+            }
+            Command::PubAcks { conn, acks } => {
+                for id in acks.ids() {
+                    packets.received(berth_codec::PacketType::PubAck);
+                    let packet = Packet::PubAck(berth_codec::PubAck::new(id));
+                    self.broker
+                        .handle_deferred(now, Event::Packet { conn, packet })?;
+                }
+                return Ok(());
             }
             Command::Closed { conn, reason } => {
                 timing.closed(conn);
