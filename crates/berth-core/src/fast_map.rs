@@ -1,5 +1,5 @@
 //! The hash maps on the broker thread's hot path (sessions, connections, the subscription
-//! index, the matches of a PUBLISH): foldhash instead of std's SipHash, which profiling put at
+//! index, the merge of a PUBLISH's matches when several filters match): foldhash instead of std's SipHash, which profiling put at
 //! about a tenth of the broker's CPU on QoS 1 fan-in. Its seed is random per process, so
 //! client-chosen keys (client ids, topic levels) cannot be picked to collide in advance.
 

@@ -338,6 +338,25 @@ mod tests {
     }
 
     #[test]
+    fn a_client_subscribed_directly_and_in_a_shared_group_of_one_filter_is_matched_once() {
+        let mut index = SubscriptionIndex::new();
+        let a = client("a");
+        index.insert(&a, &filter("jobs"), record(QoS::AtMostOnce, Some(1)));
+        index.insert(
+            &a,
+            &filter("$share/g/jobs"),
+            record(QoS::AtLeastOnce, Some(2)),
+        );
+        let found = index.matches(&topic("jobs"), None, |_| true);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let m = matched(&found, &a).expect("a matches");
+        assert_eq!(m.qos, QoS::AtLeastOnce);
+        let mut ids: Vec<u32> = m.subscription_ids.iter().map(|id| id.get()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 2]);
+    }
+
+    #[test]
     fn hash_matches_parent_and_dollar_topics_are_skipped() {
         let mut index = SubscriptionIndex::new();
         index.insert(&client("a"), &filter("s/#"), record(QoS::AtMostOnce, None));

@@ -6,6 +6,10 @@
 //! of its own (a slot in the channel, copied in and out, and its own dispatch). A run is one
 //! command for up to [`AckRun::CAPACITY`] of them, without an allocation: it fits in the room
 //! a command takes anyway.
+//!
+//! Only the ids travel: the broker rebuilds each as a plain PUBACK. An MQTT 5 PUBACK's reason
+//! code and properties (a reason string, user properties) are dropped on the way, which is
+//! what the broker did with them before: ending the exchange needs the id alone.
 
 use berth_codec::PacketId;
 
@@ -22,6 +26,10 @@ impl AckRun {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.len)
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -71,6 +79,7 @@ mod tests {
             run.push(id(value * 3));
         }
         assert!(run.is_full());
+        assert_eq!(run.len(), AckRun::CAPACITY);
         let ids: Vec<u16> = run.ids().map(PacketId::get).collect();
         let expected: Vec<u16> = (1..=AckRun::CAPACITY as u16).map(|v| v * 3).collect();
         assert_eq!(ids, expected);

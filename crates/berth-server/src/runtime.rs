@@ -39,7 +39,8 @@ use crate::timing::Timing;
 
 use crate::metrics::{Metrics, PacketCounts};
 
-/// Most commands handled before the group is committed and its actions sent.
+/// Most events handled before the group is committed and its actions sent (a run of PUBACKs
+/// counts each of them: `Command::events`).
 const GROUP_LIMIT: usize = 4096;
 /// Most commands taken from the channel at once. Taking them in chunks returns their channel
 /// slots in one step each (one at a time, the slot's return took the channel's lock per
@@ -242,6 +243,16 @@ pub(crate) enum Outbound {
     Close,
 }
 
+impl Command {
+    /// How many broker events this command is: one, or one per PUBACK of a run.
+    fn events(&self) -> usize {
+        match self {
+            Command::PubAcks { acks, .. } => acks.len(),
+            _ => 1,
+        }
+    }
+}
+
 // The size the queues' room is reckoned in (`connection.rs`, `BATCH_KEEP`).
 const _: () = assert!(std::mem::size_of::<Outbound>() <= 104);
 // A run of PUBACKs rides in the room a command carrying a packet takes anyway (`ack_run`).
@@ -324,6 +335,7 @@ impl<S: Store> BrokerLoop<S> {
                         shutdown = true;
                         break 'group;
                     }
+                    let events = command.events();
                     outcome = self.apply(
                         command,
                         group_now,
@@ -335,7 +347,7 @@ impl<S: Store> BrokerLoop<S> {
                     if outcome.is_err() {
                         break 'group;
                     }
-                    handled += 1;
+                    handled += events;
                 }
                 if handled < GROUP_LIMIT {
                     take_waiting(&mut self.commands, &mut taken, GROUP_LIMIT - handled);

@@ -195,15 +195,13 @@ impl<S: Store> Broker<S> {
     /// [`Broker::pop_queue`] without deleting its row from the store: the caller does, or keeps
     /// it as an in-flight record (`row_backed`).
     fn take_front(&mut self, client: &ClientId) -> Option<(QueueSeq, Delivery)> {
-        // Paging in (a second lookup) only when the page in memory is used up.
-        if self
-            .sessions
-            .get(client)
-            .is_some_and(|s| s.queue.head.is_empty())
-        {
+        let mut session = self.sessions.get_mut(client)?;
+        // One lookup while the page in memory lasts; paging in (and looking up again) only
+        // when it is used up.
+        if session.queue.head.is_empty() {
             self.page_in(client);
+            session = self.sessions.get_mut(client)?;
         }
-        let session = self.sessions.get_mut(client)?;
         if session.queue.bounds.count == 0 {
             return None;
         }

@@ -264,13 +264,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pubacks_before_a_malformed_packet_are_handed_over_before_the_error() {
+    async fn pubacks_before_another_malformed_packet_are_handed_over_before_the_error() {
         let mut buf = bytes_of(&[puback(4), puback(5)]);
         // Packet type 0 is reserved: malformed.
         buf.extend_from_slice(&[0x00, 0x00]);
         let (outcome, handed, _) = forward(buf).await;
         assert!(outcome.is_err());
         assert_eq!(handed, [Handed::Acks(vec![4, 5])]);
+    }
+
+    #[tokio::test]
+    async fn pubacks_before_a_malformed_puback_are_handed_over_before_the_error() {
+        // The PINGREQ fills the one-command channel, so the run's hand-over has to wait.
+        let mut buf = bytes_of(&[Packet::PingReq, puback(4), puback(5)]);
+        // A PUBACK's type with flags that must be 0: malformed, found only when decoded.
+        buf.extend_from_slice(&[0x42, 0x02, 0x00, 0x06]);
+        let (outcome, handed, _) = forward(buf).await;
+        assert!(outcome.is_err());
+        assert_eq!(
+            handed,
+            [Handed::Other(PacketType::PingReq), Handed::Acks(vec![4, 5])]
+        );
     }
 
     #[tokio::test]
