@@ -33,8 +33,15 @@ pub(super) async fn forward_packets(
     replicated: Option<&Replicated>,
     read: std::time::Instant,
 ) -> Result<(), DecodeError> {
+    let to = Forward {
+        conn,
+        opts,
+        commands,
+        replicated,
+        read,
+    };
     loop {
-        match forward_ready(conn, read_buf, opts, commands, replicated, read) {
+        match forward_ready(to, read_buf) {
             Step::Sent => {}
             Step::Wait(wait) => {
                 if !wait.await {
@@ -50,6 +57,18 @@ pub(super) async fn forward_packets(
             }
         }
     }
+}
+
+/// Where a connection's decoded packets go, and what goes along with each.
+#[derive(Clone, Copy)]
+struct Forward<'a> {
+    conn: ConnId,
+    opts: &'a DecodeOptions,
+    commands: &'a Sender<Command>,
+    /// On a cluster node: how packets that change the cluster are committed first.
+    replicated: Option<&'a Replicated>,
+    /// When the packets were read.
+    read: std::time::Instant,
 }
 
 type Wait<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
@@ -72,17 +91,11 @@ enum Step<'a> {
 /// here, so that it is not part of the connection task's future (every idle connection holds
 /// that). A run is never pending when a wait is returned: each wait hands over either the run
 /// itself or a packet that came after the run had been handed over.
-fn forward_ready<'a>(
-    conn: ConnId,
-    read_buf: &mut BytesMut,
-    opts: &DecodeOptions,
-    commands: &'a Sender<Command>,
-    replicated: Option<&'a Replicated>,
-    read: std::time::Instant,
-) -> Step<'a> {
+fn forward_ready<'a>(to: Forward<'a>, read_buf: &mut BytesMut) -> Step<'a> {
+    let Forward { conn, commands, .. } = to;
     let mut acks = AckRun::default();
     loop {
-        match next_packet(conn, read_buf, opts, commands, replicated, read, &mut acks) {
+        match next_packet(to, read_buf, &mut acks) {
             Ok(Step::Sent) => {}
             Ok(Step::Empty) if !acks.is_empty() => {
                 // A PUBACK cut off at the end of the read: the run goes now.
@@ -111,14 +124,17 @@ fn forward_ready<'a>(
 /// A PUBACK joins `acks`, which goes to the broker when it is full, before any other packet
 /// (what comes next is looked at before it is decoded), and at the end of what was read.
 fn next_packet<'a>(
-    conn: ConnId,
+    to: Forward<'a>,
     read_buf: &mut BytesMut,
-    opts: &DecodeOptions,
-    commands: &'a Sender<Command>,
-    replicated: Option<&'a Replicated>,
-    read: std::time::Instant,
     acks: &mut AckRun,
 ) -> Result<Step<'a>, DecodeError> {
+    let Forward {
+        conn,
+        opts,
+        commands,
+        replicated,
+        read,
+    } = to;
     let next_is_puback = read_buf
         .first()
         .is_some_and(|&byte| byte >> 4 == PacketType::PubAck as u8);
