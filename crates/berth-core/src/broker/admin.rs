@@ -30,7 +30,7 @@ use berth_codec::{QoS, TopicName};
 
 use super::Broker;
 use super::CloseReason;
-use super::delivery::{read_inflight_through, read_queue_through};
+use super::queue_page::{read_inflight_through, read_queue_through};
 use crate::ids::{ClientId, QueueSeq};
 use crate::message::Delivery;
 use crate::stats::DropReason;

@@ -255,7 +255,7 @@ impl<S: Store> Broker<S> {
         if session.stored && session.queue.bounds.count > 0 {
             let mut from = session.queue.bounds.first;
             loop {
-                let page = match super::delivery::read_queue_through(
+                let page = match super::queue_page::read_queue_through(
                     &self.store,
                     &self.batch,
                     client,
@@ -511,8 +511,13 @@ impl<S: Store> Broker<S> {
         }
         let mut from = session.queue.bounds.first;
         loop {
-            let page =
-                super::delivery::read_queue_through(&self.store, &self.batch, client, from, PAGE)?;
+            let page = super::queue_page::read_queue_through(
+                &self.store,
+                &self.batch,
+                client,
+                from,
+                PAGE,
+            )?;
             let full = page.len() == PAGE;
             let Some(last) = page.last().map(|(seq, _)| *seq) else {
                 break;
@@ -647,7 +652,7 @@ impl<S: Store> Broker<S> {
             return Ok(Vec::new());
         };
         if !session.inflight_loaded {
-            return super::delivery::read_inflight_through(&self.store, &self.batch, client);
+            return super::queue_page::read_inflight_through(&self.store, &self.batch, client);
         }
         Ok(session
             .inflight

@@ -25,6 +25,7 @@ mod handoff;
 mod identity;
 mod merge;
 mod publish;
+mod queue_page;
 mod row_backed;
 mod session;
 mod snapshot;
@@ -272,6 +273,13 @@ pub struct Broker<S: Store> {
     handoff: handoff::Handoff,
     /// Where in `batch` each session's `Op::PutSentMark` of this group is (`row_backed`).
     sent_marks: FastMap<ClientId, usize>,
+    /// Where in `actions` the sends are that may leave before the group's write
+    /// ([`Broker::take_early_sends`], `row_backed`).
+    early_at: Vec<usize>,
+    /// Batches written, and how many of them the caller has said are durable
+    /// ([`Broker::writes_durable`]): a sent mark is a lease only once its write is.
+    writes: u64,
+    durable_writes: u64,
 }
 
 impl<S: Store> Broker<S> {
@@ -302,6 +310,9 @@ impl<S: Store> Broker<S> {
             cluster: None,
             handoff: handoff::Handoff::restore(loaded.handoff),
             sent_marks: FastMap::default(),
+            early_at: Vec::new(),
+            writes: 0,
+            durable_writes: 0,
         };
         for message in loaded.retained {
             broker
@@ -461,6 +472,7 @@ impl<S: Store> Broker<S> {
 
     /// The actions of every event handled since the last call, in order.
     pub fn take_actions(&mut self) -> Vec<Action> {
+        self.early_at.clear();
         std::mem::take(&mut self.actions)
     }
 
@@ -469,6 +481,7 @@ impl<S: Store> Broker<S> {
     /// of thousands of actions does not grow a new vector, copy by copy, every time.
     pub fn swap_actions(&mut self, spare: &mut Vec<Action>) {
         spare.clear();
+        self.early_at.clear();
         std::mem::swap(&mut self.actions, spare);
     }
 
@@ -551,6 +564,8 @@ impl<S: Store> Broker<S> {
         // The next group starts with the room this one needed (up to a bound): a busy broker's
         // groups are alike, and growing each from empty copied the ops over and over.
         let room = self.batch.ops.len().min(BATCH_ROOM_KEEP);
+        self.writes += 1;
+        self.lease_sent_marks();
         self.sent_marks.clear();
         let batch = std::mem::replace(
             &mut self.batch,

@@ -17,12 +17,33 @@
 //! 5.0 §4.3.2: a PUBLISH with that id is a new publication to it, whatever its DUP flag).
 //!
 //! QoS 2 deliveries keep their in-flight rows: their packet id is the client's duplicate check.
+//!
+//! **The mark is a lease, and what it covers leaves before the group's write.** A connected
+//! session in lock step with its window (persistent fan-in: the client acknowledges a window,
+//! the next group sends the next one) waited for each group's write before the next window went
+//! out, though those messages' rows were written long before: only their sent mark was in the
+//! write. So the mark is written ahead, when its batch is committed
+//! ([`Broker::lease_sent_marks`]): over the QoS 1 rows next in the page in memory, up to a
+//! window's worth. Once that write is durable (the server says so:
+//! [`Broker::writes_durable`]), sends from rows the mark covers are made *early*: the server
+//! takes them ([`Broker::take_early_sends`]) and hands them to their connections before the
+//! group's write. A crash before that write loses nothing they depend on: their rows and the
+//! mark covering them are durable, and the rows come back as redeliveries (DUP = 1). A row
+//! the mark covers that was never sent comes back with DUP = 1 too, which MQTT allows ("might
+//! be a re-delivery"); only QoS 1 rows are covered, and no row enqueued after the mark was
+//! written, since the mark never reaches past the page in memory. Anything else of the group
+//! (the publishers' PUBACKs above all) still waits for the write, and so does an early send
+//! behind anything that waits for the same connection: a connection's packets keep the order
+//! they were made in.
 
 use berth_codec::PacketId;
 
-use super::Broker;
-use super::session::Outgoing;
-use crate::ids::{ClientId, QueueSeq};
+use berth_codec::QoS;
+
+use super::session::{Lease, Outgoing};
+use super::{Action, Broker};
+use crate::fast_map::FastSet;
+use crate::ids::{ClientId, ConnId, QueueSeq};
 use crate::message::Delivery;
 use crate::store::{InflightRecord, Op, Store};
 
@@ -105,10 +126,83 @@ impl<S: Store> Broker<S> {
                 self.batch.push(sent_row(client, id, order, delivery));
             }
         }
+        online.lease = Lease::default();
         self.sent_marks.remove(client);
         self.batch.push(Op::DeleteSentMark {
             client: client.clone(),
         });
+    }
+
+    /// Called as the batch numbered `self.writes` is written: each sent mark it holds reaches
+    /// on over the QoS 1 rows next in the session's page in memory (at most its send window's
+    /// worth: what the next group can send), and becomes the session's lease.
+    pub(super) fn lease_sent_marks(&mut self) {
+        for (client, &at) in &self.sent_marks {
+            let Some(session) = self.sessions.get_mut(client) else {
+                continue;
+            };
+            let Some(online) = session.online.as_mut() else {
+                continue;
+            };
+            let Some(Op::PutSentMark { seq: mark, .. }) = self.batch.ops.get_mut(at) else {
+                continue;
+            };
+            // A QoS 2 row, or one that must wait for its id, ends the reach: it is not sent as
+            // a row-backed delivery, and after a crash it must not read back as sent.
+            let ahead = session
+                .queue
+                .head
+                .iter()
+                .take(online.send_window)
+                .take_while(|(_, d)| d.qos == QoS::AtLeastOnce && d.sent_as.is_none())
+                .last();
+            if let Some(&(seq, _)) = ahead
+                && seq > *mark
+            {
+                *mark = seq;
+            }
+            online.lease = Lease {
+                through: *mark,
+                write: self.writes,
+            };
+        }
+    }
+
+    /// Every batch written so far is durable (written, and synced if the store syncs): the
+    /// leases they hold may be used. The server calls this after each group's write; until
+    /// then no send is made early.
+    pub fn writes_durable(&mut self) {
+        self.durable_writes = self.writes;
+    }
+
+    /// Moves the sends that may leave before the group's write into `out` (see the module's
+    /// documentation), in the order they were made; the rest of the actions stay for
+    /// [`Broker::swap_actions`]. A send behind another action for its connection stays too.
+    pub fn take_early_sends(&mut self, out: &mut Vec<Action>) {
+        if self.early_at.is_empty() {
+            return;
+        }
+        let early = std::mem::take(&mut self.early_at);
+        let actions = std::mem::take(&mut self.actions);
+        self.actions.reserve(actions.len() - early.len());
+        // Connections with an action that waits for the write, so far in this group.
+        let mut waiting: FastSet<ConnId> = FastSet::default();
+        let mut next = early.iter().copied().peekable();
+        for (at, action) in actions.into_iter().enumerate() {
+            let is_early = next.next_if_eq(&at).is_some();
+            let conn = match &action {
+                Action::Send { conn, .. } | Action::Close { conn } => Some(*conn),
+                _ => None,
+            };
+            match conn {
+                Some(conn) if is_early && !waiting.contains(&conn) => out.push(action),
+                Some(conn) => {
+                    waiting.insert(conn);
+                    self.actions.push(action);
+                }
+                None => self.actions.push(action),
+            }
+        }
     }
 }
 

@@ -206,6 +206,24 @@ pub(crate) struct Online {
     /// In-flight QoS 1 deliveries of a stored session whose durable record is still their
     /// queue row, by packet id (`broker/row_backed.rs`).
     pub row_backed: Vec<(PacketId, QueueSeq)>,
+    /// How far the sent mark reaches in a written batch (`broker/row_backed.rs`).
+    pub lease: Lease,
+}
+
+/// A session's sent mark as written: the queue rows at or below `through` may go out before
+/// the write of the group that sends them, once batch number `write` is durable.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Lease {
+    pub through: QueueSeq,
+    /// 0: no mark written since the session connected or its rows were settled.
+    pub write: u64,
+}
+
+impl Lease {
+    /// Whether queue row `seq` is covered by a mark that batch `durable_writes` made durable.
+    pub fn covers(&self, seq: QueueSeq, durable_writes: u64) -> bool {
+        self.write != 0 && self.write <= durable_writes && seq <= self.through
+    }
 }
 
 /// An MQTT 5 connection's topic aliases (§3.3.2.3.4).

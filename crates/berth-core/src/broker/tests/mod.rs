@@ -19,6 +19,7 @@ mod cluster;
 mod connect;
 mod delivery_wait;
 mod drain;
+mod early_sends;
 mod fences;
 mod flow;
 mod grants;

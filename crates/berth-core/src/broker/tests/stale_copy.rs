@@ -142,7 +142,7 @@ fn a_read_through_the_batch_skips_what_it_dequeued() {
         client: client("x"),
         seq: second,
     });
-    let page = crate::broker::delivery::read_queue_through(
+    let page = crate::broker::queue_page::read_queue_through(
         h.store(),
         &batch,
         &client("x"),
