@@ -169,6 +169,13 @@ impl TestClient {
         self.stream.write_all(&out).await.expect("write");
     }
 
+    /// [`TestClient::send`] to a server that may be gone: whether the write went through.
+    pub async fn try_send(&mut self, packet: Packet) -> bool {
+        let mut out = BytesMut::new();
+        encode(&packet, self.version, &mut out).expect("encodable");
+        self.stream.write_all(&out).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
     }

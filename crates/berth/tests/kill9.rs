@@ -256,3 +256,119 @@ async fn a_data_directory_without_raft_state_keeps_its_sessions() {
     assert_eq!(&publish.payload[..], b"kept");
     node.kill9();
 }
+
+/// A connected persistent session draining a backlog gets its messages from their queue rows,
+/// some of them before the write of the group that sends them (covered by a sent mark written
+/// earlier: core's `row_backed.rs`). Killed in the middle, the broker loses none of the
+/// messages it acknowledged, and every message the device had already got comes again with
+/// DUP = 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_connected_session_drains_its_backlog_loses_nothing_and_resends_with_dup() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let node = Node::start(data.path());
+    let (mut device, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "device-10", false).await;
+    device.subscribe("fleet/10/#", QoS::AtLeastOnce).await;
+    let (mut publisher, _) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "ops", true).await;
+    // 64 PUBLISHes at a time, then their PUBACKs: faster than the device's window of 32 drains.
+    let stream = tokio::spawn(async move {
+        let mut acked = 0u32;
+        'stream: for round in 0..4_000u32 {
+            let mut ids = Vec::new();
+            for n in round * 64..(round + 1) * 64 {
+                let id = publisher.next_packet_id();
+                ids.push(id);
+                let sent = publisher
+                    .try_send(Packet::Publish(Publish {
+                        dup: false,
+                        qos: QoS::AtLeastOnce,
+                        retain: false,
+                        topic: topic("fleet/10/cmd"),
+                        packet_id: Some(id),
+                        payload: Bytes::from(n.to_string()),
+                        properties: Default::default(),
+                    }))
+                    .await;
+                if !sent {
+                    break;
+                }
+            }
+            for id in ids {
+                match publisher.try_recv(Duration::from_secs(5)).await {
+                    Some(Packet::PubAck(ack)) if ack.packet_id == id => acked += 1,
+                    _ => break 'stream,
+                }
+            }
+        }
+        acked
+    });
+    // The device takes and acknowledges what comes, until the node is gone.
+    let draining = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(Packet::Publish(publish)) = device.try_recv(Duration::from_secs(5)).await {
+            got.push(
+                std::str::from_utf8(&publish.payload)
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap(),
+            );
+            if let Some(id) = publish.packet_id
+                && !device.try_send(Packet::PubAck(PubAck::new(id))).await
+            {
+                break;
+            }
+        }
+        got
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    node.kill9();
+    let acked = tokio::time::timeout(Duration::from_secs(10), stream)
+        .await
+        .expect("the publisher notices the dead node")
+        .expect("publisher task");
+    let before = tokio::time::timeout(Duration::from_secs(10), draining)
+        .await
+        .expect("the device notices the dead node")
+        .expect("device task");
+    eprintln!("acked {acked}, delivered before the kill {}", before.len());
+    assert!(
+        before.len() < acked as usize,
+        "a backlog was draining when the node died"
+    );
+
+    let node = Node::start(data.path());
+    let (mut device, connack) =
+        TestClient::connect(node.mqtt, ProtocolVersion::V3_1_1, "device-10", false).await;
+    assert!(connack.session_present);
+    let had: std::collections::HashSet<u32> = before.iter().copied().collect();
+    let mut seen = had.clone();
+    let mut last = None;
+    while let Some(Packet::Publish(publish)) = device.try_recv(Duration::from_secs(2)).await {
+        let n: u32 = std::str::from_utf8(&publish.payload)
+            .unwrap()
+            .parse()
+            .unwrap();
+        if let Some(id) = publish.packet_id {
+            device.send(Packet::PubAck(PubAck::new(id))).await;
+        }
+        assert!(last < Some(n), "in order: {n} after {last:?}");
+        last = Some(n);
+        if had.contains(&n) {
+            assert!(
+                publish.dup,
+                "message {n} reached the device before: DUP = 1"
+            );
+        }
+        seen.insert(n);
+        if (0..acked).all(|n| seen.contains(&n)) {
+            break;
+        }
+    }
+    let missing: Vec<u32> = (0..acked).filter(|n| !seen.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged, never delivered: {missing:?}"
+    );
+    node.kill9();
+}
