@@ -153,6 +153,7 @@ impl Store for MemStore {
                 };
                 Some(LoadedSession {
                     client: client.clone(),
+                    sent_mark: session.sent_mark,
                     record,
                     subscriptions: session
                         .subscriptions

@@ -213,6 +213,8 @@ pub struct LoadedSession {
     pub record: SessionRecord,
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
     pub queue: QueueBounds,
+    /// Its sent mark (`Op::PutSentMark`), if one is stored.
+    pub sent_mark: Option<QueueSeq>,
     /// QoS 2 packet identifiers received and awaiting PUBREL.
     pub incoming_qos2: Vec<PacketId>,
     /// QoS 2 PUBLISHes routed but not known to be stored by every owner, with the identity they

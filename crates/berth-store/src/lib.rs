@@ -392,6 +392,7 @@ impl Store for RocksStore {
                     // below it read back as redeliveries, and a new message must not).
                     let mark = encoding::decode_sent_mark(key, value)?;
                     session.queue.next = session.queue.next.max(mark.next());
+                    session.sent_mark = Some(mark);
                     return Ok(());
                 }
                 let seq = encoding::seq_from_key(key, rest)?;

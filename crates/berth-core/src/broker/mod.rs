@@ -338,6 +338,7 @@ impl<S: Store> Broker<S> {
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         session.incoming_qos2_elsewhere = record.incoming_qos2_elsewhere;
+        session.sent_mark = stored.sent_mark;
         session.restore_qos2_doubt(record.qos2_doubt);
         session.landed = record.landed.min(record.epoch);
         if !stored.qos2_retry.is_empty() {

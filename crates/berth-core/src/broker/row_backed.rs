@@ -51,16 +51,19 @@ impl<S: Store> Broker<S> {
     /// `id` went out from the queue row `seq`, which stays as its in-flight record. Called
     /// only after the PUBLISH was handed to the session's connection, so it is connected.
     pub(super) fn keep_row(&mut self, client: &ClientId, id: PacketId, seq: QueueSeq) {
-        let Some(online) = self
-            .sessions
-            .get_mut(client)
-            .and_then(|s| s.online.as_mut())
-        else {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let Some(online) = session.online.as_mut() else {
             return;
         };
         online.row_backed.push((id, seq));
-        // Rows are taken in sequence order, so the newest is the mark: this group's mark op
-        // for the session is moved up, or the first one written.
+        // Rows are taken in sequence order, so the newest is the mark; but never below the
+        // mark stored (a lease, or one read back after a crash): rows under it that are still
+        // queued may have reached the client.
+        let seq = session.sent_mark.map_or(seq, |stored| stored.max(seq));
+        session.sent_mark = Some(seq);
+        // This group's mark op for the session is moved up, or the first one written.
         if let Some(&at) = self.sent_marks.get(client)
             && let Some(Op::PutSentMark { seq: mark, .. }) = self.batch.ops.get_mut(at)
         {
@@ -99,9 +102,11 @@ impl<S: Store> Broker<S> {
     }
 
     /// Writes `client`'s row-backed deliveries as ordinary in-flight rows (their queue rows
-    /// deleted) and drops the sent mark: before the session goes offline, and before anything
-    /// reads or rewrites its state wholesale (an export, a merge, a purge), so that the store
-    /// then holds what it always held.
+    /// deleted) and ends the lease: before the session goes offline, and before anything
+    /// reads or rewrites its state wholesale (an export, a merge, a purge). The sent mark is
+    /// dropped unless queued rows at or below it remain: a lease reaches past what was sent,
+    /// and after a crash what the client had may be more than a connection re-sends before it
+    /// ends; those rows must still read back as redeliveries (DUP = 1), here or in an export.
     pub(super) fn settle_rows(&mut self, client: &ClientId) {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
@@ -128,9 +133,16 @@ impl<S: Store> Broker<S> {
         }
         online.lease = Lease::default();
         self.sent_marks.remove(client);
-        self.batch.push(Op::DeleteSentMark {
-            client: client.clone(),
-        });
+        let bounds = &session.queue.bounds;
+        let covers_queued = session
+            .sent_mark
+            .is_some_and(|mark| bounds.count > 0 && mark >= bounds.first);
+        if !covers_queued {
+            session.sent_mark = None;
+            self.batch.push(Op::DeleteSentMark {
+                client: client.clone(),
+            });
+        }
     }
 
     /// Called as the batch numbered `self.writes` is written: each sent mark it holds reaches
@@ -161,6 +173,7 @@ impl<S: Store> Broker<S> {
             {
                 *mark = seq;
             }
+            session.sent_mark = Some(*mark);
             online.lease = Lease {
                 through: *mark,
                 write: self.writes,

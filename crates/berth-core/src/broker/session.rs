@@ -30,6 +30,10 @@ pub(crate) struct Session {
     pub will_due_at: Option<UnixMillis>,
     pub expires_at: Option<UnixMillis>,
     pub queue: Queue,
+    /// Its sent mark as the store holds it, this group's batch included (`row_backed.rs`):
+    /// queue rows at or below it may have reached the client. It never goes down while such a
+    /// row is queued, so that none of them goes out again with DUP = 0.
+    pub sent_mark: Option<QueueSeq>,
     /// Written through to the store (it was created with a non-zero expiry).
     pub stored: bool,
     pub inflight: super::window::Window,
@@ -294,6 +298,7 @@ impl Session {
             will_due_at: None,
             expires_at: None,
             queue: Queue::default(),
+            sent_mark: None,
             stored: !expiry.is_zero(),
             inflight: super::window::Window::default(),
             resend: VecDeque::new(),

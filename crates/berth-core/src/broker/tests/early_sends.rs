@@ -10,26 +10,43 @@ use super::*;
 /// A persistent MQTT 5 subscriber to `t` with a window of 2 and six QoS 1 messages for it:
 /// `m1` and `m2` went out at once, `m3`..`m6` wait in the queue. Every write so far is durable.
 fn window_of_two() -> (Harness, ConnId, [PacketId; 2]) {
+    window_of_two_with(&[QoS::AtLeastOnce; 6])
+}
+
+/// [`window_of_two`] with each message published at the QoS given (the subscription takes
+/// QoS 2).
+fn window_of_two_with(qos: &[QoS; 6]) -> (Harness, ConnId, [PacketId; 2]) {
     let mut h = Harness::new();
-    let mut connect = v5("sub", false, Some(3600));
-    connect.properties.receive_maximum = NonZeroU16::new(2);
-    let sub = h.connect_ok(connect);
-    h.subscribe(sub, subscribe(1, "t", QoS::AtLeastOnce));
+    let sub = h.connect_ok(subscriber(2));
+    h.subscribe(sub, subscribe(1, "t", QoS::ExactlyOnce));
     let publisher = h.connect_ok(v5("pub", true, None));
     let mut ids = Vec::new();
     for (n, payload) in [b"m1", b"m2", b"m3", b"m4", b"m5", b"m6"]
         .into_iter()
         .enumerate()
     {
-        let out = h.publish(
-            publisher,
-            publish("t", payload, QoS::AtLeastOnce, n as u16 + 1),
-        );
+        let out = h.publish(publisher, publish("t", payload, qos[n], n as u16 + 1));
         ids.extend(out.publishes(sub).iter().filter_map(|p| p.packet_id));
     }
     assert_eq!(h.stored_queue("sub"), ["m3", "m4", "m5", "m6"]);
     h.broker.writes_durable();
     (h, sub, [ids[0], ids[1]])
+}
+
+/// The subscriber's CONNECT (resuming its session), with a window of `receive_maximum`.
+fn subscriber(receive_maximum: u16) -> Connect {
+    let mut connect = v5("sub", false, Some(3600));
+    connect.properties.receive_maximum = NonZeroU16::new(receive_maximum);
+    connect
+}
+
+/// Crash (no write of what is pending), restart, and resume with a window of `window`: what
+/// is sent at once.
+fn crash_and_resume(h: &mut Harness, window: u16) -> (ConnId, Vec<berth_codec::Publish>) {
+    h.restart_after(1);
+    let (sub, out) = h.connect(subscriber(window));
+    assert!(out.connack(sub).session_present);
+    (sub, out.publishes(sub))
 }
 
 /// One group as the server runs it: `packets` handled deferred, the early sends taken, then
@@ -83,10 +100,19 @@ fn an_early_send_stays_behind_what_waits_for_the_same_connection() {
 #[test]
 fn no_send_is_early_while_the_write_of_its_mark_is_not_durable() {
     let (mut h, sub, [m1, m2]) = window_of_two();
-    let (_, late) = group(&mut h, vec![puback(sub, m1)]);
-    assert_eq!(payloads(&late.publishes(sub)), ["m3"]);
-    // The mark is written (by the event's own commit) but not yet said to be durable.
-    h.broker.durable_writes = 0;
+    // m3 goes out and its group is written, but the server has not said the write is durable
+    // (its sync still running, say).
+    h.broker
+        .handle_deferred(
+            h.now,
+            Event::Packet {
+                conn: sub,
+                packet: Packet::PubAck(PubAck::new(m1)),
+            },
+        )
+        .unwrap();
+    h.broker.commit_pending().unwrap();
+    h.broker.take_actions();
     h.broker
         .handle_deferred(
             h.now,
@@ -99,13 +125,21 @@ fn no_send_is_early_while_the_write_of_its_mark_is_not_durable() {
     let mut early = Vec::new();
     h.broker.take_early_sends(&mut early);
     assert!(early.is_empty(), "{early:?}");
+    assert_eq!(
+        payloads(
+            &Out {
+                actions: h.broker.take_actions()
+            }
+            .publishes(sub)
+        ),
+        ["m4"]
+    );
 }
 
 #[test]
 fn a_crash_before_the_write_loses_no_early_send_and_resends_it_with_dup() {
     let (mut h, sub, [m1, m2]) = window_of_two();
-    let (_, late) = group(&mut h, vec![puback(sub, m1)]);
-    let m3 = late.publish(sub).packet_id.unwrap();
+    group(&mut h, vec![puback(sub, m1)]);
     // m2 acknowledged and m4 sent early; the broker dies before the group's write.
     h.broker
         .handle_deferred(
@@ -120,17 +154,64 @@ fn a_crash_before_the_write_loses_no_early_send_and_resends_it_with_dup() {
     h.broker.take_early_sends(&mut early);
     let early = Out { actions: early };
     assert_eq!(payloads(&early.publishes(sub)), ["m4"]);
-    let _ = m3;
-    h.restart_after(1);
-
-    let mut connect = v5("sub", false, Some(3600));
-    connect.properties.receive_maximum = NonZeroU16::new(10);
-    let (sub, out) = h.connect(connect);
-    assert!(out.connack(sub).session_present);
-    let again = out.publishes(sub);
+    let (_, again) = crash_and_resume(&mut h, 10);
     // m2's PUBACK was lost with the write: it comes again, as do m3 and m4 (sent), and m5,
     // which the mark covers though it never left (DUP = 1: "might be a re-delivery").
     assert_eq!(payloads(&again), ["m2", "m3", "m4", "m5", "m6"]);
     assert!(again[..4].iter().all(|p| p.dup), "{again:#?}");
     assert!(!again[4].dup, "m6 is beyond the mark: a first delivery");
+}
+
+#[test]
+fn rows_the_mark_covered_come_again_with_dup_after_a_crash_and_an_orderly_end() {
+    let (mut h, sub, [m1, m2]) = window_of_two();
+    group(&mut h, vec![puback(sub, m1)]);
+    h.broker
+        .handle_deferred(
+            h.now,
+            Event::Packet {
+                conn: sub,
+                packet: Packet::PubAck(PubAck::new(m2)),
+            },
+        )
+        .unwrap();
+    let mut early = Vec::new();
+    h.broker.take_early_sends(&mut early);
+    assert_eq!(payloads(&Out { actions: early }.publishes(sub)), ["m4"]);
+    // After the crash, the first connection's window re-sends m2 and m3 only, then ends: m4
+    // (and m5) wait in the queue, under a mark that must stay.
+    let (sub, again) = crash_and_resume(&mut h, 2);
+    assert_eq!(payloads(&again), ["m2", "m3"]);
+    h.lose(sub);
+    let (sub, out) = h.connect(subscriber(10));
+    let again = out.publishes(sub);
+    assert_eq!(payloads(&again), ["m2", "m3", "m4", "m5", "m6"]);
+    assert!(
+        again[..4].iter().all(|p| p.dup),
+        "m4 reached the client: {again:#?}"
+    );
+    assert!(!again[4].dup);
+}
+
+#[test]
+fn the_mark_reaches_no_further_than_the_qos_1_rows_next_in_line() {
+    use QoS::{AtLeastOnce as Q1, ExactlyOnce as Q2};
+    let (mut h, sub, [m1, _]) = window_of_two_with(&[Q1, Q1, Q1, Q1, Q2, Q1]);
+    // m3 goes out; the mark its write holds reaches over m4 and stops at m5 (QoS 2).
+    group(&mut h, vec![puback(sub, m1)]);
+    let (_, again) = crash_and_resume(&mut h, 10);
+    let dups: Vec<(String, bool)> = again
+        .iter()
+        .map(|p| (String::from_utf8_lossy(&p.payload).into_owned(), p.dup))
+        .collect();
+    assert_eq!(
+        dups,
+        [
+            ("m2".into(), true),
+            ("m3".into(), true),
+            ("m4".into(), true),
+            ("m5".into(), false),
+            ("m6".into(), false)
+        ]
+    );
 }
