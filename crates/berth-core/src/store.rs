@@ -293,16 +293,18 @@ pub enum Op {
         packet_id: PacketId,
         record: InflightRecord,
     },
-    /// `client`'s queued messages up to `seq` may have been sent to its client: their rows
-    /// stay until acknowledged, as the in-flight records of a connected session's QoS 1
-    /// deliveries (`broker/row_backed.rs`). [`Store::read_queue`] returns rows at or below the
-    /// mark as redeliveries, and [`Store::load`] continues sequences above it. One per session
-    /// (a later one replaces it).
+    /// `client`'s queued messages up to `seq` may have been sent to its client (the mark is
+    /// written ahead of what was sent, as a lease: `broker/row_backed.rs`); the rows of those
+    /// sent stay until acknowledged, as the in-flight records of a connected session's QoS 1
+    /// deliveries. [`Store::read_queue`] returns rows at or below the mark as redeliveries,
+    /// [`Store::load`] continues sequences above it and returns it
+    /// ([`LoadedSession::sent_mark`]). One per session (a later one replaces it).
     PutSentMark {
         client: ClientId,
         seq: QueueSeq,
     },
-    /// Removes `client`'s sent mark (its rows at or below it were written as in-flight rows).
+    /// Removes `client`'s sent mark (no queued row at or below it is left: those sent were
+    /// written as in-flight rows or acknowledged).
     DeleteSentMark {
         client: ClientId,
     },

@@ -5,12 +5,15 @@
 //!                                              loop {
 //!                                                wait for a command (or the next timer)
 //!                                                handle it and every command already waiting
-//!                                                  (each event = one store write: WAL, kill-safe)
+//!                                                send the group's early sends (below)
+//!                                                one store write for the group (WAL, kill-safe)
 //!                                                storage.sync → one fsync for the whole group
 //!                                                send the group's actions to the connections
 //!                                              }
 //! ```
 //! Acknowledgements leave only after the write (and fsync) that made them true: group commit.
+//! The one exception are deliveries that depend on nothing in the group's write: sends from
+//! queue rows a durable sent mark covers (core's `row_backed.rs`), which go before it.
 //! The broker runs on its own OS thread because RocksDB calls block; it never awaits.
 
 mod operator;
@@ -375,7 +378,8 @@ impl<S: Store> BrokerLoop<S> {
                 }
             }
             // One store write for the whole group: nothing of it has been acknowledged yet
-            // (actions are dispatched below, after this write and the optional sync).
+            // (its actions, but for the early sends above, are dispatched below, after this
+            // write and the optional sync).
             let commit_started = Instant::now();
             if outcome.is_ok() {
                 outcome = self.broker.commit_pending();

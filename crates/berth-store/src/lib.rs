@@ -339,6 +339,7 @@ impl RocksStore {
                 record: encoding::decode_session(key, value)?,
                 subscriptions: Vec::new(),
                 queue: QueueBounds::default(),
+                sent_mark: None,
                 incoming_qos2: Vec::new(),
                 qos2_retry: Vec::new(),
                 seen: Vec::new(),

@@ -10,7 +10,9 @@
 //!
 //! Every acknowledgement (PUBACK, PUBREC, SUBACK, CONNACK) is an action, and actions leave the
 //! broker only after the batch that made them true was written: a PUBACK is a promise that the
-//! message is in every matched persistent session's queue.
+//! message is in every matched persistent session's queue. The one exception: a delivery from
+//! a queue row that a durable sent mark covers depends on nothing in the batch, and may leave
+//! before it is written (`Broker::take_early_sends`, `row_backed.rs`).
 
 mod acks;
 mod admin;
@@ -398,7 +400,8 @@ impl<S: Store> Broker<S> {
     /// Handles one event and leaves its state changes pending, to be written together with
     /// those of the events after it by [`Broker::commit_pending`]: a group of events costs one
     /// store write instead of one each. The caller must not act on (or acknowledge) anything
-    /// from [`Broker::take_actions`] before that commit has succeeded. Reads the broker makes
+    /// from [`Broker::take_actions`] before that commit has succeeded, but for what
+    /// [`Broker::take_early_sends`] hands out. Reads the broker makes
     /// in the meantime see the pending changes (see `read_queue_through`).
     pub fn handle_deferred(&mut self, now: UnixMillis, event: Event) -> Result<(), StoreError> {
         self.process(now, event);

@@ -219,7 +219,7 @@ pub(crate) struct Online {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Lease {
     pub through: QueueSeq,
-    /// 0: no mark written since the session connected or its rows were settled.
+    /// 0: no mark written (and leased) since the session connected or its rows were settled.
     pub write: u64,
 }
 

@@ -85,6 +85,12 @@ pub(super) fn sequences_go_on_above_the_sent_mark(store: &mut dyn Store) {
         QueueSeq(8),
         "every row gone, the mark still counts"
     );
+    let session = load(store).session(&who).expect("session loads").clone();
+    assert_eq!(
+        session.sent_mark,
+        Some(QueueSeq(7)),
+        "the mark itself loads"
+    );
     enqueue_all(store, &who, [9, 10]);
     let loaded = bounds(store, &who);
     assert_eq!((loaded.first, loaded.next), (QueueSeq(9), QueueSeq(11)));
