@@ -49,9 +49,9 @@ fn crash_and_resume(h: &mut Harness, window: u16) -> (ConnId, Vec<berth_codec::P
     (sub, out.publishes(sub))
 }
 
-/// One group as the server runs it: `packets` handled deferred, the early sends taken, then
-/// (unless `crash`) the write, its durability and the rest of the actions.
-fn group(h: &mut Harness, packets: Vec<(ConnId, Packet)>) -> (Out, Out) {
+/// `packets` handled deferred and the early sends taken, as the server does before a group's
+/// write; the write is left to the caller (or to a crash).
+fn before_the_write(h: &mut Harness, packets: Vec<(ConnId, Packet)>) -> Out {
     for (conn, packet) in packets {
         h.broker
             .handle_deferred(h.now, Event::Packet { conn, packet })
@@ -59,10 +59,17 @@ fn group(h: &mut Harness, packets: Vec<(ConnId, Packet)>) -> (Out, Out) {
     }
     let mut early = Vec::new();
     h.broker.take_early_sends(&mut early);
+    Out { actions: early }
+}
+
+/// One group as the server runs it: [`before_the_write`], then the write, its durability and
+/// the rest of the actions.
+fn group(h: &mut Harness, packets: Vec<(ConnId, Packet)>) -> (Out, Out) {
+    let early = before_the_write(h, packets);
     h.broker.commit_pending().unwrap();
     h.broker.writes_durable();
     let late = h.broker.take_actions();
-    (Out { actions: early }, Out { actions: late })
+    (early, Out { actions: late })
 }
 
 fn puback(conn: ConnId, id: PacketId) -> (ConnId, Packet) {
@@ -102,29 +109,11 @@ fn no_send_is_early_while_the_write_of_its_mark_is_not_durable() {
     let (mut h, sub, [m1, m2]) = window_of_two();
     // m3 goes out and its group is written, but the server has not said the write is durable
     // (its sync still running, say).
-    h.broker
-        .handle_deferred(
-            h.now,
-            Event::Packet {
-                conn: sub,
-                packet: Packet::PubAck(PubAck::new(m1)),
-            },
-        )
-        .unwrap();
+    before_the_write(&mut h, vec![puback(sub, m1)]);
     h.broker.commit_pending().unwrap();
     h.broker.take_actions();
-    h.broker
-        .handle_deferred(
-            h.now,
-            Event::Packet {
-                conn: sub,
-                packet: Packet::PubAck(PubAck::new(m2)),
-            },
-        )
-        .unwrap();
-    let mut early = Vec::new();
-    h.broker.take_early_sends(&mut early);
-    assert!(early.is_empty(), "{early:?}");
+    let early = before_the_write(&mut h, vec![puback(sub, m2)]);
+    assert!(early.actions.is_empty(), "{:?}", early.actions);
     assert_eq!(
         payloads(
             &Out {
@@ -141,18 +130,7 @@ fn a_crash_before_the_write_loses_no_early_send_and_resends_it_with_dup() {
     let (mut h, sub, [m1, m2]) = window_of_two();
     group(&mut h, vec![puback(sub, m1)]);
     // m2 acknowledged and m4 sent early; the broker dies before the group's write.
-    h.broker
-        .handle_deferred(
-            h.now,
-            Event::Packet {
-                conn: sub,
-                packet: Packet::PubAck(PubAck::new(m2)),
-            },
-        )
-        .unwrap();
-    let mut early = Vec::new();
-    h.broker.take_early_sends(&mut early);
-    let early = Out { actions: early };
+    let early = before_the_write(&mut h, vec![puback(sub, m2)]);
     assert_eq!(payloads(&early.publishes(sub)), ["m4"]);
     let (_, again) = crash_and_resume(&mut h, 10);
     // m2's PUBACK was lost with the write: it comes again, as do m3 and m4 (sent), and m5,
@@ -166,18 +144,8 @@ fn a_crash_before_the_write_loses_no_early_send_and_resends_it_with_dup() {
 fn rows_the_mark_covered_come_again_with_dup_after_a_crash_and_an_orderly_end() {
     let (mut h, sub, [m1, m2]) = window_of_two();
     group(&mut h, vec![puback(sub, m1)]);
-    h.broker
-        .handle_deferred(
-            h.now,
-            Event::Packet {
-                conn: sub,
-                packet: Packet::PubAck(PubAck::new(m2)),
-            },
-        )
-        .unwrap();
-    let mut early = Vec::new();
-    h.broker.take_early_sends(&mut early);
-    assert_eq!(payloads(&Out { actions: early }.publishes(sub)), ["m4"]);
+    let early = before_the_write(&mut h, vec![puback(sub, m2)]);
+    assert_eq!(payloads(&early.publishes(sub)), ["m4"]);
     // After the crash, the first connection's window re-sends m2 and m3 only, then ends: m4
     // (and m5) wait in the queue, under a mark that must stay.
     let (sub, again) = crash_and_resume(&mut h, 2);
