@@ -159,8 +159,8 @@ impl<S: Store> Broker<S> {
             let Some(Op::PutSentMark { seq: mark, .. }) = self.batch.ops.get_mut(at) else {
                 continue;
             };
-            // A QoS 2 row, or one that must wait for its id, ends the reach: it is not sent as
-            // a row-backed delivery, and after a crash it must not read back as sent.
+            // A QoS 0 or QoS 2 row, or one that must wait for its id, ends the reach: it is not
+            // sent as a row-backed delivery, and after a crash it must not read back as sent.
             let ahead = session
                 .queue
                 .head
