@@ -4,7 +4,7 @@
 use berth_codec::{Packet, PacketId, PubRel, Publish, QoS, TopicName, encoded_len};
 
 use super::queue_page::read_inflight_through;
-use super::session::{Outgoing, QUEUE_PAGE, Session};
+use super::session::{Outgoing, Session};
 use super::{Action, Broker};
 use crate::config::{BrokerConfig, DropPolicy};
 use crate::ids::{ClientId, QueueSeq};
@@ -138,8 +138,8 @@ impl<S: Store> Broker<S> {
         let online = session.online.is_some();
         let queue = &mut session.queue;
         let seq = queue.bounds.next;
-        let append_to_head = queue.head_is_complete()
-            && (!session.stored || (online && queue.head.len() < QUEUE_PAGE));
+        let append_to_head =
+            queue.head_is_complete() && (!session.stored || (online && queue.head_has_room(size)));
         if queue.bounds.count == 0 {
             queue.bounds.first = seq;
         }

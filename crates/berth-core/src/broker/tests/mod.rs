@@ -31,6 +31,7 @@ mod overtaken_import;
 mod qos;
 mod qos2_recovery;
 mod queue;
+mod queue_head;
 mod restart;
 mod retained;
 mod row_backed;
