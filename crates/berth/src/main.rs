@@ -53,6 +53,24 @@ fn tune_allocator() {
     }
 }
 
+/// RocksDB is built for CPUs with SSE 4.2 and PCLMULQDQ on x86_64 Linux (`.cargo/config.toml`:
+/// its CRC32C uses them, with no fallback chosen at run time). On a CPU without them the store's
+/// first checksum would be an illegal instruction; this says why instead, before anything is
+/// opened.
+fn check_cpu() -> anyhow::Result<()> {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    if !(std::arch::is_x86_feature_detected!("sse4.2")
+        && std::arch::is_x86_feature_detected!("pclmulqdq"))
+    {
+        return Err(anyhow!(
+            "this CPU lacks SSE 4.2 or PCLMULQDQ, which Berth's RocksDB is built to use \
+             (.cargo/config.toml); in a virtual machine, pass the host's CPU model through \
+             (QEMU: -cpu host)"
+        ));
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tune_allocator();
@@ -70,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         flags: cli.config.overrides(),
     })?;
     let config = loaded.config;
+    check_cpu()?;
     if cli.command == Some(Command::CheckConfig) {
         for warning in &loaded.warnings {
             eprintln!("berth: warning: {warning}");

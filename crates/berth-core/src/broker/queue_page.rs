@@ -1,5 +1,5 @@
-//! A session's queue as the broker takes from it: the page in memory (`Queue::head`), paged in
-//! from storage when used up, and reads of the store that see what the group's pending batch
+//! A session's queue as the broker takes from it: the head in memory (`Queue::head`, see
+//! `session::QUEUE_HEAD_MESSAGES`), paged in from storage when used up, and reads of the store that see what the group's pending batch
 //! already changed.
 
 use berth_codec::{PacketId, QoS};
@@ -50,7 +50,7 @@ impl<S: Store> Broker<S> {
     /// it as an in-flight record (`row_backed`).
     pub(super) fn take_front(&mut self, client: &ClientId) -> Option<(QueueSeq, Delivery)> {
         let mut session = self.sessions.get_mut(client)?;
-        // One lookup while the page in memory lasts; paging in (and looking up again) only
+        // One lookup while the head in memory lasts; paging in (and looking up again) only
         // when it is used up.
         if session.queue.head.is_empty() {
             self.page_in(client);

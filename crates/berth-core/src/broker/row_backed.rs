@@ -23,7 +23,7 @@
 //! the next group sends the next one) waited for each group's write before the next window went
 //! out, though those messages' rows were written long before: only their sent mark was in the
 //! write. So the mark is written ahead, when its batch is committed
-//! ([`Broker::lease_sent_marks`]): over the QoS 1 rows next in the page in memory, up to a
+//! ([`Broker::lease_sent_marks`]): over the QoS 1 rows next in the queue's head in memory, up to a
 //! window's worth. Once that write is durable (the server says so:
 //! [`Broker::writes_durable`]), sends from rows the mark covers are made *early*: the server
 //! takes them ([`Broker::take_early_sends`]) and hands them to their connections before the
@@ -31,7 +31,7 @@
 //! mark covering them are durable, and the rows come back as redeliveries (DUP = 1). A row
 //! the mark covers that was never sent comes back with DUP = 1 too, which MQTT allows ("might
 //! be a re-delivery"); only QoS 1 rows are covered, and no row enqueued after the mark was
-//! written, since the mark never reaches past the page in memory. Anything else of the group
+//! written, since the mark never reaches past the head in memory. Anything else of the group
 //! (the publishers' PUBACKs above all) still waits for the write, and so does an early send
 //! behind anything that waits for the same connection: a connection's packets keep the order
 //! they were made in.
@@ -146,7 +146,7 @@ impl<S: Store> Broker<S> {
     }
 
     /// Called as the batch numbered `self.writes` is written: each sent mark it holds reaches
-    /// on over the QoS 1 rows next in the session's page in memory (at most its send window's
+    /// on over the QoS 1 rows next in the session's queue head in memory (at most its send window's
     /// worth: what the next group can send), and becomes the session's lease.
     pub(super) fn lease_sent_marks(&mut self) {
         for (client, &at) in &self.sent_marks {
