@@ -1,6 +1,6 @@
 //! A session's queue as the broker takes from it: the head in memory (`Queue::head`, see
-//! `session::QUEUE_HEAD_MESSAGES`), paged in from storage when used up, and reads of the store that see what the group's pending batch
-//! already changed.
+//! `session::QUEUE_HEAD_MESSAGES`), paged in from storage when used up, and reads of the store
+//! that see what the group's pending batch already changed.
 
 use berth_codec::{PacketId, QoS};
 

@@ -23,8 +23,8 @@
 //! the next group sends the next one) waited for each group's write before the next window went
 //! out, though those messages' rows were written long before: only their sent mark was in the
 //! write. So the mark is written ahead, when its batch is committed
-//! ([`Broker::lease_sent_marks`]): over the QoS 1 rows next in the queue's head in memory, up to a
-//! window's worth. Once that write is durable (the server says so:
+//! ([`Broker::lease_sent_marks`]): over the QoS 1 rows next in the queue's head in memory, up
+//! to a window's worth. Once that write is durable (the server says so:
 //! [`Broker::writes_durable`]), sends from rows the mark covers are made *early*: the server
 //! takes them ([`Broker::take_early_sends`]) and hands them to their connections before the
 //! group's write. A crash before that write loses nothing they depend on: their rows and the
@@ -146,8 +146,8 @@ impl<S: Store> Broker<S> {
     }
 
     /// Called as the batch numbered `self.writes` is written: each sent mark it holds reaches
-    /// on over the QoS 1 rows next in the session's queue head in memory (at most its send window's
-    /// worth: what the next group can send), and becomes the session's lease.
+    /// on over the QoS 1 rows next in the session's queue head in memory (at most its send
+    /// window's worth: what the next group can send), and becomes the session's lease.
     pub(super) fn lease_sent_marks(&mut self) {
         for (client, &at) in &self.sent_marks {
             let Some(session) = self.sessions.get_mut(client) else {

@@ -283,8 +283,8 @@ impl Queue {
     }
 
     /// Whether a connected persistent session's complete head may take one more message of
-    /// `size` bytes ([`QUEUE_HEAD_MESSAGES`], [`QUEUE_HEAD_BYTES`]): the head is the whole queue then, so the
-    /// queue's bytes are the head's.
+    /// `size` bytes ([`QUEUE_HEAD_MESSAGES`], [`QUEUE_HEAD_BYTES`]): the head is the whole queue
+    /// then, so the queue's bytes are the head's.
     pub fn head_has_room(&self, size: u64) -> bool {
         self.head.len() < QUEUE_HEAD_MESSAGES
             && self.bounds.bytes.saturating_add(size) <= QUEUE_HEAD_BYTES
