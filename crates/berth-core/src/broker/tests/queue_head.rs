@@ -115,7 +115,11 @@ fn large_messages_keep_a_short_head() {
     }
     // `Delivery::size` counts the topic ("t") and the payload.
     let fits = (QUEUE_HEAD_BYTES / (size as u64 + 1)) as usize;
-    assert_eq!(head_and_count(&h), (fits, 19), "as many as fit in the bytes bound");
+    assert_eq!(
+        head_and_count(&h),
+        (fits, 19),
+        "as many as fit in the bytes bound"
+    );
     let received = drain_numbers(&mut h, sub, first);
     assert_eq!(received, (0..20).collect::<Vec<_>>());
 }
@@ -136,9 +140,17 @@ fn a_session_that_ends_with_a_long_head_gets_its_whole_queue_in_order_when_it_re
     for n in 0..1000 {
         publish_numbered(&mut h, publisher, n, 8);
     }
-    assert_eq!(head_and_count(&h), (999, 999), "m0 in flight, the rest in memory");
+    assert_eq!(
+        head_and_count(&h),
+        (999, 999),
+        "m0 in flight, the rest in memory"
+    );
     h.lose(sub);
-    assert_eq!(head_and_count(&h), (0, 999), "offline: nothing of it in memory");
+    assert_eq!(
+        head_and_count(&h),
+        (0, 999),
+        "offline: nothing of it in memory"
+    );
 
     let mut connect = v5("sub", false, Some(3600));
     connect.properties.receive_maximum = NonZeroU16::new(1);
