@@ -88,7 +88,6 @@ async fn main() -> anyhow::Result<()> {
         flags: cli.config.overrides(),
     })?;
     let config = loaded.config;
-    check_cpu()?;
     if cli.command == Some(Command::CheckConfig) {
         for warning in &loaded.warnings {
             eprintln!("berth: warning: {warning}");
@@ -96,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
+    check_cpu()?;
 
     let filter = EnvFilter::try_new(log_filter(&config.log_level))?;
     match config.log_format {

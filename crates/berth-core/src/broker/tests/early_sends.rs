@@ -125,13 +125,19 @@ fn no_send_is_early_while_the_write_of_its_mark_is_not_durable() {
     );
 }
 
-#[test]
-fn a_crash_before_the_write_loses_no_early_send_and_resends_it_with_dup() {
+/// A window of two after m1's PUBACK: m2 acknowledged and m4 sent early, in a group whose
+/// write has not happened yet (the broker is about to die).
+fn m4_sent_early_before_a_write() -> Harness {
     let (mut h, sub, [m1, m2]) = window_of_two();
     group(&mut h, vec![puback(sub, m1)]);
-    // m2 acknowledged and m4 sent early; the broker dies before the group's write.
     let early = before_the_write(&mut h, vec![puback(sub, m2)]);
     assert_eq!(payloads(&early.publishes(sub)), ["m4"]);
+    h
+}
+
+#[test]
+fn a_crash_before_the_write_loses_no_early_send_and_resends_it_with_dup() {
+    let mut h = m4_sent_early_before_a_write();
     let (_, again) = crash_and_resume(&mut h, 10);
     // m2's PUBACK was lost with the write: it comes again, as do m3 and m4 (sent), and m5,
     // which the mark covers though it never left (DUP = 1: "might be a re-delivery").
@@ -142,10 +148,7 @@ fn a_crash_before_the_write_loses_no_early_send_and_resends_it_with_dup() {
 
 #[test]
 fn rows_the_mark_covered_come_again_with_dup_after_a_crash_and_an_orderly_end() {
-    let (mut h, sub, [m1, m2]) = window_of_two();
-    group(&mut h, vec![puback(sub, m1)]);
-    let early = before_the_write(&mut h, vec![puback(sub, m2)]);
-    assert_eq!(payloads(&early.publishes(sub)), ["m4"]);
+    let mut h = m4_sent_early_before_a_write();
     // After the crash, the first connection's window re-sends m2 and m3 only, then ends: m4
     // (and m5) wait in the queue, under a mark that must stay.
     let (sub, again) = crash_and_resume(&mut h, 2);
