@@ -11,6 +11,7 @@
 //! panics (this is test support: a panic *is* the report), after printing its name to stderr.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod dequeue;
 mod fixtures;
 mod lifecycle;
 mod messages;
@@ -43,6 +44,9 @@ const CASES: &[Case] = cases![
     queue::queue_orders_sequences_numerically,
     queue::dequeue_moves_bounds,
     queue::purge_removes_the_queue_below_its_bound,
+    dequeue::dequeues_delete_exactly_their_rows,
+    dequeue::dequeues_keep_the_batch_order,
+    dequeue::dequeue_through_removes_the_head,
     queue::inflight_put_overwrite_delete_sorted,
     queue::incoming_qos2_put_delete,
     queue::seen_put_delete_and_go_with_the_session,

@@ -23,6 +23,8 @@ struct MemSession {
     seen: BTreeMap<u64, MessageId>,
     /// `Op::PutSentMark`.
     sent_mark: Option<QueueSeq>,
+    /// `Op::DequeueThrough`: its rows are removed at once; the mark stays for the sequences.
+    dequeued_through: Option<QueueSeq>,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +72,11 @@ impl MemStore {
             }
             Op::Dequeue { client, seq } => {
                 self.session(&client).queue.remove(&seq);
+            }
+            Op::DequeueThrough { client, seq, .. } => {
+                let session = self.session(&client);
+                session.queue = session.queue.split_off(&seq.next());
+                session.dequeued_through = Some(seq);
             }
             Op::PurgeQueue { client, before } => {
                 let queue = &mut self.session(&client).queue;
@@ -145,6 +152,12 @@ impl Store for MemStore {
                         .max(
                             session
                                 .sent_mark
+                                .map(|mark| mark.next())
+                                .unwrap_or_default(),
+                        )
+                        .max(
+                            session
+                                .dequeued_through
                                 .map(|mark| mark.next())
                                 .unwrap_or_default(),
                         ),

@@ -281,6 +281,18 @@ pub enum Op {
         client: ClientId,
         seq: QueueSeq,
     },
+    /// Removes every queued message of `client` with a sequence at or below `seq`: the head a
+    /// connected session's client has acknowledged, one op per session and group instead of a
+    /// `Dequeue` per PUBACK. A store may keep those rows for a while (RocksDB: a mark, and the
+    /// rows themselves deleted as one range only when `sweep` is set), but no read or load
+    /// returns them again, and sequences go on above `seq` after a load (as above a sent mark),
+    /// so that no row is ever written under it. One per session: a later one replaces it (its
+    /// `seq` never lower).
+    DequeueThrough {
+        client: ClientId,
+        seq: QueueSeq,
+        sweep: bool,
+    },
     /// Removes every queued message of `client` with a sequence below `before` (an operator's
     /// purge of the whole queue: one range, however long the queue, rather than one `Dequeue`
     /// per message). Enqueues later in the same batch, at `before` or above, stay.

@@ -155,6 +155,24 @@ pub(crate) fn sent_mark_key(client: &ClientId) -> Vec<u8> {
     client_prefix(client)
 }
 
+/// Key of a session's dequeued-through mark (`Op::DequeueThrough`) in `queues`: the client
+/// prefix and one zero byte, which sorts after the sent mark and before every queue row (a
+/// row's suffix is 8 bytes), so a load meets it before the rows it hides. Its value is the
+/// sequence, 8 bytes big-endian (read with [`decode_sent_mark`]).
+pub(crate) fn dequeued_mark_key(client: &ClientId) -> Vec<u8> {
+    let mut key = client_prefix(client);
+    key.push(0);
+    key
+}
+
+/// The end of the range of `client`'s queue rows at or below `seq`.
+pub(crate) fn queue_key_after(client: &ClientId, seq: QueueSeq) -> Option<Vec<u8>> {
+    match seq.0.checked_add(1) {
+        Some(next) => Some(queue_key(client, QueueSeq(next))),
+        None => prefix_end(&client_prefix(client)),
+    }
+}
+
 pub(crate) fn decode_sent_mark(key: &[u8], value: &[u8]) -> Result<QueueSeq, StoreError> {
     let bytes: [u8; 8] = value
         .try_into()
@@ -779,6 +797,7 @@ fn describe_key(cf: Cf, key: &[u8]) -> String {
     let suffix = match (cf, rest.len()) {
         (Cf::Sessions, 0) => String::new(),
         (Cf::Subscriptions, _) => format!("/{:?}", String::from_utf8_lossy(rest)),
+        (Cf::Queues, 1) => "/dequeued-through".to_owned(),
         (Cf::Queues, 8) | (Cf::Inflight | Cf::Qos2In, 2) => {
             format!("/{}", rest.iter().fold(0u64, |n, &b| n << 8 | u64::from(b)))
         }

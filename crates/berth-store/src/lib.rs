@@ -223,6 +223,20 @@ impl RocksStore {
             Op::Dequeue { client, seq } => {
                 wb.delete_cf(self.cf(Cf::Queues)?, e::queue_key(&client, seq))
             }
+            // The mark hides the rows at once (reads and loads skip what is at or below it);
+            // the rows themselves go as one range tombstone now and then (`sweep`): a range
+            // tombstone per PUBACK group made every read of the memtable re-sort them all.
+            Op::DequeueThrough { client, seq, sweep } => {
+                let queues = self.cf(Cf::Queues)?;
+                wb.put_cf(queues, e::dequeued_mark_key(&client), seq.0.to_be_bytes());
+                if sweep {
+                    let end = e::queue_key_after(&client, seq).ok_or_else(|| StoreError::Io {
+                        operation: "dequeue",
+                        message: format!("client {client:?} has no key range"),
+                    })?;
+                    wb.delete_range_cf(queues, e::queue_key(&client, QueueSeq(0)), end);
+                }
+            }
             Op::PutSentMark { client, seq } => wb.put_cf(
                 self.cf(Cf::Queues)?,
                 e::sent_mark_key(&client),
@@ -383,11 +397,21 @@ impl Store for RocksStore {
             },
         )?;
         // Keys arrive in sequence order per client, so the first row is `first`, the last `next - 1`.
+        // The client's dequeued-through mark comes before its rows: those at or below it are
+        // gone (`Op::DequeueThrough`).
+        let mut dequeued: Option<(ClientId, QueueSeq)> = None;
         self.attach(
             Cf::Queues,
             &mut sessions,
             &index,
             |session, key, rest, value| {
+                if rest.len() == 1 {
+                    // Sequences go on above it, as above the sent mark.
+                    let mark = encoding::decode_sent_mark(key, value)?;
+                    session.queue.next = session.queue.next.max(mark.next());
+                    dequeued = Some((session.client.clone(), mark));
+                    return Ok(());
+                }
                 if rest.is_empty() {
                     // The sent mark, before the rows: sequences go on above it (rows at or
                     // below it read back as redeliveries, and a new message must not).
@@ -397,6 +421,12 @@ impl Store for RocksStore {
                     return Ok(());
                 }
                 let seq = encoding::seq_from_key(key, rest)?;
+                if let Some((client, mark)) = &dequeued
+                    && *client == session.client
+                    && seq <= *mark
+                {
+                    return Ok(());
+                }
                 let bounds = &mut session.queue;
                 if bounds.count == 0 {
                     bounds.first = seq;
@@ -484,6 +514,16 @@ impl Store for RocksStore {
         {
             Some(value) => Some(encoding::decode_sent_mark(&mark_key, &value)?),
             None => None,
+        };
+        // Rows at or below the dequeued-through mark are gone (`Op::DequeueThrough`).
+        let dequeued_key = encoding::dequeued_mark_key(client);
+        let from = match self
+            .db
+            .get_pinned_cf(self.cf(Cf::Queues)?, &dequeued_key)
+            .map_err(io("read dequeued mark"))?
+        {
+            Some(value) => from.max(encoding::decode_sent_mark(&dequeued_key, &value)?.next()),
+            None => from,
         };
         let start = encoding::queue_key(client, from);
         self.scan(Cf::Queues, &prefix, &start, |key, value| {

@@ -175,6 +175,7 @@ impl<S: Store> Broker<S> {
             bytes_credit_at: now,
             connected_at: now,
             row_backed: Vec::new(),
+            dequeued_through: None,
             lease: Default::default(),
         }));
         if session.stored {

@@ -275,6 +275,8 @@ pub struct Broker<S: Store> {
     handoff: handoff::Handoff,
     /// Where in `batch` each session's `Op::PutSentMark` of this group is (`row_backed`).
     sent_marks: FastMap<ClientId, usize>,
+    /// Where in `batch` each session's `Op::DequeueThrough` of this group is (`row_backed`).
+    dequeue_marks: FastMap<ClientId, usize>,
     /// Where in `actions` the sends are that may leave before the group's write
     /// ([`Broker::take_early_sends`], `row_backed`).
     early_at: Vec<usize>,
@@ -312,6 +314,7 @@ impl<S: Store> Broker<S> {
             cluster: None,
             handoff: handoff::Handoff::restore(loaded.handoff),
             sent_marks: FastMap::default(),
+            dequeue_marks: FastMap::default(),
             early_at: Vec::new(),
             writes: 0,
             durable_writes: 0,
@@ -571,6 +574,7 @@ impl<S: Store> Broker<S> {
         self.writes += 1;
         self.lease_sent_marks();
         self.sent_marks.clear();
+        self.dequeue_marks.clear();
         let batch = std::mem::replace(
             &mut self.batch,
             Batch {

@@ -119,8 +119,14 @@ pub(super) fn read_queue_through<S: Store>(
     // one rewritten by a merge) or removed (delivered, or dropped from the middle by a merge,
     // `requeue_older_copy`).
     let mut changed: std::collections::BTreeMap<QueueSeq, Option<&Delivery>> = Default::default();
+    // Rows at or below a pending dequeued-through mark are gone (below the queue's first row,
+    // so below `from` as the broker reads; kept exact all the same).
+    let mut through: Option<QueueSeq> = None;
     for op in pending {
         match op {
+            Op::DequeueThrough { client: c, seq, .. } if c == client => {
+                through = through.max(Some(*seq));
+            }
             Op::Enqueue {
                 client: c,
                 seq,
@@ -142,7 +148,7 @@ pub(super) fn read_queue_through<S: Store>(
             store.read_queue(client, from, limit + removed)?
         }
     };
-    page.retain(|(seq, _)| !changed.contains_key(seq));
+    page.retain(|(seq, _)| !changed.contains_key(seq) && through.is_none_or(|t| *seq > t));
     page.extend(
         changed
             .into_iter()

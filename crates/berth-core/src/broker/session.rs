@@ -222,6 +222,8 @@ pub(crate) struct Online {
     /// In-flight QoS 1 deliveries of a stored session whose durable record is still their
     /// queue row, by packet id (`broker/row_backed.rs`).
     pub row_backed: Vec<(PacketId, QueueSeq)>,
+    /// The newest `Op::DequeueThrough` of this connection, written or in the group's batch.
+    pub dequeued_through: Option<QueueSeq>,
     /// How far the sent mark reaches in a written batch (`broker/row_backed.rs`).
     pub lease: Lease,
 }

@@ -137,7 +137,7 @@ impl<S: Store> Broker<S> {
                 client: client.clone(),
             });
             // A mark op before the delete is void: a new session's marks go after it.
-            self.sent_marks.remove(client);
+            self.forget_marks(client);
         }
     }
 

@@ -154,3 +154,72 @@ fn a_direct_send_behind_row_backed_ones_keeps_the_resend_order_after_a_crash() {
     );
     assert!(again.iter().all(|p| p.dup));
 }
+
+/// PUBACKs in order move the session's dequeued-through mark over their rows (one op per
+/// group, `Op::DequeueThrough`); one out of order deletes its row by itself. A crash then
+/// re-sends exactly what is unacknowledged, in order, with DUP = 1.
+#[test]
+fn acknowledged_rows_go_with_the_dequeued_mark_and_a_crash_resends_only_the_rest() {
+    let mut h = Harness::new();
+    let window = |h: &mut Harness| {
+        let mut connect = v5("sub", false, Some(3600));
+        connect.properties.receive_maximum = NonZeroU16::new(2);
+        h.connect(connect)
+    };
+    let (sub, _) = window(&mut h);
+    h.subscribe(sub, subscribe(1, "t", QoS::AtLeastOnce));
+    let publisher = h.connect_ok(v5("pub", true, None));
+    let mut sent = Vec::new();
+    let payloads_in: [&'static [u8]; 7] = [b"m1", b"m2", b"m3", b"m4", b"m5", b"m6", b"m7"];
+    for (n, payload) in payloads_in.into_iter().enumerate() {
+        let out = h.publish(
+            publisher,
+            publish("t", payload, QoS::AtLeastOnce, n as u16 + 1),
+        );
+        sent.extend(out.publishes(sub));
+    }
+    assert_eq!(
+        payloads(&sent),
+        ["m1", "m2"],
+        "a window of two went out at once"
+    );
+    let id = |p: &berth_codec::Publish| p.packet_id.unwrap();
+    let m3 = h.puback(sub, id(&sent[0])).publish(sub);
+    let m4 = h.puback(sub, id(&sent[1])).publish(sub);
+    assert_eq!(payloads(&[m3.clone(), m4.clone()]), ["m3", "m4"]);
+    let through = |h: &Harness| {
+        let session = h.broker.sessions.get(&client("sub")).unwrap();
+        session.online.as_ref().unwrap().dequeued_through
+    };
+    assert_eq!(
+        through(&h),
+        None,
+        "m1 and m2 had in-flight rows of their own"
+    );
+
+    // m4 before m3: its row goes by itself, m3 still holds the mark back.
+    let m5 = h.puback(sub, id(&m4)).publish(sub);
+    assert_eq!(payloads(&[m5.clone()]), ["m5"]);
+    assert_eq!(h.stored_queue("sub"), ["m3", "m5", "m6", "m7"]);
+    assert_eq!(through(&h), None);
+    // m3: every row below m5 (in flight now) is acknowledged.
+    let m6 = h.puback(sub, id(&m3)).publish(sub);
+    assert_eq!(payloads(&[m6.clone()]), ["m6"]);
+    assert_eq!(h.stored_queue("sub"), ["m5", "m6", "m7"]);
+    let m5_seq = through(&h).expect("the mark moved").next();
+    assert_eq!(
+        h.stored_session("sub").unwrap().queue.first,
+        m5_seq,
+        "the mark stops just below m5"
+    );
+
+    h.restart_after(0);
+    let (sub, out) = window(&mut h);
+    assert!(out.connack(sub).session_present);
+    let resent = out.publishes(sub);
+    assert_eq!(payloads(&resent), ["m5", "m6"]);
+    assert!(
+        resent.iter().all(|p| p.dup),
+        "re-sent with DUP = 1: {resent:?}"
+    );
+}
