@@ -167,6 +167,7 @@ impl Store for MemStore {
                 Some(LoadedSession {
                     client: client.clone(),
                     sent_mark: session.sent_mark,
+                    dequeued_through: session.dequeued_through,
                     record,
                     subscriptions: session
                         .subscriptions

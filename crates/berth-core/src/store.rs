@@ -215,6 +215,8 @@ pub struct LoadedSession {
     pub queue: QueueBounds,
     /// Its sent mark (`Op::PutSentMark`), if one is stored.
     pub sent_mark: Option<QueueSeq>,
+    /// Its dequeued-through mark (`Op::DequeueThrough`), if one is stored.
+    pub dequeued_through: Option<QueueSeq>,
     /// QoS 2 packet identifiers received and awaiting PUBREL.
     pub incoming_qos2: Vec<PacketId>,
     /// QoS 2 PUBLISHes routed but not known to be stored by every owner, with the identity they
@@ -283,11 +285,13 @@ pub enum Op {
     },
     /// Removes every queued message of `client` with a sequence at or below `seq`: the head a
     /// connected session's client has acknowledged, one op per session and group instead of a
-    /// `Dequeue` per PUBACK. A store may keep those rows for a while (RocksDB: a mark, and the
-    /// rows themselves deleted as one range only when `sweep` is set), but no read or load
-    /// returns them again, and sequences go on above `seq` after a load (as above a sent mark),
-    /// so that no row is ever written under it. One per session: a later one replaces it (its
-    /// `seq` never lower).
+    /// `Dequeue` per PUBACK. A store may keep those rows until a later op with `sweep` set
+    /// (RocksDB: a mark hides them, and they are deleted as one range at a sweep), but no read
+    /// or load returns them again. [`Store::load`] returns the mark
+    /// ([`LoadedSession::dequeued_through`]) and continues sequences above it (as above a sent
+    /// mark). The broker never writes a row at or below a mark, in the same batch or later
+    /// (a store may hide such a row); the mark goes with the session (`DeleteSession`). One
+    /// per session: a later one replaces it (its `seq` never lower).
     DequeueThrough {
         client: ClientId,
         seq: QueueSeq,

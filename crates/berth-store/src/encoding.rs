@@ -12,6 +12,8 @@
 //! | `sessions`      | `len:u16 client`                     | `1 epoch:u64 level:u8 expiry:u32 flags:u8 expires_at:u64 will_due_at:u64 [DOUBT] [delay:u32 MSG]` |
 //! | `subscriptions` | `len:u16 client filter`              | `1 options:u8 sub_id:u32` (0 = none)   |
 //! | `queues`        | `len:u16 client seq:u64`             | `1 DELIVERY`                           |
+//! | `queues`        | `len:u16 client` (sent mark)         | `seq:u64` (`Op::PutSentMark`)          |
+//! | `queues`        | `len:u16 client 0:u8` (dequeued-through mark) | `seq:u64` (`Op::DequeueThrough`) |
 //! | `inflight`      | `len:u16 client packet_id:u16`       | `1 kind:u8 order:u64 [DELIVERY]` (1 = Sent with DELIVERY, 2 = Released) |
 //! | `qos2_in`       | `len:u16 client packet_id:u16`       | empty                                  |
 //! | `qos2_seen`     | `len:u16 client slot:u64`            | `1 origin:u64 seq:u64` (a QoS 2 message the session took) |
@@ -47,7 +49,9 @@
 //!
 //! The leading `1` of every value is the format version: a new layout gets a new number and the
 //! decoders keep reading the old one (`qos2_in` rows have no value: the key is the record, and
-//! an empty value is version 1). Keys carry no version: a new key layout is a new column family. An unknown version, a short value, trailing bytes or an
+//! an empty value is version 1). Keys carry no version: a new key layout is a new column family,
+//! but for the two marks in `queues`, whose keys sort before the client's rows (so a load meets
+//! them first) and whose values are bare sequences. An unknown version, a short value, trailing bytes or an
 //! invalid field is [`StoreError::Corrupt`], never a panic.
 
 use berth_codec::{
@@ -158,7 +162,7 @@ pub(crate) fn sent_mark_key(client: &ClientId) -> Vec<u8> {
 /// Key of a session's dequeued-through mark (`Op::DequeueThrough`) in `queues`: the client
 /// prefix and one zero byte, which sorts after the sent mark and before every queue row (a
 /// row's suffix is 8 bytes), so a load meets it before the rows it hides. Its value is the
-/// sequence, 8 bytes big-endian (read with [`decode_sent_mark`]).
+/// sequence, 8 bytes big-endian.
 pub(crate) fn dequeued_mark_key(client: &ClientId) -> Vec<u8> {
     let mut key = client_prefix(client);
     key.push(0);
@@ -171,6 +175,13 @@ pub(crate) fn queue_key_after(client: &ClientId, seq: QueueSeq) -> Option<Vec<u8
         Some(next) => Some(queue_key(client, QueueSeq(next))),
         None => prefix_end(&client_prefix(client)),
     }
+}
+
+pub(crate) fn decode_dequeued_mark(key: &[u8], value: &[u8]) -> Result<QueueSeq, StoreError> {
+    let bytes: [u8; 8] = value
+        .try_into()
+        .map_err(|_| corrupt(Cf::Queues, key, "dequeued-through mark is not 8 bytes"))?;
+    Ok(QueueSeq(u64::from_be_bytes(bytes)))
 }
 
 pub(crate) fn decode_sent_mark(key: &[u8], value: &[u8]) -> Result<QueueSeq, StoreError> {

@@ -354,6 +354,7 @@ impl RocksStore {
                 subscriptions: Vec::new(),
                 queue: QueueBounds::default(),
                 sent_mark: None,
+                dequeued_through: None,
                 incoming_qos2: Vec::new(),
                 qos2_retry: Vec::new(),
                 seen: Vec::new(),
@@ -399,7 +400,6 @@ impl Store for RocksStore {
         // Keys arrive in sequence order per client, so the first row is `first`, the last `next - 1`.
         // The client's dequeued-through mark comes before its rows: those at or below it are
         // gone (`Op::DequeueThrough`).
-        let mut dequeued: Option<(ClientId, QueueSeq)> = None;
         self.attach(
             Cf::Queues,
             &mut sessions,
@@ -407,9 +407,9 @@ impl Store for RocksStore {
             |session, key, rest, value| {
                 if rest.len() == 1 {
                     // Sequences go on above it, as above the sent mark.
-                    let mark = encoding::decode_sent_mark(key, value)?;
+                    let mark = encoding::decode_dequeued_mark(key, value)?;
                     session.queue.next = session.queue.next.max(mark.next());
-                    dequeued = Some((session.client.clone(), mark));
+                    session.dequeued_through = Some(mark);
                     return Ok(());
                 }
                 if rest.is_empty() {
@@ -421,10 +421,7 @@ impl Store for RocksStore {
                     return Ok(());
                 }
                 let seq = encoding::seq_from_key(key, rest)?;
-                if let Some((client, mark)) = &dequeued
-                    && *client == session.client
-                    && seq <= *mark
-                {
+                if session.dequeued_through.is_some_and(|mark| seq <= mark) {
                     return Ok(());
                 }
                 let bounds = &mut session.queue;
@@ -522,7 +519,7 @@ impl Store for RocksStore {
             .get_pinned_cf(self.cf(Cf::Queues)?, &dequeued_key)
             .map_err(io("read dequeued mark"))?
         {
-            Some(value) => from.max(encoding::decode_sent_mark(&dequeued_key, &value)?.next()),
+            Some(value) => from.max(encoding::decode_dequeued_mark(&dequeued_key, &value)?.next()),
             None => from,
         };
         let start = encoding::queue_key(client, from);

@@ -175,7 +175,6 @@ impl<S: Store> Broker<S> {
             bytes_credit_at: now,
             connected_at: now,
             row_backed: Vec::new(),
-            dequeued_through: None,
             lease: Default::default(),
         }));
         if session.stored {

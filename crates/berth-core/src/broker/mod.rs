@@ -344,6 +344,7 @@ impl<S: Store> Broker<S> {
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         session.incoming_qos2_elsewhere = record.incoming_qos2_elsewhere;
         session.sent_mark = stored.sent_mark;
+        session.dequeued_through = stored.dequeued_through;
         session.restore_qos2_doubt(record.qos2_doubt);
         session.landed = record.landed.min(record.epoch);
         if !stored.qos2_retry.is_empty() {

@@ -1,5 +1,5 @@
 //! A connected session's QoS 1 deliveries from its queue keep their queue row as their durable
-//! in-flight record, until the PUBACK deletes it.
+//! in-flight record, until the PUBACK removes it.
 //!
 //! Taking a message off the queue used to cost two store writes (delete the queue row, put an
 //! in-flight row with the whole message again) and its PUBACK a third: with the enqueue, four
@@ -51,9 +51,10 @@ use crate::ids::{ClientId, ConnId, QueueSeq};
 use crate::message::Delivery;
 use crate::store::{InflightRecord, Op, Store};
 
-/// How many acknowledged rows a session's dequeued-through mark hides before they are
-/// deleted, as one range (`Op::DequeueThrough::sweep`). Hidden rows cost disk, and a load
-/// skips them; each range tombstone costs every read of the memtable a re-sort of them all.
+/// Acknowledged rows a session's dequeued-through mark hides are deleted, as one range
+/// (`Op::DequeueThrough::sweep`), each time the mark passes a multiple of this: a session
+/// keeps fewer hidden rows than that. Hidden rows cost disk, and a load skips them; each range
+/// tombstone costs every read of the memtable a re-sort of them all.
 const SWEEP_ROWS: u64 = 4096;
 
 impl<S: Store> Broker<S> {
@@ -139,10 +140,12 @@ impl<S: Store> Broker<S> {
             return;
         }
         let through = QueueSeq(oldest.0 - 1);
-        let previous = online.dequeued_through.replace(through);
+        let previous = session.dequeued_through.replace(through);
         // A range tombstone for the rows behind the mark each time it passes a multiple of
-        // `SWEEP_ROWS`: rarely enough that the memtable holds few of them.
-        let sweep = previous.is_some_and(|p| p.0 / SWEEP_ROWS < through.0 / SWEEP_ROWS);
+        // `SWEEP_ROWS` (the mark is loaded with the session, so across connections and restarts
+        // too): rarely enough that the memtable holds few of them, and no session keeps more
+        // than that many hidden rows.
+        let sweep = previous.map_or(0, |p| p.0 / SWEEP_ROWS) < through.0 / SWEEP_ROWS;
         if let Some(&at) = self.dequeue_marks.get(client)
             && let Some(Op::DequeueThrough {
                 seq: mark,

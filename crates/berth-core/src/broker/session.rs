@@ -46,6 +46,9 @@ pub(crate) struct Session {
     /// queue rows at or below it may have reached the client. It never goes down while such a
     /// row is queued, so that none of them goes out again with DUP = 0.
     pub sent_mark: Option<QueueSeq>,
+    /// Its dequeued-through mark as the store holds it, this group's batch included
+    /// (`Op::DequeueThrough`, `row_backed.rs`): which multiple of `SWEEP_ROWS` it passed last.
+    pub dequeued_through: Option<QueueSeq>,
     /// Written through to the store (it was created with a non-zero expiry).
     pub stored: bool,
     pub inflight: super::window::Window,
@@ -222,8 +225,6 @@ pub(crate) struct Online {
     /// In-flight QoS 1 deliveries of a stored session whose durable record is still their
     /// queue row, by packet id (`broker/row_backed.rs`).
     pub row_backed: Vec<(PacketId, QueueSeq)>,
-    /// The newest `Op::DequeueThrough` of this connection, written or in the group's batch.
-    pub dequeued_through: Option<QueueSeq>,
     /// How far the sent mark reaches in a written batch (`broker/row_backed.rs`).
     pub lease: Lease,
 }
@@ -321,6 +322,7 @@ impl Session {
             expires_at: None,
             queue: Queue::default(),
             sent_mark: None,
+            dequeued_through: None,
             stored: !expiry.is_zero(),
             inflight: super::window::Window::default(),
             resend: VecDeque::new(),

@@ -197,6 +197,12 @@ pub(super) fn dequeue_through_removes_the_head(store: &mut dyn Store) {
     let empty = bounds(store, &who);
     assert_eq!((empty.count, empty.bytes), (0, 0));
     assert_eq!(empty.next, QueueSeq(11), "sequences go on above the mark");
+    let loaded = load(store);
+    assert_eq!(
+        loaded.session(&who).unwrap().dequeued_through,
+        Some(QueueSeq(10))
+    );
+    assert_eq!(loaded.session(&longer).unwrap().dequeued_through, None);
     assert_eq!(seqs(&queue(store, &longer)), vec![1, 2, 3]);
     enqueue_all(store, &who, [11]);
     assert_eq!(seqs(&queue(store, &who)), vec![11]);
@@ -215,6 +221,7 @@ pub(super) fn dequeue_through_removes_the_head(store: &mut dyn Store) {
         ],
     );
     assert_eq!(bounds(store, &who), QueueBounds::default());
+    assert_eq!(load(store).session(&who).unwrap().dequeued_through, None);
     enqueue_all(store, &who, [1, 2]);
     assert_eq!(seqs(&queue(store, &who)), vec![1, 2]);
 }

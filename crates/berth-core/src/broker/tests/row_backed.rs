@@ -188,8 +188,11 @@ fn acknowledged_rows_go_with_the_dequeued_mark_and_a_crash_resends_only_the_rest
     let m4 = h.puback(sub, id(&sent[1])).publish(sub);
     assert_eq!(payloads(&[m3.clone(), m4.clone()]), ["m3", "m4"]);
     let through = |h: &Harness| {
-        let session = h.broker.sessions.get(&client("sub")).unwrap();
-        session.online.as_ref().unwrap().dequeued_through
+        h.broker
+            .sessions
+            .get(&client("sub"))
+            .unwrap()
+            .dequeued_through
     };
     assert_eq!(
         through(&h),
@@ -213,7 +216,9 @@ fn acknowledged_rows_go_with_the_dequeued_mark_and_a_crash_resends_only_the_rest
         "the mark stops just below m5"
     );
 
+    let mark = through(&h);
     h.restart_after(0);
+    assert_eq!(through(&h), mark, "the mark is loaded with the session");
     let (sub, out) = window(&mut h);
     assert!(out.connack(sub).session_present);
     let resent = out.publishes(sub);
