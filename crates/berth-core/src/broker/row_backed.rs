@@ -96,42 +96,27 @@ impl<S: Store> Broker<S> {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };
-        let stored = session.stored;
         let first_queued = session.queue.bounds.first;
-        let Some(online) = session.online.as_mut() else {
-            if stored {
-                self.batch.push(Op::DeleteInflight {
-                    client: client.clone(),
-                    packet_id: id,
-                });
-            }
-            return;
-        };
-        let row = online
-            .row_backed
-            .iter()
-            .position(|(used, _)| *used == id)
-            .map(|at| online.row_backed.swap_remove(at).1);
-        if !stored {
+        let online = session.online.as_mut();
+        let row = online.and_then(|online| {
+            let at = online.row_backed.iter().position(|(used, _)| *used == id)?;
+            let seq = online.row_backed.swap_remove(at).1;
+            // Every row below the oldest still in flight from its row, or still queued, was
+            // acknowledged or deleted already: rows taken from the queue either stay
+            // row-backed or are deleted as they are taken (`pump_window`).
+            let oldest = online.row_backed.iter().map(|(_, seq)| *seq).min();
+            Some((seq, oldest.unwrap_or(first_queued).min(first_queued)))
+        });
+        if !session.stored {
             return;
         }
-        let Some(seq) = row else {
+        let Some((seq, oldest)) = row else {
             self.batch.push(Op::DeleteInflight {
                 client: client.clone(),
                 packet_id: id,
             });
             return;
         };
-        // Every row below the oldest still in flight from its row, or still queued, was
-        // acknowledged or deleted already: rows taken from the queue either stay row-backed
-        // or are deleted as they are taken (`pump_window`).
-        let oldest = online
-            .row_backed
-            .iter()
-            .map(|(_, seq)| *seq)
-            .min()
-            .unwrap_or(first_queued)
-            .min(first_queued);
         if seq >= oldest {
             self.batch.push(Op::Dequeue {
                 client: client.clone(),

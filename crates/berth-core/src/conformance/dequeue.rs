@@ -6,6 +6,18 @@ use super::fixtures::*;
 use crate::ids::QueueSeq;
 use crate::store::{Op, QueueBounds, Store};
 
+/// A bare session record (epoch 1) for each of `clients`, so that loads list them.
+fn put_sessions(store: &mut dyn Store, clients: &[&crate::ids::ClientId]) {
+    let ops = clients
+        .iter()
+        .map(|&who| Op::PutSession {
+            client: who.clone(),
+            record: bare_session(1),
+        })
+        .collect();
+    write(store, ops);
+}
+
 fn dequeue(who: &crate::ids::ClientId, seq: u64) -> Op {
     Op::Dequeue {
         client: who.clone(),
@@ -27,15 +39,7 @@ fn enqueue(who: &crate::ids::ClientId, seq: u64) -> Op {
 pub(super) fn dequeues_delete_exactly_their_rows(store: &mut dyn Store) {
     let who = client("d");
     let longer = client("d2");
-    for session in [&who, &longer] {
-        write(
-            store,
-            vec![Op::PutSession {
-                client: session.clone(),
-                record: bare_session(1),
-            }],
-        );
-    }
+    put_sessions(store, &[&who, &longer]);
     enqueue_all(store, &who, 1..=10);
     enqueue_all(store, &longer, 1..=5);
     write(
@@ -83,13 +87,7 @@ pub(super) fn dequeues_delete_exactly_their_rows(store: &mut dyn Store) {
 /// their sequences were dequeued before it.
 pub(super) fn dequeues_keep_the_batch_order(store: &mut dyn Store) {
     let who = client("o");
-    write(
-        store,
-        vec![Op::PutSession {
-            client: who.clone(),
-            record: bare_session(1),
-        }],
-    );
+    put_sessions(store, &[&who]);
     enqueue_all(store, &who, 1..=4);
     write(
         store,
@@ -159,15 +157,7 @@ fn dequeue_through(who: &crate::ids::ClientId, seq: u64, sweep: bool) -> Op {
 pub(super) fn dequeue_through_removes_the_head(store: &mut dyn Store) {
     let who = client("t");
     let longer = client("t2");
-    for session in [&who, &longer] {
-        write(
-            store,
-            vec![Op::PutSession {
-                client: session.clone(),
-                record: bare_session(1),
-            }],
-        );
-    }
+    put_sessions(store, &[&who, &longer]);
     enqueue_all(store, &who, 1..=10);
     enqueue_all(store, &longer, 1..=3);
     write(store, vec![dequeue_through(&who, 4, false)]);

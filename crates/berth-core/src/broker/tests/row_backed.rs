@@ -202,12 +202,12 @@ fn acknowledged_rows_go_with_the_dequeued_mark_and_a_crash_resends_only_the_rest
 
     // m4 before m3: its row goes by itself, m3 still holds the mark back.
     let m5 = h.puback(sub, id(&m4)).publish(sub);
-    assert_eq!(payloads(&[m5.clone()]), ["m5"]);
+    assert_eq!(payloads(std::slice::from_ref(&m5)), ["m5"]);
     assert_eq!(h.stored_queue("sub"), ["m3", "m5", "m6", "m7"]);
     assert_eq!(through(&h), None);
     // m3: every row below m5 (in flight now) is acknowledged.
     let m6 = h.puback(sub, id(&m3)).publish(sub);
-    assert_eq!(payloads(&[m6.clone()]), ["m6"]);
+    assert_eq!(payloads(std::slice::from_ref(&m6)), ["m6"]);
     assert_eq!(h.stored_queue("sub"), ["m5", "m6", "m7"]);
     let m5_seq = through(&h).expect("the mark moved").next();
     assert_eq!(
