@@ -13,6 +13,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 scripts/setup.sh
 scripts/check-deps.sh
 
+# Some tests hold over a thousand connections at once (the listen backlog's burst, say): the
+# soft open-files limit goes up to the hard one, where a shell started lower.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 cargo nextest run --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 

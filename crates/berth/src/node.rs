@@ -12,6 +12,27 @@ use tokio::net::TcpListener;
 
 use crate::config;
 
+/// Completed TCP handshakes an MQTT socket holds until the node accepts them (the kernel caps
+/// it at `net.core.somaxconn`, 4,096 by default). tokio's 1,024 overflowed in a reconnect storm
+/// of 1,024 CONNECTs at once (the accept loop shares two cores with the connections it
+/// started): the kernel dropped the handshake of ~450 of 9,000 clients, each of which came back
+/// only after its one-second SYN retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket at `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as tokio's own
+/// `TcpListener::bind` sets: a restarted node rebinds a port whose old connections linger in
+/// TIME_WAIT).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds every MQTT listener of the configuration ([`config::Config::mqtt_listeners`]: the
 /// shorthand keys' and `[[listeners]]`), in order, and logs each with its name, kind and bound
 /// address (`MQTT listener bound listener=NAME kind=KIND bound=ADDR`: tests read the addresses
@@ -19,7 +40,7 @@ use crate::config;
 pub async fn bind_listeners(config: &config::Config) -> anyhow::Result<Vec<MqttListener>> {
     let mut bound = Vec::new();
     for config::Listening { key, listener, .. } in config.mqtt_listeners() {
-        let socket = TcpListener::bind(listener.bind).await.with_context(|| {
+        let socket = listen(listener.bind).with_context(|| {
             format!(
                 "{key}: cannot listen for MQTT ({}) on {}",
                 listener.kind, listener.bind

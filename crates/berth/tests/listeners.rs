@@ -3,7 +3,9 @@
 //! to port 0 and reported in the start-up log with its name and kind. A client on each works
 //! and a message crosses from one listener to subscribers on the others; a listener's own
 //! `max_connections` closes one connection too many there, at accept, counted by listener in
-//! `berth_listener_refusals_total`, while the other listeners go on accepting.
+//! `berth_listener_refusals_total`, while the other listeners go on accepting. A burst of
+//! clients larger than tokio's default listen backlog, arriving while the node cannot accept,
+//! is queued by the kernel rather than dropped.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
@@ -243,4 +245,88 @@ async fn a_listener_s_own_limit_refuses_there_while_the_others_accept() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Clients in one burst, above tokio's default listen backlog (1,024) and below the node's
+/// (4,096, or the kernel's `net.core.somaxconn` if lower).
+const BURST: usize = 1_500;
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// A reconnect storm's first instant: more clients arrive than tokio's default listen backlog
+/// holds while the node cannot accept (here it is paused, `SIGSTOP`). The kernel completes every
+/// handshake and queues it, so each client is connected at once and gets its CONNACK when the
+/// node resumes. With a backlog of 1,024 the kernel drops the handshakes beyond it, and those
+/// clients come back only after their SYN retry a second later (then three, then seven).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_tokio_s_listen_backlog_is_queued_while_the_node_cannot_accept() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let open_files: usize = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(
+        open_files > BURST + 200,
+        "this test holds {BURST} connections: raise the open-files limit (`ulimit -n`; scripts/test.sh does), now {open_files}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = Berth::start(&dir.path().join("data"), &Options::default());
+
+    signal(node.pid(), "-STOP");
+    // Shorter than the first SYN retry (one second): a dropped handshake fails here.
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..BURST {
+        attempts.spawn(tokio::time::timeout(
+            Duration::from_millis(800),
+            tokio::net::TcpStream::connect(node.mqtt),
+        ));
+    }
+    let mut streams = Vec::new();
+    while let Some(attempt) = attempts.join_next().await {
+        if let Ok(Ok(stream)) = attempt.unwrap() {
+            streams.push(stream);
+        }
+    }
+    signal(node.pid(), "-CONT");
+    assert_eq!(
+        streams.len(),
+        BURST,
+        "handshakes completed while the node was paused"
+    );
+
+    // Every one of them is served once the node is back.
+    let mut handshakes = tokio::task::JoinSet::new();
+    for (n, stream) in streams.into_iter().enumerate() {
+        handshakes.spawn(async move {
+            let local = stream.local_addr().unwrap();
+            let mut client = TestClient::over(Box::new(stream), local, ProtocolVersion::V3_1_1);
+            client
+                .send(Packet::Connect(Box::new(connect_packet(
+                    ProtocolVersion::V3_1_1,
+                    &format!("burst-{n}"),
+                    true,
+                ))))
+                .await;
+            match client.recv().await {
+                Packet::ConnAck(connack) => !connack.reason.is_error(),
+                _ => false,
+            }
+        });
+    }
+    let mut accepted = 0;
+    while let Some(handshake) = handshakes.join_next().await {
+        accepted += usize::from(handshake.unwrap());
+    }
+    assert_eq!(
+        accepted, BURST,
+        "clients of the burst answered with an accepting CONNACK"
+    );
 }
