@@ -56,6 +56,8 @@ const CASES: &[Case] = cases![
     sent_mark::delete_session_removes_the_sent_mark,
     lifecycle::delete_session_removes_everything,
     lifecycle::delete_session_spares_prefix_clients,
+    lifecycle::delete_session_removes_rows_written_in_its_batch,
+    lifecycle::delete_session_removes_a_long_queue,
     lifecycle::batch_ops_apply_in_order,
     lifecycle::deleting_missing_rows_is_fine,
     lifecycle::rows_without_session_are_not_loaded,

@@ -16,6 +16,7 @@
 //! This crate depends on `berth-core` (the port) and `berth-codec` (messages are stored as
 //! MQTT 5 PUBLISH packets); nothing depends on it but the binary that wires it in.
 
+mod delete_session;
 mod encoding;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use rocksdb::{
     DBRawIterator, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+use delete_session::WrittenInBatch;
 use encoding::Cf;
 
 /// Block cache shared by all column families: queue reads are mostly sequential and recent, so
@@ -180,7 +182,12 @@ impl RocksStore {
         iter.status().map_err(io("iterate"))
     }
 
-    fn stage(&self, wb: &mut WriteBatch, op: Op) -> Result<(), StoreError> {
+    fn stage(
+        &self,
+        wb: &mut WriteBatch,
+        op: Op,
+        written: &WrittenInBatch,
+    ) -> Result<(), StoreError> {
         use encoding as e;
         match op {
             Op::PutSession { client, record } => {
@@ -190,7 +197,7 @@ impl RocksStore {
                     e::encode_session(&record)?,
                 );
             }
-            Op::DeleteSession { client } => self.stage_delete_session(wb, &client)?,
+            Op::DeleteSession { client } => self.stage_delete_session(wb, &client, written)?,
             Op::PutSubscription {
                 client,
                 filter,
@@ -310,26 +317,6 @@ impl RocksStore {
             Op::DeleteHandoff { seq, .. } => {
                 wb.delete_cf(self.cf(Cf::Handoff)?, e::handoff_key(seq))
             }
-        }
-        Ok(())
-    }
-
-    /// The session record, then one range tombstone per column family over the client's prefix.
-    /// Later ops of the same batch get later sequence numbers, so a session re-created in the
-    /// same batch (clean start) survives the tombstones.
-    fn stage_delete_session(
-        &self,
-        wb: &mut WriteBatch,
-        client: &ClientId,
-    ) -> Result<(), StoreError> {
-        let prefix = encoding::client_prefix(client);
-        let end = encoding::prefix_end(&prefix).ok_or_else(|| StoreError::Io {
-            operation: "delete session",
-            message: format!("client {client:?} has no key range"),
-        })?;
-        wb.delete_cf(self.cf(Cf::Sessions)?, &prefix);
-        for cf in Cf::SESSION_ROWS {
-            wb.delete_range_cf(self.cf(cf)?, &prefix, &end);
         }
         Ok(())
     }
@@ -484,8 +471,10 @@ impl Store for RocksStore {
             return Ok(());
         }
         let mut wb = WriteBatch::default();
+        let mut written = WrittenInBatch::default();
         for op in batch.ops {
-            self.stage(&mut wb, op)?;
+            written.note(&op);
+            self.stage(&mut wb, op, &written)?;
         }
         self.db
             .write_opt(wb, &self.write_options)

@@ -82,6 +82,85 @@ pub(super) fn delete_session_spares_prefix_clients(store: &mut dyn Store) {
     assert_eq!(after.sessions.len(), 2);
 }
 
+/// Rows of the session written earlier in the batch that deletes it (not in the store yet when
+/// the batch is staged) go with it too.
+pub(super) fn delete_session_removes_rows_written_in_its_batch(store: &mut dyn Store) {
+    let who = client("late");
+    populate(store, &who, "late");
+    populate(store, &client("late/"), "neighbour");
+    let neighbour = queue(store, &client("late/"));
+    write(
+        store,
+        vec![
+            Op::PutSubscription {
+                client: who.clone(),
+                filter: filter("late/new"),
+                record: subscription(QoS::ExactlyOnce, None),
+            },
+            Op::Enqueue {
+                client: who.clone(),
+                seq: QueueSeq(3),
+                delivery: numbered(3),
+            },
+            Op::PutInflight {
+                client: who.clone(),
+                packet_id: pid(3),
+                record: sent(3, numbered(3)),
+            },
+            Op::PutIncomingQos2 {
+                client: who.clone(),
+                packet_id: pid(7),
+            },
+            Op::DeleteSession {
+                client: who.clone(),
+            },
+        ],
+    );
+    assert_nothing_left(store, &who);
+    assert_eq!(
+        queue(store, &client("late/")),
+        neighbour,
+        "a neighbour's queue"
+    );
+}
+
+/// A session with many rows of each kind (a long backlog, many subscriptions) goes whole.
+pub(super) fn delete_session_removes_a_long_queue(store: &mut dyn Store) {
+    let who = client("long");
+    populate(store, &who, "long");
+    populate(store, &client("longer"), "neighbour");
+    let neighbour = queue(store, &client("longer"));
+    let mut ops = Vec::new();
+    for n in 3..503 {
+        ops.push(Op::Enqueue {
+            client: who.clone(),
+            seq: QueueSeq(n),
+            delivery: numbered(n),
+        });
+    }
+    for n in 0..200 {
+        ops.push(Op::PutSubscription {
+            client: who.clone(),
+            filter: filter(&format!("long/{n}")),
+            record: subscription(QoS::AtLeastOnce, None),
+        });
+    }
+    write(store, ops);
+    assert_eq!(queue(store, &who).len(), 502);
+    write(
+        store,
+        vec![Op::DeleteSession {
+            client: who.clone(),
+        }],
+    );
+    assert_nothing_left(store, &who);
+    assert_eq!(
+        queue(store, &client("longer")),
+        neighbour,
+        "a neighbour's queue"
+    );
+}
+
 pub(super) fn batch_ops_apply_in_order(store: &mut dyn Store) {
     let who = client("ordered");
     populate(store, &who, "old");
