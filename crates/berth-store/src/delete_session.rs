@@ -5,8 +5,8 @@
 //! keeps the range tombstones of its mutable memtable as a list that each read after a new one
 //! sorts again, all of them: a node that ended sessions by the thousand (a reconnect storm
 //! through a load balancer, each session taken over here releasing its copy on its old node)
-//! spent its reads re-sorting tombstones (`FragmentedRangeTombstoneList`, a tenth of a node's
-//! CPU in that storm). So the rows a session has in the database are deleted one by one when
+//! spent its reads re-sorting tombstones (`FragmentedRangeTombstoneList`, 5 % of the nodes'
+//! samples in that storm). So the rows a session has in the database are deleted one by one when
 //! they are few (an ended session usually has a handful), and by one range tombstone per column
 //! family only when there are many, or when the same batch wrote rows of the client before the
 //! delete (rows the database does not hold yet, which a scan of it cannot find).

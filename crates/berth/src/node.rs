@@ -15,8 +15,8 @@ use crate::config;
 /// Completed TCP handshakes an MQTT socket holds until the node accepts them (the kernel caps
 /// it at `net.core.somaxconn`, 4,096 by default). tokio's 1,024 overflowed in a reconnect storm
 /// of 1,024 CONNECTs at once (the accept loop shares two cores with the connections it
-/// started): the kernel dropped the handshake of ~450 of 9,000 clients, each of which came back
-/// only after its one-second SYN retry.
+/// started): the kernel dropped the handshakes of 450–620 of 9,000 clients, each of which came
+/// back only after its one-second SYN retry.
 const LISTEN_BACKLOG: u32 = 4096;
 
 /// A listening socket at `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as tokio's own

@@ -3,7 +3,8 @@
 use berth_codec::QoS;
 
 use super::fixtures::*;
-use crate::ids::QueueSeq;
+use crate::ids::{ClientId, QueueSeq};
+use crate::message::Delivery;
 use crate::store::{Op, QueueBounds, Store};
 
 pub(super) fn delete_session_removes_everything(store: &mut dyn Store) {
@@ -85,10 +86,8 @@ pub(super) fn delete_session_spares_prefix_clients(store: &mut dyn Store) {
 /// Rows of the session written earlier in the batch that deletes it (not in the store yet when
 /// the batch is staged) go with it too.
 pub(super) fn delete_session_removes_rows_written_in_its_batch(store: &mut dyn Store) {
-    let who = client("late");
-    populate(store, &who, "late");
-    populate(store, &client("late/"), "neighbour");
-    let neighbour = queue(store, &client("late/"));
+    let (who, neighbour) = (client("late"), client("late/"));
+    let neighbour_queue = populated_beside(store, &who, &neighbour);
     write(
         store,
         vec![
@@ -116,20 +115,13 @@ pub(super) fn delete_session_removes_rows_written_in_its_batch(store: &mut dyn S
             },
         ],
     );
-    assert_nothing_left(store, &who);
-    assert_eq!(
-        queue(store, &client("late/")),
-        neighbour,
-        "a neighbour's queue"
-    );
+    assert_deleted_beside(store, &who, &neighbour, &neighbour_queue);
 }
 
 /// A session with many rows of each kind (a long backlog, many subscriptions) goes whole.
 pub(super) fn delete_session_removes_a_long_queue(store: &mut dyn Store) {
-    let who = client("long");
-    populate(store, &who, "long");
-    populate(store, &client("longer"), "neighbour");
-    let neighbour = queue(store, &client("longer"));
+    let (who, neighbour) = (client("long"), client("longer"));
+    let neighbour_queue = populated_beside(store, &who, &neighbour);
     let mut ops = Vec::new();
     for n in 3..503 {
         ops.push(Op::Enqueue {
@@ -153,11 +145,33 @@ pub(super) fn delete_session_removes_a_long_queue(store: &mut dyn Store) {
             client: who.clone(),
         }],
     );
-    assert_nothing_left(store, &who);
+    assert_deleted_beside(store, &who, &neighbour, &neighbour_queue);
+}
+
+/// `who` and `neighbour` (an id that `who`'s is a byte prefix of) populated: the neighbour's
+/// queue, to compare after `who` is deleted.
+fn populated_beside(
+    store: &mut dyn Store,
+    who: &ClientId,
+    neighbour: &ClientId,
+) -> Vec<(QueueSeq, Delivery)> {
+    populate(store, who, who.as_str());
+    populate(store, neighbour, "neighbour");
+    queue(store, neighbour)
+}
+
+/// Nothing of `who` is left, and its neighbour's queue is as it was.
+fn assert_deleted_beside(
+    store: &mut dyn Store,
+    who: &ClientId,
+    neighbour: &ClientId,
+    neighbour_queue: &[(QueueSeq, Delivery)],
+) {
+    assert_nothing_left(store, who);
     assert_eq!(
-        queue(store, &client("longer")),
-        neighbour,
-        "a neighbour's queue"
+        queue(store, neighbour),
+        neighbour_queue,
+        "the queue of {neighbour}"
     );
 }
 
