@@ -184,10 +184,13 @@ impl ClusterLink {
         fallback: SessionExport,
         resume_if_absent: bool,
     ) -> bool {
-        self.call(Event::ImportBegin {
-            client: client.clone(),
-        })
-        .await;
+        // Sent, not awaited: the broker handles its commands in the order they were sent, so
+        // this is handled before anything this pull hands it, and before the CONNECT behind it.
+        self.broker
+            .notify(Event::ImportBegin {
+                client: client.clone(),
+            })
+            .await;
         let pulled = self
             .pull(client, from, epoch, claim_log_index, Pull::Takeover)
             .await;
@@ -204,11 +207,12 @@ impl ClusterLink {
                 // on with the registry's subscriptions instead of starting afresh (Session
                 // Present 0 and messages for its subscriptions dropped).
                 tracing::info!(client = client.as_str(), from = %from, "takeover: nothing on the old owner; continuing with the registry's subscriptions");
-                self.call(Event::ImportState {
-                    client: client.clone(),
-                    export: Box::new(fallback),
-                })
-                .await;
+                self.broker
+                    .notify(Event::ImportState {
+                        client: client.clone(),
+                        export: Box::new(fallback),
+                    })
+                    .await;
                 TakeoverResult::FromRegistry
             }
             Err(error) => {
@@ -216,18 +220,22 @@ impl ClusterLink {
                 // backlog stays on that node, which offers it here once it is back
                 // (`stranded.rs`).
                 tracing::warn!(%error, client = client.as_str(), from = %from, "takeover: old owner unreachable; continuing without its backlog until it is back");
-                self.call(Event::ImportState {
-                    client: client.clone(),
-                    export: Box::new(fallback),
-                })
-                .await;
+                self.broker
+                    .notify(Event::ImportState {
+                        client: client.clone(),
+                        export: Box::new(fallback),
+                    })
+                    .await;
                 TakeoverResult::OldOwnerUnreachable
             }
         };
-        self.call(Event::ImportDone {
-            client: client.clone(),
-        })
-        .await;
+        // Not awaited either: the CONNECT (or the adoption) behind it follows it in the broker's
+        // queue, and nothing here reads what it changes.
+        self.broker
+            .notify(Event::ImportDone {
+                client: client.clone(),
+            })
+            .await;
         self.broker.metrics().count_takeover(result);
         result != TakeoverResult::StartedAfresh
     }
@@ -242,6 +250,56 @@ impl ClusterLink {
         claim_log_index: u64,
         mode: Pull,
     ) -> Result<bool, String> {
+        let mut imports = Imports {
+            broker: &self.broker,
+            held: None,
+        };
+        let received = self
+            .receive(client, from, epoch, claim_log_index, mode, &mut imports)
+            .await;
+        // However the stream ended, what it brought reaches the broker (a takeover cut short
+        // goes on from it with its fallback state); a release waits until it is stored.
+        let stored = imports.stored().await;
+        let late = match received? {
+            Received::Nothing => return Ok(false),
+            Received::Imported => None,
+            Received::Late(export, page) => Some((export, page)),
+        };
+        if !stored {
+            return Err("the broker is gone before the session was stored".to_string());
+        }
+        if let Some((export, page)) = late {
+            self.call(Event::ImportLate {
+                client: client.clone(),
+                epoch: berth_core::Epoch(epoch),
+                holder: from,
+                export,
+                page,
+            })
+            .await;
+            // The owner checked the session was settled here at `epoch` before pulling; an
+            // epoch never comes back, so settled now means it was when the backlog arrived.
+            if !self.accepts_late(client, epoch).await {
+                // The session moved on (or ended) meanwhile: nothing was stored for it, and the
+                // copy there stays for whoever owns the session now.
+                return Ok(false);
+            }
+        }
+        self.release(client, from, epoch).await;
+        Ok(true)
+    }
+
+    /// The takeover stream of `client` from `from`: a takeover's state and pages go to the
+    /// broker as they arrive (through `imports`), a late backlog is returned whole.
+    async fn receive(
+        &self,
+        client: &ClientId,
+        from: NodeId,
+        epoch: u64,
+        claim_log_index: u64,
+        mode: Pull,
+        imports: &mut Imports<'_>,
+    ) -> Result<Received, String> {
         let mut rpc = self.node.client(from.0).map_err(|e| e.to_string())?;
         let request = pb::TakeoverRequest {
             client_id: client.as_str().to_string(),
@@ -274,18 +332,19 @@ impl ClusterLink {
             match chunk.part {
                 Some(pb::takeover_chunk::Part::Header(header)) => {
                     if !header.found {
-                        return Ok(false);
+                        return Ok(Received::Nothing);
                     }
                     let export = export_from_pb(header, epoch).map_err(|e| e.to_string())?;
                     expected = export.queued;
                     found = true;
                     match mode {
                         Pull::Takeover => {
-                            self.call(Event::ImportState {
-                                client: client.clone(),
-                                export: Box::new(export),
-                            })
-                            .await;
+                            imports
+                                .send(Event::ImportState {
+                                    client: client.clone(),
+                                    export: Box::new(export),
+                                })
+                                .await;
                         }
                         Pull::Late => {
                             late_export = Some(Box::new(export));
@@ -302,11 +361,12 @@ impl ClusterLink {
                     received += page.len() as u64;
                     match mode {
                         Pull::Takeover => {
-                            self.call(Event::ImportQueue {
-                                client: client.clone(),
-                                page,
-                            })
-                            .await;
+                            imports
+                                .send(Event::ImportQueue {
+                                    client: client.clone(),
+                                    page,
+                                })
+                                .await;
                         }
                         Pull::Late => late.extend(page),
                     }
@@ -314,36 +374,19 @@ impl ClusterLink {
                 None => {}
             }
         }
-        if found && received != expected {
+        if !found {
+            return Ok(Received::Nothing);
+        }
+        if received != expected {
             // A stream cut short: keep the old copy (no release) and say so.
             return Err(format!(
                 "takeover stream ended after {received} of {expected} queued messages"
             ));
         }
-        if found
-            && mode == Pull::Late
-            && let Some(export) = late_export
-        {
-            self.call(Event::ImportLate {
-                client: client.clone(),
-                epoch: berth_core::Epoch(epoch),
-                holder: from,
-                export,
-                page: late,
-            })
-            .await;
-            // The owner checked the session was settled here at `epoch` before pulling; an
-            // epoch never comes back, so settled now means it was when the backlog arrived.
-            if !self.accepts_late(client, epoch).await {
-                // The session moved on (or ended) meanwhile: nothing was stored for it, and the
-                // copy there stays for whoever owns the session now.
-                return Ok(false);
-            }
-        }
-        if found {
-            self.release(client, from, epoch).await;
-        }
-        Ok(found)
+        Ok(match late_export {
+            Some(export) if mode == Pull::Late => Received::Late(export, late),
+            _ => Received::Imported,
+        })
     }
 
     /// Stored here: the old owner may delete its copy. Until it confirms, the pull is
@@ -389,6 +432,43 @@ impl ClusterLink {
 /// Longer than the old owner may itself wait for the claim to reach its broker (up to the
 /// commit timeout, then `broker_caught_up`'s 10 s).
 const TAKEOVER_HEADER_WAIT: Duration = Duration::from_secs(20);
+
+/// What a takeover stream brought.
+enum Received {
+    /// No copy there (for that claim).
+    Nothing,
+    /// A takeover's state and queue, handed to the broker.
+    Imported,
+    /// A late backlog, whole, to be stored in one piece.
+    Late(Box<SessionExport>, Vec<berth_core::Delivery>),
+}
+
+/// A pull's import events, handed to the broker without waiting for each: the broker handles
+/// its commands in the order they were sent and stores a group's effects before it answers
+/// anything of the next group, so once the last event is stored, so is every one before it.
+/// Only that one is awaited (a takeover of a session with a short backlog was two waits for
+/// two group commits, the release behind them).
+struct Imports<'a> {
+    broker: &'a BrokerHandle,
+    /// The latest event, not handed over yet: the one to wait for if no other follows.
+    held: Option<Event>,
+}
+
+impl Imports<'_> {
+    async fn send(&mut self, event: Event) {
+        if let Some(previous) = self.held.replace(event) {
+            self.broker.notify(previous).await;
+        }
+    }
+
+    /// Hands over the last event and waits until it is stored. False if the broker is gone.
+    async fn stored(&mut self) -> bool {
+        match self.held.take() {
+            Some(last) => self.broker.call(last).await,
+            None => true,
+        }
+    }
+}
 
 /// What a pull is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

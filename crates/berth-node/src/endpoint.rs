@@ -7,7 +7,7 @@ use std::sync::Arc;
 use berth_cluster::convert::{delivery_to_pb, message_from_pb};
 use berth_cluster::pb;
 use berth_core::{ClientId, Event, Forwarded};
-use berth_server::BrokerHandle;
+use berth_server::{BrokerHandle, Exported};
 use tonic::Status;
 
 use berth_cluster::convert::{client_id, export_to_pb};
@@ -95,19 +95,22 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             };
             broker.notify(asked).await;
             let deadline = tokio::time::Instant::now() + IMPORT_WAIT;
-            while broker.export_waits(client.clone()).await
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            let export = broker
-                .export(client.clone(), berth_core::Epoch(request.epoch))
-                .await
-                .ok_or_else(|| unavailable("the broker is gone"))?
-                .map_err(unavailable)?;
+            let exported = loop {
+                let may_wait = tokio::time::Instant::now() < deadline;
+                match broker
+                    .export(client.clone(), berth_core::Epoch(request.epoch), may_wait)
+                    .await
+                    .ok_or_else(|| unavailable("the broker is gone"))?
+                {
+                    Exported::Waits => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Exported::Ready(exported) => break exported.map_err(unavailable)?,
+                }
+            };
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             tokio::spawn(async move {
-                let Some(export) = export else {
+                let Some((export, first)) = exported else {
                     let header = pb::SessionHeader::default();
                     let _ = tx.send(Ok(chunk_header(header))).await;
                     return;
@@ -119,17 +122,15 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
                 {
                     return;
                 }
-                let mut from = None;
+                let mut page = first;
                 loop {
-                    let page = match broker.export_queue(client.clone(), from).await {
-                        Some(Ok(page)) => page,
-                        Some(Err(error)) => {
+                    let (deliveries, next) = match page {
+                        Ok(page) => page,
+                        Err(error) => {
                             let _ = tx.send(Err(Status::internal(error.to_string()))).await;
                             return;
                         }
-                        None => return,
                     };
-                    let (deliveries, next) = page;
                     if !deliveries.is_empty() {
                         let chunk = pb::TakeoverChunk {
                             part: Some(pb::takeover_chunk::Part::Queued(pb::QueuedBatch {
@@ -140,10 +141,13 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
                             return;
                         }
                     }
-                    match next {
-                        Some(seq) => from = Some(seq),
+                    let Some(from) = next else {
+                        return;
+                    };
+                    page = match broker.export_queue(client.clone(), Some(from)).await {
+                        Some(page) => page,
                         None => return,
-                    }
+                    };
                 }
             });
             let stream: berth_cluster::TakeoverStream =

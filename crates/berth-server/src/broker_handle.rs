@@ -6,14 +6,13 @@ use berth_core::broker::{
 };
 use berth_core::{
     AdminAnswer, AdminError, AdminRequest, ClientId, Epoch, Event, Forwarded, NodeId, QueueSeq,
-    SessionExport,
 };
 use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
 
 use crate::cluster_port::AdminFailure;
 use crate::runtime::Command;
-pub use crate::runtime::{ExportPage, ForwardReply};
+pub use crate::runtime::{ExportPage, Exported, ForwardReply};
 
 /// What became of an operator's PUBLISH ([`BrokerHandle::operator_publish`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,16 +65,15 @@ impl BrokerHandle {
         wait.await.ok()
     }
 
-    /// Takeover, old owner: the state of `client` for the claim at `epoch`.
-    pub async fn export(
-        &self,
-        client: ClientId,
-        epoch: Epoch,
-    ) -> Option<Result<Option<SessionExport>, berth_core::ExportError>> {
+    /// Takeover, old owner: the state of `client` for the claim at `epoch` with the first page
+    /// of its queue; `Exported::Waits` instead if `may_wait` and the export must wait (see
+    /// `Broker::export_waits`).
+    pub async fn export(&self, client: ClientId, epoch: Epoch, may_wait: bool) -> Option<Exported> {
         let (reply, wait) = oneshot::channel();
         let command = Command::Export {
             client,
             epoch,
+            may_wait,
             reply,
         };
         self.commands.send(command).await.ok()?;
@@ -186,14 +184,6 @@ impl BrokerHandle {
         wait: std::time::Duration,
     ) -> Result<SubscriptionAnswer, AdminFailure> {
         within(wait, self.change_subscription(client, change)).await
-    }
-
-    /// Takeover, old owner: whether the session's export must wait (see
-    /// `Broker::export_waits`).
-    pub async fn export_waits(&self, client: ClientId) -> bool {
-        let (reply, wait) = oneshot::channel();
-        let command = Command::ExportWaits { client, reply };
-        self.commands.send(command).await.is_ok() && wait.await.unwrap_or(false)
     }
 }
 

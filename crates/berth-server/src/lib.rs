@@ -38,7 +38,7 @@ use berth_core::{Broker, BrokerConfig, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use broker_handle::{BrokerHandle, ExportPage, ForwardReply, PublishOutcome};
+pub use broker_handle::{BrokerHandle, ExportPage, Exported, ForwardReply, PublishOutcome};
 pub use cluster_port::{
     ADMIN_COMMIT_WAIT, ADMIN_WAIT, AdminFailure, ClusterHealth, ClusterMembers, ClusterPort, Grant,
     Member, NoConsensus, OperatorFailure, PortFuture, SingleNode, StartCluster,

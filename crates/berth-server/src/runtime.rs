@@ -167,11 +167,14 @@ pub(crate) enum Command {
         messages: Vec<berth_core::Forwarded>,
         reply: oneshot::Sender<ForwardReply>,
     },
-    /// Takeover, old owner: the state of a session another node claimed.
+    /// Takeover, old owner: the state of a session another node claimed and the first page of
+    /// its queue, read together (one trip to the broker thread for a session's usual backlog);
+    /// or, where `may_wait` and the export must wait (`Broker::export_waits`), `Waits`.
     Export {
         client: ClientId,
         epoch: berth_core::Epoch,
-        reply: oneshot::Sender<Result<Option<SessionExport>, berth_core::ExportError>>,
+        may_wait: bool,
+        reply: oneshot::Sender<Exported>,
     },
     /// Takeover, old owner: one page of its queue.
     ExportQueue {
@@ -187,10 +190,6 @@ pub(crate) enum Command {
     AcceptsLate {
         client: ClientId,
         epoch: berth_core::Epoch,
-        reply: oneshot::Sender<bool>,
-    },
-    ExportWaits {
-        client: ClientId,
         reply: oneshot::Sender<bool>,
     },
     /// An operator's request about a session (the admin API); the reply comes once the
@@ -223,6 +222,16 @@ pub(crate) enum Command {
 
 /// One page of a session's queue and where the next page starts (`None`: the last page).
 pub type ExportPage = Result<(Vec<Delivery>, Option<QueueSeq>), StoreError>;
+
+/// The old owner's answer to a takeover's request for the session ([`Command::Export`]).
+#[derive(Debug)]
+pub enum Exported {
+    /// Not yet (`Broker::export_waits`: an import still arriving, QoS 2 PUBLISHes in doubt).
+    Waits,
+    /// The session's state with the first page of its queue; `None`: no copy here for that
+    /// claim.
+    Ready(Result<Option<(SessionExport, ExportPage)>, berth_core::ExportError>),
+}
 
 /// The receiving node's answer to a forward: which clients it does not own.
 pub type ForwardReply = Vec<ClientId>;
@@ -534,11 +543,22 @@ impl<S: Store> BrokerLoop<S> {
             Command::Export {
                 client,
                 epoch,
+                may_wait,
                 reply,
             } => {
+                if may_wait && self.broker.export_waits(&client) {
+                    let _ = reply.send(Exported::Waits);
+                    return Ok(());
+                }
                 // Exports read the store directly: it must hold the group's changes so far.
                 self.broker.commit_pending()?;
-                let _ = reply.send(self.broker.export_session(&client, epoch));
+                let exported = self.broker.export_session(&client, epoch).map(|found| {
+                    found.map(|export| {
+                        let first = self.broker.export_queue(&client, None, EXPORT_PAGE);
+                        (export, first)
+                    })
+                });
+                let _ = reply.send(Exported::Ready(exported));
                 return Ok(());
             }
             Command::ExportQueue {
@@ -560,10 +580,6 @@ impl<S: Store> BrokerLoop<S> {
                 reply,
             } => {
                 let _ = reply.send(self.broker.accepts_late_backlog(&client, epoch));
-                return Ok(());
-            }
-            Command::ExportWaits { client, reply } => {
-                let _ = reply.send(self.broker.export_waits(&client));
                 return Ok(());
             }
             Command::Admin {

@@ -57,6 +57,7 @@ async fn a_subscription_on_one_node_receives_publishes_from_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takeover_on_a_third_node_delivers_the_whole_backlog_in_order() {
+    const BACKLOG: usize = 2_100;
     let cluster = Cluster::start(3).await;
     // Created on node 1, then offline.
     let (mut x, connack) =
@@ -65,10 +66,11 @@ async fn takeover_on_a_third_node_delivers_the_whole_backlog_in_order() {
     x.subscribe("fleet/7/cmd", QoS::AtLeastOnce).await;
     x.disconnect().await;
 
-    // 1000 QoS 1 messages through node 2, every one acknowledged.
+    // QoS 1 messages through node 2, every one acknowledged: three pages of a takeover (the old
+    // owner sends its queue 1,000 messages at a time), the last one short.
     let (mut publisher, _) =
         TestClient::connect(cluster.mqtt(2), ProtocolVersion::V3_1_1, "dispatch", true).await;
-    publish_all(&mut publisher, "fleet/7/cmd", "cmd", 1000).await;
+    publish_all(&mut publisher, "fleet/7/cmd", "cmd", BACKLOG).await;
 
     // Resumed on node 3.
     let started = Instant::now();
@@ -79,13 +81,13 @@ async fn takeover_on_a_third_node_delivers_the_whole_backlog_in_order() {
         connack.session_present,
         "the session moved with Session Present = 1"
     );
-    let got = receive(&mut x, 1000).await;
+    let got = receive(&mut x, BACKLOG).await;
     let payloads: Vec<String> = got.iter().map(|(p, _)| p.clone()).collect();
-    let expected: Vec<String> = (0..1000).map(|i| format!("cmd-{i}")).collect();
-    assert_eq!(payloads, expected, "all 1000, in order, no duplicates");
+    let expected: Vec<String> = (0..BACKLOG).map(|i| format!("cmd-{i}")).collect();
+    assert_eq!(payloads, expected, "all {BACKLOG}, in order, no duplicates");
     x.expect_nothing(Duration::from_millis(300)).await;
     eprintln!(
-        "takeover with 1000 queued: CONNECT→CONNACK {takeover:?}, drained in {:?}",
+        "takeover with {BACKLOG} queued: CONNECT→CONNACK {takeover:?}, drained in {:?}",
         started.elapsed()
     );
 
