@@ -173,8 +173,11 @@ impl ClusterLink {
         self.broker.call(event).await
     }
 
-    /// The new owner's half of a takeover: pull the session from `from`, store it, release it.
-    /// Returns whether a session was imported; counts the takeover by its result.
+    /// The new owner's half of a takeover: pull the session from `from`, store it, release it
+    /// (or, where nothing came, hand the broker the fallback state). What follows the release
+    /// (the fallback, the import's end) is handed to the broker, not awaited: the CONNECT
+    /// sent after this returns is handled after it. Returns whether a session was imported;
+    /// counts the takeover by its result.
     pub(crate) async fn take_over(
         &self,
         client: &ClientId,

@@ -110,7 +110,7 @@ impl berth_cluster::LocalBroker for BrokerEndpoint {
             };
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             tokio::spawn(async move {
-                let Some((export, first)) = exported else {
+                let Some((export, first)) = exported.map(|boxed| *boxed) else {
                     let header = pb::SessionHeader::default();
                     let _ = tx.send(Ok(chunk_header(header))).await;
                     return;

@@ -223,14 +223,14 @@ pub(crate) enum Command {
 /// One page of a session's queue and where the next page starts (`None`: the last page).
 pub type ExportPage = Result<(Vec<Delivery>, Option<QueueSeq>), StoreError>;
 
-/// The old owner's answer to a takeover's request for the session ([`Command::Export`]).
+/// The old owner's answer to a takeover's request for the session (`BrokerHandle::export`).
 #[derive(Debug)]
 pub enum Exported {
     /// Not yet (`Broker::export_waits`: an import still arriving, QoS 2 PUBLISHes in doubt).
     Waits,
     /// The session's state with the first page of its queue; `None`: no copy here for that
     /// claim.
-    Ready(Result<Option<(SessionExport, ExportPage)>, berth_core::ExportError>),
+    Ready(Result<Option<Box<(SessionExport, ExportPage)>>, berth_core::ExportError>),
 }
 
 /// The receiving node's answer to a forward: which clients it does not own.
@@ -555,7 +555,7 @@ impl<S: Store> BrokerLoop<S> {
                 let exported = self.broker.export_session(&client, epoch).map(|found| {
                     found.map(|export| {
                         let first = self.broker.export_queue(&client, None, EXPORT_PAGE);
-                        (export, first)
+                        Box::new((export, first))
                     })
                 });
                 let _ = reply.send(Exported::Ready(exported));
