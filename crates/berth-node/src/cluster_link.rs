@@ -257,9 +257,14 @@ impl ClusterLink {
             broker: &self.broker,
             held: None,
         };
-        let received = self
-            .receive(client, from, epoch, claim_log_index, mode, &mut imports)
-            .await;
+        let asked = Asked {
+            client,
+            from,
+            epoch,
+            claim_log_index,
+            mode,
+        };
+        let received = self.receive(&asked, &mut imports).await;
         // However the stream ended, what it brought reaches the broker (a takeover cut short
         // goes on from it with its fallback state); a release waits until it is stored.
         let stored = imports.stored().await;
@@ -296,13 +301,16 @@ impl ClusterLink {
     /// broker as they arrive (through `imports`), a late backlog is returned whole.
     async fn receive(
         &self,
-        client: &ClientId,
-        from: NodeId,
-        epoch: u64,
-        claim_log_index: u64,
-        mode: Pull,
+        asked: &Asked<'_>,
         imports: &mut Imports<'_>,
     ) -> Result<Received, String> {
+        let &Asked {
+            client,
+            from,
+            epoch,
+            claim_log_index,
+            mode,
+        } = asked;
         let mut rpc = self.node.client(from.0).map_err(|e| e.to_string())?;
         let request = pb::TakeoverRequest {
             client_id: client.as_str().to_string(),
@@ -435,6 +443,15 @@ impl ClusterLink {
 /// Longer than the old owner may itself wait for the claim to reach its broker (up to the
 /// commit timeout, then `broker_caught_up`'s 10 s).
 const TAKEOVER_HEADER_WAIT: Duration = Duration::from_secs(20);
+
+/// What a pull asks the old owner for: the copy of `client` on `from` for the claim at `epoch`.
+struct Asked<'a> {
+    client: &'a ClientId,
+    from: NodeId,
+    epoch: u64,
+    claim_log_index: u64,
+    mode: Pull,
+}
 
 /// What a takeover stream brought.
 enum Received {
