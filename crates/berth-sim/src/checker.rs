@@ -92,6 +92,8 @@ pub struct Report {
     /// Takeovers that went on without the old owner (unreachable).
     pub fallbacks: u64,
     pub stranded_recovered: u64,
+    /// Releases lost on the way (`SimConfig::release_loss_prob`).
+    pub releases_lost: u64,
     /// Waits for an older copy's QoS 2 state begun, and those that ran out with the state
     /// still missing (`berth_qos2_state_waits_*_total`, summed over the nodes' brokers, each
     /// incarnation of a node counted).

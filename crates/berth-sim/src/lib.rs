@@ -88,6 +88,11 @@ pub struct SimConfig {
     /// `cluster.handoff_after`: how long a forward and a probe may go unanswered before the
     /// forwards are handed back to the broker (hinted handoff; `None`: never, as before it).
     pub handoff_after: Option<u64>,
+    /// Probability that a takeover's release never reaches the old owner (its connection reset
+    /// on the way): the new owner goes on as after any failed release, and the old owner's copy
+    /// stays until it offers it as stranded (`stranded.rs`). 0 draws no random number, so the
+    /// other scenarios' seeds replay as before it existed.
+    pub release_loss_prob: f64,
     /// Record a human-readable trace of the run.
     pub trace: bool,
 }
@@ -110,6 +115,7 @@ impl Default for SimConfig {
             snapshot_prob: 0.3,
             qos2_share: 0.25,
             handoff_after: Some(100),
+            release_loss_prob: 0.0,
             trace: false,
         }
     }
@@ -123,6 +129,16 @@ impl SimConfig {
             faults: false,
             bounces: false,
             stale_copy_prob: 1.0,
+            ..SimConfig::default()
+        }
+    }
+
+    /// The chaos schedules with half of the takeovers' releases lost on the way: the old
+    /// owner keeps a copy of a session whose new owner has already connected its client, until
+    /// it offers that copy back as stranded.
+    pub fn lost_release() -> SimConfig {
+        SimConfig {
+            release_loss_prob: 0.5,
             ..SimConfig::default()
         }
     }

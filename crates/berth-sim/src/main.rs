@@ -3,8 +3,9 @@
 //! ```text
 //! berth-sim --seeds 0..10000          many seeds, a summary per failing seed
 //! berth-sim --seed 42 --trace         one seed, replayed exactly, with its schedule and events
-//! options: --scenario chaos|stale-copy|calm  (default chaos; give it before other options)
+//! options: --scenario chaos|stale-copy|calm|lost-release  (default chaos; give it before other options)
 //!          --steps N  --no-nemesis  --no-bounces  --stale-copy P (probability of the script)
+//!          --release-loss P (probability that a takeover's release is lost)
 //!          --verbose (a summary line for every seed)
 //! ```
 
@@ -53,6 +54,11 @@ fn parse() -> Result<Args, String> {
                 args.config.stale_copy_prob =
                     v.parse().map_err(|_| format!("bad probability {v}"))?;
             }
+            "--release-loss" => {
+                let v = value("--release-loss")?;
+                args.config.release_loss_prob =
+                    v.parse().map_err(|_| format!("bad probability {v}"))?;
+            }
             "--no-nemesis" => {
                 args.config.faults = false;
                 args.config.stale_copy_prob = 0.0;
@@ -66,9 +72,10 @@ fn parse() -> Result<Args, String> {
                     "chaos" => SimConfig::default(),
                     "stale-copy" => SimConfig::stale_copy(),
                     "calm" => SimConfig::calm(),
+                    "lost-release" => SimConfig::lost_release(),
                     other => {
                         return Err(format!(
-                            "unknown scenario {other} (chaos, stale-copy, calm)"
+                            "unknown scenario {other} (chaos, stale-copy, calm, lost-release)"
                         ));
                     }
                 };
@@ -77,7 +84,7 @@ fn parse() -> Result<Args, String> {
             "--trace" => args.trace = true,
             "--verbose" | "-v" => args.verbose = true,
             "--help" | "-h" => {
-                return Err("usage: berth-sim [--seeds A..B | --seed N] [--trace] [--verbose] [--scenario chaos|stale-copy|calm] [--steps N] [--stale-copy P] [--no-nemesis] [--no-bounces] [--no-handoff]".into());
+                return Err("usage: berth-sim [--seeds A..B | --seed N] [--trace] [--verbose] [--scenario chaos|stale-copy|calm|lost-release] [--steps N] [--stale-copy P] [--release-loss P] [--no-nemesis] [--no-bounces] [--no-handoff]".into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
@@ -132,6 +139,7 @@ fn main() -> ExitCode {
         total.crashes += report.crashes;
         total.partitions += report.partitions;
         total.stale_copy_scripts += report.stale_copy_scripts;
+        total.releases_lost += report.releases_lost;
         total.qos2_waits += report.qos2_waits;
         total.qos2_waits_expired += report.qos2_waits_expired;
         if report.qos2_waits_expired > 0 {
@@ -140,7 +148,7 @@ fn main() -> ExitCode {
         total.ack_ms.extend(&report.ack_ms);
     }
     println!(
-        "{count} seeds in {:.1}s: {} failed | published {} acked {} delivered {} lost {} duplicates {} late {} (stranded {}, resent {}, handoff {}) takeovers {} pauses {} crashes {} partitions {} stale-copy scripts {} | QoS 2 state waits {} (expired {}, in {} seeds)",
+        "{count} seeds in {:.1}s: {} failed | published {} acked {} delivered {} lost {} duplicates {} late {} (stranded {}, resent {}, handoff {}) takeovers {} pauses {} crashes {} partitions {} stale-copy scripts {} releases lost {} | QoS 2 state waits {} (expired {}, in {} seeds)",
         started.elapsed().as_secs_f64(),
         failed.len(),
         total.published,
@@ -157,6 +165,7 @@ fn main() -> ExitCode {
         total.crashes,
         total.partitions,
         total.stale_copy_scripts,
+        total.releases_lost,
         total.qos2_waits,
         total.qos2_waits_expired,
         seeds_with_expired_waits,

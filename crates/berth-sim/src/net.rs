@@ -116,7 +116,20 @@ fn describe(body: &NetBody) -> String {
             export.inflight.len()
         ),
         NetBody::Header(None) => "Header: nothing here".into(),
-        NetBody::Page(page) => format!("Page of {}", page.len()),
+        NetBody::Page(page) => {
+            let names: Vec<String> = page
+                .iter()
+                .map(|d| {
+                    let name = d
+                        .message
+                        .as_ref()
+                        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+                        .unwrap_or_default();
+                    format!("{name} q{}", d.qos)
+                })
+                .collect();
+            format!("Page of {}: [{}]", page.len(), names.join(", "))
+        }
         NetBody::Error(error) => format!("Error: {error}"),
         other => other.name().to_string(),
     }
@@ -292,6 +305,29 @@ impl Sim {
             first_ping,
             NodeEv::Timer(Timer::KeepAliveCheck { rpc }),
         );
+        rpc
+    }
+
+    /// An RPC whose request never reaches `to` (its connection reset on the way): the caller
+    /// hears of the failure `after` ms later.
+    pub fn lose_rpc(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        purpose: Purpose,
+        body: &NetBody,
+        after: Time,
+    ) -> Id {
+        let rpc = self.id();
+        self.node_mut(from)
+            .rpcs
+            .insert(rpc, Rpc { peer: to, purpose });
+        trace!(
+            self,
+            "net  n{from}->n{to} rpc {rpc} {}: lost",
+            describe(body)
+        );
+        self.at_node(from, after, NodeEv::Timer(Timer::RpcDeadline { rpc }));
         rpc
     }
 

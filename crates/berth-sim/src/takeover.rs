@@ -206,6 +206,13 @@ impl Sim {
             epoch,
             then,
         };
+        let p = self.cfg.release_loss_prob;
+        if p > 0.0 && self.rng.chance(p) {
+            self.report.releases_lost += 1;
+            let after = self.rng.range(5, 2_000);
+            self.lose_rpc(n, from, purpose, &body, after);
+            return;
+        }
         self.start_rpc(n, from, purpose, body, None);
     }
 

@@ -157,6 +157,27 @@ fn messages_published_while_a_stale_copy_is_taken_back_are_not_lost() {
     assert!(failures.is_empty(), "{}", describe(&failures, "stale-copy"));
 }
 
+/// The chaos schedules with half of the takeovers' releases lost on the way: the old owner
+/// keeps its copy after the new owner connected the client, and the copy comes back later (a
+/// takeover back merges it, or it is offered as a stranded backlog). No acknowledged message
+/// may be lost, nor a session, nor the order. QoS 2 exactly-once is left out here: these
+/// schedules still deliver a QoS 2 message twice in about 3.5 % of seeds (an older copy's
+/// in-flight message re-sent under its own packet id while the newer copy that completed it
+/// cannot be reached; open, see `crates/berth-sim/README.md`).
+#[test]
+fn with_releases_lost_no_acknowledged_message_is_lost() {
+    let count = env_u64("BERTH_SIM_SEEDS", 1_000);
+    let broken = |r: &Report| r.violations.iter().any(|v| !v.kind.starts_with("6-qos2"));
+    let (failures, totals) = run_seeds(0, count, &SimConfig::lost_release(), broken);
+    eprintln!("{count} lost-release schedules: {}", totals_line(&totals));
+    assert!(totals.takeovers > count, "the schedules moved sessions");
+    assert!(
+        failures.is_empty(),
+        "{}",
+        describe(&failures, "lost-release")
+    );
+}
+
 /// Schedules that once broke QoS 2 exactly-once (a merge that dropped the incoming ids of the
 /// very copy its session waited for; an older copy standing in for a newer one's deliveries;
 /// an older copy's QoS 2 message coming back under a new packet id because its own was in use)

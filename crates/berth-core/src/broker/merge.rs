@@ -212,7 +212,7 @@ impl<S: Store> Broker<S> {
                 });
             }
         }
-        self.merge_inflight(client, imported_inflight, &imported_seen);
+        self.merge_inflight(client, imported_inflight);
     }
 
     /// This copy's queue, which follows the imported state (late), as it should go out:
@@ -330,12 +330,14 @@ impl<S: Store> Broker<S> {
     /// out under its own once it is free (`Delivery::sent_as`). Of its PUBRELs only
     /// those whose id the imported window does not use are kept (they end an exchange the
     /// client may still hold).
-    fn merge_inflight(
-        &mut self,
-        client: &ClientId,
-        imported: Vec<(PacketId, InflightRecord)>,
-        imported_seen: &[MessageId],
-    ) {
+    ///
+    /// A message of this window that the imported state took but does not hold in its window
+    /// stays here for now, under its own id: the import's queue pages may bring it (then the
+    /// page's is the duplicate: this copy took it, `take_once`), or the newer owner delivered
+    /// it, and it is dropped once the import is done (`drop_taken_inflight`). Dropped here
+    /// at once, while the page's copy was dropped as one this copy took, the message reached
+    /// the client from neither (simulator `--scenario lost-release`, seed 949).
+    fn merge_inflight(&mut self, client: &ClientId, imported: Vec<(PacketId, InflightRecord)>) {
         let local = match self.window_records(client) {
             Ok(window) => window,
             Err(error) => {
@@ -348,13 +350,15 @@ impl<S: Store> Broker<S> {
         };
         let stored = session.stored;
         let imported_ids: HashSet<PacketId> = imported.iter().map(|(id, _)| *id).collect();
-        // A message both copies hold (this one was pulled before, its release lost) goes to
-        // the client once.
-        let mut taken: HashSet<MessageId> = imported_seen.iter().copied().collect();
-        taken.extend(imported.iter().filter_map(|(_, record)| match record {
-            InflightRecord::Sent { delivery, .. } => delivery.message.id,
-            InflightRecord::Released { .. } => None,
-        }));
+        // A message both windows hold (this copy was pulled before, its release lost) goes to
+        // the client once, from the imported window.
+        let taken: HashSet<MessageId> = imported
+            .iter()
+            .filter_map(|(_, record)| match record {
+                InflightRecord::Sent { delivery, .. } => delivery.message.id,
+                InflightRecord::Released { .. } => None,
+            })
+            .collect();
         let mut window: VecDeque<(PacketId, Outgoing)> = VecDeque::new();
         let mut older = Vec::new();
         for (id, record) in local {
@@ -483,6 +487,41 @@ impl<S: Store> Broker<S> {
         }
         for delivery in to_queue {
             self.enqueue(client, delivery);
+        }
+    }
+
+    /// The import is done: what this copy's window still holds of the QoS 2 messages the
+    /// imported state took (`taken`: its pages did not bring them) the newer owner delivered,
+    /// and they go no further (see `merge_inflight`).
+    pub(super) fn drop_taken_inflight(&mut self, client: &ClientId, taken: &HashSet<MessageId>) {
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let is_taken = |outgoing: &Outgoing| {
+            matches!(outgoing, Outgoing::Sent { delivery, .. }
+                if delivery.qos == QoS::ExactlyOnce
+                    && delivery.message.id.is_some_and(|id| taken.contains(&id)))
+        };
+        let gone: Vec<PacketId> = session
+            .inflight
+            .iter()
+            .filter(|(_, outgoing)| is_taken(outgoing))
+            .map(|(id, _)| *id)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        session.inflight.retain(|(_, outgoing)| !is_taken(outgoing));
+        session.resend.retain(|id| !gone.contains(id));
+        let stored = session.stored;
+        for packet_id in gone {
+            self.stats.count_drop(crate::stats::DropReason::Duplicate);
+            if stored {
+                self.batch.push(Op::DeleteInflight {
+                    client: client.clone(),
+                    packet_id,
+                });
+            }
         }
     }
 

@@ -505,6 +505,7 @@ impl<S: Store> Broker<S> {
         }
         if let Some(taken) = taken.filter(|t| !t.is_empty()) {
             self.requeue_older_copy(client, &taken, false);
+            self.drop_taken_inflight(client, &taken);
         }
         let Some(cluster) = self.cluster.as_mut() else {
             return;

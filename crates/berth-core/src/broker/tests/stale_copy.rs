@@ -156,3 +156,47 @@ fn a_read_through_the_batch_skips_what_it_dequeued() {
         .collect();
     assert_eq!(payloads, vec![&b"q1"[..], b"q3", b"q4"]);
 }
+
+/// Simulator `--scenario lost-release`, seed 949: node 2 sent q1 (in flight there) after
+/// pulling the session, its release to node 1 lost, so node 1 still has q1 queued. The client
+/// comes to node 1 while node 2 cannot be reached (fallback: node 1 merges its own copy), then
+/// goes back to node 2, which pulls node 1's copy: the import has q1 queued and took it, the
+/// copy at node 2 has it in flight. It goes out once: from node 2's window, the page's being
+/// the duplicate. (Dropped from the window because the import took it, while the page's copy
+/// was dropped as one node 2 took, it reached the client from neither.)
+#[test]
+fn a_message_in_flight_here_and_queued_in_the_import_goes_out_once() {
+    let (mut a, mut b) = pulled_with_queued(&[b"q1"]);
+    let (conn, out) = b.connect_as(v3("x", false), 2);
+    assert_eq!(payloads(&out.publishes(conn)), vec!["q1"]);
+    b.lose(conn);
+
+    // At node 1, node 2 unreachable: the fallback, lacking node 2's copy of epoch 2.
+    a.event(claim(1, 3));
+    b.event(claim(1, 3));
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let mut state = fallback(3, Vec::new());
+    state.record.qos2_doubt.lacking = Some(crate::CopyRef {
+        node: crate::cluster::NodeId(2),
+        epoch: Epoch(2),
+    });
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: state,
+    });
+    a.event(Event::ImportDone {
+        client: client("x"),
+    });
+
+    // Back at node 2, which pulls node 1's copy.
+    a.event(claim(2, 4));
+    b.event(claim(2, 4));
+    pull(&mut a, &mut b, 4);
+    let (conn, out) = b.connect_as(v3("x", false), 4);
+    assert!(out.connack(conn).session_present);
+    let sent = out.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["q1"], "q1 goes out once");
+    assert!(sent[0].dup);
+}
