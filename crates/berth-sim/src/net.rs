@@ -85,6 +85,13 @@ pub(crate) enum NetBody {
     Error(String),
 }
 
+/// A message's payload, which names it in the simulator (`p0:10`).
+fn payload_name(message: Option<&pb::Message>) -> String {
+    message
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .unwrap_or_default()
+}
+
 /// A short description of a message, for traces.
 fn describe(body: &NetBody) -> String {
     match body {
@@ -92,11 +99,7 @@ fn describe(body: &NetBody) -> String {
             let items: Vec<String> = batch
                 .iter()
                 .map(|m| {
-                    let payload = m
-                        .message
-                        .as_ref()
-                        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
-                        .unwrap_or_default();
+                    let payload = payload_name(m.message.as_ref());
                     format!("{payload}->{}", m.client_ids.join("+"))
                 })
                 .collect();
@@ -119,14 +122,7 @@ fn describe(body: &NetBody) -> String {
         NetBody::Page(page) => {
             let names: Vec<String> = page
                 .iter()
-                .map(|d| {
-                    let name = d
-                        .message
-                        .as_ref()
-                        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
-                        .unwrap_or_default();
-                    format!("{name} q{}", d.qos)
-                })
+                .map(|d| format!("{} q{}", payload_name(d.message.as_ref()), d.qos))
                 .collect();
             format!("Page of {}: [{}]", page.len(), names.join(", "))
         }
