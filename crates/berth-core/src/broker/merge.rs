@@ -212,7 +212,7 @@ impl<S: Store> Broker<S> {
                 });
             }
         }
-        self.merge_inflight(client, imported_inflight);
+        self.merge_inflight(client, imported_inflight, &in_window);
     }
 
     /// This copy's queue, which follows the imported state (late), as it should go out:
@@ -337,7 +337,13 @@ impl<S: Store> Broker<S> {
     /// it, and it is dropped once the import is done (`drop_taken_inflight`). Dropped here
     /// at once, while the page's copy was dropped as one this copy took, the message reached
     /// the client from neither (simulator `--scenario lost-release`, seed 949).
-    fn merge_inflight(&mut self, client: &ClientId, imported: Vec<(PacketId, InflightRecord)>) {
+    /// `in_window`: the messages the imported window holds.
+    fn merge_inflight(
+        &mut self,
+        client: &ClientId,
+        imported: Vec<(PacketId, InflightRecord)>,
+        in_window: &HashSet<MessageId>,
+    ) {
         let local = match self.window_records(client) {
             Ok(window) => window,
             Err(error) => {
@@ -350,15 +356,6 @@ impl<S: Store> Broker<S> {
         };
         let stored = session.stored;
         let imported_ids: HashSet<PacketId> = imported.iter().map(|(id, _)| *id).collect();
-        // A message both windows hold (this copy was pulled before, its release lost) goes to
-        // the client once, from the imported window.
-        let taken: HashSet<MessageId> = imported
-            .iter()
-            .filter_map(|(_, record)| match record {
-                InflightRecord::Sent { delivery, .. } => delivery.message.id,
-                InflightRecord::Released { .. } => None,
-            })
-            .collect();
         let mut window: VecDeque<(PacketId, Outgoing)> = VecDeque::new();
         let mut older = Vec::new();
         for (id, record) in local {
@@ -372,8 +369,10 @@ impl<S: Store> Broker<S> {
                 InflightRecord::Released { .. } if !imported_ids.contains(&id) => {
                     window.push_back((id, Outgoing::Released));
                 }
+                // A message both windows hold (this copy was pulled before, its release lost)
+                // goes to the client once, from the imported window.
                 InflightRecord::Sent { delivery, .. }
-                    if delivery.message.id.is_some_and(|m| taken.contains(&m)) =>
+                    if delivery.message.id.is_some_and(|m| in_window.contains(&m)) =>
                 {
                     self.stats.count_drop(crate::stats::DropReason::Duplicate);
                 }
