@@ -161,9 +161,9 @@ fn messages_published_while_a_stale_copy_is_taken_back_are_not_lost() {
 /// keeps its copy after the new owner connected the client, and the copy comes back later (a
 /// takeover back merges it, or it is offered as a stranded backlog). No acknowledged message
 /// may be lost, nor a session, nor the order. QoS 2 exactly-once is left out here: these
-/// schedules still deliver a QoS 2 message twice in about 3.5 % of seeds (an older copy's
-/// in-flight message re-sent under its own packet id while the newer copy that completed it
-/// cannot be reached; open, see `crates/berth-sim/README.md`).
+/// schedules still deliver a QoS 2 message twice in about 2 % of seeds (a late copy from
+/// another node than the one the session lacks, chains of copies each in doubt; open, see
+/// `crates/berth-sim/README.md`).
 #[test]
 fn with_releases_lost_no_acknowledged_message_is_lost() {
     let count = env_u64("BERTH_SIM_SEEDS", 1_000);

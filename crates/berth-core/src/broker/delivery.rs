@@ -245,6 +245,23 @@ impl<S: Store> Broker<S> {
         in_doubt && self.qos2_wait_running(now, client)
     }
 
+    /// Whether the re-send of `delivery`, in `client`'s in-flight window from an earlier
+    /// connection, waits (with what follows it, in order) for the older copy's QoS 2 state
+    /// (`deliveries_held`). A merge that leaves the session without a newer copy's state keeps
+    /// this copy's window (`merge_inflight`): that copy may have re-sent such a message under
+    /// the same packet id and had it completed, and the client freed the id since — re-sent
+    /// at the CONNECT, it reached the application twice (simulator `--scenario lost-release`,
+    /// seed 43). When that copy's state comes (`on_import_late`), what it delivered is
+    /// released instead (`release_delivered`); when the wait ends, it goes out.
+    fn resend_held(&mut self, now: UnixMillis, client: &ClientId, delivery: &Delivery) -> bool {
+        delivery.qos == QoS::ExactlyOnce
+            && self
+                .sessions
+                .get(client)
+                .is_some_and(|s| s.qos2_state_elsewhere)
+            && self.deliveries_held(now, client)
+    }
+
     /// Whether `client`'s re-sent QoS 2 PUBLISHes with an id not known here wait for an older
     /// copy's state: also when only the client's side of it is in doubt
     /// (`incoming_qos2_elsewhere`), on the same clock as the deliveries.
@@ -430,10 +447,11 @@ impl<S: Store> Broker<S> {
         for (id, outgoing) in entries {
             match outgoing {
                 Outgoing::Sent { delivery, .. } => {
+                    let held = self.resend_held(now, client, &delivery);
                     let Some(session) = self.sessions.get_mut(client) else {
                         return;
                     };
-                    if !session.resend.is_empty() || in_air >= window {
+                    if held || !session.resend.is_empty() || in_air >= window {
                         session.resend.push_back(id);
                     } else if self.transmit(now, client, &delivery, Some(id), true) {
                         in_air += 1;
@@ -478,6 +496,12 @@ impl<S: Store> Broker<S> {
                 });
             // Acknowledged before it was re-sent: nothing left to do for it.
             let Some(delivery) = delivery else { continue };
+            if self.resend_held(now, client, &delivery) {
+                if let Some(session) = self.sessions.get_mut(client) {
+                    session.resend.push_front(id);
+                }
+                return;
+            }
             if !self.transmit(now, client, &delivery, Some(id), true) {
                 // Too large for this connection's Maximum Packet Size: discarded as if
                 // delivered [MQTT-3.1.2-25], so it must not hold a window slot forever.

@@ -524,6 +524,62 @@ impl<S: Store> Broker<S> {
         }
     }
 
+    /// The QoS 2 messages in `client`'s window that a newer copy of the session delivered
+    /// (`delivered`, from its state recovered late): their exchange ends with a PUBREL instead
+    /// of a re-send (`resend_held` kept them back). The client may still hold the packet id
+    /// from this copy's send (PUBREC sent, PUBREL not come); if it does not, it answers the
+    /// PUBREL all the same (PUBCOMP), and the id is free on both sides.
+    pub(super) fn release_delivered(&mut self, client: &ClientId, delivered: &HashSet<MessageId>) {
+        let window = match self.window_records(client) {
+            Ok(window) => window,
+            Err(error) => {
+                self.fault = Some(error);
+                return;
+            }
+        };
+        let ended: Vec<(PacketId, u64)> = window
+            .into_iter()
+            .filter_map(|(id, record)| match record {
+                InflightRecord::Sent { order, delivery }
+                    if delivery.qos == QoS::ExactlyOnce
+                        && delivery.message.id.is_some_and(|m| delivered.contains(&m)) =>
+                {
+                    Some((id, order))
+                }
+                _ => None,
+            })
+            .collect();
+        let Some(session) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let conn = session.conn();
+        for (id, order) in ended {
+            // Not loaded, the window is read from the store when the client is back.
+            if session.inflight_loaded {
+                if let Some(at) = session.inflight.iter().position(|(used, _)| *used == id)
+                    && let Some(outgoing) = session.inflight.outgoing_at_mut(at)
+                {
+                    *outgoing = Outgoing::Released;
+                }
+                session.resend.retain(|held| *held != id);
+                if let Some(conn) = conn {
+                    self.actions.push(super::Action::Send {
+                        conn,
+                        packet: berth_codec::Packet::PubRel(berth_codec::PubRel::new(id)),
+                    });
+                }
+            }
+            if session.stored {
+                self.batch.push(Op::PutInflight {
+                    client: client.clone(),
+                    packet_id: id,
+                    record: InflightRecord::Released { order },
+                });
+            }
+            self.stats.count_drop(crate::stats::DropReason::Duplicate);
+        }
+    }
+
     /// What the copy of `client` held here has in flight and queued, in order: for a harness
     /// that checks delivery order, since a merge (`merge_import`) delivers it after the imported
     /// window, late.

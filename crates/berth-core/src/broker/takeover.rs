@@ -1,14 +1,16 @@
 //! A session moving between nodes: the old owner exports it (state, then queue pages) and
 //! deletes it on release; the new owner imports it and then lets waiting messages through.
 
-use berth_codec::{QoS, TopicFilter};
+use std::collections::HashSet;
+
+use berth_codec::{PacketId, QoS, TopicFilter};
 
 use super::Broker;
 use super::session::Session;
 use crate::cluster::{ExportError, QueuePage, SessionExport};
-use crate::ids::{ClientId, QueueSeq};
+use crate::ids::{ClientId, MessageId, QueueSeq};
 use crate::message::Delivery;
-use crate::store::{Op, Store, StoreError};
+use crate::store::{InflightRecord, Op, Store, StoreError};
 use crate::time::UnixMillis;
 
 impl<S: Store> Broker<S> {
@@ -429,6 +431,15 @@ impl<S: Store> Broker<S> {
             ..
         } = export;
         self.stats.stranded_recovered_total += (inflight.len() + page.len()) as u64;
+        // What the late copy took and holds no more, it delivered: a QoS 2 message of it still
+        // here (an older copy's, held for this state since a merge, `resend_held`) would reach
+        // the client a second time. Queued, it goes; in flight, its exchange is ended with a
+        // PUBREL instead (`release_delivered`).
+        let delivered = delivered_by_copy(&seen, &inflight, &page);
+        if !delivered.is_empty() {
+            self.requeue_older_copy(client, &delivered, false);
+            self.release_delivered(client, &delivered);
+        }
         // What the session took here since is compared first (a copy that came both ways is
         // dropped), then what the late copy took joins, for copies still on their way.
         self.join_late_window(now, client, inflight);
@@ -535,4 +546,27 @@ impl<S: Store> Broker<S> {
         self.settle_adopted(now, client);
         self.unpark(now);
     }
+}
+
+/// The QoS 2 messages a copy of a session took (`seen`) and delivered: neither its in-flight
+/// window (`inflight`; a PUBREL there names no message) nor its queue (`page`) holds them.
+fn delivered_by_copy(
+    seen: &[MessageId],
+    inflight: &[(PacketId, InflightRecord)],
+    page: &QueuePage,
+) -> HashSet<MessageId> {
+    let mut delivered: HashSet<MessageId> = seen.iter().copied().collect();
+    let held = inflight
+        .iter()
+        .filter_map(|(_, record)| match record {
+            InflightRecord::Sent { delivery, .. } => Some(delivery),
+            InflightRecord::Released { .. } => None,
+        })
+        .chain(page.iter());
+    for delivery in held {
+        if let Some(id) = delivery.message.id {
+            delivered.remove(&id);
+        }
+    }
+    delivered
 }

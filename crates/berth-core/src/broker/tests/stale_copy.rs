@@ -200,3 +200,122 @@ fn a_message_in_flight_here_and_queued_in_the_import_goes_out_once() {
     assert_eq!(payloads(&sent), vec!["q1"], "q1 goes out once");
     assert!(sent[0].dup);
 }
+
+/// Simulator `--scenario lost-release`, seed 43: node 1 sent q1 to `x` under packet id `id`,
+/// and node 2 pulled the session (its release to node 1 lost) and re-sent q1 under the same
+/// id; with `complete`, the client completed it there (and freed the id). Then node 2 cannot
+/// be reached, and `x` comes back to node 1, whose fallback lacks node 2's copy: q1, in node
+/// 1's window, must not go out at the CONNECT. Returns both nodes, `x`'s connection at node 1,
+/// what it got there and q1's packet id.
+fn sent_at_both_then_back(complete: bool) -> (Harness, Harness, ConnId, Out, PacketId) {
+    let mut a = node(1);
+    let conn = a.connect_ok(v3("x", false));
+    a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
+    let publisher = a.connect_ok(v3("pub", true));
+    let out = a.publish(publisher, publish("t", b"q1", QoS::ExactlyOnce, 1));
+    let id = out.publish(conn).packet_id.unwrap();
+    a.lose(conn);
+
+    let mut b = node(2);
+    a.event(claim(2, 2));
+    b.event(claim(2, 2));
+    pull(&mut a, &mut b, 2);
+    let (conn, out) = b.connect_as(v3("x", false), 2);
+    let sent = out.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["q1"]);
+    assert_eq!(sent[0].packet_id, Some(id));
+    if complete {
+        b.pubrec(conn, id);
+        b.pubcomp(conn, id);
+    }
+    b.lose(conn);
+
+    a.event(claim(1, 3));
+    b.event(claim(1, 3));
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let subscription = crate::store::SubscriptionRecord {
+        options: SubscriptionOptions::new(QoS::ExactlyOnce),
+        subscription_id: None,
+    };
+    let mut state = fallback(3, vec![(filter("t"), subscription)]);
+    state.record.qos2_doubt.lacking = Some(crate::CopyRef {
+        node: crate::cluster::NodeId(2),
+        epoch: Epoch(2),
+    });
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: state,
+    });
+    a.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    (a, b, conn, out, id)
+}
+
+/// Node 2's copy, recovered late at node 1 (its stranded backlog).
+fn recover_late(from: &mut Harness, to: &mut Harness) -> Out {
+    let export = from
+        .broker
+        .export_session(&client("x"), Epoch(3))
+        .unwrap()
+        .unwrap();
+    let (page, _) = from.broker.export_queue(&client("x"), None, 10).unwrap();
+    to.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(3),
+        holder: crate::cluster::NodeId(2),
+        export: Box::new(export),
+        page,
+    })
+}
+
+/// Seed 43 itself: the client completed q1 at node 2. Re-sent under its freed id, the client
+/// would take it as a new message; node 2's state, once recovered, shows it delivered q1.
+#[test]
+fn an_older_copys_qos2_message_the_newer_copy_completed_goes_out_no_more() {
+    let (mut a, mut b, conn, out, id) = sent_at_both_then_back(true);
+    assert!(
+        out.publishes(conn).is_empty(),
+        "q1 waits for node 2's QoS 2 state"
+    );
+    let out = recover_late(&mut b, &mut a);
+    assert!(out.publishes(conn).is_empty(), "node 2 delivered q1");
+    // Its exchange ends: the client answers a PUBREL for an id it does not hold too.
+    assert_eq!(out.to(conn), vec![Packet::PubRel(PubRel::new(id))]);
+    a.pubcomp(conn, id);
+    assert!(a.stored_queue("x").is_empty());
+    assert!(a.stored_inflight("x").is_empty());
+    let out = a.tick_after_millis(crate::broker::delivery::QOS2_STATE_WAIT);
+    assert!(out.publishes(conn).is_empty());
+}
+
+/// The client did not acknowledge q1 at node 2: node 2's state shows it still in flight, and
+/// q1 goes out once, under the id the client may still hold, with DUP = 1.
+#[test]
+fn an_older_copys_qos2_message_the_newer_copy_still_holds_goes_out_once() {
+    let (mut a, mut b, conn, out, id) = sent_at_both_then_back(false);
+    assert!(out.publishes(conn).is_empty());
+    let out = recover_late(&mut b, &mut a);
+    let sent = out.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["q1"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
+    a.pubrec(conn, id);
+    a.pubcomp(conn, id);
+    assert!(a.stored_inflight("x").is_empty() && a.stored_queue("x").is_empty());
+}
+
+/// Node 2 never comes back: q1 goes out when the wait for its state ends (exactly once is
+/// then not promised; the message is not lost).
+#[test]
+fn an_older_copys_held_qos2_message_goes_out_when_the_wait_ends() {
+    let (mut a, _b, conn, out, id) = sent_at_both_then_back(false);
+    assert!(out.publishes(conn).is_empty());
+    let out = a.tick_after_millis(crate::broker::delivery::QOS2_STATE_WAIT);
+    let sent = out.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["q1"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
+}
