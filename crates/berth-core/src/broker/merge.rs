@@ -222,23 +222,25 @@ impl<S: Store> Broker<S> {
     /// store too, so that a restart keeps the flag) — the newer owner may have pulled this very
     /// copy, its release lost in a crash here, and delivered from it already, so each "might
     /// be a re-delivery" (§3.3.1.1). Merges are rare; the queue is read once, in pages.
+    /// Returns the identities of the messages dropped.
     pub(super) fn requeue_older_copy(
         &mut self,
         client: &ClientId,
         taken: &HashSet<MessageId>,
         mark_redelivered: bool,
-    ) {
+    ) -> HashSet<MessageId> {
         const PAGE: usize = 256;
         // Rewritten wholesale below: the window as in-flight rows first (`row_backed`).
         self.settle_rows(client);
         let Some(session) = self.sessions.get_mut(client) else {
-            return;
+            return HashSet::new();
         };
         let is_taken = |delivery: &Delivery| {
             delivery.qos == QoS::ExactlyOnce
                 && delivery.message.id.is_some_and(|id| taken.contains(&id))
         };
         let mut dropped: Vec<(QueueSeq, u64)> = Vec::new();
+        let mut ids = HashSet::new();
         let mut first_kept = None;
         for (seq, delivery) in session.queue.head.iter_mut() {
             if mark_redelivered {
@@ -247,6 +249,7 @@ impl<S: Store> Broker<S> {
             if !session.stored {
                 if is_taken(delivery) {
                     dropped.push((*seq, delivery.size()));
+                    ids.extend(delivery.message.id);
                 } else if first_kept.is_none() {
                     first_kept = Some(*seq);
                 }
@@ -265,7 +268,7 @@ impl<S: Store> Broker<S> {
                     Ok(page) => page,
                     Err(error) => {
                         self.fault = Some(error);
-                        return;
+                        return ids;
                     }
                 };
                 let full = page.len() == PAGE;
@@ -275,6 +278,7 @@ impl<S: Store> Broker<S> {
                 for (seq, mut delivery) in page {
                     if is_taken(&delivery) {
                         dropped.push((seq, delivery.size()));
+                        ids.extend(delivery.message.id);
                         continue;
                     }
                     first_kept.get_or_insert(seq);
@@ -294,10 +298,10 @@ impl<S: Store> Broker<S> {
             }
         }
         if dropped.is_empty() {
-            return;
+            return ids;
         }
         let Some(session) = self.sessions.get_mut(client) else {
-            return;
+            return ids;
         };
         let gone: HashSet<QueueSeq> = dropped.iter().map(|(seq, _)| *seq).collect();
         session.queue.head.retain(|(seq, _)| !gone.contains(seq));
@@ -318,6 +322,7 @@ impl<S: Store> Broker<S> {
         for _ in &dropped {
             self.stats.count_drop(crate::stats::DropReason::Duplicate);
         }
+        ids
     }
 
     /// The in-flight windows of a merge. The imported one is what the client holds now: its
@@ -632,11 +637,14 @@ impl<S: Store> Broker<S> {
     /// Where the session uses the id, a QoS 2 message is queued to go out under it once it is
     /// free (`Delivery::sent_as`), a QoS 1 message is delivered under a new id. A PUBREL whose
     /// id is free is sent again: it ends an exchange the client may still hold.
+    /// `moved`: messages this session had queued and gave up for the late entry (see
+    /// `on_import_late`), joined although the session took them.
     pub(super) fn join_late_window(
         &mut self,
         now: crate::time::UnixMillis,
         client: &ClientId,
         mut late: Vec<(PacketId, InflightRecord)>,
+        moved: &HashSet<MessageId>,
     ) {
         if late.is_empty() {
             return;
@@ -675,7 +683,8 @@ impl<S: Store> Broker<S> {
                         displaced.push(delivery);
                         continue;
                     }
-                    if !self.take_once(client, &delivery) {
+                    let moved_here = delivery.message.id.is_some_and(|m| moved.contains(&m));
+                    if !moved_here && !self.take_once(client, &delivery) {
                         continue;
                     }
                     Outgoing::Sent { order: 0, delivery }
@@ -738,7 +747,7 @@ impl<S: Store> Broker<S> {
 
     /// `client`'s in-flight window as records, in send order: from memory when it is loaded
     /// there, else from the store (with this event's uncommitted changes).
-    fn window_records(
+    pub(super) fn window_records(
         &self,
         client: &ClientId,
     ) -> Result<Vec<(PacketId, InflightRecord)>, crate::store::StoreError> {

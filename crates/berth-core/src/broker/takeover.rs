@@ -382,7 +382,7 @@ impl<S: Store> Broker<S> {
             ..
         } = export;
         self.stats.stranded_recovered_total += inflight.len() as u64;
-        self.join_late_window(now, client, inflight);
+        self.join_late_window(now, client, inflight, &HashSet::new());
         // Folded when the import is done: before, they would swallow its pages still to come.
         self.defer_seen(client, seen);
         self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, None);
@@ -440,12 +440,57 @@ impl<S: Store> Broker<S> {
             self.requeue_older_copy(client, &delivered, false);
             self.release_delivered(client, &delivered);
         }
+        // A QoS 2 message the late copy sent and this session still has queued goes out from
+        // the late window, under the id the client may hold for it: from the queue it would go
+        // under a new one, and the client would take it twice (simulator `--scenario
+        // lost-release`, seed 269).
+        let sent_there = self.sent_by_late_copy(client, &inflight);
+        let moved = if sent_there.is_empty() {
+            HashSet::new()
+        } else {
+            self.requeue_older_copy(client, &sent_there, false)
+        };
         // What the session took here since is compared first (a copy that came both ways is
         // dropped), then what the late copy took joins, for copies still on their way.
-        self.join_late_window(now, client, inflight);
+        self.join_late_window(now, client, inflight, &moved);
         self.deliver_late_page(now, client, page);
         self.fold_seen(client, seen);
         self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, Some(holder));
+    }
+
+    /// The QoS 2 messages in a late copy's window (`late`) that would join `client`'s window
+    /// under their own packet ids: ids this session's window does not use, for messages it
+    /// does not hold in flight itself.
+    fn sent_by_late_copy(
+        &mut self,
+        client: &ClientId,
+        late: &[(PacketId, InflightRecord)],
+    ) -> HashSet<MessageId> {
+        let window = match self.window_records(client) {
+            Ok(window) => window,
+            Err(error) => {
+                self.fault = Some(error);
+                return HashSet::new();
+            }
+        };
+        let mut used = HashSet::new();
+        let mut in_flight = HashSet::new();
+        for (id, record) in &window {
+            used.insert(*id);
+            if let InflightRecord::Sent { delivery, .. } = record {
+                in_flight.extend(delivery.message.id);
+            }
+        }
+        late.iter()
+            .filter(|(id, _)| !used.contains(id))
+            .filter_map(|(_, record)| match record {
+                InflightRecord::Sent { delivery, .. } if delivery.qos == QoS::ExactlyOnce => {
+                    delivery.message.id
+                }
+                _ => None,
+            })
+            .filter(|m| !in_flight.contains(m))
+            .collect()
     }
 
     /// The queue of a copy recovered late (a stranded backlog, an overtaken import), after

@@ -171,24 +171,7 @@ fn a_message_in_flight_here_and_queued_in_the_import_goes_out_once() {
     assert_eq!(payloads(&out.publishes(conn)), vec!["q1"]);
     b.lose(conn);
 
-    // At node 1, node 2 unreachable: the fallback, lacking node 2's copy of epoch 2.
-    a.event(claim(1, 3));
-    b.event(claim(1, 3));
-    a.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    let mut state = fallback(3, Vec::new());
-    state.record.qos2_doubt.lacking = Some(crate::CopyRef {
-        node: crate::cluster::NodeId(2),
-        epoch: Epoch(2),
-    });
-    a.event(Event::ImportState {
-        client: client("x"),
-        export: state,
-    });
-    a.event(Event::ImportDone {
-        client: client("x"),
-    });
+    resume_at_node1_without_node2(&mut a, &mut b, Vec::new());
 
     // Back at node 2, which pulls node 1's copy.
     a.event(claim(2, 4));
@@ -230,16 +213,33 @@ fn sent_at_both_then_back(complete: bool) -> (Harness, Harness, ConnId, Out, Pac
     }
     b.lose(conn);
 
+    resume_at_node1_without_node2(&mut a, &mut b, vec![(filter("t"), qos2_record())]);
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(out.connack(conn).session_present);
+    (a, b, conn, out, id)
+}
+
+/// `x`'s subscription to `t`, as the registry holds it.
+fn qos2_record() -> crate::store::SubscriptionRecord {
+    crate::store::SubscriptionRecord {
+        options: SubscriptionOptions::new(QoS::ExactlyOnce),
+        subscription_id: None,
+    }
+}
+
+/// Node 1 claims `x` at epoch 3 while node 2 cannot be reached: the takeover's fallback
+/// (with the registry's `subscriptions`), lacking node 2's copy of epoch 2.
+fn resume_at_node1_without_node2(
+    a: &mut Harness,
+    b: &mut Harness,
+    subscriptions: Vec<(TopicFilter, crate::store::SubscriptionRecord)>,
+) {
     a.event(claim(1, 3));
     b.event(claim(1, 3));
     a.event(Event::ImportBegin {
         client: client("x"),
     });
-    let subscription = crate::store::SubscriptionRecord {
-        options: SubscriptionOptions::new(QoS::ExactlyOnce),
-        subscription_id: None,
-    };
-    let mut state = fallback(3, vec![(filter("t"), subscription)]);
+    let mut state = fallback(3, subscriptions);
     state.record.qos2_doubt.lacking = Some(crate::CopyRef {
         node: crate::cluster::NodeId(2),
         epoch: Epoch(2),
@@ -251,9 +251,6 @@ fn sent_at_both_then_back(complete: bool) -> (Harness, Harness, ConnId, Out, Pac
     a.event(Event::ImportDone {
         client: client("x"),
     });
-    let (conn, out) = a.connect_as(v3("x", false), 3);
-    assert!(out.connack(conn).session_present);
-    (a, b, conn, out, id)
 }
 
 /// Node 2's copy, recovered late at node 1 (its stranded backlog).
@@ -318,4 +315,30 @@ fn an_older_copys_held_qos2_message_goes_out_when_the_wait_ends() {
     let sent = out.publishes(conn);
     assert_eq!(payloads(&sent), vec!["q1"]);
     assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
+}
+
+/// Simulator `--scenario lost-release`, seed 269: node 2 sent q1 (pulled from node 1's queue,
+/// the release lost) under its packet id, unacknowledged. Back at node 1 while node 2 cannot be
+/// reached, node 1's copy still has q1 queued; when node 2's copy is recovered late, q1 goes
+/// out once, from that copy's window under the id the client may hold — not from node 1's
+/// queue under a new id, which the client would take as another message.
+#[test]
+fn a_message_queued_here_and_sent_by_the_late_copy_goes_out_under_that_copys_id() {
+    let (mut a, mut b) = pulled_with_queued(&[b"q1"]);
+    let (conn, out) = b.connect_as(v3("x", false), 2);
+    let id = out.publish(conn).packet_id.unwrap();
+    b.lose(conn);
+    resume_at_node1_without_node2(&mut a, &mut b, vec![(filter("t"), qos2_record())]);
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(
+        out.publishes(conn).is_empty(),
+        "q1 waits for node 2's QoS 2 state"
+    );
+    let out = recover_late(&mut b, &mut a);
+    let sent = out.publishes(conn);
+    assert_eq!(payloads(&sent), vec!["q1"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
+    a.pubrec(conn, id);
+    a.pubcomp(conn, id);
+    assert!(a.stored_queue("x").is_empty() && a.stored_inflight("x").is_empty());
 }
