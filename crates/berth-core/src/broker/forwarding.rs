@@ -246,7 +246,11 @@ impl<S: Store> Broker<S> {
             .and_then(|s| s.qos2_retry.as_deref())
             .into_iter()
             .flat_map(|r| r.iter().map(|(p, id)| (*p, *id)));
-        waiting.chain(kept).collect()
+        // In packet-id order (stable: a waiting one before a kept one): maps iterate in no
+        // fixed order, and a replayed simulator seed must run the same.
+        let mut ids: Vec<_> = waiting.chain(kept).collect();
+        ids.sort_by_key(|(packet_id, _)| *packet_id);
+        ids
     }
 
     /// Notes the identity a QoS 2 PUBLISH was routed under on the wait for its owners

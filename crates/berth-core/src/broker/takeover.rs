@@ -48,14 +48,18 @@ impl<S: Store> Broker<S> {
             // A QoS 2 PUBLISH not yet stored by every owner it went to is not known to be
             // received: its id stays behind, so that the client's re-sent PUBLISH is routed
             // again (at worst a duplicate) instead of answered as a duplicate (a loss).
+            // In id order: a set iterates in no fixed order, and a replayed simulator seed must
+            // run (and trace) the same.
             incoming_qos2: {
                 let in_doubt = self.qos2_in_doubt(client);
-                session
+                let mut ids: Vec<_> = session
                     .incoming_qos2
                     .iter()
                     .copied()
                     .filter(|id| !in_doubt.contains(id))
-                    .collect()
+                    .collect();
+                ids.sort_unstable();
+                ids
             },
             queued: session.queue.bounds.count,
             seen: self.seen_ids(client),

@@ -297,12 +297,7 @@ fn an_older_copys_qos2_message_the_newer_copy_still_holds_goes_out_once() {
     let (mut a, mut b, conn, out, id) = sent_at_both_then_back(false);
     assert!(out.publishes(conn).is_empty());
     let out = recover_late(&mut b, &mut a);
-    let sent = out.publishes(conn);
-    assert_eq!(payloads(&sent), vec!["q1"]);
-    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
-    a.pubrec(conn, id);
-    a.pubcomp(conn, id);
-    assert!(a.stored_inflight("x").is_empty() && a.stored_queue("x").is_empty());
+    q1_goes_out_once_under(&mut a, &out, conn, id);
 }
 
 /// Node 2 never comes back: q1 goes out when the wait for its state ends (exactly once is
@@ -335,6 +330,12 @@ fn a_message_queued_here_and_sent_by_the_late_copy_goes_out_under_that_copys_id(
         "q1 waits for node 2's QoS 2 state"
     );
     let out = recover_late(&mut b, &mut a);
+    q1_goes_out_once_under(&mut a, &out, conn, id);
+}
+
+/// `out` sends `x` q1 once, under `id` with DUP = 1; once the client completes it, nothing of
+/// it is left at `a`.
+fn q1_goes_out_once_under(a: &mut Harness, out: &Out, conn: ConnId, id: PacketId) {
     let sent = out.publishes(conn);
     assert_eq!(payloads(&sent), vec!["q1"]);
     assert_eq!((sent[0].packet_id, sent[0].dup), (Some(id), true));
