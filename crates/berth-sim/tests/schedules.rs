@@ -200,15 +200,28 @@ fn schedules_that_broke_qos2_exactly_once_keep_every_promise() {
     assert!(failures.is_empty(), "{}", describe(&failures, "chaos"));
 }
 
+/// Every event of a seed, twice: the same. Forty seeds of the chaos mix and forty with releases
+/// lost, since a set iterated into what a node sends (an export's QoS 2 ids, until session 32)
+/// shows only where a schedule reaches it: seed 3 reached one only after a schedule changed.
 #[test]
 fn a_seed_replays_exactly() {
-    let config = SimConfig {
+    let chaos = SimConfig {
         trace: true,
         ..SimConfig::default()
     };
-    for seed in [3, 11] {
-        let a = run(seed, &config);
-        let b = run(seed, &config);
+    let lost_release = SimConfig {
+        trace: true,
+        ..SimConfig::lost_release()
+    };
+    for config in [&chaos, &lost_release] {
+        replays_exactly(config, 0..40);
+    }
+}
+
+fn replays_exactly(config: &SimConfig, seeds: impl Iterator<Item = u64>) {
+    for seed in seeds {
+        let a = run(seed, config);
+        let b = run(seed, config);
         assert_eq!(a.trace, b.trace, "seed {seed} ran differently twice");
         assert_eq!(a.summary(), b.summary());
         assert!(
