@@ -4,30 +4,30 @@
 //! The connection owns no session state. Its buffers start empty and grow with the traffic; the
 //! write buffer is released again when a burst has been written.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_codec::{
     ConnectReasonCode, DecodeError, DecodeOptions, Packet, ProtocolVersion, decode, encode,
 };
-use berth_core::{CloseReason, ConnId};
+use berth_core::ConnId;
 use bytes::BytesMut;
 use futures_util::future::Either;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::Sender;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::timeout;
 
 use crate::auth::{Authenticator, Credentials, Refusal};
 use crate::cluster_port::ClusterPort;
 use crate::drain::DrainState;
-use crate::mailbox::{Inbox, mailbox};
+use crate::mailbox::mailbox;
 use crate::proxy_protocol::{Prefixed, read_header};
-use crate::runtime::{Command, ConnectionHandle, Outbound};
+use crate::runtime::{Command, ConnectionHandle};
 use crate::tls::TlsFiles;
-use forward::{Replicated, forward_packets};
+use forward::Replicated;
+use serve::{Accepted, serve};
 
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,18 +102,24 @@ enum Opened {
 }
 
 impl Connection {
-    pub(crate) async fn run(mut self) {
-        let _permit = self.permit.take();
-        let conn = self.conn;
-        let commands = self.commands.clone();
-        let max_packet_size = self.max_packet_size;
-        // Boxed: the handshake (reading CONNECT, the cluster's claim, refusals) has large
-        // futures that live only until CONNACK; inline they would stay part of every idle
-        // connection's task for as long as it is open.
-        let Some(opened) = Box::pin(self.open()).await else {
-            return;
-        };
-        serve_opened(opened, conn, commands, max_packet_size).await;
+    /// The connection's task. Not an `async fn`, which would keep `self` twice for the life of
+    /// the connection (its parameter and the local it is moved into): the block captures the
+    /// handshake's part boxed, and what the connected phase needs by value.
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
+        // Its place under the node's connection limits, released when the task ends.
+        let permit = self.permit.take();
+        let (conn, commands, max_packet_size) =
+            (self.conn, self.commands.clone(), self.max_packet_size);
+        let opening = Box::new(self);
+        async move {
+            // Boxed: the handshake (reading CONNECT, the cluster's claim, refusals) has large
+            // futures that live only until CONNACK; inline they would stay part of every idle
+            // connection's task for as long as it is open.
+            if let Some(opened) = Box::pin(opening.open()).await {
+                serve_opened(opened, conn, commands, max_packet_size).await;
+            }
+            drop(permit);
+        }
     }
 
     /// Reads the PROXY header, sets up TLS where the listener has it, then the MQTT handshake.
@@ -125,7 +131,7 @@ impl Connection {
         skip_all,
         fields(listener = %self.edge.listener, client_id = tracing::field::Empty)
     )]
-    async fn open(self) -> Option<Opened> {
+    async fn open(self: Box<Self>) -> Option<Opened> {
         let Connection {
             permit: _,
             conn,
@@ -133,7 +139,7 @@ impl Connection {
             edge,
             commands,
             max_packet_size,
-        } = self;
+        } = *self;
         let Edge {
             listener: _,
             peer,
@@ -441,171 +447,6 @@ async fn refuse<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
-/// A connection whose CONNECT the broker has.
-struct Accepted<R, W> {
-    reader: R,
-    writer: W,
-    read_buf: BytesMut,
-    version: ProtocolVersion,
-    keep_alive: u16,
-    inbox: Inbox,
-    /// Boxed: inline, the connected phase's future kept room for it twice (~140 bytes more
-    /// per connection than this pointer and its allocation).
-    replicated: Option<Box<Replicated>>,
-    /// Bytes in and out are counted per read and per write.
-    metrics: Arc<crate::Metrics>,
-}
-
-/// The connected phase: packets in, packets out, keep alive, until either side ends it.
-async fn serve<R, W>(
-    conn: ConnId,
-    commands: Sender<Command>,
-    max_packet_size: u32,
-    accepted: Accepted<R, W>,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let Accepted {
-        mut reader,
-        mut writer,
-        mut read_buf,
-        version,
-        mut keep_alive,
-        inbox,
-        replicated,
-        metrics,
-    } = accepted;
-    // Taken from the inbox and not yet written.
-    let mut batch = VecDeque::new();
-
-    let opts = DecodeOptions::new(version).with_max_packet_size(max_packet_size);
-    let mut write_buf = BytesMut::new();
-    let mut last_read = Instant::now();
-    let mut reading = true;
-    let mut read_size = read_size::ReadSize::default();
-    loop {
-        let offered = read_size.prepare(&mut read_buf);
-        let keep_alive_deadline = (keep_alive > 0 && reading)
-            .then(|| last_read + Duration::from_millis(u64::from(keep_alive) * 1500));
-        tokio::select! {
-            read = reader.read_buf(&mut read_buf), if reading => {
-                match read {
-                    Ok(0) | Err(_) => {
-                        to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
-                        break;
-                    }
-                    Ok(read) => {
-                        read_size.observe(read, offered);
-                        metrics.count_bytes_received(read);
-                        last_read = Instant::now();
-                        if let Err(error) = forward_packets(conn, &mut read_buf, &opts, &commands, replicated.as_deref(), last_read.into_std()).await {
-                            reading = false;
-                            to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::Malformed(error) }).await;
-                        }
-                        read_size::ReadSize::release_drained(&mut read_buf);
-                    }
-                }
-            }
-            () = sleep_until(keep_alive_deadline.unwrap_or_else(Instant::now)), if keep_alive_deadline.is_some() => {
-                reading = false;
-                to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::KeepAliveTimeout }).await;
-            }
-            open = inbox.recv(&mut batch) => {
-                if !open {
-                    break;
-                }
-                let mut close = false;
-                let mut written = 0usize;
-                // Write what is waiting in one go, in bounded pieces: a backlog is not copied
-                // whole, and reading resumes between pieces.
-                while write_buf.len() < WRITE_BUFFER_KEEP {
-                    let Some(message) = batch.pop_front() else { break };
-                    match message {
-                        Outbound::Packet(packet) => {
-                            if let Packet::ConnAck(connack) = &packet
-                                && let Some(server_keep_alive) = connack.properties.server_keep_alive
-                            {
-                                keep_alive = server_keep_alive;
-                            }
-                            written += 1;
-                            if encode(&packet, version, &mut write_buf).is_err() {
-                                tracing::warn!(?conn, "dropping a packet that cannot be encoded");
-                            }
-                        }
-                        Outbound::Close => {
-                            close = true;
-                            break;
-                        }
-                    }
-                }
-                if write_out(&mut writer, &write_buf).await.is_err() {
-                    if reading {
-                        to_broker(&commands, move || Command::Closed { conn, reason: CloseReason::ConnectionLost }).await;
-                    }
-                    break;
-                }
-                metrics.count_bytes_sent(write_buf.len());
-                inbox.written(written);
-                write_buf.clear();
-                if write_buf.capacity() > 2 * WRITE_BUFFER_KEEP {
-                    write_buf = BytesMut::new();
-                }
-                // A wake-up with a single packet (a CONNACK, a PINGRESP, a trickle) keeps no
-                // room, here or in the mailbox: an idle connection holds none.
-                if batch.is_empty() && written <= 1 {
-                    batch = VecDeque::new();
-                    inbox.shed();
-                } else if batch.is_empty() && batch.capacity() > BATCH_KEEP {
-                    batch = VecDeque::new();
-                }
-                if close {
-                    let _ = writer.shutdown().await;
-                    return;
-                }
-            }
-        }
-        if !reading {
-            // Boxed, as below: these steps run once, at the end, and inline their futures
-            // would stay part of every idle connection's task.
-            Box::pin(write_last_packets(
-                &inbox,
-                batch,
-                version,
-                write_buf,
-                &mut writer,
-            ))
-            .await;
-            return;
-        }
-    }
-    Box::pin(drain_until_close(&inbox, batch)).await;
-}
-
-/// Reported closed: waits (bounded) for the broker's last packets and Close, writes them and
-/// shuts the socket down.
-async fn write_last_packets<W: AsyncWrite + Unpin>(
-    inbox: &Inbox,
-    mut batch: VecDeque<Outbound>,
-    version: ProtocolVersion,
-    mut write_buf: BytesMut,
-    writer: &mut W,
-) {
-    let deadline = Instant::now() + CLOSE_GRACE;
-    'grace: while let Ok(true) = tokio::time::timeout_at(deadline, inbox.recv(&mut batch)).await {
-        for message in batch.drain(..) {
-            match message {
-                Outbound::Packet(packet) => {
-                    let _ = encode(&packet, version, &mut write_buf);
-                }
-                Outbound::Close => break 'grace,
-            }
-        }
-    }
-    let _ = writer.write_all(&write_buf).await;
-    let _ = writer.shutdown().await;
-}
-
 /// Writes `bytes` and flushes them: a no-op for TCP, what makes TLS records and WebSocket
 /// messages leave now rather than wait in their layer's buffer.
 async fn write_out<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> std::io::Result<()> {
@@ -623,19 +464,6 @@ async fn to_broker(commands: &Sender<Command>, command: impl FnOnce() -> Command
             true
         }
         Err(_) => false,
-    }
-}
-
-/// After the socket is gone: let the broker's remaining packets for it fall away.
-async fn drain_until_close(inbox: &Inbox, mut batch: VecDeque<Outbound>) {
-    let deadline = Instant::now() + CLOSE_GRACE;
-    while let Ok(true) = tokio::time::timeout_at(deadline, inbox.recv(&mut batch)).await {
-        if batch
-            .drain(..)
-            .any(|message| matches!(message, Outbound::Close))
-        {
-            return;
-        }
     }
 }
 
@@ -693,5 +521,6 @@ async fn read_connect<R: AsyncRead + Unpin>(
 
 mod forward;
 mod read_size;
+mod serve;
 #[cfg(test)]
 mod tests;

@@ -5,19 +5,20 @@
 //! anything is ever sent, and idle connections are most connections. A mailbox is one small
 //! allocation; its queue allocates only while packets wait, and the task takes everything
 //! waiting under one lock.
+//!
+//! The task waits by polling (`Inbox::poll_recv`), its waker kept under the same lock: a
+//! `Notify` would need its `Notified` future kept across the wait (about 100 bytes in every
+//! idle connection's task), since one dropped while pending loses the wake-up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use tokio::sync::Notify;
+use std::task::{Context, Poll, Waker};
 
 use crate::runtime::Outbound;
 
 struct Mailbox {
     state: Mutex<State>,
-    /// Wakes the task: a packet arrived, or the last sender went away.
-    notify: Notify,
     /// Packets handed over and not yet written to the socket (see `Outbox::pending`).
     pending: AtomicUsize,
 }
@@ -28,6 +29,8 @@ struct State {
     senders: usize,
     /// The task is gone: what is sent from now on is dropped.
     receiver_gone: bool,
+    /// The task's waker while it waits: a packet arrived, or the last sender went away, wakes it.
+    waiting: Option<Waker>,
 }
 
 impl Mailbox {
@@ -51,7 +54,6 @@ pub(crate) fn mailbox() -> (Outbox, Inbox) {
             senders: 1,
             ..State::default()
         }),
-        notify: Notify::new(),
         pending: AtomicUsize::new(0),
     });
     (Outbox(mailbox.clone()), Inbox(mailbox))
@@ -61,17 +63,18 @@ impl Outbox {
     /// Queues `message` for the task; false (and dropped) once the task is gone.
     pub fn send(&self, message: Outbound) -> bool {
         let counts = matches!(message, Outbound::Packet(_));
-        {
+        let waiting = {
             let mut state = self.0.lock();
             if state.receiver_gone {
                 return false;
             }
             state.queue.push_back(message);
-        }
+            state.waiting.take()
+        };
         if counts {
             self.0.pending.fetch_add(1, Ordering::Relaxed);
         }
-        self.0.notify.notify_one();
+        wake(waiting);
         true
     }
 
@@ -82,16 +85,17 @@ impl Outbox {
             .iter()
             .filter(|m| matches!(m, Outbound::Packet(_)))
             .count();
-        {
+        let waiting = {
             let mut state = self.0.lock();
             if state.receiver_gone {
                 messages.clear();
                 return;
             }
             state.queue.extend(messages.drain(..));
-        }
+            state.waiting.take()
+        };
         self.0.pending.fetch_add(packets, Ordering::Relaxed);
-        self.0.notify.notify_one();
+        wake(waiting);
     }
 
     /// Packets sent and not yet written to the socket: how far behind the client is.
@@ -109,14 +113,16 @@ impl Clone for Outbox {
 
 impl Drop for Outbox {
     fn drop(&mut self) {
-        let last = {
+        let waiting = {
             let mut state = self.0.lock();
             state.senders -= 1;
-            state.senders == 0
+            if state.senders == 0 {
+                state.waiting.take()
+            } else {
+                None
+            }
         };
-        if last {
-            self.0.notify.notify_one();
-        }
+        wake(waiting);
     }
 }
 
@@ -133,24 +139,30 @@ impl Inbox {
     /// front is taken first: leftovers of an earlier batch are returned at once). False once
     /// nothing is left and every sender is gone.
     pub async fn recv(&self, batch: &mut VecDeque<Outbound>) -> bool {
-        loop {
-            if !batch.is_empty() {
-                return true;
-            }
-            {
-                let mut state = self.0.lock();
-                if !state.queue.is_empty() {
-                    // Swapped, not drained: both ends keep the capacity a burst gave them.
-                    std::mem::swap(&mut state.queue, batch);
-                    return true;
-                }
-                if state.senders == 0 {
-                    return false;
-                }
-            }
-            // A notification sent since the check above is stored as a permit, not lost.
-            self.0.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_recv(cx, batch)).await
+    }
+
+    /// `recv` as a poll: `Pending` leaves the task's waker with the mailbox, woken by the next
+    /// message or by the last sender's going.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut VecDeque<Outbound>) -> Poll<bool> {
+        if !batch.is_empty() {
+            return Poll::Ready(true);
         }
+        let mut state = self.0.lock();
+        if !state.queue.is_empty() {
+            // Swapped, not drained: both ends keep the capacity a burst gave them.
+            std::mem::swap(&mut state.queue, batch);
+            return Poll::Ready(true);
+        }
+        if state.senders == 0 {
+            return Poll::Ready(false);
+        }
+        // Under the lock that senders take: a message sent after the check above finds it.
+        match &mut state.waiting {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            waiting => *waiting = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// `written` packets reached the socket.
@@ -174,6 +186,14 @@ impl Drop for Inbox {
         let mut state = self.0.lock();
         state.receiver_gone = true;
         state.queue = VecDeque::new();
+        state.waiting = None;
+    }
+}
+
+/// Wakes the task outside the mailbox's lock (it takes that lock first thing).
+fn wake(waiting: Option<Waker>) {
+    if let Some(waker) = waiting {
+        waker.wake();
     }
 }
 

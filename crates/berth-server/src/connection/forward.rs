@@ -3,6 +3,7 @@
 //! on a cluster node, packets whose change must commit first (SUBSCRIBE, UNSUBSCRIBE, a
 //! retained PUBLISH) wait for Raft.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use berth_codec::{DecodeError, DecodeOptions, Packet, PacketType, decode};
@@ -24,8 +25,10 @@ pub(super) struct Replicated {
 }
 
 /// Hands every complete packet in `read_buf` to the broker. A malformed one ends it with the
-/// error, after everything read before it was handed over.
-pub(super) async fn forward_packets(
+/// error, after everything read before it was handed over. The connection's task runs
+/// `forward_ready` itself and boxes `finish` only when a wait is needed (see `serve.rs`).
+#[cfg(test)]
+async fn forward_packets(
     conn: ConnId,
     read_buf: &mut BytesMut,
     opts: &DecodeOptions,
@@ -33,15 +36,35 @@ pub(super) async fn forward_packets(
     replicated: Option<&Replicated>,
     read: std::time::Instant,
 ) -> Result<(), DecodeError> {
-    let to = Forward {
-        conn,
-        opts,
-        commands,
-        replicated,
-        read,
-    };
+    let to = Forward::new(conn, opts, commands, replicated, read);
+    let step = forward_ready(to, read_buf);
+    finish(to, read_buf, step).await
+}
+
+/// What the connection's task runs after a read: hands the complete packets in `read_buf` to
+/// the broker as far as that needs no waiting. What is left, where something has to be waited
+/// for (or a malformed packet ends it after a wait), is returned boxed: the task's future keeps
+/// no room for it while idle.
+pub(super) fn forward_now<'a>(
+    to: Forward<'a>,
+    read_buf: &'a mut BytesMut,
+) -> Option<std::pin::Pin<Box<dyn Future<Output = Result<(), DecodeError>> + Send + 'a>>> {
+    match forward_ready(to, read_buf) {
+        Step::Empty | Step::BrokerGone => None,
+        Step::Malformed(None, error) => Some(Box::pin(std::future::ready(Err(error)))),
+        step => Some(Box::pin(finish(to, read_buf, step))),
+    }
+}
+
+/// Goes on from `step`, what `forward_ready` returned: waits where it has to, then hands over
+/// the rest of `read_buf`, until nothing complete is left (`Ok`) or a packet is malformed.
+async fn finish<'a>(
+    to: Forward<'a>,
+    read_buf: &mut BytesMut,
+    mut step: Step<'a>,
+) -> Result<(), DecodeError> {
     loop {
-        match forward_ready(to, read_buf) {
+        match step {
             Step::Sent => {}
             Step::Wait(wait) => {
                 if !wait.await {
@@ -56,12 +79,13 @@ pub(super) async fn forward_packets(
                 return Err(error);
             }
         }
+        step = forward_ready(to, read_buf);
     }
 }
 
 /// Where a connection's decoded packets go, and what goes along with each.
 #[derive(Clone, Copy)]
-struct Forward<'a> {
+pub(super) struct Forward<'a> {
     conn: ConnId,
     opts: &'a DecodeOptions,
     commands: &'a Sender<Command>,
@@ -69,6 +93,24 @@ struct Forward<'a> {
     replicated: Option<&'a Replicated>,
     /// When the packets were read.
     read: std::time::Instant,
+}
+
+impl<'a> Forward<'a> {
+    pub(super) fn new(
+        conn: ConnId,
+        opts: &'a DecodeOptions,
+        commands: &'a Sender<Command>,
+        replicated: Option<&'a Replicated>,
+        read: std::time::Instant,
+    ) -> Forward<'a> {
+        Forward {
+            conn,
+            opts,
+            commands,
+            replicated,
+            read,
+        }
+    }
 }
 
 type Wait<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;

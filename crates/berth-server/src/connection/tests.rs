@@ -33,6 +33,8 @@ async fn an_idle_connection_task_stays_small() {
     let task = connection.run();
     let size = std::mem::size_of_val(&task);
     eprintln!("connection task: {size} bytes");
-    // 7,000 bytes before the handshake and the Raft commits were boxed.
-    assert!(size <= 1024, "connection task future is {size} bytes");
+    // 7,000 bytes before the handshake and the Raft commits were boxed; 896 before the
+    // connected phase kept its state once and waited by polling (424 then).
+    assert!(size <= 512, "connection task future is {size} bytes");
 }
+
