@@ -27,6 +27,7 @@ pub mod conformance;
 pub mod fast_map;
 pub mod ids;
 pub mod index;
+pub mod lazy;
 pub mod mem_store;
 pub mod message;
 pub mod registry;

@@ -396,6 +396,7 @@ impl Handshake {
             epoch: grant.as_ref().map(|g| (g.epoch, g.assigned)),
             source: Some(client_addr.ip()),
             grants: authenticated.grants,
+            principal: grant.as_ref().map(|g| g.principal.clone()),
             read,
             taken_over: grant.as_ref().is_some_and(|g| g.taken_over),
         };

@@ -137,6 +137,8 @@ pub(crate) enum Command {
         source: Option<std::net::IpAddr>,
         /// The topics its credentials grant it (a JWT's `acl` claim), for the ACL.
         grants: Option<std::sync::Arc<berth_core::acl::Grants>>,
+        /// The principal built for the cluster's claim (core shares it when it matches).
+        principal: Option<std::sync::Arc<berth_core::acl::Principal>>,
         /// When the connection read the CONNECT, and whether the cluster took its session over
         /// from another node (for `berth_connect_duration_seconds`).
         read: Instant,
@@ -489,6 +491,7 @@ impl<S: Store> BrokerLoop<S> {
                 epoch,
                 source,
                 grants,
+                principal,
                 read,
                 taken_over,
             } => {
@@ -503,6 +506,7 @@ impl<S: Store> BrokerLoop<S> {
                         assigned,
                         source,
                         grants,
+                        principal,
                     },
                     None => Event::Connect {
                         conn,

@@ -260,6 +260,7 @@ impl Sim {
                 assigned: false,
                 source: None,
                 grants: None,
+                principal: None,
             },
         );
         self.drain_backlog(n, conn);

@@ -20,6 +20,40 @@ pub(super) struct Who {
     pub source: Option<std::net::IpAddr>,
     /// The topics its credentials grant it (a JWT's `acl` claim).
     pub grants: Option<std::sync::Arc<crate::acl::Grants>>,
+    /// The principal the server built for the cluster's claim, if any: shared rather than
+    /// built again when it names the same client (one fewer copy per connection).
+    pub principal: Option<std::sync::Arc<crate::acl::Principal>>,
+}
+
+/// Who the connecting client is, for the ACL: the server's principal where it says exactly
+/// this (same client id, username, address and grants), else one built here.
+fn principal_of(
+    client: &ClientId,
+    connect: &berth_codec::Connect,
+    who: Who,
+) -> std::sync::Arc<crate::acl::Principal> {
+    let username = connect.username.as_ref().map(|name| name.as_str());
+    let same_grants = |shared: &crate::acl::Principal| match (&shared.grants, &who.grants) {
+        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    match who.principal {
+        Some(shared)
+            if shared.client_id == client.as_str()
+                && shared.username.as_deref() == username
+                && shared.source == who.source
+                && same_grants(&shared) =>
+        {
+            shared
+        }
+        _ => std::sync::Arc::new(crate::acl::Principal {
+            username: username.map(str::to_owned),
+            client_id: client.as_str().to_owned(),
+            source: who.source,
+            grants: who.grants,
+        }),
+    }
 }
 
 /// How a connection ended, for the will.
@@ -63,15 +97,7 @@ impl<S: Store> Broker<S> {
             ClientId::new(connect.client_id.clone())
         };
 
-        let principal = crate::acl::Principal {
-            username: connect
-                .username
-                .as_ref()
-                .map(|name| name.as_str().to_owned()),
-            client_id: client.as_str().to_owned(),
-            source: who.source,
-            grants: who.grants,
-        };
+        let principal = principal_of(&client, &connect, who);
         if let Some(will) = &connect.will
             && let Some(limit) = self.config.limits.topic_over(will.topic.as_str())
         {

@@ -86,6 +86,8 @@ pub enum Event {
         assigned: bool,
         source: Option<std::net::IpAddr>,
         grants: Option<Arc<crate::acl::Grants>>,
+        /// The principal the server built for the claim (`Who::principal`).
+        principal: Option<Arc<crate::acl::Principal>>,
     },
     /// The replicated registry changed.
     Cluster(ClusterEvent),
@@ -435,7 +437,14 @@ impl<S: Store> Broker<S> {
                 connect,
                 source,
                 grants,
-            } => self.on_connect(now, conn, *connect, None, Who { source, grants }),
+            } => {
+                let who = Who {
+                    source,
+                    grants,
+                    principal: None,
+                };
+                self.on_connect(now, conn, *connect, None, who)
+            }
             Event::ConnectAs {
                 conn,
                 connect,
@@ -443,6 +452,7 @@ impl<S: Store> Broker<S> {
                 assigned,
                 source,
                 grants,
+                principal,
             } => {
                 let client = ClientId::new(connect.client_id.clone());
                 if self.import_pending(&client) {
@@ -454,6 +464,7 @@ impl<S: Store> Broker<S> {
                         assigned,
                         source,
                         grants,
+                        principal,
                     };
                     self.park_connect(conn, client.clone(), event);
                     if !self.import_started(&client) {
@@ -463,7 +474,11 @@ impl<S: Store> Broker<S> {
                     }
                     return;
                 }
-                let who = Who { source, grants };
+                let who = Who {
+                    source,
+                    grants,
+                    principal,
+                };
                 self.on_connect(now, conn, *connect, Some((epoch, assigned)), who)
             }
             Event::Packet { conn, packet } => self.on_packet(now, conn, packet),

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use berth_codec::{PacketId, ProtocolVersion, Publish, TopicFilter, TopicName};
 
 use crate::ids::{ConnId, Epoch, MessageId, NodeId, QueueSeq};
+use crate::lazy::{LazyDeque, LazySet};
 use crate::message::Delivery;
 use crate::store::{QueueBounds, SessionExpiry, SubscriptionRecord, WillRecord};
 use crate::time::UnixMillis;
@@ -54,10 +55,10 @@ pub(crate) struct Session {
     pub inflight: super::window::Window,
     /// In-flight PUBLISHes of an earlier connection not yet re-sent on this one, in order: the
     /// client's Receive Maximum may be smaller than the window it left behind.
-    pub resend: VecDeque<PacketId>,
+    pub resend: LazyDeque<PacketId>,
     /// Whether `inflight` reflects storage (it is read when the session resumes).
     pub inflight_loaded: bool,
-    pub incoming_qos2: HashSet<PacketId>,
+    pub incoming_qos2: LazySet<PacketId>,
     /// `incoming_qos2` may be missing ids that an unrecovered older copy holds
     /// ([`crate::store::SessionRecord::qos2_state_elsewhere`]).
     pub qos2_state_elsewhere: bool,
@@ -203,7 +204,8 @@ impl Seen {
 pub(crate) struct Online {
     pub conn: ConnId,
     /// Who the connected client is, for the ACL.
-    pub principal: crate::acl::Principal,
+    /// Shared with the connection's cluster grant where that names the same client.
+    pub principal: std::sync::Arc<crate::acl::Principal>,
     /// The publish rate limit's bucket: credit in thousandths of a PUBLISH, as of `credit_at`.
     pub publish_credit: u64,
     pub credit_at: crate::time::UnixMillis,
@@ -325,9 +327,9 @@ impl Session {
             dequeued_through: None,
             stored: !expiry.is_zero(),
             inflight: super::window::Window::default(),
-            resend: VecDeque::new(),
+            resend: LazyDeque::new(),
             inflight_loaded: true,
-            incoming_qos2: HashSet::new(),
+            incoming_qos2: LazySet::new(),
             qos2_state_elsewhere: false,
             incoming_qos2_elsewhere: false,
             qos2_wait: None,

@@ -37,4 +37,3 @@ async fn an_idle_connection_task_stays_small() {
     // connected phase kept its state once and waited by polling (424 then).
     assert!(size <= 512, "connection task future is {size} bytes");
 }
-

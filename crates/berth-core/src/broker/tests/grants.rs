@@ -254,6 +254,7 @@ fn a_cluster_granted_connection_carries_its_grants() {
         assigned: false,
         source: None,
         grants: Some(device_grants()),
+        principal: None,
     });
     let d1 = ConnId(900);
     assert_eq!(out.connack(d1).reason, ConnectReasonCode::Success);
@@ -266,5 +267,61 @@ fn a_cluster_granted_connection_carries_its_grants() {
     assert_eq!(
         puback_reason(&out, d1),
         PubAckReasonCode::NoMatchingSubscribers
+    );
+}
+
+/// The principal the server built for a connection's claim is the session's own when it names
+/// the same client, so that a connection holds one copy; one naming anyone else is not taken.
+#[test]
+fn a_claims_principal_is_shared_only_when_it_names_the_same_client() {
+    let grants = device_grants();
+    let principal = |client_id: &str| {
+        Arc::new(crate::acl::Principal {
+            username: None,
+            client_id: client_id.to_owned(),
+            source: None,
+            grants: Some(grants.clone()),
+        })
+    };
+    let mut h = Harness::new();
+    for (conn, client_id, given) in [(901, "d1", principal("d1")), (902, "d2", principal("d3"))] {
+        let out = h.event(Event::ConnectAs {
+            conn: ConnId(conn),
+            connect: Box::new(v5(client_id, true, None)),
+            epoch: crate::ids::Epoch(1),
+            assigned: false,
+            source: None,
+            grants: Some(grants.clone()),
+            principal: Some(given.clone()),
+        });
+        assert_eq!(out.connack(ConnId(conn)).reason, ConnectReasonCode::Success);
+        let session = &h.broker.sessions[&client(client_id)];
+        let held = &session.online.as_ref().expect("connected").principal;
+        assert_eq!(
+            held.client_id, client_id,
+            "the ACL sees the session's own client id"
+        );
+        assert_eq!(
+            Arc::ptr_eq(held, &given),
+            client_id == given.client_id,
+            "{client_id}: shared only when the server's principal names it"
+        );
+    }
+    // d2's own principal (built, not the one naming d3) decides what it may publish.
+    let out = h.publish(
+        ConnId(902),
+        publish("devices/d2/telemetry", b"t", QoS::AtLeastOnce, 1),
+    );
+    assert_eq!(
+        puback_reason(&out, ConnId(902)),
+        PubAckReasonCode::NoMatchingSubscribers
+    );
+    let out = h.publish(
+        ConnId(902),
+        publish("devices/d3/telemetry", b"t", QoS::AtLeastOnce, 2),
+    );
+    assert_eq!(
+        puback_reason(&out, ConnId(902)),
+        PubAckReasonCode::NotAuthorized
     );
 }

@@ -339,6 +339,7 @@ impl Harness {
             assigned: false,
             source: None,
             grants: None,
+            principal: None,
         });
         (conn, out)
     }
