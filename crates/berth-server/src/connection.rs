@@ -108,15 +108,13 @@ impl Connection {
     pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
         // Its place under the node's connection limits, released when the task ends.
         let permit = self.permit.take();
-        let (conn, commands, max_packet_size) =
-            (self.conn, self.commands.clone(), self.max_packet_size);
         let opening = Box::new(self);
         async move {
             // Boxed: the handshake (reading CONNECT, the cluster's claim, refusals) has large
             // futures that live only until CONNACK; inline they would stay part of every idle
             // connection's task for as long as it is open.
             if let Some(opened) = Box::pin(opening.open()).await {
-                serve_opened(opened, conn, commands, max_packet_size).await;
+                serve_opened(opened).await;
             }
             drop(permit);
         }
@@ -224,17 +222,10 @@ impl Connection {
 /// The connected phase over either transport, as one future. A plain function on purpose:
 /// `opened` is moved in whole before anything is awaited, so the task keeps no room for it (a
 /// `match` on it inside the task would keep its tag alive for the life of the connection).
-fn serve_opened(
-    opened: Opened,
-    conn: ConnId,
-    commands: Sender<Command>,
-    max_packet_size: u32,
-) -> Either<impl Future<Output = ()>, impl Future<Output = ()>> {
+fn serve_opened(opened: Opened) -> Either<impl Future<Output = ()>, impl Future<Output = ()>> {
     match opened {
-        Opened::Plain(accepted) => Either::Left(serve(conn, commands, max_packet_size, *accepted)),
-        Opened::Layered(accepted) => {
-            Either::Right(serve(conn, commands, max_packet_size, *accepted))
-        }
+        Opened::Plain(accepted) => Either::Left(serve(*accepted)),
+        Opened::Layered(accepted) => Either::Right(serve(*accepted)),
     }
 }
 
@@ -411,6 +402,9 @@ impl Handshake {
             return None;
         }
         Some(Accepted {
+            conn,
+            commands,
+            max_packet_size,
             reader,
             writer,
             read_buf,

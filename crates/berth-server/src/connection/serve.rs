@@ -30,6 +30,9 @@ use crate::runtime::{Command, Outbound};
 
 /// A connection whose CONNECT the broker has.
 pub(super) struct Accepted<R, W> {
+    pub(super) conn: ConnId,
+    pub(super) commands: Sender<Command>,
+    pub(super) max_packet_size: u32,
     pub(super) reader: R,
     pub(super) writer: W,
     pub(super) read_buf: BytesMut,
@@ -54,8 +57,6 @@ enum Woke {
 /// Everything the connected phase keeps, in one place: the task's future holds this once, and
 /// beside it only what a wait needs (a reference, or a box while something rare runs).
 struct Serving<R, W> {
-    conn: ConnId,
-    commands: Sender<Command>,
     opts: DecodeOptions,
     a: Accepted<R, W>,
     /// Taken from the inbox and not yet written.
@@ -74,20 +75,14 @@ struct Serving<R, W> {
 }
 
 /// The connected phase.
-pub(super) fn serve<R, W>(
-    conn: ConnId,
-    commands: Sender<Command>,
-    max_packet_size: u32,
-    accepted: Accepted<R, W>,
-) -> impl Future<Output = ()>
+pub(super) fn serve<R, W>(accepted: Accepted<R, W>) -> impl Future<Output = ()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let opts = DecodeOptions::new(accepted.version).with_max_packet_size(accepted.max_packet_size);
     let mut serving = Serving {
-        conn,
-        commands,
-        opts: DecodeOptions::new(accepted.version).with_max_packet_size(max_packet_size),
+        opts,
         a: accepted,
         batch: VecDeque::new(),
         write_buf: BytesMut::new(),
@@ -127,9 +122,9 @@ where
                     s.last_read = Instant::now();
                     let forwarded = match forward::forward_now(
                         forward::Forward::new(
-                            s.conn,
+                            s.a.conn,
                             &s.opts,
-                            &s.commands,
+                            &s.a.commands,
                             s.a.replicated.as_deref(),
                             s.last_read.into_std(),
                         ),
@@ -231,7 +226,7 @@ where
         &self,
         reason: CloseReason,
     ) -> Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> {
-        let (conn, commands) = (self.conn, &self.commands);
+        let (conn, commands) = (self.a.conn, &self.a.commands);
         match commands.try_reserve() {
             Ok(permit) => {
                 permit.send(Command::Closed { conn, reason });
@@ -288,7 +283,7 @@ where
                     }
                     written += 1;
                     if encode(&packet, self.a.version, &mut self.write_buf).is_err() {
-                        tracing::warn!(conn = ?self.conn, "dropping a packet that cannot be encoded");
+                        tracing::warn!(conn = ?self.a.conn, "dropping a packet that cannot be encoded");
                     }
                 }
                 Outbound::Close => return (written, true),

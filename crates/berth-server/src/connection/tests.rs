@@ -34,6 +34,9 @@ async fn an_idle_connection_task_stays_small() {
     let size = std::mem::size_of_val(&task);
     eprintln!("connection task: {size} bytes");
     // 7,000 bytes before the handshake and the Raft commits were boxed; 896 before the
-    // connected phase kept its state once and waited by polling (424 then).
-    assert!(size <= 512, "connection task future is {size} bytes");
+    // connected phase kept its state once and waited by polling (408 then). The bound is where
+    // tokio's task cell steps: it is aligned to 128 bytes on x86-64 (header 32, trailer 48, the
+    // scheduler handle and task id 16, the stage's tag 8, then this future), so up to 408 bytes
+    // the cell is 512 bytes, and 8 more make it 640 for every connection.
+    assert!(size <= 408, "connection task future is {size} bytes");
 }

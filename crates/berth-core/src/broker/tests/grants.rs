@@ -308,20 +308,15 @@ fn a_claims_principal_is_shared_only_when_it_names_the_same_client() {
         );
     }
     // d2's own principal (built, not the one naming d3) decides what it may publish.
-    let out = h.publish(
-        ConnId(902),
-        publish("devices/d2/telemetry", b"t", QoS::AtLeastOnce, 1),
-    );
-    assert_eq!(
-        puback_reason(&out, ConnId(902)),
-        PubAckReasonCode::NoMatchingSubscribers
-    );
-    let out = h.publish(
-        ConnId(902),
-        publish("devices/d3/telemetry", b"t", QoS::AtLeastOnce, 2),
-    );
-    assert_eq!(
-        puback_reason(&out, ConnId(902)),
-        PubAckReasonCode::NotAuthorized
-    );
+    for (topic, id, expected) in [
+        (
+            "devices/d2/telemetry",
+            1,
+            PubAckReasonCode::NoMatchingSubscribers,
+        ),
+        ("devices/d3/telemetry", 2, PubAckReasonCode::NotAuthorized),
+    ] {
+        let out = h.publish(ConnId(902), publish(topic, b"t", QoS::AtLeastOnce, id));
+        assert_eq!(puback_reason(&out, ConnId(902)), expected, "{topic}");
+    }
 }
