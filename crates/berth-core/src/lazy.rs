@@ -10,6 +10,8 @@ use std::hash::Hash;
 
 /// A `HashSet` allocated at its first insert.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+// Boxed on purpose: the point is one word inline instead of the collection's header.
+#[allow(clippy::box_collection)]
 pub struct LazySet<T: Eq + Hash>(Option<Box<HashSet<T>>>);
 
 impl<T: Eq + Hash> LazySet<T> {
@@ -75,6 +77,8 @@ impl<T: Eq + Hash> FromIterator<T> for LazySet<T> {
 
 /// A `VecDeque` allocated at its first push.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+// Boxed on purpose, as above.
+#[allow(clippy::box_collection)]
 pub struct LazyDeque<T>(Option<Box<VecDeque<T>>>);
 
 impl<T> LazyDeque<T> {

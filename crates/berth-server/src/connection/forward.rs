@@ -41,14 +41,15 @@ async fn forward_packets(
     finish(to, read_buf, step).await
 }
 
+/// What is left of handing a read over, boxed: it ends like `finish`.
+pub(super) type Rest<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), DecodeError>> + Send + 'a>>;
+
 /// What the connection's task runs after a read: hands the complete packets in `read_buf` to
 /// the broker as far as that needs no waiting. What is left, where something has to be waited
 /// for (or a malformed packet ends it after a wait), is returned boxed: the task's future keeps
 /// no room for it while idle.
-pub(super) fn forward_now<'a>(
-    to: Forward<'a>,
-    read_buf: &'a mut BytesMut,
-) -> Option<std::pin::Pin<Box<dyn Future<Output = Result<(), DecodeError>> + Send + 'a>>> {
+pub(super) fn forward_now<'a>(to: Forward<'a>, read_buf: &'a mut BytesMut) -> Option<Rest<'a>> {
     match forward_ready(to, read_buf) {
         Step::Empty | Step::BrokerGone => None,
         Step::Malformed(None, error) => Some(Box::pin(std::future::ready(Err(error)))),
