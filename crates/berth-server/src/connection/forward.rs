@@ -52,7 +52,6 @@ pub(super) type Rest<'a> =
 pub(super) fn forward_now<'a>(to: Forward<'a>, read_buf: &'a mut BytesMut) -> Option<Rest<'a>> {
     match forward_ready(to, read_buf) {
         Step::Empty | Step::BrokerGone => None,
-        Step::Malformed(None, error) => Some(Box::pin(std::future::ready(Err(error)))),
         step => Some(Box::pin(finish(to, read_buf, step))),
     }
 }
