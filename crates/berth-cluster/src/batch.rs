@@ -67,23 +67,32 @@ impl Batcher {
         command: pb::Command,
         timeout: std::time::Duration,
     ) -> Answer {
-        let (reply, answer) = oneshot::channel();
         let deadline = tokio::time::Instant::now() + timeout;
-        if self
-            .queue
-            .send(Pending {
-                command,
-                reply,
-                deadline,
-            })
-            .is_err()
-        {
-            return Err(stopped());
-        }
-        match tokio::time::timeout_at(deadline, answer).await {
+        match tokio::time::timeout_at(deadline, self.submit(command, deadline)).await {
             Ok(answer) => answer.unwrap_or_else(|_| Err(stopped())),
             Err(_) => Err(ClusterError::Timeout(timeout)),
         }
+    }
+
+    /// Hands `command` to the batching task now, in the caller's order, and returns where its
+    /// answer will come: by `deadline` or soon after it (a batch is bounded by its earliest
+    /// deadline, and one waiting for the slot is answered as soon as it gets it). Answered with
+    /// an error at once if the task has stopped.
+    pub(crate) fn submit(
+        &self,
+        command: pb::Command,
+        deadline: tokio::time::Instant,
+    ) -> oneshot::Receiver<Answer> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            command,
+            reply,
+            deadline,
+        };
+        if let Err(mpsc::error::SendError(pending)) = self.queue.send(pending) {
+            let _ = pending.reply.send(Err(stopped()));
+        }
+        answer
     }
 }
 

@@ -25,5 +25,5 @@ pub mod state_machine;
 pub mod types;
 
 pub use berth_proto::v1 as pb;
-pub use node::{ClusterConfig, ClusterError, ClusterNode, Proposed, RaftHealth};
+pub use node::{ClusterConfig, ClusterError, ClusterNode, Proposed, RaftHealth, Submitted};
 pub use service::{BoxFuture, BrokerSlot, LocalBroker, TakeoverStream, serve};

@@ -316,19 +316,22 @@ impl ClusterNode {
     /// Commits `command` through Raft (via the leader if this node is not it), waiting at most
     /// the commit timeout. A node cut off from the majority fails here, never silently.
     pub async fn propose(&self, command: &Command) -> Result<Proposed, ClusterError> {
-        let result = self
-            .propose_pb(crate::convert::command_to_pb(command))
-            .await?;
-        match crate::convert::outcome_from_pb(&result) {
-            Ok(Some(outcome)) => Ok(Proposed {
-                outcome,
-                log_index: result.log_index,
-            }),
-            Ok(None) => Err(ClusterError::Raft(
-                "a command answered as a blank entry".into(),
-            )),
-            Err(error) => Err(ClusterError::Raft(error.to_string())),
-        }
+        proposed(
+            self.propose_pb(crate::convert::command_to_pb(command))
+                .await,
+        )
+    }
+
+    /// Hands `command` to the proposer now, in the caller's order, with no task waiting for it:
+    /// its answer comes through the returned [`Submitted`], by the commit timeout or soon after.
+    /// For what is recorded without anyone waiting (the broker's registry changes), so that a
+    /// mass disconnect costs a queued command per session, not a task.
+    pub fn submit(&self, command: &Command) -> Submitted {
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        Submitted(
+            self.batcher
+                .submit(crate::convert::command_to_pb(command), deadline),
+        )
     }
 
     /// [`ClusterNode::propose`] of a command in its log form.
@@ -404,5 +407,41 @@ impl ClusterNode {
 
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// A command handed to the proposer by [`ClusterNode::submit`]; resolves to its outcome.
+#[derive(Debug)]
+pub struct Submitted(tokio::sync::oneshot::Receiver<Result<pb::CommandResult, ClusterError>>);
+
+impl std::future::Future for Submitted {
+    type Output = Result<Proposed, ClusterError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|answer| {
+            proposed(answer.unwrap_or_else(|_| {
+                Err(ClusterError::Raft(
+                    "the node's proposer has stopped".to_owned(),
+                ))
+            }))
+        })
+    }
+}
+
+/// A command's answer from the log as the outcome its proposer sees.
+fn proposed(result: Result<pb::CommandResult, ClusterError>) -> Result<Proposed, ClusterError> {
+    let result = result?;
+    match crate::convert::outcome_from_pb(&result) {
+        Ok(Some(outcome)) => Ok(Proposed {
+            outcome,
+            log_index: result.log_index,
+        }),
+        Ok(None) => Err(ClusterError::Raft(
+            "a command answered as a blank entry".into(),
+        )),
+        Err(error) => Err(ClusterError::Raft(error.to_string())),
     }
 }

@@ -9,9 +9,9 @@
 //! ```
 //!
 //! The connection's steps (claim, commit) are in `admission.rs`, forwarding in `forwarding.rs`,
-//! the old owner's side of a takeover in `endpoint.rs`, the recovery of a backlog left on a node
-//! that was unreachable at a takeover in `stranded.rs`; `port.rs` puts them behind the server's
-//! `ClusterPort`.
+//! the recording of the broker's session changes in `recorder.rs`, the old owner's side of a
+//! takeover in `endpoint.rs`, the recovery of a backlog left on a node that was unreachable at a
+//! takeover in `stranded.rs`; `port.rs` puts them behind the server's `ClusterPort`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,6 +48,8 @@ pub struct ClusterLink {
     pub(crate) late_pulls: Mutex<HashSet<ClientId>>,
     /// Copies pulled and stored here whose release the old node has not confirmed yet.
     pulled: Mutex<HashSet<(ClientId, u64, NodeId)>>,
+    /// The broker's session changes on their way to the registry (`recorder.rs`).
+    records: UnboundedSender<Command>,
 }
 
 impl ClusterLink {
@@ -60,6 +62,7 @@ impl ClusterLink {
         handoff_after: Duration,
     ) -> Arc<ClusterLink> {
         let (applied_tx, applied_rx) = watch::channel(0);
+        let records = crate::recorder::start(node.clone(), broker.clone());
         let link = Arc::new(ClusterLink {
             node,
             broker,
@@ -70,6 +73,7 @@ impl ClusterLink {
             rules,
             late_pulls: Mutex::new(HashSet::new()),
             pulled: Mutex::new(HashSet::new()),
+            records,
         });
         tokio::spawn(pump_events(link.clone(), events, applied_tx));
         tokio::spawn(release_timers_when_caught_up(link.clone()));
@@ -133,8 +137,9 @@ impl ClusterLink {
         let _ = queue.send(command);
     }
 
-    /// From the broker thread: record a session change in the registry (best effort: a fenced or failed one is
-    /// logged; the owner's own state stays authoritative for its sessions).
+    /// From the broker thread: record a session change in the registry, in the broker's order
+    /// (best effort: a fenced or failed one is logged; the owner's own state stays authoritative
+    /// for its sessions).
     pub(crate) fn record(&self, change: Replicate) {
         if let Replicate::Reassert { client, .. } = &change {
             tracing::warn!(
@@ -142,14 +147,10 @@ impl ClusterLink {
                 "declared down while serving it: re-asserting the session"
             );
         }
-        let command = Command::of_replicate(self.node_id(), change);
-        let node = self.node.clone();
-        let broker = self.broker.clone();
-        self.runtime.spawn(async move {
-            if let Err(error) = propose_timed(&node, &broker, &command).await {
-                tracing::warn!(%error, "could not record a session change in the cluster");
-            }
-        });
+        // Only fails once the node's runtime is gone, and with it the registry.
+        let _ = self
+            .records
+            .send(Command::of_replicate(self.node_id(), change));
     }
 
     /// Commits `command` through Raft, timing it (`berth_raft_commit_duration_seconds`).

@@ -20,6 +20,7 @@ mod cluster_link;
 mod endpoint;
 mod forwarding;
 mod port;
+mod recorder;
 mod stranded;
 
 use std::sync::Arc;

@@ -169,6 +169,69 @@ async fn any_node_lists_and_shows_the_sessions_and_retained_messages_of_the_clus
     drop(c);
 }
 
+/// A node's connections all dropped at once (a load balancer failing): every session that ended
+/// leaves the registry and every one that outlives its connection shows as offline there, seen
+/// from another node. The owner records these changes through one task, not one task each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_a_mass_disconnect_ends_or_detaches_reaches_the_registry() {
+    const CLIENTS: usize = 300;
+    let cluster = Cluster::start(3).await;
+    let (n1, http2) = (cluster.mqtt(1), cluster.node(2).http);
+    let name = |i: usize| format!("mass-{i:03}");
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        // Even: persistent (MQTT 5, expiry 600 s); odd: clean (MQTT 3.1.1).
+        let (client, _) = if i % 2 == 0 {
+            TestClient::connect_v5(n1, &name(i), false, Some(600)).await
+        } else {
+            TestClient::connect(n1, ProtocolVersion::V3_1_1, &name(i), true).await
+        };
+        clients.push(client);
+    }
+    // Node 2's view: (listed, of them connected, of them owned by node 1).
+    let view = async || {
+        let (status, page) = get(http2, "/api/v1/sessions?prefix=mass-&limit=1000").await;
+        assert_eq!(status, 200, "{page}");
+        let sessions = page["sessions"].as_array().unwrap().clone();
+        let count = |key: &str, value: Value| sessions.iter().filter(|s| s[key] == value).count();
+        (
+            ids(&page),
+            count("connected", true.into()),
+            count("node", 1.into()),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while view().await.1 < CLIENTS {
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never listed all {CLIENTS} as connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    clients.into_iter().for_each(TestClient::abort);
+    let persistent: Vec<String> = (0..CLIENTS).step_by(2).map(name).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (listed, connected, on_node_1) = view().await;
+        if listed == persistent && connected == 0 {
+            assert_eq!(
+                on_node_1,
+                persistent.len(),
+                "the detached sessions stay node 1's"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the mass disconnect node 2 lists {} sessions ({} persistent expected), {connected} of them connected",
+            listed.len(),
+            persistent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `GET path` at `http` until `done` holds for its answer (bounded); returns it.
 async fn wait_answer(
     http: SocketAddr,
