@@ -60,20 +60,6 @@ impl Batcher {
         Batcher { queue }
     }
 
-    /// Proposes `command` (with whatever else is proposed meanwhile) and waits up to `timeout`
-    /// for its result.
-    pub(crate) async fn propose(
-        &self,
-        command: pb::Command,
-        timeout: std::time::Duration,
-    ) -> Answer {
-        let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.submit(command, deadline)).await {
-            Ok(answer) => answer.unwrap_or_else(|_| Err(stopped())),
-            Err(_) => Err(ClusterError::Timeout(timeout)),
-        }
-    }
-
     /// Hands `command` to the batching task now, in the caller's order, and returns where its
     /// answer will come: by `deadline` or soon after it (a batch is bounded by its earliest
     /// deadline, and one waiting for the slot is answered as soon as it gets it). Answered with

@@ -316,10 +316,12 @@ impl ClusterNode {
     /// Commits `command` through Raft (via the leader if this node is not it), waiting at most
     /// the commit timeout. A node cut off from the majority fails here, never silently.
     pub async fn propose(&self, command: &Command) -> Result<Proposed, ClusterError> {
-        proposed(
-            self.propose_pb(crate::convert::command_to_pb(command))
-                .await,
-        )
+        // The deadline is the batcher's too (a batch is bounded by its earliest); the timeout
+        // here bounds the wait of one whose command waited for a slot past it.
+        let timeout = self.commit_timeout;
+        tokio::time::timeout(timeout, self.submit(command))
+            .await
+            .unwrap_or(Err(ClusterError::Timeout(timeout)))
     }
 
     /// Hands `command` to the proposer now, in the caller's order, with no task waiting for it:
@@ -332,12 +334,6 @@ impl ClusterNode {
             self.batcher
                 .submit(crate::convert::command_to_pb(command), deadline),
         )
-    }
-
-    /// [`ClusterNode::propose`] of a command in its log form.
-    async fn propose_pb(&self, command: pb::Command) -> Result<pb::CommandResult, ClusterError> {
-        let timeout = self.commit_timeout;
-        self.batcher.propose(command, timeout).await
     }
 
     /// Waits until this node has applied the log up to `index` (bounded).
