@@ -1,8 +1,9 @@
 //! The admin API, as an operator meets it. Cluster-wide reads: any node lists every session of
 //! the cluster (owner, state, protocol, subscriptions) with filters and paging, shows one
 //! session with its subscriptions and will, and lists retained messages; `berth ctl sessions`
-//! prints them; after a node's clients all drop at once, its view of every session is right. A bad parameter is a 400 naming it. Session operations, answered by the
-//! session's owner whichever node is asked: peek at a queue, purge it (the session and its
+//! prints them; after one node's clients all drop at once, another node lists its persistent
+//! sessions as offline and its clean ones as gone. A bad parameter is a 400 naming it. Session
+//! operations, answered by the session's owner whichever node is asked: peek at a queue, purge it (the session and its
 //! subscriptions stay), kick a client (DISCONNECT 0x98), discard a session; an owner that is
 //! down is reported as such, quickly.
 
