@@ -3,9 +3,9 @@
 //! session with its subscriptions and will, and lists retained messages; `berth ctl sessions`
 //! prints them; after one node's clients all drop at once, another node lists its persistent
 //! sessions as offline and its clean ones as gone. A bad parameter is a 400 naming it. Session
-//! operations, answered by the session's owner whichever node is asked: peek at a queue, purge it (the session and its
-//! subscriptions stay), kick a client (DISCONNECT 0x98), discard a session; an owner that is
-//! down is reported as such, quickly.
+//! operations, answered by the session's owner whichever node is asked: peek at a queue, purge
+//! it (the session and its subscriptions stay), kick a client (DISCONNECT 0x98), discard a
+//! session; an owner that is down is reported as such, quickly.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a failed expectation is the test failing
 
