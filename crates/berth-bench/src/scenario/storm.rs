@@ -100,6 +100,7 @@ pub async fn scenario(s: &Settings, plan: StormPlan) -> anyhow::Result<Report> {
     // The storm: every session at once, C CONNECTs in flight at most.
     let before = CpuSnapshot::take(s.broker_pid);
     let start = Instant::now();
+    let storm_began = unix_seconds();
     let slots = Arc::new(Semaphore::new(plan.storm_concurrency as usize));
     let shared = Arc::new(s.clone());
     let mut tasks = JoinSet::new();
@@ -112,6 +113,12 @@ pub async fn scenario(s: &Settings, plan: StormPlan) -> anyhow::Result<Report> {
         resumed.push(joined.context("reconnect task")?);
     }
     let cpu = before.report(&CpuSnapshot::take(s.broker_pid));
+    // For a profile of the storm alone (`perf record -k CLOCK_REALTIME`, then `perf report
+    // --time FROM,TO`): the set-up before it takes longer than the storm itself.
+    eprintln!(
+        "reconnect-storm: the storm ran from {storm_began:.6} to {:.6} (Unix seconds)",
+        unix_seconds()
+    );
 
     let mut goodbyes = JoinSet::new();
     for conn in resumed.iter_mut().filter_map(|r| r.conn.take()) {
@@ -379,6 +386,13 @@ fn storm_errors(resumed: &[Resumed]) -> Vec<String> {
         errors.push(format!("{foreign} messages not from this session's stream"));
     }
     errors
+}
+
+/// Now, in seconds since the Unix epoch (perf's realtime clock).
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]
