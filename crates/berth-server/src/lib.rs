@@ -200,6 +200,11 @@ pub async fn serve_node<S: Store + 'static>(
             result
         })?;
 
+    // Every listener's refusal series exists (at 0) before the first scrape can come: made
+    // as each listener started, a scrape racing the start saw only some of them.
+    for listener in &listeners.mqtt {
+        metrics.show_listener(&listener.name);
+    }
     let http_task = listeners.http.map(|listener| {
         let mut stop = stop_rx.clone();
         let state = http::HttpState {

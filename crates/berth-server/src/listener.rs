@@ -205,8 +205,6 @@ pub(crate) fn spawn_all(
                 Some(path) => Arc::<str>::from(path),
                 None => defaults.ws_path.clone(),
             });
-        // Its refusal series exists from the start, at 0.
-        shared.metrics.show_listener(&name);
         let listener = Listener {
             name: Arc::from(name),
             kind,

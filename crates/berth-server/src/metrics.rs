@@ -204,7 +204,7 @@ impl Metrics {
             "Connections closed as soon as they were accepted, before reading anything: max_connections (limits.max_connections open already), connection_rate (over limits.connection_rate new connections per second).",
             &crate::gate::Refused::REASONS,
         )?;
-        // Each listener's series are made (at 0) when it starts (`show_listener`).
+        // Each listener's series are made (at 0) before the HTTP listener serves (`show_listener`).
         let name = "berth_listener_refusals_total";
         let listener_refusals_total = register(
             &registry,
