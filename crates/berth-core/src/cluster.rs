@@ -140,6 +140,11 @@ pub struct SessionExport {
     /// The client's QoS 2 PUBLISHes not known to be stored everywhere, with the identity they
     /// were routed under: a re-send is routed again under it (`Session::qos2_retry`).
     pub qos2_retry: Vec<(PacketId, crate::ids::MessageId)>,
+    /// The newest claim the exporting copy served (its own epoch; the record's is the
+    /// importer's claim). An import recovered late compares it with the copy the session
+    /// lacks: a copy older than that one cannot tell what the lacked copy delivered
+    /// (`Broker::recover_qos2_state`). `None` from a peer too old to say, or for a fallback.
+    pub served: Option<crate::ids::Epoch>,
 }
 
 impl SessionExport {

@@ -74,6 +74,7 @@ pub(crate) async fn claim(
             queued: 0,
             seen: Vec::new(),
             qos2_retry: Vec::new(),
+            served: None,
         };
         link.take_over(
             &client,

@@ -216,6 +216,7 @@ impl Sim {
                     queued: 0,
                     seen: Vec::new(),
                     qos2_retry: Vec::new(),
+                    served: None,
                 };
                 self.report.takeovers += 1;
                 trace!(self, "n{n} takes {client} over from n{from} at e{epoch}");

@@ -75,6 +75,7 @@ pub fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
                 id: Some(message_id_to_pb(*id)),
             })
             .collect(),
+        served_epoch: export.served.map(|epoch| epoch.0),
     }
 }
 
@@ -140,6 +141,7 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
                 Some((packet_id, message_id_from_pb(retry.id?)))
             })
             .collect(),
+        served: header.served_epoch.map(berth_core::Epoch),
     })
 }
 
@@ -205,6 +207,7 @@ mod tests {
             queued: 12,
             seen: vec![message_id(6), message_id(7)],
             qos2_retry: vec![(id(9), message_id(8))],
+            served: Some(Epoch(3)),
         };
         assert_eq!(export_from_pb(export_to_pb(&export), 4).unwrap(), export);
     }

@@ -129,6 +129,7 @@ impl<S: Store> Broker<S> {
             queued: 0,
             seen: Vec::new(),
             qos2_retry: Vec::new(),
+            served: None,
         };
         self.actions.push(Action::Adopt {
             client: client.clone(),

@@ -12,6 +12,8 @@
 //! the send window (`already_in_flight`), so that a second copy does not overtake the first's
 //! re-send, and a second copy forwarded to the node goes out with DUP = 1 (`RecentForwards`).
 
+use std::collections::HashSet;
+
 use berth_codec::QoS;
 
 use super::Broker;
@@ -125,6 +127,43 @@ impl<S: Store> Broker<S> {
         }
         if session.seen.as_ref().is_some_and(|s| s.is_empty()) {
             session.seen = None;
+        }
+    }
+
+    /// Which of `among` the copy of `client` here took (`seen`) and holds no more in its
+    /// window: sent and received, or completed. Whether its queue still holds one is for the
+    /// caller (`requeue_older_copy` tells). An unreadable window counts as holding all.
+    pub(super) fn taken_and_sent(
+        &mut self,
+        client: &ClientId,
+        among: &HashSet<MessageId>,
+    ) -> HashSet<MessageId> {
+        let Some(seen) = self.sessions.get(client).and_then(|s| s.seen.as_deref()) else {
+            return HashSet::new();
+        };
+        let mut taken: HashSet<MessageId> = among
+            .iter()
+            .copied()
+            .filter(|id| seen.contains(*id))
+            .collect();
+        if taken.is_empty() {
+            return taken;
+        }
+        match self.window_records(client) {
+            Ok(window) => {
+                for (_, record) in window {
+                    if let crate::store::InflightRecord::Sent { delivery, .. } = record
+                        && let Some(id) = delivery.message.id
+                    {
+                        taken.remove(&id);
+                    }
+                }
+                taken
+            }
+            Err(error) => {
+                self.fault = Some(error);
+                HashSet::new()
+            }
         }
     }
 

@@ -49,7 +49,14 @@ impl<S: Store> Broker<S> {
                 InflightRecord::Released { .. } => None,
             })
             .collect();
-        self.requeue_older_copy(client, &in_window, true);
+        // What this copy delivered of the imported window's messages: if the imported state
+        // lacks exactly this copy (`lacking_this` below), the client completed them here, and
+        // the imported window, sent before, ends them with a PUBREL (`release_delivered`);
+        // re-sent, they would be taken twice (simulator `--scenario lost-release`, seed 505).
+        let taken_and_sent = self.taken_and_sent(client, &in_window);
+        let requeued = self.requeue_older_copy(client, &in_window, true);
+        let delivered_here: HashSet<MessageId> =
+            taken_and_sent.difference(&requeued).copied().collect();
         let later: HashSet<MessageId> = imported_seen
             .iter()
             .copied()
@@ -213,6 +220,9 @@ impl<S: Store> Broker<S> {
             }
         }
         self.merge_inflight(client, imported_inflight, &in_window);
+        if lacking_this && !delivered_here.is_empty() {
+            self.release_delivered(client, &delivered_here);
+        }
     }
 
     /// This copy's queue, which follows the imported state (late), as it should go out:

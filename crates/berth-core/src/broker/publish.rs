@@ -14,6 +14,14 @@ use crate::message::{Delivery, Message};
 use crate::store::{InflightRecord, Op, Store};
 use crate::time::UnixMillis;
 
+/// Which copy a state recovered late came from: its node, and the newest claim it served
+/// when its exporter says (`SessionExport::served`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LateHolder {
+    pub node: crate::cluster::NodeId,
+    pub served: Option<crate::ids::Epoch>,
+}
+
 impl<S: Store> Broker<S> {
     pub(super) fn on_publish(
         &mut self,
@@ -310,7 +318,7 @@ impl<S: Store> Broker<S> {
         ids: Vec<PacketId>,
         retry: Vec<(PacketId, crate::ids::MessageId)>,
         late: crate::store::SessionRecord,
-        holder: Option<crate::cluster::NodeId>,
+        holder: Option<LateHolder>,
     ) {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
@@ -321,12 +329,23 @@ impl<S: Store> Broker<S> {
             return;
         }
         let mut wait = session.qos2_wait.take().unwrap_or_default();
-        let another_copy = holder.is_some_and(|h| wait.lacking.is_some_and(|l| l.node != h));
+        let another_copy = holder.is_some_and(|h| wait.lacking.is_some_and(|l| l.node != h.node));
         let was_in_doubt = session.qos2_in_doubt();
         // A copy that resumed without an older copy's state itself does not complete this
         // session's: the re-sends its ids do not settle keep waiting (simulator seed 152).
         // Which ids the deliveries used was in doubt only if it was here before.
-        session.qos2_state_elsewhere = session.qos2_state_elsewhere && late.qos2_state_elsewhere;
+        // Older than the lacked copy, another node's copy cannot tell what that copy delivered:
+        // the lacked copy's owner took the session on from it, or from its successors, and may
+        // have completed the very QoS 2 messages it brings (simulator `--scenario
+        // lost-release`, seed 77: such a copy's window entry re-sent under the id the lacked
+        // copy had completed it under). Its deliveries wait for the lacked copy too.
+        let older_than_lacked = another_copy
+            && holder
+                .and_then(|h| h.served)
+                .zip(wait.lacking)
+                .is_some_and(|(served, lacked)| served < lacked.epoch);
+        session.qos2_state_elsewhere =
+            session.qos2_state_elsewhere && (late.qos2_state_elsewhere || older_than_lacked);
         session.incoming_qos2_elsewhere = !session.qos2_state_elsewhere
             && (late.qos2_state_elsewhere
                 || late.incoming_qos2_elsewhere

@@ -64,6 +64,7 @@ impl<S: Store> Broker<S> {
             queued: session.queue.bounds.count,
             seen: self.seen_ids(client),
             qos2_retry: self.qos2_retry_ids(client),
+            served: Some(session.epoch),
         }))
     }
 
@@ -432,6 +433,7 @@ impl<S: Store> Broker<S> {
             incoming_qos2,
             seen,
             qos2_retry,
+            served,
             ..
         } = export;
         self.stats.stranded_recovered_total += (inflight.len() + page.len()) as u64;
@@ -458,6 +460,10 @@ impl<S: Store> Broker<S> {
         self.join_late_window(now, client, inflight, &moved);
         self.deliver_late_page(now, client, page);
         self.fold_seen(client, seen);
+        let holder = super::publish::LateHolder {
+            node: holder,
+            served,
+        };
         self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, Some(holder));
     }
 

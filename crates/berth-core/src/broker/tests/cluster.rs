@@ -664,6 +664,7 @@ fn only_the_messages_for_a_session_being_imported_wait_in_a_forward_batch() {
             queued: 0,
             seen: Vec::new(),
             qos2_retry: Vec::new(),
+            served: None,
         }),
     });
     b.event(Event::ImportDone {

@@ -285,6 +285,7 @@ fn an_imported_session_keeps_only_subscriptions_within_the_topic_limits() {
         queued: 0,
         seen: Vec::new(),
         qos2_retry: Vec::new(),
+        served: None,
     };
     h.event(Event::ImportState {
         client: client("x"),

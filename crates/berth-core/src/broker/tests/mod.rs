@@ -528,5 +528,6 @@ pub(super) fn late_copy(
         queued: 0,
         seen,
         qos2_retry: Vec::new(),
+        served: None,
     })
 }

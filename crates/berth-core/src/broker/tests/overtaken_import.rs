@@ -33,6 +33,7 @@ fn export(epoch: u64, protocol: ProtocolVersion, queued: u64) -> Box<SessionExpo
         queued,
         seen: Vec::new(),
         qos2_retry: Vec::new(),
+        served: None,
     })
 }
 

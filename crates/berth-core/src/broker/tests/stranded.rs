@@ -494,6 +494,7 @@ fn a_publish_through_the_node_taking_back_an_older_copy_survives_an_unreachable_
         queued: 0,
         seen: Vec::new(),
         qos2_retry: Vec::new(),
+        served: None,
     };
     a.event(Event::ImportState {
         client: client("x"),
@@ -543,6 +544,7 @@ fn an_imported_session_keeps_only_the_subscriptions_the_rules_allow() {
         queued: 0,
         seen: Vec::new(),
         qos2_retry: Vec::new(),
+        served: None,
     };
     h.event(Event::ImportState {
         client: client("x"),
