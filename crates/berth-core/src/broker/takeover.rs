@@ -159,8 +159,14 @@ impl<S: Store> Broker<S> {
         // the first one said was taken: an older copy's messages stay, and the previous owner's
         // identities, whose queue pages never came, do not mark those messages as had here
         // (a later import bringing them would drop them as duplicates: simulator seed 2149).
+        // A second copy's own state (two pulls for one claim: an adopted one beside its
+        // connection's) voids nothing: its pages, like the first's, bring what is still queued,
+        // and voided, the older copy here kept a QoS 2 message the first had delivered (`--scenario
+        // lost-release`, seed 298). Only a fallback, or a peer too old to say, has no `served`.
         if let Some(cluster) = self.cluster.as_mut() {
-            cluster.taken_by_import.remove(client);
+            if export.served.is_none() {
+                cluster.taken_by_import.remove(client);
+            }
             // Only where one pull runs: two overlapping pulls each bring their own state.
             if cluster
                 .import_started
