@@ -275,7 +275,7 @@ impl<S: Store> Broker<S> {
 
     /// The wait for an older copy's QoS 2 state, started at the first thing that waits:
     /// whether it still runs.
-    fn qos2_wait_running(&mut self, now: UnixMillis, client: &ClientId) -> bool {
+    pub(super) fn qos2_wait_running(&mut self, now: UnixMillis, client: &ClientId) -> bool {
         let Some(session) = self.sessions.get_mut(client) else {
             return false;
         };

@@ -26,6 +26,7 @@ impl<S: Store> Broker<S> {
     /// this node moves the record's epoch on).
     pub(super) fn merge_import(
         &mut self,
+        now: crate::time::UnixMillis,
         client: &ClientId,
         mut export: SessionExport,
         served: Epoch,
@@ -141,10 +142,11 @@ impl<S: Store> Broker<S> {
         };
         let released: HashSet<PacketId> = imported_doubt.released.iter().copied().collect();
         session.landed = served;
+        let mut restart_wait = false;
         if session.qos2_in_doubt() {
             let wait = session.qos2_wait.get_or_insert_with(Default::default);
             wait.held.clear();
-            wait.lacking = lacking;
+            restart_wait = wait.now_lacking(lacking);
             wait.released.extend(released.iter().copied());
         } else {
             session.qos2_wait = None;
@@ -220,6 +222,9 @@ impl<S: Store> Broker<S> {
             }
         }
         self.merge_inflight(client, imported_inflight, &in_window);
+        if restart_wait {
+            self.qos2_wait_running(now, client);
+        }
         if lacking_this && !delivered_here.is_empty() {
             self.release_delivered(client, &delivered_here);
         }

@@ -329,6 +329,7 @@ impl<S: Store> Broker<S> {
             return;
         }
         let mut wait = session.qos2_wait.take().unwrap_or_default();
+        let mut restart_wait = false;
         let another_copy = holder.is_some_and(|h| wait.lacking.is_some_and(|l| l.node != h.node));
         let was_in_doubt = session.qos2_in_doubt();
         // A copy that resumed without an older copy's state itself does not complete this
@@ -354,7 +355,7 @@ impl<S: Store> Broker<S> {
             // What is still missing is what that copy lacked (the copy it names, if any), and
             // its releases count as the session's. Forgetting the name would make a later
             // merge with that very copy drop its ids as stale (simulator seed 11551).
-            wait.lacking = late.qos2_doubt.lacking;
+            restart_wait = wait.now_lacking(late.qos2_doubt.lacking);
         }
         let still_missing = session.qos2_state_elsewhere || session.incoming_qos2_elsewhere;
         wait.released
@@ -395,6 +396,9 @@ impl<S: Store> Broker<S> {
             wait.held = waiting;
             if let Some(session) = self.sessions.get_mut(client) {
                 session.qos2_wait = Some(wait);
+            }
+            if restart_wait {
+                self.qos2_wait_running(now, client);
             }
         }
         if stored && let Some(session) = self.sessions.get(client) {

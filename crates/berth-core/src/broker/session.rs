@@ -105,6 +105,24 @@ pub(crate) struct Qos2Wait {
     pub lacking: Option<crate::store::CopyRef>,
 }
 
+impl Qos2Wait {
+    /// The session now lacks `copy`. Another copy than before gets a wait of its own: one
+    /// begun for an earlier lack (a copy of this node, in doubt before a merge) may have run
+    /// out already, and what is held for the new one went out at once (simulator `--scenario
+    /// lost-release`, seed 864: its wait had begun 26 s earlier). True when a wait was
+    /// running or ran out: the caller starts the new one at once (`Broker::qos2_wait_running`),
+    /// since what it held waits for no later delivery to start it.
+    #[must_use]
+    pub fn now_lacking(&mut self, copy: Option<crate::store::CopyRef>) -> bool {
+        let restart = self.lacking != copy && self.deliveries_wait_until.is_some();
+        if restart {
+            self.deliveries_wait_until = None;
+        }
+        self.lacking = copy;
+        restart
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct HeldQos2 {
     pub conn: ConnId,

@@ -224,7 +224,7 @@ impl<S: Store> Broker<S> {
             .subscriptions
             .retain(|(filter, _)| self.config.may_hold(filter));
         if self.sessions.contains_key(client) {
-            return self.merge_import(client, export, served);
+            return self.merge_import(now, client, export, served);
         }
         let mut record = export.record;
         // A copy that lands here starts serving at this claim.
