@@ -277,6 +277,14 @@ impl ClusterLink {
         if !stored {
             return Err("the broker is gone before the session was stored".to_string());
         }
+        if late.is_none() {
+            // A takeover's pages are all stored: what follows from them is stored too before
+            // the old copy goes (`Broker::on_import_complete`).
+            self.call(Event::ImportComplete {
+                client: client.clone(),
+            })
+            .await;
+        }
         if let Some((export, page)) = late {
             self.call(Event::ImportLate {
                 client: client.clone(),

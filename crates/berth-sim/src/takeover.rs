@@ -111,6 +111,13 @@ impl Sim {
                     );
                     self.finish_pull(n, id, Err(error));
                 } else if takeover {
+                    // Stored before the old copy goes, as `ClusterLink::pull` does.
+                    self.call(
+                        n,
+                        Event::ImportComplete {
+                            client: client.clone(),
+                        },
+                    );
                     self.release(n, client, from, epoch, Some(id));
                 } else {
                     let page = std::mem::take(&mut pull.late);

@@ -635,6 +635,7 @@ pub(super) fn handle_cluster_event<S: Store>(
         Event::ImportState { client, export } => broker.on_import_state(now, &client, *export),
         Event::ImportQueue { client, page } => broker.on_import_queue(now, &client, page),
         Event::ImportBegin { client } => broker.on_import_begin(&client),
+        Event::ImportComplete { client } => broker.on_import_complete(&client),
         Event::ImportDone { client } => broker.on_import_done(now, &client),
         Event::ImportLate {
             client,

@@ -121,6 +121,9 @@ pub enum Event {
     },
     /// Takeover, new owner: a page of the backlog, in order.
     ImportQueue { client: ClientId, page: QueuePage },
+    /// Takeover, new owner: every page came and is stored, and the old owner is about to be
+    /// told to release its copy (`ImportDone` follows).
+    ImportComplete { client: ClientId },
     /// Takeover, new owner: nothing more to import.
     ImportDone { client: ClientId },
     /// A backlog recovered late from a node that was unreachable when the session moved here:

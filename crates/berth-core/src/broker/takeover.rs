@@ -550,6 +550,46 @@ impl<S: Store> Broker<S> {
         self.claimed_by_connection(client, crate::ids::Epoch(0));
     }
 
+    /// Every page of the one pull under way came and is stored, and the old owner's copy is
+    /// released next: what the previous owner took and its pages did not bring, it delivered,
+    /// and its identities join the session's now, stored before that copy goes. Left for
+    /// `on_import_done` (after the release), they were lost with a crash between the two: the
+    /// merged copy came back complete and still queued a QoS 2 message the previous owner had
+    /// delivered (simulator `--scenario lost-release`, seed 272).
+    pub(super) fn on_import_complete(&mut self, client: &ClientId) {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return;
+        };
+        let one_pull = cluster
+            .import_started
+            .get(client)
+            .is_none_or(|running| *running <= 1);
+        if one_pull && cluster.importing.contains(client) {
+            self.settle_imported_pages(client, true);
+        }
+    }
+
+    /// The import's pages are all here (or never will be): the previous owner's identities
+    /// join the session's, and what it took and the pages did not bring leaves the older copy
+    /// here. `into_session`: false when the import was abandoned (the sets only go).
+    fn settle_imported_pages(&mut self, client: &ClientId, into_session: bool) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let seen = cluster.import_seen.remove(client);
+        let taken = cluster.taken_by_import.remove(client);
+        if !into_session {
+            return;
+        }
+        if let Some(seen) = seen {
+            self.fold_seen(client, seen);
+        }
+        if let Some(taken) = taken.filter(|t| !t.is_empty()) {
+            self.requeue_older_copy(client, &taken, false);
+            self.drop_taken_inflight(client, &taken);
+        }
+    }
+
     /// The import is complete: forwarded messages that waited for it are handled now.
     pub(super) fn on_import_done(&mut self, now: UnixMillis, client: &ClientId) {
         let Some(cluster) = self.cluster.as_mut() else {
@@ -566,17 +606,10 @@ impl<S: Store> Broker<S> {
         }
         // Taken in any case: an import abandoned meanwhile (a Clean Start elsewhere) leaves
         // nothing to fold them into, and they must not stay behind.
-        let seen = cluster.import_seen.remove(client);
-        let taken = cluster.taken_by_import.remove(client);
-        if !cluster.importing.remove(client) {
+        let importing = cluster.importing.remove(client);
+        self.settle_imported_pages(client, importing);
+        if !importing {
             return;
-        }
-        if let Some(seen) = seen {
-            self.fold_seen(client, seen);
-        }
-        if let Some(taken) = taken.filter(|t| !t.is_empty()) {
-            self.requeue_older_copy(client, &taken, false);
-            self.drop_taken_inflight(client, &taken);
         }
         let Some(cluster) = self.cluster.as_mut() else {
             return;
