@@ -25,6 +25,7 @@ mod flow;
 mod grants;
 mod handoff;
 mod identity;
+mod lacked_copy;
 mod limits;
 mod limits_topic;
 mod overtaken_import;

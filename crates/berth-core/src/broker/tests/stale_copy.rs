@@ -52,7 +52,7 @@ fn a_message_both_copies_hold_queued_goes_out_once() {
 
 /// Node 1 holds `x` (subscribed to `t` at QoS 2) offline with `queued` QoS 2 messages; node 2
 /// claims it (epoch 2) and pulls it whole. Node 1's copy stays: the release never reaches it.
-fn pulled_with_queued(queued: &[&'static [u8]]) -> (Harness, Harness) {
+pub(super) fn pulled_with_queued(queued: &[&'static [u8]]) -> (Harness, Harness) {
     let mut a = node(1);
     let conn = a.connect_ok(v3("x", false));
     a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
@@ -190,7 +190,7 @@ fn a_message_in_flight_here_and_queued_in_the_import_goes_out_once() {
 /// be reached, and `x` comes back to node 1, whose fallback lacks node 2's copy: q1, in node
 /// 1's window, must not go out at the CONNECT. Returns both nodes, `x`'s connection at node 1,
 /// what it got there and q1's packet id.
-fn sent_at_both_then_back(complete: bool) -> (Harness, Harness, ConnId, Out, PacketId) {
+pub(super) fn sent_at_both_then_back(complete: bool) -> (Harness, Harness, ConnId, Out, PacketId) {
     let mut a = node(1);
     let conn = a.connect_ok(v3("x", false));
     a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));

@@ -300,6 +300,10 @@ pub(super) fn pull_back(a: &mut Harness, b: &mut Harness, epoch: u64) -> Out {
         client: client("x"),
         page,
     });
+    // As the node does: settled and stored before the old copy's release.
+    a.event(Event::ImportComplete {
+        client: client("x"),
+    });
     a.event(Event::ImportDone {
         client: client("x"),
     })

@@ -1,0 +1,306 @@
+//! A session in doubt about the QoS 2 state of the copy it lacks (`Qos2Wait::lacking`): what
+//! settles that doubt and what does not, found with the simulator's `--scenario lost-release`
+//! (each takeover's release lost on the way with probability 0.5), session 37.
+
+use super::delivery_wait::older_copy_with_m1_in_flight_as;
+use super::stranded::{claim, node, pull_back};
+use super::*;
+use crate::broker::delivery::QOS2_STATE_WAIT;
+use crate::cluster::ClusterEvent;
+use crate::ids::{Epoch, MessageId, NodeId};
+use crate::store::{CopyRef, SubscriptionRecord};
+
+/// Node 2 resumes `x` (subscribed to `t` at QoS 2) at `epoch` without reaching the copy it
+/// lacks (`lacking`); returns the node and `x`'s connection.
+fn resumed_lacking(epoch: u64, lacking: CopyRef) -> (Harness, ConnId) {
+    let mut b = node(2);
+    b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: NodeId(2),
+        epoch: Epoch(epoch),
+        kept: true,
+        subscriptions: Vec::new(),
+    }));
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let mut state = fallback(epoch, vec![(filter("t"), qos2_subscription())]);
+    state.record.qos2_doubt.lacking = Some(lacking);
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: state,
+    });
+    b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let (x, out) = b.connect_as(v3("x", false), epoch);
+    assert!(out.connack(x).session_present);
+    (b, x)
+}
+
+fn qos2_subscription() -> SubscriptionRecord {
+    SubscriptionRecord {
+        options: SubscriptionOptions::new(QoS::ExactlyOnce),
+        subscription_id: None,
+    }
+}
+
+fn copy(node: u64, epoch: u64) -> CopyRef {
+    CopyRef {
+        node: NodeId(node),
+        epoch: Epoch(epoch),
+    }
+}
+
+/// m1's identity in `older_copy_with_m1_in_flight_as`, given one here.
+const M1: MessageId = MessageId {
+    origin: NodeId(1),
+    seq: 77,
+};
+
+/// Simulator seed 77: `x` resumed at node 2 (epoch 5) without node 1's copy of epoch 4. Node
+/// 3's copy, pulled at epoch 2 with its release lost, comes back first with m1 in its window:
+/// it is older than the lacked copy, which took the session on from it and may have completed
+/// m1 since. So m1 waits, and when node 1's copy shows it delivered m1, its exchange ends with
+/// a PUBREL. (Before, node 3's complete state ended the wait and m1 went out a second time.)
+#[test]
+fn an_older_copy_from_another_node_does_not_end_the_wait_for_the_lacked_one() {
+    let (mut b, x) = resumed_lacking(5, copy(1, 4));
+    let mut stale = older_copy_with_m1_in_flight_as(pid(11));
+    set_m1_identity(&mut stale);
+    stale.served = Some(Epoch(1));
+    let out = b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(5),
+        holder: NodeId(3),
+        export: stale,
+        page: Vec::new(),
+    });
+    assert!(
+        out.publishes(x).is_empty(),
+        "m1 waits for node 1's copy, which may have completed it"
+    );
+
+    // Node 1's copy took m1 and holds it no more: it delivered it.
+    let mut lacked = late_copy(Vec::new(), Vec::new(), vec![M1]);
+    lacked.served = Some(Epoch(4));
+    let out = b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(5),
+        holder: NodeId(1),
+        export: lacked,
+        page: Vec::new(),
+    });
+    assert!(out.publishes(x).is_empty(), "node 1 delivered m1");
+    assert_eq!(out.to(x), vec![Packet::PubRel(PubRel::new(pid(11)))]);
+    let out = b.tick_after_millis(QOS2_STATE_WAIT);
+    assert!(out.publishes(x).is_empty());
+}
+
+/// The same copy from a peer too old to say which claim it served: taken, as before, for a
+/// copy that may be newer, its state ends the wait and m1 goes out under the id it was sent
+/// under.
+#[test]
+fn a_late_copy_that_does_not_say_which_claim_it_served_ends_the_wait_as_before() {
+    let (mut b, x) = resumed_lacking(5, copy(1, 4));
+    let mut stale = older_copy_with_m1_in_flight_as(pid(11));
+    set_m1_identity(&mut stale);
+    let out = b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(5),
+        holder: NodeId(3),
+        export: stale,
+        page: Vec::new(),
+    });
+    let sent = out.publishes(x);
+    assert_eq!(payloads(&sent), vec!["m1"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(pid(11)), true));
+}
+
+fn set_m1_identity(export: &mut crate::cluster::SessionExport) {
+    if let Some((_, crate::store::InflightRecord::Sent { delivery, .. })) =
+        export.inflight.first_mut()
+    {
+        let mut message = (*delivery.message).clone();
+        message.id = Some(M1);
+        delivery.message = std::sync::Arc::new(message);
+    }
+}
+
+/// Simulator seed 864: node 2's copy of `x`, in doubt about node 3's copy of epoch 2, held a
+/// QoS 2 message from `t0` on. The session moved away and came back (epoch 5) with a state in
+/// doubt about another copy: node 3's of epoch 4. The wait for that copy starts at the merge;
+/// the one begun at `t0` would run out 10 s after it and let the message go at once.
+#[test]
+fn a_merge_that_lacks_another_copy_waits_for_it_afresh() {
+    let (mut b, x) = resumed_lacking(3, copy(3, 2));
+    let publisher = b.connect_ok(v5("pub", true, None));
+    let out = b.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
+    assert!(out.publishes(x).is_empty(), "m1 waits for node 3's copy");
+    b.lose(x);
+    b.tick_after_millis(20_000);
+
+    // Node 1 claims `x` at epoch 4 without pulling this copy (its release never came); node 2
+    // takes it back at epoch 5 from node 1, whose state lacks node 3's copy of epoch 4.
+    for (owner, epoch) in [(1, 4), (2, 5)] {
+        b.event(Event::Cluster(ClusterEvent::Owner {
+            client: client("x"),
+            owner: NodeId(owner),
+            epoch: Epoch(epoch),
+            kept: true,
+            subscriptions: Vec::new(),
+        }));
+    }
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let mut state = fallback(5, vec![(filter("t"), qos2_subscription())]);
+    state.record.qos2_doubt.lacking = Some(copy(3, 4));
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: state,
+    });
+    b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let (x, out) = b.connect_as(v3("x", false), 5);
+    assert!(out.publishes(x).is_empty());
+    let out = b.tick_after_millis(QOS2_STATE_WAIT - 20_000);
+    assert!(
+        out.publishes(x).is_empty(),
+        "the first wait's end: node 3's copy of epoch 4 is still awaited"
+    );
+    let out = b.tick_after_millis(20_000);
+    assert_eq!(
+        payloads(&out.publishes(x)),
+        vec!["m1"],
+        "the new wait's end"
+    );
+}
+
+/// Simulator seed 298: node 1's copy of `x` still queues q1, which node 2 pulled (epoch 2, the
+/// release lost) and delivered. Node 1 takes the session back with two pulls of node 2's state
+/// for one claim (an adopted claim beside its connection's); the second arrives after a newer
+/// claim of node 1 moved the session on, as an overtaken import. It does not void what the
+/// first said node 2 took: q1 goes out no more. (Before, it did, and the client took it twice.)
+#[test]
+fn a_second_pull_for_the_same_claim_keeps_what_the_first_said_was_taken() {
+    let (mut a, mut b) = super::stale_copy::pulled_with_queued(&[b"q1"]);
+    let (conn, out) = b.connect_as(v3("x", false), 2);
+    let id = out.publish(conn).packet_id.unwrap();
+    b.pubrec(conn, id);
+    b.pubcomp(conn, id);
+    b.lose(conn);
+
+    for epoch in [3, 4] {
+        a.event(claim(1, epoch));
+        b.event(claim(1, epoch));
+    }
+    for _ in 0..2 {
+        a.event(Event::ImportBegin {
+            client: client("x"),
+        });
+    }
+    for _ in 0..2 {
+        let mut export = b
+            .broker
+            .export_session(&client("x"), Epoch(3))
+            .unwrap()
+            .unwrap();
+        export.record.epoch = Epoch(3);
+        a.event(Event::ImportState {
+            client: client("x"),
+            export: Box::new(export),
+        });
+    }
+    for _ in 0..2 {
+        a.event(Event::ImportDone {
+            client: client("x"),
+        });
+    }
+    let (conn, out) = a.connect_as(v3("x", false), 4);
+    assert!(out.connack(conn).session_present);
+    assert!(out.publishes(conn).is_empty(), "node 2 delivered q1");
+    assert!(a.stored_queue("x").is_empty());
+}
+
+/// Simulator seed 272: the import's pages settle when the last one is stored, before the old
+/// copy is released (`Event::ImportComplete`), not when the import ends after the release: a
+/// crash in between lost what node 2 took (its identities, and that it delivered q1), and node
+/// 1's copy came back complete with q1 still queued.
+#[test]
+fn an_import_settles_its_pages_before_the_old_copy_is_released() {
+    let (mut a, mut b) = super::stale_copy::pulled_with_queued(&[b"q1"]);
+    let (conn, out) = b.connect_as(v3("x", false), 2);
+    let id = out.publish(conn).packet_id.unwrap();
+    b.pubrec(conn, id);
+    b.pubcomp(conn, id);
+    b.lose(conn);
+
+    a.event(claim(1, 3));
+    b.event(claim(1, 3));
+    a.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let mut export = b
+        .broker
+        .export_session(&client("x"), Epoch(3))
+        .unwrap()
+        .unwrap();
+    let taken = export.seen.clone();
+    assert_eq!(taken.len(), 1, "node 2 took q1");
+    export.record.epoch = Epoch(3);
+    a.event(Event::ImportState {
+        client: client("x"),
+        export: Box::new(export),
+    });
+    assert_eq!(
+        a.stored_queue("x"),
+        vec!["q1"],
+        "the pages may still bring it"
+    );
+    a.event(Event::ImportComplete {
+        client: client("x"),
+    });
+    assert!(a.stored_queue("x").is_empty(), "node 2 delivered q1");
+    let stored: Vec<MessageId> = a
+        .stored_session("x")
+        .unwrap()
+        .seen
+        .iter()
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(stored, taken);
+
+    // A crash here, before `ImportDone`: what was settled is stored.
+    a.restart_after(1);
+    let (conn, out) = a.connect_as(v3("x", false), 3);
+    assert!(out.publishes(conn).is_empty());
+}
+
+/// Simulator seed 505: node 1 sent q1 under `id`, and node 2 pulled the session (its release
+/// lost) and re-sent q1, which the client completed there. The client came back to node 1
+/// while node 2 could not be reached; node 1's window holds q1, held for node 2's copy. Then
+/// node 2 takes the session back: the state it pulls lacks exactly its own copy, which
+/// completed q1, so q1's exchange in the imported window ends with a PUBREL instead of a
+/// re-send the client would take as a new message.
+#[test]
+fn the_lacked_copy_ends_what_it_completed_when_the_session_comes_back_to_it() {
+    let (mut a, mut b, conn, out, id) = super::stale_copy::sent_at_both_then_back(true);
+    assert!(out.publishes(conn).is_empty());
+    a.lose(conn);
+
+    a.event(claim(2, 4));
+    b.event(claim(2, 4));
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    pull_back(&mut b, &mut a, 4);
+    let (conn, out) = b.connect_as(v3("x", false), 4);
+    assert!(out.connack(conn).session_present);
+    assert!(out.publishes(conn).is_empty(), "q1 was completed here");
+    let after_connack: Vec<Packet> = out.to(conn).into_iter().skip(1).collect();
+    assert_eq!(after_connack, vec![Packet::PubRel(PubRel::new(id))]);
+    b.pubcomp(conn, id);
+    assert!(b.stored_inflight("x").is_empty() && b.stored_queue("x").is_empty());
+}
