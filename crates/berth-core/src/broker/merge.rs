@@ -130,13 +130,16 @@ impl<S: Store> Broker<S> {
             imported_doubt.lacking
         } else {
             match (local_doubt.lacking, imported_doubt.lacking) {
-                // Two claims of one node: its copy stayed there between them (a claim elsewhere
-                // that could not reach it fell back and left it), so the later names the same
-                // copy, grown. Forgotten, a merge with that copy would drop its ids as stale
-                // (simulator seed 31).
-                (Some(a), Some(b)) if a.node == b.node => {
-                    Some(if a.epoch >= b.epoch { a } else { b })
-                }
+                // The later names what is missing. Two claims of one node: its copy stayed
+                // there between them (a claim elsewhere that could not reach it fell back and
+                // left it), so the later names the same copy, grown; forgotten, a merge with
+                // that copy would drop its ids as stale (simulator seed 31). Two nodes: the
+                // later claim's copy came after this one, and whoever claimed after this copy
+                // took its state, doubt included, or lacked this very copy, so the later copy
+                // either settled the earlier lack or names it (or a copy that does) when it
+                // comes back. Not named, no copy could settle the doubt but by its wait running
+                // out (`--scenario lost-release`, seeds 3213, 3344).
+                (Some(a), Some(b)) => Some(if a.epoch >= b.epoch { a } else { b }),
                 _ => None,
             }
         };

@@ -304,3 +304,59 @@ fn the_lacked_copy_ends_what_it_completed_when_the_session_comes_back_to_it() {
     b.pubcomp(conn, id);
     assert!(b.stored_inflight("x").is_empty() && b.stored_queue("x").is_empty());
 }
+
+/// Simulator seeds 3213 and 3344: node 2's copy of `x`, in doubt about node 3's copy of epoch
+/// 2, merges a state in doubt about node 1's copy of epoch 4. The later lack is the one named:
+/// node 1's copy came after this one and settles the earlier doubt or names it. A stale copy
+/// from node 3 that comes back first no longer ends the wait as the copy "not known which".
+#[test]
+fn a_merge_of_two_doubts_about_different_nodes_names_the_later_copy() {
+    let (mut b, x) = resumed_lacking(3, copy(3, 2));
+    let publisher = b.connect_ok(v5("pub", true, None));
+    let out = b.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
+    assert!(out.publishes(x).is_empty(), "m1 waits for node 3's copy");
+    b.lose(x);
+    for (owner, epoch) in [(1, 4), (2, 5)] {
+        b.event(Event::Cluster(ClusterEvent::Owner {
+            client: client("x"),
+            owner: NodeId(owner),
+            epoch: Epoch(epoch),
+            kept: true,
+            subscriptions: Vec::new(),
+        }));
+    }
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let mut state = fallback(5, vec![(filter("t"), qos2_subscription())]);
+    state.record.qos2_doubt.lacking = Some(copy(1, 4));
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: state,
+    });
+    b.event(Event::ImportDone {
+        client: client("x"),
+    });
+    let record = b.stored_session("x").unwrap().record;
+    assert_eq!(record.qos2_doubt.lacking, Some(copy(1, 4)));
+    let (x, out) = b.connect_as(v3("x", false), 5);
+    assert!(out.publishes(x).is_empty());
+
+    for (holder, served) in [(3, 2), (1, 4)] {
+        let mut late = late_copy(Vec::new(), Vec::new(), Vec::new());
+        late.served = Some(Epoch(served));
+        let out = b.event(Event::ImportLate {
+            client: client("x"),
+            epoch: Epoch(5),
+            holder: NodeId(holder),
+            export: late,
+            page: Vec::new(),
+        });
+        let sent = payloads(&out.publishes(x));
+        if holder == 3 {
+            assert!(sent.is_empty(), "node 3's copy is older than node 1's");
+        } else {
+            assert_eq!(sent, vec!["m1"], "node 1's copy settles the doubt");
+        }
+    }
+}
