@@ -52,6 +52,43 @@ fn copy(node: u64, epoch: u64) -> CopyRef {
     }
 }
 
+/// Node 1 claims `x` at epoch 4 without pulling node 2's copy (its release never came); node 2
+/// takes it back at epoch 5 from node 1, whose state (a fallback) lacks `lacking`.
+fn taken_back_lacking(b: &mut Harness, lacking: CopyRef) {
+    for (owner, epoch) in [(1, 4), (2, 5)] {
+        b.event(Event::Cluster(ClusterEvent::Owner {
+            client: client("x"),
+            owner: NodeId(owner),
+            epoch: Epoch(epoch),
+            kept: true,
+            subscriptions: Vec::new(),
+        }));
+    }
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    let mut state = fallback(5, vec![(filter("t"), qos2_subscription())]);
+    state.record.qos2_doubt.lacking = Some(lacking);
+    b.event(Event::ImportState {
+        client: client("x"),
+        export: state,
+    });
+    b.event(Event::ImportDone {
+        client: client("x"),
+    });
+}
+
+/// The state `from` exports of `x` for the claim at `epoch`, as the puller decodes it.
+fn state_for(from: &mut Harness, epoch: u64) -> Box<crate::cluster::SessionExport> {
+    let mut export = from
+        .broker
+        .export_session(&client("x"), Epoch(epoch))
+        .unwrap()
+        .unwrap();
+    export.record.epoch = Epoch(epoch);
+    Box::new(export)
+}
+
 /// m1's identity in `older_copy_with_m1_in_flight_as`, given one here.
 const M1: MessageId = MessageId {
     origin: NodeId(1),
@@ -140,29 +177,8 @@ fn a_merge_that_lacks_another_copy_waits_for_it_afresh() {
     b.lose(x);
     b.tick_after_millis(20_000);
 
-    // Node 1 claims `x` at epoch 4 without pulling this copy (its release never came); node 2
-    // takes it back at epoch 5 from node 1, whose state lacks node 3's copy of epoch 4.
-    for (owner, epoch) in [(1, 4), (2, 5)] {
-        b.event(Event::Cluster(ClusterEvent::Owner {
-            client: client("x"),
-            owner: NodeId(owner),
-            epoch: Epoch(epoch),
-            kept: true,
-            subscriptions: Vec::new(),
-        }));
-    }
-    b.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    let mut state = fallback(5, vec![(filter("t"), qos2_subscription())]);
-    state.record.qos2_doubt.lacking = Some(copy(3, 4));
-    b.event(Event::ImportState {
-        client: client("x"),
-        export: state,
-    });
-    b.event(Event::ImportDone {
-        client: client("x"),
-    });
+    // Back at epoch 5, lacking node 3's copy of epoch 4.
+    taken_back_lacking(&mut b, copy(3, 4));
     let (x, out) = b.connect_as(v3("x", false), 5);
     assert!(out.publishes(x).is_empty());
     let out = b.tick_after_millis(QOS2_STATE_WAIT - 20_000);
@@ -202,15 +218,9 @@ fn a_second_pull_for_the_same_claim_keeps_what_the_first_said_was_taken() {
         });
     }
     for _ in 0..2 {
-        let mut export = b
-            .broker
-            .export_session(&client("x"), Epoch(3))
-            .unwrap()
-            .unwrap();
-        export.record.epoch = Epoch(3);
         a.event(Event::ImportState {
             client: client("x"),
-            export: Box::new(export),
+            export: state_for(&mut b, 3),
         });
     }
     for _ in 0..2 {
@@ -242,17 +252,12 @@ fn an_import_settles_its_pages_before_the_old_copy_is_released() {
     a.event(Event::ImportBegin {
         client: client("x"),
     });
-    let mut export = b
-        .broker
-        .export_session(&client("x"), Epoch(3))
-        .unwrap()
-        .unwrap();
+    let export = state_for(&mut b, 3);
     let taken = export.seen.clone();
     assert_eq!(taken.len(), 1, "node 2 took q1");
-    export.record.epoch = Epoch(3);
     a.event(Event::ImportState {
         client: client("x"),
-        export: Box::new(export),
+        export,
     });
     assert_eq!(
         a.stored_queue("x"),
@@ -316,27 +321,7 @@ fn a_merge_of_two_doubts_about_different_nodes_names_the_later_copy() {
     let out = b.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
     assert!(out.publishes(x).is_empty(), "m1 waits for node 3's copy");
     b.lose(x);
-    for (owner, epoch) in [(1, 4), (2, 5)] {
-        b.event(Event::Cluster(ClusterEvent::Owner {
-            client: client("x"),
-            owner: NodeId(owner),
-            epoch: Epoch(epoch),
-            kept: true,
-            subscriptions: Vec::new(),
-        }));
-    }
-    b.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    let mut state = fallback(5, vec![(filter("t"), qos2_subscription())]);
-    state.record.qos2_doubt.lacking = Some(copy(1, 4));
-    b.event(Event::ImportState {
-        client: client("x"),
-        export: state,
-    });
-    b.event(Event::ImportDone {
-        client: client("x"),
-    });
+    taken_back_lacking(&mut b, copy(1, 4));
     let record = b.stored_session("x").unwrap().record;
     assert_eq!(record.qos2_doubt.lacking, Some(copy(1, 4)));
     let (x, out) = b.connect_as(v3("x", false), 5);
