@@ -194,6 +194,18 @@ fn a_merge_that_lacks_another_copy_waits_for_it_afresh() {
     );
 }
 
+/// Node 1's copy of `x` queues q1; node 2 pulled it (epoch 2, its release to node 1 lost) and
+/// delivered q1, which the client completed there.
+fn q1_completed_at_node2() -> (Harness, Harness) {
+    let (a, mut b) = super::stale_copy::pulled_with_queued(&[b"q1"]);
+    let (conn, out) = b.connect_as(v3("x", false), 2);
+    let id = out.publish(conn).packet_id.unwrap();
+    b.pubrec(conn, id);
+    b.pubcomp(conn, id);
+    b.lose(conn);
+    (a, b)
+}
+
 /// Simulator seed 298: node 1's copy of `x` still queues q1, which node 2 pulled (epoch 2, the
 /// release lost) and delivered. Node 1 takes the session back with two pulls of node 2's state
 /// for one claim (an adopted claim beside its connection's); the second arrives after a newer
@@ -201,12 +213,7 @@ fn a_merge_that_lacks_another_copy_waits_for_it_afresh() {
 /// first said node 2 took: q1 goes out no more. (Before, it did, and the client took it twice.)
 #[test]
 fn a_second_pull_for_the_same_claim_keeps_what_the_first_said_was_taken() {
-    let (mut a, mut b) = super::stale_copy::pulled_with_queued(&[b"q1"]);
-    let (conn, out) = b.connect_as(v3("x", false), 2);
-    let id = out.publish(conn).packet_id.unwrap();
-    b.pubrec(conn, id);
-    b.pubcomp(conn, id);
-    b.lose(conn);
+    let (mut a, mut b) = q1_completed_at_node2();
 
     for epoch in [3, 4] {
         a.event(claim(1, epoch));
@@ -240,12 +247,7 @@ fn a_second_pull_for_the_same_claim_keeps_what_the_first_said_was_taken() {
 /// 1's copy came back complete with q1 still queued.
 #[test]
 fn an_import_settles_its_pages_before_the_old_copy_is_released() {
-    let (mut a, mut b) = super::stale_copy::pulled_with_queued(&[b"q1"]);
-    let (conn, out) = b.connect_as(v3("x", false), 2);
-    let id = out.publish(conn).packet_id.unwrap();
-    b.pubrec(conn, id);
-    b.pubcomp(conn, id);
-    b.lose(conn);
+    let (mut a, mut b) = q1_completed_at_node2();
 
     a.event(claim(1, 3));
     b.event(claim(1, 3));
