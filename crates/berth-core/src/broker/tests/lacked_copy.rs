@@ -14,13 +14,27 @@ use crate::store::{CopyRef, SubscriptionRecord};
 /// lacks (`lacking`); returns the node and `x`'s connection.
 fn resumed_lacking(epoch: u64, lacking: CopyRef) -> (Harness, ConnId) {
     let mut b = node(2);
-    b.event(Event::Cluster(ClusterEvent::Owner {
-        client: client("x"),
-        owner: NodeId(2),
-        epoch: Epoch(epoch),
-        kept: true,
-        subscriptions: Vec::new(),
-    }));
+    claimed_without_its_state(&mut b, &[(2, epoch)], lacking);
+    let (x, out) = b.connect_as(v3("x", false), epoch);
+    assert!(out.connack(x).session_present);
+    (b, x)
+}
+
+/// The claims of `x` in `claims` (node, epoch) reach `b`, node 2, which takes the last over
+/// without reaching the copy before it: its state is a fallback lacking `lacking`.
+fn claimed_without_its_state(b: &mut Harness, claims: &[(u64, u64)], lacking: CopyRef) {
+    for &(owner, epoch) in claims {
+        b.event(Event::Cluster(ClusterEvent::Owner {
+            client: client("x"),
+            owner: NodeId(owner),
+            epoch: Epoch(epoch),
+            kept: true,
+            subscriptions: Vec::new(),
+        }));
+    }
+    let Some(&(_, epoch)) = claims.last() else {
+        return;
+    };
     b.event(Event::ImportBegin {
         client: client("x"),
     });
@@ -33,9 +47,6 @@ fn resumed_lacking(epoch: u64, lacking: CopyRef) -> (Harness, ConnId) {
     b.event(Event::ImportDone {
         client: client("x"),
     });
-    let (x, out) = b.connect_as(v3("x", false), epoch);
-    assert!(out.connack(x).session_present);
-    (b, x)
 }
 
 fn qos2_subscription() -> SubscriptionRecord {
@@ -55,27 +66,7 @@ fn copy(node: u64, epoch: u64) -> CopyRef {
 /// Node 1 claims `x` at epoch 4 without pulling node 2's copy (its release never came); node 2
 /// takes it back at epoch 5 from node 1, whose state (a fallback) lacks `lacking`.
 fn taken_back_lacking(b: &mut Harness, lacking: CopyRef) {
-    for (owner, epoch) in [(1, 4), (2, 5)] {
-        b.event(Event::Cluster(ClusterEvent::Owner {
-            client: client("x"),
-            owner: NodeId(owner),
-            epoch: Epoch(epoch),
-            kept: true,
-            subscriptions: Vec::new(),
-        }));
-    }
-    b.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    let mut state = fallback(5, vec![(filter("t"), qos2_subscription())]);
-    state.record.qos2_doubt.lacking = Some(lacking);
-    b.event(Event::ImportState {
-        client: client("x"),
-        export: state,
-    });
-    b.event(Event::ImportDone {
-        client: client("x"),
-    });
+    claimed_without_its_state(b, &[(1, 4), (2, 5)], lacking);
 }
 
 /// The state `from` exports of `x` for the claim at `epoch`, as the puller decodes it.
@@ -164,17 +155,24 @@ fn set_m1_identity(export: &mut crate::cluster::SessionExport) {
     }
 }
 
+/// Node 2 resumed `x` at epoch 3 without node 3's copy of epoch 2, and holds m1 (QoS 2) for
+/// it; `x` has gone offline.
+fn m1_held_for_node3s_copy() -> Harness {
+    let (mut b, x) = resumed_lacking(3, copy(3, 2));
+    let publisher = b.connect_ok(v5("pub", true, None));
+    let out = b.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
+    assert!(out.publishes(x).is_empty(), "m1 waits for node 3's copy");
+    b.lose(x);
+    b
+}
+
 /// Simulator seed 864: node 2's copy of `x`, in doubt about node 3's copy of epoch 2, held a
 /// QoS 2 message from `t0` on. The session moved away and came back (epoch 5) with a state in
 /// doubt about another copy: node 3's of epoch 4. The wait for that copy starts at the merge;
 /// the one begun at `t0` would run out 10 s after it and let the message go at once.
 #[test]
 fn a_merge_that_lacks_another_copy_waits_for_it_afresh() {
-    let (mut b, x) = resumed_lacking(3, copy(3, 2));
-    let publisher = b.connect_ok(v5("pub", true, None));
-    let out = b.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
-    assert!(out.publishes(x).is_empty(), "m1 waits for node 3's copy");
-    b.lose(x);
+    let mut b = m1_held_for_node3s_copy();
     b.tick_after_millis(20_000);
 
     // Back at epoch 5, lacking node 3's copy of epoch 4.
@@ -318,11 +316,7 @@ fn the_lacked_copy_ends_what_it_completed_when_the_session_comes_back_to_it() {
 /// from node 3 that comes back first no longer ends the wait as the copy "not known which".
 #[test]
 fn a_merge_of_two_doubts_about_different_nodes_names_the_later_copy() {
-    let (mut b, x) = resumed_lacking(3, copy(3, 2));
-    let publisher = b.connect_ok(v5("pub", true, None));
-    let out = b.publish(publisher, publish("t", b"m1", QoS::ExactlyOnce, 1));
-    assert!(out.publishes(x).is_empty(), "m1 waits for node 3's copy");
-    b.lose(x);
+    let mut b = m1_held_for_node3s_copy();
     taken_back_lacking(&mut b, copy(1, 4));
     let record = b.stored_session("x").unwrap().record;
     assert_eq!(record.qos2_doubt.lacking, Some(copy(1, 4)));
