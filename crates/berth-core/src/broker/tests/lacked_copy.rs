@@ -80,6 +80,17 @@ fn state_for(from: &mut Harness, epoch: u64) -> Box<crate::cluster::SessionExpor
     Box::new(export)
 }
 
+/// `holder`'s copy of `x` (`export`), recovered late by node 2, whose session serves epoch 5.
+fn recovered_late(b: &mut Harness, holder: u64, export: Box<crate::cluster::SessionExport>) -> Out {
+    b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(5),
+        holder: NodeId(holder),
+        export,
+        page: Vec::new(),
+    })
+}
+
 /// m1's identity in `older_copy_with_m1_in_flight_as`, given one here.
 const M1: MessageId = MessageId {
     origin: NodeId(1),
@@ -97,13 +108,7 @@ fn an_older_copy_from_another_node_does_not_end_the_wait_for_the_lacked_one() {
     let mut stale = older_copy_with_m1_in_flight_as(pid(11));
     set_m1_identity(&mut stale);
     stale.served = Some(Epoch(1));
-    let out = b.event(Event::ImportLate {
-        client: client("x"),
-        epoch: Epoch(5),
-        holder: NodeId(3),
-        export: stale,
-        page: Vec::new(),
-    });
+    let out = recovered_late(&mut b, 3, stale);
     assert!(
         out.publishes(x).is_empty(),
         "m1 waits for node 1's copy, which may have completed it"
@@ -112,13 +117,7 @@ fn an_older_copy_from_another_node_does_not_end_the_wait_for_the_lacked_one() {
     // Node 1's copy took m1 and holds it no more: it delivered it.
     let mut lacked = late_copy(Vec::new(), Vec::new(), vec![M1]);
     lacked.served = Some(Epoch(4));
-    let out = b.event(Event::ImportLate {
-        client: client("x"),
-        epoch: Epoch(5),
-        holder: NodeId(1),
-        export: lacked,
-        page: Vec::new(),
-    });
+    let out = recovered_late(&mut b, 1, lacked);
     assert!(out.publishes(x).is_empty(), "node 1 delivered m1");
     assert_eq!(out.to(x), vec![Packet::PubRel(PubRel::new(pid(11)))]);
     let out = b.tick_after_millis(QOS2_STATE_WAIT);
@@ -133,13 +132,7 @@ fn a_late_copy_that_does_not_say_which_claim_it_served_ends_the_wait_as_before()
     let (mut b, x) = resumed_lacking(5, copy(1, 4));
     let mut stale = older_copy_with_m1_in_flight_as(pid(11));
     set_m1_identity(&mut stale);
-    let out = b.event(Event::ImportLate {
-        client: client("x"),
-        epoch: Epoch(5),
-        holder: NodeId(3),
-        export: stale,
-        page: Vec::new(),
-    });
+    let out = recovered_late(&mut b, 3, stale);
     let sent = out.publishes(x);
     assert_eq!(payloads(&sent), vec!["m1"]);
     assert_eq!((sent[0].packet_id, sent[0].dup), (Some(pid(11)), true));
@@ -326,13 +319,7 @@ fn a_merge_of_two_doubts_about_different_nodes_names_the_later_copy() {
     for (holder, served) in [(3, 2), (1, 4)] {
         let mut late = late_copy(Vec::new(), Vec::new(), Vec::new());
         late.served = Some(Epoch(served));
-        let out = b.event(Event::ImportLate {
-            client: client("x"),
-            epoch: Epoch(5),
-            holder: NodeId(holder),
-            export: late,
-            page: Vec::new(),
-        });
+        let out = recovered_late(&mut b, holder, late);
         let sent = payloads(&out.publishes(x));
         if holder == 3 {
             assert!(sent.is_empty(), "node 3's copy is older than node 1's");
