@@ -266,6 +266,16 @@ impl ClusterLink {
             mode,
         };
         let received = self.receive(&asked, &mut imports).await;
+        // A takeover whose pages all came settles them before the old copy goes
+        // (`Broker::on_import_complete`), as the last event of the import: the one wait below
+        // covers it, no extra trip to the broker.
+        if matches!(received, Ok(Received::Imported)) {
+            imports
+                .send(Event::ImportComplete {
+                    client: client.clone(),
+                })
+                .await;
+        }
         // However the stream ended, what it brought reaches the broker (a takeover cut short
         // goes on from it with its fallback state); a release waits until it is stored.
         let stored = imports.stored().await;
@@ -276,14 +286,6 @@ impl ClusterLink {
         };
         if !stored {
             return Err("the broker is gone before the session was stored".to_string());
-        }
-        if late.is_none() {
-            // A takeover's pages are all stored: what follows from them is stored too before
-            // the old copy goes (`Broker::on_import_complete`).
-            self.call(Event::ImportComplete {
-                client: client.clone(),
-            })
-            .await;
         }
         if let Some((export, page)) = late {
             self.call(Event::ImportLate {
