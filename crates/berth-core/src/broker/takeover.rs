@@ -38,7 +38,7 @@ impl<S: Store> Broker<S> {
             Vec::new()
         };
         Ok(Some(SessionExport {
-            record: super::record_of(session),
+            record: self.behind_own_claim(client, super::record_of(session)),
             subscriptions: session
                 .subscriptions
                 .iter()
@@ -66,6 +66,40 @@ impl<S: Store> Broker<S> {
             qos2_retry: self.qos2_retry_ids(client),
             served: Some(session.epoch),
         }))
+    }
+
+    /// `record`, of the copy here, as exported. A copy behind a claim of this node that was
+    /// replayed at a restart and overtaken before its import landed (`dormant_claims`) lacks
+    /// the state of the copy that claim took the session from, which may have completed QoS 2
+    /// messages this copy still holds: it goes out in doubt about that copy, not as complete
+    /// (simulator `--scenario lost-release`, seed 1636: its window's message re-sent by the
+    /// puller, whose own copy had completed it). The later of two lacked copies is named, as a
+    /// merge names it.
+    fn behind_own_claim(
+        &self,
+        client: &ClientId,
+        mut record: crate::store::SessionRecord,
+    ) -> crate::store::SessionRecord {
+        let Some(from) = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.dormant_claims.get(client))
+            .filter(|claim| claim.epoch > record.epoch)
+            .and_then(|claim| claim.from)
+        else {
+            return record;
+        };
+        let lacked = record
+            .qos2_doubt
+            .lacking
+            .filter(|_| record.qos2_state_elsewhere || record.incoming_qos2_elsewhere);
+        record.qos2_doubt.lacking = Some(match lacked {
+            Some(lacked) if lacked.epoch > from.epoch => lacked,
+            _ => from,
+        });
+        record.qos2_state_elsewhere = true;
+        record.incoming_qos2_elsewhere = false;
+        record
     }
 
     /// Whether the copy of `client` here was claimed away by the claim at `epoch`: by the

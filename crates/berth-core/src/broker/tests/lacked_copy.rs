@@ -328,3 +328,21 @@ fn a_merge_of_two_doubts_about_different_nodes_names_the_later_copy() {
         }
     }
 }
+
+/// Simulator seed 1636: node 1's copy of `x` (epoch 1) was pulled by node 2 (epoch 2, the
+/// release lost). Node 1 claimed `x` back (epoch 3) and crashed before its pull came back;
+/// restarted, it replays that claim, overtaken by node 2's at epoch 4, and keeps it dormant.
+/// Node 2 pulls from here: the copy is behind node 1's own claim, so it goes out in doubt about
+/// node 2's copy of epoch 2 (which may have completed what it holds), not as complete.
+#[test]
+fn a_copy_behind_its_nodes_own_overtaken_claim_is_exported_in_doubt() {
+    let (mut a, _b) = super::stale_copy::pulled_with_queued(&[b"q1"]);
+    a.restart_after(1);
+    a.broker.join_cluster(NodeId(1));
+    for (owner, epoch) in [(1, 1), (2, 2), (1, 3), (2, 4)] {
+        a.event(claim(owner, epoch));
+    }
+    let export = state_for(&mut a, 4);
+    assert!(export.record.qos2_state_elsewhere);
+    assert_eq!(export.record.qos2_doubt.lacking, Some(copy(2, 2)));
+}
