@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_core::{Command, Outcome};
 use berth_proto::v1 as pb;
 use berth_proto::v1::cluster_client::ClusterClient;
-use openraft::error::RaftError;
+use openraft::error::{CheckIsLeaderError, RaftError};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -344,6 +344,51 @@ impl ClusterNode {
             .await
             .map(|_| ())
             .map_err(|_| ClusterError::Timeout(timeout))
+    }
+
+    /// Raft's read index, bounded by the commit timeout: every command committed before this
+    /// call sits at or below it, so this node's registry, once applied that far, shows every
+    /// write acknowledged anywhere before. The leader confirms it still leads (a heartbeat
+    /// round to a quorum); a follower asks the leader (`ReadIndex`).
+    pub async fn read_index(&self) -> Result<u64, ClusterError> {
+        let timeout = self.commit_timeout;
+        tokio::time::timeout(timeout, self.read_index_unbounded())
+            .await
+            .unwrap_or(Err(ClusterError::Timeout(timeout)))
+    }
+
+    async fn read_index_unbounded(&self) -> Result<u64, ClusterError> {
+        loop {
+            let leader = match self.raft.get_read_log_id().await {
+                Ok((read, _applied)) => return Ok(read.map_or(0, |id| id.index)),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                    forward.leader_id
+                }
+                Err(error) => return Err(ClusterError::Raft(error.to_string())),
+            };
+            // No leader known yet, or one that has just lost it: ask again shortly (an
+            // election takes a few heartbeats; the caller's timeout bounds the loop).
+            if let Some(leader) = leader {
+                match self
+                    .client(leader)?
+                    .read_index(pb::ReadIndexRequest {})
+                    .await
+                {
+                    Ok(reply) => return Ok(reply.into_inner().index),
+                    Err(status) => tracing::debug!(%status, leader, "read index via leader failed"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The leader's read index (`ReadIndex`): `None` when this node does not lead.
+    pub(crate) async fn leader_read_index(&self) -> Result<Option<u64>, ClusterError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(Some(read.map_or(0, |id| id.index))),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Ok(None),
+            Err(error) => Err(ClusterError::Raft(error.to_string())),
+        }
     }
 
     /// Current status, for the admin endpoint and `/health`.

@@ -251,6 +251,18 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::StatusReply>, Status> {
         Ok(Response::new(self.node.status()))
     }
+
+    async fn read_index(
+        &self,
+        _: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexReply>, Status> {
+        // Not forwarded further: the asking follower retries with the leader it learns next.
+        match self.node.leader_read_index().await {
+            Ok(Some(index)) => Ok(Response::new(pb::ReadIndexReply { index })),
+            Ok(None) => Err(Status::unavailable("not the leader")),
+            Err(error) => Err(Status::unavailable(error.to_string())),
+        }
+    }
 }
 
 /// Serves Raft and the Cluster service on `listener` until `shutdown` resolves.

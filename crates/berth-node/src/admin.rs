@@ -255,6 +255,21 @@ pub(crate) async fn clear_retained(
     commit(link, &Command::ClearRetained(topic)).await
 }
 
+/// Waits until this node's registry and broker show every registry change committed
+/// anywhere before the call (Raft's read index, then this node's broker caught up to it).
+pub(crate) async fn sync_registry(link: &ClusterLink) -> Result<(), OperatorFailure> {
+    let index = link.node.read_index().await.map_err(|error| {
+        OperatorFailure::Unavailable(format!("the cluster's read index is not known: {error}"))
+    })?;
+    if !link.broker_caught_up(index).await {
+        return Err(OperatorFailure::Unavailable(
+            "this node has not applied the registry as far as the leader has committed it"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// Commits `command` and waits until this node's broker has been handed it (so that what
 /// the operator does next on this node sees it).
 async fn commit(link: &ClusterLink, command: &Command) -> Result<(), OperatorFailure> {

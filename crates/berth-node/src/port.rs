@@ -111,6 +111,10 @@ impl ClusterPort for RaftPort {
         }
     }
 
+    fn sync_registry(&self) -> PortFuture<'_, Option<Result<(), OperatorFailure>>> {
+        Box::pin(async move { Some(crate::admin::sync_registry(&self.0).await) })
+    }
+
     fn session_admin(
         &self,
         client: ClientId,

@@ -193,6 +193,13 @@ pub trait ClusterPort: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
+    /// Waits (bounded) until `with_registry` shows every registry change committed anywhere
+    /// before the call: what a write through another node made is then seen here (a read of
+    /// what this node has applied may lag the leader). `None`: not a cluster node.
+    fn sync_registry(&self) -> PortFuture<'_, Option<Result<(), OperatorFailure>>> {
+        Box::pin(async { None })
+    }
+
     /// The cluster's health as this node sees it; `None`: not a cluster node.
     fn health(&self) -> PortFuture<'_, Option<ClusterHealth>> {
         Box::pin(async { None })

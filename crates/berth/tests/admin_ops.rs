@@ -358,8 +358,26 @@ async fn any_node_publishes_subscribes_and_changes_the_membership() {
     .await;
     assert_eq!(retained["payload"], "v1");
     assert_eq!(retained["payload_encoding"], "utf8");
-    let (status, _) = call(http2, "DELETE", "/api/v1/retained/fleet%2Fconfig", None).await;
-    assert_eq!(status, 200);
+    // Set through one node and deleted through another at once, round the nodes: the deleting
+    // node catches up with the cluster before it looks (a follower that had not applied the
+    // message yet answered 404). The last round leaves `fleet/config` deleted through node 2.
+    let nodes = [http1, http2, http3];
+    for round in 0..30 {
+        let (setter, deleter) = (nodes[(round + 2) % 3], nodes[(round + 1) % 3]);
+        let payload = format!("version-{round}");
+        let (status, _) = call(
+            setter,
+            "POST",
+            "/api/v1/publish",
+            Some(json!({ "topic": "fleet/config", "payload": payload, "qos": 1, "retain": true })),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, deleted) =
+            call(deleter, "DELETE", "/api/v1/retained/fleet%2Fconfig", None).await;
+        assert_eq!(status, 200, "round {round}: {deleted}");
+        assert_eq!(deleted["bytes"], payload.len(), "round {round}: {deleted}");
+    }
     for http in [http1, http3] {
         wait_answer(http, "/api/v1/retained/fleet%2Fconfig", |status, _| {
             status == 404

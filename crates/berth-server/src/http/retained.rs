@@ -10,14 +10,19 @@
 //!   is committed and this node's broker has applied it.
 //!
 //! The topic is percent-encoded in the path (a `/` as `%2F`). 404: no retained message on
-//! that topic (or this server keeps no registry: it is not a cluster node).
+//! that topic (or this server keeps no registry: it is not a cluster node). A GET answers from
+//! the registry as this node has applied it (as every registry read does: cheap, and it works
+//! on a node cut off from the majority). A DELETE first catches up with everything the cluster
+//! committed before the request (Raft's read index), so a message retained through another
+//! node a moment ago is deleted, not answered 404 by a lagging follower; 503 when that cannot
+//! be known (a node cut off from the majority, which could not commit the delete either).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_codec::{PayloadFormat, TopicName};
-use berth_core::Message;
+use berth_core::{Message, Registry};
 use serde_json::{Value, json};
 
 use super::HttpState;
@@ -70,6 +75,20 @@ fn topic_of(topic: &str) -> Result<TopicName, Refused> {
     })
 }
 
+/// `read` of this node's registry once it has applied everything the cluster committed before
+/// the request (`sync_registry`, Raft's read index): a message retained through another node
+/// a moment ago is seen, not missed by a lagging follower. A node cut off from the majority
+/// cannot know that and answers 503.
+async fn read_synced<T>(
+    state: &HttpState,
+    read: impl FnOnce(&Registry) -> Option<T>,
+) -> Result<Option<T>, Response> {
+    if let Some(Err(failure)) = state.cluster.sync_registry().await {
+        return Err(operator_failed(failure));
+    }
+    with_registry(state, read).map_err(IntoResponse::into_response)
+}
+
 fn absent() -> Response {
     error(StatusCode::NOT_FOUND, "no retained message on this topic")
 }
@@ -91,12 +110,14 @@ pub(super) async fn delete(State(state): State<HttpState>, Path(topic): Path<Str
         Ok(topic) => topic,
         Err(refused) => return refused.into_response(),
     };
-    let held = match with_registry(&state, |registry| {
+    let held = match read_synced(&state, |registry| {
         registry.retained.get(&topic).map(|m| m.payload.len())
-    }) {
+    })
+    .await
+    {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return absent(),
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused,
     };
     match state.cluster.clear_retained(topic.clone()).await {
         Some(Ok(())) => Json(json!({
