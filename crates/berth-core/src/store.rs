@@ -164,10 +164,35 @@ pub struct CopyRef {
 pub struct Qos2Doubt {
     /// The copy whose state is missing, when exactly one is (`None`: not known which).
     pub lacking: Option<CopyRef>,
+    /// Copies lacked before `lacking` took their place (two doubts met and the later copy is
+    /// named: it settles them when it comes back, or names them): the state never had theirs
+    /// either. A merge with one of them ends what it completed with the client, as a merge
+    /// with the lacked copy does (`Broker::merge_import`). Oldest first, each once, at most
+    /// [`Qos2Doubt::EARLIER_KEPT`].
+    pub earlier: Vec<CopyRef>,
     /// Every packet id the client released (PUBREL) while the state was in doubt: that
     /// copy's exchange under such an id has ended, and the id may since carry a new message.
     /// Sorted, each id once.
     pub released: Vec<PacketId>,
+}
+
+impl Qos2Doubt {
+    /// How many earlier lacks a doubt keeps: each needs a copy lost by one takeover and found
+    /// by a later one, so a longer chain is not met in practice; the oldest go first.
+    pub const EARLIER_KEPT: usize = 8;
+
+    /// Adds `copies` to the earlier lacks, each once; `lacking` is never among them.
+    pub fn add_earlier(&mut self, copies: impl IntoIterator<Item = CopyRef>) {
+        for copy in copies {
+            if !self.earlier.contains(&copy) {
+                self.earlier.push(copy);
+            }
+        }
+        let lacking = self.lacking;
+        self.earlier.retain(|copy| Some(*copy) != lacking);
+        let excess = self.earlier.len().saturating_sub(Self::EARLIER_KEPT);
+        self.earlier.drain(..excess);
+    }
 }
 
 /// A stored subscription.

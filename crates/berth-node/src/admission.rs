@@ -64,6 +64,7 @@ pub(crate) async fn claim(
                         node: from,
                         epoch: claimed.previous_epoch,
                     }),
+                    earlier: Vec::new(),
                     released: Vec::new(),
                 },
                 landed: epoch,

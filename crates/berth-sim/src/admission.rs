@@ -206,6 +206,7 @@ impl Sim {
                                 node: berth_core::NodeId(from),
                                 epoch: Epoch(claimed.previous_epoch),
                             }),
+                            earlier: Vec::new(),
                             released: Vec::new(),
                         },
                         landed: Epoch(epoch),

@@ -77,10 +77,12 @@ pub(crate) fn describe_event(event: &Event) -> String {
         }
         Event::ImportBegin { client } => format!("ImportBegin {client}"),
         Event::ImportState { client, export } => format!(
-            "ImportState {client} e{} ({} subscriptions, {} in flight, QoS 2 ids {:?}{}{}{})",
+            "ImportState {client} e{} ({} subscriptions, in flight [{}], {} taken, QoS 2 ids \
+             {:?}{}{}{})",
             export.record.epoch.0,
             export.subscriptions.len(),
-            export.inflight.len(),
+            window(&export.inflight),
+            export.seen.len(),
             export.incoming_qos2,
             if export.record.qos2_state_elsewhere {
                 ", without an older copy's QoS 2 state"
@@ -104,21 +106,38 @@ pub(crate) fn describe_event(event: &Event) -> String {
             page,
             export,
         } => format!(
-            "ImportLate {client} e{} from n{} ({} in flight, {} queued, QoS 2 ids {:?}{})",
+            "ImportLate {client} e{} from n{} (in flight [{}], {} queued, QoS 2 ids {:?}{}{})",
             epoch.0,
             holder.0,
-            export.inflight.len(),
+            window(&export.inflight),
             page.len(),
             export.incoming_qos2,
             if export.record.qos2_state_elsewhere {
                 ", itself without an older copy's QoS 2 state"
             } else {
                 ""
-            }
+            },
+            doubt(&export.record.qos2_doubt),
         ),
         Event::Release { client, epoch, .. } => format!("Release {client} e{}", epoch.0),
         _ => String::new(),
     }
+}
+
+/// An exported in-flight window: each packet id with its message (`rel`: PUBREL sent).
+fn window(inflight: &[(berth_codec::PacketId, berth_core::InflightRecord)]) -> String {
+    let entries: Vec<String> = inflight
+        .iter()
+        .map(|(id, record)| match record {
+            berth_core::InflightRecord::Sent { delivery, .. } => format!(
+                "{}={}",
+                id.get(),
+                String::from_utf8_lossy(&delivery.message.payload)
+            ),
+            berth_core::InflightRecord::Released { .. } => format!("{}=rel", id.get()),
+        })
+        .collect();
+    entries.join(" ")
 }
 
 /// Which copy an imported state lacks and what the client released meanwhile, if known.
@@ -126,6 +145,14 @@ fn doubt(doubt: &berth_core::Qos2Doubt) -> String {
     let mut text = String::new();
     if let Some(copy) = doubt.lacking {
         text += &format!(" (that of n{} at e{})", copy.node.0, copy.epoch.0);
+    }
+    if !doubt.earlier.is_empty() {
+        let copies: Vec<String> = doubt
+            .earlier
+            .iter()
+            .map(|copy| format!("n{}@e{}", copy.node.0, copy.epoch.0))
+            .collect();
+        text += &format!(", before it {}", copies.join(" "));
     }
     if !doubt.released.is_empty() {
         let ids: Vec<u16> = doubt.released.iter().map(|id| id.get()).collect();

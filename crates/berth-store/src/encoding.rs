@@ -40,7 +40,8 @@
 //!                only the client's QoS 2 PUBLISHes are (`incoming_qos2_elsewhere`; records
 //!                written before that bit existed have it clear), bit 5 the QoS 2 doubt
 //!                follows (DOUBT): `lacking_node:u64 lacking_epoch:u64 (node 0: not known)
-//!                count:u16 released:u16*count` (absent: none), before the will, whose
+//!                count:u16 released:u16*count` (absent: none), then with bit 6 the earlier
+//!                lacked copies `count:u8 (node:u64 epoch:u64)*count`, before the will, whose
 //!                PUBLISH runs to the end of the value. `SessionRecord::landed` is not stored
 //!                (read back as `epoch`), so that a row of a session not in doubt stays
 //!                readable by binaries from before bit 5.
@@ -59,7 +60,7 @@ use berth_codec::{
     SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, decode, encode,
 };
 use berth_core::{
-    ClientId, CopyRef, Delivery, Epoch, HandoffRecord, InflightRecord, Message, MessageId, NodeId,
+    ClientId, Delivery, Epoch, HandoffRecord, InflightRecord, Message, MessageId, NodeId,
     Qos2Doubt, QueueSeq, SessionExpiry, SessionRecord, StoreError, SubscriptionRecord, UnixMillis,
     WillRecord,
 };
@@ -276,22 +277,13 @@ pub(crate) fn encode_session(record: &SessionRecord) -> Result<BytesMut, StoreEr
         | u8::from(record.will.is_some()) << 2
         | u8::from(record.qos2_state_elsewhere) << 3
         | u8::from(record.incoming_qos2_elsewhere) << 4
-        | u8::from(record.qos2_doubt != Qos2Doubt::default()) << 5;
+        | u8::from(record.qos2_doubt != Qos2Doubt::default()) << 5
+        | u8::from(!record.qos2_doubt.earlier.is_empty()) << 6;
     out.put_u8(flags);
     out.put_u64(record.expires_at.map_or(0, |at| at.0));
     out.put_u64(record.will_due_at.map_or(0, |at| at.0));
     if record.qos2_doubt != Qos2Doubt::default() {
-        let doubt = &record.qos2_doubt;
-        let (node, epoch) = doubt
-            .lacking
-            .map_or((0, 0), |copy| (copy.node.0, copy.epoch.0));
-        out.put_u64(node);
-        out.put_u64(epoch);
-        // At most 65,535 distinct packet ids.
-        out.put_u16(doubt.released.len() as u16);
-        for id in &doubt.released {
-            out.put_u16(id.get());
-        }
+        doubt::put(&mut out, &record.qos2_doubt);
     }
     // Last: the will's PUBLISH runs to the end of the value.
     if let Some(will) = &record.will {
@@ -616,27 +608,13 @@ pub(crate) fn decode_session(key: &[u8], value: &[u8]) -> Result<SessionRecord, 
         .ok_or_else(|| r.corrupt(&format!("unknown protocol level {level}")))?;
     let expiry = SessionExpiry::from_interval(r.u32("session expiry")?);
     let flags = r.u8("session flags")?;
-    if flags & !0b11_1111 != 0 {
+    if flags & !0b111_1111 != 0 {
         return Err(r.corrupt(&format!("unknown session flags {flags:#04x}")));
     }
     let expires_at = r.u64("session deadline")?;
     let will_due_at = r.u64("will deadline")?;
     let qos2_doubt = if flags & 0b10_0000 != 0 {
-        let node = r.u64("lacking copy node")?;
-        let lacking_epoch = r.u64("lacking copy epoch")?;
-        let count = r.u16("released packet id count")?;
-        let mut released = Vec::with_capacity(usize::from(count));
-        for _ in 0..count {
-            let id = r.u16("released packet id")?;
-            released.push(PacketId::new(id).ok_or_else(|| r.corrupt("released packet id 0"))?);
-        }
-        Qos2Doubt {
-            lacking: (node != 0).then_some(CopyRef {
-                node: NodeId(node),
-                epoch: Epoch(lacking_epoch),
-            }),
-            released,
-        }
+        doubt::read(&mut r, flags & 0b100_0000 != 0)?
     } else {
         Qos2Doubt::default()
     };
@@ -780,6 +758,7 @@ pub(crate) fn decode_retained(key: &[u8], value: &[u8]) -> Result<Message, Store
     Ok(message)
 }
 
+mod doubt;
 mod errors;
 
 pub(crate) use errors::corrupt;

@@ -60,6 +60,15 @@ pub fn export_to_pb(export: &SessionExport) -> pb::SessionHeader {
             node: copy.node.0,
             epoch: copy.epoch.0,
         }),
+        qos2_earlier_lacking: record
+            .qos2_doubt
+            .earlier
+            .iter()
+            .map(|copy| pb::CopyRef {
+                node: copy.node.0,
+                epoch: copy.epoch.0,
+            })
+            .collect(),
         qos2_released: record
             .qos2_doubt
             .released
@@ -110,6 +119,14 @@ pub fn export_from_pb(header: pb::SessionHeader, epoch: u64) -> Result<SessionEx
                     node: berth_core::NodeId(copy.node),
                     epoch: berth_core::Epoch(copy.epoch),
                 }),
+                earlier: header
+                    .qos2_earlier_lacking
+                    .iter()
+                    .map(|copy| berth_core::CopyRef {
+                        node: berth_core::NodeId(copy.node),
+                        epoch: berth_core::Epoch(copy.epoch),
+                    })
+                    .collect(),
                 released: header
                     .qos2_released
                     .iter()
@@ -194,6 +211,10 @@ mod tests {
                         node: berth_core::NodeId(2),
                         epoch: Epoch(3),
                     }),
+                    earlier: vec![berth_core::CopyRef {
+                        node: berth_core::NodeId(1),
+                        epoch: Epoch(2),
+                    }],
                     released: vec![id(3), id(11)],
                 },
                 landed: Epoch(4),

@@ -119,6 +119,7 @@ impl<S: Store> Broker<S> {
                 incoming_qos2_elsewhere: false,
                 qos2_doubt: crate::store::Qos2Doubt {
                     lacking: unclaimed.from,
+                    earlier: Vec::new(),
                     released: Vec::new(),
                 },
                 landed: unclaimed.epoch,

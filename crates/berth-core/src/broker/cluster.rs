@@ -46,6 +46,10 @@ pub(crate) struct ClusterState {
     /// Identities an imported session's previous owner had taken, folded into the session
     /// once its import is done (before, they would swallow the queue pages still arriving).
     pub import_seen: HashMap<ClientId, Vec<crate::ids::MessageId>>,
+    /// How many imported states `import_seen` and `taken_by_import` hold what of: with one,
+    /// the pull that brought it settles it when its pages are in (`on_import_complete`), also
+    /// while another pull of the session is under way that has brought nothing yet.
+    pub import_states: HashMap<ClientId, u32>,
     /// QoS 2 messages an older copy merged here holds queued that the imported state took
     /// and that its queue pages have not brought (yet): once the import is done, the state
     /// had delivered them, and the copy's are dropped (`Broker::requeue_older_copy`).

@@ -100,12 +100,15 @@ impl<S: Store> Broker<S> {
         let imported_in_doubt = record.qos2_state_elsewhere || record.incoming_qos2_elsewhere;
         let local_doubt = session.qos2_doubt();
         let local_in_doubt = session.qos2_in_doubt();
-        let lacking_this = imported_in_doubt
-            && imported_doubt.lacking.is_some_and(|copy| {
-                Some(copy.node) == node
-                    && session.landed <= copy.epoch
-                    && copy.epoch <= session.epoch
-            });
+        let is_this = |copy: &crate::store::CopyRef| {
+            Some(copy.node) == node && session.landed <= copy.epoch && copy.epoch <= session.epoch
+        };
+        let lacking_this = imported_in_doubt && imported_doubt.lacking.is_some_and(|c| is_this(&c));
+        // Lacked before the copy named (`Qos2Doubt::earlier`): the imported state never had this
+        // copy's state either, so what the client completed here ends with a PUBREL too
+        // (`--scenario lost-release`, seed 904: a message completed on a copy that a later lack
+        // had replaced went out again from the imported window once the wait ran out).
+        let lacked_before = imported_in_doubt && imported_doubt.earlier.iter().any(is_this);
         let missing = record.qos2_state_elsewhere;
         // This copy stands in for the delivery state the imported one lacks only where it
         // holds what that state sent: it is the lacked copy, or landed here after it. A newer
@@ -124,25 +127,13 @@ impl<S: Store> Broker<S> {
             } else {
                 imported_in_doubt
             };
-        let lacking = if lacking_this || !imported_in_doubt {
-            local_doubt.lacking
-        } else if !local_in_doubt || local_doubt.lacking == imported_doubt.lacking {
-            imported_doubt.lacking
-        } else {
-            match (local_doubt.lacking, imported_doubt.lacking) {
-                // The later names what is missing. Two claims of one node: its copy stayed
-                // there between them (a claim elsewhere that could not reach it fell back and
-                // left it), so the later names the same copy, grown; forgotten, a merge with
-                // that copy would drop its ids as stale (simulator seed 31). Two nodes: the
-                // later claim's copy came after this one, and whoever claimed after this copy
-                // took its state, doubt included, or lacked this very copy, so the later copy
-                // either settled the earlier lack or names it (or a copy that does) when it
-                // comes back. Not named, no copy could settle the doubt but by its wait running
-                // out (`--scenario lost-release`, seeds 3213, 3344).
-                (Some(a), Some(b)) => Some(if a.epoch >= b.epoch { a } else { b }),
-                _ => None,
-            }
-        };
+        let merged_doubt = super::doubt::merged_lack(
+            local_in_doubt.then_some(&local_doubt),
+            imported_in_doubt.then_some(&imported_doubt),
+            lacking_this,
+            is_this,
+        );
+        let lacking = merged_doubt.lacking;
         let released: HashSet<PacketId> = imported_doubt.released.iter().copied().collect();
         session.landed = served;
         let mut restart_wait = false;
@@ -150,6 +141,7 @@ impl<S: Store> Broker<S> {
             let wait = session.qos2_wait.get_or_insert_with(Default::default);
             wait.held.clear();
             restart_wait = wait.now_lacking(lacking);
+            wait.earlier = merged_doubt.earlier;
             wait.released.extend(released.iter().copied());
         } else {
             session.qos2_wait = None;
@@ -228,7 +220,7 @@ impl<S: Store> Broker<S> {
         if restart_wait {
             self.qos2_wait_running(now, client);
         }
-        if lacking_this && !delivered_here.is_empty() {
+        if (lacking_this || lacked_before) && !delivered_here.is_empty() {
             self.release_delivered(client, &delivered_here);
         }
     }

@@ -20,6 +20,7 @@ mod claims;
 mod cluster;
 mod connect;
 mod delivery;
+mod doubt;
 mod expiry;
 mod fences;
 mod forwarding;

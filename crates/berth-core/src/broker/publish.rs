@@ -356,6 +356,12 @@ impl<S: Store> Broker<S> {
             // its releases count as the session's. Forgetting the name would make a later
             // merge with that very copy drop its ids as stale (simulator seed 11551).
             restart_wait = wait.now_lacking(late.qos2_doubt.lacking);
+            let mut doubt = crate::store::Qos2Doubt {
+                lacking: wait.lacking,
+                ..Default::default()
+            };
+            doubt.add_earlier(wait.earlier.iter().chain(&late.qos2_doubt.earlier).copied());
+            wait.earlier = doubt.earlier;
         }
         let still_missing = session.qos2_state_elsewhere || session.incoming_qos2_elsewhere;
         wait.released

@@ -103,6 +103,8 @@ pub(crate) struct Qos2Wait {
     pub deliveries_wait_until: Option<UnixMillis>,
     /// Which copy that is, when exactly one is known ([`crate::store::Qos2Doubt::lacking`]).
     pub lacking: Option<crate::store::CopyRef>,
+    /// Copies lacked before that one ([`crate::store::Qos2Doubt::earlier`]).
+    pub earlier: Vec<crate::store::CopyRef>,
 }
 
 impl Qos2Wait {
@@ -391,6 +393,7 @@ impl Session {
         released.sort_unstable();
         crate::store::Qos2Doubt {
             lacking: wait.lacking,
+            earlier: wait.earlier.clone(),
             released,
         }
     }
@@ -401,11 +404,12 @@ impl Session {
             self.qos2_wait = None;
             return;
         }
-        if doubt.lacking.is_none() && doubt.released.is_empty() && self.qos2_wait.is_none() {
+        if doubt == crate::store::Qos2Doubt::default() && self.qos2_wait.is_none() {
             return;
         }
         let wait = self.qos2_wait.get_or_insert_with(Default::default);
         wait.lacking = doubt.lacking;
+        wait.earlier = doubt.earlier;
         wait.released.extend(doubt.released);
     }
 

@@ -133,6 +133,16 @@ fn values_round_trip() {
                 node: berth_core::NodeId(3),
                 epoch: Epoch(7),
             }),
+            earlier: vec![
+                berth_core::CopyRef {
+                    node: berth_core::NodeId(1),
+                    epoch: Epoch(2),
+                },
+                berth_core::CopyRef {
+                    node: berth_core::NodeId(2),
+                    epoch: Epoch(5),
+                },
+            ],
             released: vec![PacketId::new(1).unwrap(), PacketId::new(65_535).unwrap()],
         },
         ..session()

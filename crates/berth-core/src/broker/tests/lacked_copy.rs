@@ -346,3 +346,126 @@ fn a_copy_behind_its_nodes_own_overtaken_claim_is_exported_in_doubt() {
     assert!(export.record.qos2_state_elsewhere);
     assert_eq!(export.record.qos2_doubt.lacking, Some(copy(2, 2)));
 }
+
+/// Simulator `--scenario lost-release`, seed 904: node 2's copy of `x` (epoch 2) completed q1,
+/// which node 1's copy (epoch 3) holds in its window, in doubt about node 2's copy. Node 3
+/// claims at epoch 4 and node 1 takes `x` back at epoch 5 without reaching it: two doubts
+/// meet, node 3's later copy is named, and node 2's is kept as lacked before it
+/// (`Qos2Doubt::earlier`). When node 2 takes the session back, the state it pulls lacks its
+/// copy only as an earlier lack, and q1's exchange ends with a PUBREL there as when it is the
+/// lack named. (Before, q1 stayed in the window, held for node 3's copy, and went out again
+/// when that wait ran out: the client took it twice.)
+#[test]
+fn a_copy_lacked_before_the_named_one_ends_what_it_completed_when_merged() {
+    let (mut a, mut b, conn, _, id) = super::stale_copy::sent_at_both_then_back(true);
+    a.lose(conn);
+    claimed_without_its_state(&mut a, &[(3, 4), (1, 5)], copy(3, 4));
+    let doubt = a.stored_session("x").unwrap().record.qos2_doubt;
+    assert_eq!(doubt.lacking, Some(copy(3, 4)));
+    assert_eq!(doubt.earlier, vec![copy(2, 2)]);
+
+    for (owner, epoch) in [(3, 4), (1, 5), (2, 6)] {
+        b.event(claim(owner, epoch));
+    }
+    a.event(claim(2, 6));
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    pull_back(&mut b, &mut a, 6);
+    let doubt = b.stored_session("x").unwrap().record.qos2_doubt;
+    assert_eq!(
+        doubt.lacking,
+        Some(copy(3, 4)),
+        "node 3's copy is still awaited"
+    );
+    assert!(
+        doubt.earlier.is_empty(),
+        "node 2's own copy is merged: {doubt:?}"
+    );
+    let (conn, out) = b.connect_as(v3("x", false), 6);
+    assert!(out.connack(conn).session_present);
+    assert!(out.publishes(conn).is_empty(), "q1 was completed here");
+    let after_connack: Vec<Packet> = out.to(conn).into_iter().skip(1).collect();
+    assert_eq!(after_connack, vec![Packet::PubRel(PubRel::new(id))]);
+    b.pubcomp(conn, id);
+    let out = b.tick_after_millis(QOS2_STATE_WAIT);
+    assert!(
+        out.publishes(conn).is_empty(),
+        "nor when the wait for node 3 runs out"
+    );
+}
+
+/// Simulator `--scenario lost-release`, seed 1155: node 1 sent q1 to `x` under `id`; node 2
+/// pulled the session (epoch 2, the release lost) and the client completed q1 there. Node 3
+/// pulls node 2's state for its claim at epoch 3 while node 1's claim (4) and its own next
+/// claim (5, a second pull) are applied: the copy lands at epoch 5 but serves claim 3. Node
+/// 1's state for claim 5 comes back lacking that copy, "node 3's of epoch 3", with q1 still in
+/// its window. The copy here is the one lacked (it landed for claim 3, `Session::landed`) and
+/// knows it took q1 (its pull's identities, settled when its pages were in, not voided by the
+/// second pull's state), so q1's exchange ends with a PUBREL. (Before, neither held: q1 waited
+/// for a copy that never came, and went out a second time when the wait ran out.)
+#[test]
+fn a_copy_that_landed_under_a_newer_claim_still_ends_what_it_took_when_it_is_lacked() {
+    let mut a = node(1);
+    let conn = a.connect_ok(v3("x", false));
+    a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
+    let publisher = a.connect_ok(v3("pub", true));
+    let out = a.publish(publisher, publish("t", b"q1", QoS::ExactlyOnce, 1));
+    let id = out.publish(conn).packet_id.unwrap();
+    a.lose(conn);
+    let mut b = node(2);
+    for h in [&mut a, &mut b] {
+        h.event(claim(2, 2));
+    }
+    b.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    pull_back(&mut b, &mut a, 2);
+    let (conn, _) = b.connect_as(v3("x", false), 2);
+    b.pubrec(conn, id);
+    b.pubcomp(conn, id);
+    b.lose(conn);
+
+    let mut c = node(3);
+    for h in [&mut a, &mut b, &mut c] {
+        h.event(claim(3, 3));
+    }
+    c.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    for (owner, epoch) in [(1, 4), (3, 5)] {
+        for h in [&mut a, &mut b, &mut c] {
+            h.event(claim(owner, epoch));
+        }
+    }
+    c.event(Event::ImportBegin {
+        client: client("x"),
+    });
+    pull_back(&mut c, &mut b, 3);
+
+    let mut lacking = state_for(&mut a, 5);
+    lacking.record.qos2_state_elsewhere = true;
+    lacking.record.qos2_doubt.lacking = Some(copy(3, 3));
+    for event in [
+        Event::ImportState {
+            client: client("x"),
+            export: lacking,
+        },
+        Event::ImportComplete {
+            client: client("x"),
+        },
+        Event::ImportDone {
+            client: client("x"),
+        },
+    ] {
+        c.event(event);
+    }
+    let (conn, out) = c.connect_as(v3("x", false), 5);
+    assert!(out.connack(conn).session_present);
+    assert!(out.publishes(conn).is_empty(), "q1 was completed at node 2");
+    let after_connack: Vec<Packet> = out.to(conn).into_iter().skip(1).collect();
+    assert_eq!(after_connack, vec![Packet::PubRel(PubRel::new(id))]);
+    c.pubcomp(conn, id);
+    let out = c.tick_after_millis(QOS2_STATE_WAIT);
+    assert!(out.publishes(conn).is_empty());
+}

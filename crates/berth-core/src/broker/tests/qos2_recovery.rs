@@ -308,6 +308,7 @@ fn the_copy_a_session_lacked_completes_it_when_they_merge() {
             node: NodeId(2),
             epoch: Epoch(1),
         }),
+        earlier: Vec::new(),
         released: vec![pid(8)],
     };
     b.event(Event::ImportState {
