@@ -273,6 +273,7 @@ impl ClusterLink {
             imports
                 .send(Event::ImportComplete {
                     client: client.clone(),
+                    epoch: berth_core::Epoch(epoch),
                 })
                 .await;
         }

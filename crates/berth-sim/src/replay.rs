@@ -97,7 +97,9 @@ pub(crate) fn describe_event(event: &Event) -> String {
             doubt(&export.record.qos2_doubt),
         ),
         Event::ImportQueue { client, page } => format!("ImportQueue {client} ({})", page.len()),
-        Event::ImportComplete { client } => format!("ImportComplete {client}"),
+        Event::ImportComplete { client, epoch } => {
+            format!("ImportComplete {client} e{}", epoch.0)
+        }
         Event::ImportDone { client } => format!("ImportDone {client}"),
         Event::ImportLate {
             client,

@@ -116,6 +116,7 @@ impl Sim {
                         n,
                         Event::ImportComplete {
                             client: client.clone(),
+                            epoch: Epoch(epoch),
                         },
                     );
                     self.release(n, client, from, epoch, Some(id));

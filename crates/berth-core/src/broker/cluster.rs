@@ -46,10 +46,10 @@ pub(crate) struct ClusterState {
     /// Identities an imported session's previous owner had taken, folded into the session
     /// once its import is done (before, they would swallow the queue pages still arriving).
     pub import_seen: HashMap<ClientId, Vec<crate::ids::MessageId>>,
-    /// How many imported states `import_seen` and `taken_by_import` hold what of: with one,
-    /// the pull that brought it settles it when its pages are in (`on_import_complete`), also
-    /// while another pull of the session is under way that has brought nothing yet.
-    pub import_states: HashMap<ClientId, u32>,
+    /// The claims whose imported states brought identities into `import_seen` and whose pages
+    /// are not all in yet: once none is left, `on_import_complete` settles them, also while
+    /// another pull of the session is under way that has brought none.
+    pub import_pending: HashMap<ClientId, Vec<crate::ids::Epoch>>,
     /// QoS 2 messages an older copy merged here holds queued that the imported state took
     /// and that its queue pages have not brought (yet): once the import is done, the state
     /// had delivered them, and the copy's are dropped (`Broker::requeue_older_copy`).
@@ -639,7 +639,7 @@ pub(super) fn handle_cluster_event<S: Store>(
         Event::ImportState { client, export } => broker.on_import_state(now, &client, *export),
         Event::ImportQueue { client, page } => broker.on_import_queue(now, &client, page),
         Event::ImportBegin { client } => broker.on_import_begin(&client),
-        Event::ImportComplete { client } => broker.on_import_complete(&client),
+        Event::ImportComplete { client, epoch } => broker.on_import_complete(&client, epoch),
         Event::ImportDone { client } => broker.on_import_done(now, &client),
         Event::ImportLate {
             client,

@@ -123,8 +123,9 @@ pub enum Event {
     /// Takeover, new owner: a page of the backlog, in order.
     ImportQueue { client: ClientId, page: QueuePage },
     /// Takeover, new owner: every page came and is stored, and the old owner is about to be
-    /// told to release its copy (`ImportDone` follows).
-    ImportComplete { client: ClientId },
+    /// told to release its copy (`ImportDone` follows). `epoch`: the claim the pull came for
+    /// (its state's `record.epoch`), which tells overlapping pulls of one session apart.
+    ImportComplete { client: ClientId, epoch: Epoch },
     /// Takeover, new owner: nothing more to import.
     ImportDone { client: ClientId },
     /// A backlog recovered late from a node that was unreachable when the session moved here:

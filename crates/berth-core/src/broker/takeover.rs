@@ -211,9 +211,15 @@ impl<S: Store> Broker<S> {
                 .is_none_or(|running| *running <= 1)
             {
                 cluster.import_seen.remove(client);
-                cluster.import_states.remove(client);
+                cluster.import_pending.remove(client);
             }
-            *cluster.import_states.entry(client.clone()).or_default() += 1;
+            if !export.seen.is_empty() {
+                cluster
+                    .import_pending
+                    .entry(client.clone())
+                    .or_default()
+                    .push(export.record.epoch);
+            }
         }
         let mut moving_on = self.is_moving(client);
         let node = self.cluster.as_ref().map(|c| c.node);
@@ -600,20 +606,25 @@ impl<S: Store> Broker<S> {
     /// `on_import_done` (after the release), they were lost with a crash between the two: the
     /// merged copy came back complete and still queued a QoS 2 message the previous owner had
     /// delivered (simulator `--scenario lost-release`, seed 272).
-    pub(super) fn on_import_complete(&mut self, client: &ClientId) {
-        let Some(cluster) = self.cluster.as_ref() else {
+    pub(super) fn on_import_complete(&mut self, client: &ClientId, epoch: crate::ids::Epoch) {
+        let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
         let one_pull = cluster
             .import_started
             .get(client)
             .is_none_or(|running| *running <= 1);
-        // Or the one state in is this pull's, the other pulls having brought nothing yet: left
-        // for later, what it settles was voided by the next pull's state as a cut-short pull's
-        // (`--scenario lost-release`, seed 1155: a copy that completed three QoS 2 messages
-        // forgot it had taken them and could not end them when the state lacking it came back).
-        let only_state = cluster.import_states.get(client).is_some_and(|n| *n == 1);
-        if (one_pull || only_state) && cluster.importing.contains(client) {
+        // Or every pull that brought identities has all its pages in, the others having brought
+        // none yet (or a fallback): left for later, they were voided by the next pull's state
+        // as a cut-short pull's are (`--scenario lost-release`, seeds 1155 and 6058: a copy that
+        // completed QoS 2 messages forgot it had taken them, and could not end them when a state
+        // lacking it came back).
+        let pending = cluster.import_pending.entry(client.clone()).or_default();
+        if let Some(at) = pending.iter().position(|claim| *claim == epoch) {
+            pending.remove(at);
+        }
+        let all_in = pending.is_empty();
+        if (one_pull || all_in) && cluster.importing.contains(client) {
             self.settle_imported_pages(client, true);
         }
     }
@@ -627,7 +638,7 @@ impl<S: Store> Broker<S> {
         };
         let seen = cluster.import_seen.remove(client);
         let taken = cluster.taken_by_import.remove(client);
-        cluster.import_states.remove(client);
+        cluster.import_pending.remove(client);
         if !into_session {
             return;
         }

@@ -259,6 +259,7 @@ fn an_import_settles_its_pages_before_the_old_copy_is_released() {
     );
     a.event(Event::ImportComplete {
         client: client("x"),
+        epoch: Epoch(3),
     });
     assert!(a.stored_queue("x").is_empty(), "node 2 delivered q1");
     let stored: Vec<MessageId> = a
@@ -406,6 +407,20 @@ fn a_copy_lacked_before_the_named_one_ends_what_it_completed_when_merged() {
 /// for a copy that never came, and went out a second time when the wait ran out.)
 #[test]
 fn a_copy_that_landed_under_a_newer_claim_still_ends_what_it_took_when_it_is_lacked() {
+    landed_under_a_newer_claim(false);
+}
+
+/// Seed 6058: the same with an earlier pull of node 3's, cut short, whose fallback state (it
+/// brings no identities) ends while the other two run: the identities the claim-3 pull brought
+/// are still settled when its pages are in.
+#[test]
+fn an_earlier_pull_cut_short_does_not_keep_a_later_one_from_settling() {
+    landed_under_a_newer_claim(true);
+}
+
+/// See the two tests above; `fallback_first`: node 3 began a pull for a claim at epoch 3 that
+/// ended with its fallback, and the pulls named above are for its claims 5 and 7.
+fn landed_under_a_newer_claim(fallback_first: bool) {
     let mut a = node(1);
     let conn = a.connect_ok(v3("x", false));
     a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
@@ -427,25 +442,37 @@ fn a_copy_that_landed_under_a_newer_claim_still_ends_what_it_took_when_it_is_lac
     b.lose(conn);
 
     let mut c = node(3);
-    for h in [&mut a, &mut b, &mut c] {
-        h.event(claim(3, 3));
+    let mut claims = vec![(3, 3), (1, 4), (3, 5)];
+    if fallback_first {
+        claims.extend([(1, 6), (3, 7)]);
     }
-    c.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    for (owner, epoch) in [(1, 4), (3, 5)] {
+    for &(owner, epoch) in &claims {
         for h in [&mut a, &mut b, &mut c] {
             h.event(claim(owner, epoch));
         }
+        if owner == 3 {
+            c.event(Event::ImportBegin {
+                client: client("x"),
+            });
+        }
     }
-    c.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    pull_back(&mut c, &mut b, 3);
+    let (copied, lacked) = if fallback_first { (5, 7) } else { (3, 5) };
+    if fallback_first {
+        let mut cut_short = fallback(3, vec![(filter("t"), qos2_subscription())]);
+        cut_short.record.qos2_doubt.lacking = Some(copy(2, 2));
+        c.event(Event::ImportState {
+            client: client("x"),
+            export: cut_short,
+        });
+        c.event(Event::ImportDone {
+            client: client("x"),
+        });
+    }
+    pull_back(&mut c, &mut b, copied);
 
-    let mut lacking = state_for(&mut a, 5);
+    let mut lacking = state_for(&mut a, lacked);
     lacking.record.qos2_state_elsewhere = true;
-    lacking.record.qos2_doubt.lacking = Some(copy(3, 3));
+    lacking.record.qos2_doubt.lacking = Some(copy(3, copied));
     for event in [
         Event::ImportState {
             client: client("x"),
@@ -453,6 +480,7 @@ fn a_copy_that_landed_under_a_newer_claim_still_ends_what_it_took_when_it_is_lac
         },
         Event::ImportComplete {
             client: client("x"),
+            epoch: Epoch(lacked),
         },
         Event::ImportDone {
             client: client("x"),
@@ -460,7 +488,7 @@ fn a_copy_that_landed_under_a_newer_claim_still_ends_what_it_took_when_it_is_lac
     ] {
         c.event(event);
     }
-    let (conn, out) = c.connect_as(v3("x", false), 5);
+    let (conn, out) = c.connect_as(v3("x", false), lacked);
     assert!(out.connack(conn).session_present);
     assert!(out.publishes(conn).is_empty(), "q1 was completed at node 2");
     let after_connack: Vec<Packet> = out.to(conn).into_iter().skip(1).collect();

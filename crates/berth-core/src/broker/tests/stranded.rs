@@ -303,6 +303,7 @@ pub(super) fn pull_back(a: &mut Harness, b: &mut Harness, epoch: u64) -> Out {
     // As the node does: settled and stored before the old copy's release.
     a.event(Event::ImportComplete {
         client: client("x"),
+        epoch: Epoch(epoch),
     });
     a.event(Event::ImportDone {
         client: client("x"),
