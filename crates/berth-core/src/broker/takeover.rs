@@ -619,11 +619,15 @@ impl<S: Store> Broker<S> {
         // as a cut-short pull's are (`--scenario lost-release`, seeds 1155 and 6058: a copy that
         // completed QoS 2 messages forgot it had taken them, and could not end them when a state
         // lacking it came back).
-        let pending = cluster.import_pending.entry(client.clone()).or_default();
-        if let Some(at) = pending.iter().position(|claim| *claim == epoch) {
-            pending.remove(at);
-        }
-        let all_in = pending.is_empty();
+        let all_in = cluster
+            .import_pending
+            .get_mut(client)
+            .is_none_or(|pending| {
+                if let Some(at) = pending.iter().position(|claim| *claim == epoch) {
+                    pending.remove(at);
+                }
+                pending.is_empty()
+            });
         if (one_pull || all_in) && cluster.importing.contains(client) {
             self.settle_imported_pages(client, true);
         }

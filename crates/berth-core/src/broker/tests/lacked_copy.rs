@@ -421,25 +421,7 @@ fn an_earlier_pull_cut_short_does_not_keep_a_later_one_from_settling() {
 /// See the two tests above; `fallback_first`: node 3 began a pull for a claim at epoch 3 that
 /// ended with its fallback, and the pulls named above are for its claims 5 and 7.
 fn landed_under_a_newer_claim(fallback_first: bool) {
-    let mut a = node(1);
-    let conn = a.connect_ok(v3("x", false));
-    a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
-    let publisher = a.connect_ok(v3("pub", true));
-    let out = a.publish(publisher, publish("t", b"q1", QoS::ExactlyOnce, 1));
-    let id = out.publish(conn).packet_id.unwrap();
-    a.lose(conn);
-    let mut b = node(2);
-    for h in [&mut a, &mut b] {
-        h.event(claim(2, 2));
-    }
-    b.event(Event::ImportBegin {
-        client: client("x"),
-    });
-    pull_back(&mut b, &mut a, 2);
-    let (conn, _) = b.connect_as(v3("x", false), 2);
-    b.pubrec(conn, id);
-    b.pubcomp(conn, id);
-    b.lose(conn);
+    let (mut a, mut b, id) = super::stale_copy::sent_at_both(true);
 
     let mut c = node(3);
     let mut claims = vec![(3, 3), (1, 4), (3, 5)];

@@ -184,13 +184,10 @@ fn a_message_in_flight_here_and_queued_in_the_import_goes_out_once() {
     assert!(sent[0].dup);
 }
 
-/// Simulator `--scenario lost-release`, seed 43: node 1 sent q1 to `x` under packet id `id`,
-/// and node 2 pulled the session (its release to node 1 lost) and re-sent q1 under the same
-/// id; with `complete`, the client completed it there (and freed the id). Then node 2 cannot
-/// be reached, and `x` comes back to node 1, whose fallback lacks node 2's copy: q1, in node
-/// 1's window, must not go out at the CONNECT. Returns both nodes, `x`'s connection at node 1,
-/// what it got there and q1's packet id.
-pub(super) fn sent_at_both_then_back(complete: bool) -> (Harness, Harness, ConnId, Out, PacketId) {
+/// Node 1 sent q1 to `x` under packet id `id`, and node 2 pulled the session (epoch 2, its
+/// release to node 1 lost) and re-sent q1 under the same id; with `complete`, the client
+/// completed it there. Returns both nodes and `id`.
+pub(super) fn sent_at_both(complete: bool) -> (Harness, Harness, PacketId) {
     let mut a = node(1);
     let conn = a.connect_ok(v3("x", false));
     a.subscribe(conn, subscribe(1, "t", QoS::ExactlyOnce));
@@ -212,6 +209,17 @@ pub(super) fn sent_at_both_then_back(complete: bool) -> (Harness, Harness, ConnI
         b.pubcomp(conn, id);
     }
     b.lose(conn);
+    (a, b, id)
+}
+
+/// Simulator `--scenario lost-release`, seed 43: node 1 sent q1 to `x` under packet id `id`,
+/// and node 2 pulled the session (its release to node 1 lost) and re-sent q1 under the same
+/// id; with `complete`, the client completed it there (and freed the id). Then node 2 cannot
+/// be reached, and `x` comes back to node 1, whose fallback lacks node 2's copy: q1, in node
+/// 1's window, must not go out at the CONNECT. Returns both nodes, `x`'s connection at node 1,
+/// what it got there and q1's packet id.
+pub(super) fn sent_at_both_then_back(complete: bool) -> (Harness, Harness, ConnId, Out, PacketId) {
+    let (mut a, mut b, id) = sent_at_both(complete);
 
     resume_at_node1_without_node2(&mut a, &mut b, vec![(filter("t"), qos2_record())]);
     let (conn, out) = a.connect_as(v3("x", false), 3);
