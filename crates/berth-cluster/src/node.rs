@@ -359,12 +359,9 @@ impl ClusterNode {
 
     async fn read_index_unbounded(&self) -> Result<u64, ClusterError> {
         loop {
-            let leader = match self.raft.get_read_log_id().await {
-                Ok((read, _applied)) => return Ok(read.map_or(0, |id| id.index)),
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
-                    forward.leader_id
-                }
-                Err(error) => return Err(ClusterError::Raft(error.to_string())),
+            let leader = match self.local_read_index().await? {
+                Ok(index) => return Ok(index),
+                Err(leader) => leader,
             };
             // No leader known yet, or one that has just lost it: ask again shortly (an
             // election takes a few heartbeats; the caller's timeout bounds the loop).
@@ -382,11 +379,16 @@ impl ClusterNode {
         }
     }
 
-    /// The leader's read index (`ReadIndex`): `None` when this node does not lead.
-    pub(crate) async fn leader_read_index(&self) -> Result<Option<u64>, ClusterError> {
+    /// The read index as this node's Raft gives it: `Ok` when it leads; otherwise the leader
+    /// it knows, if any (what `ReadIndex` answers, and where a follower asks).
+    pub(crate) async fn local_read_index(
+        &self,
+    ) -> Result<Result<u64, Option<NodeId>>, ClusterError> {
         match self.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Ok(Some(read.map_or(0, |id| id.index))),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Ok(None),
+            Ok((read, _applied)) => Ok(Ok(read.map_or(0, |id| id.index))),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                Ok(Err(forward.leader_id))
+            }
             Err(error) => Err(ClusterError::Raft(error.to_string())),
         }
     }

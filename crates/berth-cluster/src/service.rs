@@ -257,9 +257,9 @@ impl Cluster for ClusterService {
         _: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexReply>, Status> {
         // Not forwarded further: the asking follower retries with the leader it learns next.
-        match self.node.leader_read_index().await {
-            Ok(Some(index)) => Ok(Response::new(pb::ReadIndexReply { index })),
-            Ok(None) => Err(Status::unavailable("not the leader")),
+        match self.node.local_read_index().await {
+            Ok(Ok(index)) => Ok(Response::new(pb::ReadIndexReply { index })),
+            Ok(Err(_)) => Err(Status::unavailable("not the leader")),
             Err(error) => Err(Status::unavailable(error.to_string())),
         }
     }

@@ -277,6 +277,19 @@ fn an_import_settles_its_pages_before_the_old_copy_is_released() {
     assert!(out.publishes(conn).is_empty());
 }
 
+/// `x` connects to `h` at `epoch`: the session is there, and q1, completed by the client on
+/// another copy, is not sent again; its exchange under `id` ends with a PUBREL, which the
+/// client completes. Returns the connection.
+fn back_with_q1_ended(h: &mut Harness, epoch: u64, id: PacketId) -> ConnId {
+    let (conn, out) = h.connect_as(v3("x", false), epoch);
+    assert!(out.connack(conn).session_present);
+    assert!(out.publishes(conn).is_empty(), "q1 was completed before");
+    let after_connack: Vec<Packet> = out.to(conn).into_iter().skip(1).collect();
+    assert_eq!(after_connack, vec![Packet::PubRel(PubRel::new(id))]);
+    h.pubcomp(conn, id);
+    conn
+}
+
 /// Simulator seed 505: node 1 sent q1 under `id`, and node 2 pulled the session (its release
 /// lost) and re-sent q1, which the client completed there. The client came back to node 1
 /// while node 2 could not be reached; node 1's window holds q1, held for node 2's copy. Then
@@ -295,12 +308,7 @@ fn the_lacked_copy_ends_what_it_completed_when_the_session_comes_back_to_it() {
         client: client("x"),
     });
     pull_back(&mut b, &mut a, 4);
-    let (conn, out) = b.connect_as(v3("x", false), 4);
-    assert!(out.connack(conn).session_present);
-    assert!(out.publishes(conn).is_empty(), "q1 was completed here");
-    let after_connack: Vec<Packet> = out.to(conn).into_iter().skip(1).collect();
-    assert_eq!(after_connack, vec![Packet::PubRel(PubRel::new(id))]);
-    b.pubcomp(conn, id);
+    back_with_q1_ended(&mut b, 4, id);
     assert!(b.stored_inflight("x").is_empty() && b.stored_queue("x").is_empty());
 }
 
@@ -383,12 +391,7 @@ fn a_copy_lacked_before_the_named_one_ends_what_it_completed_when_merged() {
         doubt.earlier.is_empty(),
         "node 2's own copy is merged: {doubt:?}"
     );
-    let (conn, out) = b.connect_as(v3("x", false), 6);
-    assert!(out.connack(conn).session_present);
-    assert!(out.publishes(conn).is_empty(), "q1 was completed here");
-    let after_connack: Vec<Packet> = out.to(conn).into_iter().skip(1).collect();
-    assert_eq!(after_connack, vec![Packet::PubRel(PubRel::new(id))]);
-    b.pubcomp(conn, id);
+    let conn = back_with_q1_ended(&mut b, 6, id);
     let out = b.tick_after_millis(QOS2_STATE_WAIT);
     assert!(
         out.publishes(conn).is_empty(),
@@ -470,12 +473,7 @@ fn landed_under_a_newer_claim(fallback_first: bool) {
     ] {
         c.event(event);
     }
-    let (conn, out) = c.connect_as(v3("x", false), lacked);
-    assert!(out.connack(conn).session_present);
-    assert!(out.publishes(conn).is_empty(), "q1 was completed at node 2");
-    let after_connack: Vec<Packet> = out.to(conn).into_iter().skip(1).collect();
-    assert_eq!(after_connack, vec![Packet::PubRel(PubRel::new(id))]);
-    c.pubcomp(conn, id);
+    let conn = back_with_q1_ended(&mut c, lacked, id);
     let out = c.tick_after_millis(QOS2_STATE_WAIT);
     assert!(out.publishes(conn).is_empty());
 }
