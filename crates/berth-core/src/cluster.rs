@@ -30,6 +30,8 @@ pub enum ClusterEvent {
         epoch: Epoch,
         kept: bool,
         subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
+        /// The copy `owner` took the session over from (`registry::SessionEntry::moved_from`).
+        moved_from: Option<crate::store::CopyRef>,
     },
     Subscribed {
         client: ClientId,
@@ -69,9 +71,8 @@ pub struct RemoteSession {
     /// The epoch the session started at (Clean Start, or first connection); later epochs
     /// are takeovers of the same session. 0: unknown (a snapshot from before this was kept).
     pub started: Epoch,
-    /// The node that held the session before `owner` took it over (see
-    /// `registry::SessionEntry::moved_from`).
-    pub moved_from: Option<NodeId>,
+    /// The copy `owner` took the session over from (see `registry::SessionEntry::moved_from`).
+    pub moved_from: Option<crate::store::CopyRef>,
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
 }
 

@@ -64,7 +64,9 @@ pub(crate) async fn claim(
                         node: from,
                         epoch: claimed.previous_epoch,
                     }),
-                    earlier: Vec::new(),
+                    // Where that owner took the session from: if its import never landed, the
+                    // state is there (`Qos2Doubt::earlier`).
+                    earlier: claimed.previous_from.into_iter().collect(),
                     released: Vec::new(),
                 },
                 landed: epoch,

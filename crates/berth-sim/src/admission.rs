@@ -206,7 +206,15 @@ impl Sim {
                                 node: berth_core::NodeId(from),
                                 epoch: Epoch(claimed.previous_epoch),
                             }),
-                            earlier: Vec::new(),
+                            earlier: claimed
+                                .previous_from_node
+                                .filter(|_| claimed.previous_from_epoch > 0)
+                                .map(|node| CopyRef {
+                                    node: berth_core::NodeId(node),
+                                    epoch: Epoch(claimed.previous_from_epoch),
+                                })
+                                .into_iter()
+                                .collect(),
                             released: Vec::new(),
                         },
                         landed: Epoch(epoch),

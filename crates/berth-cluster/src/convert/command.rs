@@ -9,7 +9,8 @@
 use berth_codec::{TopicFilter, TopicName};
 use berth_core::registry::{Claim, Claimed, Reassert, SessionEntry};
 use berth_core::{
-    ClientId, ClusterEvent, Command, Epoch, NodeId, Outcome, Registry, SessionExpiry, UnixMillis,
+    ClientId, ClusterEvent, Command, CopyRef, Epoch, NodeId, Outcome, Registry, SessionExpiry,
+    UnixMillis,
 };
 use berth_proto::v1 as pb;
 
@@ -182,6 +183,8 @@ pub fn outcome_to_pb(outcome: &Outcome) -> pb::CommandResult {
             session_present: c.session_present,
             previous_owner: c.previous_owner.map(|n| n.0),
             previous_epoch: c.previous_epoch.0,
+            previous_from_node: c.previous_from.map(|copy| copy.node.0),
+            previous_from_epoch: c.previous_from.map_or(0, |copy| copy.epoch.0),
             subscriptions: subscriptions_to_pb(&c.subscriptions),
             previous_expiry_interval: c.previous_expiry.as_interval(),
         }),
@@ -216,6 +219,13 @@ pub fn claimed_from_pb(c: &pb::ClaimResult) -> Result<Claimed, Invalid> {
         session_present: c.session_present,
         previous_owner: c.previous_owner.map(NodeId),
         previous_epoch: Epoch(c.previous_epoch),
+        previous_from: c
+            .previous_from_node
+            .filter(|_| c.previous_from_epoch > 0)
+            .map(|node| CopyRef {
+                node: NodeId(node),
+                epoch: Epoch(c.previous_from_epoch),
+            }),
         subscriptions: subscriptions_from_pb(&c.subscriptions)?,
         previous_expiry: SessionExpiry::from_interval(c.previous_expiry_interval),
     })
@@ -256,7 +266,11 @@ pub fn session_entry_to_pb(client: &ClientId, e: &SessionEntry) -> pb::SessionEn
         owner: e.owner.0,
         epoch: e.epoch.0,
         started_epoch: e.started.0,
-        moved_from: e.moved_from.map(|n| n.0),
+        moved_from: e.moved_from.map(|copy| copy.node.0),
+        moved_from_epoch: e
+            .moved_from
+            .map(|copy| copy.epoch.0)
+            .filter(|epoch| *epoch > 0),
         protocol: u32::from(e.protocol.level()),
         // Detached and never expiring: u64::MAX (absent means connected).
         expires_at_ms: e.detached.then(|| e.expires_at.map_or(u64::MAX, |at| at.0)),
@@ -278,7 +292,10 @@ pub fn session_entry_from_pb(s: &pb::SessionEntry) -> Result<(ClientId, SessionE
             owner: NodeId(s.owner),
             epoch: Epoch(s.epoch),
             started: Epoch(s.started_epoch),
-            moved_from: s.moved_from.map(NodeId),
+            moved_from: s.moved_from.map(|node| CopyRef {
+                node: NodeId(node),
+                epoch: Epoch(s.moved_from_epoch.unwrap_or(0)),
+            }),
             protocol: protocol_from(s.protocol)?,
             expires_at: s.expires_at_ms.filter(|at| *at != u64::MAX).map(UnixMillis),
             detached: s.expires_at_ms.is_some(),
@@ -451,6 +468,10 @@ mod tests {
                 session_present: true,
                 previous_owner: Some(NodeId(1)),
                 previous_epoch: Epoch(1),
+                previous_from: Some(CopyRef {
+                    node: NodeId(3),
+                    epoch: Epoch(7),
+                }),
                 subscriptions: vec![sub("a")],
                 previous_expiry: SessionExpiry::After(3600),
             }),
@@ -514,6 +535,24 @@ mod tests {
             },
             &mut events,
         );
+        // Taken over: the entry names the copy it came from, epoch included.
+        r.apply(
+            &Command::Claim(Claim {
+                client: id("y"),
+                node: NodeId(2),
+                clean_start: false,
+                protocol: ProtocolVersion::V3_1,
+                now: UnixMillis(0),
+                expiry: SessionExpiry::After(10),
+                will: None,
+            }),
+            &mut events,
+        );
+        let copy_of_1 = CopyRef {
+            node: NodeId(1),
+            epoch: Epoch(1),
+        };
+        assert_eq!(r.sessions[&id("y")].moved_from, Some(copy_of_1));
         assert!(!r.sessions.is_empty() && !r.retained.is_empty());
         let (sessions, retained) = registry_to_pb(&r);
         assert_eq!(registry_from_pb(&sessions, &retained), r);

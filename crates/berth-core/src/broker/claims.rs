@@ -16,6 +16,9 @@ pub(crate) struct Unclaimed {
     /// The node that held the session before (where its backlog is), and the claim it held
     /// it under.
     pub from: Option<crate::store::CopyRef>,
+    /// The copy `from`'s claim took the session over from: lacked too, if `from` cannot be
+    /// reached (`Qos2Doubt::earlier`).
+    pub earlier: Option<crate::store::CopyRef>,
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
     /// The takeover runs without a connection (`Action::Adopt` was sent).
     pub adopted: bool,
@@ -119,7 +122,7 @@ impl<S: Store> Broker<S> {
                 incoming_qos2_elsewhere: false,
                 qos2_doubt: crate::store::Qos2Doubt {
                     lacking: unclaimed.from,
-                    earlier: Vec::new(),
+                    earlier: unclaimed.earlier.into_iter().collect(),
                     released: Vec::new(),
                 },
                 landed: unclaimed.epoch,

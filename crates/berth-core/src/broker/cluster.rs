@@ -96,6 +96,10 @@ pub(crate) struct Remote {
     /// The newest claim (as far as this node has applied the registry) that started the
     /// session afresh (Clean Start, or the old one had ended): state from before it is void.
     pub started: Epoch,
+    /// The copy the owner took the session over from (`registry::SessionEntry::moved_from`).
+    /// A claim of this node that cannot reach the owner lacks that copy's state too: the
+    /// owner's import may never have landed (`Qos2Doubt::earlier`).
+    pub moved_from: Option<crate::store::CopyRef>,
     pub filters: Vec<TopicFilter>,
 }
 
@@ -120,6 +124,7 @@ impl<S: Store> Broker<S> {
                 epoch,
                 kept,
                 subscriptions,
+                moved_from,
             } => {
                 if self.sessions.get(&client).is_some_and(|s| s.epoch >= epoch) {
                     // The local session is newer than this claim (a replayed log entry).
@@ -185,24 +190,34 @@ impl<S: Store> Broker<S> {
                 if owner == node {
                     // Where the session's newest state is: the node its copy here was moving
                     // to, or its owner so far.
-                    let from_copy = self
+                    // With the copy that owner took it from, where the state is if that owner's
+                    // import never landed (none for the copy here, merged at the import).
+                    let (from_copy, earlier) = self
                         .cluster
                         .as_ref()
                         .and_then(|c| {
                             c.moving
                                 .get(&client)
-                                .map(|(to, epoch)| crate::store::CopyRef {
-                                    node: *to,
-                                    epoch: *epoch,
+                                .map(|(to, epoch)| {
+                                    let to = crate::store::CopyRef {
+                                        node: *to,
+                                        epoch: *epoch,
+                                    };
+                                    (to, None)
                                 })
                                 .or_else(|| {
-                                    c.remote.get(&client).map(|r| crate::store::CopyRef {
-                                        node: r.owner,
-                                        epoch: r.epoch,
+                                    c.remote.get(&client).map(|r| {
+                                        let owner = crate::store::CopyRef {
+                                            node: r.owner,
+                                            epoch: r.epoch,
+                                        };
+                                        (owner, r.moved_from)
                                     })
                                 })
                         })
-                        .filter(|from| from.node != node);
+                        .filter(|(from, _)| from.node != node)
+                        .unzip();
+                    let earlier = earlier.flatten();
                     let from = from_copy.map(|copy| copy.node);
                     // A copy here that was moving to another node is an *older* copy of the
                     // session this node now takes back: like a session that is not here at
@@ -233,6 +248,7 @@ impl<S: Store> Broker<S> {
                                 Unclaimed {
                                     epoch,
                                     from: from_copy,
+                                    earlier,
                                     subscriptions,
                                     adopted: false,
                                 },
@@ -277,6 +293,7 @@ impl<S: Store> Broker<S> {
                     .and_then(|c| c.remote.get_mut(&client))
                 {
                     remote.started = if kept { started } else { epoch };
+                    remote.moved_from = moved_from;
                 }
                 if abandoned_import {
                     // What was kept here for it goes to the new owner.
@@ -521,6 +538,8 @@ impl<S: Store> Broker<S> {
                         owner,
                         epoch,
                         started: Epoch(0),
+                        // (The claim's event sets it next.)
+                        moved_from: None,
                         filters,
                     },
                 );
@@ -614,6 +633,7 @@ pub(super) fn owner_event(session: crate::cluster::RemoteSession, kept: bool) ->
         epoch: session.epoch,
         kept,
         subscriptions: session.subscriptions,
+        moved_from: session.moved_from,
     }
 }
 

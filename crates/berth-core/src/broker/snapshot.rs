@@ -61,7 +61,10 @@ impl<S: Store> Broker<S> {
             });
             if kept
                 && !known
-                && let Some(from) = session.moved_from.filter(|from| *from != node)
+                && let Some(from) = session
+                    .moved_from
+                    .map(|copy| copy.node)
+                    .filter(|from| *from != node)
             {
                 // Nothing here says where the session was (this node restarted from the
                 // snapshot): the owner before this node's claim, as the entry before it would
@@ -151,6 +154,7 @@ impl<S: Store> Broker<S> {
                     .and_then(|c| c.remote.get_mut(&session.client))
                 {
                     remote.started = session.started;
+                    remote.moved_from = session.moved_from;
                 }
             }
         }

@@ -135,6 +135,11 @@ pub struct Claimed {
     /// The node that owned it before, if another one and the session was kept.
     pub previous_owner: Option<NodeId>,
     pub previous_epoch: Epoch,
+    /// The copy the previous owner took the session over from, when known (see
+    /// `SessionEntry::moved_from`). A takeover that cannot reach the previous owner lacks its
+    /// state, and that copy's too: the previous owner's import may never have landed, and then
+    /// that copy is what the client last used (`Qos2Doubt::earlier`).
+    pub previous_from: Option<crate::store::CopyRef>,
     /// The kept session's subscriptions.
     pub subscriptions: Vec<(TopicFilter, SubscriptionRecord)>,
     /// How long the session outlived its connection before this claim (`After(0)`: it ends with

@@ -24,7 +24,7 @@ pub use command::{Claim, Claimed, Command, Outcome, Reassert};
 use crate::cluster::{ClusterEvent, RemoteSession};
 use crate::ids::{ClientId, Epoch, NodeId};
 use crate::message::Message;
-use crate::store::{SessionExpiry, SubscriptionRecord, WillRecord};
+use crate::store::{CopyRef, SessionExpiry, SubscriptionRecord, WillRecord};
 use crate::time::UnixMillis;
 use crate::vec_map::VecMap;
 
@@ -40,10 +40,12 @@ pub struct SessionEntry {
     pub epoch: Epoch,
     /// The epoch this session started at (a fresh session); takeovers keep it. 0: unknown.
     pub started: Epoch,
-    /// The node that held the session before `owner` took it over (kept across `owner`'s own
-    /// later claims): where its state is until `owner` has pulled it. A snapshot carries it,
-    /// so that a node that learns its own claim from one knows where to pull from.
-    pub moved_from: Option<NodeId>,
+    /// The copy `owner` took the session over from: the node that held it before and the
+    /// claim it held it under (kept across `owner`'s own later claims). Its state is there
+    /// until `owner` has pulled it. A snapshot carries it, so that a node that learns its own
+    /// claim from one knows where to pull from. Epoch 0: not known (a snapshot from before
+    /// the epoch was kept).
+    pub moved_from: Option<CopyRef>,
     pub protocol: ProtocolVersion,
     /// Set while no connection holds the session (`None` while detached: never expires).
     pub expires_at: Option<UnixMillis>,
@@ -281,6 +283,7 @@ impl Registry {
                     epoch: r.epoch,
                     kept: true,
                     subscriptions: r.subscriptions.clone(),
+                    moved_from: None,
                 });
                 Outcome::Applied
             }
@@ -302,10 +305,19 @@ impl Registry {
             _ => (Subscriptions::default(), previous_epoch.next()),
         };
         let moved_from = match existing {
-            Some(e) if kept && e.owner != claim.node => Some(e.owner),
+            Some(e) if kept && e.owner != claim.node => Some(CopyRef {
+                node: e.owner,
+                epoch: e.epoch,
+            }),
             Some(e) if kept => e.moved_from,
             _ => None,
         };
+        // Where the previous owner took the session from: if that owner's import never landed
+        // (it crashed while pulling), the state this claim cannot find there is still there.
+        let previous_from = existing
+            .filter(|e| kept && e.owner != claim.node)
+            .and_then(|e| e.moved_from)
+            .filter(|copy| copy.epoch > Epoch(0));
         let entry = SessionEntry {
             owner: claim.node,
             epoch: previous_epoch.next(),
@@ -328,12 +340,14 @@ impl Registry {
             epoch,
             kept,
             subscriptions: list.clone(),
+            moved_from,
         });
         Claimed {
             epoch,
             session_present: kept,
             previous_owner,
             previous_epoch,
+            previous_from,
             subscriptions: list,
             previous_expiry,
         }

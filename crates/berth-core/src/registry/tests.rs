@@ -112,6 +112,41 @@ fn a_claim_on_another_node_keeps_the_session_and_names_the_old_owner() {
     ));
 }
 
+/// Simulator `--scenario lost-release`, seed 6148: node 3 claimed the session from node 2's
+/// copy and crashed before its pull returned; the next claim cannot reach node 3, and the
+/// state it lacks is node 2's, which the claim names as an earlier lack.
+#[test]
+fn a_claim_names_where_the_previous_owner_took_the_session_from() {
+    let mut r = Registry::default();
+    let mut events = Vec::new();
+    r.apply(&claim("x", 1, false, 0), &mut events);
+    let from_first = claimed(r.apply(&claim("x", 2, false, 0), &mut events));
+    assert_eq!(from_first.previous_from, None, "node 1 created it");
+    r.apply(&claim("x", 3, false, 0), &mut events);
+    let copy_of_2 = Some(CopyRef {
+        node: NodeId(2),
+        epoch: Epoch(2),
+    });
+    assert_eq!(entry(&r, "x").moved_from, copy_of_2);
+    // The owner's own later claim keeps where it came from.
+    let again = claimed(r.apply(&claim("x", 3, false, 0), &mut events));
+    assert_eq!((again.previous_owner, again.previous_from), (None, None));
+    let fourth = claimed(r.apply(&claim("x", 1, false, 0), &mut events));
+    assert_eq!(
+        (
+            fourth.previous_owner,
+            fourth.previous_epoch,
+            fourth.previous_from
+        ),
+        (Some(NodeId(3)), Epoch(4), copy_of_2)
+    );
+    // A Clean Start keeps nothing to name.
+    let fresh = claimed(r.apply(&claim("x", 2, true, 0), &mut events));
+    assert_eq!(fresh.previous_from, None);
+    let after = claimed(r.apply(&claim("x", 3, false, 0), &mut events));
+    assert_eq!(after.previous_from, None, "node 2 started it afresh");
+}
+
 #[test]
 fn clean_start_discards_the_old_session_everywhere_but_still_raises_the_epoch() {
     let mut r = Registry::default();

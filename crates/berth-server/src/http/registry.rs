@@ -226,7 +226,7 @@ pub(super) fn session_detail(state: &HttpState, client_id: &str) -> Result<Optio
             .find(|(client, _)| client.as_str() == client_id)
             .map(|(client, entry)| {
                 let mut detail = summary(client, entry);
-                detail["moved_from"] = json!(entry.moved_from.map(|node| node.0));
+                detail["moved_from"] = json!(entry.moved_from.map(|copy| copy.node.0));
                 detail["subscription_list"] = entry
                     .subscriptions
                     .iter()

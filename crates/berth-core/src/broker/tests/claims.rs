@@ -8,6 +8,7 @@ use super::stranded::{claim, node};
 use super::*;
 use crate::cluster::{ClusterEvent, SessionExport};
 use crate::ids::{Epoch, NodeId};
+use crate::store::CopyRef;
 
 fn import_begin() -> Event {
     Event::ImportBegin {
@@ -201,6 +202,47 @@ fn a_claim_whose_connect_was_refused_is_taken_over_without_a_connection() {
     let (conn, out) = b.connect_as(v3("x", false), 3);
     assert!(out.connack(conn).session_present);
     assert_eq!(payloads(&out.publishes(conn)), vec!["m1", "m2"]);
+}
+
+/// The registry's event for node 3's claim names the copy it took the session from (node 1's
+/// at epoch 1). Node 2's claim overtakes it, and no connection comes for it: if node 3 cannot
+/// be reached, the state the pull falls back to lacks node 3's copy and, before it, node 1's
+/// (node 3 may have crashed before its own pull landed: simulator `--scenario lost-release`,
+/// seed 6148, as a connection's takeover meets it).
+#[test]
+fn an_adopted_claims_fallback_lacks_the_copy_the_previous_owner_took_the_session_from() {
+    let mut b = node(2);
+    let copy_of_1 = CopyRef {
+        node: NodeId(1),
+        epoch: Epoch(1),
+    };
+    b.event(claim(1, 1));
+    b.event(Event::Cluster(ClusterEvent::Owner {
+        client: client("x"),
+        owner: NodeId(3),
+        epoch: Epoch(2),
+        kept: true,
+        subscriptions: vec![(filter("t"), super::stranded::record())],
+        moved_from: Some(copy_of_1),
+    }));
+    b.event(claim(2, 3));
+    let out = b.tick_after(11);
+    let doubt = out.actions.iter().find_map(|a| match a {
+        Action::Adopt { from, fallback, .. } => Some((*from, fallback.record.qos2_doubt.clone())),
+        _ => None,
+    });
+    let (from, doubt) = doubt.expect("node 2 pulls alone");
+    assert_eq!(from, Some(NodeId(3)));
+    assert_eq!(
+        (doubt.lacking, doubt.earlier),
+        (
+            Some(CopyRef {
+                node: NodeId(3),
+                epoch: Epoch(2)
+            }),
+            vec![copy_of_1]
+        )
+    );
 }
 
 #[test]
@@ -450,7 +492,10 @@ fn a_claim_of_this_node_in_the_snapshot_it_restarts_from_pulls_from_the_owner_be
             owner: NodeId(2),
             epoch: Epoch(2),
             started: Epoch(1),
-            moved_from: Some(NodeId(1)),
+            moved_from: Some(crate::store::CopyRef {
+                node: NodeId(1),
+                epoch: Epoch(1),
+            }),
             subscriptions: vec![(filter("t"), super::stranded::record())],
         }],
     }));

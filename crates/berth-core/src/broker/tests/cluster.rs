@@ -218,6 +218,7 @@ fn a_session_claimed_elsewhere_is_disconnected_with_0x8e_and_routes_to_its_new_o
         owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
+        moved_from: None,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     }));
     assert_eq!(
@@ -243,6 +244,7 @@ fn clean_start_on_another_node_ends_the_local_copy() {
         owner: NodeId(2),
         epoch: Epoch(2),
         kept: false,
+        moved_from: None,
         subscriptions: vec![],
     }));
     assert!(h.stored_session("x").is_none());
@@ -282,6 +284,7 @@ fn a_session_moves_between_nodes_with_its_backlog_in_order() {
         owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
+        moved_from: None,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     };
     a.event(Event::Cluster(owner.clone()));
@@ -362,6 +365,7 @@ fn a_replayed_older_claim_leaves_a_newer_local_session_alone() {
         owner: NodeId(2),
         epoch: Epoch(1),
         kept: false,
+        moved_from: None,
         subscriptions: vec![],
     }));
     assert!(!out.closed(conn));
@@ -429,6 +433,7 @@ fn a_local_publish_during_an_import_waits_for_the_backlog() {
         owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
+        moved_from: None,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     }));
     // The claim's connection starts the takeover.
@@ -455,6 +460,7 @@ fn a_local_publish_during_an_import_waits_for_the_backlog() {
         owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
+        moved_from: None,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     }));
     let mut export = a
@@ -589,6 +595,7 @@ fn claim_and_import_x(b: &mut Harness) {
         owner: NodeId(1),
         epoch: Epoch(1),
         kept: false,
+        moved_from: None,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     }));
     b.event(Event::Cluster(ClusterEvent::Owner {
@@ -596,6 +603,7 @@ fn claim_and_import_x(b: &mut Harness) {
         owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
+        moved_from: None,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     }));
     b.event(Event::ImportBegin {
@@ -747,6 +755,7 @@ fn a_forward_kept_for_an_import_moves_on_with_the_copy_when_the_session_is_claim
         owner: NodeId(3),
         epoch: Epoch(3),
         kept: true,
+        moved_from: None,
         subscriptions: vec![(filter("t"), record(QoS::AtLeastOnce))],
     }));
     assert!(forwards(&moved).is_empty(), "m1 waits for the backlog here");

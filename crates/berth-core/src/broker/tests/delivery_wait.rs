@@ -21,6 +21,7 @@ pub(super) fn resumed_without_state() -> (Harness, ConnId, ConnId) {
         owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
+        moved_from: None,
         subscriptions: Vec::new(),
     }));
     b.event(Event::ImportBegin {

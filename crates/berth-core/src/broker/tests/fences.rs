@@ -18,6 +18,7 @@ fn owner(h: &mut Harness, client_id: &str, owner: u64, epoch: u64) -> Out {
         owner: NodeId(owner),
         epoch: Epoch(epoch),
         kept: true,
+        moved_from: None,
         subscriptions: vec![(
             filter("t"),
             SubscriptionRecord {

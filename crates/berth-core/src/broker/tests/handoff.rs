@@ -200,6 +200,7 @@ fn a_session_that_moved_meanwhile_gets_the_kept_messages_from_its_new_owner() {
         owner: NodeId(3),
         epoch: crate::ids::Epoch(5),
         kept: true,
+        moved_from: None,
         subscriptions: Vec::new(),
     }));
     let out = h.tick_after_millis(1_000);
@@ -228,6 +229,7 @@ fn a_session_started_afresh_elsewhere_does_not_get_the_old_sessions_messages() {
         owner: NodeId(2),
         epoch: crate::ids::Epoch(9),
         kept: false,
+        moved_from: None,
         subscriptions: Vec::new(),
     }));
     assert!(kept(&mut h).is_empty());
@@ -260,6 +262,7 @@ fn a_session_that_moved_here_gets_the_kept_messages_here() {
         owner: NodeId(1),
         epoch: crate::ids::Epoch(5),
         kept: true,
+        moved_from: None,
         subscriptions: Vec::new(),
     }));
     h.event(Event::ImportBegin {

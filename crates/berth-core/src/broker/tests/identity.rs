@@ -173,6 +173,7 @@ fn a_stranded_copy_holding_a_message_the_session_got_by_another_way_does_not_del
             owner: NodeId(2),
             epoch: Epoch(2),
             kept: true,
+            moved_from: None,
             subscriptions: vec![(
                 filter("t"),
                 SubscriptionRecord {
@@ -308,6 +309,7 @@ fn the_identity_of_a_qos2_publish_in_doubt_moves_with_the_publishers_session() {
             owner: NodeId(3),
             epoch: Epoch(2),
             kept: true,
+            moved_from: None,
             subscriptions: vec![],
         })
     };

@@ -29,6 +29,7 @@ fn claimed_without_its_state(b: &mut Harness, claims: &[(u64, u64)], lacking: Co
             owner: NodeId(owner),
             epoch: Epoch(epoch),
             kept: true,
+            moved_from: None,
             subscriptions: Vec::new(),
         }));
     }

@@ -20,6 +20,7 @@ fn resumed_without_state() -> (Harness, ConnId, ConnId) {
         owner: NodeId(2),
         epoch: Epoch(2),
         kept: true,
+        moved_from: None,
         subscriptions: Vec::new(),
     }));
     b.event(Event::ImportBegin {
@@ -359,6 +360,7 @@ fn owner(node: u64, epoch: u64) -> Event {
         owner: NodeId(node),
         epoch: Epoch(epoch),
         kept: true,
+        moved_from: None,
         subscriptions: Vec::new(),
     })
 }

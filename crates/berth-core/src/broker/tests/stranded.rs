@@ -29,6 +29,7 @@ pub(super) fn claim(owner: u64, epoch: u64) -> Event {
         owner: NodeId(owner),
         epoch: Epoch(epoch),
         kept: true,
+        moved_from: None,
         subscriptions: vec![(filter("t"), record())],
     })
 }
@@ -214,6 +215,7 @@ fn a_clean_start_elsewhere_discards_a_copy_that_was_still_moving() {
         owner: NodeId(3),
         epoch: Epoch(3),
         kept: false,
+        moved_from: None,
         subscriptions: vec![],
     }));
     assert!(
