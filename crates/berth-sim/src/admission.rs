@@ -206,13 +206,10 @@ impl Sim {
                                 node: berth_core::NodeId(from),
                                 epoch: Epoch(claimed.previous_epoch),
                             }),
-                            earlier: claimed
-                                .previous_from_node
-                                .filter(|_| claimed.previous_from_epoch > 0)
-                                .map(|node| CopyRef {
-                                    node: berth_core::NodeId(node),
-                                    epoch: Epoch(claimed.previous_from_epoch),
-                                })
+                            // As `berth-node`'s admission: where that owner took it from.
+                            earlier: berth_cluster::convert::claimed_from_pb(&claimed)
+                                .ok()
+                                .and_then(|c| c.previous_from)
                                 .into_iter()
                                 .collect(),
                             released: Vec::new(),

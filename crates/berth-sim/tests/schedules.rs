@@ -212,13 +212,14 @@ fn schedules_that_broke_qos2_exactly_once_keep_every_promise() {
 /// wait for the named one ran out (904); a copy that landed under a newer claim of its node was not
 /// known as the lacked one, and forgot what it took (1155, 3942, 6058; 3715 at 5 %); a claim whose
 /// owner crashed while pulling left the copy it pulled from unnamed, and a merge with that copy
-/// re-sent what it had completed (6148). Every promise holds in each, at the probability it failed
-/// at.
+/// re-sent what it had completed (6148); a copy behind its node's dormant claim exported its queue
+/// as never sent, and a message the claim's source had sent went out again with DUP = 0 (9547).
+/// Every promise holds in each, at the probability it failed at.
 #[test]
 fn lost_release_schedules_that_broke_qos2_exactly_once_keep_every_promise() {
-    const HALF: [u64; 26] = [
+    const HALF: [u64; 27] = [
         77, 86, 272, 298, 505, 519, 623, 652, 694, 835, 864, 876, 893, 901, 904, 963, 996, 1155,
-        1174, 1636, 1915, 3213, 3344, 3942, 6058, 6148,
+        1174, 1636, 1915, 3213, 3344, 3942, 6058, 6148, 9547,
     ];
     const TWENTIETH: [u64; 4] = [612, 994, 2162, 3715];
     let half = SimConfig::lost_release();

@@ -80,13 +80,7 @@ impl<S: Store> Broker<S> {
         client: &ClientId,
         mut record: crate::store::SessionRecord,
     ) -> crate::store::SessionRecord {
-        let Some(from) = self
-            .cluster
-            .as_ref()
-            .and_then(|c| c.dormant_claims.get(client))
-            .filter(|claim| claim.epoch > record.epoch)
-            .and_then(|claim| claim.from)
-        else {
+        let Some(from) = self.dormant_claim_from(client, record.epoch) else {
             return record;
         };
         let lacked = record
@@ -103,6 +97,20 @@ impl<S: Store> Broker<S> {
         record.qos2_state_elsewhere = true;
         record.incoming_qos2_elsewhere = false;
         record
+    }
+
+    /// The copy a dormant claim of this node newer than the copy here (at `epoch`) took the
+    /// session from: that copy, or one after it, may have delivered what this copy holds.
+    fn dormant_claim_from(
+        &self,
+        client: &ClientId,
+        epoch: crate::ids::Epoch,
+    ) -> Option<crate::store::CopyRef> {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.dormant_claims.get(client))
+            .filter(|claim| claim.epoch > epoch)
+            .and_then(|claim| claim.from)
     }
 
     /// Whether the copy of `client` here was claimed away by the claim at `epoch`: by the
@@ -137,6 +145,11 @@ impl<S: Store> Broker<S> {
             return Ok((Vec::new(), None));
         }
         let from = from.unwrap_or(bounds.first);
+        // Behind a dormant claim of this node, the copy that claim took the session from may
+        // have sent these messages already, its release of this copy lost: each "might be a
+        // re-delivery" (§3.3.1.1), as at a merge (`requeue_older_copy`; simulator
+        // `--scenario lost-release`, seed 9547: a message re-sent with DUP = 0).
+        let redelivery = self.dormant_claim_from(client, session.epoch).is_some();
         let page = if session.stored {
             self.store.read_queue(client, from, limit)?
         } else {
@@ -151,10 +164,11 @@ impl<S: Store> Broker<S> {
         };
         let next = page.last().map(|(seq, _)| seq.next());
         let more = page.len() == limit;
-        Ok((
-            page.into_iter().map(|(_, d)| d).collect(),
-            next.filter(|_| more),
-        ))
+        let page = page.into_iter().map(|(_, mut delivery)| {
+            delivery.redelivery |= redelivery && delivery.qos != QoS::AtMostOnce;
+            delivery
+        });
+        Ok((page.collect(), next.filter(|_| more)))
     }
 
     /// The new owner has stored the session: the copy here goes, without will or expiry.

@@ -343,7 +343,8 @@ fn a_merge_of_two_doubts_about_different_nodes_names_the_later_copy() {
 /// release lost). Node 1 claimed `x` back (epoch 3) and crashed before its pull came back;
 /// restarted, it replays that claim, overtaken by node 2's at epoch 4, and keeps it dormant.
 /// Node 2 pulls from here: the copy is behind node 1's own claim, so it goes out in doubt about
-/// node 2's copy of epoch 2 (which may have completed what it holds), not as complete.
+/// node 2's copy of epoch 2 (which may have completed what it holds), not as complete, and its
+/// queue as re-deliveries (node 2 may have sent them: seed 9547, a message re-sent with DUP = 0).
 #[test]
 fn a_copy_behind_its_nodes_own_overtaken_claim_is_exported_in_doubt() {
     let (mut a, _b) = super::stale_copy::pulled_with_queued(&[b"q1"]);
@@ -355,6 +356,11 @@ fn a_copy_behind_its_nodes_own_overtaken_claim_is_exported_in_doubt() {
     let export = state_for(&mut a, 4);
     assert!(export.record.qos2_state_elsewhere);
     assert_eq!(export.record.qos2_doubt.lacking, Some(copy(2, 2)));
+    let (page, _) = a.broker.export_queue(&client("x"), None, 16).unwrap();
+    assert!(
+        !page.is_empty() && page.iter().all(|delivery| delivery.redelivery),
+        "every queued message goes out with DUP = 1: {page:?}"
+    );
 }
 
 /// Simulator `--scenario lost-release`, seed 904: node 2's copy of `x` (epoch 2) completed q1,
