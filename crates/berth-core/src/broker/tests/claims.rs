@@ -217,14 +217,7 @@ fn an_adopted_claims_fallback_lacks_the_copy_the_previous_owner_took_the_session
         epoch: Epoch(1),
     };
     b.event(claim(1, 1));
-    b.event(Event::Cluster(ClusterEvent::Owner {
-        client: client("x"),
-        owner: NodeId(3),
-        epoch: Epoch(2),
-        kept: true,
-        subscriptions: vec![(filter("t"), super::stranded::record())],
-        moved_from: Some(copy_of_1),
-    }));
+    b.event(super::stranded::claim_from(3, 2, Some(copy_of_1)));
     b.event(claim(2, 3));
     let out = b.tick_after(11);
     let doubt = out.actions.iter().find_map(|a| match a {

@@ -5,7 +5,7 @@
 use super::*;
 use crate::cluster::{ClusterEvent, Forwarded, RemoteSession, SessionExport};
 use crate::ids::{Epoch, NodeId};
-use crate::store::SubscriptionRecord;
+use crate::store::{CopyRef, SubscriptionRecord};
 
 /// A broker that is node `id` of a cluster.
 pub(super) fn node(id: u64) -> Harness {
@@ -24,12 +24,18 @@ pub(super) fn record() -> SubscriptionRecord {
 
 /// Node `owner` claims `x` (subscribed to `t`) at `epoch`, keeping the session.
 pub(super) fn claim(owner: u64, epoch: u64) -> Event {
+    claim_from(owner, epoch, None)
+}
+
+/// [`claim`], naming the copy the owner took the session over from (the registry's
+/// `moved_from`).
+pub(super) fn claim_from(owner: u64, epoch: u64, moved_from: Option<CopyRef>) -> Event {
     Event::Cluster(ClusterEvent::Owner {
         client: client("x"),
         owner: NodeId(owner),
         epoch: Epoch(epoch),
         kept: true,
-        moved_from: None,
+        moved_from,
         subscriptions: vec![(filter("t"), record())],
     })
 }
