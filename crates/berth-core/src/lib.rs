@@ -33,6 +33,7 @@ pub mod message;
 pub mod registry;
 pub mod stats;
 pub mod store;
+pub mod stranded_offers;
 pub mod time;
 pub mod vec_map;
 

@@ -7,25 +7,22 @@
 //! the session received since (late rather than never).
 //!
 //! ```text
-//!  holder: copy "moving" for ≥ OFFER_AFTER ─OfferSession─▶ owner
+//!  holder: copy "moving" for ≥ OFFER_AFTER_MS ─OfferSession─▶ owner   (`stranded_offers`)
 //!  owner: accepts (session here at that epoch) ─TakeoverSession─▶ holder ─pages─▶ ImportLate
 //!         ─ReleaseSession─▶ holder deletes its copy
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_cluster::pb;
+use berth_core::stranded_offers::StrandedOffers;
 use berth_core::{ClientId, Epoch, NodeId};
 
 use berth_cluster::convert::client_id;
 
 use crate::cluster_link::{ClusterLink, Pull};
 
-/// How long a copy may wait for its owner's pull before it is offered: a takeover pulls within
-/// milliseconds of its claim, so a copy still here after this was not going to be pulled.
-const OFFER_AFTER: Duration = Duration::from_secs(5);
 /// How often the holder looks for stranded copies (and offers them again, until released).
 const OFFER_EVERY: Duration = Duration::from_secs(2);
 /// How long an offer may wait for the owner's answer.
@@ -46,19 +43,14 @@ impl ClusterLink {
 /// The holder's side: offers every copy that stays moving to the session's owner, until the
 /// owner pulls and releases it (or the session ends, which deletes the copy).
 pub(crate) async fn offer_stranded_copies(link: Arc<ClusterLink>) {
-    let mut first_seen: HashMap<(ClientId, Epoch), Instant> = HashMap::new();
+    let mut offers = StrandedOffers::starting_at(0);
+    let started = Instant::now();
     let mut tick = tokio::time::interval(OFFER_EVERY);
     loop {
         tick.tick().await;
         let moving = link.moving_sessions().await;
-        let now = Instant::now();
-        first_seen
-            .retain(|(client, epoch), _| moving.iter().any(|(c, _, e)| c == client && e == epoch));
-        for (client, owner, epoch) in moving {
-            let since = *first_seen.entry((client.clone(), epoch)).or_insert(now);
-            if now.duration_since(since) < OFFER_AFTER || owner == link.node_id() {
-                continue;
-            }
+        let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for (client, owner, epoch) in offers.due(now_ms, link.node_id(), moving) {
             let Ok(mut rpc) = link.node.client(owner.0) else {
                 continue;
             };

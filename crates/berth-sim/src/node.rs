@@ -56,7 +56,6 @@ pub(crate) const PULL_TIMEOUT: Time = 60_000;
 pub(crate) const EXPORT_PAGE: usize = 1000;
 pub(crate) const WAKE_EVERY: Time = 500;
 /// `stranded.rs`: a copy moving this long is offered; offers every 2 s (every 4th wake), 5 s.
-pub(crate) const OFFER_AFTER: Time = 5_000;
 pub(crate) const OFFER_TIMEOUT: Time = 5_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +249,7 @@ pub(crate) struct Node {
     /// `ClusterLink::pulled`: copies stored here whose release was not confirmed.
     pub pulled: BTreeSet<(ClientId, u64, NodeId)>,
     pub late_pulls: BTreeSet<ClientId>,
-    pub first_seen: BTreeMap<(ClientId, u64), Time>,
+    pub offers: berth_core::stranded_offers::StrandedOffers,
     pub wakes: u64,
 }
 
@@ -297,7 +296,7 @@ impl Node {
             endpoint_waits: Vec::new(),
             pulled: BTreeSet::new(),
             late_pulls: BTreeSet::new(),
-            first_seen: BTreeMap::new(),
+            offers: Default::default(),
             wakes: 0,
         }
     }
@@ -677,6 +676,8 @@ impl Sim {
         }
         self.node_mut(n).status = Status::Up;
         self.node_mut(n).steady_since = self.now;
+        self.node_mut(n).offers =
+            berth_core::stranded_offers::StrandedOffers::starting_at(self.now);
         self.rebuild_registry(n);
         let delay = self.rng.range(1, 500);
         self.at_node(n, delay, NodeEv::Wake);

@@ -1,6 +1,7 @@
 //! Stranded copies (`stranded.rs` of `berth-node`): the holder offers a copy that stays moving
-//! to the session's owner every 2 s once it has waited 5 s; the owner accepts an offer for a
-//! session it runs, settled, at that epoch, and pulls the copy as a late backlog.
+//! to the session's owner every 2 s once it has waited 5 s (`berth_core::stranded_offers`);
+//! the owner accepts an offer for a session it runs, settled, at that epoch, and pulls the
+//! copy as a late backlog.
 
 use crate::NodeId;
 use berth_core::Epoch;
@@ -19,23 +20,12 @@ impl Sim {
         let mut moving = broker.moving_sessions();
         moving.sort();
         let now = self.now;
-        let node = self.node_mut(n);
-        node.first_seen.retain(|(client, epoch), _| {
-            moving.iter().any(|(c, _, e)| c == client && e.0 == *epoch)
-        });
-        let mut offers = Vec::new();
-        for (client, owner, epoch) in moving {
-            let owner = owner.0;
-            let since = *node
-                .first_seen
-                .entry((client.clone(), epoch.0))
-                .or_insert(now);
-            if now - since < OFFER_AFTER || owner == n {
-                continue;
-            }
-            offers.push((client, owner, epoch.0));
-        }
+        let offers = self
+            .node_mut(n)
+            .offers
+            .due(now, berth_core::NodeId(n), moving);
         for (client, owner, epoch) in offers {
+            let (owner, epoch) = (owner.0, epoch.0);
             trace!(
                 self,
                 "n{n} offers its copy of {client} e{epoch} to n{owner}"

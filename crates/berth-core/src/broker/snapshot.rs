@@ -43,6 +43,22 @@ impl<S: Store> Broker<S> {
             .collect();
         let mut claimed_here: HashSet<ClientId> =
             importing_claims.iter().map(|(c, _)| c.clone()).collect();
+        // Unless the import runs for an older claim of this node that another node's claim
+        // overtook meanwhile: then the routes point to that node, and this claim's entry moves
+        // them back here, as the entry would have (simulator seed 15710: the session ran here
+        // while this node forwarded what it matched to the node before, which answered "not
+        // mine", for seconds).
+        let overtaken_imports: Vec<RemoteSession> = sessions
+            .iter()
+            .filter(|s| {
+                claimed_here.contains(&s.client) && !self.routes_here_at(&s.client, s.epoch)
+            })
+            .cloned()
+            .collect();
+        for session in overtaken_imports {
+            let kept = session.started < session.epoch;
+            self.on_cluster(now, owner_event(session, kept));
+        }
         // Their newest claim is recorded as the entry would have: a connection still waiting
         // here under an older grant of the same client is stale (`superseded`; simulator seed
         // 2040: three CONNECTs queued on a paused node, the live one started at the middle
@@ -157,6 +173,18 @@ impl<S: Store> Broker<S> {
                     remote.moved_from = session.moved_from;
                 }
             }
+        }
+    }
+
+    /// Whether what matches `client` is routed to this node under its claim at `epoch` (or a
+    /// newer one): the registry's routes name this node, or, with none, the session runs here.
+    fn routes_here_at(&self, client: &ClientId, epoch: Epoch) -> bool {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return true;
+        };
+        match cluster.remote.get(client) {
+            Some(remote) => remote.owner == cluster.node && remote.epoch >= epoch,
+            None => self.sessions.contains_key(client) && !self.is_moving(client),
         }
     }
 }

@@ -454,10 +454,28 @@ impl<S: Store> Broker<S> {
             incoming_qos2,
             seen,
             qos2_retry,
+            queued,
             ..
         } = export;
         self.stats.stranded_recovered_total += inflight.len() as u64;
-        self.join_late_window(now, client, inflight, &HashSet::new());
+        // The older copy is the one the session here lacks: what it delivered must not go out
+        // again from here, as with a late copy (`on_import_late`; simulator `--scenario
+        // lost-release`, seed 6058 of session 40: a QoS 2 message the older copy had completed
+        // was still queued here, from the copy before it, and went out again once the wait for
+        // this state ended). With pages still to come, what they bring was not delivered: the
+        // rest goes once they are all in (`taken_by_import`, `settle_imported_pages`).
+        let delivered = delivered_by_copy(&seen, &inflight, &QueuePage::new());
+        let sent_there = self.sent_by_late_copy(client, &inflight);
+        let moved = if queued == 0 {
+            self.yield_to_late_copy(client, &delivered, &sent_there)
+        } else {
+            if let Some(cluster) = self.cluster.as_mut().filter(|_| !delivered.is_empty()) {
+                let taken = cluster.taken_by_import.entry(client.clone()).or_default();
+                taken.extend(delivered);
+            }
+            self.yield_to_late_copy(client, &HashSet::new(), &sent_there)
+        };
+        self.join_late_window(now, client, inflight, &moved);
         // Folded when the import is done: before, they would swallow its pages still to come.
         self.defer_seen(client, seen);
         self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, None);
@@ -517,14 +535,7 @@ impl<S: Store> Broker<S> {
         // under a new one, and the client would take it twice (simulator `--scenario
         // lost-release`, seed 269). (The two sets are disjoint: the queue is read once.)
         let sent_there = self.sent_by_late_copy(client, &inflight);
-        let moved: HashSet<MessageId> = if delivered.is_empty() && sent_there.is_empty() {
-            HashSet::new()
-        } else {
-            let either = delivered.union(&sent_there).copied().collect();
-            let dropped = self.requeue_older_copy(client, &either, false);
-            self.release_delivered(client, &delivered);
-            dropped.intersection(&sent_there).copied().collect()
-        };
+        let moved = self.yield_to_late_copy(client, &delivered, &sent_there);
         // What the session took here since is compared first (a copy that came both ways is
         // dropped), then what the late copy took joins, for copies still on their way.
         self.join_late_window(now, client, inflight, &moved);
@@ -535,6 +546,25 @@ impl<S: Store> Broker<S> {
             served,
         };
         self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, Some(holder));
+    }
+
+    /// What `client`'s session gives up for a late copy: its queued copies of the QoS 2
+    /// messages the late copy `delivered` or sent (`sent_there`) go, and the exchanges of those
+    /// it delivered end with a PUBREL. Returns the queued ones of `sent_there` it dropped: they
+    /// join from the late window although the session took them (`join_late_window`).
+    fn yield_to_late_copy(
+        &mut self,
+        client: &ClientId,
+        delivered: &HashSet<MessageId>,
+        sent_there: &HashSet<MessageId>,
+    ) -> HashSet<MessageId> {
+        if delivered.is_empty() && sent_there.is_empty() {
+            return HashSet::new();
+        }
+        let either = delivered.union(sent_there).copied().collect();
+        let dropped = self.requeue_older_copy(client, &either, false);
+        self.release_delivered(client, delivered);
+        dropped.intersection(sent_there).copied().collect()
     }
 
     /// The QoS 2 messages in a late copy's window (`late`) that would join `client`'s window
@@ -643,14 +673,17 @@ impl<S: Store> Broker<S> {
                 pending.is_empty()
             });
         if (one_pull || all_in) && cluster.importing.contains(client) {
-            self.settle_imported_pages(client, true);
+            let late = cluster.late_imports.contains(client);
+            self.settle_imported_pages(client, true, late);
         }
     }
 
     /// The import's pages are all here (or never will be): the previous owner's identities
     /// join the session's, and what it took and the pages did not bring leaves the older copy
     /// here. `into_session`: false when the import was abandoned (the sets only go).
-    fn settle_imported_pages(&mut self, client: &ClientId, into_session: bool) {
+    /// `late`: the import brought an older copy than the session here (`import_overtaken`),
+    /// whose exchanges of what it delivered end with a PUBREL (`yield_to_late_copy`).
+    fn settle_imported_pages(&mut self, client: &ClientId, into_session: bool, late: bool) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -664,8 +697,12 @@ impl<S: Store> Broker<S> {
             self.fold_seen(client, seen);
         }
         if let Some(taken) = taken.filter(|t| !t.is_empty()) {
-            self.requeue_older_copy(client, &taken, false);
-            self.drop_taken_inflight(client, &taken);
+            if late {
+                self.yield_to_late_copy(client, &taken, &HashSet::new());
+            } else {
+                self.requeue_older_copy(client, &taken, false);
+                self.drop_taken_inflight(client, &taken);
+            }
         }
     }
 
@@ -674,7 +711,7 @@ impl<S: Store> Broker<S> {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        cluster.late_imports.remove(client);
+        let late = cluster.late_imports.remove(client);
         if let Some(running) = cluster.import_started.get_mut(client) {
             *running = running.saturating_sub(1);
             if *running > 0 {
@@ -686,7 +723,7 @@ impl<S: Store> Broker<S> {
         // Taken in any case: an import abandoned meanwhile (a Clean Start elsewhere) leaves
         // nothing to fold them into, and they must not stay behind.
         let importing = cluster.importing.remove(client);
-        self.settle_imported_pages(client, importing);
+        self.settle_imported_pages(client, importing, late);
         if !importing {
             return;
         }

@@ -382,6 +382,48 @@ fn a_snapshot_during_an_import_keeps_the_routes_that_wait_for_it() {
     assert_eq!(b.broker.stats().handoff_messages, 1);
 }
 
+/// Simulator seed 15710: node 2's import for its claim at epoch 2 still runs when node 1 claims
+/// the session (epoch 3, an entry: the routes go to node 1); node 2, behind, learns its own
+/// newer claim (epoch 4) from a snapshot. What matches the session is now node 2's to keep for
+/// after the backlog: sent to node 1, it was answered "not mine" for seconds.
+#[test]
+fn a_snapshot_with_this_nodes_claim_after_another_nodes_routes_back_here() {
+    let mut b = node(2);
+    b.event(claim(1, 1));
+    b.event(claim(2, 2));
+    b.event(import_begin());
+    b.event(claim(1, 3));
+    b.event(super::stranded::snapshot(2, 4, 1));
+    let publisher = b.connect_ok(v3("pub", true));
+    let out = b.publish(publisher, publish("t", b"m", QoS::AtLeastOnce, 1));
+    assert!(
+        !out.actions
+            .iter()
+            .any(|a| matches!(a, Action::Forward { .. })),
+        "nothing goes to node 1: the session is node 2's"
+    );
+    assert_eq!(
+        pubacks(&out, publisher),
+        vec![(1, berth_codec::PubAckReasonCode::Success)],
+        "kept for after the backlog"
+    );
+    assert_eq!(b.broker.stats().handoff_messages, 1);
+    // A message another node forwards here is kept too, not answered "not mine".
+    let out = b.event(Event::Forwarded {
+        token: 7,
+        messages: vec![crate::cluster::Forwarded {
+            message: super::cluster::message("t", b"f"),
+            clients: vec![client("x")],
+            publisher: None,
+            retried: false,
+        }],
+    });
+    assert!(out.actions.iter().any(|a| matches!(
+        a,
+        Action::ForwardAccepted { token: 7, not_owned } if not_owned.is_empty()
+    )));
+}
+
 #[test]
 fn a_replayed_claim_overtaken_before_it_pulled_hands_the_session_on_when_the_new_owner_asks() {
     // Node 2 claimed x from node 1 (epoch 2) and crashed before pulling; node 3 claims x
