@@ -476,7 +476,18 @@ impl Sim {
             }
             Packet::Publish(publish) => self.device_publish(d, conn, publish),
             Packet::PubRel(rel) => {
-                self.devices[d].qos2_pending.remove(&rel.packet_id.get());
+                // Traced: a PUBREL that releases an id the client holds for another message
+                // than the one the broker meant is how a QoS 2 message is taken twice.
+                let held = self.devices[d].qos2_pending.remove(&rel.packet_id.get());
+                if let Some((p, n)) = held {
+                    trace!(
+                        self,
+                        "{} <- PUBREL id {} conn {} (releases p{p}:{n})",
+                        self.devices[d].id,
+                        rel.packet_id.get(),
+                        conn.0
+                    );
+                }
                 self.client_send(conn, Packet::PubComp(PubComp::new(rel.packet_id)));
             }
             _ => {}
