@@ -48,26 +48,31 @@ fn page(payload: &'static [u8]) -> Vec<Delivery> {
     }]
 }
 
-#[test]
-fn an_older_copy_imported_after_a_newer_one_arrives_as_a_late_backlog() {
+/// Node 2 claims `x` at epoch 2 (its pull is held up), then again at epoch 3, and epoch 3's
+/// state (MQTT 5) lands first, with `queued` in its one page.
+fn newer_state_landed_first(queued: Vec<Delivery>) -> Harness {
     let mut b = node(2);
     let x = client("x");
-    // Claim at epoch 2 (its pull is held up), then again at epoch 3.
     b.event(claim(2, 2));
     b.event(Event::ImportBegin { client: x.clone() });
     b.event(claim(2, 3));
     b.event(Event::ImportBegin { client: x.clone() });
-
-    // Epoch 3's state lands first, with m5.
     b.event(Event::ImportState {
         client: x.clone(),
         export: export(3, ProtocolVersion::V5, 1),
     });
     b.event(Event::ImportQueue {
         client: x.clone(),
-        page: page(b"m5"),
+        page: queued,
     });
-    b.event(Event::ImportDone { client: x.clone() });
+    b.event(Event::ImportDone { client: x });
+    b
+}
+
+#[test]
+fn an_older_copy_imported_after_a_newer_one_arrives_as_a_late_backlog() {
+    let mut b = newer_state_landed_first(page(b"m5"));
+    let x = client("x");
     let recovered_before = b.broker.stats().stranded_recovered_total;
 
     // Then the older copy, with m1.
@@ -122,21 +127,8 @@ fn qos2_page(payload: &'static [u8], seq: u64) -> Vec<Delivery> {
 #[test]
 fn what_an_older_copy_imported_late_delivered_does_not_go_out_again() {
     for older_queued in [0, 1] {
-        let mut b = node(2);
+        let mut b = newer_state_landed_first(qos2_page(b"m2", 7));
         let x = client("x");
-        b.event(claim(2, 2));
-        b.event(Event::ImportBegin { client: x.clone() });
-        b.event(claim(2, 3));
-        b.event(Event::ImportBegin { client: x.clone() });
-        b.event(Event::ImportState {
-            client: x.clone(),
-            export: export(3, ProtocolVersion::V5, 1),
-        });
-        b.event(Event::ImportQueue {
-            client: x.clone(),
-            page: qos2_page(b"m2", 7),
-        });
-        b.event(Event::ImportDone { client: x.clone() });
 
         let mut older = export(2, ProtocolVersion::V5, older_queued);
         older.seen = vec![crate::ids::MessageId {
