@@ -43,6 +43,7 @@ mod forwarding;
 mod leader;
 mod net;
 mod node;
+mod publisher;
 mod quiet;
 mod raft;
 mod replay;
