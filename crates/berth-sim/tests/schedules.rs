@@ -267,6 +267,25 @@ fn schedules_found_in_session_40_keep_every_promise() {
     );
 }
 
+/// A schedule with releases lost (0.5) that failed until session 41: a session resumed
+/// without node 3's copy recovered node 1's, which had taken the session on from the state
+/// there and completed a QoS 2 message under id 1; the PUBREL that ended it there freed id 1,
+/// which the client held for a message node 3 had sent since, and that message was taken
+/// twice when node 3's copy came back (19957, `6-qos2`). Every promise holds.
+#[test]
+fn schedules_found_in_session_41_keep_every_promise() {
+    let failures: Vec<Report> = [19957]
+        .iter()
+        .map(|&seed| run(seed, &SimConfig::lost_release()))
+        .filter(|r| !r.ok())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}",
+        describe(&failures, "lost-release")
+    );
+}
+
 /// Every event of a seed, twice: the same. Forty seeds of the chaos mix and forty with releases
 /// lost, since a set iterated into what a node sends (an export's QoS 2 ids, until session 32)
 /// shows only where a schedule reaches it: seed 3 reached one only after a schedule changed.

@@ -511,7 +511,7 @@ impl<S: Store> Broker<S> {
     }
 
     /// Removes `id` from the in-flight window, in memory and in the store.
-    fn forget_inflight(&mut self, client: &ClientId, id: PacketId) {
+    pub(super) fn forget_inflight(&mut self, client: &ClientId, id: PacketId) {
         let Some(session) = self.sessions.get_mut(client) else {
             return;
         };

@@ -26,6 +26,7 @@ mod fences;
 mod forwarding;
 mod handoff;
 mod identity;
+mod late_descent;
 mod merge;
 mod publish;
 mod queue_page;

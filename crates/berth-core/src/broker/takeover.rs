@@ -528,8 +528,18 @@ impl<S: Store> Broker<S> {
         // What the late copy took and holds no more, it delivered: a QoS 2 message of it still
         // here (an older copy's, held for this state since a merge, `resend_held`) would reach
         // the client a second time. Queued, it goes; in flight, its exchange is ended with a
-        // PUBREL instead (`release_delivered`).
+        // PUBREL instead (`release_delivered`), or without one if the late copy took the
+        // session on from here (`late_descent`).
         let delivered = delivered_by_copy(&seen, &inflight, &page);
+        let holder = super::publish::LateHolder {
+            node: holder,
+            served,
+        };
+        // A copy that took the session on from here ended those exchanges with the client,
+        // which may hold their ids for a newer copy's messages since: ended here silently.
+        if self.late_copy_took_over_from_here(now, client, holder, &record) {
+            self.end_what_the_later_copy_ended(client, &delivered);
+        }
         // A QoS 2 message the late copy sent and this session still has queued goes out from
         // the late window, under the id the client may hold for it: from the queue it would go
         // under a new one, and the client would take it twice (simulator `--scenario
@@ -541,10 +551,6 @@ impl<S: Store> Broker<S> {
         self.join_late_window(now, client, inflight, &moved);
         self.deliver_late_page(now, client, page);
         self.fold_seen(client, seen);
-        let holder = super::publish::LateHolder {
-            node: holder,
-            served,
-        };
         self.recover_qos2_state(now, client, incoming_qos2, qos2_retry, record, Some(holder));
     }
 

@@ -23,6 +23,16 @@ fn resumed_lacking(epoch: u64, lacking: CopyRef) -> (Harness, ConnId) {
 /// The claims of `x` in `claims` (node, epoch) reach `b`, node 2, which takes the last over
 /// without reaching the copy before it: its state is a fallback lacking `lacking`.
 fn claimed_without_its_state(b: &mut Harness, claims: &[(u64, u64)], lacking: CopyRef) {
+    claimed_without_states(b, claims, lacking, &[]);
+}
+
+/// As `claimed_without_its_state`, the fallback lacking `earlier` copies before `lacking`.
+fn claimed_without_states(
+    b: &mut Harness,
+    claims: &[(u64, u64)],
+    lacking: CopyRef,
+    earlier: &[CopyRef],
+) {
     for &(owner, epoch) in claims {
         b.event(Event::Cluster(ClusterEvent::Owner {
             client: client("x"),
@@ -41,6 +51,7 @@ fn claimed_without_its_state(b: &mut Harness, claims: &[(u64, u64)], lacking: Co
     });
     let mut state = fallback(epoch, vec![(filter("t"), qos2_subscription())]);
     state.record.qos2_doubt.lacking = Some(lacking);
+    state.record.qos2_doubt.earlier = earlier.to_vec();
     b.event(Event::ImportState {
         client: client("x"),
         export: state,
@@ -101,8 +112,10 @@ const M1: MessageId = MessageId {
 /// Simulator seed 77: `x` resumed at node 2 (epoch 5) without node 1's copy of epoch 4. Node
 /// 3's copy, pulled at epoch 2 with its release lost, comes back first with m1 in its window:
 /// it is older than the lacked copy, which took the session on from it and may have completed
-/// m1 since. So m1 waits, and when node 1's copy shows it delivered m1, its exchange ends with
-/// a PUBREL. (Before, node 3's complete state ended the wait and m1 went out a second time.)
+/// m1 since. So m1 waits, and when node 1's copy shows it delivered m1, its exchange ends, and
+/// without a PUBREL: node 1 completed m1 under id 11, which the client may have been given
+/// for another message since (session 41, seed 19957). (Before, node 3's complete state ended
+/// the wait and m1 went out a second time.)
 #[test]
 fn an_older_copy_from_another_node_does_not_end_the_wait_for_the_lacked_one() {
     let (mut b, x) = resumed_lacking(5, copy(1, 4));
@@ -120,7 +133,8 @@ fn an_older_copy_from_another_node_does_not_end_the_wait_for_the_lacked_one() {
     lacked.served = Some(Epoch(4));
     let out = recovered_late(&mut b, 1, lacked);
     assert!(out.publishes(x).is_empty(), "node 1 delivered m1");
-    assert_eq!(out.to(x), vec![Packet::PubRel(PubRel::new(pid(11)))]);
+    assert!(out.to(x).is_empty(), "no stale PUBREL for id 11");
+    assert!(b.stored_inflight("x").is_empty());
     let out = b.tick_after_millis(QOS2_STATE_WAIT);
     assert!(out.publishes(x).is_empty());
 }
@@ -483,4 +497,92 @@ fn landed_under_a_newer_claim(fallback_first: bool) {
     let conn = back_with_q1_ended(&mut c, lacked, id);
     let out = c.tick_after_millis(QOS2_STATE_WAIT);
     assert!(out.publishes(conn).is_empty());
+}
+
+/// A QoS 2 message on `t` with identity `id`, sent under its packet id by a copy.
+fn sent_qos2(payload: &'static [u8], id: MessageId) -> crate::store::InflightRecord {
+    let mut message = (*super::cluster::message("t", payload)).clone();
+    message.qos = QoS::ExactlyOnce;
+    message.id = Some(id);
+    crate::store::InflightRecord::Sent {
+        order: 1,
+        delivery: crate::message::Delivery {
+            message: std::sync::Arc::new(message),
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+            redelivery: false,
+            sent_as: None,
+        },
+    }
+}
+
+/// Node 2 resumes `x` at epoch 5 without node 3's copy of epoch 4, which took the session on
+/// from node 1's of epoch 3 (lacked before it). Its older state holds m1 in flight under id 1
+/// (brought here by a stale copy of node 4's), held for those copies. Returns node 2 and `x`'s
+/// connection.
+fn m1_held_under_id_1_lacking_node3_after_node1() -> (Harness, ConnId) {
+    let mut b = node(2);
+    claimed_without_states(&mut b, &[(1, 3), (3, 4), (2, 5)], copy(3, 4), &[copy(1, 3)]);
+    let (x, out) = b.connect_as(v3("x", false), 5);
+    assert!(out.connack(x).session_present);
+    let mut stale = late_copy(vec![(pid(1), sent_qos2(b"m1", M1))], Vec::new(), Vec::new());
+    stale.served = Some(Epoch(1));
+    let out = recovered_late(&mut b, 4, stale);
+    assert!(out.to(x).is_empty(), "m1 waits for the lacked copies");
+    (b, x)
+}
+
+/// Node 1's copy of epoch 3, which took m1 and completed it (no longer in its window).
+fn node1_completed_m1(in_doubt: bool) -> Box<crate::cluster::SessionExport> {
+    let mut late = late_copy(Vec::new(), Vec::new(), vec![M1]);
+    late.served = Some(Epoch(3));
+    late.record.qos2_state_elsewhere = in_doubt;
+    late
+}
+
+/// Simulator `--scenario lost-release` 0.5, seed 19957, in small. Node 1's copy, lacked before
+/// node 3's, took the session on from the state here and completed m1 under id 1; node 3's
+/// then sent m18 under id 1, which the client holds. Node 1's copy comes back first: m1's
+/// exchange ends here without a PUBREL (the client would take it as m18's), and when node 3's
+/// copy comes, m18 goes out again under id 1, a duplicate the client recognises. (Before, the
+/// PUBREL for id 1 went out, and m18 reached the client twice.)
+#[test]
+fn a_copy_that_took_the_session_on_from_here_ends_what_it_completed_without_a_pubrel() {
+    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1();
+    let out = recovered_late(&mut b, 1, node1_completed_m1(false));
+    assert!(out.to(x).is_empty(), "no PUBLISH of m1, no PUBREL for id 1");
+    assert!(b.stored_inflight("x").is_empty(), "m1's exchange ended");
+
+    let m18 = MessageId {
+        origin: NodeId(1),
+        seq: 78,
+    };
+    let mut lacked = late_copy(vec![(pid(1), sent_qos2(b"m18", m18))], Vec::new(), vec![m18]);
+    lacked.served = Some(Epoch(4));
+    let out = recovered_late(&mut b, 3, lacked);
+    let sent = out.publishes(x);
+    assert_eq!(payloads(&sent), vec!["m18"]);
+    assert_eq!((sent[0].packet_id, sent[0].dup), (Some(pid(1)), true));
+}
+
+/// The same copy in doubt itself (it lacked a copy of its own): it may not have known m1's
+/// exchange here, so that exchange ends with a PUBREL, as before.
+#[test]
+fn a_late_copy_in_doubt_itself_still_ends_what_it_delivered_with_a_pubrel() {
+    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1();
+    let out = recovered_late(&mut b, 1, node1_completed_m1(true));
+    assert!(out.publishes(x).is_empty());
+    assert_eq!(out.to(x), vec![Packet::PubRel(PubRel::new(pid(1)))]);
+}
+
+/// Once the wait ran out, m1 went out from here under id 1, which the client may hold for it:
+/// node 1's copy then ends m1's exchange with a PUBREL.
+#[test]
+fn after_the_wait_ran_out_what_a_later_copy_completed_ends_with_a_pubrel() {
+    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1();
+    let out = b.tick_after_millis(QOS2_STATE_WAIT);
+    assert_eq!(payloads(&out.publishes(x)), vec!["m1"]);
+    let out = recovered_late(&mut b, 1, node1_completed_m1(false));
+    assert_eq!(out.to(x), vec![Packet::PubRel(PubRel::new(pid(1)))]);
 }

@@ -289,9 +289,10 @@ fn an_older_copys_qos2_message_the_newer_copy_completed_goes_out_no_more() {
     );
     let out = recover_late(&mut b, &mut a);
     assert!(out.publishes(conn).is_empty(), "node 2 delivered q1");
-    // Its exchange ends: the client answers a PUBREL for an id it does not hold too.
-    assert_eq!(out.to(conn), vec![Packet::PubRel(PubRel::new(id))]);
-    a.pubcomp(conn, id);
+    // Its exchange ends without a PUBREL: node 2 took the session on from node 1's copy and
+    // completed q1 under the same id, which the client may hold for another message since
+    // (session 41, seed 19957).
+    assert!(out.to(conn).is_empty(), "no stale PUBREL for {id:?}");
     assert!(a.stored_queue("x").is_empty());
     assert!(a.stored_inflight("x").is_empty());
     let out = a.tick_after_millis(crate::broker::delivery::QOS2_STATE_WAIT);
