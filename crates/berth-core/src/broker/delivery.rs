@@ -136,6 +136,9 @@ impl<S: Store> Broker<S> {
         // offline session costs bytes on disk, not a buffer in memory); it is paged in when the
         // client is back.
         let online = session.online.is_some();
+        if let Some(id) = delivery.sent_as {
+            session.keep_id_for_queued(id);
+        }
         let queue = &mut session.queue;
         let seq = queue.bounds.next;
         let append_to_head =
@@ -354,7 +357,10 @@ impl<S: Store> Broker<S> {
         let id = match delivery.sent_as {
             // Waits in the queue until the window no longer uses its id (see `pump_window`).
             Some(id) if session.uses_packet_id(id) => None,
-            Some(id) => Some(id),
+            Some(id) => {
+                session.release_kept_id(Some(id));
+                Some(id)
+            }
             None => session.allocate_packet_id(),
         };
         let Some(id) = id else {

@@ -43,10 +43,10 @@ impl<S: Store> Broker<S> {
         };
         // Once the wait ran out, QoS 2 messages went out from here under ids the late copy
         // never knew: the client may hold them.
-        let waiting = session.qos2_wait.as_ref().is_some_and(|wait| {
-            wait.deliveries_wait_until
-                .is_none_or(|until| now < until)
-        });
+        let waiting = session
+            .qos2_wait
+            .as_ref()
+            .is_some_and(|wait| wait.deliveries_wait_until.is_none_or(|until| now < until));
         if !session.qos2_state_elsewhere || !waiting || late.qos2_state_elsewhere {
             return false;
         }

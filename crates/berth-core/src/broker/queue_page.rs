@@ -27,7 +27,14 @@ impl<S: Store> Broker<S> {
             1
         };
         match read_queue_through(&self.store, &self.batch, client, from, page) {
-            Ok(page) => session.queue.head.extend(page),
+            Ok(page) => {
+                // After a restart, the ids kept for queued messages are known as they are
+                // paged in (`Session::kept_ids`).
+                for id in page.iter().filter_map(|(_, delivery)| delivery.sent_as) {
+                    session.keep_id_for_queued(id);
+                }
+                session.queue.head.extend(page)
+            }
             Err(error) => self.fault = Some(error),
         }
     }
@@ -68,6 +75,9 @@ impl<S: Store> Broker<S> {
         } else {
             seq.next()
         };
+        if session.kept_ids.is_some() {
+            session.release_kept_id(None);
+        }
         Some((seq, delivery))
     }
 

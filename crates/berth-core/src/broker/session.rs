@@ -79,6 +79,12 @@ pub(crate) struct Session {
     // Boxed on purpose: 8 bytes per session instead of a map's 48 (see `Session`'s comment).
     #[allow(clippy::box_collection)]
     pub qos2_retry: Option<Box<std::collections::HashMap<PacketId, MessageId>>>,
+    /// The packet ids queued QoS 2 messages wait for (`Delivery::sent_as`: the client may hold
+    /// them from an older copy's send), which no other message is given meanwhile (boxed:
+    /// only sessions a merge displaced messages of have one).
+    // Boxed on purpose, as `qos2_retry`.
+    #[allow(clippy::box_collection)]
+    pub kept_ids: Option<Box<std::collections::BTreeSet<PacketId>>>,
     pub next_packet_id: u16,
     pub next_order: u64,
     /// Boxed for the same reason: only connected sessions have one.
@@ -355,6 +361,7 @@ impl Session {
             qos2_wait: None,
             seen: None,
             qos2_retry: None,
+            kept_ids: None,
             next_packet_id: first_packet_id(epoch),
             next_order: 0,
             online: None,
@@ -422,7 +429,25 @@ impl Session {
         self.inflight.uses(id)
     }
 
-    /// A packet identifier not used by the in-flight window.
+    /// Keeps `id` for the queued message that must go out under it (`kept_ids`).
+    pub fn keep_id_for_queued(&mut self, id: PacketId) {
+        self.kept_ids
+            .get_or_insert_with(Default::default)
+            .insert(id);
+    }
+
+    /// `id` is no longer kept: its message went out under it, or the queue is empty.
+    pub fn release_kept_id(&mut self, id: Option<PacketId>) {
+        if let (Some(kept), Some(id)) = (self.kept_ids.as_mut(), id) {
+            kept.remove(&id);
+        }
+        if self.kept_ids.as_ref().is_some_and(|kept| kept.is_empty()) || self.queue.is_empty() {
+            self.kept_ids = None;
+        }
+    }
+
+    /// A packet identifier not used by the in-flight window nor kept for a queued message
+    /// (`kept_ids`).
     pub fn allocate_packet_id(&mut self) -> Option<PacketId> {
         for _ in 0..u16::MAX {
             let candidate = self.next_packet_id;
@@ -432,7 +457,11 @@ impl Session {
                 candidate + 1
             };
             let id = PacketId::new(candidate)?;
-            if !self.inflight.uses_tightening(id) {
+            let kept = self
+                .kept_ids
+                .as_ref()
+                .is_some_and(|kept| kept.contains(&id));
+            if !kept && !self.inflight.uses_tightening(id) {
                 return Some(id);
             }
         }

@@ -558,7 +558,11 @@ fn a_copy_that_took_the_session_on_from_here_ends_what_it_completed_without_a_pu
         origin: NodeId(1),
         seq: 78,
     };
-    let mut lacked = late_copy(vec![(pid(1), sent_qos2(b"m18", m18))], Vec::new(), vec![m18]);
+    let mut lacked = late_copy(
+        vec![(pid(1), sent_qos2(b"m18", m18))],
+        Vec::new(),
+        vec![m18],
+    );
     lacked.served = Some(Epoch(4));
     let out = recovered_late(&mut b, 3, lacked);
     let sent = out.publishes(x);

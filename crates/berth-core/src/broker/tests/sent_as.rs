@@ -138,3 +138,44 @@ fn a_qos2_message_waiting_for_its_packet_id_does_not_expire() {
     let (mut b, x, id) = late_m1_under_the_id_of_m0(true);
     m1_goes_out_under_its_id_once_free(&mut b, x, id);
 }
+
+/// Simulator chaos seed 14409: `m2` (QoS 2) was queued ahead of `m1`, which waits for the id
+/// node 1's copy sent it under (`m0`'s). When the wait for the older copy's state ends, `m2`
+/// goes first, under a new id: never `m1`'s, which the client may hold for `m1` (a new
+/// message under it is dropped there as a duplicate, and `m1` after it taken as new) — even
+/// where the ids handed out come back to it, as a newer claim's quarter does.
+#[test]
+fn a_packet_id_kept_for_a_queued_message_is_given_to_no_other() {
+    let (mut b, x, publisher) = resumed_without_state();
+    let out = b.publish(publisher, publish("t", b"m0", QoS::AtLeastOnce, 9));
+    let m0 = out.publishes(x)[0].packet_id.unwrap();
+    let out = b.publish(publisher, publish("t", b"m2", QoS::ExactlyOnce, 10));
+    assert!(
+        out.publishes(x).is_empty(),
+        "m2 waits for the older copy's state"
+    );
+    // Node 1's copy, itself in doubt, comes back with m1 under m0's id: the wait goes on.
+    let mut late = older_copy_with_m1_in_flight_as(m0);
+    late.record.qos2_state_elsewhere = true;
+    b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(2),
+        holder: NodeId(1),
+        export: late,
+        page: Vec::new(),
+    });
+    let out = b.puback(x, m0);
+    assert!(out.publishes(x).is_empty(), "m2 still waits, m1 behind it");
+    // The ids handed out come back to m0's (a newer claim of this quarter starts there).
+    b.broker
+        .sessions
+        .get_mut(&client("x"))
+        .unwrap()
+        .next_packet_id = m0.get();
+
+    let out = b.tick_after_millis(crate::broker::delivery::QOS2_STATE_WAIT);
+    let sent = out.publishes(x);
+    assert_eq!(payloads(&sent), vec!["m2", "m1"]);
+    assert_ne!(sent[0].packet_id, Some(m0), "m0's id is kept for m1");
+    assert_eq!((sent[1].packet_id, sent[1].dup), (Some(m0), true));
+}
