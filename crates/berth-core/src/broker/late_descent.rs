@@ -20,7 +20,8 @@ use berth_codec::{PacketId, QoS};
 
 use super::publish::LateHolder;
 use super::{Broker, ClientId};
-use crate::ids::MessageId;
+use crate::cluster::QueuePage;
+use crate::ids::{Epoch, MessageId};
 use crate::store::{InflightRecord, SessionRecord, Store};
 use crate::time::UnixMillis;
 
@@ -50,12 +51,34 @@ impl<S: Store> Broker<S> {
         if !session.qos2_state_elsewhere || !waiting || late.qos2_state_elsewhere {
             return false;
         }
+        // A copy the doubt names that is older than the window here (the copy here lacked it
+        // before, and wrote its window after it) never knew that window.
+        let Some(window_from) = session.qos2_wait.as_ref().and_then(|w| w.window_from) else {
+            return false;
+        };
         let doubt = session.qos2_doubt();
         doubt
             .lacking
             .iter()
             .chain(&doubt.earlier)
+            .filter(|copy| copy.epoch > window_from)
             .any(|copy| copy.node == holder.node && served >= copy.epoch)
+    }
+
+    /// A late copy that served up to `served` joins `client`'s window: the window is now
+    /// written from that claim too (`Qos2Wait::window_from`).
+    pub(super) fn window_joined_from(&mut self, client: &ClientId, served: Option<Epoch>) {
+        let Some(wait) = self
+            .sessions
+            .get_mut(client)
+            .and_then(|s| s.qos2_wait.as_mut())
+        else {
+            return;
+        };
+        wait.window_from = match (wait.window_from, served) {
+            (Some(from), Some(served)) => Some(from.max(served)),
+            _ => None,
+        };
     }
 
     /// Ends, without a PUBREL, the exchanges of `client`'s window that a copy which took the
@@ -94,4 +117,27 @@ impl<S: Store> Broker<S> {
             }
         }
     }
+}
+
+/// The QoS 2 messages a copy of a session took (`seen`) and delivered: neither its in-flight
+/// window (`inflight`; a PUBREL there names no message) nor its queue (`page`) holds them.
+pub(super) fn delivered_by_copy(
+    seen: &[MessageId],
+    inflight: &[(PacketId, InflightRecord)],
+    page: &QueuePage,
+) -> HashSet<MessageId> {
+    let mut delivered: HashSet<MessageId> = seen.iter().copied().collect();
+    let held = inflight
+        .iter()
+        .filter_map(|(_, record)| match record {
+            InflightRecord::Sent { delivery, .. } => Some(delivery),
+            InflightRecord::Released { .. } => None,
+        })
+        .chain(page.iter());
+    for delivery in held {
+        if let Some(id) = delivery.message.id {
+            delivered.remove(&id);
+        }
+    }
+    delivered
 }

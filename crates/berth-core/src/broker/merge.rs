@@ -138,7 +138,10 @@ impl<S: Store> Broker<S> {
         session.landed = served;
         let mut restart_wait = false;
         if session.qos2_in_doubt() {
+            // Not yet moved on to the import's claim: the claim this copy served last.
+            let local_epoch = session.epoch;
             let wait = session.qos2_wait.get_or_insert_with(Default::default);
+            wait.window_from = Some(wait.window_from.map_or(local_epoch, |e| e.max(local_epoch)));
             wait.held.clear();
             restart_wait = wait.now_lacking(lacking);
             wait.earlier = merged_doubt.earlier;

@@ -111,6 +111,11 @@ pub(crate) struct Qos2Wait {
     pub lacking: Option<crate::store::CopyRef>,
     /// Copies lacked before that one ([`crate::store::Qos2Doubt::earlier`]).
     pub earlier: Vec<crate::store::CopyRef>,
+    /// The newest claim a copy that wrote the window here served: the copy here before the
+    /// merge that began the doubt, or a late copy joined since. A late copy that took the
+    /// session on from here is newer (`Broker::late_copy_took_over_from_here`). In memory only:
+    /// `None` (not known, after a restart or without a copy here before) turns that rule off.
+    pub window_from: Option<Epoch>,
 }
 
 impl Qos2Wait {

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use berth_codec::{PacketId, QoS, TopicFilter};
 
 use super::Broker;
+use super::late_descent::delivered_by_copy;
 use super::session::Session;
 use crate::cluster::{ExportError, QueuePage, SessionExport};
 use crate::ids::{ClientId, MessageId, QueueSeq};
@@ -303,6 +304,14 @@ impl<S: Store> Broker<S> {
         session.qos2_state_elsewhere = record.qos2_state_elsewhere;
         session.incoming_qos2_elsewhere = record.incoming_qos2_elsewhere;
         session.restore_qos2_doubt(std::mem::take(&mut record.qos2_doubt));
+        // The window comes from the imported copy (none from a fallback: nothing before).
+        if let Some(wait) = session.qos2_wait.as_mut() {
+            wait.window_from = if export.inflight.is_empty() {
+                Some(crate::ids::Epoch(0))
+            } else {
+                export.served
+            };
+        }
         // As the session holds it (none when not in doubt).
         record.qos2_doubt = session.qos2_doubt();
         if !export.qos2_retry.is_empty() {
@@ -455,6 +464,7 @@ impl<S: Store> Broker<S> {
             seen,
             qos2_retry,
             queued,
+            served,
             ..
         } = export;
         self.stats.stranded_recovered_total += inflight.len() as u64;
@@ -475,6 +485,9 @@ impl<S: Store> Broker<S> {
             }
             self.yield_to_late_copy(client, &HashSet::new(), &sent_there)
         };
+        if !inflight.is_empty() {
+            self.window_joined_from(client, served);
+        }
         self.join_late_window(now, client, inflight, &moved);
         // Folded when the import is done: before, they would swallow its pages still to come.
         self.defer_seen(client, seen);
@@ -539,6 +552,9 @@ impl<S: Store> Broker<S> {
         // which may hold their ids for a newer copy's messages since: ended here silently.
         if self.late_copy_took_over_from_here(now, client, holder, &record) {
             self.end_what_the_later_copy_ended(client, &delivered);
+        }
+        if !inflight.is_empty() {
+            self.window_joined_from(client, served);
         }
         // A QoS 2 message the late copy sent and this session still has queued goes out from
         // the late window, under the id the client may hold for it: from the queue it would go
@@ -761,27 +777,4 @@ impl<S: Store> Broker<S> {
         self.settle_adopted(now, client);
         self.unpark(now);
     }
-}
-
-/// The QoS 2 messages a copy of a session took (`seen`) and delivered: neither its in-flight
-/// window (`inflight`; a PUBREL there names no message) nor its queue (`page`) holds them.
-fn delivered_by_copy(
-    seen: &[MessageId],
-    inflight: &[(PacketId, InflightRecord)],
-    page: &QueuePage,
-) -> HashSet<MessageId> {
-    let mut delivered: HashSet<MessageId> = seen.iter().copied().collect();
-    let held = inflight
-        .iter()
-        .filter_map(|(_, record)| match record {
-            InflightRecord::Sent { delivery, .. } => Some(delivery),
-            InflightRecord::Released { .. } => None,
-        })
-        .chain(page.iter());
-    for delivery in held {
-        if let Some(id) = delivery.message.id {
-            delivered.remove(&id);
-        }
-    }
-    delivered
 }

@@ -51,9 +51,19 @@ fn older_copy_with_m1_in_flight() -> Box<SessionExport> {
 
 /// The older copy's window: `m1` sent at QoS 2 under packet id `id`, not acknowledged there.
 pub(super) fn older_copy_with_m1_in_flight_as(id: PacketId) -> Box<SessionExport> {
-    let mut message = (*super::cluster::message("t", b"m1")).clone();
+    late_copy(vec![(id, sent_qos2(b"m1", None))], Vec::new(), Vec::new())
+}
+
+/// A QoS 2 message on `t` (with the cluster identity `id`, if any), as a copy's window holds
+/// it once sent.
+pub(super) fn sent_qos2(
+    payload: &'static [u8],
+    id: Option<crate::ids::MessageId>,
+) -> InflightRecord {
+    let mut message = (*super::cluster::message("t", payload)).clone();
     message.qos = QoS::ExactlyOnce;
-    let m1 = InflightRecord::Sent {
+    message.id = id;
+    InflightRecord::Sent {
         order: 1,
         delivery: crate::message::Delivery {
             message: std::sync::Arc::new(message),
@@ -63,8 +73,7 @@ pub(super) fn older_copy_with_m1_in_flight_as(id: PacketId) -> Box<SessionExport
             redelivery: false,
             sent_as: None,
         },
-    };
-    late_copy(vec![(id, m1)], Vec::new(), Vec::new())
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! settles that doubt and what does not, found with the simulator's `--scenario lost-release`
 //! (each takeover's release lost on the way with probability 0.5), session 37.
 
-use super::delivery_wait::older_copy_with_m1_in_flight_as;
+use super::delivery_wait::{older_copy_with_m1_in_flight_as, sent_qos2};
 use super::stranded::{claim, node, pull_back};
 use super::*;
 use crate::broker::delivery::QOS2_STATE_WAIT;
@@ -499,35 +499,21 @@ fn landed_under_a_newer_claim(fallback_first: bool) {
     assert!(out.publishes(conn).is_empty());
 }
 
-/// A QoS 2 message on `t` with identity `id`, sent under its packet id by a copy.
-fn sent_qos2(payload: &'static [u8], id: MessageId) -> crate::store::InflightRecord {
-    let mut message = (*super::cluster::message("t", payload)).clone();
-    message.qos = QoS::ExactlyOnce;
-    message.id = Some(id);
-    crate::store::InflightRecord::Sent {
-        order: 1,
-        delivery: crate::message::Delivery {
-            message: std::sync::Arc::new(message),
-            qos: QoS::ExactlyOnce,
-            retain: false,
-            subscription_ids: Vec::new(),
-            redelivery: false,
-            sent_as: None,
-        },
-    }
-}
-
 /// Node 2 resumes `x` at epoch 5 without node 3's copy of epoch 4, which took the session on
 /// from node 1's of epoch 3 (lacked before it). Its older state holds m1 in flight under id 1
-/// (brought here by a stale copy of node 4's), held for those copies. Returns node 2 and `x`'s
-/// connection.
-fn m1_held_under_id_1_lacking_node3_after_node1() -> (Harness, ConnId) {
+/// (brought here by a stale copy of node 4's, which served up to `stale_served`), held for
+/// those copies. Returns node 2 and `x`'s connection.
+fn m1_held_under_id_1_lacking_node3_after_node1(stale_served: u64) -> (Harness, ConnId) {
     let mut b = node(2);
     claimed_without_states(&mut b, &[(1, 3), (3, 4), (2, 5)], copy(3, 4), &[copy(1, 3)]);
     let (x, out) = b.connect_as(v3("x", false), 5);
     assert!(out.connack(x).session_present);
-    let mut stale = late_copy(vec![(pid(1), sent_qos2(b"m1", M1))], Vec::new(), Vec::new());
-    stale.served = Some(Epoch(1));
+    let mut stale = late_copy(
+        vec![(pid(1), sent_qos2(b"m1", Some(M1)))],
+        Vec::new(),
+        Vec::new(),
+    );
+    stale.served = Some(Epoch(stale_served));
     let out = recovered_late(&mut b, 4, stale);
     assert!(out.to(x).is_empty(), "m1 waits for the lacked copies");
     (b, x)
@@ -549,7 +535,7 @@ fn node1_completed_m1(in_doubt: bool) -> Box<crate::cluster::SessionExport> {
 /// PUBREL for id 1 went out, and m18 reached the client twice.)
 #[test]
 fn a_copy_that_took_the_session_on_from_here_ends_what_it_completed_without_a_pubrel() {
-    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1();
+    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1(1);
     let out = recovered_late(&mut b, 1, node1_completed_m1(false));
     assert!(out.to(x).is_empty(), "no PUBLISH of m1, no PUBREL for id 1");
     assert!(b.stored_inflight("x").is_empty(), "m1's exchange ended");
@@ -559,7 +545,7 @@ fn a_copy_that_took_the_session_on_from_here_ends_what_it_completed_without_a_pu
         seq: 78,
     };
     let mut lacked = late_copy(
-        vec![(pid(1), sent_qos2(b"m18", m18))],
+        vec![(pid(1), sent_qos2(b"m18", Some(m18)))],
         Vec::new(),
         vec![m18],
     );
@@ -574,7 +560,7 @@ fn a_copy_that_took_the_session_on_from_here_ends_what_it_completed_without_a_pu
 /// exchange here, so that exchange ends with a PUBREL, as before.
 #[test]
 fn a_late_copy_in_doubt_itself_still_ends_what_it_delivered_with_a_pubrel() {
-    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1();
+    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1(1);
     let out = recovered_late(&mut b, 1, node1_completed_m1(true));
     assert!(out.publishes(x).is_empty());
     assert_eq!(out.to(x), vec![Packet::PubRel(PubRel::new(pid(1)))]);
@@ -584,9 +570,20 @@ fn a_late_copy_in_doubt_itself_still_ends_what_it_delivered_with_a_pubrel() {
 /// node 1's copy then ends m1's exchange with a PUBREL.
 #[test]
 fn after_the_wait_ran_out_what_a_later_copy_completed_ends_with_a_pubrel() {
-    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1();
+    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1(1);
     let out = b.tick_after_millis(QOS2_STATE_WAIT);
     assert_eq!(payloads(&out.publishes(x)), vec!["m1"]);
     let out = recovered_late(&mut b, 1, node1_completed_m1(false));
+    assert_eq!(out.to(x), vec![Packet::PubRel(PubRel::new(pid(1)))]);
+}
+
+/// Node 4's copy, which wrote m1 into the window here, served claim 3 itself: node 1's copy of
+/// epoch 3 did not take the session on from it and never knew m1 under id 1, which the client
+/// may hold for it. m1's exchange ends with a PUBREL, as before.
+#[test]
+fn a_copy_named_in_the_doubt_no_newer_than_the_window_here_ends_it_with_a_pubrel() {
+    let (mut b, x) = m1_held_under_id_1_lacking_node3_after_node1(3);
+    let out = recovered_late(&mut b, 1, node1_completed_m1(false));
+    assert!(out.publishes(x).is_empty());
     assert_eq!(out.to(x), vec![Packet::PubRel(PubRel::new(pid(1)))]);
 }
