@@ -13,6 +13,7 @@
 
 mod dequeue;
 mod fixtures;
+mod kept_ids;
 mod lifecycle;
 mod messages;
 mod queue;
@@ -54,6 +55,7 @@ const CASES: &[Case] = cases![
     sent_mark::rows_at_or_below_the_sent_mark_read_back_as_redeliveries,
     sent_mark::sequences_go_on_above_the_sent_mark,
     sent_mark::delete_session_removes_the_sent_mark,
+    kept_ids::kept_ids_put_replace_remove_and_go_with_the_session,
     lifecycle::delete_session_removes_everything,
     lifecycle::delete_session_spares_prefix_clients,
     lifecycle::delete_session_removes_rows_written_in_its_batch,

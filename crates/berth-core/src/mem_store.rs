@@ -25,6 +25,8 @@ struct MemSession {
     sent_mark: Option<QueueSeq>,
     /// `Op::DequeueThrough`: its rows are removed at once; the mark stays for the sequences.
     dequeued_through: Option<QueueSeq>,
+    /// `Op::PutKeptIds`.
+    kept_ids: Vec<PacketId>,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +96,7 @@ impl MemStore {
             }
             Op::PutSentMark { client, seq } => self.session(&client).sent_mark = Some(seq),
             Op::DeleteSentMark { client } => self.session(&client).sent_mark = None,
+            Op::PutKeptIds { client, ids } => self.session(&client).kept_ids = ids,
             Op::PutIncomingQos2 { client, packet_id } => {
                 self.session(&client).incoming_qos2.insert(packet_id, None);
             }
@@ -187,6 +190,7 @@ impl Store for MemStore {
                         .filter_map(|(packet_id, retry)| Some((*packet_id, (*retry)?)))
                         .collect(),
                     seen: session.seen.iter().map(|(s, id)| (*s, *id)).collect(),
+                    kept_ids: session.kept_ids.clone(),
                 })
             })
             .collect();

@@ -249,6 +249,8 @@ pub struct LoadedSession {
     pub qos2_retry: Vec<(PacketId, MessageId)>,
     /// The identities of the QoS 2 messages it took last (`Op::PutSeen`), by slot.
     pub seen: Vec<(u64, MessageId)>,
+    /// The packet ids kept for its queued messages (`Op::PutKeptIds`), sorted.
+    pub kept_ids: Vec<PacketId>,
 }
 
 /// A message kept for another node's session while that node could not be reached (hinted
@@ -348,6 +350,14 @@ pub enum Op {
     /// written as in-flight rows or acknowledged).
     DeleteSentMark {
         client: ClientId,
+    },
+    /// The packet ids `client`'s queued QoS 2 messages wait for (`Delivery::sent_as`), which no
+    /// other message may be given: all of them, sorted, replacing those put before; none
+    /// removes the row. Stored apart from the queue rows so that a restart knows every one at
+    /// once, not page by page as the rows are read ([`LoadedSession::kept_ids`]).
+    PutKeptIds {
+        client: ClientId,
+        ids: Vec<PacketId>,
     },
     DeleteInflight {
         client: ClientId,

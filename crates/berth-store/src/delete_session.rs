@@ -57,6 +57,7 @@ fn writes_session_rows(op: &Op) -> Option<&ClientId> {
         | Op::Enqueue { client, .. }
         | Op::DequeueThrough { client, .. }
         | Op::PutSentMark { client, .. }
+        | Op::PutKeptIds { client, .. }
         | Op::PutInflight { client, .. }
         | Op::PutIncomingQos2 { client, .. }
         | Op::PutQos2Retry { client, .. }

@@ -170,6 +170,37 @@ pub(crate) fn dequeued_mark_key(client: &ClientId) -> Vec<u8> {
     key
 }
 
+/// Key of a session's kept packet ids (`Op::PutKeptIds`) in `queues`: the client prefix and two
+/// zero bytes, after the dequeued-through mark and before every queue row (a row's suffix is 8
+/// bytes, so neither a purge's nor a sweep's range from sequence 0 covers it). Its value is the
+/// ids, 2 bytes big-endian each, sorted.
+pub(crate) fn kept_ids_key(client: &ClientId) -> Vec<u8> {
+    let mut key = client_prefix(client);
+    key.extend_from_slice(&[0, 0]);
+    key
+}
+
+pub(crate) fn encode_kept_ids(ids: &[PacketId]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.get().to_be_bytes()).collect()
+}
+
+pub(crate) fn decode_kept_ids(key: &[u8], value: &[u8]) -> Result<Vec<PacketId>, StoreError> {
+    if value.is_empty() || value.len() % 2 != 0 {
+        return Err(corrupt(
+            Cf::Queues,
+            key,
+            "kept packet ids are not pairs of bytes",
+        ));
+    }
+    value
+        .chunks_exact(2)
+        .map(|pair| {
+            PacketId::new(u16::from_be_bytes([pair[0], pair[1]]))
+                .ok_or_else(|| corrupt(Cf::Queues, key, "kept packet identifier 0"))
+        })
+        .collect()
+}
+
 /// The end of the range of `client`'s queue rows at or below `seq`.
 pub(crate) fn queue_key_after(client: &ClientId, seq: QueueSeq) -> Option<Vec<u8>> {
     match seq.0.checked_add(1) {

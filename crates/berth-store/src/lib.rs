@@ -252,6 +252,14 @@ impl RocksStore {
             Op::DeleteSentMark { client } => {
                 wb.delete_cf(self.cf(Cf::Queues)?, e::sent_mark_key(&client))
             }
+            Op::PutKeptIds { client, ids } if ids.is_empty() => {
+                wb.delete_cf(self.cf(Cf::Queues)?, e::kept_ids_key(&client))
+            }
+            Op::PutKeptIds { client, ids } => wb.put_cf(
+                self.cf(Cf::Queues)?,
+                e::kept_ids_key(&client),
+                e::encode_kept_ids(&ids),
+            ),
             // One range tombstone, however long the queue (`[client's seq 0, before)`); an
             // enqueue later in the batch gets a later sequence number and survives it.
             Op::PurgeQueue { client, before } => wb.delete_range_cf(
@@ -343,6 +351,7 @@ impl RocksStore {
                 sent_mark: None,
                 dequeued_through: None,
                 incoming_qos2: Vec::new(),
+                kept_ids: Vec::new(),
                 qos2_retry: Vec::new(),
                 seen: Vec::new(),
             });
@@ -392,6 +401,10 @@ impl Store for RocksStore {
             &mut sessions,
             &index,
             |session, key, rest, value| {
+                if rest.len() == 2 {
+                    session.kept_ids = encoding::decode_kept_ids(key, value)?;
+                    return Ok(());
+                }
                 if rest.len() == 1 {
                     // Sequences go on above it, as above the sent mark.
                     let mark = encoding::decode_dequeued_mark(key, value)?;

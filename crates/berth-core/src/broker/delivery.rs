@@ -136,9 +136,9 @@ impl<S: Store> Broker<S> {
         // offline session costs bytes on disk, not a buffer in memory); it is paged in when the
         // client is back.
         let online = session.online.is_some();
-        if let Some(id) = delivery.sent_as {
-            session.keep_id_for_queued(id);
-        }
+        let newly_kept = delivery
+            .sent_as
+            .is_some_and(|id| session.keep_id_for_queued(id));
         let queue = &mut session.queue;
         let seq = queue.bounds.next;
         let append_to_head =
@@ -158,6 +158,9 @@ impl<S: Store> Broker<S> {
         }
         if append_to_head {
             queue.head.push_back((seq, delivery));
+        }
+        if newly_kept {
+            self.write_kept_ids(client);
         }
     }
 
@@ -351,16 +354,20 @@ impl<S: Store> Broker<S> {
         row: Option<QueueSeq>,
     ) {
         let durable_writes = self.durable_writes;
+        if let Some(id) = delivery.sent_as {
+            let session = self.sessions.get_mut(client);
+            // It goes out under its id now: no longer kept.
+            if session.is_some_and(|s| !s.uses_packet_id(id) && s.release_kept_id(Some(id))) {
+                self.write_kept_ids(client);
+            }
+        }
         let Some((session, mut outbox)) = self.session_outbox(client) else {
             return;
         };
         let id = match delivery.sent_as {
             // Waits in the queue until the window no longer uses its id (see `pump_window`).
             Some(id) if session.uses_packet_id(id) => None,
-            Some(id) => {
-                session.release_kept_id(Some(id));
-                Some(id)
-            }
+            Some(id) => Some(id),
             None => session.allocate_packet_id(),
         };
         let Some(id) = id else {

@@ -367,6 +367,17 @@ impl<S: Store> Broker<S> {
             bounds: stored.queue,
             head: Default::default(),
         };
+        // Kept only while a message waits for them (`Session::release_kept_id`).
+        if !stored.kept_ids.is_empty() {
+            if session.queue.is_empty() {
+                self.batch.push(crate::store::Op::PutKeptIds {
+                    client: client.clone(),
+                    ids: Vec::new(),
+                });
+            } else {
+                session.kept_ids = Some(Box::new(stored.kept_ids.into_iter().collect()));
+            }
+        }
         session.inflight_loaded = false;
         for (filter, sub) in stored.subscriptions {
             self.index.insert(&client, &filter, sub.clone());

@@ -28,15 +28,37 @@ impl<S: Store> Broker<S> {
         };
         match read_queue_through(&self.store, &self.batch, client, from, page) {
             Ok(page) => {
-                // After a restart, the ids kept for queued messages are known as they are
-                // paged in (`Session::kept_ids`).
+                // Known since the restart (`Op::PutKeptIds`), unless the rows were written by
+                // a binary that did not store them: then they are known from here on.
+                let mut newly_kept = false;
                 for id in page.iter().filter_map(|(_, delivery)| delivery.sent_as) {
-                    session.keep_id_for_queued(id);
+                    newly_kept |= session.keep_id_for_queued(id);
                 }
-                session.queue.head.extend(page)
+                session.queue.head.extend(page);
+                if newly_kept {
+                    self.write_kept_ids(client);
+                }
             }
             Err(error) => self.fault = Some(error),
         }
+    }
+
+    /// Writes `client`'s kept packet ids down after they changed (`Op::PutKeptIds`), if the
+    /// session is stored: after a restart every one is known before any message is given an
+    /// id, however far back in the queue its message waits.
+    pub(super) fn write_kept_ids(&mut self, client: &ClientId) {
+        let Some(session) = self.sessions.get(client).filter(|session| session.stored) else {
+            return;
+        };
+        let ids = session
+            .kept_ids
+            .as_deref()
+            .map(|kept| kept.iter().copied().collect())
+            .unwrap_or_default();
+        self.batch.push(Op::PutKeptIds {
+            client: client.clone(),
+            ids,
+        });
     }
 
     /// The QoS of the oldest queued message.
@@ -75,8 +97,8 @@ impl<S: Store> Broker<S> {
         } else {
             seq.next()
         };
-        if session.kept_ids.is_some() {
-            session.release_kept_id(None);
+        if session.kept_ids.is_some() && session.release_kept_id(None) {
+            self.write_kept_ids(client);
         }
         Some((seq, delivery))
     }

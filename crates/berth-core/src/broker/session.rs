@@ -434,21 +434,26 @@ impl Session {
         self.inflight.uses(id)
     }
 
-    /// Keeps `id` for the queued message that must go out under it (`kept_ids`).
-    pub fn keep_id_for_queued(&mut self, id: PacketId) {
+    /// Keeps `id` for the queued message that must go out under it (`kept_ids`); whether it
+    /// was not kept before (then the store is told, `Broker::write_kept_ids`).
+    pub fn keep_id_for_queued(&mut self, id: PacketId) -> bool {
         self.kept_ids
             .get_or_insert_with(Default::default)
-            .insert(id);
+            .insert(id)
     }
 
-    /// `id` is no longer kept: its message went out under it, or the queue is empty.
-    pub fn release_kept_id(&mut self, id: Option<PacketId>) {
-        if let (Some(kept), Some(id)) = (self.kept_ids.as_mut(), id) {
-            kept.remove(&id);
-        }
-        if self.kept_ids.as_ref().is_some_and(|kept| kept.is_empty()) || self.queue.is_empty() {
+    /// `id` is no longer kept: its message went out under it, or the queue is empty. Whether
+    /// the kept ids changed.
+    pub fn release_kept_id(&mut self, id: Option<PacketId>) -> bool {
+        let Some(kept) = self.kept_ids.as_mut() else {
+            return false;
+        };
+        let removed = id.is_some_and(|id| kept.remove(&id));
+        if kept.is_empty() || self.queue.is_empty() {
             self.kept_ids = None;
+            return true;
         }
+        removed
     }
 
     /// A packet identifier not used by the in-flight window nor kept for a queued message

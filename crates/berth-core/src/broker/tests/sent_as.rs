@@ -179,3 +179,64 @@ fn a_packet_id_kept_for_a_queued_message_is_given_to_no_other() {
     assert_ne!(sent[0].packet_id, Some(m0), "m0's id is kept for m1");
     assert_eq!((sent[1].packet_id, sent[1].dup), (Some(m0), true));
 }
+
+/// `m1` waits for its packet id behind more than a page of the queue (`QUEUE_PAGE`) when the
+/// node restarts. Its id is known as kept from the start (`Op::PutKeptIds`), not only once
+/// `m1`'s page is read: none of the messages ahead of it is given the id, which the client may
+/// hold for `m1`.
+#[test]
+fn a_packet_id_kept_far_back_in_the_queue_is_kept_across_a_restart() {
+    let (mut b, x, publisher) = resumed_without_state();
+    let out = b.publish(publisher, publish("t", b"m0", QoS::AtLeastOnce, 9));
+    let m0 = out.publishes(x)[0].packet_id.unwrap();
+    b.lose(x);
+    let ahead = crate::broker::session::QUEUE_PAGE + 8;
+    for i in 0..ahead {
+        b.publish(
+            publisher,
+            publish("t", b"q", QoS::AtLeastOnce, 10 + i as u16),
+        );
+    }
+    b.event(Event::ImportLate {
+        client: client("x"),
+        epoch: Epoch(2),
+        holder: NodeId(1),
+        export: older_copy_with_m1_in_flight_as(m0),
+        page: Vec::new(),
+    });
+    b.restart_after(1);
+    b.broker.join_cluster(NodeId(2));
+    let (x, out) = b.connect_as(v3("x", false), 2);
+    assert!(out.connack(x).session_present);
+    let mut sent: std::collections::VecDeque<_> = out.publishes(x).into();
+    assert_eq!(
+        (sent[0].packet_id, sent[0].dup),
+        (Some(m0), true),
+        "m0 again"
+    );
+    // The ids handed out come back to m0's, as in the test above.
+    b.broker
+        .sessions
+        .get_mut(&client("x"))
+        .unwrap()
+        .next_packet_id = m0.get();
+    let mut delivered = 0;
+    while let Some(publish) = sent.pop_front() {
+        if publish.payload.as_ref() == &b"m1"[..] {
+            assert_eq!((publish.packet_id, publish.dup), (Some(m0), true));
+            assert_eq!(
+                delivered,
+                ahead + 1,
+                "m1 last, after m0 and every message ahead"
+            );
+            return;
+        }
+        assert!(
+            publish.packet_id != Some(m0) || delivered == 0,
+            "message {delivered} was given m0's id, kept for m1"
+        );
+        delivered += 1;
+        sent.extend(b.puback(x, publish.packet_id.unwrap()).publishes(x));
+    }
+    panic!("m1 never went out ({delivered} delivered)");
+}
