@@ -299,6 +299,10 @@ impl<S: Store> Broker<S> {
                 before: bounds.next,
             });
         }
+        // No queued message waits for a packet id any more.
+        if session.release_kept_id(None) {
+            self.write_kept_ids(client);
+        }
         self.stats.count_drops(DropReason::Purged, bounds.count);
         // Publishers whose acknowledgements waited for this queue to drain go on.
         self.note_drained(client);
