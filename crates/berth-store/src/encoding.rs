@@ -185,7 +185,7 @@ pub(crate) fn encode_kept_ids(ids: &[PacketId]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_kept_ids(key: &[u8], value: &[u8]) -> Result<Vec<PacketId>, StoreError> {
-    if value.is_empty() || value.len() % 2 != 0 {
+    if value.is_empty() || !value.len().is_multiple_of(2) {
         return Err(corrupt(
             Cf::Queues,
             key,
