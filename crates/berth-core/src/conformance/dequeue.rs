@@ -198,18 +198,7 @@ pub(super) fn dequeue_through_removes_the_head(store: &mut dyn Store) {
     assert_eq!(seqs(&queue(store, &who)), vec![11]);
 
     // A new session starts below the old mark: its rows are its own.
-    write(
-        store,
-        vec![
-            Op::DeleteSession {
-                client: who.clone(),
-            },
-            Op::PutSession {
-                client: who.clone(),
-                record: bare_session(2),
-            },
-        ],
-    );
+    recreate(store, &who, 2);
     assert_eq!(bounds(store, &who), QueueBounds::default());
     assert_eq!(load(store).session(&who).unwrap().dequeued_through, None);
     enqueue_all(store, &who, [1, 2]);

@@ -269,6 +269,10 @@ pub(crate) fn populate(store: &mut dyn Store, who: &ClientId, tag: &str) {
                 client: who.clone(),
                 packet_id: pid(9),
             },
+            Op::PutKeptIds {
+                client: who.clone(),
+                ids: vec![pid(5)],
+            },
         ],
     );
 }
@@ -301,6 +305,10 @@ pub(crate) fn assert_nothing_left(store: &mut dyn Store, who: &ClientId) {
         session.incoming_qos2.is_empty(),
         "QoS 2 state of {who} survived: {session:?}"
     );
+    assert!(
+        session.kept_ids.is_empty(),
+        "kept packet ids of {who} survived: {session:?}"
+    );
     assert_eq!(session.queue.count, 0, "queue rows of {who} survived");
     assert_eq!(session.queue.bytes, 0, "queue bytes of {who} survived");
     write(
@@ -308,6 +316,22 @@ pub(crate) fn assert_nothing_left(store: &mut dyn Store, who: &ClientId) {
         vec![Op::DeleteSession {
             client: who.clone(),
         }],
+    );
+}
+
+/// A clean start in one batch: `who`'s session deleted and a bare one at `epoch` written.
+pub(crate) fn recreate(store: &mut dyn Store, who: &ClientId, epoch: u64) {
+    write(
+        store,
+        vec![
+            Op::DeleteSession {
+                client: who.clone(),
+            },
+            Op::PutSession {
+                client: who.clone(),
+                record: bare_session(epoch),
+            },
+        ],
     );
 }
 

@@ -68,18 +68,7 @@ pub(super) fn kept_ids_put_replace_remove_and_go_with_the_session(store: &mut dy
     assert!(loaded_kept(store, &who).is_empty(), "none removes them");
 
     write(store, vec![kept(&who, &[9])]);
-    write(
-        store,
-        vec![
-            Op::DeleteSession {
-                client: who.clone(),
-            },
-            Op::PutSession {
-                client: who.clone(),
-                record: bare_session(2),
-            },
-        ],
-    );
+    recreate(store, &who, 2);
     assert!(
         loaded_kept(store, &who).is_empty(),
         "they go with the session"

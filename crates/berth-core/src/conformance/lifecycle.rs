@@ -173,6 +173,12 @@ fn assert_deleted_beside(
         neighbour_queue,
         "the queue of {neighbour}"
     );
+    let kept = load(store).session(neighbour).map(|s| s.kept_ids.clone());
+    assert_eq!(
+        kept,
+        Some(vec![pid(5)]),
+        "the kept packet ids of {neighbour}"
+    );
 }
 
 pub(super) fn batch_ops_apply_in_order(store: &mut dyn Store) {

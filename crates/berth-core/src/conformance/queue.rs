@@ -373,18 +373,7 @@ pub(super) fn seen_put_delete_and_go_with_the_session(store: &mut dyn Store) {
         seen(store),
         vec![((1 << 63) - 1, id(u64::MAX)), ((1 << 63) + 256, id(11))]
     );
-    write(
-        store,
-        vec![
-            Op::DeleteSession {
-                client: who.clone(),
-            },
-            Op::PutSession {
-                client: who.clone(),
-                record: bare_session(2),
-            },
-        ],
-    );
+    recreate(store, &who, 2);
     assert!(seen(store).is_empty(), "a session's identities end with it");
 }
 
