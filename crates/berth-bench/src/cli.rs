@@ -184,8 +184,11 @@ pub enum Command {
         /// Connections being opened at once.
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
         concurrency: u32,
-        /// Wait after the last CONNACK before reading the broker's RSS.
-        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        /// Wait after the last CONNACK before reading the broker's RSS: long enough for an
+        /// idle broker to have given back what its handshakes freed (Berth parks a connection
+        /// 0.25–0.5 s after its last packet, and its idle threads hand freed memory back at
+        /// most once a second).
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
         settle: Duration,
         /// Keep the connections open this much longer after measuring.
         #[arg(long, default_value = "0s", value_parser = parse_duration)]

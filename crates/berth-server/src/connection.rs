@@ -75,6 +75,8 @@ pub(crate) struct Edge {
 
 /// What the MQTT handshake needs once the transport is set up.
 struct Handshake {
+    /// The connection's place under the node's limits, handed on to the connected phase.
+    permit: Option<crate::gate::Permit>,
     conn: ConnId,
     commands: Sender<Command>,
     max_packet_size: u32,
@@ -105,9 +107,9 @@ impl Connection {
     /// The connection's task. Not an `async fn`, which would keep `self` twice for the life of
     /// the connection (its parameter and the local it is moved into): the block captures the
     /// handshake's part boxed, and what the connected phase needs by value.
-    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
-        // Its place under the node's connection limits, released when the task ends.
-        let permit = self.permit.take();
+    pub(crate) fn run(self) -> impl Future<Output = ()> + Send {
+        // Its place under the node's connection limits travels with the connection (parked or
+        // served by a task) and is released when the connection ends.
         let opening = Box::new(self);
         async move {
             // Boxed: the handshake (reading CONNECT, the cluster's claim, refusals) has large
@@ -116,7 +118,6 @@ impl Connection {
             if let Some(opened) = Box::pin(opening.open()).await {
                 serve_opened(opened).await;
             }
-            drop(permit);
         }
     }
 
@@ -131,7 +132,7 @@ impl Connection {
     )]
     async fn open(self: Box<Self>) -> Option<Opened> {
         let Connection {
-            permit: _,
+            permit,
             conn,
             mut stream,
             edge,
@@ -163,6 +164,7 @@ impl Connection {
             };
         tracing::debug!(?conn, client = %client_addr, via = %peer, tls = tls.is_some(), ws = ws_path.is_some(), "connection");
         let mut handshake = Handshake {
+            permit,
             conn,
             commands,
             max_packet_size,
@@ -277,6 +279,7 @@ impl Handshake {
         W: AsyncWrite + Unpin,
     {
         let Handshake {
+            permit,
             conn,
             commands,
             max_packet_size,
@@ -402,6 +405,7 @@ impl Handshake {
             return None;
         }
         Some(Accepted {
+            _permit: permit,
             conn,
             commands,
             max_packet_size,
@@ -515,6 +519,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
 }
 
 mod forward;
+mod park;
 mod read_size;
 mod serve;
 #[cfg(test)]

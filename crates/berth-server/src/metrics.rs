@@ -420,6 +420,14 @@ impl Metrics {
         self.traffic.bytes_sent.inc_by(bytes as u64);
     }
 
+    pub(crate) fn connection_parked(&self) {
+        self.traffic.connections_parked.inc();
+    }
+
+    pub(crate) fn connection_unparked(&self) {
+        self.traffic.connections_parked.dec();
+    }
+
     pub fn observe_connect(&self, outcome: ConnectOutcome, took: Duration) {
         self.latency
             .connect

@@ -71,9 +71,45 @@ fn check_cpu() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tune_allocator();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(collect_when_idle)
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(run())
+}
+
+/// How often at most an idle runtime thread hands what was freed on it back to the allocator.
+const COLLECT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A runtime thread going idle collects what mimalloc holds for it, at most once per
+/// `COLLECT_EVERY`. mimalloc frees a page, and after the purge delay gives it back to the OS,
+/// only when the thread that owns the page next allocates or collects, and memory freed by
+/// another thread waits for that too. A thread that went idle after a burst (a crowd of
+/// connections that parked, giving up their tasks) would keep it all until its next burst.
+fn collect_when_idle() {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<std::time::Instant>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    if LAST
+        .get()
+        .is_some_and(|last| now.duration_since(last) < COLLECT_EVERY)
+    {
+        return;
+    }
+    LAST.set(Some(now));
+    // SAFETY: collects the calling thread's own heap; safe at any point outside an allocation.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_collect(false);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Cluster(command)) => return berth::admin::run(command).await,

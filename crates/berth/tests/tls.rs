@@ -102,6 +102,12 @@ async fn mqtt_flows_over_tls_and_untrusting_or_plain_clients_are_closed() {
         .publish("plant/7/temp", b"21.5", QoS::AtLeastOnce)
         .await;
     assert_eq!(text(&subscriber.recv_publish_and_ack().await), "21.5");
+    // Both quiet: parked without a task (over TLS too), and woken by the next message.
+    metrics::wait_for(node.http, "berth_connections_parked", 2).await;
+    publisher
+        .publish("plant/8/temp", b"22.0", QoS::AtLeastOnce)
+        .await;
+    assert_eq!(text(&subscriber.recv_publish_and_ack().await), "22.0");
 
     // Mosquitto's client, verifying the certificate against the CA and the host name.
     let output = tokio::task::spawn_blocking({

@@ -104,6 +104,12 @@ async fn a_persistent_session_over_websocket_gets_what_was_sent_while_it_was_awa
         .publish("home/kitchen/temp", b"21.0", QoS::AtLeastOnce)
         .await;
     assert_eq!(text(&phone.recv_publish_and_ack().await), "21.0");
+    // Both quiet: parked without a task (over WebSocket too), and woken by the next message.
+    berth_e2e::metrics::wait_for(node.http, "berth_connections_parked", 2).await;
+    sensor
+        .publish("home/kitchen/temp", b"21.5", QoS::AtLeastOnce)
+        .await;
+    assert_eq!(text(&phone.recv_publish_and_ack().await), "21.5");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

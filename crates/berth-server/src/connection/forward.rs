@@ -31,7 +31,7 @@ pub(super) struct Replicated {
 async fn forward_packets(
     conn: ConnId,
     read_buf: &mut BytesMut,
-    opts: &DecodeOptions,
+    opts: DecodeOptions,
     commands: &Sender<Command>,
     replicated: Option<&Replicated>,
     read: std::time::Instant,
@@ -87,7 +87,8 @@ async fn finish<'a>(
 #[derive(Clone, Copy)]
 pub(super) struct Forward<'a> {
     conn: ConnId,
-    opts: &'a DecodeOptions,
+    /// Copied (8 bytes, as a reference would be): the connection keeps none of its own.
+    opts: DecodeOptions,
     commands: &'a Sender<Command>,
     /// On a cluster node: how packets that change the cluster are committed first.
     replicated: Option<&'a Replicated>,
@@ -98,7 +99,7 @@ pub(super) struct Forward<'a> {
 impl<'a> Forward<'a> {
     pub(super) fn new(
         conn: ConnId,
-        opts: &'a DecodeOptions,
+        opts: DecodeOptions,
         commands: &'a Sender<Command>,
         replicated: Option<&'a Replicated>,
         read: std::time::Instant,
@@ -184,7 +185,7 @@ fn next_packet<'a>(
         let acks = std::mem::take(acks);
         return Ok(hand_over(commands, Command::PubAcks { conn, acks }));
     }
-    let Some(packet) = decode(read_buf, opts)? else {
+    let Some(packet) = decode(read_buf, &opts)? else {
         return Ok(Step::Empty);
     };
     if let Packet::PubAck(ack) = &packet {
@@ -289,7 +290,7 @@ mod tests {
         });
         let opts = DecodeOptions::new(V311);
         let read = std::time::Instant::now();
-        let outcome = forward_packets(ConnId(7), &mut buf, &opts, &commands, None, read).await;
+        let outcome = forward_packets(ConnId(7), &mut buf, opts, &commands, None, read).await;
         drop(commands);
         let handed = tokio::time::timeout(std::time::Duration::from_secs(5), collect)
             .await

@@ -18,20 +18,23 @@ const MAX_ROOM: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub(crate) struct ReadSize {
-    room: usize,
+    room: u32,
 }
 
 impl Default for ReadSize {
     fn default() -> Self {
-        ReadSize { room: MIN_ROOM }
+        ReadSize {
+            room: MIN_ROOM as u32,
+        }
     }
 }
 
 impl ReadSize {
     /// Makes room in `buf` for the next read; returns the room offered.
     pub(crate) fn prepare(&self, buf: &mut BytesMut) -> usize {
-        if buf.capacity() - buf.len() < self.room {
-            buf.reserve(self.room);
+        let room = self.room as usize;
+        if buf.capacity() - buf.len() < room {
+            buf.reserve(room);
         }
         buf.capacity() - buf.len()
     }
@@ -48,11 +51,16 @@ impl ReadSize {
 
     /// After a read of `read` bytes into `offered` bytes of room.
     pub(crate) fn observe(&mut self, read: usize, offered: usize) {
-        if read >= offered {
-            self.room = (self.room * 2).min(MAX_ROOM);
-        } else if read * 4 < self.room {
-            self.room = (self.room / 2).max(MIN_ROOM);
-        }
+        let room = self.room as usize;
+        let room = if read >= offered {
+            (room * 2).min(MAX_ROOM)
+        } else if read * 4 < room {
+            (room / 2).max(MIN_ROOM)
+        } else {
+            room
+        };
+        // At most MAX_ROOM: a u32 keeps a parked connection's state within its size class.
+        self.room = room as u32;
     }
 }
 
@@ -70,7 +78,7 @@ mod tests {
             buf.clear();
         }
         assert_eq!(
-            size.room, MAX_ROOM,
+            size.room as usize, MAX_ROOM,
             "a full read each time: the room grows to its cap"
         );
         assert!(size.prepare(&mut buf) >= MAX_ROOM);
@@ -79,7 +87,7 @@ mod tests {
             size.observe(2, offered);
         }
         assert_eq!(
-            size.room, MIN_ROOM,
+            size.room as usize, MIN_ROOM,
             "small reads: back to the smallest block"
         );
     }

@@ -1,18 +1,19 @@
 //! The connected phase of a connection: packets in, packets out, keep alive, until either side
 //! ends it.
 //!
-//! Its task lives as long as the connection, and most connections are idle most of the time,
-//! so the size of this future is most of what an idle connection costs (`bench conns`). It
-//! therefore waits by polling what it owns (the socket, the mailbox, one keep-alive timer) with
-//! no future kept across the wait but that timer, writes the same way, and boxes what is rare
-//! (a wait for room in the broker's channel or for a Raft commit, the last steps of a close):
-//! those are allocated only while they run.
+//! Its task lives while the connection has something to do; after a quiet spell the connection
+//! parks (`park.rs`): its state waits without a task until the socket, the mailbox or the
+//! keep-alive timer wakes it. The task's future is still room in every busy connection, so it
+//! waits by polling what it owns (the socket, the mailbox, one timer) with no future kept
+//! across the wait but that timer, writes the same way, and boxes what is rare (a wait for room
+//! in the broker's channel or for a Raft commit, the last steps of a close): those are
+//! allocated only while they run.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use berth_codec::{DecodeOptions, Packet, ProtocolVersion, encode};
@@ -23,6 +24,7 @@ use tokio::sync::mpsc::Sender;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::forward::{self, Replicated};
+use super::park::{PARK_AFTER, Parked};
 use super::read_size::ReadSize;
 use super::{BATCH_KEEP, CLOSE_GRACE, WRITE_BUFFER_KEEP, to_broker};
 use crate::mailbox::Inbox;
@@ -30,6 +32,9 @@ use crate::runtime::{Command, Outbound};
 
 /// A connection whose CONNECT the broker has.
 pub(super) struct Accepted<R, W> {
+    /// Its place under the node's connection limits, released when the connection ends
+    /// (held for its `Drop`).
+    pub(super) _permit: Option<crate::gate::Permit>,
     pub(super) conn: ConnId,
     pub(super) commands: Sender<Command>,
     pub(super) max_packet_size: u32,
@@ -47,17 +52,20 @@ pub(super) struct Accepted<R, W> {
 }
 
 /// What ended a wait of the connected phase.
-enum Woke {
+enum Woke<R, W> {
     Read(std::io::Result<usize>),
     /// Something is in the batch; false: the broker dropped the connection's last handle.
     Inbox(bool),
+    /// The client has been silent longer than its keep alive allows.
     KeepAlive,
+    /// Quiet for a while: every source now wakes `Parked`, which the state is to be left with.
+    Park(Arc<Parked<Serving<R, W>>>),
 }
 
 /// Everything the connected phase keeps, in one place: the task's future holds this once, and
-/// beside it only what a wait needs (a reference, or a box while something rare runs).
-struct Serving<R, W> {
-    opts: DecodeOptions,
+/// beside it only what a wait needs (a reference, or a box while something rare runs). A
+/// parked connection is this alone.
+pub(super) struct Serving<R, W> {
     a: Accepted<R, W>,
     /// Taken from the inbox and not yet written.
     batch: VecDeque<Outbound>,
@@ -67,32 +75,47 @@ struct Serving<R, W> {
     /// Which of the socket and the mailbox is looked at first, taking turns: neither a client
     /// that floods nor a broker that does can starve the other side.
     socket_first: bool,
+    /// A packet came in or went out since the timer was last set: not quiet yet.
+    active: bool,
+    /// The timer waits for the keep alive only (the connection parked, or nearly): it is set
+    /// for the next quiet check at the next wait.
+    rearm: bool,
     read_size: ReadSize,
-    /// The keep-alive timer (boxed: a `Sleep` must stay pinned), set while the client has a
-    /// keep alive. Moved only when it fires early: a read just notes its time, so that traffic
-    /// costs no timer operation.
+    /// The timer (boxed: a `Sleep` must stay pinned): at the keep-alive deadline or the next
+    /// quiet check (`PARK_AFTER`), whichever is first; while parked, at the keep-alive deadline
+    /// only (none without a keep alive). A read just notes its time, so that traffic costs no
+    /// timer operation but one per quiet check.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// The connected phase.
 pub(super) fn serve<R, W>(accepted: Accepted<R, W>) -> impl Future<Output = ()>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    let opts = DecodeOptions::new(accepted.version).with_max_packet_size(accepted.max_packet_size);
-    let mut serving = Serving {
-        opts,
+    let serving = Serving {
         a: accepted,
         batch: VecDeque::new(),
         write_buf: BytesMut::new(),
         last_read: Instant::now(),
         reading: true,
         socket_first: true,
+        active: true,
+        rearm: true,
         read_size: ReadSize::default(),
         timer: None,
     };
-    serving.set_timer();
+    run(serving)
+}
+
+/// A parked connection woken: served by a new task.
+pub(super) fn resume<R, W>(serving: Serving<R, W>) -> impl Future<Output = ()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    serving.a.metrics.connection_unparked();
     run(serving)
 }
 
@@ -103,8 +126,8 @@ where
 #[allow(clippy::manual_async_fn)]
 fn run<R, W>(mut s: Serving<R, W>) -> impl Future<Output = ()>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
     async move {
         loop {
@@ -124,7 +147,8 @@ where
                     let forwarded = match forward::forward_now(
                         forward::Forward::new(
                             s.a.conn,
-                            &s.opts,
+                            DecodeOptions::new(s.a.version)
+                                .with_max_packet_size(s.a.max_packet_size),
                             &s.a.commands,
                             s.a.replicated.as_deref(),
                             s.last_read.into_std(),
@@ -144,12 +168,20 @@ where
                     ReadSize::release_drained(&mut s.a.read_buf);
                 }
                 Woke::KeepAlive => {
-                    if s.keep_alive_moved() {
-                        continue;
-                    }
                     s.reading = false;
                     if let Some(wait) = s.report_closed(CloseReason::KeepAliveTimeout) {
                         wait.await;
+                    }
+                }
+                Woke::Park(parked) => {
+                    s.a.metrics.connection_parked();
+                    match parked.park(s) {
+                        // The task ends; a wake starts another (`resume`).
+                        None => return,
+                        Some(woken) => {
+                            s = woken;
+                            s.a.metrics.connection_unparked();
+                        }
                     }
                 }
                 Woke::Inbox(false) => break,
@@ -196,29 +228,83 @@ where
 
 impl<R, W> Serving<R, W>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    /// Waits for the socket, the mailbox or the keep-alive timer.
-    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Woke> {
+    /// Waits for the socket, the mailbox or the timer: a keep alive run out, or a quiet spell
+    /// that parks the connection.
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Woke<R, W>> {
+        if let Poll::Ready(woke) = self.poll_sources(cx) {
+            return Poll::Ready(woke);
+        }
+        if !self.reading {
+            return Poll::Pending;
+        }
+        if self.rearm || self.timer.is_none() {
+            self.rearm = false;
+            self.set_timer(Instant::now());
+        }
+        while let Some(timer) = &mut self.timer
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            let now = Instant::now();
+            if self.keep_alive_expired(now) {
+                return Poll::Ready(Woke::KeepAlive);
+            }
+            if !self.active && self.batch.is_empty() && self.write_buf.is_empty() {
+                return self.poll_park();
+            }
+            self.active = false;
+            self.set_timer(now);
+        }
+        Poll::Pending
+    }
+
+    /// The socket and the mailbox, taking turns at going first.
+    fn poll_sources(&mut self, cx: &mut Context<'_>) -> Poll<Woke<R, W>> {
         self.socket_first = !self.socket_first;
         for socket in [self.socket_first, !self.socket_first] {
             let woke = match socket {
-                true if self.reading => poll_read(cx, &mut self.a.reader, &mut self.a.read_buf),
+                true if self.reading => {
+                    poll_read(cx, &mut self.a.reader, &mut self.a.read_buf).map(Woke::Read)
+                }
                 true => Poll::Pending,
                 false => self.a.inbox.poll_recv(cx, &mut self.batch).map(Woke::Inbox),
             };
             if woke.is_ready() {
+                self.active = true;
                 return woke;
             }
         }
-        if self.reading
-            && let Some(timer) = &mut self.timer
-            && timer.as_mut().poll(cx).is_ready()
+        Poll::Pending
+    }
+
+    /// Quiet since the last check: every source is polled again with a waker of its own, so
+    /// that the task can end and leave the state to it. Something ready meanwhile is returned
+    /// as usual (the task's own waker goes back to every source at its next wait).
+    fn poll_park(&mut self) -> Poll<Woke<R, W>> {
+        self.rearm = true;
+        match self.a.keep_alive {
+            0 => self.timer = None,
+            keep_alive => {
+                let deadline = self.last_read + keep_alive_limit(keep_alive);
+                if let Some(timer) = &mut self.timer {
+                    timer.as_mut().reset(deadline);
+                }
+            }
+        }
+        let parked = Parked::new();
+        let waker = Waker::from(parked.clone());
+        let mut cx = Context::from_waker(&waker);
+        if let Poll::Ready(woke) = self.poll_sources(&mut cx) {
+            return Poll::Ready(woke);
+        }
+        if let Some(timer) = &mut self.timer
+            && timer.as_mut().poll(&mut cx).is_ready()
         {
             return Poll::Ready(Woke::KeepAlive);
         }
-        Poll::Pending
+        Poll::Ready(Woke::Park(parked))
     }
 
     /// Tells the broker the connection is over. Its channel has room almost always; where
@@ -240,29 +326,23 @@ where
         }
     }
 
-    /// (Re)sets the keep-alive timer to the client's deadline: one and a half times its keep
-    /// alive after the last read ([MQTT-3.1.2-24]); none without a keep alive.
-    fn set_timer(&mut self) {
-        if self.a.keep_alive == 0 {
-            self.timer = None;
-            return;
+    /// (Re)sets the timer to the next quiet check or, if it comes first, the client's
+    /// keep-alive deadline: one and a half times its keep alive after the last read
+    /// ([MQTT-3.1.2-24]).
+    fn set_timer(&mut self, now: Instant) {
+        let mut deadline = now + PARK_AFTER;
+        if self.a.keep_alive != 0 {
+            deadline = deadline.min(self.last_read + keep_alive_limit(self.a.keep_alive));
         }
-        let deadline = self.last_read + keep_alive_limit(self.a.keep_alive);
         match &mut self.timer {
             Some(timer) => timer.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(sleep_until(deadline))),
         }
     }
 
-    /// The timer fired: true if traffic came since it was set (it is moved to the new
-    /// deadline), false if the client has been silent too long.
-    fn keep_alive_moved(&mut self) -> bool {
-        let expires = self.last_read + keep_alive_limit(self.a.keep_alive);
-        if Instant::now() >= expires {
-            return false;
-        }
-        self.set_timer();
-        true
+    /// Whether the client has been silent longer than its keep alive allows.
+    fn keep_alive_expired(&self, now: Instant) -> bool {
+        self.a.keep_alive != 0 && now >= self.last_read + keep_alive_limit(self.a.keep_alive)
     }
 
     /// Encodes what is waiting into the write buffer, in one bounded piece: a backlog is not
@@ -280,7 +360,7 @@ where
                         && let Some(server_keep_alive) = connack.properties.server_keep_alive
                     {
                         self.a.keep_alive = server_keep_alive;
-                        self.set_timer();
+                        self.rearm = true;
                     }
                     written += 1;
                     if encode(&packet, self.a.version, &mut self.write_buf).is_err() {
@@ -318,10 +398,8 @@ fn poll_read<R: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
     reader: &mut R,
     read_buf: &mut BytesMut,
-) -> Poll<Woke> {
-    std::pin::pin!(reader.read_buf(read_buf))
-        .poll(cx)
-        .map(Woke::Read)
+) -> Poll<std::io::Result<usize>> {
+    std::pin::pin!(reader.read_buf(read_buf)).poll(cx)
 }
 
 /// How long a client may stay silent: one and a half times its keep alive ([MQTT-3.1.2-24]).

@@ -1,8 +1,8 @@
 use super::*;
 
-/// Every idle connection holds its task's future for as long as it is open: that future
-/// is the largest part of the per-connection memory, so its size is kept small (rare,
-/// large steps such as a Raft commit are boxed and allocated only while they run).
+/// Every connection that is not parked (busy, or quiet for less than `PARK_AFTER`) holds its
+/// task's future: that future is the largest part of its memory, so its size is kept small
+/// (rare, large steps such as a Raft commit are boxed and allocated only while they run).
 #[tokio::test]
 async fn an_idle_connection_task_stays_small() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -39,4 +39,15 @@ async fn an_idle_connection_task_stays_small() {
     // scheduler handle and task id 16, the stage's tag 8, then this future), so up to 408 bytes
     // the cell is 512 bytes, and 8 more make it 640 for every connection.
     assert!(size <= 408, "connection task future is {size} bytes");
+}
+
+/// A parked connection holds this one allocation (with the `Arc`'s two counts) instead of its
+/// task: the task's cell is 512 bytes (above), and this stays within mimalloc's size class of
+/// 256 bytes.
+#[test]
+fn a_parked_connection_stays_small() {
+    let size = std::mem::size_of::<park::Parked<serve::Serving<OwnedReadHalf, OwnedWriteHalf>>>()
+        + 2 * std::mem::size_of::<usize>();
+    eprintln!("parked connection: {size} bytes");
+    assert!(size <= 256, "a parked connection is {size} bytes");
 }

@@ -3,7 +3,7 @@
 //! the metrics; bytes are counted by the connections, once per read and per write.
 
 use berth_codec::PacketType;
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::MetricsError;
 
@@ -49,6 +49,8 @@ pub(crate) struct Traffic {
     packets_sent: IntCounterVec,
     pub(crate) bytes_received: IntCounter,
     pub(crate) bytes_sent: IntCounter,
+    /// Connections parked after a quiet spell: no task serves them until one of them is woken.
+    pub(crate) connections_parked: IntGauge,
 }
 
 impl Traffic {
@@ -81,6 +83,11 @@ impl Traffic {
             bytes_sent: counter(
                 "berth_bytes_sent_total",
                 "Bytes of MQTT sent to clients (before TLS and WebSocket framing).",
+            )?,
+            connections_parked: super::gauge(
+                registry,
+                "berth_connections_parked",
+                "Open connections parked after a quiet spell: held without a task until woken.",
             )?,
         })
     }
