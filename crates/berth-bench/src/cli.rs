@@ -186,9 +186,9 @@ pub enum Command {
         concurrency: u32,
         /// Wait after the last CONNACK before reading the broker's RSS: long enough for an
         /// idle broker to have given back what its handshakes freed (Berth parks a connection
-        /// 0.25–0.5 s after its last packet, and its idle threads hand freed memory back at
-        /// most once a second).
-        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        /// 1–2 s after its last packet, and its idle threads hand freed memory back at most
+        /// once a second).
+        #[arg(long, default_value = "4s", value_parser = parse_duration)]
         settle: Duration,
         /// Keep the connections open this much longer after measuring.
         #[arg(long, default_value = "0s", value_parser = parse_duration)]

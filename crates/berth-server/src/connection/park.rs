@@ -25,8 +25,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::serve::Serving;
 
 /// How long a connection stays quiet (no packet in or out) before it parks: it parks between
-/// one and two of these after its last packet (the check rides on the keep-alive timer).
-pub(super) const PARK_AFTER: Duration = Duration::from_millis(250);
+/// one and two of these after its last packet (the check rides on the keep-alive timer). A
+/// second: a device that reports every second or more often keeps its task (a park and a
+/// task's start per message would cost more than the task's room), one that reports less
+/// often, or only pings, gives it up between its packets.
+pub(super) const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Where a parked connection is. One lock guards it all: the wakes that race the task are
 /// few (a parked connection is quiet), and the variants without data fit in the state's own
