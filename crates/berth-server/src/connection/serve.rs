@@ -284,14 +284,10 @@ where
     /// as usual (the task's own waker goes back to every source at its next wait).
     fn poll_park(&mut self) -> Poll<Woke<R, W>> {
         self.rearm = true;
-        match self.a.keep_alive {
-            0 => self.timer = None,
-            keep_alive => {
-                let deadline = self.last_read + keep_alive_limit(keep_alive);
-                if let Some(timer) = &mut self.timer {
-                    timer.as_mut().reset(deadline);
-                }
-            }
+        match (self.keep_alive_deadline(), &mut self.timer) {
+            (None, _) => self.timer = None,
+            (Some(deadline), Some(timer)) => timer.as_mut().reset(deadline),
+            (Some(_), None) => {}
         }
         let parked = Parked::new();
         let waker = Waker::from(parked.clone());
@@ -327,22 +323,27 @@ where
     }
 
     /// (Re)sets the timer to the next quiet check or, if it comes first, the client's
-    /// keep-alive deadline: one and a half times its keep alive after the last read
-    /// ([MQTT-3.1.2-24]).
+    /// keep-alive deadline.
     fn set_timer(&mut self, now: Instant) {
-        let mut deadline = now + PARK_AFTER;
-        if self.a.keep_alive != 0 {
-            deadline = deadline.min(self.last_read + keep_alive_limit(self.a.keep_alive));
-        }
+        let check = now + PARK_AFTER;
+        let deadline = self
+            .keep_alive_deadline()
+            .map_or(check, |keep_alive| keep_alive.min(check));
         match &mut self.timer {
             Some(timer) => timer.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(sleep_until(deadline))),
         }
     }
 
-    /// Whether the client has been silent longer than its keep alive allows.
+    /// When the client will have been silent longer than its keep alive allows: one and a half
+    /// times its keep alive after the last read ([MQTT-3.1.2-24]); none without a keep alive.
+    fn keep_alive_deadline(&self) -> Option<Instant> {
+        (self.a.keep_alive != 0).then(|| self.last_read + keep_alive_limit(self.a.keep_alive))
+    }
+
     fn keep_alive_expired(&self, now: Instant) -> bool {
-        self.a.keep_alive != 0 && now >= self.last_read + keep_alive_limit(self.a.keep_alive)
+        self.keep_alive_deadline()
+            .is_some_and(|deadline| now >= deadline)
     }
 
     /// Encodes what is waiting into the write buffer, in one bounded piece: a backlog is not
